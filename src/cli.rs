@@ -1,0 +1,410 @@
+//! The `bureau` command line: PKI, serving a node, deriving subject ids, and a furnishing
+//! client.
+
+use std::{
+    fs,
+    io::{BufRead, BufReader},
+    path::PathBuf,
+};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use tokio_stream::StreamExt as _;
+
+use crate::{
+    client::ClientConfig,
+    config::{read_hex_key, NodeConfig},
+    convert,
+    pb::bureau::v1::{self as pb, records_service_client::RecordsServiceClient},
+    pki::{self, PkiDir, PkiSpec},
+    record::CreditRecord,
+    server, subject,
+    tls::TlsFiles,
+};
+
+/// bureau: a federated credit bureau node and its tools.
+#[derive(Parser, Debug)]
+#[command(name = "bureau", version, about)]
+pub struct Cli {
+    /// Log format: `text` or `json`.
+    #[arg(long, global = true, default_value = "text", env = "BUREAU_LOG_FORMAT")]
+    pub log_format: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Manage the federation's licensing authority.
+    #[command(subcommand)]
+    Pki(PkiCommand),
+    /// Run a node.
+    Serve {
+        /// The node's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Derive a subject id (pseudonym) from an identity document.
+    SubjectId {
+        /// Document type, e.g. RESIDENT_ID or PASSPORT.
+        #[arg(long = "type")]
+        doc_type: String,
+        /// Document number.
+        #[arg(long)]
+        number: String,
+        /// File with the federation's subject key (hex); or give --config.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// A node configuration naming the subject key.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Furnish and read records on a node.
+    #[command(subcommand)]
+    Records(RecordsCommand),
+    /// Run a local federation with sample data, from nothing (no setup by hand).
+    Demo {
+        /// Keep the federation's files here instead of a temporary directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Number of subjects to generate.
+        #[arg(long, default_value_t = 2000)]
+        subjects: usize,
+    },
+}
+
+/// `bureau pki …`
+#[derive(Subcommand, Debug)]
+pub enum PkiCommand {
+    /// Create an authority, member certificates and keys, and an empty CRL.
+    Init {
+        /// Federation name (SPIFFE trust domain).
+        #[arg(long)]
+        federation: String,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Institution ids (repeat).
+        #[arg(long = "institution")]
+        institutions: Vec<String>,
+        /// Regulator ids (repeat).
+        #[arg(long = "regulator")]
+        regulators: Vec<String>,
+        /// Extra DNS names for node certificates (repeat).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+    },
+    /// Revoke a member's certificate (adds it to the CRL; nodes reload it within seconds).
+    Revoke {
+        /// The PKI directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The certificate to revoke.
+        #[arg(long)]
+        cert: PathBuf,
+    },
+}
+
+/// How a client command reaches a node: a node configuration (acting as that institution), or
+/// explicit files.
+#[derive(Args, Debug, Clone)]
+pub struct Conn {
+    /// A node configuration: its address, certificate and key are used.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Node address `host:port` (overrides the configuration's).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Federation authority certificate.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// Client certificate.
+    #[arg(long)]
+    pub cert: Option<PathBuf>,
+    /// Client key.
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// Federation name.
+    #[arg(long)]
+    pub federation: Option<String>,
+}
+
+impl Conn {
+    /// Resolves to a client configuration.
+    pub fn resolve(&self) -> Result<ClientConfig> {
+        let mut c = match &self.config {
+            Some(path) => ClientConfig::from_node_config(&NodeConfig::load(path)?),
+            None => ClientConfig {
+                address: String::new(),
+                federation: String::new(),
+                tls: TlsFiles {
+                    ca: self.ca.clone().context("--ca or --config is required")?,
+                    cert: self.cert.clone().context("--cert or --config is required")?,
+                    key: self.key.clone().context("--key or --config is required")?,
+                    crl: None,
+                },
+                expect: None,
+            },
+        };
+        if let Some(n) = &self.node {
+            // Another node than the configuration's own: accept any institution of the
+            // federation (its certificate is still verified against the authority and CRL).
+            c.address = n.clone();
+            c.expect = None;
+        }
+        if let Some(f) = &self.federation {
+            c.federation = f.clone();
+        }
+        if c.address.is_empty() || c.federation.is_empty() {
+            bail!("--node and --federation are required without --config");
+        }
+        Ok(c)
+    }
+}
+
+/// `bureau records …`
+#[derive(Subcommand, Debug)]
+pub enum RecordsCommand {
+    /// Furnish records from a JSON-lines file (one record per line), streamed in batches.
+    Put {
+        #[command(flatten)]
+        conn: Conn,
+        /// The file; `-` for standard input.
+        #[arg(long)]
+        file: PathBuf,
+        /// Records per streamed batch.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+    },
+    /// Show one record.
+    Get {
+        #[command(flatten)]
+        conn: Conn,
+        /// The record id.
+        #[arg(long)]
+        id: String,
+    },
+    /// List a subject's records.
+    List {
+        #[command(flatten)]
+        conn: Conn,
+        /// The subject id.
+        #[arg(long)]
+        subject: String,
+    },
+    /// Delete a record.
+    Delete {
+        #[command(flatten)]
+        conn: Conn,
+        /// The record id.
+        #[arg(long)]
+        id: String,
+        /// Reason: furnished_in_error, identity_theft, dispute_resolved, retention_expired.
+        #[arg(long)]
+        reason: String,
+        /// A note for the audit trail.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+}
+
+/// Runs a parsed command.
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Pki(PkiCommand::Init { federation, out, institutions, regulators, hosts }) => {
+            let spec = PkiSpec { federation, institutions, regulators, hosts };
+            pki::init(&spec, &out)?;
+            println!(
+                "authority, {} institution(s) and {} regulator(s) written to {}",
+                spec.institutions.len(),
+                spec.regulators.len(),
+                out.display()
+            );
+        }
+        Command::Pki(PkiCommand::Revoke { dir, cert }) => {
+            let serial = pki::revoke(&PkiDir(dir), &cert)?;
+            println!("revoked serial {serial}");
+        }
+        Command::Serve { config } => serve(config).await?,
+        Command::SubjectId { doc_type, number, key_file, config } => {
+            let key_file = match (key_file, config) {
+                (Some(k), _) => k,
+                (None, Some(c)) => NodeConfig::load(&c)?
+                    .federation
+                    .subject_key
+                    .context("configuration has no federation.subject_key")?,
+                (None, None) => bail!("--key-file or --config is required"),
+            };
+            println!("{}", subject::derive_subject_id(&read_hex_key(&key_file)?, &doc_type, &number));
+        }
+        Command::Records(cmd) => records(cmd).await?,
+        Command::Demo { dir, subjects } => crate::demo::run(crate::demo::DemoOptions { dir, subjects }).await?,
+    }
+    Ok(())
+}
+
+async fn serve(config: PathBuf) -> Result<()> {
+    let cfg = NodeConfig::load(&config)?;
+    let node = server::start(cfg).await?;
+    let stop = node.stopper();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested; finishing in-flight requests");
+        let _ = stop.send(true);
+    });
+    node.wait().await?;
+    Ok(())
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// The institution our client certificate names (records are named after their furnisher).
+fn own_institution(c: &ClientConfig) -> Result<String> {
+    Ok(crate::tls::TlsMaterial::load(&c.tls)?.identity()?.id)
+}
+
+fn print_status(s: &tonic::Status) -> anyhow::Error {
+    use tonic_types::StatusExt;
+    let mut msg = format!("{:?}: {}", s.code(), s.message());
+    let d = s.get_error_details();
+    if let Some(info) = d.error_info() {
+        msg.push_str(&format!(" [{}]", info.reason));
+    }
+    if let Some(br) = d.bad_request() {
+        for v in &br.field_violations {
+            msg.push_str(&format!("\n  {}: {}", v.field, v.description));
+        }
+    }
+    anyhow::anyhow!(msg)
+}
+
+async fn records(cmd: RecordsCommand) -> Result<()> {
+    match cmd {
+        RecordsCommand::Put { conn, file, batch } => {
+            let mut client = RecordsServiceClient::new(conn.resolve()?.channel()?);
+            let reader: Box<dyn BufRead + Send> = if file.as_os_str() == "-" {
+                Box::new(BufReader::new(std::io::stdin()))
+            } else {
+                Box::new(BufReader::new(fs::File::open(&file).with_context(|| file.display().to_string())?))
+            };
+            let mut batches = Vec::new();
+            let mut current = Vec::with_capacity(batch);
+            for (n, line) in reader.lines().enumerate() {
+                let line = line?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let r: CreditRecord = serde_json::from_str(&line).with_context(|| format!("line {}", n + 1))?;
+                current.push(convert::record_to_pb(&r, chrono::Utc::now()));
+                if current.len() == batch.max(1) {
+                    batches.push(pb::FurnishRecordsRequest { records: std::mem::take(&mut current) });
+                }
+            }
+            if !current.is_empty() {
+                batches.push(pb::FurnishRecordsRequest { records: current });
+            }
+            let resp = client
+                .stream_furnish_records(tokio_stream::iter(batches))
+                .await
+                .map_err(|s| print_status(&s))?
+                .into_inner();
+            println!(
+                "accepted {} ignored {} rejected {}",
+                resp.accepted_count, resp.ignored_count, resp.rejected_count
+            );
+            for r in resp.results.iter().filter(|r| r.outcome == pb::FurnishOutcome::Rejected as i32) {
+                for v in &r.violations {
+                    println!("  rejected {}: {}: {}", r.record_id, v.field, v.description);
+                }
+            }
+        }
+        RecordsCommand::Get { conn, id } => {
+            let c = conn.resolve()?;
+            let owner = own_institution(&c)?;
+            let mut client = RecordsServiceClient::new(c.channel()?);
+            let r = client
+                .get_record(pb::GetRecordRequest { name: convert::record_name(&owner, &id) })
+                .await
+                .map_err(|s| print_status(&s))?
+                .into_inner();
+            let r = convert::record_from_stored(r).map_err(|e| anyhow::anyhow!(e))?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        }
+        RecordsCommand::List { conn, subject } => {
+            let mut client = RecordsServiceClient::new(conn.resolve()?.channel()?);
+            let mut token = String::new();
+            let mut stream_rows = Vec::new();
+            loop {
+                let page = client
+                    .list_records(pb::ListRecordsRequest {
+                        parent: format!("subjects/{subject}"),
+                        page_size: 100,
+                        page_token: token,
+                    })
+                    .await
+                    .map_err(|s| print_status(&s))?
+                    .into_inner();
+                stream_rows.extend(page.records);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                token = page.next_page_token;
+            }
+            println!(
+                "{:<28} {:<18} {:<14} {:>12} {:>12} {:>4} v",
+                "record", "kind", "status", "limit", "balance", "dpd"
+            );
+            let mut rows = tokio_stream::iter(stream_rows);
+            while let Some(r) = rows.next().await {
+                println!(
+                    "{:<28} {:<18} {:<14} {:>12} {:>12} {:>4} {}",
+                    r.record_id,
+                    pb::RecordKind::try_from(r.kind)
+                        .map(|k| k.as_str_name().trim_start_matches("RECORD_KIND_"))
+                        .unwrap_or("?"),
+                    pb::AccountStatus::try_from(r.status)
+                        .map(|k| k.as_str_name().trim_start_matches("ACCOUNT_STATUS_"))
+                        .unwrap_or("?"),
+                    r.credit_limit_minor,
+                    r.balance_minor,
+                    r.days_past_due,
+                    r.version
+                );
+            }
+        }
+        RecordsCommand::Delete { conn, id, reason, note } => {
+            let c = conn.resolve()?;
+            let owner = own_institution(&c)?;
+            let reason = pb::DeletionReason::from_str_name(&format!("DELETION_REASON_{}", reason.to_ascii_uppercase()))
+                .context("unknown --reason")?;
+            let mut client = RecordsServiceClient::new(c.channel()?);
+            let r = client
+                .delete_record(pb::DeleteRecordRequest {
+                    name: convert::record_name(&owner, &id),
+                    reason: reason as i32,
+                    note,
+                })
+                .await
+                .map_err(|s| print_status(&s))?
+                .into_inner();
+            println!("deleted {id} at version {}", r.deleted_version);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,254 @@
+//! Node configuration: one TOML file (`bureau serve --config node.toml`). Paths are relative to
+//! the file's directory, so a configuration and its PKI can move together.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{identity::is_valid_member_id, inquiry::Purpose, tls::TlsFiles};
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Reading the file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// TOML syntax or an unknown / missing key.
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: toml::de::Error,
+    },
+    /// A value that parses but cannot work.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A node's configuration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's institution and network settings.
+    pub node: NodeSection,
+    /// Certificates and keys.
+    pub tls: TlsSection,
+    /// The federation this node belongs to.
+    pub federation: FederationSection,
+    /// Other institutions' nodes this node queries.
+    #[serde(default)]
+    pub peers: Vec<PeerConfig>,
+    /// Resource limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Storage settings.
+    #[serde(default)]
+    pub store: StoreSection,
+    /// Named decision policies (e.g. `deposit_waiver`).
+    #[serde(default)]
+    pub policies: BTreeMap<String, PolicyConfig>,
+    /// Scoring settings.
+    #[serde(default)]
+    pub scoring: ScoringSection,
+}
+
+/// `[node]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// The institution this node serves; must match the id in its certificate.
+    pub institution: String,
+    /// Address to listen on, e.g. `127.0.0.1:7001` (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// Directory of the sled store (created if missing).
+    pub data_dir: PathBuf,
+}
+
+/// `[tls]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// Federation authority certificate (PEM).
+    pub ca: PathBuf,
+    /// This node's certificate (PEM).
+    pub cert: PathBuf,
+    /// This node's private key (PEM).
+    pub key: PathBuf,
+    /// The authority's CRL (PEM); reloaded when the file changes.
+    pub crl: Option<PathBuf>,
+    /// Ed25519 key that signs audit-log checkpoints (PKCS#8 PEM).
+    pub log_key: Option<PathBuf>,
+}
+
+/// `[federation]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationSection {
+    /// The federation's name (SPIFFE trust domain).
+    pub name: String,
+    /// File with the federation-wide subject-id HMAC key in hex (used by client commands that
+    /// derive subject ids; the node itself never sees identity numbers).
+    pub subject_key: Option<PathBuf>,
+}
+
+/// `[[peers]]`: one institution's node.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// The peer's institution id; its certificate must name it.
+    pub id: String,
+    /// `host:port` of the peer's node.
+    pub address: String,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest gRPC message accepted, bytes; larger ones get RESOURCE_EXHAUSTED.
+    pub max_message_bytes: usize,
+    /// Most records in one furnishing request.
+    pub max_batch_records: usize,
+    /// TLS handshake deadline, milliseconds.
+    pub handshake_timeout_ms: u64,
+    /// How often the CRL file is checked for changes, milliseconds.
+    pub crl_reload_ms: u64,
+    /// Most concurrent requests per connection.
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 4 * 1024 * 1024,
+            max_batch_records: 1000,
+            handshake_timeout_ms: 5_000,
+            crl_reload_ms: 2_000,
+            max_concurrent_streams: 256,
+        }
+    }
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// sled page cache, bytes. RSS runs several times this (sled #1309): set it deliberately.
+    pub cache_capacity_bytes: u64,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self { cache_capacity_bytes: 128 * 1024 * 1024 }
+    }
+}
+
+/// `[scoring]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScoringSection {
+    /// One deadline for all peer queries of a federated score, milliseconds.
+    pub peer_deadline_ms: u64,
+    /// A scorecard model file (TOML); the embedded default when unset.
+    pub model: Option<PathBuf>,
+}
+
+impl Default for ScoringSection {
+    fn default() -> Self {
+        Self { peer_deadline_ms: 1_000, model: None }
+    }
+}
+
+/// `[policies.NAME]`: approve when the federated score is at least `min_score`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Lowest approving score.
+    pub min_score: i32,
+    /// The purpose sent with the queries this policy makes.
+    pub purpose: Purpose,
+}
+
+impl NodeConfig {
+    /// Reads and checks `path`, resolving relative paths against its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_owned(), source })?;
+        let mut cfg: Self =
+            toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.resolve(base);
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    /// Makes every relative path absolute against `base`.
+    pub fn resolve(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.node.data_dir);
+        fix(&mut self.tls.ca);
+        fix(&mut self.tls.cert);
+        fix(&mut self.tls.key);
+        self.tls.crl.as_mut().map(fix);
+        self.tls.log_key.as_mut().map(fix);
+        self.federation.subject_key.as_mut().map(fix);
+        self.scoring.model.as_mut().map(fix);
+    }
+
+    /// Rejects values that parse but cannot work.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if !is_valid_member_id(&self.node.institution) {
+            return bad(format!("node.institution {:?} is not a valid id", self.node.institution));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for p in &self.peers {
+            if !is_valid_member_id(&p.id) || p.id == self.node.institution || !seen.insert(&p.id) {
+                return bad(format!("peer id {:?} is invalid, duplicated or this node's own", p.id));
+            }
+        }
+        if self.limits.max_message_bytes < 1024 || self.limits.max_batch_records == 0 {
+            return bad("limits.max_message_bytes must be >= 1024 and max_batch_records >= 1".into());
+        }
+        if self.scoring.peer_deadline_ms == 0 {
+            return bad("scoring.peer_deadline_ms must be > 0".into());
+        }
+        Ok(())
+    }
+
+    /// The TLS files of this node.
+    pub fn tls_files(&self) -> TlsFiles {
+        TlsFiles {
+            ca: self.tls.ca.clone(),
+            cert: self.tls.cert.clone(),
+            key: self.tls.key.clone(),
+            crl: self.tls.crl.clone(),
+        }
+    }
+
+    /// The handshake deadline.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.limits.handshake_timeout_ms)
+    }
+}
+
+/// Reads a hex key file (the federation's subject key).
+pub fn read_hex_key(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    let text = fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_owned(), source })?;
+    hex::decode(text.trim()).map_err(|e| ConfigError::Invalid(format!("{}: not hex: {e}", path.display())))
+}

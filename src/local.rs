@@ -1,0 +1,83 @@
+//! A local federation in one directory: a throw-away authority, member certificates and node
+//! configurations on loopback. Used by `bureau demo`, the benchmarks and the tests, so all three
+//! run the same real parts.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use crate::{
+    client::ClientConfig,
+    config::{
+        FederationSection, Limits, NodeConfig, NodeSection, PeerConfig, ScoringSection, StoreSection, TlsSection,
+    },
+    identity::Role,
+    pki::{self, PkiDir, PkiError, PkiSpec},
+};
+
+/// A federation's files under one root directory.
+#[derive(Debug, Clone)]
+pub struct LocalFederation {
+    /// Root directory (PKI under `pki/`, stores under `data/`).
+    pub root: PathBuf,
+    /// The federation's name.
+    pub federation: String,
+    /// The PKI directory.
+    pub pki: PkiDir,
+}
+
+impl LocalFederation {
+    /// Makes a new authority with these members under `root`.
+    pub fn create(root: &Path, federation: &str, institutions: &[&str], regulators: &[&str]) -> Result<Self, PkiError> {
+        let spec = PkiSpec {
+            federation: federation.to_owned(),
+            institutions: institutions.iter().map(|s| s.to_string()).collect(),
+            regulators: regulators.iter().map(|s| s.to_string()).collect(),
+            hosts: Vec::new(),
+        };
+        let pki = pki::init(&spec, &root.join("pki"))?;
+        Ok(Self { root: root.to_owned(), federation: federation.to_owned(), pki })
+    }
+
+    /// A configuration for `institution`'s node on a free loopback port, with its store under
+    /// `data/<institution>` and the given peers.
+    pub fn node_config(&self, institution: &str, peers: &[(&str, SocketAddr)]) -> NodeConfig {
+        let files = self.pki.member(Role::Institution, institution);
+        NodeConfig {
+            node: NodeSection {
+                institution: institution.to_owned(),
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                data_dir: self.root.join("data").join(institution),
+            },
+            tls: TlsSection {
+                ca: self.pki.ca_cert(),
+                cert: files.cert,
+                key: files.key,
+                crl: Some(self.pki.crl()),
+                log_key: Some(files.log_key),
+            },
+            federation: FederationSection { name: self.federation.clone(), subject_key: Some(self.pki.subject_key()) },
+            peers: peers
+                .iter()
+                .map(|(id, addr)| PeerConfig { id: id.to_string(), address: addr.to_string() })
+                .collect(),
+            limits: Limits::default(),
+            store: StoreSection::default(),
+            policies: BTreeMap::new(),
+            scoring: ScoringSection::default(),
+        }
+    }
+
+    /// A client acting as member `id` of `role`, talking to the node at `address`.
+    pub fn client(&self, role: Role, id: &str, address: SocketAddr) -> ClientConfig {
+        let files = self.pki.member(role, id);
+        ClientConfig::from_pki(&self.pki.0, &files, &self.federation, &address.to_string())
+    }
+
+    /// The federation's subject key.
+    pub fn subject_key(&self) -> Vec<u8> {
+        crate::config::read_hex_key(&self.pki.subject_key()).unwrap_or_default()
+    }
+}

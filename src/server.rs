@@ -1,0 +1,207 @@
+//! Starting and stopping a node: TLS accept loop, gRPC services, health, reflection, CRL
+//! reload and graceful shutdown that lets in-flight writes finish and flushes the store.
+
+use std::{
+    net::SocketAddr,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use http::{HeaderValue, Response};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tonic::transport::Server;
+use tower::{Layer, Service};
+use tracing::{info, warn};
+
+use crate::{
+    config::NodeConfig,
+    identity::{Identity, Role},
+    node::Node,
+    pb::bureau::v1::records_service_server::RecordsServiceServer,
+    service::records::RecordsApi,
+    store::Store,
+    tls::{self, TlsMaterial},
+};
+
+/// The encoded descriptors of the bureau.v1 API, served by reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("bureau_descriptor");
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Certificates or keys.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// Binding the port.
+    #[error("listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The configuration does not agree with the certificate.
+    #[error("{0}")]
+    Mismatch(String),
+    /// Reflection could not be built.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The gRPC server failed.
+    #[error("grpc server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// A node started by [`start`]. Dropping it does not stop it: call [`RunningNode::shutdown`].
+pub struct RunningNode {
+    /// The address the node listens on (the real port when configured with port 0).
+    pub addr: SocketAddr,
+    /// The node's shared state.
+    pub node: Node,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<(), ServeError>>,
+}
+
+impl RunningNode {
+    /// Stops accepting, lets in-flight requests finish, flushes the store, and waits.
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        let _ = self.stop.send(true);
+        self.wait().await
+    }
+
+    /// Waits for the node to stop (after a shutdown request or a fatal error).
+    pub async fn wait(self) -> Result<(), ServeError> {
+        drop(self.node);
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(ServeError::Mismatch(format!("server task failed: {e}"))),
+        }
+    }
+
+    /// A handle that asks the node to stop (for signal handlers).
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.stop.clone()
+    }
+}
+
+/// Starts a node from its configuration and returns once it is listening.
+pub async fn start(cfg: NodeConfig) -> Result<RunningNode, ServeError> {
+    let material = TlsMaterial::load(&cfg.tls_files())?;
+    let me = material.identity().map_err(|e| ServeError::Mismatch(format!("node certificate: {e}")))?;
+    let expected = Identity::institution(&cfg.federation.name, &cfg.node.institution);
+    if me != expected || me.role != Role::Institution {
+        return Err(ServeError::Mismatch(format!(
+            "node certificate names {}, configuration says {}",
+            me.spiffe_uri(),
+            expected.spiffe_uri()
+        )));
+    }
+    let (cfg_tx, cfg_rx) = watch::channel(material.server_config()?);
+    tls::watch_crl(cfg.tls_files(), cfg_tx, Duration::from_millis(cfg.limits.crl_reload_ms));
+
+    std::fs::create_dir_all(&cfg.node.data_dir)
+        .map_err(|e| ServeError::Mismatch(format!("data_dir {}: {e}", cfg.node.data_dir.display())))?;
+    let store = Store::open(&cfg.node.data_dir, cfg.store.cache_capacity_bytes)?;
+    let node = Node {
+        institution: cfg.node.institution.clone(),
+        federation: cfg.federation.name.clone(),
+        store: store.clone(),
+        limits: cfg.limits.clone(),
+    };
+
+    let listener = TcpListener::bind(cfg.node.listen)
+        .await
+        .map_err(|source| ServeError::Bind { addr: cfg.node.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: cfg.node.listen, source })?;
+    let incoming = tls::incoming(listener, cfg_rx, cfg.handshake_timeout());
+
+    let max = cfg.limits.max_message_bytes;
+    let records = RecordsServiceServer::new(RecordsApi::new(node.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<RecordsServiceServer<RecordsApi>>().await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let router = Server::builder()
+        .layer(OversizeLayer)
+        .max_concurrent_streams(cfg.limits.max_concurrent_streams)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(records);
+
+    let (stop, mut stop_rx) = watch::channel(false);
+    let shutdown = async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    };
+    info!(institution = %cfg.node.institution, %addr, peers = cfg.peers.len(), "node listening");
+    let task = tokio::spawn(async move {
+        let served = router.serve_with_incoming_shutdown(incoming, shutdown).await;
+        health.set_not_serving::<RecordsServiceServer<RecordsApi>>().await;
+        // In-flight requests have finished; make everything they wrote durable and let go of
+        // the database so the same directory can be reopened.
+        if let Err(e) = store.close().await {
+            warn!(error = %e, "final flush failed");
+        }
+        info!("node stopped");
+        served.map_err(ServeError::from)
+    });
+    Ok(RunningNode { addr, node, stop, task })
+}
+
+/// Turns tonic's OUT_OF_RANGE for an oversized request message into RESOURCE_EXHAUSTED, the
+/// code gRPC specifies for a message over the receive limit.
+#[derive(Clone, Copy)]
+struct OversizeLayer;
+
+impl<S> Layer<S> for OversizeLayer {
+    type Service = Oversize<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Oversize(inner)
+    }
+}
+
+/// See [`OversizeLayer`].
+#[derive(Clone)]
+struct Oversize<S>(S);
+
+impl<S, Req, B> Service<Req> for Oversize<S>
+where
+    S: Service<Req, Response = Response<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<B>;
+    type Error = S::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<B>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let fut = self.0.call(req);
+        Box::pin(async move {
+            let mut res = fut.await?;
+            let h = res.headers();
+            let oversize = h.get("grpc-status").is_some_and(|v| v == "11")
+                && h.get("grpc-message").and_then(|m| m.to_str().ok()).is_some_and(|m| {
+                    m.contains("message length too large") || m.contains("message%20length%20too%20large")
+                });
+            if oversize {
+                res.headers_mut().insert("grpc-status", HeaderValue::from_static("8"));
+            }
+            Ok(res)
+        })
+    }
+}

@@ -1,0 +1,383 @@
+//! Durable storage of furnished records in sled: the records themselves, keyed by
+//! (furnisher, record id), and an index by subject, both written in one transaction. A write is
+//! acknowledged only after [`Store::sync`], which groups the flushes of concurrent writers.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use prost::Message as _;
+use sled::{
+    transaction::{ConflictableTransactionError, TransactionError},
+    Transactional, Tree,
+};
+use tokio::sync::{mpsc, oneshot};
+use tracing::error;
+
+use crate::{convert, pb::bureau::v1 as pb, record::CreditRecord};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled reported an I/O or corruption error.
+    #[error("storage: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored value that does not decode: the store is damaged.
+    #[error("corrupt stored value under key {key}: {why}")]
+    Corrupt {
+        /// The key, hex.
+        key: String,
+        /// What failed.
+        why: String,
+    },
+    /// The flush task is gone (the node is shutting down).
+    #[error("store is closing")]
+    Closed,
+}
+
+impl From<TransactionError<StoreError>> for StoreError {
+    fn from(e: TransactionError<StoreError>) -> Self {
+        match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => Self::Sled(e),
+        }
+    }
+}
+
+/// What storing one record did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// New record (or a re-furnish after deletion at a lower version).
+    Created,
+    /// Replaced a lower version.
+    Replaced,
+    /// An equal or higher version is stored (or was deleted): nothing changed.
+    IgnoredStale,
+    /// A live record with this key belongs to another subject; a record never moves between
+    /// subjects (delete it and furnish anew).
+    SubjectMismatch,
+}
+
+/// The result of storing one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApplyResult {
+    /// What happened.
+    pub applied: Applied,
+    /// The version stored after the call (0 when none).
+    pub stored_version: u64,
+}
+
+/// A record as stored, with when it was stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRecord {
+    /// The record.
+    pub record: CreditRecord,
+    /// When this version was stored.
+    pub updated: DateTime<Utc>,
+}
+
+/// The result of a deletion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    /// Removed at this version.
+    Removed(u64),
+    /// No live record under that key.
+    NotFound,
+}
+
+/// A page of a subject's records.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The records, in key order.
+    pub records: Vec<StoredRecord>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<Vec<u8>>,
+}
+
+/// The on-disk form of a record: the API's protobuf message (its wire format evolves safely)
+/// plus a tombstone.
+#[derive(Clone, PartialEq, prost::Message)]
+struct StoredValue {
+    #[prost(message, optional, tag = "1")]
+    record: Option<pb::CreditRecord>,
+    #[prost(bool, tag = "2")]
+    deleted: bool,
+    #[prost(string, tag = "3")]
+    deletion_reason: String,
+    #[prost(string, tag = "4")]
+    deletion_note: String,
+}
+
+/// The node's store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    /// `furnisher 0x00 record_id` → [`StoredValue`].
+    records: Tree,
+    /// `subject_id furnisher 0x00 record_id` → empty: a subject's live records.
+    by_subject: Tree,
+    flush: mpsc::UnboundedSender<FlushMsg>,
+}
+
+/// A request to the group-commit task.
+enum FlushMsg {
+    /// Flush, then answer.
+    Sync(oneshot::Sender<Result<(), String>>),
+    /// Flush, answer, and stop holding the database (so it can be reopened).
+    Close(oneshot::Sender<Result<(), String>>),
+}
+
+fn record_key(furnisher: &str, record_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(furnisher.len() + 1 + record_id.len());
+    k.extend_from_slice(furnisher.as_bytes());
+    k.push(0);
+    k.extend_from_slice(record_id.as_bytes());
+    k
+}
+
+fn subject_key(subject: &str, furnisher: &str, record_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(subject.len() + furnisher.len() + 1 + record_id.len());
+    k.extend_from_slice(subject.as_bytes());
+    k.extend_from_slice(&record_key(furnisher, record_id));
+    k
+}
+
+fn decode(key: &[u8], bytes: &[u8]) -> Result<StoredValue, StoreError> {
+    StoredValue::decode(bytes).map_err(|e| StoreError::Corrupt { key: hex::encode(key), why: e.to_string() })
+}
+
+fn live(key: &[u8], v: StoredValue) -> Result<Option<StoredRecord>, StoreError> {
+    if v.deleted {
+        return Ok(None);
+    }
+    let pb = v.record.ok_or_else(|| StoreError::Corrupt { key: hex::encode(key), why: "no record".into() })?;
+    let updated =
+        pb.update_time.and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)).unwrap_or_default();
+    let record = convert::record_from_stored(pb).map_err(|why| StoreError::Corrupt { key: hex::encode(key), why })?;
+    Ok(Some(StoredRecord { record, updated }))
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+impl Store {
+    /// Opens (or creates) the store at `path` with a page cache of `cache_capacity` bytes.
+    /// Must be called inside a tokio runtime (it starts the group-commit task).
+    pub fn open(path: &std::path::Path, cache_capacity: u64) -> Result<Self, StoreError> {
+        let db = sled::Config::new().path(path).cache_capacity(cache_capacity).open()?;
+        let records = db.open_tree("records")?;
+        let by_subject = db.open_tree("by_subject")?;
+        let (flush, rx) = mpsc::unbounded_channel();
+        tokio::spawn(group_commit(db.clone(), rx));
+        Ok(Self { db, records, by_subject, flush })
+    }
+
+    /// The underlying database, for modules that keep their own trees beside the records.
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// Makes every write completed before this call durable. Concurrent callers share one
+    /// flush (group commit), so many small writers cost few fsyncs.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.flush.send(FlushMsg::Sync(tx)).map_err(|_| StoreError::Closed)?;
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StoreError::Sled(sled::Error::Io(std::io::Error::other(e)))),
+            Err(_) => Err(StoreError::Closed),
+        }
+    }
+
+    /// Stores validated records (furnisher already set from the caller's certificate) in one
+    /// transaction, applying version ordering. Not durable until [`Store::sync`].
+    pub fn furnish(&self, records: &[CreditRecord], now: DateTime<Utc>) -> Result<Vec<ApplyResult>, StoreError> {
+        let encoded: Vec<Vec<u8>> = records
+            .iter()
+            .map(|r| {
+                StoredValue { record: Some(convert::record_to_stored(r, now)), ..Default::default() }.encode_to_vec()
+            })
+            .collect();
+        let out = (&self.records, &self.by_subject).transaction(|(rt, st)| {
+            let mut results = Vec::with_capacity(records.len());
+            for (r, value) in records.iter().zip(&encoded) {
+                results.push(Self::apply_tx(rt, st, r, value, false)?);
+            }
+            Ok(results)
+        })?;
+        Ok(out)
+    }
+
+    /// Replaces an existing live record with a higher version. `None` when there is none.
+    pub fn correct(&self, record: &CreditRecord, now: DateTime<Utc>) -> Result<Option<ApplyResult>, StoreError> {
+        let value =
+            StoredValue { record: Some(convert::record_to_stored(record, now)), ..Default::default() }.encode_to_vec();
+        let out = (&self.records, &self.by_subject).transaction(|(rt, st)| {
+            Self::apply_tx(rt, st, record, &value, true).map(|a| Some(a).filter(|a| a.stored_version > 0))
+        })?;
+        Ok(out)
+    }
+
+    fn apply_tx(
+        rt: &sled::transaction::TransactionalTree,
+        st: &sled::transaction::TransactionalTree,
+        r: &CreditRecord,
+        value: &[u8],
+        must_exist: bool,
+    ) -> TxResult<ApplyResult> {
+        let key = record_key(&r.furnisher, &r.record_id);
+        let existing = match rt.get(&key)? {
+            Some(bytes) => Some(decode(&key, &bytes).map_err(ConflictableTransactionError::Abort)?),
+            None => None,
+        };
+        let stored_version = existing.as_ref().and_then(|e| e.record.as_ref()).map_or(0, |r| r.version);
+        let was_live = existing.as_ref().is_some_and(|e| !e.deleted);
+        if must_exist && !was_live {
+            return Ok(ApplyResult { applied: Applied::IgnoredStale, stored_version: 0 });
+        }
+        if r.version <= stored_version {
+            let stored_version = if was_live { stored_version } else { 0 };
+            return Ok(ApplyResult { applied: Applied::IgnoredStale, stored_version });
+        }
+        if was_live {
+            let old_subject = existing.as_ref().and_then(|e| e.record.as_ref()).map(|r| r.subject_id.as_str());
+            if old_subject != Some(r.subject_id.as_str()) {
+                return Ok(ApplyResult { applied: Applied::SubjectMismatch, stored_version });
+            }
+        }
+        rt.insert(key, value)?;
+        st.insert(subject_key(&r.subject_id, &r.furnisher, &r.record_id), &[][..])?;
+        let applied = if was_live { Applied::Replaced } else { Applied::Created };
+        Ok(ApplyResult { applied, stored_version: r.version })
+    }
+
+    /// One live record.
+    pub fn get(&self, furnisher: &str, record_id: &str) -> Result<Option<StoredRecord>, StoreError> {
+        let key = record_key(furnisher, record_id);
+        match self.records.get(&key)? {
+            Some(bytes) => live(&key, decode(&key, &bytes)?),
+            None => Ok(None),
+        }
+    }
+
+    /// Up to `limit` live records of `subject`, in key order, starting after cursor `after`.
+    pub fn list_subject(&self, subject: &str, after: Option<&[u8]>, limit: usize) -> Result<Page, StoreError> {
+        let prefix = subject.as_bytes();
+        let start = match after {
+            Some(a) => {
+                let mut s = prefix.to_vec();
+                s.extend_from_slice(a);
+                s.push(0); // strictly after the cursor
+                s
+            }
+            None => prefix.to_vec(),
+        };
+        let mut records = Vec::with_capacity(limit.min(1024));
+        let mut next = None;
+        for item in self.by_subject.range(start..) {
+            let (k, _) = item?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            let rkey = &k[prefix.len()..];
+            if records.len() == limit {
+                next = records.last().map(|r: &StoredRecord| record_key(&r.record.furnisher, &r.record.record_id));
+                break;
+            }
+            if let Some(bytes) = self.records.get(rkey)? {
+                if let Some(r) = live(rkey, decode(rkey, &bytes)?)? {
+                    records.push(r);
+                }
+            }
+        }
+        Ok(Page { records, next })
+    }
+
+    /// Every live record of `subject` (the answer to a peer query).
+    pub fn subject_records(&self, subject: &str) -> Result<Vec<CreditRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.by_subject.scan_prefix(subject.as_bytes()) {
+            let (k, _) = item?;
+            let rkey = &k[subject.len()..];
+            if let Some(bytes) = self.records.get(rkey)? {
+                if let Some(r) = live(rkey, decode(rkey, &bytes)?)? {
+                    out.push(r.record);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes a live record, keeping a tombstone at its version so stale re-sends stay out.
+    pub fn delete(&self, furnisher: &str, record_id: &str, reason: &str, note: &str) -> Result<Deleted, StoreError> {
+        let key = record_key(furnisher, record_id);
+        let out = (&self.records, &self.by_subject).transaction(|(rt, st)| {
+            let Some(bytes) = rt.get(&key)? else {
+                return Ok(Deleted::NotFound);
+            };
+            let mut v = decode(&key, &bytes).map_err(ConflictableTransactionError::Abort)?;
+            if v.deleted {
+                return Ok(Deleted::NotFound);
+            }
+            let Some(rec) = v.record.as_ref() else {
+                return Ok(Deleted::NotFound);
+            };
+            let version = rec.version;
+            st.remove(subject_key(&rec.subject_id, furnisher, record_id))?;
+            v.deleted = true;
+            v.deletion_reason = reason.to_owned();
+            v.deletion_note = note.to_owned();
+            rt.insert(key.as_slice(), v.encode_to_vec())?;
+            Ok(Deleted::Removed(version))
+        })?;
+        Ok(out)
+    }
+
+    /// Flushes and stops the group-commit task; later [`Store::sync`] calls fail with
+    /// [`StoreError::Closed`]. The database closes when the last clone of this store is dropped.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        if self.flush.send(FlushMsg::Close(tx)).is_err() {
+            return Ok(()); // already closed
+        }
+        match rx.await {
+            Ok(Ok(())) | Err(_) => Ok(()),
+            Ok(Err(e)) => Err(StoreError::Sled(sled::Error::Io(std::io::Error::other(e)))),
+        }
+    }
+
+    /// Number of keys in the record tree, live or deleted (cheap estimate for logs).
+    pub fn record_count(&self) -> usize {
+        self.records.len()
+    }
+}
+
+/// Serves [`Store::sync`]: takes every waiting request, flushes once, answers them all.
+async fn group_commit(db: sled::Db, mut rx: mpsc::UnboundedReceiver<FlushMsg>) {
+    let mut closing = false;
+    while let Some(first) = rx.recv().await {
+        let mut waiters = vec![first];
+        while let Ok(w) = rx.try_recv() {
+            waiters.push(w);
+        }
+        let result = db.flush_async().await.map(|_| ()).map_err(|e| {
+            error!(error = %e, "store flush failed");
+            e.to_string()
+        });
+        for w in waiters {
+            let tx = match w {
+                FlushMsg::Sync(tx) => tx,
+                FlushMsg::Close(tx) => {
+                    closing = true;
+                    tx
+                }
+            };
+            let _ = tx.send(result.clone());
+        }
+        if closing {
+            rx.close();
+            return;
+        }
+    }
+}
+
+/// Shared handle type used by services.
+pub type SharedStore = Arc<Store>;

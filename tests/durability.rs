@@ -1,0 +1,122 @@
+//! What the node promises about acknowledged writes: they survive a restart and a `kill -9`.
+
+mod common;
+
+use std::{
+    collections::BTreeSet,
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    process::{Command, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use bureau::{identity::Role, pb::bureau::v1 as pb};
+use common::{fed, record, subject};
+
+async fn all_record_ids(f: &common::Fed, addr: SocketAddr, subjects: u32) -> BTreeSet<String> {
+    let mut c = f.records(Role::Institution, "bank", addr);
+    let mut ids = BTreeSet::new();
+    for s in 0..subjects {
+        let mut token = String::new();
+        loop {
+            let page = c
+                .list_records(pb::ListRecordsRequest {
+                    parent: format!("subjects/{}", subject(s)),
+                    page_size: 1000,
+                    page_token: token,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            ids.extend(page.records.into_iter().map(|r| r.record_id));
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+    }
+    ids
+}
+
+#[tokio::test]
+async fn a_restart_keeps_every_record() {
+    let f = fed(&["bank"], &[]);
+    let node = f.start("bank").await;
+    let mut c = f.records(Role::Institution, "bank", node.addr);
+    let records: Vec<_> = (0..300).map(|i| record(&subject(i % 10), &format!("r-{i}"), 1 + u64::from(i % 3))).collect();
+    c.furnish_records(pb::FurnishRecordsRequest { records }).await.unwrap();
+    node.shutdown().await.unwrap();
+
+    let node = f.start("bank").await;
+    let ids = all_record_ids(&f, node.addr, 10).await;
+    assert_eq!(ids.len(), 300);
+    let mut c = f.records(Role::Institution, "bank", node.addr);
+    let r =
+        c.get_record(pb::GetRecordRequest { name: "institutions/bank/records/r-5".into() }).await.unwrap().into_inner();
+    assert_eq!(r.version, 3);
+    node.shutdown().await.unwrap();
+}
+
+/// Runs `bureau serve` as a child process, concurrent writers furnish until enough
+/// acknowledgements have arrived, then the child gets SIGKILL with writes still in flight.
+/// Every acknowledged record must be there after a restart.
+#[tokio::test]
+async fn kill_dash_nine_loses_no_acknowledged_record() {
+    let f = fed(&["bank"], &[]);
+    let cfg = f.fed.node_config("bank", &[]);
+    let cfg_path = f.tmp.path().join("bank.toml");
+    std::fs::write(&cfg_path, toml::to_string(&cfg).unwrap()).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bureau"))
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(&cfg_path)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr: SocketAddr = loop {
+        let line = lines.next().expect("node exited before listening").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["fields"]["message"] == "node listening" {
+            break v["fields"]["addr"].as_str().unwrap().parse().unwrap();
+        }
+    };
+    // Keep draining the child's log so it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+
+    let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    let mut writers = Vec::new();
+    for w in 0..8u32 {
+        let mut c = f.records(Role::Institution, "bank", addr);
+        let acked = acked.clone();
+        writers.push(tokio::spawn(async move {
+            for b in 0u32.. {
+                let ids: Vec<String> = (0..20).map(|i| format!("w{w}-b{b}-{i}")).collect();
+                let records = ids.iter().enumerate().map(|(i, id)| record(&subject(i as u32 % 16), id, 1)).collect();
+                match c.furnish_records(pb::FurnishRecordsRequest { records }).await {
+                    Ok(_) => acked.lock().unwrap().extend(ids),
+                    Err(_) => return, // the node is gone
+                }
+            }
+        }));
+    }
+    let enough = async {
+        while acked.lock().unwrap().len() < 3_000 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), enough).await.expect("3000 acknowledgements within 60 s");
+    child.kill().unwrap(); // SIGKILL: no shutdown path runs
+    child.wait().unwrap();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+
+    let node = bureau::server::start(cfg).await.unwrap();
+    let stored = all_record_ids(&f, node.addr, 16).await;
+    let lost: Vec<_> = acked.difference(&stored).collect();
+    assert!(lost.is_empty(), "{} of {} acknowledged records lost, e.g. {:?}", lost.len(), acked.len(), lost.first());
+    node.shutdown().await.unwrap();
+}

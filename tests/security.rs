@@ -1,0 +1,211 @@
+//! Every refusal the node promises at the TLS and authorisation layers, tried for real.
+
+mod common;
+
+use std::{sync::Arc, time::Duration};
+
+use bureau::{
+    identity::Role,
+    local::LocalFederation,
+    pb::bureau::v1::{self as pb, federation_service_client::FederationServiceClient},
+    pki, tls,
+};
+use common::{fed, reason, record, subject};
+use rustls::{
+    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    pki_types::{CertificateDer, ServerName, UnixTime},
+    DigitallySignedStruct, SignatureScheme,
+};
+use tonic::Code;
+
+/// Accepts any server: lets a test reach the server's refusal of the *client*.
+#[derive(Debug)]
+struct AnyServer;
+
+impl ServerCertVerifier for AnyServer {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        rustls::crypto::ring::default_provider().signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A handshake refusal. With TLS 1.3 the client finishes its side before the server's verdict,
+/// so the refusal arrives as a fatal alert on the first call, which tonic reports as UNAVAILABLE
+/// or UNKNOWN ("transport error") depending on timing; the alert names the exact cause.
+fn assert_refused(err: &tonic::Status, alert: &str) {
+    assert!(matches!(err.code(), Code::Unavailable | Code::Unknown), "{err:?}");
+    let chain = format!("{err:?}");
+    assert!(chain.contains(alert), "expected {alert} in {chain}");
+}
+
+async fn furnish_one(ch: tonic::transport::Channel) -> Result<(), tonic::Status> {
+    let mut c = pb::records_service_client::RecordsServiceClient::new(ch);
+    c.furnish_records(pb::FurnishRecordsRequest { records: vec![record(&subject(1), "r-1", 1)] }).await.map(|_| ())
+}
+
+#[tokio::test]
+async fn a_client_without_a_certificate_is_refused_at_the_handshake() {
+    let f = fed(&["bank"], &[]);
+    let node = f.start("bank").await;
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServer))
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    let ch = tls::channel(&node.addr.to_string(), Arc::new(cfg), Duration::from_secs(2)).unwrap();
+    let err = furnish_one(ch).await.unwrap_err();
+    assert_refused(&err, "CertificateRequired");
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_certificate_from_another_authority_is_refused() {
+    let f = fed(&["bank"], &[]);
+    let node = f.start("bank").await;
+    // A rogue authority with another name is unknown; one that copies the real authority's
+    // name is caught by the signature check. Either way the handshake fails.
+    for (federation, alert) in [("evil.test", "UnknownCA"), ("fed.test", "DecryptError")] {
+        let dir = tempfile::tempdir().unwrap();
+        let rogue = LocalFederation::create(dir.path(), federation, &["bank"], &[]).unwrap();
+        let mut client = rogue.client(Role::Institution, "bank", node.addr);
+        client.tls.ca = f.fed.pki.ca_cert(); // it trusts the real node, so only its own cert is at fault
+        client.tls.crl = None;
+        client.federation = "fed.test".into();
+        let err = furnish_one(client.channel().unwrap()).await.unwrap_err();
+        assert_refused(&err, alert);
+    }
+    // The honest client still gets in: the refusal was the certificate, not the node.
+    furnish_one(f.channel(Role::Institution, "bank", node.addr)).await.unwrap();
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_revoked_licence_is_refused_including_after_a_live_crl_reload() {
+    let f = fed(&["bank"], &["pbc"]);
+    let mut cfg = f.fed.node_config("bank", &[]);
+    cfg.limits.crl_reload_ms = 50;
+    let node = bureau::server::start(cfg).await.unwrap();
+    // Before revocation the regulator completes the handshake (and is refused by role).
+    let err = furnish_one(f.channel(Role::Regulator, "pbc", node.addr)).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    // Revoked while the node runs: the next handshake is refused without a restart.
+    pki::revoke(&f.fed.pki, &f.fed.pki.member(Role::Regulator, "pbc").cert).unwrap();
+    let mut refused = None;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let err = furnish_one(f.channel(Role::Regulator, "pbc", node.addr)).await.unwrap_err();
+        if err.code() != Code::PermissionDenied {
+            refused = Some(err);
+            break;
+        }
+    }
+    let err = refused.expect("revoked certificate still accepted after 5 s");
+    assert_refused(&err, "CertificateRevoked");
+    // Unrevoked members are unaffected.
+    furnish_one(f.channel(Role::Institution, "bank", node.addr)).await.unwrap();
+    node.shutdown().await.unwrap();
+
+    // A node started with the CRL already listing it refuses it from the first handshake.
+    let node = f.start("bank").await;
+    let err = furnish_one(f.channel(Role::Regulator, "pbc", node.addr)).await.unwrap_err();
+    assert_refused(&err, "CertificateRevoked");
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_wrong_role_or_another_institution_may_not_furnish() {
+    let f = fed(&["bank", "lender"], &["pbc"]);
+    let node = f.start("bank").await;
+    let err = furnish_one(f.channel(Role::Regulator, "pbc", node.addr)).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert_eq!(reason(&err).as_deref(), Some("WRONG_ROLE"));
+    let err = furnish_one(f.channel(Role::Institution, "lender", node.addr)).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert_eq!(reason(&err).as_deref(), Some("NOT_OWN_INSTITUTION"));
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_client_refuses_a_node_that_is_not_the_institution_it_expects() {
+    let f = fed(&["bank", "lender"], &[]);
+    let node = f.start("bank").await;
+    let mut client = f.fed.client(Role::Institution, "bank", node.addr);
+    client.expect = Some("lender".into());
+    let err = furnish_one(client.channel().unwrap()).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "refused by our own client while connecting");
+    assert_refused(&err, "WrongPeer");
+    assert!(format!("{err:?}").contains("spiffe://fed.test/institution/lender"));
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn health_reflection_and_unimplemented_services() {
+    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+    let f = fed(&["bank"], &[]);
+    let node = f.start("bank").await;
+    let ch = f.channel(Role::Institution, "bank", node.addr);
+    let status = HealthClient::new(ch.clone())
+        .check(HealthCheckRequest { service: "bureau.v1.RecordsService".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+
+    use tonic_reflection::pb::v1alpha::{
+        server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
+        server_reflection_response::MessageResponse, ServerReflectionRequest,
+    };
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = ServerReflectionClient::new(ch.clone())
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) = stream.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("expected a service list");
+    };
+    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    for s in ["bureau.v1.RecordsService", "bureau.v1.ScoringService", "grpc.health.v1.Health"] {
+        assert!(names.contains(&s), "{s} missing from {names:?}");
+    }
+
+    let err = FederationServiceClient::new(ch)
+        .query_records(pb::QueryRecordsRequest { subject_id: subject(1), purpose: 2, ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unimplemented);
+    node.shutdown().await.unwrap();
+}
