@@ -101,6 +101,26 @@ pub struct FederationSection {
     /// File with the federation-wide subject-id HMAC key in hex (used by client commands that
     /// derive subject ids; the node itself never sees identity numbers).
     pub subject_key: Option<PathBuf>,
+    /// Purposes this node answers peer queries for; all of them when unset.
+    #[serde(default = "all_purposes")]
+    pub accepted_purposes: Vec<Purpose>,
+}
+
+impl FederationSection {
+    /// Every purpose (the default of `accepted_purposes`).
+    pub fn default_purposes() -> Vec<Purpose> {
+        all_purposes()
+    }
+}
+
+fn all_purposes() -> Vec<Purpose> {
+    vec![
+        Purpose::CreditApplication,
+        Purpose::AccountReview,
+        Purpose::DepositWaiver,
+        Purpose::Collections,
+        Purpose::SubjectRequest,
+    ]
 }
 
 /// `[[peers]]`: one institution's node.

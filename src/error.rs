@@ -7,7 +7,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use tracing::error;
 
-use crate::store::StoreError;
+use crate::{federated::ScoreError, peer_query::QueryRefusal, store::StoreError};
 
 /// The `ErrorInfo.domain` of every error this service sends.
 pub const ERROR_DOMAIN: &str = "bureau.v1";
@@ -81,6 +81,27 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Closed => Self::Unavailable("node is shutting down".into()),
             e => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<QueryRefusal> for ApiError {
+    fn from(e: QueryRefusal) -> Self {
+        let message = e.to_string();
+        match e {
+            QueryRefusal::Invalid(field, description) => Self::invalid(field, description),
+            QueryRefusal::PurposeRequired => Self::invalid("purpose", "a permissible purpose is required"),
+            QueryRefusal::PurposeNotAccepted(_) => Self::PermissionDenied { reason: "PURPOSE_NOT_ACCEPTED", message },
+            QueryRefusal::ConsentRequired(_) => Self::FailedPrecondition { reason: "CONSENT_REQUIRED", message },
+        }
+    }
+}
+
+impl From<ScoreError> for ApiError {
+    fn from(e: ScoreError) -> Self {
+        match e {
+            ScoreError::Refused(r) => r.into(),
+            ScoreError::Store(s) => s.into(),
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::{
     },
     identity::Role,
     pki::{self, PkiDir, PkiError, PkiSpec},
+    server::{self, RunningNode, ServeError},
 };
 
 /// A federation's files under one root directory.
@@ -58,7 +59,11 @@ impl LocalFederation {
                 crl: Some(self.pki.crl()),
                 log_key: Some(files.log_key),
             },
-            federation: FederationSection { name: self.federation.clone(), subject_key: Some(self.pki.subject_key()) },
+            federation: FederationSection {
+                name: self.federation.clone(),
+                subject_key: Some(self.pki.subject_key()),
+                accepted_purposes: FederationSection::default_purposes(),
+            },
             peers: peers
                 .iter()
                 .map(|(id, addr)| PeerConfig { id: id.to_string(), address: addr.to_string() })
@@ -74,6 +79,36 @@ impl LocalFederation {
     pub fn client(&self, role: Role, id: &str, address: SocketAddr) -> ClientConfig {
         let files = self.pki.member(role, id);
         ClientConfig::from_pki(&self.pki.0, &files, &self.federation, &address.to_string())
+    }
+
+    /// Starts a node for each institution, every one listing all the others as peers. Ports
+    /// are bound first so each configuration can name the others' addresses; `tweak` may adjust
+    /// each configuration before its node starts.
+    pub async fn start_all(
+        &self,
+        institutions: &[&str],
+        tweak: impl Fn(&mut NodeConfig),
+    ) -> Result<Vec<RunningNode>, ServeError> {
+        let mut listeners = Vec::new();
+        for _ in institutions {
+            let l = server::bind_loopback()
+                .await
+                .map_err(|source| ServeError::Bind { addr: SocketAddr::from(([127, 0, 0, 1], 0)), source })?;
+            let addr = l
+                .local_addr()
+                .map_err(|source| ServeError::Bind { addr: SocketAddr::from(([127, 0, 0, 1], 0)), source })?;
+            listeners.push((l, addr));
+        }
+        let addrs: Vec<(&str, SocketAddr)> =
+            institutions.iter().copied().zip(listeners.iter().map(|(_, a)| *a)).collect();
+        let mut nodes = Vec::new();
+        for (inst, (listener, _)) in institutions.iter().zip(listeners) {
+            let peers: Vec<(&str, SocketAddr)> = addrs.iter().filter(|(i, _)| i != inst).copied().collect();
+            let mut cfg = self.node_config(inst, &peers);
+            tweak(&mut cfg);
+            nodes.push(server::start_on(cfg, listener).await?);
+        }
+        Ok(nodes)
     }
 
     /// The federation's subject key.

@@ -1,8 +1,15 @@
-//! What every service of one node shares: who the node is, its store and its limits.
+//! What every service of one node shares: who the node is, its store, its scorer and limits.
 
-use crate::{config::Limits, store::Store};
+use std::{collections::BTreeMap, sync::Arc};
 
-/// The shared state of a running node.
+use crate::{
+    config::{Limits, PolicyConfig},
+    federated::Scorer,
+    inquiry::Purpose,
+    store::Store,
+};
+
+/// The shared state of a running node. Cheap to clone.
 #[derive(Clone)]
 pub struct Node {
     /// The institution this node serves.
@@ -13,4 +20,10 @@ pub struct Node {
     pub store: Store,
     /// Request limits.
     pub limits: Limits,
+    /// Purposes this node answers peer queries for.
+    pub accepted_purposes: Vec<Purpose>,
+    /// Federated scoring: peers, model, deadline.
+    pub scorer: Scorer,
+    /// Named decision policies.
+    pub policies: Arc<BTreeMap<String, PolicyConfig>>,
 }

@@ -3,6 +3,7 @@
 
 use std::{
     net::SocketAddr,
+    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
@@ -15,10 +16,16 @@ use tracing::{info, warn};
 
 use crate::{
     config::NodeConfig,
+    federated::Scorer,
+    federation::Peers,
     identity::{Identity, Role},
     node::Node,
-    pb::bureau::v1::records_service_server::RecordsServiceServer,
-    service::records::RecordsApi,
+    pb::bureau::v1::{
+        federation_service_server::FederationServiceServer, records_service_server::RecordsServiceServer,
+        scoring_service_server::ScoringServiceServer,
+    },
+    scoring::Model,
+    service::{federation::FederationApi, records::RecordsApi, scoring::ScoringApi},
     store::Store,
     tls::{self, TlsMaterial},
 };
@@ -46,6 +53,9 @@ pub enum ServeError {
     /// The configuration does not agree with the certificate.
     #[error("{0}")]
     Mismatch(String),
+    /// The scorecard model could not be loaded.
+    #[error("scorecard model: {0}")]
+    Model(String),
     /// Reflection could not be built.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -88,6 +98,20 @@ impl RunningNode {
 
 /// Starts a node from its configuration and returns once it is listening.
 pub async fn start(cfg: NodeConfig) -> Result<RunningNode, ServeError> {
+    let listener = TcpListener::bind(cfg.node.listen)
+        .await
+        .map_err(|source| ServeError::Bind { addr: cfg.node.listen, source })?;
+    start_on(cfg, listener).await
+}
+
+/// Binds a loopback port for a node to be started later with [`start_on`], so that nodes
+/// which name each other as peers can learn each other's addresses first.
+pub async fn bind_loopback() -> std::io::Result<TcpListener> {
+    TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await
+}
+
+/// Starts a node on an already bound listener (its configured `listen` is ignored).
+pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningNode, ServeError> {
     let material = TlsMaterial::load(&cfg.tls_files())?;
     let me = material.identity().map_err(|e| ServeError::Mismatch(format!("node certificate: {e}")))?;
     let expected = Identity::institution(&cfg.federation.name, &cfg.node.institution);
@@ -103,17 +127,32 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, ServeError> {
 
     std::fs::create_dir_all(&cfg.node.data_dir)
         .map_err(|e| ServeError::Mismatch(format!("data_dir {}: {e}", cfg.node.data_dir.display())))?;
+    let model = match &cfg.scoring.model {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| ServeError::Model(format!("{}: {e}", path.display())))?;
+            Model::from_toml(&text).map_err(|e| ServeError::Model(format!("{}: {e}", path.display())))?
+        }
+        None => Model::embedded_default(),
+    };
+    let peers = Peers::new(&cfg.peers, &material, &cfg.federation.name, cfg.limits.max_message_bytes)?;
     let store = Store::open(&cfg.node.data_dir, cfg.store.cache_capacity_bytes)?;
     let node = Node {
         institution: cfg.node.institution.clone(),
         federation: cfg.federation.name.clone(),
         store: store.clone(),
         limits: cfg.limits.clone(),
+        accepted_purposes: cfg.federation.accepted_purposes.clone(),
+        scorer: Scorer {
+            institution: cfg.node.institution.clone(),
+            store: store.clone(),
+            peers: Arc::new(peers),
+            model: Arc::new(model),
+            deadline: Duration::from_millis(cfg.scoring.peer_deadline_ms),
+        },
+        policies: Arc::new(cfg.policies.clone()),
     };
 
-    let listener = TcpListener::bind(cfg.node.listen)
-        .await
-        .map_err(|source| ServeError::Bind { addr: cfg.node.listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: cfg.node.listen, source })?;
     let incoming = tls::incoming(listener, cfg_rx, cfg.handshake_timeout());
 
@@ -121,8 +160,16 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, ServeError> {
     let records = RecordsServiceServer::new(RecordsApi::new(node.clone()))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
+    let federation = FederationServiceServer::new(FederationApi::new(node.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let scoring = ScoringServiceServer::new(ScoringApi::new(node.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<RecordsServiceServer<RecordsApi>>().await;
+    health.set_serving::<FederationServiceServer<FederationApi>>().await;
+    health.set_serving::<ScoringServiceServer<ScoringApi>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -139,7 +186,9 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, ServeError> {
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(records);
+        .add_service(records)
+        .add_service(federation)
+        .add_service(scoring);
 
     let (stop, mut stop_rx) = watch::channel(false);
     let shutdown = async move {
@@ -149,9 +198,11 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, ServeError> {
     let task = tokio::spawn(async move {
         let served = router.serve_with_incoming_shutdown(incoming, shutdown).await;
         health.set_not_serving::<RecordsServiceServer<RecordsApi>>().await;
+        health.set_not_serving::<FederationServiceServer<FederationApi>>().await;
+        health.set_not_serving::<ScoringServiceServer<ScoringApi>>().await;
         // In-flight requests have finished; make everything they wrote durable and let go of
         // the database so the same directory can be reopened.
-        if let Err(e) = store.close().await {
+        if let Err(e) = store.close(Duration::from_secs(5)).await {
             warn!(error = %e, "final flush failed");
         }
         info!("node stopped");

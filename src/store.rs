@@ -13,7 +13,7 @@ use sled::{
 use tokio::sync::{mpsc, oneshot};
 use tracing::error;
 
-use crate::{convert, pb::bureau::v1 as pb, record::CreditRecord};
+use crate::{convert, inquiry::Inquiry, pb::bureau::v1 as pb, record::CreditRecord};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -107,14 +107,29 @@ struct StoredValue {
     deletion_note: String,
 }
 
-/// The node's store. Cheap to clone.
+/// The node's store. Cheap to clone: every clone shares one [`Inner`].
 #[derive(Clone)]
 pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::ops::Deref for Store {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+/// The trees and the group-commit channel shared by every clone of a [`Store`].
+pub struct Inner {
     db: sled::Db,
     /// `furnisher 0x00 record_id` → [`StoredValue`].
     records: Tree,
     /// `subject_id furnisher 0x00 record_id` → empty: a subject's live records.
     by_subject: Tree,
+    /// `subject_id time_micros(be) query_id` → [`pb::Inquiry`]: who asked about whom, in time
+    /// order per subject.
+    inquiries: Tree,
     flush: mpsc::UnboundedSender<FlushMsg>,
 }
 
@@ -138,6 +153,15 @@ fn subject_key(subject: &str, furnisher: &str, record_id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(subject.len() + furnisher.len() + 1 + record_id.len());
     k.extend_from_slice(subject.as_bytes());
     k.extend_from_slice(&record_key(furnisher, record_id));
+    k
+}
+
+fn inquiry_key(i: &Inquiry) -> Vec<u8> {
+    let micros = i.time.timestamp_micros().max(0) as u64;
+    let mut k = Vec::with_capacity(i.subject_id.len() + 8 + i.query_id.len());
+    k.extend_from_slice(i.subject_id.as_bytes());
+    k.extend_from_slice(&micros.to_be_bytes());
+    k.extend_from_slice(i.query_id.as_bytes());
     k
 }
 
@@ -165,9 +189,10 @@ impl Store {
         let db = sled::Config::new().path(path).cache_capacity(cache_capacity).open()?;
         let records = db.open_tree("records")?;
         let by_subject = db.open_tree("by_subject")?;
+        let inquiries = db.open_tree("inquiries")?;
         let (flush, rx) = mpsc::unbounded_channel();
         tokio::spawn(group_commit(db.clone(), rx));
-        Ok(Self { db, records, by_subject, flush })
+        Ok(Self { inner: Arc::new(Inner { db, records, by_subject, inquiries, flush }) })
     }
 
     /// The underlying database, for modules that keep their own trees beside the records.
@@ -331,17 +356,46 @@ impl Store {
         Ok(out)
     }
 
-    /// Flushes and stops the group-commit task; later [`Store::sync`] calls fail with
-    /// [`StoreError::Closed`]. The database closes when the last clone of this store is dropped.
-    pub async fn close(&self) -> Result<(), StoreError> {
+    /// Records an inquiry (not durable until [`Store::sync`]).
+    pub fn add_inquiry(&self, i: &Inquiry) -> Result<(), StoreError> {
+        self.inquiries.insert(inquiry_key(i), convert::inquiry_to_pb(i).encode_to_vec())?;
+        Ok(())
+    }
+
+    /// Up to `limit` inquiries about `subject`, newest first, skipping the first `skip`.
+    pub fn subject_inquiries(&self, subject: &str, skip: usize, limit: usize) -> Result<Vec<Inquiry>, StoreError> {
+        let mut out = Vec::with_capacity(limit.min(128));
+        for item in self.inquiries.scan_prefix(subject.as_bytes()).rev().skip(skip).take(limit) {
+            let (k, v) = item?;
+            let corrupt = |why: String| StoreError::Corrupt { key: hex::encode(&k), why };
+            let pb = pb::Inquiry::decode(v.as_ref()).map_err(|e| corrupt(e.to_string()))?;
+            out.push(convert::inquiry_from_pb(&pb).ok_or_else(|| corrupt("incomplete inquiry".into()))?);
+        }
+        Ok(out)
+    }
+
+    /// Flushes and closes the database, so its directory can be opened again at once. Waits up
+    /// to `grace` for other clones (e.g. connections still winding down) to be dropped first; if
+    /// some remain, the database stays open until the last of them goes.
+    pub async fn close(self, grace: std::time::Duration) -> Result<(), StoreError> {
+        let until = tokio::time::Instant::now() + grace;
+        while Arc::strong_count(&self.inner) > 1 && tokio::time::Instant::now() < until {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        if Arc::strong_count(&self.inner) > 1 {
+            tracing::warn!("store still in use at close; it closes when the last user lets go");
+        }
         let (tx, rx) = oneshot::channel();
-        if self.flush.send(FlushMsg::Close(tx)).is_err() {
-            return Ok(()); // already closed
-        }
-        match rx.await {
-            Ok(Ok(())) | Err(_) => Ok(()),
-            Ok(Err(e)) => Err(StoreError::Sled(sled::Error::Io(std::io::Error::other(e)))),
-        }
+        let result = match self.flush.send(FlushMsg::Close(tx)) {
+            Err(_) => Ok(()), // already closed
+            Ok(()) => match rx.await {
+                Ok(Ok(())) | Err(_) => Ok(()),
+                Ok(Err(e)) => Err(StoreError::Sled(sled::Error::Io(std::io::Error::other(e)))),
+            },
+        };
+        // The flusher has let go of its handle; dropping ours closes the database.
+        drop(self);
+        result
     }
 
     /// Number of keys in the record tree, live or deleted (cheap estimate for logs).
@@ -352,7 +406,6 @@ impl Store {
 
 /// Serves [`Store::sync`]: takes every waiting request, flushes once, answers them all.
 async fn group_commit(db: sled::Db, mut rx: mpsc::UnboundedReceiver<FlushMsg>) {
-    let mut closing = false;
     while let Some(first) = rx.recv().await {
         let mut waiters = vec![first];
         while let Ok(w) = rx.try_recv() {
@@ -362,18 +415,22 @@ async fn group_commit(db: sled::Db, mut rx: mpsc::UnboundedReceiver<FlushMsg>) {
             error!(error = %e, "store flush failed");
             e.to_string()
         });
+        let mut closers = Vec::new();
         for w in waiters {
-            let tx = match w {
-                FlushMsg::Sync(tx) => tx,
-                FlushMsg::Close(tx) => {
-                    closing = true;
-                    tx
+            match w {
+                FlushMsg::Sync(tx) => {
+                    let _ = tx.send(result.clone());
                 }
-            };
-            let _ = tx.send(result.clone());
+                FlushMsg::Close(tx) => closers.push(tx),
+            }
         }
-        if closing {
+        if !closers.is_empty() {
             rx.close();
+            // Let go of the database before saying so, so the closer's drop is the last one.
+            drop(db);
+            for tx in closers {
+                let _ = tx.send(result.clone());
+            }
             return;
         }
     }

@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 use bureau::{
     identity::Role,
     local::LocalFederation,
-    pb::bureau::v1::{self as pb, federation_service_client::FederationServiceClient},
+    pb::bureau::v1::{self as pb, audit_service_client::AuditServiceClient},
     pki, tls,
 };
 use common::{fed, reason, record, subject};
@@ -202,10 +202,7 @@ async fn health_reflection_and_unimplemented_services() {
         assert!(names.contains(&s), "{s} missing from {names:?}");
     }
 
-    let err = FederationServiceClient::new(ch)
-        .query_records(pb::QueryRecordsRequest { subject_id: subject(1), purpose: 2, ..Default::default() })
-        .await
-        .unwrap_err();
+    let err = AuditServiceClient::new(ch).get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);
     node.shutdown().await.unwrap();
 }

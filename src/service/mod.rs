@@ -1,7 +1,9 @@
 //! The gRPC services: thin handlers that authorise, validate, call the domain code and map its
 //! results to messages.
 
+pub mod federation;
 pub mod records;
+pub mod scoring;
 
 /// Page size rules shared by every list call: 0 means `default`, above `max` is `max`,
 /// negative is an error.

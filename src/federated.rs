@@ -1,0 +1,159 @@
+//! One federated score: the node's own records and inquiries, plus every peer's answer under one
+//! deadline, merged and de-duplicated, scored locally. Says which peers answered and which did
+//! not. No gRPC here beyond the federation client.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use chrono::Utc;
+use tracing::info;
+
+use crate::{
+    federation::{PeerOutcome, PeerResult, Peers, Query},
+    inquiry::{Inquiry, Purpose},
+    peer_query::{self, PeerQuery, QueryRefusal},
+    record::CreditRecord,
+    scoring::{Model, ScoreResult},
+    store::{Store, StoreError},
+};
+
+/// What a scoring node needs.
+#[derive(Clone)]
+pub struct Scorer {
+    /// This node's institution.
+    pub institution: String,
+    /// Its store.
+    pub store: Store,
+    /// Its peers.
+    pub peers: Arc<Peers>,
+    /// The scorecard.
+    pub model: Arc<Model>,
+    /// One deadline for all peers.
+    pub deadline: Duration,
+}
+
+/// A subject's federated score and how it was reached.
+#[derive(Debug, Clone)]
+pub struct FederatedScore {
+    /// The subject.
+    pub subject_id: String,
+    /// The scorecard's verdict.
+    pub result: ScoreResult,
+    /// The model's version.
+    pub model_version: String,
+    /// One entry per peer (records moved out).
+    pub coverage: Vec<PeerResult>,
+    /// True when any peer did not answer.
+    pub partial: bool,
+    /// The federated query's id.
+    pub query_id: String,
+    /// Records the score rests on after de-duplication.
+    pub records_used: usize,
+}
+
+/// Why a score could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreError {
+    /// The request itself is refused (bad subject, purpose or consent).
+    #[error(transparent)]
+    Refused(#[from] QueryRefusal),
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Scorer {
+    /// Scores `subject_id` for `purpose`, asking every peer.
+    pub async fn score(
+        &self,
+        subject_id: &str,
+        purpose: Option<Purpose>,
+        consent: &str,
+    ) -> Result<FederatedScore, ScoreError> {
+        let query_id = uuid::Uuid::new_v4().to_string();
+        let q = PeerQuery {
+            inquirer: self.institution.clone(),
+            subject_id: subject_id.to_owned(),
+            purpose,
+            consent_reference: consent.to_owned(),
+            query_id: query_id.clone(),
+        };
+        // Refuse locally what every peer would refuse, before anyone is asked.
+        let purpose = peer_query::check(&q, &ALL_PURPOSES)?;
+        let query = Query {
+            subject_id: subject_id.to_owned(),
+            purpose,
+            consent_reference: consent.to_owned(),
+            query_id: query_id.clone(),
+        };
+        let (own, mut coverage) = tokio::join!(
+            peer_query::answer(&self.store, &self.institution, &q, purpose, Utc::now()),
+            self.peers.query_all(&query, self.deadline)
+        );
+        let own = own?;
+        let records = merge_records(
+            own.records.into_iter().chain(coverage.iter_mut().flat_map(|c| std::mem::take(&mut c.records))),
+        );
+        let inquiries = merge_inquiries(
+            own.inquiries.into_iter().chain(coverage.iter_mut().flat_map(|c| std::mem::take(&mut c.inquiries))),
+            &query_id,
+        );
+        let result = self.model.score(&records, &inquiries, Utc::now().date_naive());
+        let partial = coverage.iter().any(|c| c.outcome != PeerOutcome::Answered);
+        info!(
+            subject = %subject_id,
+            query_id = %query_id,
+            purpose = purpose.as_str(),
+            score = result.score,
+            records = records.len(),
+            peers = coverage.len(),
+            partial,
+            "federated score served"
+        );
+        Ok(FederatedScore {
+            subject_id: subject_id.to_owned(),
+            result,
+            model_version: self.model.version().to_owned(),
+            coverage,
+            partial,
+            query_id,
+            records_used: records.len(),
+        })
+    }
+}
+
+/// Every purpose: the scoring node itself refuses only on consent, peers apply their own lists.
+const ALL_PURPOSES: [Purpose; 5] = [
+    Purpose::CreditApplication,
+    Purpose::AccountReview,
+    Purpose::DepositWaiver,
+    Purpose::Collections,
+    Purpose::SubjectRequest,
+];
+
+/// De-duplicates by (furnisher, record id), keeping the highest version; sorted by key so the
+/// result does not depend on which peer answered first.
+pub fn merge_records(records: impl Iterator<Item = CreditRecord>) -> Vec<CreditRecord> {
+    let mut best: HashMap<(String, String), CreditRecord> = HashMap::new();
+    for r in records {
+        let key = (r.furnisher.clone(), r.record_id.clone());
+        match best.get(&key) {
+            Some(b) if b.version >= r.version => {}
+            _ => {
+                best.insert(key, r);
+            }
+        }
+    }
+    let mut out: Vec<CreditRecord> = best.into_values().collect();
+    out.sort_by(|a, b| (&a.furnisher, &a.record_id).cmp(&(&b.furnisher, &b.record_id)));
+    out
+}
+
+/// One inquiry per federated query (each peer logs the same query id), without the query being
+/// scored now: an application does not count against itself.
+pub fn merge_inquiries(inquiries: impl Iterator<Item = Inquiry>, current: &str) -> Vec<Inquiry> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<Inquiry> =
+        inquiries.filter(|i| i.query_id != current && seen.insert(i.query_id.clone())).collect();
+    out.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| a.query_id.cmp(&b.query_id)));
+    out
+}

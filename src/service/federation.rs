@@ -1,0 +1,64 @@
+//! FederationService: a licensed peer asks this node about one subject.
+
+use chrono::Utc;
+use tonic::{Request, Response, Status};
+use tracing::info;
+
+use crate::{
+    auth, convert,
+    error::ApiError,
+    node::Node,
+    pb::bureau::v1::{self as pb, federation_service_server::FederationService},
+    peer_query::{self, PeerQuery},
+};
+
+/// The FederationService handlers.
+pub struct FederationApi {
+    node: Node,
+}
+
+impl FederationApi {
+    /// Handlers over `node`.
+    pub fn new(node: Node) -> Self {
+        Self { node }
+    }
+}
+
+#[tonic::async_trait]
+impl FederationService for FederationApi {
+    async fn query_records(
+        &self,
+        req: Request<pb::QueryRecordsRequest>,
+    ) -> Result<Response<pb::QueryRecordsResponse>, Status> {
+        let caller = auth::caller(&req, &self.node.federation)?;
+        auth::require_institution(&caller)?;
+        let r = req.into_inner();
+        let q = PeerQuery {
+            inquirer: caller.id,
+            subject_id: r.subject_id,
+            purpose: convert::purpose_from_pb(r.purpose),
+            consent_reference: r.consent_reference,
+            query_id: r.query_id,
+        };
+        let purpose = peer_query::check(&q, &self.node.accepted_purposes).map_err(ApiError::from)?;
+        let now = Utc::now();
+        let answer = peer_query::answer(&self.node.store, &self.node.institution, &q, purpose, now)
+            .await
+            .map_err(ApiError::from)?;
+        info!(
+            inquirer = %q.inquirer,
+            subject = %q.subject_id,
+            query_id = %q.query_id,
+            purpose = purpose.as_str(),
+            records = answer.records.len(),
+            "peer query answered"
+        );
+        let records = answer.records.iter().map(|r| convert::record_to_pb(r, now)).collect();
+        Ok(Response::new(pb::QueryRecordsResponse {
+            records,
+            inquiries: answer.inquiries.iter().map(convert::inquiry_to_pb).collect(),
+            responder: self.node.institution.clone(),
+            answer_time: Some(convert::timestamp(now)),
+        }))
+    }
+}

@@ -1,0 +1,114 @@
+//! ScoringService: federated scores and policy decisions for the node's own institution.
+
+use tonic::{Request, Response, Status};
+
+use crate::{
+    auth, convert,
+    error::ApiError,
+    federated::FederatedScore,
+    federation::PeerOutcome,
+    node::Node,
+    pb::bureau::v1::{self as pb, scoring_service_server::ScoringService},
+    scoring::Band,
+};
+
+/// The ScoringService handlers.
+pub struct ScoringApi {
+    node: Node,
+}
+
+impl ScoringApi {
+    /// Handlers over `node`.
+    pub fn new(node: Node) -> Self {
+        Self { node }
+    }
+}
+
+fn band_to_pb(b: Band) -> pb::ScoreBand {
+    match b {
+        Band::Poor => pb::ScoreBand::Poor,
+        Band::Fair => pb::ScoreBand::Fair,
+        Band::Good => pb::ScoreBand::Good,
+        Band::VeryGood => pb::ScoreBand::VeryGood,
+        Band::Excellent => pb::ScoreBand::Excellent,
+    }
+}
+
+/// The protobuf form of a federated score.
+pub fn score_to_pb(s: &FederatedScore) -> pb::Score {
+    pb::Score {
+        subject_id: s.subject_id.clone(),
+        score: s.result.score,
+        band: band_to_pb(s.result.band) as i32,
+        reasons: s
+            .result
+            .reasons
+            .iter()
+            .map(|r| pb::ReasonCode {
+                code: r.code.clone(),
+                description: r.description.clone(),
+                points_lost: r.points_lost,
+            })
+            .collect(),
+        model_version: s.model_version.clone(),
+        coverage: s
+            .coverage
+            .iter()
+            .map(|c| pb::PeerCoverage {
+                peer: c.peer.clone(),
+                outcome: match c.outcome {
+                    PeerOutcome::Answered => pb::PeerOutcome::Answered,
+                    PeerOutcome::TimedOut => pb::PeerOutcome::TimedOut,
+                    PeerOutcome::Unreachable => pb::PeerOutcome::Unreachable,
+                    PeerOutcome::Refused => pb::PeerOutcome::Refused,
+                } as i32,
+                records_returned: c.records_returned as u32,
+                latency_ms: c.latency.as_millis().min(u32::MAX as u128) as u32,
+                error: c.error.clone().unwrap_or_default(),
+            })
+            .collect(),
+        partial: s.partial,
+        query_id: s.query_id.clone(),
+        records_used: s.records_used as u32,
+    }
+}
+
+#[tonic::async_trait]
+impl ScoringService for ScoringApi {
+    async fn get_score(&self, req: Request<pb::GetScoreRequest>) -> Result<Response<pb::Score>, Status> {
+        let caller = auth::caller(&req, &self.node.federation)?;
+        auth::require_own_institution(&caller, &self.node.institution)?;
+        let r = req.into_inner();
+        let score = self
+            .node
+            .scorer
+            .score(&r.subject_id, convert::purpose_from_pb(r.purpose), &r.consent_reference)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(score_to_pb(&score)))
+    }
+
+    async fn decide(&self, req: Request<pb::DecideRequest>) -> Result<Response<pb::Decision>, Status> {
+        let caller = auth::caller(&req, &self.node.federation)?;
+        auth::require_own_institution(&caller, &self.node.institution)?;
+        let r = req.into_inner();
+        let policy = self.node.policies.get(&r.policy).ok_or_else(|| {
+            let known: Vec<&str> = self.node.policies.keys().map(String::as_str).collect();
+            ApiError::NotFound(format!("no policy {:?} on this node; known: {known:?}", r.policy))
+        })?;
+        let score = self
+            .node
+            .scorer
+            .score(&r.subject_id, Some(policy.purpose), &r.consent_reference)
+            .await
+            .map_err(ApiError::from)?;
+        let approved = score.result.score >= policy.min_score;
+        tracing::info!(policy = %r.policy, subject = %r.subject_id, score = score.result.score, approved, "decision served");
+        Ok(Response::new(pb::Decision {
+            policy: r.policy,
+            approved,
+            threshold: policy.min_score,
+            score: Some(score_to_pb(&score)),
+        }))
+    }
+}

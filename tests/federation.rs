@@ -1,0 +1,325 @@
+//! Federated queries and scores across real nodes: coverage, deadlines, consent, roles, and
+//! what a node may pass on.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bureau::{
+    convert,
+    identity::Role,
+    pb::bureau::v1::{
+        self as pb, federation_service_client::FederationServiceClient, scoring_service_client::ScoringServiceClient,
+    },
+    scoring::Model,
+    server::RunningNode,
+};
+use common::{fed, reason, record, subject, violations, Fed};
+use tonic::Code;
+
+const INSTITUTIONS: [&str; 3] = ["bank", "payapp", "bikeshare"];
+
+/// Furnishes `per_node` records about `subject` at each node, with distinct balances and some
+/// delinquency, and returns them all as domain records.
+async fn furnish_everywhere(
+    f: &Fed,
+    nodes: &[RunningNode],
+    s: &str,
+    per_node: u32,
+) -> Vec<bureau::record::CreditRecord> {
+    let mut all = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        let inst = node.node.institution.clone();
+        let records: Vec<_> = (0..per_node)
+            .map(|i| {
+                let mut r = record(s, &format!("{inst}-{i}"), 1);
+                r.balance_minor = 100_000 * (n as i64 + 1) + i as i64 * 7_000;
+                if i == 1 && n == 1 {
+                    r.status = pb::AccountStatus::Delinquent as i32;
+                    r.days_past_due = 45;
+                    r.payment_history[0] = pb::PaymentStatus::Late30 as i32;
+                }
+                r
+            })
+            .collect();
+        let mut c = f.records(Role::Institution, &inst, node.addr);
+        c.furnish_records(pb::FurnishRecordsRequest { records: records.clone() }).await.unwrap();
+        all.extend(records.into_iter().map(|r| convert::record_from_pb(r, &inst, chrono::NaiveDate::MAX).unwrap()));
+    }
+    all
+}
+
+fn scoring(f: &Fed, node: &RunningNode) -> ScoringServiceClient<tonic::transport::Channel> {
+    ScoringServiceClient::new(f.channel(Role::Institution, &node.node.institution, node.addr))
+}
+
+fn get_score(s: &str, purpose: pb::Purpose, consent: &str) -> pb::GetScoreRequest {
+    pb::GetScoreRequest { subject_id: s.into(), purpose: purpose as i32, consent_reference: consent.into() }
+}
+
+async fn stop(nodes: Vec<RunningNode>) {
+    for n in nodes {
+        n.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_federated_score_equals_the_score_of_the_union_of_all_records() {
+    let f = fed(&INSTITUTIONS, &[]);
+    let nodes = f.fed.start_all(&INSTITUTIONS, |_| {}).await.unwrap();
+    let s = subject(1);
+    let union = furnish_everywhere(&f, &nodes, &s, 3).await;
+    furnish_everywhere(&f, &nodes, &subject(2), 2).await; // noise about someone else
+
+    let score =
+        scoring(&f, &nodes[0]).get_score(get_score(&s, pb::Purpose::AccountReview, "")).await.unwrap().into_inner();
+    // First query ever about this subject: no earlier inquiries exist, and the current one
+    // does not count against itself.
+    let direct = Model::embedded_default().score(
+        &bureau::federated::merge_records(union.into_iter()),
+        &[],
+        chrono::Utc::now().date_naive(),
+    );
+    assert_eq!(score.score, direct.score);
+    assert_eq!(score.records_used, 9);
+    assert!(!score.partial);
+    assert_eq!(score.model_version, Model::embedded_default().version());
+    assert_eq!(score.coverage.len(), 2);
+    for c in &score.coverage {
+        assert_eq!(c.outcome, pb::PeerOutcome::Answered as i32, "{c:?}");
+        assert_eq!(c.records_returned, 3);
+    }
+    assert!(!score.query_id.is_empty());
+    stop(nodes).await;
+}
+
+#[tokio::test]
+async fn a_peer_that_is_down_is_reported_unreachable_and_the_score_is_partial() {
+    let f = fed(&INSTITUTIONS, &[]);
+    let mut nodes = f.fed.start_all(&INSTITUTIONS, |c| c.scoring.peer_deadline_ms = 800).await.unwrap();
+    let s = subject(3);
+    furnish_everywhere(&f, &nodes, &s, 2).await;
+    let down = nodes.pop().unwrap();
+    down.shutdown().await.unwrap();
+
+    let started = Instant::now();
+    let score =
+        scoring(&f, &nodes[0]).get_score(get_score(&s, pb::Purpose::AccountReview, "")).await.unwrap().into_inner();
+    let elapsed = started.elapsed();
+    assert!(score.partial);
+    assert_eq!(score.records_used, 4, "own records and the live peer's");
+    let by_peer = |p: &str| score.coverage.iter().find(|c| c.peer == p).unwrap().clone();
+    assert_eq!(by_peer("payapp").outcome, pb::PeerOutcome::Answered as i32);
+    let gone = by_peer("bikeshare");
+    assert_eq!(gone.outcome, pb::PeerOutcome::Unreachable as i32, "{gone:?}");
+    assert!(!gone.error.is_empty());
+    assert!(elapsed < Duration::from_millis(800 + 700), "answer took {elapsed:?}, past the deadline");
+    stop(nodes).await;
+}
+
+#[tokio::test]
+async fn a_peer_slower_than_the_deadline_is_reported_timed_out_without_delaying_the_answer() {
+    // A peer that accepts TCP connections and then never speaks: slower than any deadline.
+    let blackhole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hole = blackhole.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = blackhole.accept().await {
+            conns.push(c);
+        }
+    });
+    let f = fed(&["bank", "payapp", "slow"], &[]);
+    let nodes = f
+        .fed
+        .start_all(&["bank", "payapp"], |c| {
+            c.scoring.peer_deadline_ms = 300;
+            c.peers.push(bureau::config::PeerConfig { id: "slow".into(), address: hole.to_string() });
+        })
+        .await
+        .unwrap();
+    let s = subject(4);
+    furnish_everywhere(&f, &nodes, &s, 1).await;
+    let started = Instant::now();
+    let score =
+        scoring(&f, &nodes[0]).get_score(get_score(&s, pb::Purpose::AccountReview, "")).await.unwrap().into_inner();
+    let elapsed = started.elapsed();
+    let slow = score.coverage.iter().find(|c| c.peer == "slow").unwrap();
+    assert_eq!(slow.outcome, pb::PeerOutcome::TimedOut as i32, "{slow:?}");
+    assert!(score.partial);
+    assert_eq!(score.records_used, 2);
+    assert!(elapsed >= Duration::from_millis(300), "cannot know the peer is late before the deadline");
+    assert!(elapsed < Duration::from_millis(300 + 700), "answer took {elapsed:?}");
+    held.abort();
+    stop(nodes).await;
+}
+
+#[tokio::test]
+async fn a_node_never_passes_on_records_it_learnt_from_peers() {
+    let f = fed(&INSTITUTIONS, &[]);
+    let nodes = f.fed.start_all(&INSTITUTIONS, |_| {}).await.unwrap();
+    let s = subject(5);
+    furnish_everywhere(&f, &nodes, &s, 2).await;
+    // payapp scores the subject, so it has seen bank's and bikeshare's records...
+    let score =
+        scoring(&f, &nodes[1]).get_score(get_score(&s, pb::Purpose::AccountReview, "")).await.unwrap().into_inner();
+    assert_eq!(score.records_used, 6);
+    // ...yet when bikeshare asks payapp, it gets payapp's own records only.
+    let mut as_bikeshare = FederationServiceClient::new(f.channel(Role::Institution, "bikeshare", nodes[1].addr));
+    let answer = as_bikeshare
+        .query_records(pb::QueryRecordsRequest {
+            subject_id: s.clone(),
+            purpose: pb::Purpose::AccountReview as i32,
+            consent_reference: String::new(),
+            query_id: "q-test-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.responder, "payapp");
+    assert_eq!(answer.records.len(), 2);
+    assert!(answer.records.iter().all(|r| r.furnisher == "payapp"));
+    // It does hold the inquiries made at it: payapp's own score and bikeshare's query.
+    let inquirers: Vec<_> = answer.inquiries.iter().map(|i| i.inquirer.as_str()).collect();
+    assert_eq!(inquirers, ["bikeshare", "payapp"], "newest first");
+    stop(nodes).await;
+}
+
+#[tokio::test]
+async fn purpose_and_consent_are_checked_with_documented_codes() {
+    let f = fed(&INSTITUTIONS, &[]);
+    let nodes = f
+        .fed
+        .start_all(&INSTITUTIONS, |c| {
+            if c.node.institution == "bikeshare" {
+                c.federation.accepted_purposes = vec![bureau::inquiry::Purpose::AccountReview];
+            }
+        })
+        .await
+        .unwrap();
+    let s = subject(6);
+    let mut peer = FederationServiceClient::new(f.channel(Role::Institution, "payapp", nodes[0].addr));
+    let q = |purpose: pb::Purpose, consent: &str| pb::QueryRecordsRequest {
+        subject_id: s.clone(),
+        purpose: purpose as i32,
+        consent_reference: consent.into(),
+        query_id: "q-1".into(),
+    };
+    for purpose in [pb::Purpose::CreditApplication, pb::Purpose::DepositWaiver, pb::Purpose::SubjectRequest] {
+        let err = peer.query_records(q(purpose, "")).await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{purpose:?}");
+        assert_eq!(reason(&err).as_deref(), Some("CONSENT_REQUIRED"));
+        peer.query_records(q(purpose, "consent-2026-001")).await.unwrap();
+    }
+    let err = peer.query_records(q(pb::Purpose::Unspecified, "")).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(violations(&err)[0].0, "purpose");
+    let mut bad_subject = q(pb::Purpose::AccountReview, "");
+    bad_subject.subject_id = "11010119900307123X".into();
+    let err = peer.query_records(bad_subject).await.unwrap_err();
+    assert_eq!(violations(&err)[0].0, "subject_id");
+
+    // Through GetScore: refused locally, before any peer is asked.
+    let err = scoring(&f, &nodes[0]).get_score(get_score(&s, pb::Purpose::DepositWaiver, "")).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&err).as_deref(), Some("CONSENT_REQUIRED"));
+
+    // A peer that does not accept the purpose refuses; the scoring node reports it as such.
+    let mut to_bikeshare = FederationServiceClient::new(f.channel(Role::Institution, "bank", nodes[2].addr));
+    let err = to_bikeshare.query_records(q(pb::Purpose::CreditApplication, "c-1")).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert_eq!(reason(&err).as_deref(), Some("PURPOSE_NOT_ACCEPTED"));
+    let score = scoring(&f, &nodes[0])
+        .get_score(get_score(&s, pb::Purpose::CreditApplication, "c-2"))
+        .await
+        .unwrap()
+        .into_inner();
+    let refused = score.coverage.iter().find(|c| c.peer == "bikeshare").unwrap();
+    assert_eq!(refused.outcome, pb::PeerOutcome::Refused as i32);
+    assert!(refused.error.contains("PermissionDenied"), "{refused:?}");
+    assert!(score.partial);
+
+    // The hard inquiry was recorded at the peer that answered.
+    let inquiries = nodes[1].node.store.subject_inquiries(&s, 0, 10).unwrap();
+    let hard: Vec<_> = inquiries.iter().filter(|i| i.inquirer == "bank" && i.hard).collect();
+    assert!(!hard.is_empty(), "{inquiries:?}");
+    stop(nodes).await;
+}
+
+#[tokio::test]
+async fn a_regulator_may_neither_query_peers_nor_score_and_an_impostor_peer_is_refused() {
+    let f = fed(&INSTITUTIONS, &["pbc"]);
+    // payapp's configuration names "bikeshare" at bank's address: an impostor on a right address.
+    let nodes = f.fed.start_all(&["bank", "payapp"], |_| {}).await.unwrap();
+    let mut cfg = f.fed.node_config("bikeshare", &[("bikeshare-typo", nodes[0].addr)]);
+    cfg.peers[0].id = "bank".into();
+    cfg.peers.push(bureau::config::PeerConfig { id: "payapp".into(), address: nodes[0].addr.to_string() });
+    let tricked = bureau::server::start(cfg).await.unwrap();
+    let s = subject(7);
+    let score =
+        scoring(&f, &tricked).get_score(get_score(&s, pb::Purpose::AccountReview, "")).await.unwrap().into_inner();
+    let bank = score.coverage.iter().find(|c| c.peer == "bank").unwrap();
+    assert_eq!(bank.outcome, pb::PeerOutcome::Answered as i32);
+    let impostor = score.coverage.iter().find(|c| c.peer == "payapp").unwrap();
+    assert_eq!(impostor.outcome, pb::PeerOutcome::Unreachable as i32, "{impostor:?}");
+    assert!(impostor.error.contains("spiffe://fed.test/institution/bank"), "{impostor:?}");
+
+    let mut as_regulator = FederationServiceClient::new(f.channel(Role::Regulator, "pbc", nodes[0].addr));
+    let err = as_regulator
+        .query_records(pb::QueryRecordsRequest {
+            subject_id: s.clone(),
+            purpose: 2,
+            consent_reference: String::new(),
+            query_id: "q".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert_eq!(reason(&err).as_deref(), Some("WRONG_ROLE"));
+    let err = ScoringServiceClient::new(f.channel(Role::Regulator, "pbc", nodes[0].addr))
+        .get_score(get_score(&s, pb::Purpose::AccountReview, ""))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert_eq!(reason(&err).as_deref(), Some("WRONG_ROLE"));
+    // Another institution may not score on this node either.
+    let err = ScoringServiceClient::new(f.channel(Role::Institution, "payapp", nodes[0].addr))
+        .get_score(get_score(&s, pb::Purpose::AccountReview, ""))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err).as_deref(), Some("NOT_OWN_INSTITUTION"));
+    tricked.shutdown().await.unwrap();
+    stop(nodes).await;
+}
+
+#[tokio::test]
+async fn policies_decide_on_the_federated_score() {
+    let f = fed(&["bank", "payapp"], &[]);
+    let nodes = f
+        .fed
+        .start_all(&["bank", "payapp"], |c| {
+            use bureau::{config::PolicyConfig, inquiry::Purpose};
+            c.policies.insert("always".into(), PolicyConfig { min_score: 350, purpose: Purpose::DepositWaiver });
+            c.policies.insert("never".into(), PolicyConfig { min_score: 951, purpose: Purpose::DepositWaiver });
+        })
+        .await
+        .unwrap();
+    let s = subject(8);
+    furnish_everywhere(&f, &nodes, &s, 2).await;
+    let mut c = scoring(&f, &nodes[0]);
+    let decide = |policy: &str, consent: &str| pb::DecideRequest {
+        subject_id: s.clone(),
+        policy: policy.into(),
+        consent_reference: consent.into(),
+    };
+    let yes = c.decide(decide("always", "c-1")).await.unwrap().into_inner();
+    assert!(yes.approved);
+    assert_eq!(yes.threshold, 350);
+    assert_eq!(yes.score.unwrap().records_used, 4);
+    let no = c.decide(decide("never", "c-2")).await.unwrap().into_inner();
+    assert!(!no.approved);
+    let err = c.decide(decide("never", "")).await.unwrap_err();
+    assert_eq!(reason(&err).as_deref(), Some("CONSENT_REQUIRED"), "the policy's purpose needs consent");
+    let err = c.decide(decide("nonesuch", "c")).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    stop(nodes).await;
+}
