@@ -15,7 +15,9 @@ use crate::{
     client::ClientConfig,
     config::{read_hex_key, NodeConfig},
     convert,
-    pb::bureau::v1::{self as pb, records_service_client::RecordsServiceClient},
+    pb::bureau::v1::{
+        self as pb, records_service_client::RecordsServiceClient, scoring_service_client::ScoringServiceClient,
+    },
     pki::{self, PkiDir, PkiSpec},
     record::CreditRecord,
     server, subject,
@@ -63,14 +65,86 @@ pub enum Command {
     /// Furnish and read records on a node.
     #[command(subcommand)]
     Records(RecordsCommand),
+    /// Write reproducible synthetic credit records as JSON lines.
+    Gen {
+        /// Number of subjects.
+        #[arg(long, default_value_t = 1000)]
+        subjects: usize,
+        /// Seed: the same seed gives the same records.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Furnishing institutions (repeat); records are spread over them.
+        #[arg(long = "institution", default_values_t = ["payapp".to_string(), "bikeshare".to_string(), "bank".to_string()])]
+        institutions: Vec<String>,
+        /// Only write the records of this institution (to feed its node).
+        #[arg(long)]
+        only: Option<String>,
+        /// The federation's subject key file (hex); a fixed demo key if absent.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// Output file; standard output if absent.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Show the scorecard model (embedded default, a file, or a node's configured one).
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Ask a node for a subject's federated score.
+    Score {
+        #[command(flatten)]
+        conn: Conn,
+        /// The subject id.
+        #[arg(long)]
+        subject: String,
+        /// Purpose: credit_application, account_review, deposit_waiver, collections, subject_request.
+        #[arg(long, default_value = "account_review")]
+        purpose: String,
+        /// The subject's consent reference, where the purpose needs one.
+        #[arg(long, default_value = "")]
+        consent: String,
+    },
+    /// Ask a node for a policy decision (e.g. deposit_waiver).
+    Decide {
+        #[command(flatten)]
+        conn: Conn,
+        /// The subject id.
+        #[arg(long)]
+        subject: String,
+        /// The policy's name in the node's configuration.
+        #[arg(long)]
+        policy: String,
+        /// The subject's consent reference.
+        #[arg(long, default_value = "")]
+        consent: String,
+    },
+    /// Run the benchmarks against same-run baselines and print a table (see BENCHMARKS.md).
+    Bench {
+        /// Small sizes: a smoke run in under a minute.
+        #[arg(long)]
+        quick: bool,
+    },
     /// Run a local federation with sample data, from nothing (no setup by hand).
     Demo {
         /// Keep the federation's files here instead of a temporary directory.
         #[arg(long)]
         dir: Option<PathBuf>,
         /// Number of subjects to generate.
-        #[arg(long, default_value_t = 2000)]
+        #[arg(long, default_value_t = 3000)]
         subjects: usize,
+    },
+}
+
+/// `bureau model …`
+#[derive(Subcommand, Debug)]
+pub enum ModelCommand {
+    /// Print the model's version and its TOML.
+    Show {
+        /// A model file; the embedded default if absent.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// A node configuration whose `scoring.model` to show.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -239,6 +313,69 @@ pub async fn run(cli: Cli) -> Result<()> {
             println!("{}", subject::derive_subject_id(&read_hex_key(&key_file)?, &doc_type, &number));
         }
         Command::Records(cmd) => records(cmd).await?,
+        Command::Gen { subjects, seed, institutions, only, key_file, out } => {
+            let federation_key = match key_file {
+                Some(k) => read_hex_key(&k)?,
+                None => {
+                    eprintln!("note: no --key-file; subject ids use a fixed demo key");
+                    b"bureau-demo-key".to_vec()
+                }
+            };
+            let cfg =
+                crate::gen::GenConfig { subjects, seed, institutions, federation_key, as_of: crate::record::today() };
+            let mut w: Box<dyn std::io::Write> = match out {
+                Some(p) => {
+                    Box::new(std::io::BufWriter::new(fs::File::create(&p).with_context(|| p.display().to_string())?))
+                }
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            for r in crate::gen::generate(&cfg).filter(|r| only.as_ref().is_none_or(|o| &r.furnisher == o)) {
+                serde_json::to_writer(&mut w, &r)?;
+                w.write_all(b"\n")?;
+            }
+            w.flush()?;
+        }
+        Command::Model(ModelCommand::Show { file, config }) => {
+            let path = match (file, config) {
+                (Some(f), _) => Some(f),
+                (None, Some(c)) => NodeConfig::load(&c)?.scoring.model,
+                (None, None) => None,
+            };
+            let model = match path {
+                Some(p) => {
+                    crate::scoring::Model::from_toml(&fs::read_to_string(&p).with_context(|| p.display().to_string())?)?
+                }
+                None => crate::scoring::Model::embedded_default(),
+            };
+            println!("# model version {}\n{}", model.version(), model.text());
+        }
+        Command::Score { conn, subject, purpose, consent } => {
+            let purpose = parse_purpose(&purpose)?;
+            let mut c = ScoringServiceClient::new(conn.resolve()?.channel()?);
+            let s = c
+                .get_score(pb::GetScoreRequest {
+                    subject_id: subject,
+                    purpose: purpose as i32,
+                    consent_reference: consent,
+                })
+                .await
+                .map_err(|s| print_status(&s))?
+                .into_inner();
+            print_score(&s);
+        }
+        Command::Decide { conn, subject, policy, consent } => {
+            let mut c = ScoringServiceClient::new(conn.resolve()?.channel()?);
+            let d = c
+                .decide(pb::DecideRequest { subject_id: subject, policy, consent_reference: consent })
+                .await
+                .map_err(|s| print_status(&s))?
+                .into_inner();
+            println!("{}: {} (threshold {})", d.policy, if d.approved { "APPROVE" } else { "DECLINE" }, d.threshold);
+            if let Some(s) = d.score {
+                print_score(&s);
+            }
+        }
+        Command::Bench { quick } => crate::bench::run(crate::bench::BenchOptions { quick }).await?,
         Command::Demo { dir, subjects } => crate::demo::run(crate::demo::DemoOptions { dir, subjects }).await?,
     }
     Ok(())
@@ -272,6 +409,37 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
+}
+
+fn parse_purpose(p: &str) -> Result<pb::Purpose> {
+    pb::Purpose::from_str_name(&format!("PURPOSE_{}", p.to_ascii_uppercase()))
+        .filter(|p| *p != pb::Purpose::Unspecified)
+        .with_context(|| format!("unknown purpose {p:?}"))
+}
+
+/// Prints a score with its reasons and coverage.
+pub fn print_score(s: &pb::Score) {
+    let band =
+        pb::ScoreBand::try_from(s.band).map(|b| b.as_str_name().trim_start_matches("SCORE_BAND_")).unwrap_or("?");
+    println!(
+        "score {} ({band}){}  model {}  query {}",
+        s.score,
+        if s.partial { "  PARTIAL" } else { "" },
+        s.model_version,
+        s.query_id
+    );
+    for r in &s.reasons {
+        println!("  {} -{:>3}  {}", r.code, r.points_lost, r.description);
+    }
+    for c in &s.coverage {
+        let outcome = pb::PeerOutcome::try_from(c.outcome)
+            .map(|o| o.as_str_name().trim_start_matches("PEER_OUTCOME_"))
+            .unwrap_or("?");
+        println!(
+            "  peer {:<12} {:<12} {:>3} records {:>5} ms {}",
+            c.peer, outcome, c.records_returned, c.latency_ms, c.error
+        );
+    }
 }
 
 /// The institution our client certificate names (records are named after their furnisher).

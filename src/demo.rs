@@ -1,24 +1,30 @@
 //! `bureau demo`: a local federation with sample data, from nothing. Makes a throw-away
-//! authority, starts institutions' nodes in this process on loopback, furnishes records,
-//! reads them back and shows what a refused request looks like.
+//! authority, starts three institutions' nodes in this process on loopback (a payment app that
+//! waives deposits at 550, a bike-share operator that waives them at 650, and a bank), furnishes
+//! generated records, prints scores and decisions for sample subjects, takes one peer down to
+//! show a partial score, and shows what refused requests look like.
 
 use std::{path::PathBuf, time::Instant};
 
 use anyhow::{Context, Result};
-use chrono::{Datelike, Months};
+use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 use crate::{
+    bench::percentiles,
+    config::PolicyConfig,
     convert,
+    gen::{self, GenConfig},
     identity::Role,
+    inquiry::Purpose,
     local::LocalFederation,
-    pb::bureau::v1::{self as pb, records_service_client::RecordsServiceClient},
-    record::{AccountStatus, CreditRecord, PaymentStatus, RecordKind},
-    server::{self, RunningNode},
-    subject::derive_subject_id,
+    pb::bureau::v1::{
+        self as pb, records_service_client::RecordsServiceClient, scoring_service_client::ScoringServiceClient,
+    },
+    server::RunningNode,
 };
 
-/// The demo's institutions: a payment app, a bike-share operator and a bank.
+/// The demo's institutions.
 pub const INSTITUTIONS: [&str; 3] = ["payapp", "bikeshare", "bank"];
 
 /// Options of `bureau demo`.
@@ -30,89 +36,168 @@ pub struct DemoOptions {
     pub subjects: usize,
 }
 
+fn node<'a>(nodes: &'a [RunningNode], inst: &str) -> &'a RunningNode {
+    nodes.iter().find(|n| n.node.institution == inst).expect("demo node")
+}
+
 /// Runs the demo, printing to stdout.
 pub async fn run(opts: DemoOptions) -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let root = opts.dir.clone().unwrap_or_else(|| tmp.path().to_owned());
     let fed = LocalFederation::create(&root, "bureau.demo", &INSTITUTIONS, &["pbc"])?;
-    println!("federation bureau.demo: authority, 3 institutions and regulator pbc in {}", root.display());
-
-    let mut nodes: Vec<(&str, RunningNode)> = Vec::new();
-    for inst in INSTITUTIONS {
-        let node = server::start(fed.node_config(inst, &[])).await.with_context(|| format!("starting {inst}"))?;
-        println!("  node {inst:<10} listening on {}", node.addr);
-        nodes.push((inst, node));
+    println!("federation bureau.demo: licensing authority, 3 institutions, regulator pbc ({})", root.display());
+    let mut nodes = fed
+        .start_all(&INSTITUTIONS, |c| {
+            let min_score = match c.node.institution.as_str() {
+                "payapp" => 550,
+                "bikeshare" => 650,
+                _ => 600,
+            };
+            c.policies.insert("deposit_waiver".into(), PolicyConfig { min_score, purpose: Purpose::DepositWaiver });
+        })
+        .await
+        .context("starting nodes")?;
+    for n in &nodes {
+        println!("  node {:<10} {}  peers: the other two", n.node.institution, n.addr);
     }
 
-    let key = fed.subject_key();
+    // Each institution furnishes its own share of a generated population.
+    let cfg = GenConfig {
+        subjects: opts.subjects,
+        seed: 2026,
+        institutions: INSTITUTIONS.iter().map(|s| s.to_string()).collect(),
+        federation_key: fed.subject_key(),
+        as_of: crate::record::today(),
+    };
     let started = Instant::now();
     let mut total = 0;
-    for (inst, node) in &nodes {
-        let mut client = RecordsServiceClient::new(fed.client(Role::Institution, inst, node.addr).channel()?);
-        let records: Vec<pb::CreditRecord> = (0..opts.subjects)
-            .flat_map(|i| sample_records(&key, inst, i))
+    for inst in INSTITUTIONS {
+        let n = node(&nodes, inst);
+        let records: Vec<pb::CreditRecord> = gen::generate(&cfg)
+            .filter(|r| r.furnisher == inst)
             .map(|r| convert::record_to_pb(&r, chrono::Utc::now()))
             .collect();
-        total += records.len();
-        let batches: Vec<_> = records.chunks(500).map(|c| pb::FurnishRecordsRequest { records: c.to_vec() }).collect();
-        let resp = client.stream_furnish_records(tokio_stream::iter(batches)).await?.into_inner();
+        let batches: Vec<_> = records.chunks(1000).map(|c| pb::FurnishRecordsRequest { records: c.to_vec() }).collect();
+        let mut c = RecordsServiceClient::new(fed.client(Role::Institution, inst, n.addr).channel()?);
+        let resp = c.stream_furnish_records(tokio_stream::iter(batches)).await?.into_inner();
+        total += resp.accepted_count;
+        println!("  {inst:<10} furnished {:>6} records", resp.accepted_count);
+    }
+    println!("{total} records about {} subjects furnished over mTLS in {:.2?}", opts.subjects, started.elapsed());
+
+    let scoring = |inst: &str| -> Result<ScoringServiceClient<Channel>> {
+        Ok(ScoringServiceClient::new(fed.client(Role::Institution, inst, node(&nodes, inst).addr).channel()?))
+    };
+    let (mut payapp, mut bikeshare) = (scoring("payapp")?, scoring("bikeshare")?);
+    let (doc, number) = gen::subject_identity(cfg.seed, 0);
+    println!("\nsubjects are pseudonyms: {doc} {number} -> {}", gen::subject_id(&cfg, 0));
+    println!(
+        "\n{:<10} {:>5} {:<10} {:<16} {:>6}  {:<16} {:<16}",
+        "subject", "score", "band", "top reasons", "peers", "payapp @550", "bikeshare @650"
+    );
+    let samples: Vec<usize> = (0..opts.subjects.min(40)).step_by(3).take(12).collect();
+    for &i in &samples {
+        let subject = gen::subject_id(&cfg, i);
+        let consent = format!("consent-{i}");
+        let decide = |policy: &str| pb::DecideRequest {
+            subject_id: subject.clone(),
+            policy: policy.into(),
+            consent_reference: consent.clone(),
+        };
+        let at_payapp = payapp.decide(decide("deposit_waiver")).await?.into_inner();
+        let at_bikeshare = bikeshare.decide(decide("deposit_waiver")).await?.into_inner();
+        let s = at_payapp.score.clone().unwrap_or_default();
+        let answered = s.coverage.iter().filter(|c| c.outcome == pb::PeerOutcome::Answered as i32).count();
+        let reasons: Vec<&str> = s.reasons.iter().take(3).map(|r| r.code.as_str()).collect();
+        let verdict = |d: &pb::Decision| {
+            let score = d.score.as_ref().map_or(0, |s| s.score);
+            format!("{} ({score})", if d.approved { "waive" } else { "deposit" })
+        };
         println!(
-            "  {inst:<10} furnished {} records (accepted {}, rejected {})",
-            resp.accepted_count + resp.ignored_count + resp.rejected_count,
-            resp.accepted_count,
-            resp.rejected_count
+            "{:<10} {:>5} {:<10} {:<16} {:>4}/{}  {:<16} {:<16}",
+            &subject[..8],
+            s.score,
+            crate::scoring::Band::of(s.score).as_str(),
+            if reasons.is_empty() { "-".to_owned() } else { reasons.join(",") },
+            answered,
+            s.coverage.len(),
+            verdict(&at_payapp),
+            verdict(&at_bikeshare)
         );
     }
-    println!("furnished {total} records for {} subjects in {:.2?}", opts.subjects, started.elapsed());
-
-    let subject = derive_subject_id(&key, "RESIDENT_ID", &demo_identity(0));
-    println!("\nsubject RESIDENT_ID {} -> {subject}", demo_identity(0));
-    for (inst, node) in &nodes {
-        let mut client = RecordsServiceClient::new(fed.client(Role::Institution, inst, node.addr).channel()?);
-        let page = client
-            .list_records(pb::ListRecordsRequest {
-                parent: format!("subjects/{subject}"),
-                page_size: 10,
-                page_token: String::new(),
-            })
-            .await?
-            .into_inner();
-        for r in page.records {
-            println!(
-                "  {:<10} {:<22} {:<20} balance {:>10} / limit {:>10} {}",
-                r.furnisher,
-                r.record_id,
-                pb::RecordKind::try_from(r.kind).map(|k| k.as_str_name()).unwrap_or("?"),
-                r.balance_minor,
-                r.credit_limit_minor,
-                r.currency_code
-            );
-        }
+    println!("(a decision's score counts earlier hard inquiries: bikeshare sees the one payapp just made)");
+    if let Some(r) = payapp.get_score(score_req(&gen::subject_id(&cfg, samples[0]))).await?.into_inner().reasons.first()
+    {
+        println!("reason {}: {} (-{} points)", r.code, r.description, r.points_lost);
     }
 
+    // Latency of one federated score (own store + two peers), median over many calls.
+    let subjects: Vec<String> = (0..200).map(|i| gen::subject_id(&cfg, i % opts.subjects.max(1))).collect();
+    for s in subjects.iter().take(20) {
+        payapp.get_score(score_req(s)).await?;
+    }
+    let mut samples_t = Vec::new();
+    for s in &subjects {
+        let t = Instant::now();
+        payapp.get_score(score_req(s)).await?;
+        samples_t.push(t.elapsed());
+    }
+    let p = percentiles(&mut samples_t);
+    println!(
+        "\nfederated score latency over {} calls: p50 {:.0} µs, p99 {:.0} µs",
+        samples_t.len(),
+        p.p50.as_secs_f64() * 1e6,
+        p.p99.as_secs_f64() * 1e6
+    );
+
+    // One peer goes down: the answer is partial and says so, and does not wait for it.
+    let bank = nodes.remove(nodes.iter().position(|n| n.node.institution == "bank").unwrap_or(2));
+    bank.shutdown().await?;
+    println!("\nbank's node is down; payapp scores {}:", &subjects[0][..8]);
+    let t = Instant::now();
+    let s = payapp.get_score(score_req(&subjects[0])).await?.into_inner();
+    crate::cli::print_score(&s);
+    println!("  answered in {:.1?}", t.elapsed());
+
     println!("\nrefusals:");
-    let (_, bank) = &nodes[2];
-    let mut as_regulator = RecordsServiceClient::new(fed.client(Role::Regulator, "pbc", bank.addr).channel()?);
-    let one = sample_records(&key, "bank", 0).into_iter().next().map(|r| convert::record_to_pb(&r, chrono::Utc::now()));
-    let err = as_regulator.furnish_records(pb::FurnishRecordsRequest { records: one.into_iter().collect() }).await;
-    print_refusal("regulator furnishes at bank", err.err());
-    let mut as_payapp = RecordsServiceClient::new(fed.client(Role::Institution, "payapp", bank.addr).channel()?);
-    let err = as_payapp.get_record(pb::GetRecordRequest { name: "institutions/bank/records/x".into() }).await;
-    print_refusal("payapp reads bank's records", err.err());
+    let pay = node(&nodes, "payapp");
+    let mut as_regulator = ScoringServiceClient::new(fed.client(Role::Regulator, "pbc", pay.addr).channel()?);
+    print_refusal("regulator asks payapp for a score", as_regulator.get_score(score_req(&subjects[0])).await.err());
+    let mut as_bikeshare = RecordsServiceClient::new(fed.client(Role::Institution, "bikeshare", pay.addr).channel()?);
+    print_refusal(
+        "bikeshare reads payapp's records",
+        as_bikeshare.get_record(pb::GetRecordRequest { name: "institutions/payapp/records/cc-0-0".into() }).await.err(),
+    );
+    let no_consent = pb::GetScoreRequest {
+        subject_id: subjects[0].clone(),
+        purpose: pb::Purpose::DepositWaiver as i32,
+        consent_reference: String::new(),
+    };
+    print_refusal("deposit-waiver score without a consent reference", payapp.get_score(no_consent).await.err());
     let mut bad =
-        sample_records(&key, "bank", 1).into_iter().next().map(|r| convert::record_to_pb(&r, chrono::Utc::now()));
+        gen::generate(&cfg).find(|r| r.furnisher == "payapp").map(|r| convert::record_to_pb(&r, chrono::Utc::now()));
     if let Some(b) = bad.as_mut() {
         b.currency_code = "yuan".into();
     }
-    let mut as_bank = RecordsServiceClient::new(fed.client(Role::Institution, "bank", bank.addr).channel()?);
-    let err = as_bank.furnish_records(pb::FurnishRecordsRequest { records: bad.into_iter().collect() }).await;
-    print_refusal("bank furnishes a record with currency \"yuan\"", err.err());
+    let mut as_payapp = RecordsServiceClient::new(fed.client(Role::Institution, "payapp", pay.addr).channel()?);
+    print_refusal(
+        "payapp furnishes a record with currency \"yuan\"",
+        as_payapp.furnish_records(pb::FurnishRecordsRequest { records: bad.into_iter().collect() }).await.err(),
+    );
 
-    for (_, node) in nodes {
-        node.shutdown().await?;
+    for n in nodes {
+        n.shutdown().await?;
     }
     println!("\nnodes stopped");
     Ok(())
+}
+
+fn score_req(subject: &str) -> pb::GetScoreRequest {
+    pb::GetScoreRequest {
+        subject_id: subject.to_owned(),
+        purpose: pb::Purpose::AccountReview as i32,
+        consent_reference: String::new(),
+    }
 }
 
 fn print_refusal(what: &str, err: Option<tonic::Status>) {
@@ -127,42 +212,4 @@ fn print_refusal(what: &str, err: Option<tonic::Status>) {
             }
         }
     }
-}
-
-/// A synthetic (obviously fake) identity number for demo subject `i`.
-pub fn demo_identity(i: usize) -> String {
-    format!("99{i:016}")
-}
-
-/// A few plausible records that `institution` holds about demo subject `i`.
-fn sample_records(key: &[u8], institution: &str, i: usize) -> Vec<CreditRecord> {
-    let subject_id = derive_subject_id(key, "RESIDENT_ID", &demo_identity(i));
-    let today = crate::record::today();
-    let opened = today.checked_sub_months(Months::new(6 + (i % 60) as u32)).unwrap_or(today);
-    let late = i % 7 == 3;
-    let kind = match institution {
-        "payapp" => RecordKind::Instalment,
-        "bikeshare" => RecordKind::DepositFreeRental,
-        _ => RecordKind::CreditCard,
-    };
-    let mut history = vec![PaymentStatus::Current; 12];
-    if late {
-        history[1] = PaymentStatus::Late30;
-    }
-    vec![CreditRecord {
-        furnisher: institution.to_owned(),
-        record_id: format!("{}-{i}", &institution[..3]),
-        subject_id,
-        kind,
-        opened,
-        closed: None,
-        reported: today.with_day(1).unwrap_or(today).max(opened),
-        credit_limit_minor: 100_000 * (1 + (i % 50) as i64),
-        balance_minor: 37_000 * (i % 40) as i64,
-        currency: "CNY".into(),
-        status: if late { AccountStatus::Delinquent } else { AccountStatus::Current },
-        days_past_due: if late { 35 } else { 0 },
-        payment_history: history,
-        version: 1,
-    }]
 }

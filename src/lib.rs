@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod error;
 pub mod federated;
 pub mod federation;
 pub mod furnish;
+pub mod gen;
 pub mod identity;
 pub mod inquiry;
 pub mod local;

@@ -294,7 +294,13 @@ pub fn incoming(
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 return;
             };
-            let (tcp, addr) = match listener.accept().await {
+            // Stop listening as soon as the server stops reading: a stopped node must refuse
+            // connections, not accept and drop them.
+            let accepted = tokio::select! {
+                _ = tx.closed() => return,
+                a = listener.accept() => a,
+            };
+            let (tcp, addr) = match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
                     // EMFILE and the like: back off instead of spinning.

@@ -1,0 +1,392 @@
+//! `bureau bench`: measures bureau against baselines taken in the same run on the same machine,
+//! and prints ratios. Baselines: a plain tonic unary call (the gRPC health `Check`, an echo in
+//! all but name) over the same mTLS stack, and raw sled batch inserts of the same encoded
+//! records with the same durability (one flush per batch).
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+use prost::Message as _;
+use tonic::transport::Channel;
+use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+
+use crate::{
+    convert,
+    gen::{self, GenConfig},
+    identity::Role,
+    local::LocalFederation,
+    pb::bureau::v1::{
+        self as pb, records_service_client::RecordsServiceClient, scoring_service_client::ScoringServiceClient,
+    },
+    record::CreditRecord,
+    scoring::Model,
+    server::RunningNode,
+    store::Store,
+};
+
+/// How big a run is.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchOptions {
+    /// Smoke run: small sizes, a minute at most.
+    pub quick: bool,
+}
+
+struct Sizes {
+    furnish_records: usize,
+    score_subjects: usize,
+    latency_calls: usize,
+    throughput_secs: u64,
+    growth: &'static [usize],
+    scoring_records: usize,
+}
+
+const FULL: Sizes = Sizes {
+    furnish_records: 1_000_000,
+    score_subjects: 1_000_000,
+    latency_calls: 3_000,
+    throughput_secs: 5,
+    growth: &[10_000, 100_000, 1_000_000],
+    scoring_records: 200_000,
+};
+const QUICK: Sizes = Sizes {
+    furnish_records: 50_000,
+    score_subjects: 20_000,
+    latency_calls: 500,
+    throughput_secs: 1,
+    growth: &[2_000, 20_000],
+    scoring_records: 20_000,
+};
+
+/// One row of the report.
+struct Row {
+    what: String,
+    ours: String,
+    baseline: String,
+    ratio: String,
+}
+
+/// Latency percentiles of a set of samples.
+#[derive(Debug, Clone, Copy)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// 99.9th percentile.
+    pub p999: Duration,
+}
+
+/// Percentiles of `samples` (sorted in place).
+pub fn percentiles(samples: &mut [Duration]) -> Percentiles {
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    Percentiles { p50: at(0.50), p99: at(0.99), p999: at(0.999) }
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.0} µs", d.as_secs_f64() * 1e6)
+}
+
+/// Runs every benchmark and prints the table.
+pub async fn run(opts: BenchOptions) -> Result<()> {
+    let sizes = if opts.quick { QUICK } else { FULL };
+    let started = Instant::now();
+    let tmp = tempfile::tempdir()?;
+    let fed =
+        LocalFederation::create(tmp.path(), "bench.test", &["scorer", "peer-a", "peer-b", "peer-c", "loader"], &[])?;
+    let mut rows = Vec::new();
+
+    eprintln!("[1/4] furnishing throughput ({} records)", sizes.furnish_records);
+    furnish_throughput(&fed, sizes.furnish_records, &mut rows).await?;
+    eprintln!("[2/4] scoring alone ({} records)", sizes.scoring_records);
+    scoring_alone(sizes.scoring_records, &mut rows);
+    eprintln!("[3/4] federated score latency and throughput");
+    federated(&fed, &sizes, &mut rows).await?;
+    eprintln!("[4/4] done in {:.1?}", started.elapsed());
+
+    println!("\n{:<58} {:>22} {:>22} {:>10}", "benchmark", "bureau", "baseline", "ratio");
+    for r in rows {
+        println!("{:<58} {:>22} {:>22} {:>10}", r.what, r.ours, r.baseline, r.ratio);
+    }
+    Ok(())
+}
+
+/// Generated records for `subjects` subjects, furnished by `institutions`.
+fn records(subjects: usize, institutions: &[&str]) -> impl Iterator<Item = CreditRecord> {
+    let cfg = GenConfig {
+        subjects,
+        seed: 7,
+        institutions: institutions.iter().map(|s| s.to_string()).collect(),
+        federation_key: b"bench-key".to_vec(),
+        as_of: Utc::now().date_naive(),
+    };
+    let v: Vec<CreditRecord> = gen::generate(&cfg).collect();
+    v.into_iter()
+}
+
+async fn furnish_throughput(fed: &LocalFederation, n: usize, rows: &mut Vec<Row>) -> Result<()> {
+    const BATCH: usize = 1000;
+    // The same records, encoded once for both sides.
+    let mut recs: Vec<pb::CreditRecord> = Vec::with_capacity(n);
+    let mut subjects = 0;
+    while recs.len() < n {
+        subjects += 50_000;
+        recs = records(subjects, &["loader"]).take(n).map(|r| convert::record_to_pb(&r, Utc::now())).collect();
+    }
+
+    // Baseline: raw sled, one batch of 1000 inserts and one flush per batch.
+    let raw_dir = fed.root.join("raw-sled");
+    let db = sled::Config::new().path(&raw_dir).cache_capacity(128 << 20).open()?;
+    let tree = db.open_tree("records")?;
+    let t = Instant::now();
+    for chunk in recs.chunks(BATCH) {
+        let mut b = sled::Batch::default();
+        for r in chunk {
+            let mut k = r.furnisher.as_bytes().to_vec();
+            k.push(0);
+            k.extend_from_slice(r.record_id.as_bytes());
+            b.insert(k, r.encode_to_vec());
+        }
+        tree.apply_batch(b)?;
+        db.flush_async().await?;
+    }
+    let raw = n as f64 / t.elapsed().as_secs_f64();
+    drop(tree);
+    drop(db);
+
+    let node = crate::server::start(fed.node_config("loader", &[])).await?;
+    let mut c = RecordsServiceClient::new(fed.client(Role::Institution, "loader", node.addr).channel()?)
+        .max_encoding_message_size(64 << 20);
+    let batches: Vec<pb::FurnishRecordsRequest> =
+        recs.chunks(BATCH).map(|c| pb::FurnishRecordsRequest { records: c.to_vec() }).collect();
+    let t = Instant::now();
+    let resp = c.stream_furnish_records(tokio_stream::iter(batches)).await?.into_inner();
+    let ours = n as f64 / t.elapsed().as_secs_f64();
+    anyhow::ensure!(resp.accepted_count as usize == n, "accepted {} of {n}", resp.accepted_count);
+    node.shutdown().await?;
+    rows.push(Row {
+        what: format!("furnish {n} records, durable (streamed, batches of {BATCH})"),
+        ours: format!("{:.0} rec/s", ours),
+        baseline: format!("{:.0} rec/s raw sled", raw),
+        ratio: format!("{:.0} %", 100.0 * ours / raw),
+    });
+    Ok(())
+}
+
+fn scoring_alone(n: usize, rows: &mut Vec<Row>) {
+    let model = Model::embedded_default();
+    let mut by_subject: std::collections::BTreeMap<String, Vec<CreditRecord>> = Default::default();
+    for r in records(n / 3, &["a", "b", "c"]) {
+        by_subject.entry(r.subject_id.clone()).or_default().push(r);
+    }
+    let subjects: Vec<Vec<CreditRecord>> = by_subject.into_values().collect();
+    let today = Utc::now().date_naive();
+    let t = Instant::now();
+    let mut checksum = 0i64;
+    let mut scored = 0usize;
+    while t.elapsed() < Duration::from_secs(2) {
+        for s in &subjects {
+            checksum += model.score(s, &[], today).score as i64;
+        }
+        scored += subjects.len();
+    }
+    let rate = scored as f64 / t.elapsed().as_secs_f64();
+    rows.push(Row {
+        what: format!("scorecard alone, in memory ({} subjects, checksum {})", subjects.len(), checksum % 1000),
+        ours: format!("{:.0} scores/s", rate),
+        baseline: "-".into(),
+        ratio: "-".into(),
+    });
+}
+
+/// Starts the scoring node and three peers, each holding a share of `subjects` subjects'
+/// records (loaded straight into their stores before start, to keep setup fast).
+async fn federation(fed: &LocalFederation, subjects: usize, tag: &str) -> Result<(Vec<RunningNode>, Vec<String>)> {
+    let insts = ["scorer", "peer-a", "peer-b", "peer-c"];
+    let root = fed.root.join(format!("fed-{tag}"));
+    let mut sample = Vec::new();
+    {
+        let mut stores = Vec::new();
+        for inst in insts {
+            stores.push(Store::open(&root.join(inst), 256 << 20)?);
+        }
+        let mut batch: Vec<Vec<CreditRecord>> = vec![Vec::new(); insts.len()];
+        for r in records(subjects, &insts) {
+            if sample.len() < 10_000 && sample.last() != Some(&r.subject_id) {
+                sample.push(r.subject_id.clone());
+            }
+            let i = insts.iter().position(|x| *x == r.furnisher).context("furnisher")?;
+            batch[i].push(r);
+            if batch[i].len() == 5_000 {
+                stores[i].furnish(&std::mem::take(&mut batch[i]), Utc::now())?;
+            }
+        }
+        for (i, b) in batch.into_iter().enumerate() {
+            stores[i].furnish(&b, Utc::now())?;
+        }
+        for s in stores {
+            s.close(Duration::from_secs(5)).await?;
+        }
+    }
+    let nodes = fed
+        .start_all(&insts, |c| {
+            c.node.data_dir = root.join(&c.node.institution);
+            c.store.cache_capacity_bytes = 256 << 20;
+        })
+        .await?;
+    Ok((nodes, sample))
+}
+
+fn score_req(s: &str) -> pb::GetScoreRequest {
+    pb::GetScoreRequest {
+        subject_id: s.to_owned(),
+        purpose: pb::Purpose::AccountReview as i32,
+        consent_reference: String::new(),
+    }
+}
+
+async fn latency<F, Fut>(calls: usize, mut f: F) -> Result<Percentiles>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    for i in 0..calls / 10 {
+        f(i).await?; // warm-up: connections, caches
+    }
+    let mut samples = Vec::with_capacity(calls);
+    for i in 0..calls {
+        let t = Instant::now();
+        f(i).await?;
+        samples.push(t.elapsed());
+    }
+    Ok(percentiles(&mut samples))
+}
+
+async fn throughput<F, Fut>(concurrency: usize, secs: u64, f: F) -> Result<f64>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send,
+{
+    let f = Arc::new(f);
+    let until = Instant::now() + Duration::from_secs(secs);
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..concurrency {
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0usize;
+            while Instant::now() < until {
+                f(w * 1_000_003 + n).await?;
+                n += 1;
+            }
+            Ok::<usize, anyhow::Error>(n)
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await??;
+    }
+    Ok(total as f64 / t.elapsed().as_secs_f64())
+}
+
+async fn federated(fed: &LocalFederation, sizes: &Sizes, rows: &mut Vec<Row>) -> Result<()> {
+    let (nodes, sample) = federation(fed, sizes.score_subjects, "main").await?;
+    let scorer = &nodes[0];
+    let ch: Channel = fed.client(Role::Institution, "scorer", scorer.addr).channel()?;
+    let health = HealthClient::new(ch.clone());
+    let scoring = ScoringServiceClient::new(ch);
+
+    let echo = {
+        let h = health.clone();
+        latency(sizes.latency_calls, move |_| {
+            let mut h = h.clone();
+            async move {
+                h.check(HealthCheckRequest { service: String::new() }).await?;
+                Ok(())
+            }
+        })
+        .await?
+    };
+    let ours = {
+        let (s, sample) = (scoring.clone(), sample.clone());
+        latency(sizes.latency_calls, move |i| {
+            let mut s = s.clone();
+            let subject = sample[i % sample.len()].clone();
+            async move {
+                let score = s.get_score(score_req(&subject)).await?.into_inner();
+                anyhow::ensure!(!score.partial, "partial score in benchmark: {:?}", score.coverage);
+                Ok(())
+            }
+        })
+        .await?
+    };
+    for (name, o, e) in [("p50", ours.p50, echo.p50), ("p99", ours.p99, echo.p99), ("p99.9", ours.p999, echo.p999)] {
+        rows.push(Row {
+            what: format!("federated score latency {name}, concurrency 1, 3 peers"),
+            ours: us(o),
+            baseline: format!("{} echo", us(e)),
+            ratio: format!("{:.2}x", o.as_secs_f64() / e.as_secs_f64()),
+        });
+    }
+
+    let echo_tp = {
+        let h = health.clone();
+        throughput(64, sizes.throughput_secs, move |_| {
+            let mut h = h.clone();
+            async move {
+                h.check(HealthCheckRequest { service: String::new() }).await?;
+                Ok(())
+            }
+        })
+        .await?
+    };
+    let ours_tp = {
+        let (s, sample) = (scoring.clone(), Arc::new(sample.clone()));
+        throughput(64, sizes.throughput_secs, move |i| {
+            let mut s = s.clone();
+            let subject = sample[i % sample.len()].clone();
+            async move {
+                s.get_score(score_req(&subject)).await?;
+                Ok(())
+            }
+        })
+        .await?
+    };
+    rows.push(Row {
+        what: "federated score throughput, concurrency 64".into(),
+        ours: format!("{:.0} scores/s", ours_tp),
+        baseline: format!("{:.0} echo/s", echo_tp),
+        ratio: format!("{:.0} %", 100.0 * ours_tp / echo_tp),
+    });
+    for n in nodes {
+        n.shutdown().await?;
+    }
+
+    for &n in sizes.growth {
+        let (nodes, sample) = federation(fed, n, &format!("g{n}")).await?;
+        let s = ScoringServiceClient::new(fed.client(Role::Institution, "scorer", nodes[0].addr).channel()?);
+        let p = latency(sizes.latency_calls.min(1000), move |i| {
+            let mut s = s.clone();
+            let subject = sample[i % sample.len()].clone();
+            async move {
+                s.get_score(score_req(&subject)).await?;
+                Ok(())
+            }
+        })
+        .await?;
+        rows.push(Row {
+            what: format!("growth: score latency p50 / p99 at {n} subjects"),
+            ours: format!("{} / {}", us(p.p50), us(p.p99)),
+            baseline: "-".into(),
+            ratio: "-".into(),
+        });
+        for node in nodes {
+            node.shutdown().await?;
+        }
+    }
+    Ok(())
+}
