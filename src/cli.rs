@@ -117,6 +117,9 @@ pub enum Command {
         #[arg(long, default_value = "")]
         consent: String,
     },
+    /// Regulators: verify nodes' audit logs, reconcile them, read entries.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Run the benchmarks against same-run baselines and print a table (see BENCHMARKS.md).
     Bench {
         /// Small sizes: a smoke run in under a minute.
@@ -131,6 +134,71 @@ pub enum Command {
         /// Number of subjects to generate.
         #[arg(long, default_value_t = 3000)]
         subjects: usize,
+        /// Keep the federation running on ports 7101-7103 until ctrl-c (for `bureau audit`).
+        #[arg(long)]
+        serve: bool,
+    },
+}
+
+/// How a regulator reaches nodes: its certificate from a PKI directory, or explicit files.
+#[derive(Args, Debug, Clone)]
+pub struct RegulatorConn {
+    /// The PKI directory (`bureau pki init --out`): certificates, and nodes' checkpoint keys.
+    #[arg(long)]
+    pub pki: PathBuf,
+    /// The regulator's id in that directory.
+    #[arg(long)]
+    pub regulator: String,
+    /// The federation's name.
+    #[arg(long)]
+    pub federation: String,
+    /// Where the checkpoints seen last time are kept.
+    #[arg(long, default_value = "regulator-state")]
+    pub state: PathBuf,
+}
+
+impl RegulatorConn {
+    fn channel(&self, node: &str) -> Result<tonic::transport::Channel> {
+        let files = PkiDir(self.pki.clone()).member(crate::identity::Role::Regulator, &self.regulator);
+        Ok(ClientConfig::from_pki(&self.pki, &files, &self.federation, node).channel()?)
+    }
+
+    fn keys(&self) -> crate::regulator::KeySource {
+        crate::regulator::KeySource::PkiDir(self.pki.clone())
+    }
+}
+
+/// `bureau audit …`
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Fetch a node's checkpoint and entries, recompute the root, check the signature and the
+    /// consistency with the checkpoint seen last time. Exits non-zero on any mismatch.
+    Verify {
+        #[command(flatten)]
+        conn: RegulatorConn,
+        /// The node's address.
+        #[arg(long)]
+        node: String,
+    },
+    /// Verify several nodes and check that every query logged by one end is logged by the
+    /// other. Exits non-zero on any mismatch.
+    Reconcile {
+        #[command(flatten)]
+        conn: RegulatorConn,
+        /// Node addresses (repeat).
+        #[arg(long = "node", required = true)]
+        nodes: Vec<String>,
+    },
+    /// Print a node's log entries about one subject.
+    Entries {
+        #[command(flatten)]
+        conn: RegulatorConn,
+        /// The node's address.
+        #[arg(long)]
+        node: String,
+        /// The subject id.
+        #[arg(long)]
+        subject: String,
     },
 }
 
@@ -375,8 +443,11 @@ pub async fn run(cli: Cli) -> Result<()> {
                 print_score(&s);
             }
         }
+        Command::Audit(cmd) => audit(cmd).await?,
         Command::Bench { quick } => crate::bench::run(crate::bench::BenchOptions { quick }).await?,
-        Command::Demo { dir, subjects } => crate::demo::run(crate::demo::DemoOptions { dir, subjects }).await?,
+        Command::Demo { dir, subjects, serve } => {
+            crate::demo::run(crate::demo::DemoOptions { dir, subjects, serve }).await?
+        }
     }
     Ok(())
 }
@@ -409,6 +480,93 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn audit(cmd: AuditCommand) -> Result<()> {
+    match cmd {
+        AuditCommand::Verify { conn, node } => {
+            let log = crate::regulator::verify(conn.channel(&node)?, &conn.keys(), &conn.state).await?;
+            report_verified(&log);
+            if !log.problems.is_empty() {
+                bail!("{} problem(s) in {}'s log", log.problems.len(), log.origin);
+            }
+        }
+        AuditCommand::Reconcile { conn, nodes } => {
+            let mut logs = Vec::new();
+            for node in &nodes {
+                let log = crate::regulator::verify(conn.channel(node)?, &conn.keys(), &conn.state).await?;
+                report_verified(&log);
+                logs.push(log);
+            }
+            let mismatches = crate::regulator::reconcile(&logs);
+            let bad_logs = logs.iter().filter(|l| !l.problems.is_empty()).count();
+            for m in &mismatches {
+                println!("MISMATCH {m}");
+            }
+            if mismatches.is_empty() && bad_logs == 0 {
+                println!("reconciled {} nodes: every query is logged at both ends", logs.len());
+            } else {
+                bail!("{} mismatch(es), {bad_logs} log(s) failing verification", mismatches.len());
+            }
+        }
+        AuditCommand::Entries { conn, node, subject } => {
+            let mut client = crate::pb::bureau::v1::audit_service_client::AuditServiceClient::new(conn.channel(&node)?);
+            let mut token = String::new();
+            println!(
+                "{:>6} {:<27} {:<16} {:<10} {:<10} {:<18} {:<14} {:<22} {:>4}",
+                "index", "time", "action", "actor", "asked", "purpose", "consent", "outcome", "recs"
+            );
+            loop {
+                let page = client
+                    .list_audit_entries(pb::ListAuditEntriesRequest {
+                        subject_id: subject.clone(),
+                        page_size: 500,
+                        page_token: token,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|s| print_status(&s))?
+                    .into_inner();
+                for e in &page.entries {
+                    let entry = crate::audit::Entry::from_bytes(&e.leaf_data)?;
+                    println!(
+                        "{:>6} {:<27} {:<16} {:<10} {:<10} {:<18} {:<14} {:<22} {:>4}",
+                        e.index,
+                        entry.time.format("%Y-%m-%d %H:%M:%S%.3f"),
+                        serde_json::to_value(entry.action)?.as_str().unwrap_or(""),
+                        entry.actor,
+                        entry.counterparty,
+                        entry.purpose.map(|p| p.as_str()).unwrap_or("-"),
+                        if entry.consent_reference.is_empty() { "-" } else { &entry.consent_reference },
+                        entry.outcome,
+                        entry.record_count
+                    );
+                }
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                token = page.next_page_token;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn report_verified(log: &crate::regulator::VerifiedLog) {
+    let since = log.previous.map(|p| format!(", consistent with the {p} seen before")).unwrap_or_default();
+    if log.problems.is_empty() {
+        println!(
+            "{}: {} entries, root {}, signature ok, entries match{since}",
+            log.origin,
+            log.size,
+            hex::encode(log.root)
+        );
+    } else {
+        println!("{}: {} entries, root {}: FAILED", log.origin, log.size, hex::encode(log.root));
+        for p in &log.problems {
+            println!("  {p}");
+        }
+    }
 }
 
 fn parse_purpose(p: &str) -> Result<pb::Purpose> {

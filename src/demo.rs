@@ -34,7 +34,13 @@ pub struct DemoOptions {
     pub dir: Option<PathBuf>,
     /// How many subjects to generate.
     pub subjects: usize,
+    /// Keep the federation running afterwards (on ports 7101–7103) until ctrl-c, for the
+    /// regulator's walk-through.
+    pub serve: bool,
 }
+
+/// Fixed ports used with `--serve`, so the README's commands name them.
+pub const SERVE_PORTS: [u16; 3] = [7101, 7102, 7103];
 
 fn node<'a>(nodes: &'a [RunningNode], inst: &str) -> &'a RunningNode {
     nodes.iter().find(|n| n.node.institution == inst).expect("demo node")
@@ -46,17 +52,25 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     let root = opts.dir.clone().unwrap_or_else(|| tmp.path().to_owned());
     let fed = LocalFederation::create(&root, "bureau.demo", &INSTITUTIONS, &["pbc"])?;
     println!("federation bureau.demo: licensing authority, 3 institutions, regulator pbc ({})", root.display());
-    let mut nodes = fed
-        .start_all(&INSTITUTIONS, |c| {
-            let min_score = match c.node.institution.as_str() {
-                "payapp" => 550,
-                "bikeshare" => 650,
-                _ => 600,
-            };
-            c.policies.insert("deposit_waiver".into(), PolicyConfig { min_score, purpose: Purpose::DepositWaiver });
-        })
-        .await
-        .context("starting nodes")?;
+    let policies = |c: &mut crate::config::NodeConfig| {
+        let min_score = match c.node.institution.as_str() {
+            "payapp" => 550,
+            "bikeshare" => 650,
+            _ => 600,
+        };
+        c.policies.insert("deposit_waiver".into(), PolicyConfig { min_score, purpose: Purpose::DepositWaiver });
+    };
+    let mut nodes = if opts.serve {
+        let mut listeners = Vec::new();
+        for port in SERVE_PORTS {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            listeners.push(tokio::net::TcpListener::bind(addr).await.with_context(|| format!("port {port} is taken"))?);
+        }
+        fed.start_all_on(&INSTITUTIONS, listeners, policies).await
+    } else {
+        fed.start_all(&INSTITUTIONS, policies).await
+    }
+    .context("starting nodes")?;
     for n in &nodes {
         println!("  node {:<10} {}  peers: the other two", n.node.institution, n.addr);
     }
@@ -152,6 +166,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
 
     // One peer goes down: the answer is partial and says so, and does not wait for it.
     let bank = nodes.remove(nodes.iter().position(|n| n.node.institution == "bank").unwrap_or(2));
+    let bank_addr = bank.addr;
     bank.shutdown().await?;
     println!("\nbank's node is down; payapp scores {}:", &subjects[0][..8]);
     let t = Instant::now();
@@ -185,6 +200,21 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         as_payapp.furnish_records(pb::FurnishRecordsRequest { records: bad.into_iter().collect() }).await.err(),
     );
 
+    if opts.serve {
+        // Bring the bank back for the regulator's walk-through.
+        let peers: Vec<(&str, std::net::SocketAddr)> =
+            nodes.iter().map(|n| (n.node.institution.as_str(), n.addr)).collect();
+        let mut cfg = fed.node_config("bank", &peers);
+        policies(&mut cfg);
+        let listener = tokio::net::TcpListener::bind(bank_addr).await?;
+        nodes.push(crate::server::start_on(cfg, listener).await?);
+        let pki = fed.pki.0.display();
+        println!("\nthe federation keeps running (ctrl-c stops it). As the regulator pbc:");
+        println!("  bureau audit verify    --pki {pki} --regulator pbc --federation bureau.demo --node 127.0.0.1:7101");
+        println!("  bureau audit reconcile --pki {pki} --regulator pbc --federation bureau.demo --node 127.0.0.1:7101 --node 127.0.0.1:7102 --node 127.0.0.1:7103");
+        println!("  bureau audit entries   --pki {pki} --regulator pbc --federation bureau.demo --node 127.0.0.1:7101 --subject {}", subjects[0]);
+        tokio::signal::ctrl_c().await?;
+    }
     for n in nodes {
         n.shutdown().await?;
     }

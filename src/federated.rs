@@ -8,6 +8,7 @@ use chrono::Utc;
 use tracing::info;
 
 use crate::{
+    audit::{Action, Entry},
     federation::{PeerOutcome, PeerResult, Peers, Query},
     inquiry::{Inquiry, Purpose},
     peer_query::{self, PeerQuery, QueryRefusal},
@@ -99,6 +100,31 @@ impl Scorer {
         );
         let result = self.model.score(&records, &inquiries, Utc::now().date_naive());
         let partial = coverage.iter().any(|c| c.outcome != PeerOutcome::Answered);
+        // Every attempt, answered or not, and the score served, durable before the answer.
+        let entry = |action: Action, counterparty: &str, outcome: String, count: usize| {
+            let mut e = Entry::new(action, &self.institution, outcome);
+            e.query_id = query_id.clone();
+            e.counterparty = counterparty.to_owned();
+            e.subject_id = subject_id.to_owned();
+            e.purpose = Some(purpose);
+            e.consent_reference = consent.to_owned();
+            e.record_count = count as u32;
+            e
+        };
+        let mut log: Vec<Entry> = coverage
+            .iter()
+            .map(|c| entry(Action::QueryOutbound, &c.peer, outcome_name(c.outcome).to_owned(), c.records_returned))
+            .collect();
+        let mut served = entry(
+            Action::ScoreServed,
+            "",
+            format!("score={}{}", result.score, if partial { " partial" } else { "" }),
+            records.len(),
+        );
+        served.model_version = self.model.version().to_owned();
+        log.push(served);
+        self.store.append_audit(&log)?;
+        self.store.sync().await?;
         info!(
             subject = %subject_id,
             query_id = %query_id,
@@ -118,6 +144,16 @@ impl Scorer {
             query_id,
             records_used: records.len(),
         })
+    }
+}
+
+/// The outcome's name in log entries.
+pub fn outcome_name(o: PeerOutcome) -> &'static str {
+    match o {
+        PeerOutcome::Answered => "answered",
+        PeerOutcome::TimedOut => "timed_out",
+        PeerOutcome::Unreachable => "unreachable",
+        PeerOutcome::Refused => "refused",
     }
 }
 

@@ -5,8 +5,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod auth;
 pub mod bench;
+pub mod checkpoint;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -20,10 +22,12 @@ pub mod gen;
 pub mod identity;
 pub mod inquiry;
 pub mod local;
+pub mod merkle;
 pub mod node;
 pub mod peer_query;
 pub mod pki;
 pub mod record;
+pub mod regulator;
 pub mod scoring;
 pub mod server;
 pub mod service;

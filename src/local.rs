@@ -91,19 +91,33 @@ impl LocalFederation {
     ) -> Result<Vec<RunningNode>, ServeError> {
         let mut listeners = Vec::new();
         for _ in institutions {
-            let l = server::bind_loopback()
-                .await
-                .map_err(|source| ServeError::Bind { addr: SocketAddr::from(([127, 0, 0, 1], 0)), source })?;
-            let addr = l
-                .local_addr()
-                .map_err(|source| ServeError::Bind { addr: SocketAddr::from(([127, 0, 0, 1], 0)), source })?;
-            listeners.push((l, addr));
+            listeners.push(
+                server::bind_loopback()
+                    .await
+                    .map_err(|source| ServeError::Bind { addr: SocketAddr::from(([127, 0, 0, 1], 0)), source })?,
+            );
         }
-        let addrs: Vec<(&str, SocketAddr)> =
-            institutions.iter().copied().zip(listeners.iter().map(|(_, a)| *a)).collect();
+        self.start_all_on(institutions, listeners, tweak).await
+    }
+
+    /// Like [`LocalFederation::start_all`], on listeners the caller bound (one per institution).
+    pub async fn start_all_on(
+        &self,
+        institutions: &[&str],
+        listeners: Vec<tokio::net::TcpListener>,
+        tweak: impl Fn(&mut NodeConfig),
+    ) -> Result<Vec<RunningNode>, ServeError> {
+        let mut addrs = Vec::new();
+        for l in &listeners {
+            addrs.push(
+                l.local_addr()
+                    .map_err(|source| ServeError::Bind { addr: SocketAddr::from(([127, 0, 0, 1], 0)), source })?,
+            );
+        }
+        let named: Vec<(&str, SocketAddr)> = institutions.iter().copied().zip(addrs).collect();
         let mut nodes = Vec::new();
-        for (inst, (listener, _)) in institutions.iter().zip(listeners) {
-            let peers: Vec<(&str, SocketAddr)> = addrs.iter().filter(|(i, _)| i != inst).copied().collect();
+        for (inst, listener) in institutions.iter().zip(listeners) {
+            let peers: Vec<(&str, SocketAddr)> = named.iter().filter(|(i, _)| i != inst).copied().collect();
             let mut cfg = self.node_config(inst, &peers);
             tweak(&mut cfg);
             nodes.push(server::start_on(cfg, listener).await?);

@@ -26,4 +26,13 @@ pub struct Node {
     pub scorer: Scorer,
     /// Named decision policies.
     pub policies: Arc<BTreeMap<String, PolicyConfig>>,
+    /// The key that signs audit checkpoints, if configured.
+    pub log_key: Option<Arc<ed25519_dalek::SigningKey>>,
+}
+
+impl Node {
+    /// The audit log's origin (and checkpoint key name): `<federation>/institution/<id>`.
+    pub fn origin(&self) -> String {
+        format!("{}/institution/{}", self.federation, self.institution)
+    }
 }

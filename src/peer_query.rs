@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::{
+    audit::{Action, Entry},
     inquiry::{Inquiry, Purpose},
     record::CreditRecord,
     store::{Store, StoreError},
@@ -106,10 +107,18 @@ pub async fn answer(
         time: now,
         query_id: q.query_id.clone(),
     };
-    store.add_inquiry(&inquiry)?;
+    let mut entry = Entry::new(Action::QueryInbound, &q.inquirer, "answered");
+    entry.time = now;
+    entry.query_id = q.query_id.clone();
+    entry.counterparty = responder.to_owned();
+    entry.subject_id = q.subject_id.clone();
+    entry.purpose = Some(purpose);
+    entry.consent_reference = q.consent_reference.clone();
     let mut records = store.subject_records(&q.subject_id)?;
     // Only what this institution furnished, even if the store ever held more.
     records.retain(|r| r.furnisher == responder);
+    entry.record_count = records.len() as u32;
+    store.add_inquiry(&inquiry, &entry)?;
     let inquiries = store.subject_inquiries(&q.subject_id, 0, MAX_INQUIRIES_RETURNED)?;
     store.sync().await?;
     Ok(Answer { records, inquiries })

@@ -184,6 +184,10 @@ fn issue(
             .to_pkcs8_pem(LineEnding::LF)
             .map_err(|e| PkiError::Invalid(format!("encoding checkpoint key: {e}")))?;
         write_secret(&files.log_key, &pem)?;
+        // The public half, as the verifier key string regulators give `bureau audit verify`.
+        let origin = format!("{}/institution/{}", member.federation, member.id);
+        let vkey = crate::checkpoint::verifier_key(&origin, &log_key.verifying_key());
+        write_public(&files.log_key.with_extension("pub"), &format!("{vkey}\n"))?;
     }
     Ok(())
 }

@@ -21,11 +21,14 @@ use crate::{
     identity::{Identity, Role},
     node::Node,
     pb::bureau::v1::{
-        federation_service_server::FederationServiceServer, records_service_server::RecordsServiceServer,
-        scoring_service_server::ScoringServiceServer,
+        audit_service_server::AuditServiceServer, federation_service_server::FederationServiceServer,
+        records_service_server::RecordsServiceServer, scoring_service_server::ScoringServiceServer,
+        subjects_service_server::SubjectsServiceServer,
     },
     scoring::Model,
-    service::{federation::FederationApi, records::RecordsApi, scoring::ScoringApi},
+    service::{
+        audit::AuditApi, federation::FederationApi, records::RecordsApi, scoring::ScoringApi, subjects::SubjectsApi,
+    },
     store::Store,
     tls::{self, TlsMaterial},
 };
@@ -135,6 +138,17 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         }
         None => Model::embedded_default(),
     };
+    let log_key = match &cfg.tls.log_key {
+        None => None,
+        Some(path) => {
+            use ed25519_dalek::pkcs8::DecodePrivateKey;
+            let pem =
+                std::fs::read_to_string(path).map_err(|e| ServeError::Mismatch(format!("{}: {e}", path.display())))?;
+            let key = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem)
+                .map_err(|e| ServeError::Mismatch(format!("{}: not an Ed25519 PKCS#8 key: {e}", path.display())))?;
+            Some(Arc::new(key))
+        }
+    };
     let peers = Peers::new(&cfg.peers, &material, &cfg.federation.name, cfg.limits.max_message_bytes)?;
     let store = Store::open(&cfg.node.data_dir, cfg.store.cache_capacity_bytes)?;
     let node = Node {
@@ -151,6 +165,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
             deadline: Duration::from_millis(cfg.scoring.peer_deadline_ms),
         },
         policies: Arc::new(cfg.policies.clone()),
+        log_key,
     };
 
     let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: cfg.node.listen, source })?;
@@ -166,7 +181,15 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
     let scoring = ScoringServiceServer::new(ScoringApi::new(node.clone()))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
+    let audit = AuditServiceServer::new(AuditApi::new(node.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max.max(64 << 20));
+    let subjects = SubjectsServiceServer::new(SubjectsApi::new(node.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
     let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<AuditServiceServer<AuditApi>>().await;
+    health.set_serving::<SubjectsServiceServer<SubjectsApi>>().await;
     health.set_serving::<RecordsServiceServer<RecordsApi>>().await;
     health.set_serving::<FederationServiceServer<FederationApi>>().await;
     health.set_serving::<ScoringServiceServer<ScoringApi>>().await;
@@ -188,7 +211,9 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         .add_service(reflection_v1alpha)
         .add_service(records)
         .add_service(federation)
-        .add_service(scoring);
+        .add_service(scoring)
+        .add_service(audit)
+        .add_service(subjects);
 
     let (stop, mut stop_rx) = watch::channel(false);
     let shutdown = async move {

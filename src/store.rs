@@ -13,7 +13,14 @@ use sled::{
 use tokio::sync::{mpsc, oneshot};
 use tracing::error;
 
-use crate::{convert, inquiry::Inquiry, pb::bureau::v1 as pb, record::CreditRecord};
+use crate::{
+    audit::{self, Action, Entry, LogTx},
+    convert,
+    inquiry::Inquiry,
+    merkle::{self, Hash},
+    pb::bureau::v1 as pb,
+    record::CreditRecord,
+};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +137,15 @@ pub struct Inner {
     /// `subject_id time_micros(be) query_id` → [`pb::Inquiry`]: who asked about whom, in time
     /// order per subject.
     inquiries: Tree,
+    /// Audit log: index → entry bytes.
+    audit_entries: Tree,
+    /// Audit log: (level, index) → complete-subtree hash.
+    audit_nodes: Tree,
+    /// Audit log: `size`.
+    audit_meta: Tree,
+    /// Serialises log appends: they all touch the size key, and optimistic transactions would
+    /// otherwise retry under contention.
+    audit_lock: std::sync::Mutex<()>,
     flush: mpsc::UnboundedSender<FlushMsg>,
 }
 
@@ -190,9 +206,24 @@ impl Store {
         let records = db.open_tree("records")?;
         let by_subject = db.open_tree("by_subject")?;
         let inquiries = db.open_tree("inquiries")?;
+        let audit_entries = db.open_tree("audit_entries")?;
+        let audit_nodes = db.open_tree("audit_nodes")?;
+        let audit_meta = db.open_tree("audit_meta")?;
         let (flush, rx) = mpsc::unbounded_channel();
         tokio::spawn(group_commit(db.clone(), rx));
-        Ok(Self { inner: Arc::new(Inner { db, records, by_subject, inquiries, flush }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                records,
+                by_subject,
+                inquiries,
+                audit_entries,
+                audit_nodes,
+                audit_meta,
+                audit_lock: std::sync::Mutex::new(()),
+                flush,
+            }),
+        })
     }
 
     /// The underlying database, for modules that keep their own trees beside the records.
@@ -213,7 +244,8 @@ impl Store {
     }
 
     /// Stores validated records (furnisher already set from the caller's certificate) in one
-    /// transaction, applying version ordering. Not durable until [`Store::sync`].
+    /// transaction, applying version ordering, and logs the furnishing (record keys only) in the
+    /// same transaction. Not durable until [`Store::sync`].
     pub fn furnish(&self, records: &[CreditRecord], now: DateTime<Utc>) -> Result<Vec<ApplyResult>, StoreError> {
         let encoded: Vec<Vec<u8>> = records
             .iter()
@@ -221,23 +253,57 @@ impl Store {
                 StoredValue { record: Some(convert::record_to_stored(r, now)), ..Default::default() }.encode_to_vec()
             })
             .collect();
-        let out = (&self.records, &self.by_subject).transaction(|(rt, st)| {
-            let mut results = Vec::with_capacity(records.len());
-            for (r, value) in records.iter().zip(&encoded) {
-                results.push(Self::apply_tx(rt, st, r, value, false)?);
-            }
-            Ok(results)
-        })?;
+        let actor = records.first().map(|r| r.furnisher.clone()).unwrap_or_default();
+        let _log = self.lock_log();
+        let out = (&self.records, &self.by_subject, &self.audit_entries, &self.audit_nodes, &self.audit_meta)
+            .transaction(|(rt, st, e, n, m)| {
+                let mut results = Vec::with_capacity(records.len());
+                for (r, value) in records.iter().zip(&encoded) {
+                    results.push(Self::apply_tx(rt, st, r, value, false)?);
+                }
+                if !records.is_empty() {
+                    let changed: Vec<&str> = records
+                        .iter()
+                        .zip(&results)
+                        .filter(|(_, a)| matches!(a.applied, Applied::Created | Applied::Replaced))
+                        .map(|(r, _)| r.record_id.as_str())
+                        .collect();
+                    let mut entry = Entry::new(
+                        Action::RecordFurnished,
+                        &actor,
+                        format!("accepted={} not_stored={}", changed.len(), records.len() - changed.len()),
+                    );
+                    entry.time = now;
+                    entry.record_count = changed.len() as u32;
+                    entry.detail = changed.join(",");
+                    LogTx { entries: e, nodes: n, meta: m }.append(&[entry])?;
+                }
+                Ok(results)
+            })?;
         Ok(out)
     }
 
-    /// Replaces an existing live record with a higher version. `None` when there is none.
+    /// Replaces an existing live record with a higher version, logging it in the same
+    /// transaction. `None` when there is no such record.
     pub fn correct(&self, record: &CreditRecord, now: DateTime<Utc>) -> Result<Option<ApplyResult>, StoreError> {
         let value =
             StoredValue { record: Some(convert::record_to_stored(record, now)), ..Default::default() }.encode_to_vec();
-        let out = (&self.records, &self.by_subject).transaction(|(rt, st)| {
-            Self::apply_tx(rt, st, record, &value, true).map(|a| Some(a).filter(|a| a.stored_version > 0))
-        })?;
+        let _log = self.lock_log();
+        let out = (&self.records, &self.by_subject, &self.audit_entries, &self.audit_nodes, &self.audit_meta)
+            .transaction(|(rt, st, e, n, m)| {
+                let a = Self::apply_tx(rt, st, record, &value, true)?;
+                if a.stored_version == 0 {
+                    return Ok(None);
+                }
+                let mut entry =
+                    Entry::new(Action::RecordCorrected, &record.furnisher, format!("{:?}", a.applied).to_lowercase());
+                entry.time = now;
+                entry.subject_id = record.subject_id.clone();
+                entry.record_count = u32::from(a.applied == Applied::Replaced);
+                entry.detail = format!("{} v{}", record.record_id, a.stored_version);
+                LogTx { entries: e, nodes: n, meta: m }.append(&[entry])?;
+                Ok(Some(a))
+            })?;
         Ok(out)
     }
 
@@ -331,35 +397,96 @@ impl Store {
         Ok(out)
     }
 
-    /// Removes a live record, keeping a tombstone at its version so stale re-sends stay out.
+    /// Removes a live record, keeping a tombstone at its version so stale re-sends stay out,
+    /// and logs it in the same transaction.
     pub fn delete(&self, furnisher: &str, record_id: &str, reason: &str, note: &str) -> Result<Deleted, StoreError> {
         let key = record_key(furnisher, record_id);
-        let out = (&self.records, &self.by_subject).transaction(|(rt, st)| {
-            let Some(bytes) = rt.get(&key)? else {
-                return Ok(Deleted::NotFound);
-            };
-            let mut v = decode(&key, &bytes).map_err(ConflictableTransactionError::Abort)?;
-            if v.deleted {
-                return Ok(Deleted::NotFound);
-            }
-            let Some(rec) = v.record.as_ref() else {
-                return Ok(Deleted::NotFound);
-            };
-            let version = rec.version;
-            st.remove(subject_key(&rec.subject_id, furnisher, record_id))?;
-            v.deleted = true;
-            v.deletion_reason = reason.to_owned();
-            v.deletion_note = note.to_owned();
-            rt.insert(key.as_slice(), v.encode_to_vec())?;
-            Ok(Deleted::Removed(version))
-        })?;
+        let _log = self.lock_log();
+        let out = (&self.records, &self.by_subject, &self.audit_entries, &self.audit_nodes, &self.audit_meta)
+            .transaction(|(rt, st, e, n, m)| {
+                let Some(bytes) = rt.get(&key)? else { return Ok(Deleted::NotFound) };
+                let mut v = decode(&key, &bytes).map_err(ConflictableTransactionError::Abort)?;
+                if v.deleted {
+                    return Ok(Deleted::NotFound);
+                }
+                let Some(rec) = v.record.as_ref() else { return Ok(Deleted::NotFound) };
+                let version = rec.version;
+                let subject = rec.subject_id.clone();
+                st.remove(subject_key(&subject, furnisher, record_id))?;
+                v.deleted = true;
+                v.deletion_reason = reason.to_owned();
+                v.deletion_note = note.to_owned();
+                rt.insert(key.as_slice(), v.encode_to_vec())?;
+                let mut entry = Entry::new(Action::RecordDeleted, furnisher, reason.to_owned());
+                entry.subject_id = subject;
+                entry.record_count = 1;
+                entry.detail = format!("{record_id} v{version}");
+                LogTx { entries: e, nodes: n, meta: m }.append(&[entry])?;
+                Ok(Deleted::Removed(version))
+            })?;
         Ok(out)
     }
 
-    /// Records an inquiry (not durable until [`Store::sync`]).
-    pub fn add_inquiry(&self, i: &Inquiry) -> Result<(), StoreError> {
-        self.inquiries.insert(inquiry_key(i), convert::inquiry_to_pb(i).encode_to_vec())?;
+    /// Records an inquiry and its audit entry in one transaction (not durable until
+    /// [`Store::sync`]).
+    pub fn add_inquiry(&self, i: &Inquiry, entry: &Entry) -> Result<(), StoreError> {
+        let value = convert::inquiry_to_pb(i).encode_to_vec();
+        let key = inquiry_key(i);
+        let _log = self.lock_log();
+        (&self.inquiries, &self.audit_entries, &self.audit_nodes, &self.audit_meta).transaction(|(it, e, n, m)| {
+            it.insert(key.as_slice(), value.as_slice())?;
+            LogTx { entries: e, nodes: n, meta: m }.append(std::slice::from_ref(entry))?;
+            Ok(())
+        })?;
         Ok(())
+    }
+
+    /// Appends audit entries (not durable until [`Store::sync`]); returns the first index.
+    pub fn append_audit(&self, entries: &[Entry]) -> Result<u64, StoreError> {
+        let _log = self.lock_log();
+        let first = (&self.audit_entries, &self.audit_nodes, &self.audit_meta)
+            .transaction(|(e, n, m)| LogTx { entries: e, nodes: n, meta: m }.append(entries))?;
+        Ok(first)
+    }
+
+    fn lock_log(&self) -> std::sync::MutexGuard<'_, ()> {
+        // A poisoned lock only means another append panicked; the trees are transactional.
+        self.audit_lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Number of audit entries.
+    pub fn audit_size(&self) -> Result<u64, StoreError> {
+        Ok(audit::decode_size(self.audit_meta.get(b"size")?.as_deref()))
+    }
+
+    /// Audit entries from index `from`, at most `limit`, as (index, leaf bytes).
+    pub fn audit_entries(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for item in self.audit_entries.range(from.to_be_bytes()..).take(limit) {
+            let (k, v) = item?;
+            let index =
+                u64::from_be_bytes(k.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                    key: hex::encode(&k),
+                    why: "audit key is not 8 bytes".into(),
+                })?);
+            out.push((index, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The audit tree's root at `size`.
+    pub fn audit_root(&self, size: u64) -> Result<Hash, StoreError> {
+        merkle::Tree::new(audit::node_reader(&self.audit_nodes)).root(size)
+    }
+
+    /// Inclusion proof of entry `index` in the tree of `size`.
+    pub fn audit_inclusion(&self, index: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
+        merkle::Tree::new(audit::node_reader(&self.audit_nodes)).inclusion_proof(index, size)
+    }
+
+    /// Consistency proof between tree sizes `m` and `n`.
+    pub fn audit_consistency(&self, m: u64, n: u64) -> Result<Vec<Hash>, StoreError> {
+        merkle::Tree::new(audit::node_reader(&self.audit_nodes)).consistency_proof(m, n)
     }
 
     /// Up to `limit` inquiries about `subject`, newest first, skipping the first `skip`.

@@ -4,12 +4,7 @@ mod common;
 
 use std::{sync::Arc, time::Duration};
 
-use bureau::{
-    identity::Role,
-    local::LocalFederation,
-    pb::bureau::v1::{self as pb, audit_service_client::AuditServiceClient},
-    pki, tls,
-};
+use bureau::{identity::Role, local::LocalFederation, pb::bureau::v1 as pb, pki, tls};
 use common::{fed, reason, record, subject};
 use rustls::{
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
@@ -167,7 +162,7 @@ async fn a_client_refuses_a_node_that_is_not_the_institution_it_expects() {
 }
 
 #[tokio::test]
-async fn health_reflection_and_unimplemented_services() {
+async fn health_and_reflection_cover_every_service() {
     use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
     let f = fed(&["bank"], &[]);
     let node = f.start("bank").await;
@@ -202,7 +197,19 @@ async fn health_reflection_and_unimplemented_services() {
         assert!(names.contains(&s), "{s} missing from {names:?}");
     }
 
-    let err = AuditServiceClient::new(ch).get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap_err();
-    assert_eq!(err.code(), Code::Unimplemented);
+    for service in ["FederationService", "ScoringService", "AuditService", "SubjectsService"] {
+        let status = HealthClient::new(ch.clone())
+            .check(HealthCheckRequest { service: format!("bureau.v1.{service}") })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32, "{service}");
+    }
+    let err = HealthClient::new(ch)
+        .check(HealthCheckRequest { service: "bureau.v1.NoSuchService".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
     node.shutdown().await.unwrap();
 }

@@ -7,6 +7,7 @@ use tracing::info;
 use crate::{
     auth, convert,
     error::ApiError,
+    identity::Identity,
     node::Node,
     pb::bureau::v1::{self as pb, federation_service_server::FederationService},
     peer_query::{self, PeerQuery},
@@ -31,8 +32,23 @@ impl FederationService for FederationApi {
         req: Request<pb::QueryRecordsRequest>,
     ) -> Result<Response<pb::QueryRecordsResponse>, Status> {
         let caller = auth::caller(&req, &self.node.federation)?;
-        auth::require_institution(&caller)?;
         let r = req.into_inner();
+        let subject = r.subject_id.clone();
+        match self.answer(&caller, r).await {
+            Ok(resp) => Ok(Response::new(resp)),
+            Err(e) => Err(super::log_refusal(&self.node, &caller, &subject, e).await.into()),
+        }
+    }
+}
+
+impl FederationApi {
+    async fn answer(
+        &self,
+        caller: &Identity,
+        r: pb::QueryRecordsRequest,
+    ) -> Result<pb::QueryRecordsResponse, ApiError> {
+        auth::require_institution(caller)?;
+        let caller = caller.clone();
         let q = PeerQuery {
             inquirer: caller.id,
             subject_id: r.subject_id,
@@ -40,11 +56,9 @@ impl FederationService for FederationApi {
             consent_reference: r.consent_reference,
             query_id: r.query_id,
         };
-        let purpose = peer_query::check(&q, &self.node.accepted_purposes).map_err(ApiError::from)?;
+        let purpose = peer_query::check(&q, &self.node.accepted_purposes)?;
         let now = Utc::now();
-        let answer = peer_query::answer(&self.node.store, &self.node.institution, &q, purpose, now)
-            .await
-            .map_err(ApiError::from)?;
+        let answer = peer_query::answer(&self.node.store, &self.node.institution, &q, purpose, now).await?;
         info!(
             inquirer = %q.inquirer,
             subject = %q.subject_id,
@@ -54,11 +68,11 @@ impl FederationService for FederationApi {
             "peer query answered"
         );
         let records = answer.records.iter().map(|r| convert::record_to_pb(r, now)).collect();
-        Ok(Response::new(pb::QueryRecordsResponse {
+        Ok(pb::QueryRecordsResponse {
             records,
             inquiries: answer.inquiries.iter().map(convert::inquiry_to_pb).collect(),
             responder: self.node.institution.clone(),
             answer_time: Some(convert::timestamp(now)),
-        }))
+        })
     }
 }

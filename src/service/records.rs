@@ -34,10 +34,12 @@ impl RecordsApi {
         Self { node }
     }
 
-    fn authorise<T>(&self, req: &Request<T>) -> Result<String, ApiError> {
+    async fn authorise<T>(&self, req: &Request<T>) -> Result<String, ApiError> {
         let id = auth::caller(req, &self.node.federation)?;
-        auth::require_own_institution(&id, &self.node.institution)?;
-        Ok(id.id)
+        match auth::require_own_institution(&id, &self.node.institution) {
+            Ok(()) => Ok(id.id),
+            Err(e) => Err(super::log_refusal(&self.node, &id, "", e).await),
+        }
     }
 
     /// Converts and validates a batch, then stores it.
@@ -156,7 +158,7 @@ impl RecordsService for RecordsApi {
         &self,
         req: Request<pb::FurnishRecordsRequest>,
     ) -> Result<Response<pb::FurnishRecordsResponse>, Status> {
-        let furnisher = self.authorise(&req)?;
+        let furnisher = self.authorise(&req).await?;
         let records = req.into_inner().records;
         if records.is_empty() {
             return Err(ApiError::invalid("records", "at least one record is required").into());
@@ -186,7 +188,7 @@ impl RecordsService for RecordsApi {
         &self,
         req: Request<Streaming<pb::FurnishRecordsRequest>>,
     ) -> Result<Response<pb::FurnishRecordsResponse>, Status> {
-        let furnisher = self.authorise(&req)?;
+        let furnisher = self.authorise(&req).await?;
         let mut stream = req.into_inner();
         let mut tally = Tally::default();
         let mut reported = Vec::new();
@@ -222,7 +224,7 @@ impl RecordsService for RecordsApi {
     }
 
     async fn get_record(&self, req: Request<pb::GetRecordRequest>) -> Result<Response<pb::CreditRecord>, Status> {
-        let furnisher = self.authorise(&req)?;
+        let furnisher = self.authorise(&req).await?;
         let name = req.into_inner().name;
         let record_id = parse_name(&name, &furnisher)?;
         match self.node.store.get(&furnisher, &record_id).map_err(ApiError::from)? {
@@ -235,7 +237,7 @@ impl RecordsService for RecordsApi {
         &self,
         req: Request<pb::ListRecordsRequest>,
     ) -> Result<Response<pb::ListRecordsResponse>, Status> {
-        self.authorise(&req)?;
+        self.authorise(&req).await?;
         let req = req.into_inner();
         let subject = parse_subject_name(&req.parent)
             .filter(|s| is_valid_subject_id(s))
@@ -253,7 +255,7 @@ impl RecordsService for RecordsApi {
         &self,
         req: Request<pb::CorrectRecordRequest>,
     ) -> Result<Response<pb::CorrectRecordResponse>, Status> {
-        let furnisher = self.authorise(&req)?;
+        let furnisher = self.authorise(&req).await?;
         let pb_record = req.into_inner().record.ok_or_else(|| ApiError::invalid("record", "is required"))?;
         let record_id = pb_record.record_id.clone();
         let record =
@@ -295,7 +297,7 @@ impl RecordsService for RecordsApi {
         &self,
         req: Request<pb::DeleteRecordRequest>,
     ) -> Result<Response<pb::DeleteRecordResponse>, Status> {
-        let furnisher = self.authorise(&req)?;
+        let furnisher = self.authorise(&req).await?;
         let req = req.into_inner();
         let record_id = parse_name(&req.name, &furnisher)?;
         let reason = match pb::DeletionReason::try_from(req.reason) {

@@ -3,10 +3,12 @@
 use tonic::{Request, Response, Status};
 
 use crate::{
+    audit::{Action, Entry},
     auth, convert,
     error::ApiError,
     federated::FederatedScore,
     federation::PeerOutcome,
+    identity::Identity,
     node::Node,
     pb::bureau::v1::{self as pb, scoring_service_server::ScoringService},
     scoring::Band,
@@ -77,38 +79,55 @@ pub fn score_to_pb(s: &FederatedScore) -> pb::Score {
 impl ScoringService for ScoringApi {
     async fn get_score(&self, req: Request<pb::GetScoreRequest>) -> Result<Response<pb::Score>, Status> {
         let caller = auth::caller(&req, &self.node.federation)?;
-        auth::require_own_institution(&caller, &self.node.institution)?;
         let r = req.into_inner();
-        let score = self
-            .node
-            .scorer
-            .score(&r.subject_id, convert::purpose_from_pb(r.purpose), &r.consent_reference)
-            .await
-            .map_err(ApiError::from)?;
-        Ok(Response::new(score_to_pb(&score)))
+        let subject = r.subject_id.clone();
+        match self.score(&caller, r).await {
+            Ok(s) => Ok(Response::new(s)),
+            Err(e) => Err(super::log_refusal(&self.node, &caller, &subject, e).await.into()),
+        }
     }
 
     async fn decide(&self, req: Request<pb::DecideRequest>) -> Result<Response<pb::Decision>, Status> {
         let caller = auth::caller(&req, &self.node.federation)?;
-        auth::require_own_institution(&caller, &self.node.institution)?;
         let r = req.into_inner();
+        let subject = r.subject_id.clone();
+        match self.decision(&caller, r).await {
+            Ok(d) => Ok(Response::new(d)),
+            Err(e) => Err(super::log_refusal(&self.node, &caller, &subject, e).await.into()),
+        }
+    }
+}
+
+impl ScoringApi {
+    async fn score(&self, caller: &Identity, r: pb::GetScoreRequest) -> Result<pb::Score, ApiError> {
+        auth::require_own_institution(caller, &self.node.institution)?;
+        let score =
+            self.node.scorer.score(&r.subject_id, convert::purpose_from_pb(r.purpose), &r.consent_reference).await?;
+        Ok(score_to_pb(&score))
+    }
+
+    async fn decision(&self, caller: &Identity, r: pb::DecideRequest) -> Result<pb::Decision, ApiError> {
+        auth::require_own_institution(caller, &self.node.institution)?;
         let policy = self.node.policies.get(&r.policy).ok_or_else(|| {
             let known: Vec<&str> = self.node.policies.keys().map(String::as_str).collect();
             ApiError::NotFound(format!("no policy {:?} on this node; known: {known:?}", r.policy))
         })?;
-        let score = self
-            .node
-            .scorer
-            .score(&r.subject_id, Some(policy.purpose), &r.consent_reference)
-            .await
-            .map_err(ApiError::from)?;
+        let score = self.node.scorer.score(&r.subject_id, Some(policy.purpose), &r.consent_reference).await?;
         let approved = score.result.score >= policy.min_score;
+        let mut entry = Entry::new(
+            Action::DecisionServed,
+            &self.node.institution,
+            format!("{}:{}", r.policy, if approved { "approved" } else { "declined" }),
+        );
+        entry.query_id = score.query_id.clone();
+        entry.subject_id = r.subject_id.clone();
+        entry.purpose = Some(policy.purpose);
+        entry.consent_reference = r.consent_reference.clone();
+        entry.model_version = score.model_version.clone();
+        entry.detail = format!("score={} threshold={}", score.result.score, policy.min_score);
+        self.node.store.append_audit(&[entry])?;
+        self.node.store.sync().await?;
         tracing::info!(policy = %r.policy, subject = %r.subject_id, score = score.result.score, approved, "decision served");
-        Ok(Response::new(pb::Decision {
-            policy: r.policy,
-            approved,
-            threshold: policy.min_score,
-            score: Some(score_to_pb(&score)),
-        }))
+        Ok(pb::Decision { policy: r.policy, approved, threshold: policy.min_score, score: Some(score_to_pb(&score)) })
     }
 }

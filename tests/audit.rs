@@ -1,0 +1,279 @@
+//! The regulator's guarantees over real nodes: who may read, what is logged at both ends, and
+//! that altering, deleting, truncating or rewriting a node's history is caught.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use bureau::{
+    audit::{Action, Entry},
+    identity::Role,
+    merkle,
+    pb::bureau::v1::{
+        self as pb, audit_service_client::AuditServiceClient, scoring_service_client::ScoringServiceClient,
+        subjects_service_client::SubjectsServiceClient,
+    },
+    regulator::{self, KeySource, VerifiedLog},
+    server::RunningNode,
+    store::Store,
+};
+use common::{fed, reason, record, subject, Fed};
+use tonic::Code;
+
+const INSTITUTIONS: [&str; 3] = ["bank", "payapp", "bikeshare"];
+
+async fn verify(f: &Fed, node: &RunningNode, state: &Path) -> VerifiedLog {
+    regulator::verify(f.channel(Role::Regulator, "pbc", node.addr), &KeySource::PkiDir(f.fed.pki.0.clone()), state)
+        .await
+        .unwrap()
+}
+
+/// Furnishes a record at every node and scores subject 1 at bank for a credit application.
+async fn activity(f: &Fed, nodes: &[RunningNode]) -> pb::Score {
+    for n in nodes {
+        let inst = n.node.institution.clone();
+        f.records(Role::Institution, &inst, n.addr)
+            .furnish_records(pb::FurnishRecordsRequest { records: vec![record(&subject(1), &format!("{inst}-1"), 1)] })
+            .await
+            .unwrap();
+    }
+    ScoringServiceClient::new(f.channel(Role::Institution, "bank", nodes[0].addr))
+        .get_score(pb::GetScoreRequest {
+            subject_id: subject(1),
+            purpose: pb::Purpose::CreditApplication as i32,
+            consent_reference: "app-0001".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+fn data_dir(f: &Fed, inst: &str) -> PathBuf {
+    f.fed.root.join("data").join(inst)
+}
+
+/// Restarts `node` after `tamper` has had its way with the stopped node's sled files.
+async fn tamper(f: &Fed, node: RunningNode, tamper: impl FnOnce(&sled::Db)) -> RunningNode {
+    let inst = node.node.institution.clone();
+    node.shutdown().await.unwrap();
+    {
+        let db = sled::open(data_dir(f, &inst)).unwrap();
+        tamper(&db);
+        db.flush().unwrap();
+    }
+    bureau::server::start(f.fed.node_config(&inst, &[])).await.unwrap()
+}
+
+/// Rebuilds the stopped node's log from `edit(old entries)`: a self-consistent new history.
+async fn rewrite(f: &Fed, node: RunningNode, edit: impl FnOnce(Vec<Entry>) -> Vec<Entry>) -> RunningNode {
+    let inst = node.node.institution.clone();
+    node.shutdown().await.unwrap();
+    let old: Vec<Entry> = {
+        let db = sled::open(data_dir(f, &inst)).unwrap();
+        let entries = db.open_tree("audit_entries").unwrap();
+        let old = entries.iter().map(|kv| Entry::from_bytes(&kv.unwrap().1).unwrap()).collect();
+        for t in ["audit_entries", "audit_nodes", "audit_meta"] {
+            db.open_tree(t).unwrap().clear().unwrap();
+        }
+        db.flush().unwrap();
+        old
+    };
+    let store = Store::open(&data_dir(f, &inst), 16 << 20).unwrap();
+    store.append_audit(&edit(old)).unwrap();
+    store.close(std::time::Duration::from_secs(5)).await.unwrap();
+    bureau::server::start(f.fed.node_config(&inst, &[])).await.unwrap()
+}
+
+#[tokio::test]
+async fn only_a_regulator_may_read_and_refusals_are_logged() {
+    let f = fed(&["bank"], &["pbc"]);
+    let node = f.start("bank").await;
+    let mut as_bank = AuditServiceClient::new(f.channel(Role::Institution, "bank", node.addr));
+    let errs = [
+        as_bank.list_audit_entries(pb::ListAuditEntriesRequest::default()).await.unwrap_err(),
+        as_bank.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap_err(),
+        as_bank.get_inclusion_proof(pb::GetInclusionProofRequest { index: 0, tree_size: 0 }).await.unwrap_err(),
+        as_bank
+            .get_consistency_proof(pb::GetConsistencyProofRequest { first_size: 1, second_size: 0 })
+            .await
+            .unwrap_err(),
+    ];
+    for e in &errs {
+        assert_eq!(e.code(), Code::PermissionDenied);
+        assert_eq!(reason(e).as_deref(), Some("WRONG_ROLE"));
+    }
+    let state = tempfile::tempdir().unwrap();
+    let log = verify(&f, &node, state.path()).await;
+    assert_eq!(log.problems, Vec::<String>::new());
+    let refusals: Vec<_> = log.entries.iter().filter(|e| e.action == Action::Refusal && e.actor == "bank").collect();
+    assert_eq!(refusals.len(), 4, "{:?}", log.entries);
+    assert!(refusals.iter().all(|e| e.outcome == "refused:WRONG_ROLE"));
+    assert!(log.entries.iter().any(|e| e.action == Action::RegulatorRead && e.actor == "pbc"));
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_federated_score_is_logged_at_both_ends_proven_and_reconciled() {
+    let f = fed(&INSTITUTIONS, &["pbc"]);
+    let nodes = f.fed.start_all(&INSTITUTIONS, |_| {}).await.unwrap();
+    let score = activity(&f, &nodes).await;
+    let state = tempfile::tempdir().unwrap();
+    let mut logs = Vec::new();
+    for n in &nodes {
+        let log = verify(&f, n, state.path()).await;
+        assert_eq!(log.problems, Vec::<String>::new(), "{}", log.origin);
+        logs.push(log);
+    }
+    let bank = &logs[0].entries;
+    for peer in ["payapp", "bikeshare"] {
+        let out = bank
+            .iter()
+            .find(|e| e.action == Action::QueryOutbound && e.counterparty == peer)
+            .unwrap_or_else(|| panic!("no outbound entry to {peer}"));
+        assert_eq!((out.query_id.as_str(), out.outcome.as_str()), (score.query_id.as_str(), "answered"));
+        assert_eq!(out.consent_reference, "app-0001");
+        assert_eq!(out.subject_id, subject(1));
+    }
+    let served = bank.iter().find(|e| e.action == Action::ScoreServed).unwrap();
+    assert_eq!(served.model_version, score.model_version);
+    assert_eq!(served.outcome, format!("score={}", score.score));
+    let furnished = bank.iter().find(|e| e.action == Action::RecordFurnished).unwrap();
+    assert_eq!((furnished.detail.as_str(), furnished.record_count), ("bank-1", 1));
+    let inbound = logs[1].entries.iter().find(|e| e.action == Action::QueryInbound).unwrap();
+    assert_eq!((inbound.actor.as_str(), inbound.counterparty.as_str()), ("bank", "payapp"));
+    assert_eq!(inbound.query_id, score.query_id);
+    assert_eq!(regulator::reconcile(&logs), Vec::<String>::new());
+
+    // Inclusion proofs served by the node verify against its signed checkpoint.
+    let mut audit = AuditServiceClient::new(f.channel(Role::Regulator, "pbc", nodes[0].addr));
+    let cp = audit.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap().into_inner();
+    let root: merkle::Hash = cp.root_hash.as_slice().try_into().unwrap();
+    let all = regulator::fetch_entries(&mut audit, cp.tree_size).await.unwrap();
+    for e in &all {
+        let p = audit
+            .get_inclusion_proof(pb::GetInclusionProofRequest { index: e.index, tree_size: cp.tree_size })
+            .await
+            .unwrap()
+            .into_inner();
+        let hashes: Vec<merkle::Hash> = p.hashes.iter().map(|h| h.as_slice().try_into().unwrap()).collect();
+        assert!(merkle::verify_inclusion(&merkle::leaf_hash(&e.leaf_data), e.index, cp.tree_size, &hashes, &root));
+    }
+
+    // Subject transparency: the subject's own institution sees who looked, from its node.
+    let mut subjects = SubjectsServiceClient::new(f.channel(Role::Institution, "payapp", nodes[1].addr));
+    let seen = subjects
+        .list_subject_inquiries(pb::ListSubjectInquiriesRequest {
+            parent: format!("subjects/{}", subject(1)),
+            page_size: 0,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let who: Vec<_> = seen.inquiries.iter().map(|i| (i.inquirer.as_str(), i.purpose, i.hard)).collect();
+    assert_eq!(who, [("bank", pb::Purpose::CreditApplication as i32, true)]);
+    for n in nodes {
+        n.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_score_with_a_peer_down_still_logs_the_attempt() {
+    let f = fed(&INSTITUTIONS, &["pbc"]);
+    let mut nodes = f.fed.start_all(&INSTITUTIONS, |_| {}).await.unwrap();
+    nodes.pop().unwrap().shutdown().await.unwrap();
+    let score = activity(&f, &nodes).await;
+    assert!(score.partial);
+    let log = verify(&f, &nodes[0], tempfile::tempdir().unwrap().path()).await;
+    let attempt = log
+        .entries
+        .iter()
+        .find(|e| e.action == Action::QueryOutbound && e.counterparty == "bikeshare")
+        .expect("the attempt to the down peer is logged");
+    assert_eq!((attempt.outcome.as_str(), attempt.query_id.as_str()), ("unreachable", score.query_id.as_str()));
+    for n in nodes {
+        n.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn altering_deleting_or_truncating_entries_is_detected() {
+    let f = fed(&["bank"], &["pbc"]);
+    let state = tempfile::tempdir().unwrap();
+    let mut node = f.start("bank").await;
+    activity(&f, std::slice::from_ref(&node)).await;
+    assert_eq!(verify(&f, &node, state.path()).await.problems, Vec::<String>::new());
+
+    // One entry altered in place.
+    node = tamper(&f, node, |db| {
+        let t = db.open_tree("audit_entries").unwrap();
+        let k = 1u64.to_be_bytes();
+        let mut e = Entry::from_bytes(&t.get(k).unwrap().unwrap()).unwrap();
+        e.consent_reference = "forged".into();
+        t.insert(k, e.to_bytes()).unwrap();
+    })
+    .await;
+    let log = verify(&f, &node, state.path()).await;
+    assert!(log.problems.iter().any(|p| p.contains("altered")), "{:?}", log.problems);
+
+    // One entry deleted.
+    node = tamper(&f, node, |db| {
+        db.open_tree("audit_entries").unwrap().remove(2u64.to_be_bytes()).unwrap();
+    })
+    .await;
+    let log = verify(&f, &node, state.path()).await;
+    assert!(log.problems.iter().any(|p| p.contains("entry 2 is missing")), "{:?}", log.problems);
+
+    // Truncated to its first two entries: consistent in itself, but shorter than last seen.
+    node = tamper(&f, node, |db| {
+        db.open_tree("audit_meta").unwrap().insert("size", &2u64.to_be_bytes()).unwrap();
+    })
+    .await;
+    let log = verify(&f, &node, state.path()).await;
+    assert!(log.problems.iter().any(|p| p.contains("shrank")), "{:?}", log.problems);
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn history_rewritten_after_a_regulator_saw_a_checkpoint_fails_consistency() {
+    let f = fed(&["bank"], &["pbc"]);
+    let state = tempfile::tempdir().unwrap();
+    let node = f.start("bank").await;
+    activity(&f, std::slice::from_ref(&node)).await;
+    let before = verify(&f, &node, state.path()).await;
+    assert_eq!(before.problems, Vec::<String>::new());
+    // The node rebuilds a self-consistent log without the score it served, and keeps growing.
+    let node = rewrite(&f, node, |old| old.into_iter().filter(|e| e.action != Action::ScoreServed).collect()).await;
+    activity(&f, std::slice::from_ref(&node)).await;
+    let after = verify(&f, &node, state.path()).await;
+    assert!(after.size > before.size);
+    assert!(after.problems.iter().any(|p| p.contains("history rewritten")), "{:?}", after.problems);
+    // A regulator who never saw it would find the new log consistent in itself...
+    let fresh = verify(&f, &node, tempfile::tempdir().unwrap().path()).await;
+    assert_eq!(fresh.problems, Vec::<String>::new());
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn reconciliation_reports_an_inbound_entry_removed_from_one_node() {
+    let f = fed(&INSTITUTIONS, &["pbc"]);
+    let mut nodes = f.fed.start_all(&INSTITUTIONS, |_| {}).await.unwrap();
+    let score = activity(&f, &nodes).await;
+    // payapp hides that bank asked it, with a log consistent in itself.
+    let payapp = nodes.remove(1);
+    let payapp =
+        rewrite(&f, payapp, |old| old.into_iter().filter(|e| e.action != Action::QueryInbound).collect()).await;
+    let state = tempfile::tempdir().unwrap();
+    let bank = verify(&f, &nodes[0], state.path()).await;
+    let hidden = verify(&f, &payapp, state.path()).await;
+    assert_eq!(hidden.problems, Vec::<String>::new(), "the rewritten log verifies on its own");
+    let mismatches = regulator::reconcile(&[bank, hidden]);
+    assert_eq!(
+        mismatches,
+        [format!("bank logged query {} to payapp as answered, but payapp has no inbound entry for it", score.query_id)]
+    );
+    payapp.shutdown().await.unwrap();
+    for n in nodes {
+        n.shutdown().await.unwrap();
+    }
+}
