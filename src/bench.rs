@@ -42,6 +42,8 @@ struct Sizes {
     throughput_secs: u64,
     growth: &'static [usize],
     scoring_records: usize,
+    audit_appends: usize,
+    audit_verify: u64,
 }
 
 const FULL: Sizes = Sizes {
@@ -51,6 +53,8 @@ const FULL: Sizes = Sizes {
     throughput_secs: 5,
     growth: &[10_000, 100_000, 1_000_000],
     scoring_records: 200_000,
+    audit_appends: 20_000,
+    audit_verify: 1_000_000,
 };
 const QUICK: Sizes = Sizes {
     furnish_records: 50_000,
@@ -59,6 +63,8 @@ const QUICK: Sizes = Sizes {
     throughput_secs: 1,
     growth: &[2_000, 20_000],
     scoring_records: 20_000,
+    audit_appends: 5_000,
+    audit_verify: 100_000,
 };
 
 /// One row of the report.
@@ -97,16 +103,24 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
     let started = Instant::now();
     let tmp = tempfile::tempdir()?;
     let fed =
-        LocalFederation::create(tmp.path(), "bench.test", &["scorer", "peer-a", "peer-b", "peer-c", "loader"], &[])?;
+        LocalFederation::create(tmp.path(), "bench.test", &["scorer", "peer-a", "peer-b", "peer-c", "loader"], &["pbc"])?;
     let mut rows = Vec::new();
 
     eprintln!("[1/4] furnishing throughput ({} records)", sizes.furnish_records);
     furnish_throughput(&fed, sizes.furnish_records, &mut rows).await?;
     eprintln!("[2/4] scoring alone ({} records)", sizes.scoring_records);
     scoring_alone(sizes.scoring_records, &mut rows);
-    eprintln!("[3/4] federated score latency and throughput");
+    eprintln!("[3/5] audit appends and verification");
+    audit(&fed, &sizes, &mut rows).await?;
+    eprintln!("[4/5] federated score latency and throughput");
     federated(&fed, &sizes, &mut rows).await?;
-    eprintln!("[4/4] done in {:.1?}", started.elapsed());
+    rows.push(Row {
+        what: "peak RSS of the whole bench process (4 nodes + clients)".into(),
+        ours: format!("{} MiB", peak_rss_kib() / 1024),
+        baseline: "-".into(),
+        ratio: "-".into(),
+    });
+    eprintln!("[5/5] done in {:.1?}", started.elapsed());
 
     println!("\n{:<58} {:>22} {:>22} {:>10}", "benchmark", "bureau", "baseline", "ratio");
     for r in rows {
@@ -173,6 +187,103 @@ async fn furnish_throughput(fed: &LocalFederation, n: usize, rows: &mut Vec<Row>
         ours: format!("{:.0} rec/s", ours),
         baseline: format!("{:.0} rec/s raw sled", raw),
         ratio: format!("{:.0} %", 100.0 * ours / raw),
+    });
+    Ok(())
+}
+
+/// The process's peak resident set (VmHWM), KiB; 0 where /proc is missing.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// A realistic entry: an outbound query with a subject, purpose and consent.
+fn sample_entry(i: u64) -> crate::audit::Entry {
+    use crate::audit::{Action, Entry};
+    let mut e = Entry::new(Action::QueryOutbound, "scorer", "answered");
+    e.query_id = format!("{:032x}", u128::from(i) * 0x9E37_79B9_7F4A_7C15);
+    e.counterparty = "peer-a".into();
+    e.subject_id = crate::subject::derive_subject_id(b"k", "RESIDENT_ID", &i.to_string());
+    e.purpose = Some(crate::inquiry::Purpose::DepositWaiver);
+    e.consent_reference = format!("consent-{i}");
+    e.record_count = 3;
+    e
+}
+
+async fn audit(fed: &LocalFederation, sizes: &Sizes, rows: &mut Vec<Row>) -> Result<()> {
+    use crate::regulator::{self, KeySource};
+    // Appends: one entry per transaction, as a peer query or refusal writes them.
+    let store = Store::open(&fed.root.join("audit-append"), 128 << 20)?;
+    let entries: Vec<_> = (0..sizes.audit_appends as u64).map(sample_entry).collect();
+    let t = Instant::now();
+    for e in &entries {
+        store.append_audit(std::slice::from_ref(e))?;
+    }
+    let unflushed = entries.len() as f64 / t.elapsed().as_secs_f64();
+    let n_sync = (sizes.audit_appends / 10).max(100);
+    let t = Instant::now();
+    for e in &entries[..n_sync] {
+        store.append_audit(std::slice::from_ref(e))?;
+        store.sync().await?;
+    }
+    let per_durable = t.elapsed() / n_sync as u32;
+    // Baseline: a raw sled insert of the same bytes, flushed the same way.
+    let t = Instant::now();
+    for (i, e) in entries[..n_sync].iter().enumerate() {
+        store.db().insert((i as u64).to_be_bytes(), e.to_bytes())?;
+        store.db().flush_async().await?;
+    }
+    let raw_durable = t.elapsed() / n_sync as u32;
+    store.close(Duration::from_secs(5)).await?;
+    rows.push(Row {
+        what: "audit append, one entry per transaction, not flushed".into(),
+        ours: format!("{unflushed:.0} appends/s"),
+        baseline: "-".into(),
+        ratio: "-".into(),
+    });
+    rows.push(Row {
+        what: "audit append made durable (flush each), concurrency 1".into(),
+        ours: us(per_durable),
+        baseline: format!("{} raw sled+flush", us(raw_durable)),
+        ratio: format!("{:.2}x", per_durable.as_secs_f64() / raw_durable.as_secs_f64()),
+    });
+
+    // Verification of a large log over gRPC, against hashing the same entries in memory.
+    let dir = fed.root.join("data").join("loader");
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Store::open(&dir, 256 << 20)?;
+    let mut batch = Vec::with_capacity(10_000);
+    for i in 0..sizes.audit_verify {
+        batch.push(sample_entry(i));
+        if batch.len() == 10_000 {
+            store.append_audit(&std::mem::take(&mut batch))?;
+        }
+    }
+    store.append_audit(&batch)?;
+    store.close(Duration::from_secs(5)).await?;
+    let t = Instant::now();
+    let mut root = crate::merkle::StreamingRoot::default();
+    for i in 0..sizes.audit_verify {
+        root.push(&sample_entry(i).to_bytes());
+    }
+    let hashing = t.elapsed();
+    let node = crate::server::start(fed.node_config("loader", &[])).await?;
+    let mut reg = fed.client(Role::Regulator, "pbc", node.addr);
+    reg.expect = None;
+    let state = fed.root.join("regulator-state");
+    let t = Instant::now();
+    let log = regulator::verify(reg.channel()?, &KeySource::PkiDir(fed.pki.0.clone()), &state).await?;
+    let verify = t.elapsed();
+    anyhow::ensure!(log.problems.is_empty(), "bench log does not verify: {:?}", log.problems);
+    node.shutdown().await?;
+    rows.push(Row {
+        what: format!("audit verify of a {}-entry log over gRPC (fetch, parse, hash)", sizes.audit_verify),
+        ours: format!("{:.2} s", verify.as_secs_f64()),
+        baseline: format!("{:.2} s hash only", hashing.as_secs_f64()),
+        ratio: format!("{:.1}x", verify.as_secs_f64() / hashing.as_secs_f64()),
     });
     Ok(())
 }

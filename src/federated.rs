@@ -5,7 +5,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use chrono::Utc;
-use tracing::info;
+use tracing::debug;
 
 use crate::{
     audit::{Action, Entry},
@@ -86,9 +86,12 @@ impl Scorer {
             consent_reference: consent.to_owned(),
             query_id: query_id.clone(),
         };
+        // Peers first, so they work while this node reads its own part; that part is flushed
+        // together with the log entries below, one fsync on the critical path instead of two.
+        let fan_out = self.peers.query_all(&query, self.deadline);
         let (own, mut coverage) = tokio::join!(
-            peer_query::answer(&self.store, &self.institution, &q, purpose, Utc::now()),
-            self.peers.query_all(&query, self.deadline)
+            async { peer_query::answer_unsynced(&self.store, &self.institution, &q, purpose, Utc::now()) },
+            fan_out
         );
         let own = own?;
         let records = merge_records(
@@ -125,7 +128,7 @@ impl Scorer {
         log.push(served);
         self.store.append_audit(&log)?;
         self.store.sync().await?;
-        info!(
+        debug!(
             subject = %subject_id,
             query_id = %query_id,
             purpose = purpose.as_str(),

@@ -98,6 +98,20 @@ pub async fn answer(
     purpose: Purpose,
     now: DateTime<Utc>,
 ) -> Result<Answer, StoreError> {
+    let answer = answer_unsynced(store, responder, q, purpose, now)?;
+    store.sync().await?;
+    Ok(answer)
+}
+
+/// [`answer`] without the flush, for a caller that flushes later before answering anyone (the
+/// scoring node's own part of a federated score, made durable with its log entries).
+pub fn answer_unsynced(
+    store: &Store,
+    responder: &str,
+    q: &PeerQuery,
+    purpose: Purpose,
+    now: DateTime<Utc>,
+) -> Result<Answer, StoreError> {
     let inquiry = Inquiry {
         inquirer: q.inquirer.clone(),
         responder: responder.to_owned(),
@@ -120,6 +134,5 @@ pub async fn answer(
     entry.record_count = records.len() as u32;
     store.add_inquiry(&inquiry, &entry)?;
     let inquiries = store.subject_inquiries(&q.subject_id, 0, MAX_INQUIRIES_RETURNED)?;
-    store.sync().await?;
     Ok(Answer { records, inquiries })
 }

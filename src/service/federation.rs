@@ -2,7 +2,7 @@
 
 use chrono::Utc;
 use tonic::{Request, Response, Status};
-use tracing::info;
+use tracing::debug;
 
 use crate::{
     auth, convert,
@@ -59,7 +59,7 @@ impl FederationApi {
         let purpose = peer_query::check(&q, &self.node.accepted_purposes)?;
         let now = Utc::now();
         let answer = peer_query::answer(&self.node.store, &self.node.institution, &q, purpose, now).await?;
-        info!(
+        debug!(
             inquirer = %q.inquirer,
             subject = %q.subject_id,
             query_id = %q.query_id,

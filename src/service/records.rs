@@ -4,7 +4,7 @@
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use chrono::Utc;
 use tonic::{Request, Response, Status, Streaming};
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::{
     auth,
@@ -169,7 +169,7 @@ impl RecordsService for RecordsApi {
         if tally.rejected as usize == results.len() {
             return Err(all_rejected(&results).into());
         }
-        info!(
+        debug!(
             furnisher,
             accepted = tally.accepted,
             ignored = tally.ignored,

@@ -127,7 +127,7 @@ impl ScoringApi {
         entry.detail = format!("score={} threshold={}", score.result.score, policy.min_score);
         self.node.store.append_audit(&[entry])?;
         self.node.store.sync().await?;
-        tracing::info!(policy = %r.policy, subject = %r.subject_id, score = score.result.score, approved, "decision served");
+        tracing::debug!(policy = %r.policy, subject = %r.subject_id, score = score.result.score, approved, "decision served");
         Ok(pb::Decision { policy: r.policy, approved, threshold: policy.min_score, score: Some(score_to_pb(&score)) })
     }
 }
