@@ -20,19 +20,34 @@ use crate::{
     identity::Role,
     local::LocalFederation,
     pb::bureau::v1::{
-        self as pb, records_service_client::RecordsServiceClient, scoring_service_client::ScoringServiceClient,
+        self as pb, federation_service_client::FederationServiceClient, records_service_client::RecordsServiceClient,
+        scoring_service_client::ScoringServiceClient,
     },
     record::CreditRecord,
     scoring::Model,
-    server::RunningNode,
     store::Store,
 };
 
-/// How big a run is.
-#[derive(Debug, Clone, Copy)]
+/// How big a run is and what it covers.
+#[derive(Debug, Clone, Default)]
 pub struct BenchOptions {
     /// Smoke run: small sizes, a minute at most.
     pub quick: bool,
+    /// Only these parts; all when empty.
+    pub only: Vec<Part>,
+}
+
+/// One part of the suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// Furnishing throughput against raw sled.
+    Furnish,
+    /// The scorecard alone, in memory.
+    Scoring,
+    /// Audit appends and verification.
+    Audit,
+    /// Federated score latency, throughput and growth, against an echo.
+    Score,
 }
 
 struct Sizes {
@@ -61,7 +76,7 @@ const QUICK: Sizes = Sizes {
     score_subjects: 20_000,
     latency_calls: 500,
     throughput_secs: 1,
-    growth: &[2_000, 20_000],
+    growth: &[2_000, 5_000],
     scoring_records: 20_000,
     audit_appends: 5_000,
     audit_verify: 100_000,
@@ -110,16 +125,26 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
     )?;
     let mut rows = Vec::new();
 
-    eprintln!("[1/4] furnishing throughput ({} records)", sizes.furnish_records);
-    furnish_throughput(&fed, sizes.furnish_records, &mut rows).await?;
-    eprintln!("[2/4] scoring alone ({} records)", sizes.scoring_records);
-    scoring_alone(sizes.scoring_records, &mut rows);
-    eprintln!("[3/5] audit appends and verification");
-    audit(&fed, &sizes, &mut rows).await?;
-    eprintln!("[4/5] federated score latency and throughput");
-    federated(&fed, &sizes, &mut rows).await?;
+    let runs = |p: Part| opts.only.is_empty() || opts.only.contains(&p);
+
+    if runs(Part::Furnish) {
+        eprintln!("[1/5] furnishing throughput ({} records)", sizes.furnish_records);
+        furnish_throughput(&fed, sizes.furnish_records, &mut rows).await?;
+    }
+    if runs(Part::Scoring) {
+        eprintln!("[2/5] scoring alone ({} records)", sizes.scoring_records);
+        scoring_alone(sizes.scoring_records, &mut rows);
+    }
+    if runs(Part::Audit) {
+        eprintln!("[3/5] audit appends and verification");
+        audit(&fed, &sizes, &mut rows).await?;
+    }
+    if runs(Part::Score) {
+        eprintln!("[4/5] federated score latency and throughput");
+        federated(&fed, &sizes, &mut rows).await?;
+    }
     rows.push(Row {
-        what: "peak RSS of the whole bench process (4 nodes + clients)".into(),
+        what: "peak RSS of the bench process itself (loaders, clients, in-process parts)".into(),
         ours: format!("{} MiB", peak_rss_kib() / 1024),
         baseline: "-".into(),
         ratio: "-".into(),
@@ -197,7 +222,12 @@ async fn furnish_throughput(fed: &LocalFederation, n: usize, rows: &mut Vec<Row>
 
 /// The process's peak resident set (VmHWM), KiB; 0 where /proc is missing.
 fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    vm_hwm_kib("/proc/self/status")
+}
+
+/// VmHWM from a `/proc/<pid>/status` file, KiB; 0 where it cannot be read.
+fn vm_hwm_kib(status: &str) -> u64 {
+    std::fs::read_to_string(status)
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
         .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
@@ -318,9 +348,31 @@ fn scoring_alone(n: usize, rows: &mut Vec<Row>) {
     });
 }
 
-/// Starts the scoring node and three peers, each holding a share of `subjects` subjects'
-/// records (loaded straight into their stores before start, to keep setup fast).
-async fn federation(fed: &LocalFederation, subjects: usize, tag: &str) -> Result<(Vec<RunningNode>, Vec<String>)> {
+/// A node running as its own `bureau serve` process, as each institution runs it: separate
+/// processes share no allocator, runtime or sled-internal locks, only the machine.
+struct NodeProcess {
+    addr: std::net::SocketAddr,
+    child: std::process::Child,
+}
+
+impl NodeProcess {
+    /// The process's peak resident set (VmHWM), KiB.
+    fn peak_rss_kib(&self) -> u64 {
+        vm_hwm_kib(&format!("/proc/{}/status", self.child.id()))
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the scoring node and three peers as child processes, each holding a share of
+/// `subjects` subjects' records (loaded straight into their stores before start, to keep setup
+/// fast). Returns the nodes (scorer first) and sample subject ids.
+async fn federation(fed: &LocalFederation, subjects: usize, tag: &str) -> Result<(Vec<NodeProcess>, Vec<String>)> {
     let insts = ["scorer", "peer-a", "peer-b", "peer-c"];
     let root = fed.root.join(format!("fed-{tag}"));
     let mut sample = Vec::new();
@@ -347,13 +399,50 @@ async fn federation(fed: &LocalFederation, subjects: usize, tag: &str) -> Result
             s.close(Duration::from_secs(5)).await?;
         }
     }
-    let nodes = fed
-        .start_all(&insts, |c| {
-            c.node.data_dir = root.join(&c.node.institution);
-            c.store.cache_capacity_bytes = 256 << 20;
-        })
-        .await?;
+    // Free ports: bound, noted, released just before the nodes take them.
+    let mut addrs = Vec::new();
+    for _ in insts {
+        addrs.push(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?);
+    }
+    let exe = std::env::current_exe()?;
+    let mut nodes = Vec::new();
+    for (i, inst) in insts.iter().enumerate() {
+        let peers: Vec<(&str, std::net::SocketAddr)> =
+            insts.iter().copied().zip(addrs.iter().copied()).filter(|(p, _)| p != inst).collect();
+        let mut cfg = fed.node_config(inst, &peers);
+        cfg.node.listen = addrs[i];
+        cfg.node.data_dir = root.join(inst);
+        cfg.store.cache_capacity_bytes = 256 << 20;
+        let path = root.join(format!("{inst}.toml"));
+        std::fs::write(&path, toml::to_string(&cfg)?)?;
+        let log = std::fs::File::create(root.join(format!("{inst}.log")))?;
+        let child = std::process::Command::new(&exe)
+            .args(["serve", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {inst}'s node"))?;
+        nodes.push(NodeProcess { addr: addrs[i], child });
+    }
+    for n in &nodes {
+        wait_ready(fed, n.addr).await?;
+    }
     Ok((nodes, sample))
+}
+
+/// Waits until the node at `addr` answers a health check (20 s at most).
+async fn wait_ready(fed: &LocalFederation, addr: std::net::SocketAddr) -> Result<()> {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut h = HealthClient::new(fed.client(Role::Institution, "scorer", addr).channel()?);
+        if h.check(HealthCheckRequest { service: String::new() }).await.is_ok() {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < until, "node at {addr} did not come up within 20 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn score_req(s: &str) -> pb::GetScoreRequest {
@@ -439,6 +528,32 @@ async fn federated(fed: &LocalFederation, sizes: &Sizes, rows: &mut Vec<Row>) ->
         })
         .await?
     };
+    // Diagnostic: one peer leg alone (the scorer's certificate asking peer-a directly), to split
+    // a score's latency into the peer round trip and the scoring node's own work.
+    let peer_leg = {
+        let fc = FederationServiceClient::new(fed.client(Role::Institution, "scorer", nodes[1].addr).channel()?);
+        let sample = sample.clone();
+        latency(sizes.latency_calls, move |i| {
+            let mut fc = fc.clone();
+            let req = pb::QueryRecordsRequest {
+                subject_id: sample[i % sample.len()].clone(),
+                purpose: pb::Purpose::AccountReview as i32,
+                consent_reference: String::new(),
+                query_id: uuid::Uuid::new_v4().to_string(),
+            };
+            async move {
+                fc.query_records(req).await?;
+                Ok(())
+            }
+        })
+        .await?
+    };
+    rows.push(Row {
+        what: "one peer query alone (inquiry logged durably), p50, concurrency 1".into(),
+        ours: us(peer_leg.p50),
+        baseline: format!("{} echo", us(echo.p50)),
+        ratio: format!("{:.2}x", peer_leg.p50.as_secs_f64() / echo.p50.as_secs_f64()),
+    });
     for (name, o, e) in [("p50", ours.p50, echo.p50), ("p99", ours.p99, echo.p99), ("p99.9", ours.p999, echo.p999)] {
         rows.push(Row {
             what: format!("federated score latency {name}, concurrency 1, 3 peers"),
@@ -477,9 +592,16 @@ async fn federated(fed: &LocalFederation, sizes: &Sizes, rows: &mut Vec<Row>) ->
         baseline: format!("{:.0} echo/s", echo_tp),
         ratio: format!("{:.0} %", 100.0 * ours_tp / echo_tp),
     });
-    for n in nodes {
-        n.shutdown().await?;
-    }
+    rows.push(Row {
+        what: format!("peak RSS of the scoring node ({} subjects, after the score load)", sizes.score_subjects),
+        ours: format!("{} MiB", scorer.peak_rss_kib() / 1024),
+        baseline: format!(
+            "{} MiB largest peer",
+            nodes[1..].iter().map(NodeProcess::peak_rss_kib).max().unwrap_or(0) / 1024
+        ),
+        ratio: "-".into(),
+    });
+    drop(nodes);
 
     // The largest size is the main federation measured above; smaller ones get their own.
     let mut growth = vec![(sizes.score_subjects, ours)];
@@ -496,9 +618,7 @@ async fn federated(fed: &LocalFederation, sizes: &Sizes, rows: &mut Vec<Row>) ->
         })
         .await?;
         growth.push((n, p));
-        for node in nodes {
-            node.shutdown().await?;
-        }
+        drop(nodes);
     }
     growth.sort_by_key(|(n, _)| *n);
     let (_, smallest) = growth[0];

@@ -125,6 +125,9 @@ pub enum Command {
         /// Small sizes: a smoke run in under a minute.
         #[arg(long)]
         quick: bool,
+        /// Run only these parts (repeatable): furnish, scoring, audit, score.
+        #[arg(long, value_enum)]
+        only: Vec<crate::bench::Part>,
     },
     /// Run a local federation with sample data, from nothing (no setup by hand).
     Demo {
@@ -444,7 +447,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Audit(cmd) => audit(cmd).await?,
-        Command::Bench { quick } => crate::bench::run(crate::bench::BenchOptions { quick }).await?,
+        Command::Bench { quick, only } => crate::bench::run(crate::bench::BenchOptions { quick, only }).await?,
         Command::Demo { dir, subjects, serve } => {
             crate::demo::run(crate::demo::DemoOptions { dir, subjects, serve }).await?
         }

@@ -43,16 +43,26 @@ pub async fn furnish(
     candidates: Vec<Candidate>,
     now: DateTime<Utc>,
 ) -> Result<Vec<RecordResult>, StoreError> {
+    let results = apply(store, candidates, now).await?;
+    store.sync().await?;
+    Ok(results)
+}
+
+/// [`furnish`] without waiting for durability: the caller must [`Store::sync`] before it
+/// acknowledges anything (a furnishing stream overlaps one batch's flush with the next batch).
+pub async fn apply(
+    store: &Store,
+    candidates: Vec<Candidate>,
+    now: DateTime<Utc>,
+) -> Result<Vec<RecordResult>, StoreError> {
     let valid: Vec<CreditRecord> = candidates.iter().filter_map(|c| c.as_ref().ok().cloned()).collect();
     let applied = if valid.is_empty() {
         Vec::new()
     } else {
         let store2 = store.clone();
-        let applied = tokio::task::spawn_blocking(move || store2.furnish(&valid, now))
+        tokio::task::spawn_blocking(move || store2.furnish(&valid, now))
             .await
-            .map_err(|e| StoreError::Corrupt { key: String::new(), why: format!("furnish task failed: {e}") })??;
-        store.sync().await?;
-        applied
+            .map_err(|e| StoreError::Corrupt { key: String::new(), why: format!("furnish task failed: {e}") })??
     };
     let mut applied = applied.into_iter();
     let results = candidates

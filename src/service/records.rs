@@ -14,6 +14,7 @@ use crate::{
     node::Node,
     pb::bureau::v1::{self as pb, records_service_server::RecordsService},
     record::{is_valid_record_id, today},
+    store::StoreError,
     subject::is_valid_subject_id,
 };
 
@@ -48,6 +49,17 @@ impl RecordsApi {
         furnisher: &str,
         records: Vec<pb::CreditRecord>,
     ) -> Result<Vec<RecordResult>, ApiError> {
+        let results = self.apply_batch(furnisher, records).await?;
+        self.node.store.sync().await?;
+        Ok(results)
+    }
+
+    /// Validates and stores one batch, not yet durable.
+    async fn apply_batch(
+        &self,
+        furnisher: &str,
+        records: Vec<pb::CreditRecord>,
+    ) -> Result<Vec<RecordResult>, ApiError> {
         if records.len() > self.node.limits.max_batch_records {
             return Err(ApiError::invalid(
                 "records",
@@ -62,7 +74,17 @@ impl RecordsApi {
                 convert::record_from_pb(r, furnisher, today).map_err(|v| (id, v))
             })
             .collect();
-        Ok(furnish::furnish(&self.node.store, candidates, Utc::now()).await?)
+        Ok(furnish::apply(&self.node.store, candidates, Utc::now()).await?)
+    }
+}
+
+/// Waits for a spawned flush; a failed or lost flush fails the stream (nothing acknowledged).
+async fn await_flush(f: tokio::task::JoinHandle<Result<(), StoreError>>) -> Result<(), ApiError> {
+    match f.await {
+        Ok(r) => Ok(r?),
+        Err(e) => {
+            Err(ApiError::from(StoreError::Corrupt { key: String::new(), why: format!("flush task failed: {e}") }))
+        }
     }
 }
 
@@ -192,6 +214,9 @@ impl RecordsService for RecordsApi {
         let mut stream = req.into_inner();
         let mut tally = Tally::default();
         let mut reported = Vec::new();
+        // At most one flush in flight: batch N+1 is received and applied while batch N is
+        // flushed. Nothing is acknowledged until the last flush, after the last batch, is done.
+        let mut flushing: Option<tokio::task::JoinHandle<Result<(), StoreError>>> = None;
         loop {
             let batch = match stream.message().await {
                 Ok(Some(batch)) => batch,
@@ -201,12 +226,21 @@ impl RecordsService for RecordsApi {
                 }
                 Err(s) => return Err(s),
             };
-            for r in self.furnish_batch(&furnisher, batch.records).await? {
+            let results = self.apply_batch(&furnisher, batch.records).await?;
+            if let Some(f) = flushing.take() {
+                await_flush(f).await?;
+            }
+            let store = self.node.store.clone();
+            flushing = Some(tokio::spawn(async move { store.sync().await }));
+            for r in results {
                 tally.add(&r);
                 if !matches!(r.outcome, Outcome::Created | Outcome::Replaced) && reported.len() < MAX_STREAM_RESULTS {
                     reported.push(result_to_pb(r));
                 }
             }
+        }
+        if let Some(f) = flushing.take() {
+            await_flush(f).await?;
         }
         info!(
             furnisher,
