@@ -1,16 +1,17 @@
-//! The audit log's entries and their storage: an append-only RFC 6962 Merkle tree in three sled
-//! trees beside the data it describes (entries by index, complete-subtree hashes, the size).
-//! Appends run inside the same sled transaction as the change they record, so an entry is never
-//! lost while its action took effect, and cost O(1) amortised hashes however long the log is.
+//! The audit log's entries and their storage: an append-only RFC 6962 Merkle tree in three key
+//! spaces of the store's ledger tree, beside the data it describes (entries by index,
+//! complete-subtree hashes, the size). Appends join the same atomic write as the change they
+//! record, so an entry is never lost while its action took effect, and cost O(1) amortised
+//! hashes however long the log is.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 use crate::{
     inquiry::Purpose,
     merkle::{self, Hash},
     store::StoreError,
+    writeset::WriteSet,
 };
 
 /// What an entry records.
@@ -106,14 +107,25 @@ impl Entry {
     }
 }
 
-/// The key of the tree size in the meta tree.
-const SIZE: &[u8] = b"size";
+/// Key-space prefix of the log's entries (`e` ‖ index) in the store's ledger tree.
+pub const ENTRY_PREFIX: u8 = b'e';
+/// Key-space prefix of the log's complete-subtree hashes (`n` ‖ level ‖ index).
+pub const NODE_PREFIX: u8 = b'n';
+/// The key of the log's size.
+pub const SIZE_KEY: &[u8] = b"m/audit_size";
 
-/// The node tree's key for (level, index).
-pub fn node_key(level: u8, index: u64) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[0] = level;
+/// The ledger key of entry `index`.
+pub fn entry_key(index: u64) -> [u8; 9] {
+    let mut k = [ENTRY_PREFIX; 9];
     k[1..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// The ledger key of the node at (level, index).
+pub fn node_key(level: u8, index: u64) -> [u8; 10] {
+    let mut k = [NODE_PREFIX; 10];
+    k[1] = level;
+    k[2..].copy_from_slice(&index.to_be_bytes());
     k
 }
 
@@ -126,51 +138,40 @@ pub fn decode_size(v: Option<&[u8]>) -> u64 {
     v.and_then(|v| <[u8; 8]>::try_from(v).ok()).map_or(0, u64::from_be_bytes)
 }
 
-/// The three trees of the log, inside a transaction.
-pub struct LogTx<'a> {
-    /// index → entry bytes.
-    pub entries: &'a TransactionalTree,
-    /// (level, index) → hash.
-    pub nodes: &'a TransactionalTree,
-    /// `size` → u64.
-    pub meta: &'a TransactionalTree,
+fn missing(key: &[u8]) -> StoreError {
+    StoreError::Corrupt { key: hex::encode(key), why: "missing audit node".into() }
 }
 
-impl LogTx<'_> {
-    /// Appends `entries` in order; returns the index of the first.
-    pub fn append(&self, entries: &[Entry]) -> Result<u64, ConflictableTransactionError<StoreError>> {
-        let first = decode_size(self.meta.get(SIZE)?.as_deref());
-        let mut size = first;
-        for e in entries {
-            let bytes = e.to_bytes();
-            let new = merkle::append_nodes(size, merkle::leaf_hash(&bytes), |level, index| {
-                let key = node_key(level, index);
-                match self.nodes.get(key)? {
-                    Some(v) => as_hash(&key, &v).map_err(ConflictableTransactionError::Abort),
-                    None => Err(ConflictableTransactionError::Abort(StoreError::Corrupt {
-                        key: hex::encode(key),
-                        why: "missing audit node".into(),
-                    })),
-                }
-            })?;
-            self.entries.insert(&size.to_be_bytes(), bytes)?;
-            for ((level, index), h) in new {
-                self.nodes.insert(&node_key(level, index), &h[..])?;
+/// Appends `entries` in order to the log in `ws`; returns the index of the first.
+pub fn append(ws: &mut WriteSet<'_>, entries: &[Entry]) -> Result<u64, StoreError> {
+    let first = decode_size(ws.get(SIZE_KEY)?.as_deref());
+    let mut size = first;
+    for e in entries {
+        let bytes = e.to_bytes();
+        let new = merkle::append_nodes(size, merkle::leaf_hash(&bytes), |level, index| {
+            let key = node_key(level, index);
+            match ws.get(&key)? {
+                Some(v) => as_hash(&key, &v),
+                None => Err(missing(&key)),
             }
-            size += 1;
+        })?;
+        ws.insert(entry_key(size), bytes);
+        for ((level, index), h) in new {
+            ws.insert(node_key(level, index), &h[..]);
         }
-        self.meta.insert(SIZE, &size.to_be_bytes())?;
-        Ok(first)
+        size += 1;
     }
+    ws.insert(SIZE_KEY, &size.to_be_bytes()[..]);
+    Ok(first)
 }
 
 /// Reads the log's stored nodes for roots and proofs.
-pub fn node_reader(nodes: &sled::Tree) -> impl FnMut(u8, u64) -> Result<Hash, StoreError> + '_ {
+pub fn node_reader(ledger: &sled::Tree) -> impl FnMut(u8, u64) -> Result<Hash, StoreError> + '_ {
     move |level, index| {
         let key = node_key(level, index);
-        match nodes.get(key)? {
+        match ledger.get(key)? {
             Some(v) => as_hash(&key, &v),
-            None => Err(StoreError::Corrupt { key: hex::encode(key), why: "missing audit node".into() }),
+            None => Err(missing(&key)),
         }
     }
 }

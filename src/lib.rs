@@ -34,6 +34,7 @@ pub mod service;
 pub mod store;
 pub mod subject;
 pub mod tls;
+pub mod writeset;
 
 /// Code generated from `proto/` (kept in one place).
 #[allow(missing_docs)]

@@ -1,26 +1,36 @@
-//! Durable storage of furnished records in sled: the records themselves, keyed by
-//! (furnisher, record id), and an index by subject, both written in one transaction. A write is
-//! acknowledged only after [`Store::sync`], which groups the flushes of concurrent writers.
+//! Durable storage in sled: furnished records keyed by (furnisher, record id), an index by
+//! subject, inquiries, and the audit log, as key spaces of one `ledger` tree. Every change and
+//! its log entry go in one atomic sled batch, made under the store's writer lock (a read-then-
+//! write that no other writer can interleave). A write is acknowledged only after
+//! [`Store::sync`], which groups the flushes of concurrent writers.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 use prost::Message as _;
-use sled::{
-    transaction::{ConflictableTransactionError, TransactionError},
-    Transactional, Tree,
-};
+use sled::Tree;
 use tokio::sync::{mpsc, oneshot};
 use tracing::error;
 
 use crate::{
-    audit::{self, Action, Entry, LogTx},
+    audit::{self, Action, Entry},
     convert,
     inquiry::Inquiry,
     merkle::{self, Hash},
     pb::bureau::v1 as pb,
     record::CreditRecord,
+    writeset::WriteSet,
 };
+
+/// The one sled tree holding every key space.
+pub const LEDGER: &str = "ledger";
+/// Key-space prefix of records: `r` ‖ furnisher ‖ 0x00 ‖ record id → [`StoredValue`].
+const RECORD: u8 = b'r';
+/// Key-space prefix of the subject index: `s` ‖ subject ‖ furnisher ‖ 0x00 ‖ record id → empty.
+const SUBJECT: u8 = b's';
+/// Key-space prefix of inquiries: `i` ‖ subject ‖ time_micros(be) ‖ query id → [`pb::Inquiry`],
+/// in time order per subject.
+const INQUIRY: u8 = b'i';
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -39,15 +49,6 @@ pub enum StoreError {
     /// The flush task is gone (the node is shutting down).
     #[error("store is closing")]
     Closed,
-}
-
-impl From<TransactionError<StoreError>> for StoreError {
-    fn from(e: TransactionError<StoreError>) -> Self {
-        match e {
-            TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => Self::Sled(e),
-        }
-    }
 }
 
 /// What storing one record did.
@@ -127,25 +128,13 @@ impl std::ops::Deref for Store {
     }
 }
 
-/// The trees and the group-commit channel shared by every clone of a [`Store`].
+/// The ledger tree, the writer lock and the group-commit channel shared by every clone.
 pub struct Inner {
     db: sled::Db,
-    /// `furnisher 0x00 record_id` → [`StoredValue`].
-    records: Tree,
-    /// `subject_id furnisher 0x00 record_id` → empty: a subject's live records.
-    by_subject: Tree,
-    /// `subject_id time_micros(be) query_id` → [`pb::Inquiry`]: who asked about whom, in time
-    /// order per subject.
-    inquiries: Tree,
-    /// Audit log: index → entry bytes.
-    audit_entries: Tree,
-    /// Audit log: (level, index) → complete-subtree hash.
-    audit_nodes: Tree,
-    /// Audit log: `size`.
-    audit_meta: Tree,
-    /// Serialises log appends: they all touch the size key, and optimistic transactions would
-    /// otherwise retry under contention.
-    audit_lock: std::sync::Mutex<()>,
+    ledger: Tree,
+    /// Held from a write's first read to its commit: one writer at a time, so version checks
+    /// and log appends (which all touch the log's size) never interleave.
+    writer: Mutex<()>,
     flush: mpsc::UnboundedSender<FlushMsg>,
 }
 
@@ -157,7 +146,8 @@ enum FlushMsg {
     Close(oneshot::Sender<Result<(), String>>),
 }
 
-fn record_key(furnisher: &str, record_id: &str) -> Vec<u8> {
+/// `furnisher 0x00 record_id`: a record's identity, and the page cursor of subject listings.
+fn record_suffix(furnisher: &str, record_id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(furnisher.len() + 1 + record_id.len());
     k.extend_from_slice(furnisher.as_bytes());
     k.push(0);
@@ -165,20 +155,26 @@ fn record_key(furnisher: &str, record_id: &str) -> Vec<u8> {
     k
 }
 
-fn subject_key(subject: &str, furnisher: &str, record_id: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(subject.len() + furnisher.len() + 1 + record_id.len());
-    k.extend_from_slice(subject.as_bytes());
-    k.extend_from_slice(&record_key(furnisher, record_id));
+fn prefixed(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + parts.iter().map(|p| p.len()).sum::<usize>());
+    k.push(prefix);
+    for p in parts {
+        k.extend_from_slice(p);
+    }
     k
+}
+
+fn record_key(furnisher: &str, record_id: &str) -> Vec<u8> {
+    prefixed(RECORD, &[&record_suffix(furnisher, record_id)])
+}
+
+fn subject_key(subject: &str, furnisher: &str, record_id: &str) -> Vec<u8> {
+    prefixed(SUBJECT, &[subject.as_bytes(), &record_suffix(furnisher, record_id)])
 }
 
 fn inquiry_key(i: &Inquiry) -> Vec<u8> {
     let micros = i.time.timestamp_micros().max(0) as u64;
-    let mut k = Vec::with_capacity(i.subject_id.len() + 8 + i.query_id.len());
-    k.extend_from_slice(i.subject_id.as_bytes());
-    k.extend_from_slice(&micros.to_be_bytes());
-    k.extend_from_slice(i.query_id.as_bytes());
-    k
+    prefixed(INQUIRY, &[i.subject_id.as_bytes(), &micros.to_be_bytes(), i.query_id.as_bytes()])
 }
 
 fn decode(key: &[u8], bytes: &[u8]) -> Result<StoredValue, StoreError> {
@@ -196,34 +192,15 @@ fn live(key: &[u8], v: StoredValue) -> Result<Option<StoredRecord>, StoreError> 
     Ok(Some(StoredRecord { record, updated }))
 }
 
-type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
-
 impl Store {
     /// Opens (or creates) the store at `path` with a page cache of `cache_capacity` bytes.
     /// Must be called inside a tokio runtime (it starts the group-commit task).
     pub fn open(path: &std::path::Path, cache_capacity: u64) -> Result<Self, StoreError> {
         let db = sled::Config::new().path(path).cache_capacity(cache_capacity).open()?;
-        let records = db.open_tree("records")?;
-        let by_subject = db.open_tree("by_subject")?;
-        let inquiries = db.open_tree("inquiries")?;
-        let audit_entries = db.open_tree("audit_entries")?;
-        let audit_nodes = db.open_tree("audit_nodes")?;
-        let audit_meta = db.open_tree("audit_meta")?;
+        let ledger = db.open_tree(LEDGER)?;
         let (flush, rx) = mpsc::unbounded_channel();
         tokio::spawn(group_commit(db.clone(), rx));
-        Ok(Self {
-            inner: Arc::new(Inner {
-                db,
-                records,
-                by_subject,
-                inquiries,
-                audit_entries,
-                audit_nodes,
-                audit_meta,
-                audit_lock: std::sync::Mutex::new(()),
-                flush,
-            }),
-        })
+        Ok(Self { inner: Arc::new(Inner { db, ledger, writer: Mutex::new(()), flush }) })
     }
 
     /// The underlying database, for modules that keep their own trees beside the records.
@@ -243,9 +220,24 @@ impl Store {
         }
     }
 
+    fn lock_writer(&self) -> MutexGuard<'_, ()> {
+        // A poisoned lock only means another writer panicked before its commit: nothing of its
+        // write set was applied.
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` over a fresh write set under the writer lock and commits what it wrote.
+    fn write<T>(&self, f: impl FnOnce(&mut WriteSet<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let _w = self.lock_writer();
+        let mut ws = WriteSet::new(&self.ledger);
+        let out = f(&mut ws)?;
+        ws.commit()?;
+        Ok(out)
+    }
+
     /// Stores validated records (furnisher already set from the caller's certificate) in one
-    /// transaction, applying version ordering, and logs the furnishing (record keys only) in the
-    /// same transaction. Not durable until [`Store::sync`].
+    /// atomic write, applying version ordering, and logs the furnishing (record keys only) in
+    /// the same write. Not durable until [`Store::sync`].
     pub fn furnish(&self, records: &[CreditRecord], now: DateTime<Utc>) -> Result<Vec<ApplyResult>, StoreError> {
         let encoded: Vec<Vec<u8>> = records
             .iter()
@@ -254,69 +246,62 @@ impl Store {
             })
             .collect();
         let actor = records.first().map(|r| r.furnisher.clone()).unwrap_or_default();
-        let _log = self.lock_log();
-        let out = (&self.records, &self.by_subject, &self.audit_entries, &self.audit_nodes, &self.audit_meta)
-            .transaction(|(rt, st, e, n, m)| {
-                let mut results = Vec::with_capacity(records.len());
-                for (r, value) in records.iter().zip(&encoded) {
-                    results.push(Self::apply_tx(rt, st, r, value, false)?);
-                }
-                if !records.is_empty() {
-                    let changed: Vec<&str> = records
-                        .iter()
-                        .zip(&results)
-                        .filter(|(_, a)| matches!(a.applied, Applied::Created | Applied::Replaced))
-                        .map(|(r, _)| r.record_id.as_str())
-                        .collect();
-                    let mut entry = Entry::new(
-                        Action::RecordFurnished,
-                        &actor,
-                        format!("accepted={} not_stored={}", changed.len(), records.len() - changed.len()),
-                    );
-                    entry.time = now;
-                    entry.record_count = changed.len() as u32;
-                    entry.detail = changed.join(",");
-                    LogTx { entries: e, nodes: n, meta: m }.append(&[entry])?;
-                }
-                Ok(results)
-            })?;
-        Ok(out)
+        self.write(|ws| {
+            let mut results = Vec::with_capacity(records.len());
+            for (r, value) in records.iter().zip(encoded) {
+                results.push(Self::apply(ws, r, value, false)?);
+            }
+            if !records.is_empty() {
+                let changed: Vec<&str> = records
+                    .iter()
+                    .zip(&results)
+                    .filter(|(_, a)| matches!(a.applied, Applied::Created | Applied::Replaced))
+                    .map(|(r, _)| r.record_id.as_str())
+                    .collect();
+                let mut entry = Entry::new(
+                    Action::RecordFurnished,
+                    &actor,
+                    format!("accepted={} not_stored={}", changed.len(), records.len() - changed.len()),
+                );
+                entry.time = now;
+                entry.record_count = changed.len() as u32;
+                entry.detail = changed.join(",");
+                audit::append(ws, &[entry])?;
+            }
+            Ok(results)
+        })
     }
 
-    /// Replaces an existing live record with a higher version, logging it in the same
-    /// transaction. `None` when there is no such record.
+    /// Replaces an existing live record with a higher version, logging it in the same atomic
+    /// write. `None` when there is no such record.
     pub fn correct(&self, record: &CreditRecord, now: DateTime<Utc>) -> Result<Option<ApplyResult>, StoreError> {
         let value =
             StoredValue { record: Some(convert::record_to_stored(record, now)), ..Default::default() }.encode_to_vec();
-        let _log = self.lock_log();
-        let out = (&self.records, &self.by_subject, &self.audit_entries, &self.audit_nodes, &self.audit_meta)
-            .transaction(|(rt, st, e, n, m)| {
-                let a = Self::apply_tx(rt, st, record, &value, true)?;
-                if a.stored_version == 0 {
-                    return Ok(None);
-                }
-                let mut entry =
-                    Entry::new(Action::RecordCorrected, &record.furnisher, format!("{:?}", a.applied).to_lowercase());
-                entry.time = now;
-                entry.subject_id = record.subject_id.clone();
-                entry.record_count = u32::from(a.applied == Applied::Replaced);
-                entry.detail = format!("{} v{}", record.record_id, a.stored_version);
-                LogTx { entries: e, nodes: n, meta: m }.append(&[entry])?;
-                Ok(Some(a))
-            })?;
-        Ok(out)
+        self.write(|ws| {
+            let a = Self::apply(ws, record, value, true)?;
+            if a.stored_version == 0 {
+                return Ok(None);
+            }
+            let mut entry =
+                Entry::new(Action::RecordCorrected, &record.furnisher, format!("{:?}", a.applied).to_lowercase());
+            entry.time = now;
+            entry.subject_id = record.subject_id.clone();
+            entry.record_count = u32::from(a.applied == Applied::Replaced);
+            entry.detail = format!("{} v{}", record.record_id, a.stored_version);
+            audit::append(ws, &[entry])?;
+            Ok(Some(a))
+        })
     }
 
-    fn apply_tx(
-        rt: &sled::transaction::TransactionalTree,
-        st: &sled::transaction::TransactionalTree,
+    fn apply(
+        ws: &mut WriteSet<'_>,
         r: &CreditRecord,
-        value: &[u8],
+        value: Vec<u8>,
         must_exist: bool,
-    ) -> TxResult<ApplyResult> {
+    ) -> Result<ApplyResult, StoreError> {
         let key = record_key(&r.furnisher, &r.record_id);
-        let existing = match rt.get(&key)? {
-            Some(bytes) => Some(decode(&key, &bytes).map_err(ConflictableTransactionError::Abort)?),
+        let existing = match ws.get(&key)? {
+            Some(bytes) => Some(decode(&key, &bytes)?),
             None => None,
         };
         let stored_version = existing.as_ref().and_then(|e| e.record.as_ref()).map_or(0, |r| r.version);
@@ -334,8 +319,8 @@ impl Store {
                 return Ok(ApplyResult { applied: Applied::SubjectMismatch, stored_version });
             }
         }
-        rt.insert(key, value)?;
-        st.insert(subject_key(&r.subject_id, &r.furnisher, &r.record_id), &[][..])?;
+        ws.insert(key, value);
+        ws.insert(subject_key(&r.subject_id, &r.furnisher, &r.record_id), &[][..]);
         let applied = if was_live { Applied::Replaced } else { Applied::Created };
         Ok(ApplyResult { applied, stored_version: r.version })
     }
@@ -343,40 +328,42 @@ impl Store {
     /// One live record.
     pub fn get(&self, furnisher: &str, record_id: &str) -> Result<Option<StoredRecord>, StoreError> {
         let key = record_key(furnisher, record_id);
-        match self.records.get(&key)? {
+        match self.ledger.get(&key)? {
             Some(bytes) => live(&key, decode(&key, &bytes)?),
+            None => Ok(None),
+        }
+    }
+
+    /// The live record a subject-index key points at.
+    fn indexed(&self, index_key: &[u8], subject: &str) -> Result<Option<StoredRecord>, StoreError> {
+        let rkey = prefixed(RECORD, &[&index_key[1 + subject.len()..]]);
+        match self.ledger.get(&rkey)? {
+            Some(bytes) => live(&rkey, decode(&rkey, &bytes)?),
             None => Ok(None),
         }
     }
 
     /// Up to `limit` live records of `subject`, in key order, starting after cursor `after`.
     pub fn list_subject(&self, subject: &str, after: Option<&[u8]>, limit: usize) -> Result<Page, StoreError> {
-        let prefix = subject.as_bytes();
+        let prefix = prefixed(SUBJECT, &[subject.as_bytes()]);
         let start = match after {
-            Some(a) => {
-                let mut s = prefix.to_vec();
-                s.extend_from_slice(a);
-                s.push(0); // strictly after the cursor
-                s
-            }
-            None => prefix.to_vec(),
+            // Strictly after the cursor.
+            Some(a) => prefixed(SUBJECT, &[subject.as_bytes(), a, &[0]]),
+            None => prefix.clone(),
         };
         let mut records = Vec::with_capacity(limit.min(1024));
         let mut next = None;
-        for item in self.by_subject.range(start..) {
+        for item in self.ledger.range(start..) {
             let (k, _) = item?;
-            if !k.starts_with(prefix) {
+            if !k.starts_with(&prefix) {
                 break;
             }
-            let rkey = &k[prefix.len()..];
             if records.len() == limit {
-                next = records.last().map(|r: &StoredRecord| record_key(&r.record.furnisher, &r.record.record_id));
+                next = records.last().map(|r: &StoredRecord| record_suffix(&r.record.furnisher, &r.record.record_id));
                 break;
             }
-            if let Some(bytes) = self.records.get(rkey)? {
-                if let Some(r) = live(rkey, decode(rkey, &bytes)?)? {
-                    records.push(r);
-                }
+            if let Some(r) = self.indexed(&k, subject)? {
+                records.push(r);
             }
         }
         Ok(Page { records, next })
@@ -385,90 +372,75 @@ impl Store {
     /// Every live record of `subject` (the answer to a peer query).
     pub fn subject_records(&self, subject: &str) -> Result<Vec<CreditRecord>, StoreError> {
         let mut out = Vec::new();
-        for item in self.by_subject.scan_prefix(subject.as_bytes()) {
+        for item in self.ledger.scan_prefix(prefixed(SUBJECT, &[subject.as_bytes()])) {
             let (k, _) = item?;
-            let rkey = &k[subject.len()..];
-            if let Some(bytes) = self.records.get(rkey)? {
-                if let Some(r) = live(rkey, decode(rkey, &bytes)?)? {
-                    out.push(r.record);
-                }
+            if let Some(r) = self.indexed(&k, subject)? {
+                out.push(r.record);
             }
         }
         Ok(out)
     }
 
     /// Removes a live record, keeping a tombstone at its version so stale re-sends stay out,
-    /// and logs it in the same transaction.
+    /// and logs it in the same atomic write.
     pub fn delete(&self, furnisher: &str, record_id: &str, reason: &str, note: &str) -> Result<Deleted, StoreError> {
         let key = record_key(furnisher, record_id);
-        let _log = self.lock_log();
-        let out = (&self.records, &self.by_subject, &self.audit_entries, &self.audit_nodes, &self.audit_meta)
-            .transaction(|(rt, st, e, n, m)| {
-                let Some(bytes) = rt.get(&key)? else { return Ok(Deleted::NotFound) };
-                let mut v = decode(&key, &bytes).map_err(ConflictableTransactionError::Abort)?;
-                if v.deleted {
-                    return Ok(Deleted::NotFound);
-                }
-                let Some(rec) = v.record.as_ref() else { return Ok(Deleted::NotFound) };
-                let version = rec.version;
-                let subject = rec.subject_id.clone();
-                st.remove(subject_key(&subject, furnisher, record_id))?;
-                v.deleted = true;
-                v.deletion_reason = reason.to_owned();
-                v.deletion_note = note.to_owned();
-                rt.insert(key.as_slice(), v.encode_to_vec())?;
-                let mut entry = Entry::new(Action::RecordDeleted, furnisher, reason.to_owned());
-                entry.subject_id = subject;
-                entry.record_count = 1;
-                entry.detail = format!("{record_id} v{version}");
-                LogTx { entries: e, nodes: n, meta: m }.append(&[entry])?;
-                Ok(Deleted::Removed(version))
-            })?;
-        Ok(out)
+        self.write(|ws| {
+            let Some(bytes) = ws.get(&key)? else { return Ok(Deleted::NotFound) };
+            let mut v = decode(&key, &bytes)?;
+            if v.deleted {
+                return Ok(Deleted::NotFound);
+            }
+            let Some(rec) = v.record.as_ref() else { return Ok(Deleted::NotFound) };
+            let version = rec.version;
+            let subject = rec.subject_id.clone();
+            ws.remove(subject_key(&subject, furnisher, record_id));
+            v.deleted = true;
+            v.deletion_reason = reason.to_owned();
+            v.deletion_note = note.to_owned();
+            ws.insert(key.clone(), v.encode_to_vec());
+            let mut entry = Entry::new(Action::RecordDeleted, furnisher, reason.to_owned());
+            entry.subject_id = subject;
+            entry.record_count = 1;
+            entry.detail = format!("{record_id} v{version}");
+            audit::append(ws, &[entry])?;
+            Ok(Deleted::Removed(version))
+        })
     }
 
-    /// Records an inquiry and its audit entry in one transaction (not durable until
+    /// Records an inquiry and its audit entry in one atomic write (not durable until
     /// [`Store::sync`]).
     pub fn add_inquiry(&self, i: &Inquiry, entry: &Entry) -> Result<(), StoreError> {
         let value = convert::inquiry_to_pb(i).encode_to_vec();
-        let key = inquiry_key(i);
-        let _log = self.lock_log();
-        (&self.inquiries, &self.audit_entries, &self.audit_nodes, &self.audit_meta).transaction(|(it, e, n, m)| {
-            it.insert(key.as_slice(), value.as_slice())?;
-            LogTx { entries: e, nodes: n, meta: m }.append(std::slice::from_ref(entry))?;
+        self.write(|ws| {
+            ws.insert(inquiry_key(i), value);
+            audit::append(ws, std::slice::from_ref(entry))?;
             Ok(())
-        })?;
-        Ok(())
+        })
     }
 
     /// Appends audit entries (not durable until [`Store::sync`]); returns the first index.
     pub fn append_audit(&self, entries: &[Entry]) -> Result<u64, StoreError> {
-        let _log = self.lock_log();
-        let first = (&self.audit_entries, &self.audit_nodes, &self.audit_meta)
-            .transaction(|(e, n, m)| LogTx { entries: e, nodes: n, meta: m }.append(entries))?;
-        Ok(first)
-    }
-
-    fn lock_log(&self) -> std::sync::MutexGuard<'_, ()> {
-        // A poisoned lock only means another append panicked; the trees are transactional.
-        self.audit_lock.lock().unwrap_or_else(|p| p.into_inner())
+        self.write(|ws| audit::append(ws, entries))
     }
 
     /// Number of audit entries.
     pub fn audit_size(&self) -> Result<u64, StoreError> {
-        Ok(audit::decode_size(self.audit_meta.get(b"size")?.as_deref()))
+        Ok(audit::decode_size(self.ledger.get(audit::SIZE_KEY)?.as_deref()))
     }
 
     /// Audit entries from index `from`, at most `limit`, as (index, leaf bytes).
     pub fn audit_entries(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         let mut out = Vec::with_capacity(limit.min(1024));
-        for item in self.audit_entries.range(from.to_be_bytes()..).take(limit) {
+        for item in self.ledger.range(audit::entry_key(from)..).take(limit) {
             let (k, v) = item?;
-            let index =
-                u64::from_be_bytes(k.as_ref().try_into().map_err(|_| StoreError::Corrupt {
-                    key: hex::encode(&k),
-                    why: "audit key is not 8 bytes".into(),
-                })?);
+            if k.first() != Some(&audit::ENTRY_PREFIX) {
+                break;
+            }
+            let index = k[1..]
+                .try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt { key: hex::encode(&k), why: "audit key is not 9 bytes".into() })?;
             out.push((index, v.to_vec()));
         }
         Ok(out)
@@ -476,23 +448,23 @@ impl Store {
 
     /// The audit tree's root at `size`.
     pub fn audit_root(&self, size: u64) -> Result<Hash, StoreError> {
-        merkle::Tree::new(audit::node_reader(&self.audit_nodes)).root(size)
+        merkle::Tree::new(audit::node_reader(&self.ledger)).root(size)
     }
 
     /// Inclusion proof of entry `index` in the tree of `size`.
     pub fn audit_inclusion(&self, index: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
-        merkle::Tree::new(audit::node_reader(&self.audit_nodes)).inclusion_proof(index, size)
+        merkle::Tree::new(audit::node_reader(&self.ledger)).inclusion_proof(index, size)
     }
 
     /// Consistency proof between tree sizes `m` and `n`.
     pub fn audit_consistency(&self, m: u64, n: u64) -> Result<Vec<Hash>, StoreError> {
-        merkle::Tree::new(audit::node_reader(&self.audit_nodes)).consistency_proof(m, n)
+        merkle::Tree::new(audit::node_reader(&self.ledger)).consistency_proof(m, n)
     }
 
     /// Up to `limit` inquiries about `subject`, newest first, skipping the first `skip`.
     pub fn subject_inquiries(&self, subject: &str, skip: usize, limit: usize) -> Result<Vec<Inquiry>, StoreError> {
         let mut out = Vec::with_capacity(limit.min(128));
-        for item in self.inquiries.scan_prefix(subject.as_bytes()).rev().skip(skip).take(limit) {
+        for item in self.ledger.scan_prefix(prefixed(INQUIRY, &[subject.as_bytes()])).rev().skip(skip).take(limit) {
             let (k, v) = item?;
             let corrupt = |why: String| StoreError::Corrupt { key: hex::encode(&k), why };
             let pb = pb::Inquiry::decode(v.as_ref()).map_err(|e| corrupt(e.to_string()))?;
@@ -523,11 +495,6 @@ impl Store {
         // The flusher has let go of its handle; dropping ours closes the database.
         drop(self);
         result
-    }
-
-    /// Number of keys in the record tree, live or deleted (cheap estimate for logs).
-    pub fn record_count(&self) -> usize {
-        self.records.len()
     }
 }
 

@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use bureau::{
-    audit::{Action, Entry},
+    audit::{self, Action, Entry},
     identity::Role,
     merkle,
     pb::bureau::v1::{
@@ -70,10 +70,13 @@ async fn rewrite(f: &Fed, node: RunningNode, edit: impl FnOnce(Vec<Entry>) -> Ve
     node.shutdown().await.unwrap();
     let old: Vec<Entry> = {
         let db = sled::open(data_dir(f, &inst)).unwrap();
-        let entries = db.open_tree("audit_entries").unwrap();
-        let old = entries.iter().map(|kv| Entry::from_bytes(&kv.unwrap().1).unwrap()).collect();
-        for t in ["audit_entries", "audit_nodes", "audit_meta"] {
-            db.open_tree(t).unwrap().clear().unwrap();
+        let ledger = db.open_tree(bureau::store::LEDGER).unwrap();
+        let old =
+            ledger.scan_prefix([audit::ENTRY_PREFIX]).map(|kv| Entry::from_bytes(&kv.unwrap().1).unwrap()).collect();
+        for prefix in [&[audit::ENTRY_PREFIX][..], &[audit::NODE_PREFIX][..], audit::SIZE_KEY] {
+            for k in ledger.scan_prefix(prefix).keys() {
+                ledger.remove(k.unwrap()).unwrap();
+            }
         }
         db.flush().unwrap();
         old
@@ -206,8 +209,8 @@ async fn altering_deleting_or_truncating_entries_is_detected() {
 
     // One entry altered in place.
     node = tamper(&f, node, |db| {
-        let t = db.open_tree("audit_entries").unwrap();
-        let k = 1u64.to_be_bytes();
+        let t = db.open_tree(bureau::store::LEDGER).unwrap();
+        let k = audit::entry_key(1);
         let mut e = Entry::from_bytes(&t.get(k).unwrap().unwrap()).unwrap();
         e.consent_reference = "forged".into();
         t.insert(k, e.to_bytes()).unwrap();
@@ -218,7 +221,7 @@ async fn altering_deleting_or_truncating_entries_is_detected() {
 
     // One entry deleted.
     node = tamper(&f, node, |db| {
-        db.open_tree("audit_entries").unwrap().remove(2u64.to_be_bytes()).unwrap();
+        db.open_tree(bureau::store::LEDGER).unwrap().remove(audit::entry_key(2)).unwrap();
     })
     .await;
     let log = verify(&f, &node, state.path()).await;
@@ -226,7 +229,7 @@ async fn altering_deleting_or_truncating_entries_is_detected() {
 
     // Truncated to its first two entries: consistent in itself, but shorter than last seen.
     node = tamper(&f, node, |db| {
-        db.open_tree("audit_meta").unwrap().insert("size", &2u64.to_be_bytes()).unwrap();
+        db.open_tree(bureau::store::LEDGER).unwrap().insert(audit::SIZE_KEY, &2u64.to_be_bytes()).unwrap();
     })
     .await;
     let log = verify(&f, &node, state.path()).await;
