@@ -1,7 +1,7 @@
 //! `bureau bench`: measures bureau against baselines taken in the same run on the same machine,
 //! and prints ratios. Baselines: a plain tonic unary call (the gRPC health `Check`, an echo in
 //! all but name) over the same mTLS stack, and raw sled batch inserts of the same encoded
-//! records with the same durability (one flush per batch).
+//! records with the same durability (one flush and `fdatasync` per batch).
 
 use std::{
     sync::Arc,
@@ -184,6 +184,7 @@ async fn furnish_throughput(fed: &LocalFederation, n: usize, rows: &mut Vec<Row>
     // Baseline: raw sled, one batch of 1000 inserts and one flush per batch.
     let raw_dir = fed.root.join("raw-sled");
     let db = sled::Config::new().path(&raw_dir).cache_capacity(128 << 20).open()?;
+    let file = std::fs::File::open(raw_dir.join("db"))?;
     let tree = db.open_tree("records")?;
     let t = Instant::now();
     for chunk in recs.chunks(BATCH) {
@@ -195,14 +196,16 @@ async fn furnish_throughput(fed: &LocalFederation, n: usize, rows: &mut Vec<Row>
             b.insert(k, r.encode_to_vec());
         }
         tree.apply_batch(b)?;
-        db.flush_async().await?;
+        durable(&db, &file).await?;
     }
     let raw = n as f64 / t.elapsed().as_secs_f64();
     // Second baseline: the same keys the node writes per record (the record and its
     // subject-index entry), so the ratio shows bureau's own overhead above sled's.
     drop(tree);
     drop(db);
-    let db = sled::Config::new().path(fed.root.join("raw-sled-indexed")).cache_capacity(128 << 20).open()?;
+    let indexed_dir = fed.root.join("raw-sled-indexed");
+    let db = sled::Config::new().path(&indexed_dir).cache_capacity(128 << 20).open()?;
+    let file = std::fs::File::open(indexed_dir.join("db"))?;
     let tree = db.open_tree("records")?;
     let t = Instant::now();
     for chunk in recs.chunks(BATCH) {
@@ -217,7 +220,7 @@ async fn furnish_throughput(fed: &LocalFederation, n: usize, rows: &mut Vec<Row>
             b.insert(s, &[][..]);
         }
         tree.apply_batch(b)?;
-        db.flush_async().await?;
+        durable(&db, &file).await?;
     }
     let raw_indexed = n as f64 / t.elapsed().as_secs_f64();
     drop(tree);
@@ -245,6 +248,13 @@ async fn furnish_throughput(fed: &LocalFederation, n: usize, rows: &mut Vec<Row>
         baseline: format!("{:.0} rec/s raw sled", raw_indexed),
         ratio: format!("{:.0} %", 100.0 * ours / raw_indexed),
     });
+    Ok(())
+}
+
+/// A baseline's durability, the same as the node's: sled's flush, then `fdatasync` of its file.
+async fn durable(db: &sled::Db, file: &std::fs::File) -> Result<()> {
+    db.flush_async().await?;
+    file.sync_data()?;
     Ok(())
 }
 
@@ -279,6 +289,7 @@ async fn audit(fed: &LocalFederation, sizes: &Sizes, rows: &mut Vec<Row>) -> Res
     use crate::regulator::{self, KeySource};
     // Appends: one entry per transaction, as a peer query or refusal writes them.
     let store = Store::open(&fed.root.join("audit-append"), 128 << 20)?;
+    let data_file = std::fs::File::open(fed.root.join("audit-append").join("db"))?;
     let entries: Vec<_> = (0..sizes.audit_appends as u64).map(sample_entry).collect();
     let t = Instant::now();
     for e in &entries {
@@ -302,7 +313,7 @@ async fn audit(fed: &LocalFederation, sizes: &Sizes, rows: &mut Vec<Row>) -> Res
         let t = Instant::now();
         for (i, e) in chunk.iter().enumerate() {
             store.db().insert(((block * 50 + i) as u64).to_be_bytes(), e.to_bytes())?;
-            store.db().flush_async().await?;
+            durable(store.db(), &data_file).await?;
         }
         raw += t.elapsed();
     }

@@ -167,11 +167,16 @@ impl Default for Limits {
 pub struct StoreSection {
     /// sled page cache, bytes. RSS runs several times this (sled #1309): set it deliberately.
     pub cache_capacity_bytes: u64,
+    /// After each group flush, `fdatasync` sled's data file. sled's own flush on Linux is
+    /// `sync_file_range`, which survives a process crash but commits neither file metadata nor
+    /// the drive's write cache: without this, a power loss can take acknowledged writes. Turn
+    /// off only on storage with power-loss protection.
+    pub fsync: bool,
 }
 
 impl Default for StoreSection {
     fn default() -> Self {
-        Self { cache_capacity_bytes: 128 * 1024 * 1024 }
+        Self { cache_capacity_bytes: 128 * 1024 * 1024, fsync: true }
     }
 }
 

@@ -150,7 +150,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         }
     };
     let peers = Peers::new(&cfg.peers, &material, &cfg.federation.name, cfg.limits.max_message_bytes)?;
-    let store = Store::open(&cfg.node.data_dir, cfg.store.cache_capacity_bytes)?;
+    let store = Store::open_with(&cfg.node.data_dir, cfg.store.cache_capacity_bytes, cfg.store.fsync)?;
     let node = Node {
         institution: cfg.node.institution.clone(),
         federation: cfg.federation.name.clone(),

@@ -193,13 +193,23 @@ fn live(key: &[u8], v: StoredValue) -> Result<Option<StoredRecord>, StoreError> 
 }
 
 impl Store {
-    /// Opens (or creates) the store at `path` with a page cache of `cache_capacity` bytes.
+    /// Opens (or creates) the store at `path` with a page cache of `cache_capacity` bytes,
+    /// each group flush followed by an `fdatasync` (see [`Store::open_with`]).
     /// Must be called inside a tokio runtime (it starts the group-commit task).
     pub fn open(path: &std::path::Path, cache_capacity: u64) -> Result<Self, StoreError> {
+        Self::open_with(path, cache_capacity, true)
+    }
+
+    /// Like [`Store::open`]; with `fsync` false a flush is sled's alone (`sync_file_range` on
+    /// Linux): safe against a process crash, not against power loss.
+    pub fn open_with(path: &std::path::Path, cache_capacity: u64, fsync: bool) -> Result<Self, StoreError> {
         let db = sled::Config::new().path(path).cache_capacity(cache_capacity).open()?;
         let ledger = db.open_tree(LEDGER)?;
+        // sled 0.34 keeps its log and pages in this one file.
+        let data_file =
+            if fsync { Some(Arc::new(std::fs::File::open(path.join("db")).map_err(sled::Error::Io)?)) } else { None };
         let (flush, rx) = mpsc::unbounded_channel();
-        tokio::spawn(group_commit(db.clone(), rx));
+        tokio::spawn(group_commit(db.clone(), data_file, rx));
         Ok(Self { inner: Arc::new(Inner { db, ledger, writer: Mutex::new(()), flush }) })
     }
 
@@ -509,11 +519,21 @@ impl Store {
     }
 }
 
+/// sled's flush, then (when configured) `fdatasync` of its data file, off the async workers.
+async fn flush(db: &sled::Db, data_file: Option<&Arc<std::fs::File>>) -> std::io::Result<()> {
+    db.flush_async().await.map_err(std::io::Error::other)?;
+    if let Some(f) = data_file {
+        let f = Arc::clone(f);
+        tokio::task::spawn_blocking(move || f.sync_data()).await.map_err(std::io::Error::other)??;
+    }
+    Ok(())
+}
+
 /// Scheduler turns the group-commit task gives other tasks before each flush.
 const COMMIT_YIELDS: usize = 2;
 
 /// Serves [`Store::sync`]: takes every waiting request, flushes once, answers them all.
-async fn group_commit(db: sled::Db, mut rx: mpsc::UnboundedReceiver<FlushMsg>) {
+async fn group_commit(db: sled::Db, data_file: Option<Arc<std::fs::File>>, mut rx: mpsc::UnboundedReceiver<FlushMsg>) {
     while let Some(first) = rx.recv().await {
         // Let writers that are already running reach their sync before the flush starts, so
         // one fsync serves them too (a commit delay measured in task turns, not timer ticks).
@@ -524,7 +544,7 @@ async fn group_commit(db: sled::Db, mut rx: mpsc::UnboundedReceiver<FlushMsg>) {
         while let Ok(w) = rx.try_recv() {
             waiters.push(w);
         }
-        let result = db.flush_async().await.map(|_| ()).map_err(|e| {
+        let result = flush(&db, data_file.as_ref()).await.map_err(|e| {
             error!(error = %e, "store flush failed");
             e.to_string()
         });
