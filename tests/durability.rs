@@ -64,26 +64,7 @@ async fn a_restart_keeps_every_record() {
 #[tokio::test]
 async fn kill_dash_nine_loses_no_acknowledged_record() {
     let f = fed(&["bank"], &[]);
-    let cfg = f.fed.node_config("bank", &[]);
-    let cfg_path = f.tmp.path().join("bank.toml");
-    std::fs::write(&cfg_path, toml::to_string(&cfg).unwrap()).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bureau"))
-        .args(["--log-format", "json", "serve", "--config"])
-        .arg(&cfg_path)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr: SocketAddr = loop {
-        let line = lines.next().expect("node exited before listening").unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if v["fields"]["message"] == "node listening" {
-            break v["fields"]["addr"].as_str().unwrap().parse().unwrap();
-        }
-    };
-    // Keep draining the child's log so it never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
+    let (mut child, addr, cfg) = spawn_node(&f);
 
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
     let mut writers = Vec::new();
@@ -118,5 +99,55 @@ async fn kill_dash_nine_loses_no_acknowledged_record() {
     let stored = all_record_ids(&f, node.addr, 16).await;
     let lost: Vec<_> = acked.difference(&stored).collect();
     assert!(lost.is_empty(), "{} of {} acknowledged records lost, e.g. {:?}", lost.len(), acked.len(), lost.first());
+    node.shutdown().await.unwrap();
+}
+
+/// Runs `bank`'s node as a `bureau serve` child process; returns it, its address and config.
+fn spawn_node(f: &common::Fed) -> (std::process::Child, SocketAddr, bureau::config::NodeConfig) {
+    let cfg = f.fed.node_config("bank", &[]);
+    let cfg_path = f.tmp.path().join("bank.toml");
+    std::fs::write(&cfg_path, toml::to_string(&cfg).unwrap()).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bureau"))
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(&cfg_path)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr: SocketAddr = loop {
+        let line = lines.next().expect("node exited before listening").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["fields"]["message"] == "node listening" {
+            break v["fields"]["addr"].as_str().unwrap().parse().unwrap();
+        }
+    };
+    // Keep draining the child's log so it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+
+    (child, addr, cfg)
+}
+
+/// A stream of three batches is answered only after its last batch is durable (the node
+/// flushes batch N while it applies batch N+1): SIGKILL the moment the answer arrives, and
+/// every record is there after a restart.
+#[tokio::test]
+async fn kill_dash_nine_right_after_a_streamed_acknowledgement() {
+    let f = fed(&["bank"], &[]);
+    let (mut child, addr, cfg) = spawn_node(&f);
+    let mut c = f.records(Role::Institution, "bank", addr);
+    let ids: Vec<String> = (0..300).map(|i| format!("s-{i}")).collect();
+    let records: Vec<pb::CreditRecord> =
+        ids.iter().enumerate().map(|(i, id)| record(&subject(i as u32 % 16), id, 1)).collect();
+    let batches: Vec<_> = records.chunks(100).map(|c| pb::FurnishRecordsRequest { records: c.to_vec() }).collect();
+    let resp = c.stream_furnish_records(tokio_stream::iter(batches)).await.unwrap().into_inner();
+    child.kill().unwrap(); // at once: no time for a late flush to land
+    child.wait().unwrap();
+    assert_eq!(resp.accepted_count, 300);
+
+    let node = bureau::server::start(cfg).await.unwrap();
+    let stored = all_record_ids(&f, node.addr, 16).await;
+    let lost: Vec<_> = ids.iter().filter(|id| !stored.contains(*id)).collect();
+    assert!(lost.is_empty(), "{} of 300 acknowledged streamed records lost, e.g. {:?}", lost.len(), lost.first());
     node.shutdown().await.unwrap();
 }
