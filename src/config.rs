@@ -11,7 +11,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::{identity::is_valid_member_id, inquiry::Purpose, tls::TlsFiles};
+use crate::{domain::inquiry::Purpose, net::identity::is_valid_member_id, net::tls::TlsFiles};
 
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -123,15 +123,8 @@ fn all_purposes() -> Vec<Purpose> {
     ]
 }
 
-/// `[[peers]]`: one institution's node.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct PeerConfig {
-    /// The peer's institution id; its certificate must name it.
-    pub id: String,
-    /// `host:port` of the peer's node.
-    pub address: String,
-}
+/// `[[peers]]`: defined with the peer client that uses it.: one institution's node.
+pub use crate::net::peers::PeerConfig;
 
 /// `[limits]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -147,6 +140,9 @@ pub struct Limits {
     pub crl_reload_ms: u64,
     /// Most concurrent requests per connection.
     pub max_concurrent_streams: u32,
+    /// At shutdown, how long in-flight calls may run before they are cancelled (their writes
+    /// unacknowledged), milliseconds.
+    pub drain_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -157,6 +153,7 @@ impl Default for Limits {
             handshake_timeout_ms: 5_000,
             crl_reload_ms: 2_000,
             max_concurrent_streams: 256,
+            drain_timeout_ms: 5_000,
         }
     }
 }
@@ -207,6 +204,16 @@ pub struct PolicyConfig {
 }
 
 impl NodeConfig {
+    /// A client of this node holding the node's own files (operator tooling on the node's host).
+    pub fn client_config(&self) -> crate::net::client::ClientConfig {
+        crate::net::client::ClientConfig {
+            address: self.node.listen.to_string(),
+            federation: self.federation.name.clone(),
+            tls: self.tls_files(),
+            expect: Some(self.node.institution.clone()),
+        }
+    }
+
     /// Reads and checks `path`, resolving relative paths against its directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_owned(), source })?;
@@ -254,6 +261,16 @@ impl NodeConfig {
             return bad("scoring.peer_deadline_ms must be > 0".into());
         }
         Ok(())
+    }
+
+    /// A client acting as this node's institution, talking to this node.
+    pub fn client(&self) -> crate::net::client::ClientConfig {
+        crate::net::client::ClientConfig {
+            address: self.node.listen.to_string(),
+            federation: self.federation.name.clone(),
+            tls: self.tls_files(),
+            expect: Some(self.node.institution.clone()),
+        }
     }
 
     /// The TLS files of this node.

@@ -2,51 +2,32 @@
 //!
 //! Each licensed institution runs a node; nodes exchange credit records over gRPC with mutual
 //! TLS, score subjects locally and log every query for regulators. See `README.md` for a tour.
+//!
+//! The modules are floors, each importing only from those listed before it:
+//! `domain` → `scoring` → `audit` → `wire` → `storage` → `app` → `net` → `config` → `grpc` →
+//! `server`, with `regulator` (a client-side library) beside `server`. What is public is what a
+//! partner's Rust code needs: the API's protobuf types and their conversions, subject-id
+//! derivation, records and purposes, client and TLS configuration, the regulator's verifier,
+//! and starting a node. Use cases, gRPC handlers and storage backends are private. The command
+//! line, demo and benchmarks are the binary's own modules; the local federation, generator and
+//! storage conformance suite live in [`testkit`] (feature `testkit`, on by default through `cli`;
+//! build with `default-features = false` for the library alone).
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
 
+mod app;
 pub mod audit;
-pub mod auth;
-pub mod bench;
-pub mod checkpoint;
-pub mod cli;
-pub mod client;
 pub mod config;
-pub mod convert;
-pub mod demo;
-pub mod error;
-pub mod federated;
-pub mod federation;
-pub mod furnish;
-pub mod gen;
-pub mod identity;
-pub mod inquiry;
-pub mod local;
-pub mod merkle;
-pub mod node;
-pub mod peer_query;
-pub mod pki;
-pub mod record;
+pub mod domain;
+mod grpc;
+pub mod net;
 pub mod regulator;
 pub mod scoring;
 pub mod server;
-pub mod service;
-pub mod store;
-pub mod subject;
-pub mod tls;
-pub mod writeset;
+mod storage;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+pub mod wire;
 
-/// Code generated from `proto/` (kept in one place).
-#[allow(missing_docs)]
-pub mod pb {
-    pub mod google {
-        pub mod r#type {
-            tonic::include_proto!("google.r#type");
-        }
-    }
-    pub mod bureau {
-        pub mod v1 {
-            tonic::include_proto!("bureau.v1");
-        }
-    }
-}
+pub use wire::pb;

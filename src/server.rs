@@ -1,5 +1,6 @@
-//! Starting and stopping a node: TLS accept loop, gRPC services, health, reflection, CRL
-//! reload and graceful shutdown that lets in-flight writes finish and flushes the store.
+//! Wiring only: configuration → storage → node state → gRPC router on the TLS accept loop, with
+//! health, reflection and the CRL watcher; and a shutdown that turns health NOT_SERVING for
+//! every service, drains in-flight calls up to a deadline, and closes the store.
 
 use std::{
     net::SocketAddr,
@@ -10,27 +11,28 @@ use std::{
 
 use http::{HeaderValue, Response};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
-use tonic::transport::Server;
+use tonic::{server::NamedService, transport::Server};
+use tonic_health::ServingStatus;
 use tower::{Layer, Service};
 use tracing::{info, warn};
 
 use crate::{
+    app::score::Scorer,
     config::NodeConfig,
-    federated::Scorer,
-    federation::Peers,
-    identity::{Identity, Role},
-    node::Node,
+    grpc::node::Node,
+    grpc::{
+        audit::AuditApi, federation::FederationApi, records::RecordsApi, scoring::ScoringApi, subjects::SubjectsApi,
+    },
+    net::identity::{Identity, Role},
+    net::peers::Peers,
+    net::tls::{self, TlsMaterial},
     pb::bureau::v1::{
         audit_service_server::AuditServiceServer, federation_service_server::FederationServiceServer,
         records_service_server::RecordsServiceServer, scoring_service_server::ScoringServiceServer,
         subjects_service_server::SubjectsServiceServer,
     },
     scoring::Model,
-    service::{
-        audit::AuditApi, federation::FederationApi, records::RecordsApi, scoring::ScoringApi, subjects::SubjectsApi,
-    },
-    store::Store,
-    tls::{self, TlsMaterial},
+    storage::{DynStorage, SledOptions, SledStorage},
 };
 
 /// The encoded descriptors of the bureau.v1 API, served by reflection.
@@ -43,8 +45,8 @@ pub enum ServeError {
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     /// The store.
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    #[error("store: {0}")]
+    Store(#[from] crate::storage::StoreError),
     /// Binding the port.
     #[error("listen on {addr}: {source}")]
     Bind {
@@ -71,14 +73,16 @@ pub enum ServeError {
 pub struct RunningNode {
     /// The address the node listens on (the real port when configured with port 0).
     pub addr: SocketAddr,
-    /// The node's shared state.
-    pub node: Node,
+    /// The institution the node serves.
+    pub institution: String,
+    node: Node,
     stop: watch::Sender<bool>,
     task: JoinHandle<Result<(), ServeError>>,
 }
 
 impl RunningNode {
-    /// Stops accepting, lets in-flight requests finish, flushes the store, and waits.
+    /// Turns health NOT_SERVING, stops accepting, lets in-flight requests finish (for at most
+    /// `limits.drain_timeout_ms`, then cancels them unacknowledged), closes the store, and waits.
     pub async fn shutdown(self) -> Result<(), ServeError> {
         let _ = self.stop.send(true);
         self.wait().await
@@ -97,6 +101,21 @@ impl RunningNode {
     pub fn stopper(&self) -> watch::Sender<bool> {
         self.stop.clone()
     }
+}
+
+/// Adds each service to the router with the message limits, and returns the router and the
+/// services' names.
+macro_rules! register {
+    ($router:expr, $max:expr; $($svc:expr),+ $(,)?) => {{
+        let router = $router;
+        let mut names: Vec<&'static str> = Vec::new();
+        $(
+            let svc = $svc.max_decoding_message_size($max);
+            names.push(name_of(&svc));
+            let router = router.add_service(svc.max_encoding_message_size($max));
+        )+
+        (router, names)
+    }};
 }
 
 /// Starts a node from its configuration and returns once it is listening.
@@ -128,8 +147,6 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
     let (cfg_tx, cfg_rx) = watch::channel(material.server_config()?);
     tls::watch_crl(cfg.tls_files(), cfg_tx, Duration::from_millis(cfg.limits.crl_reload_ms));
 
-    std::fs::create_dir_all(&cfg.node.data_dir)
-        .map_err(|e| ServeError::Mismatch(format!("data_dir {}: {e}", cfg.node.data_dir.display())))?;
     let model = match &cfg.scoring.model {
         Some(path) => {
             let text =
@@ -150,7 +167,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         }
     };
     let peers = Peers::new(&cfg.peers, &material, &cfg.federation.name, cfg.limits.max_message_bytes)?;
-    let store = Store::open_with(&cfg.node.data_dir, cfg.store.cache_capacity_bytes, cfg.store.fsync)?;
+    let store = open_storage(&cfg).await?;
     let node = Node {
         institution: cfg.node.institution.clone(),
         federation: cfg.federation.name.clone(),
@@ -172,27 +189,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
     let incoming = tls::incoming(listener, cfg_rx, cfg.handshake_timeout());
 
     let max = cfg.limits.max_message_bytes;
-    let records = RecordsServiceServer::new(RecordsApi::new(node.clone()))
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
-    let federation = FederationServiceServer::new(FederationApi::new(node.clone()))
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
-    let scoring = ScoringServiceServer::new(ScoringApi::new(node.clone()))
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
-    let audit = AuditServiceServer::new(AuditApi::new(node.clone()))
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max.max(64 << 20));
-    let subjects = SubjectsServiceServer::new(SubjectsApi::new(node.clone()))
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<AuditServiceServer<AuditApi>>().await;
-    health.set_serving::<SubjectsServiceServer<SubjectsApi>>().await;
-    health.set_serving::<RecordsServiceServer<RecordsApi>>().await;
-    health.set_serving::<FederationServiceServer<FederationApi>>().await;
-    health.set_serving::<ScoringServiceServer<ScoringApi>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -201,39 +198,98 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-
     let router = Server::builder()
         .layer(OversizeLayer)
         .max_concurrent_streams(cfg.limits.max_concurrent_streams)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(health_service)
         .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(records)
-        .add_service(federation)
-        .add_service(scoring)
-        .add_service(audit)
-        .add_service(subjects);
+        .add_service(reflection_v1alpha);
+    // The one list of API services: registered, reported healthy, and turned NOT_SERVING at
+    // shutdown, all from here. Reflection serves every service in the descriptor set.
+    let (router, services) = register!(router, max;
+        RecordsServiceServer::new(RecordsApi::new(node.clone())),
+        FederationServiceServer::new(FederationApi::new(node.clone())),
+        ScoringServiceServer::new(ScoringApi::new(node.clone())),
+        AuditServiceServer::new(AuditApi::new(node.clone())).max_encoding_message_size(max.max(64 << 20)),
+        SubjectsServiceServer::new(SubjectsApi::new(node.clone())),
+    );
+    for name in &services {
+        health.set_service_status(*name, ServingStatus::Serving).await;
+    }
 
     let (stop, mut stop_rx) = watch::channel(false);
+    let (drain_tx, drain_rx) = watch::channel(false);
     let shutdown = async move {
-        let _ = stop_rx.wait_for(|s| *s).await;
+        let mut drain_rx = drain_rx;
+        let _ = drain_rx.wait_for(|s| *s).await;
     };
-    info!(institution = %cfg.node.institution, %addr, peers = cfg.peers.len(), "node listening");
+    info!(institution = %cfg.node.institution, %addr, peers = cfg.peers.len(), backend = store.backend(), "node listening");
+    let drain = Duration::from_millis(cfg.limits.drain_timeout_ms);
     let task = tokio::spawn(async move {
-        let served = router.serve_with_incoming_shutdown(incoming, shutdown).await;
-        health.set_not_serving::<RecordsServiceServer<RecordsApi>>().await;
-        health.set_not_serving::<FederationServiceServer<FederationApi>>().await;
-        health.set_not_serving::<ScoringServiceServer<ScoringApi>>().await;
-        // In-flight requests have finished; make everything they wrote durable and let go of
-        // the database so the same directory can be reopened.
-        if let Err(e) = store.close(Duration::from_secs(5)).await {
+        let mut serving = tokio::spawn(router.serve_with_incoming_shutdown(incoming, shutdown));
+        let served = tokio::select! {
+            r = &mut serving => r,
+            () = async { let _ = stop_rx.wait_for(|s| *s).await; } => {
+                // Tell load balancers and watchers first, then stop accepting and drain.
+                health.set_service_status("", ServingStatus::NotServing).await;
+                for name in &services {
+                    health.set_service_status(*name, ServingStatus::NotServing).await;
+                }
+                let _ = drain_tx.send(true);
+                match tokio::time::timeout(drain, &mut serving).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        warn!(drain_ms = drain.as_millis() as u64, "calls still open at the drain deadline; cancelled unacknowledged");
+                        serving.abort();
+                        let _ = serving.await;
+                        Ok(Ok(()))
+                    }
+                }
+            }
+        };
+        // In-flight requests are done or cancelled; make what they wrote durable and let go of
+        // the store so the same directory can be reopened.
+        if let Err(e) = store.close().await {
             warn!(error = %e, "final flush failed");
         }
+        release(store, Duration::from_secs(5)).await;
         info!("node stopped");
-        served.map_err(ServeError::from)
+        match served {
+            Ok(r) => r.map_err(ServeError::from),
+            Err(e) => Err(ServeError::Mismatch(format!("server task failed: {e}"))),
+        }
     });
-    Ok(RunningNode { addr, node, stop, task })
+    Ok(RunningNode { addr, institution: cfg.node.institution.clone(), node, stop, task })
+}
+
+fn name_of<S: NamedService>(_: &S) -> &'static str {
+    S::NAME
+}
+
+/// Opens the configured storage backend, off the async workers.
+async fn open_storage(cfg: &NodeConfig) -> Result<DynStorage, ServeError> {
+    let opts = SledOptions {
+        path: cfg.node.data_dir.clone(),
+        cache_capacity: cfg.store.cache_capacity_bytes,
+        fsync: cfg.store.fsync,
+    };
+    let sled = tokio::task::spawn_blocking(move || SledStorage::open(&opts))
+        .await
+        .map_err(|e| ServeError::Mismatch(format!("opening the store: {e}")))??;
+    Ok(Arc::new(sled))
+}
+
+/// Waits up to `grace` for the other holders of `store` (connections winding down) to let go,
+/// so that dropping it closes the backend; warns if some remain.
+async fn release(store: DynStorage, grace: Duration) {
+    let until = tokio::time::Instant::now() + grace;
+    while Arc::strong_count(&store) > 1 && tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    if Arc::strong_count(&store) > 1 {
+        warn!("store still in use at shutdown; it closes when the last user lets go");
+    }
 }
 
 /// Turns tonic's OUT_OF_RANGE for an oversized request message into RESOURCE_EXHAUSTED, the

@@ -6,16 +6,16 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use bureau::{
-    audit::{self, Action, Entry},
-    identity::Role,
-    merkle,
+    audit::merkle,
+    audit::{Action, Entry},
+    net::identity::Role,
     pb::bureau::v1::{
         self as pb, audit_service_client::AuditServiceClient, scoring_service_client::ScoringServiceClient,
         subjects_service_client::SubjectsServiceClient,
     },
     regulator::{self, KeySource, VerifiedLog},
     server::RunningNode,
-    store::Store,
+    testkit::tamper,
 };
 use common::{fed, reason, record, subject, Fed};
 use tonic::Code;
@@ -31,7 +31,7 @@ async fn verify(f: &Fed, node: &RunningNode, state: &Path) -> VerifiedLog {
 /// Furnishes a record at every node and scores subject 1 at bank for a credit application.
 async fn activity(f: &Fed, nodes: &[RunningNode]) -> pb::Score {
     for n in nodes {
-        let inst = n.node.institution.clone();
+        let inst = n.institution.clone();
         f.records(Role::Institution, &inst, n.addr)
             .furnish_records(pb::FurnishRecordsRequest { records: vec![record(&subject(1), &format!("{inst}-1"), 1)] })
             .await
@@ -52,39 +52,28 @@ fn data_dir(f: &Fed, inst: &str) -> PathBuf {
     f.fed.root.join("data").join(inst)
 }
 
-/// Restarts `node` after `tamper` has had its way with the stopped node's sled files.
-async fn tamper(f: &Fed, node: RunningNode, tamper: impl FnOnce(&sled::Db)) -> RunningNode {
-    let inst = node.node.institution.clone();
+/// Restarts `node` after `damage` has had its way with the stopped node's store.
+async fn damaged(f: &Fed, node: RunningNode, damage: impl FnOnce(&Path)) -> RunningNode {
+    let inst = node.institution.clone();
     node.shutdown().await.unwrap();
-    {
-        let db = sled::open(data_dir(f, &inst)).unwrap();
-        tamper(&db);
-        db.flush().unwrap();
-    }
+    damage(&data_dir(f, &inst));
     bureau::server::start(f.fed.node_config(&inst, &[])).await.unwrap()
 }
 
 /// Rebuilds the stopped node's log from `edit(old entries)`: a self-consistent new history.
 async fn rewrite(f: &Fed, node: RunningNode, edit: impl FnOnce(Vec<Entry>) -> Vec<Entry>) -> RunningNode {
-    let inst = node.node.institution.clone();
+    let inst = node.institution.clone();
     node.shutdown().await.unwrap();
-    let old: Vec<Entry> = {
-        let db = sled::open(data_dir(f, &inst)).unwrap();
-        let ledger = db.open_tree(bureau::store::LEDGER).unwrap();
-        let old =
-            ledger.scan_prefix([audit::ENTRY_PREFIX]).map(|kv| Entry::from_bytes(&kv.unwrap().1).unwrap()).collect();
-        for prefix in [&[audit::ENTRY_PREFIX][..], &[audit::NODE_PREFIX][..], audit::SIZE_KEY] {
-            for k in ledger.scan_prefix(prefix).keys() {
-                ledger.remove(k.unwrap()).unwrap();
-            }
-        }
-        db.flush().unwrap();
-        old
-    };
-    let store = Store::open(&data_dir(f, &inst), 16 << 20).unwrap();
-    store.append_audit(&edit(old)).unwrap();
-    store.close(std::time::Duration::from_secs(5)).await.unwrap();
+    tamper::rewrite_log(&data_dir(f, &inst), edit).await.unwrap();
     bureau::server::start(f.fed.node_config(&inst, &[])).await.unwrap()
+}
+
+/// Every entry under the node's current checkpoint, read as the regulator.
+async fn entries(f: &Fed, node: &RunningNode) -> Vec<Entry> {
+    let mut audit = AuditServiceClient::new(f.channel(Role::Regulator, "pbc", node.addr));
+    let cp = audit.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap().into_inner();
+    let all = regulator::fetch_entries(&mut audit, cp.tree_size).await.unwrap();
+    all.iter().map(|e| Entry::from_bytes(&e.leaf_data).unwrap()).collect()
 }
 
 #[tokio::test]
@@ -108,10 +97,11 @@ async fn only_a_regulator_may_read_and_refusals_are_logged() {
     let state = tempfile::tempdir().unwrap();
     let log = verify(&f, &node, state.path()).await;
     assert_eq!(log.problems, Vec::<String>::new());
-    let refusals: Vec<_> = log.entries.iter().filter(|e| e.action == Action::Refusal && e.actor == "bank").collect();
-    assert_eq!(refusals.len(), 4, "{:?}", log.entries);
+    let all = entries(&f, &node).await;
+    let refusals: Vec<_> = all.iter().filter(|e| e.action == Action::Refusal && e.actor == "bank").collect();
+    assert_eq!(refusals.len(), 4, "{all:?}");
     assert!(refusals.iter().all(|e| e.outcome == "refused:WRONG_ROLE"));
-    assert!(log.entries.iter().any(|e| e.action == Action::RegulatorRead && e.actor == "pbc"));
+    assert!(all.iter().any(|e| e.action == Action::RegulatorRead && e.actor == "pbc"));
     node.shutdown().await.unwrap();
 }
 
@@ -127,7 +117,7 @@ async fn a_federated_score_is_logged_at_both_ends_proven_and_reconciled() {
         assert_eq!(log.problems, Vec::<String>::new(), "{}", log.origin);
         logs.push(log);
     }
-    let bank = &logs[0].entries;
+    let bank = &entries(&f, &nodes[0]).await;
     for peer in ["payapp", "bikeshare"] {
         let out = bank
             .iter()
@@ -142,7 +132,8 @@ async fn a_federated_score_is_logged_at_both_ends_proven_and_reconciled() {
     assert_eq!(served.outcome, format!("score={}", score.score));
     let furnished = bank.iter().find(|e| e.action == Action::RecordFurnished).unwrap();
     assert_eq!((furnished.detail.as_str(), furnished.record_count), ("bank-1", 1));
-    let inbound = logs[1].entries.iter().find(|e| e.action == Action::QueryInbound).unwrap();
+    let payapp = entries(&f, &nodes[1]).await;
+    let inbound = payapp.iter().find(|e| e.action == Action::QueryInbound).unwrap();
     assert_eq!((inbound.actor.as_str(), inbound.counterparty.as_str()), ("bank", "payapp"));
     assert_eq!(inbound.query_id, score.query_id);
     assert_eq!(regulator::reconcile(&logs), Vec::<String>::new());
@@ -188,9 +179,10 @@ async fn a_score_with_a_peer_down_still_logs_the_attempt() {
     let score = activity(&f, &nodes).await;
     assert!(score.partial);
     let log = verify(&f, &nodes[0], tempfile::tempdir().unwrap().path()).await;
-    let attempt = log
-        .entries
-        .iter()
+    assert_eq!(log.problems, Vec::<String>::new());
+    let attempt = entries(&f, &nodes[0])
+        .await
+        .into_iter()
         .find(|e| e.action == Action::QueryOutbound && e.counterparty == "bikeshare")
         .expect("the attempt to the down peer is logged");
     assert_eq!((attempt.outcome.as_str(), attempt.query_id.as_str()), ("unreachable", score.query_id.as_str()));
@@ -208,30 +200,17 @@ async fn altering_deleting_or_truncating_entries_is_detected() {
     assert_eq!(verify(&f, &node, state.path()).await.problems, Vec::<String>::new());
 
     // One entry altered in place.
-    node = tamper(&f, node, |db| {
-        let t = db.open_tree(bureau::store::LEDGER).unwrap();
-        let k = audit::entry_key(1);
-        let mut e = Entry::from_bytes(&t.get(k).unwrap().unwrap()).unwrap();
-        e.consent_reference = "forged".into();
-        t.insert(k, e.to_bytes()).unwrap();
-    })
-    .await;
+    node = damaged(&f, node, |dir| tamper::alter_entry(dir, 1, |e| e.consent_reference = "forged".into())).await;
     let log = verify(&f, &node, state.path()).await;
     assert!(log.problems.iter().any(|p| p.contains("altered")), "{:?}", log.problems);
 
     // One entry deleted.
-    node = tamper(&f, node, |db| {
-        db.open_tree(bureau::store::LEDGER).unwrap().remove(audit::entry_key(2)).unwrap();
-    })
-    .await;
+    node = damaged(&f, node, |dir| tamper::remove_entry(dir, 2)).await;
     let log = verify(&f, &node, state.path()).await;
     assert!(log.problems.iter().any(|p| p.contains("entry 2 is missing")), "{:?}", log.problems);
 
     // Truncated to its first two entries: consistent in itself, but shorter than last seen.
-    node = tamper(&f, node, |db| {
-        db.open_tree(bureau::store::LEDGER).unwrap().insert(audit::SIZE_KEY, &2u64.to_be_bytes()).unwrap();
-    })
-    .await;
+    node = damaged(&f, node, |dir| tamper::set_log_size(dir, 2)).await;
     let log = verify(&f, &node, state.path()).await;
     assert!(log.problems.iter().any(|p| p.contains("shrank")), "{:?}", log.problems);
     node.shutdown().await.unwrap();

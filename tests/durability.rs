@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use bureau::{identity::Role, pb::bureau::v1 as pb};
+use bureau::{net::identity::Role, pb::bureau::v1 as pb};
 use common::{fed, record, subject};
 
 async fn all_record_ids(f: &common::Fed, addr: SocketAddr, subjects: u32) -> BTreeSet<String> {

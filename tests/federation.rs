@@ -6,13 +6,13 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bureau::{
-    convert,
-    identity::Role,
+    net::identity::Role,
     pb::bureau::v1::{
         self as pb, federation_service_client::FederationServiceClient, scoring_service_client::ScoringServiceClient,
     },
     scoring::Model,
     server::RunningNode,
+    wire::convert,
 };
 use common::{fed, reason, record, subject, violations, Fed};
 use tonic::Code;
@@ -26,10 +26,10 @@ async fn furnish_everywhere(
     nodes: &[RunningNode],
     s: &str,
     per_node: u32,
-) -> Vec<bureau::record::CreditRecord> {
+) -> Vec<bureau::domain::record::CreditRecord> {
     let mut all = Vec::new();
     for (n, node) in nodes.iter().enumerate() {
-        let inst = node.node.institution.clone();
+        let inst = node.institution.clone();
         let records: Vec<_> = (0..per_node)
             .map(|i| {
                 let mut r = record(s, &format!("{inst}-{i}"), 1);
@@ -50,7 +50,7 @@ async fn furnish_everywhere(
 }
 
 fn scoring(f: &Fed, node: &RunningNode) -> ScoringServiceClient<tonic::transport::Channel> {
-    ScoringServiceClient::new(f.channel(Role::Institution, &node.node.institution, node.addr))
+    ScoringServiceClient::new(f.channel(Role::Institution, &node.institution, node.addr))
 }
 
 fn get_score(s: &str, purpose: pb::Purpose, consent: &str) -> pb::GetScoreRequest {
@@ -76,7 +76,7 @@ async fn a_federated_score_equals_the_score_of_the_union_of_all_records() {
     // First query ever about this subject: no earlier inquiries exist, and the current one
     // does not count against itself.
     let direct = Model::embedded_default().score(
-        &bureau::federated::merge_records(union.into_iter()),
+        &bureau::domain::record::merge_records(union.into_iter()),
         &[],
         chrono::Utc::now().date_naive(),
     );
@@ -191,7 +191,7 @@ async fn purpose_and_consent_are_checked_with_documented_codes() {
         .fed
         .start_all(&INSTITUTIONS, |c| {
             if c.node.institution == "bikeshare" {
-                c.federation.accepted_purposes = vec![bureau::inquiry::Purpose::AccountReview];
+                c.federation.accepted_purposes = vec![bureau::domain::inquiry::Purpose::AccountReview];
             }
         })
         .await
@@ -239,7 +239,21 @@ async fn purpose_and_consent_are_checked_with_documented_codes() {
     assert!(score.partial);
 
     // The hard inquiry was recorded at the peer that answered.
-    let inquiries = nodes[1].node.store.subject_inquiries(&s, 0, 10).unwrap();
+    let mut subjects = bureau::pb::bureau::v1::subjects_service_client::SubjectsServiceClient::new(f.channel(
+        Role::Institution,
+        &nodes[1].institution,
+        nodes[1].addr,
+    ));
+    let inquiries = subjects
+        .list_subject_inquiries(pb::ListSubjectInquiriesRequest {
+            parent: format!("subjects/{s}"),
+            page_size: 10,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .inquiries;
     let hard: Vec<_> = inquiries.iter().filter(|i| i.inquirer == "bank" && i.hard).collect();
     assert!(!hard.is_empty(), "{inquiries:?}");
     stop(nodes).await;
@@ -297,7 +311,7 @@ async fn policies_decide_on_the_federated_score() {
     let nodes = f
         .fed
         .start_all(&["bank", "payapp"], |c| {
-            use bureau::{config::PolicyConfig, inquiry::Purpose};
+            use bureau::{config::PolicyConfig, domain::inquiry::Purpose};
             c.policies.insert("always".into(), PolicyConfig { min_score: 350, purpose: Purpose::DepositWaiver });
             c.policies.insert("never".into(), PolicyConfig { min_score: 951, purpose: Purpose::DepositWaiver });
         })

@@ -2,7 +2,7 @@
 
 mod common;
 
-use bureau::{identity::Role, pb::bureau::v1 as pb, pb::google::r#type::Date};
+use bureau::{net::identity::Role, pb::bureau::v1 as pb, pb::google::r#type::Date};
 use common::{fed, reason, record, subject, violations};
 use tonic::Code;
 

@@ -4,7 +4,7 @@ mod common;
 
 use std::{sync::Arc, time::Duration};
 
-use bureau::{identity::Role, local::LocalFederation, pb::bureau::v1 as pb, pki, tls};
+use bureau::{net::identity::Role, net::pki, net::tls, pb::bureau::v1 as pb, testkit::local::LocalFederation};
 use common::{fed, reason, record, subject};
 use rustls::{
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},

@@ -5,11 +5,11 @@
 use std::net::SocketAddr;
 
 use bureau::{
-    identity::Role,
-    local::LocalFederation,
+    net::identity::Role,
     pb::bureau::v1::{self as pb, records_service_client::RecordsServiceClient},
     pb::google::r#type::Date,
     server::{self, RunningNode},
+    testkit::local::LocalFederation,
 };
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
@@ -42,7 +42,7 @@ impl Fed {
 
 /// A deterministic, well-formed subject id.
 pub fn subject(n: u32) -> String {
-    bureau::subject::derive_subject_id(b"test-key", "RESIDENT_ID", &format!("{n:018}"))
+    bureau::domain::subject::derive_subject_id(b"test-key", "RESIDENT_ID", &format!("{n:018}"))
 }
 
 fn date(y: i32, m: i32, d: i32) -> Option<Date> {

@@ -1,0 +1,138 @@
+//! Answering a peer's query about a subject: check purpose and consent, record an inquiry, and
+//! answer with the records this node's institution furnished itself plus the inquiries it holds.
+//! The node never passes on what it learnt from other peers (it never stores it). No gRPC here.
+
+use chrono::{DateTime, Utc};
+
+use crate::{
+    audit::{Action, Entry},
+    domain::inquiry::{Inquiry, Purpose},
+    domain::record::CreditRecord,
+    domain::subject::is_valid_subject_id,
+    storage::{Storage, StoreError},
+};
+
+/// Most inquiries returned with an answer.
+pub(crate) const MAX_INQUIRIES_RETURNED: usize = 100;
+/// Longest consent reference accepted.
+pub(crate) const MAX_CONSENT_REFERENCE: usize = 128;
+
+/// A query as received, before checks.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerQuery {
+    /// The asking institution, from its certificate.
+    pub inquirer: String,
+    /// The subject's pseudonym.
+    pub subject_id: String,
+    /// The purpose named; `None` when unspecified or unknown.
+    pub purpose: Option<Purpose>,
+    /// The consent reference, possibly empty.
+    pub consent_reference: String,
+    /// The federation-wide query id.
+    pub query_id: String,
+}
+
+/// Why a query is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum QueryRefusal {
+    /// A malformed field: (field, what is wrong).
+    #[error("invalid {0}: {1}")]
+    Invalid(&'static str, &'static str),
+    /// No purpose named.
+    #[error("a permissible purpose is required")]
+    PurposeRequired,
+    /// This node does not answer queries for this purpose.
+    #[error("this node does not accept queries for purpose {}", .0.as_str())]
+    PurposeNotAccepted(Purpose),
+    /// The purpose needs a consent reference and none was given.
+    #[error("purpose {} requires a consent reference", .0.as_str())]
+    ConsentRequired(Purpose),
+}
+
+/// What a node answers.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Answer {
+    /// Records the answering institution furnished.
+    pub records: Vec<CreditRecord>,
+    /// Inquiries the answering node holds about the subject, newest first.
+    pub inquiries: Vec<Inquiry>,
+}
+
+/// True for a query id we accept: 1–64 of `[A-Za-z0-9-]` (a UUID fits).
+pub(crate) fn is_valid_query_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Checks a query's fields, purpose and consent; returns its purpose.
+pub(crate) fn check(q: &PeerQuery, accepted: &[Purpose]) -> Result<Purpose, QueryRefusal> {
+    if !is_valid_subject_id(&q.subject_id) {
+        return Err(QueryRefusal::Invalid("subject_id", "must be 64 lowercase hex characters"));
+    }
+    if !is_valid_query_id(&q.query_id) {
+        return Err(QueryRefusal::Invalid("query_id", "must be 1 to 64 of [A-Za-z0-9-]"));
+    }
+    let purpose = q.purpose.ok_or(QueryRefusal::PurposeRequired)?;
+    if !accepted.contains(&purpose) {
+        return Err(QueryRefusal::PurposeNotAccepted(purpose));
+    }
+    check_consent(purpose, &q.consent_reference)?;
+    Ok(purpose)
+}
+
+/// Checks the consent reference against what `purpose` needs.
+pub(crate) fn check_consent(purpose: Purpose, consent: &str) -> Result<(), QueryRefusal> {
+    if consent.len() > MAX_CONSENT_REFERENCE || consent.chars().any(|c| c.is_control()) {
+        return Err(QueryRefusal::Invalid("consent_reference", "must be at most 128 printable characters"));
+    }
+    if purpose.needs_consent() && consent.trim().is_empty() {
+        return Err(QueryRefusal::ConsentRequired(purpose));
+    }
+    Ok(())
+}
+
+/// Records the inquiry durably and answers with this node's own records and inquiries.
+pub(crate) async fn answer(
+    store: &dyn Storage,
+    responder: &str,
+    q: &PeerQuery,
+    purpose: Purpose,
+    now: DateTime<Utc>,
+) -> Result<Answer, StoreError> {
+    let answer = answer_unsynced(store, responder, q, purpose, now).await?;
+    store.sync().await?;
+    Ok(answer)
+}
+
+/// [`answer`] without the flush, for a caller that flushes later before answering anyone (the
+/// scoring node's own part of a federated score, made durable with its log entries).
+pub(crate) async fn answer_unsynced(
+    store: &dyn Storage,
+    responder: &str,
+    q: &PeerQuery,
+    purpose: Purpose,
+    now: DateTime<Utc>,
+) -> Result<Answer, StoreError> {
+    let inquiry = Inquiry {
+        inquirer: q.inquirer.clone(),
+        responder: responder.to_owned(),
+        subject_id: q.subject_id.clone(),
+        purpose,
+        hard: purpose.is_hard(),
+        time: now,
+        query_id: q.query_id.clone(),
+    };
+    let mut entry = Entry::new(Action::QueryInbound, &q.inquirer, "answered");
+    entry.time = now;
+    entry.query_id = q.query_id.clone();
+    entry.counterparty = responder.to_owned();
+    entry.subject_id = q.subject_id.clone();
+    entry.purpose = Some(purpose);
+    entry.consent_reference = q.consent_reference.clone();
+    let mut records = store.subject_records(&q.subject_id).await?;
+    // Only what this institution furnished, even if the store ever held more.
+    records.retain(|r| r.furnisher == responder);
+    entry.record_count = records.len() as u32;
+    store.add_inquiry(inquiry, entry).await?;
+    let inquiries = store.subject_inquiries(&q.subject_id, None, MAX_INQUIRIES_RETURNED).await?.items;
+    Ok(Answer { records, inquiries })
+}

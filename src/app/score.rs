@@ -1,0 +1,182 @@
+//! One federated score: the node's own records and inquiries, plus every peer's answer under one
+//! deadline, merged and de-duplicated, scored locally. Says which peers answered and which did
+//! not. No gRPC here beyond the federation client.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::Utc;
+use tracing::debug;
+
+use crate::{
+    app::answer::{self as peer_query, PeerQuery, QueryRefusal},
+    audit::{Action, Entry},
+    domain::inquiry::{Inquiry, Purpose},
+    domain::record::merge_records,
+    net::peers::{PeerOutcome, PeerResult, Peers, Query},
+    scoring::{Model, ScoreResult},
+    storage::{DynStorage, StoreError},
+};
+
+/// What a scoring node needs.
+#[derive(Clone)]
+pub(crate) struct Scorer {
+    /// This node's institution.
+    pub institution: String,
+    /// Its store.
+    pub store: DynStorage,
+    /// Its peers.
+    pub peers: Arc<Peers>,
+    /// The scorecard.
+    pub model: Arc<Model>,
+    /// One deadline for all peers.
+    pub deadline: Duration,
+}
+
+/// A subject's federated score and how it was reached.
+#[derive(Debug, Clone)]
+pub(crate) struct FederatedScore {
+    /// The subject.
+    pub subject_id: String,
+    /// The scorecard's verdict.
+    pub result: ScoreResult,
+    /// The model's version.
+    pub model_version: String,
+    /// One entry per peer (records moved out).
+    pub coverage: Vec<PeerResult>,
+    /// True when any peer did not answer.
+    pub partial: bool,
+    /// The federated query's id.
+    pub query_id: String,
+    /// Records the score rests on after de-duplication.
+    pub records_used: usize,
+}
+
+/// Why a score could not be made.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ScoreError {
+    /// The request itself is refused (bad subject, purpose or consent).
+    #[error(transparent)]
+    Refused(#[from] QueryRefusal),
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Scorer {
+    /// Scores `subject_id` for `purpose`, asking every peer.
+    pub(crate) async fn score(
+        &self,
+        subject_id: &str,
+        purpose: Option<Purpose>,
+        consent: &str,
+    ) -> Result<FederatedScore, ScoreError> {
+        let query_id = uuid::Uuid::new_v4().to_string();
+        let q = PeerQuery {
+            inquirer: self.institution.clone(),
+            subject_id: subject_id.to_owned(),
+            purpose,
+            consent_reference: consent.to_owned(),
+            query_id: query_id.clone(),
+        };
+        // Refuse locally what every peer would refuse, before anyone is asked.
+        let purpose = peer_query::check(&q, &ALL_PURPOSES)?;
+        let query = Query {
+            subject_id: subject_id.to_owned(),
+            purpose,
+            consent_reference: consent.to_owned(),
+            query_id: query_id.clone(),
+        };
+        // Peers first, so they work while this node reads its own part; that part is flushed
+        // together with the log entries below, one fsync on the critical path instead of two.
+        let fan_out = self.peers.query_all(&query, self.deadline);
+        // `join!` polls in order: the fan-out's requests are on the wire before the own part
+        // waits on its first storage call.
+        let (mut coverage, own) = tokio::join!(
+            fan_out,
+            peer_query::answer_unsynced(&*self.store, &self.institution, &q, purpose, Utc::now())
+        );
+        let own = own?;
+        let records = merge_records(
+            own.records.into_iter().chain(coverage.iter_mut().flat_map(|c| std::mem::take(&mut c.records))),
+        );
+        let inquiries = merge_inquiries(
+            own.inquiries.into_iter().chain(coverage.iter_mut().flat_map(|c| std::mem::take(&mut c.inquiries))),
+            &query_id,
+        );
+        let result = self.model.score(&records, &inquiries, Utc::now().date_naive());
+        let partial = coverage.iter().any(|c| c.outcome != PeerOutcome::Answered);
+        // Every attempt, answered or not, and the score served, durable before the answer.
+        let entry = |action: Action, counterparty: &str, outcome: String, count: usize| {
+            let mut e = Entry::new(action, &self.institution, outcome);
+            e.query_id = query_id.clone();
+            e.counterparty = counterparty.to_owned();
+            e.subject_id = subject_id.to_owned();
+            e.purpose = Some(purpose);
+            e.consent_reference = consent.to_owned();
+            e.record_count = count as u32;
+            e
+        };
+        let mut log: Vec<Entry> = coverage
+            .iter()
+            .map(|c| entry(Action::QueryOutbound, &c.peer, outcome_name(c.outcome).to_owned(), c.records_returned))
+            .collect();
+        let mut served = entry(
+            Action::ScoreServed,
+            "",
+            format!("score={}{}", result.score, if partial { " partial" } else { "" }),
+            records.len(),
+        );
+        served.model_version = self.model.version().to_owned();
+        log.push(served);
+        self.store.append_audit(log).await?;
+        self.store.sync().await?;
+        debug!(
+            subject = %subject_id,
+            query_id = %query_id,
+            purpose = purpose.as_str(),
+            score = result.score,
+            records = records.len(),
+            peers = coverage.len(),
+            partial,
+            "federated score served"
+        );
+        Ok(FederatedScore {
+            subject_id: subject_id.to_owned(),
+            result,
+            model_version: self.model.version().to_owned(),
+            coverage,
+            partial,
+            query_id,
+            records_used: records.len(),
+        })
+    }
+}
+
+/// The outcome's name in log entries.
+pub(crate) fn outcome_name(o: PeerOutcome) -> &'static str {
+    match o {
+        PeerOutcome::Answered => "answered",
+        PeerOutcome::TimedOut => "timed_out",
+        PeerOutcome::Unreachable => "unreachable",
+        PeerOutcome::Refused => "refused",
+    }
+}
+
+/// Every purpose: the scoring node itself refuses only on consent, peers apply their own lists.
+const ALL_PURPOSES: [Purpose; 5] = [
+    Purpose::CreditApplication,
+    Purpose::AccountReview,
+    Purpose::DepositWaiver,
+    Purpose::Collections,
+    Purpose::SubjectRequest,
+];
+
+/// One inquiry per federated query (each peer logs the same query id), without the query being
+/// scored now: an application does not count against itself.
+pub(crate) fn merge_inquiries(inquiries: impl Iterator<Item = Inquiry>, current: &str) -> Vec<Inquiry> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<Inquiry> =
+        inquiries.filter(|i| i.query_id != current && seen.insert(i.query_id.clone())).collect();
+    out.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| a.query_id.cmp(&b.query_id)));
+    out
+}

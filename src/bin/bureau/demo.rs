@@ -1,0 +1,244 @@
+//! `bureau demo`: a local federation with sample data, from nothing. Makes a throw-away
+//! authority, starts three institutions' nodes in this process on loopback (a payment app that
+//! waives deposits at 550, a bike-share operator that waives them at 650, and a bank), furnishes
+//! generated records, prints scores and decisions for sample subjects, takes one peer down to
+//! show a partial score, and shows what refused requests look like.
+
+use std::{path::PathBuf, time::Instant};
+
+use anyhow::{Context, Result};
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+use crate::show::{percentiles, print_score};
+use bureau::{
+    config::PolicyConfig,
+    domain::inquiry::Purpose,
+    net::identity::Role,
+    pb::bureau::v1::{
+        self as pb, records_service_client::RecordsServiceClient, scoring_service_client::ScoringServiceClient,
+    },
+    server::RunningNode,
+    testkit::gen::{self, GenConfig},
+    testkit::local::LocalFederation,
+    wire::convert,
+};
+
+/// The demo's institutions.
+pub const INSTITUTIONS: [&str; 3] = ["payapp", "bikeshare", "bank"];
+
+/// Options of `bureau demo`.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Where to keep the federation; a temporary directory (removed afterwards) when `None`.
+    pub dir: Option<PathBuf>,
+    /// How many subjects to generate.
+    pub subjects: usize,
+    /// Keep the federation running afterwards (on ports 7101–7103) until ctrl-c, for the
+    /// regulator's walk-through.
+    pub serve: bool,
+}
+
+/// Fixed ports used with `--serve`, so the README's commands name them.
+pub const SERVE_PORTS: [u16; 3] = [7101, 7102, 7103];
+
+fn node<'a>(nodes: &'a [RunningNode], inst: &str) -> &'a RunningNode {
+    nodes.iter().find(|n| n.institution == inst).expect("demo node")
+}
+
+/// Runs the demo, printing to stdout.
+pub async fn run(opts: DemoOptions) -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let root = opts.dir.clone().unwrap_or_else(|| tmp.path().to_owned());
+    let fed = LocalFederation::create(&root, "bureau.demo", &INSTITUTIONS, &["pbc"])?;
+    println!("federation bureau.demo: licensing authority, 3 institutions, regulator pbc ({})", root.display());
+    let policies = |c: &mut bureau::config::NodeConfig| {
+        let min_score = match c.node.institution.as_str() {
+            "payapp" => 550,
+            "bikeshare" => 650,
+            _ => 600,
+        };
+        c.policies.insert("deposit_waiver".into(), PolicyConfig { min_score, purpose: Purpose::DepositWaiver });
+    };
+    let mut nodes = if opts.serve {
+        let mut listeners = Vec::new();
+        for port in SERVE_PORTS {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            listeners.push(tokio::net::TcpListener::bind(addr).await.with_context(|| format!("port {port} is taken"))?);
+        }
+        fed.start_all_on(&INSTITUTIONS, listeners, policies).await
+    } else {
+        fed.start_all(&INSTITUTIONS, policies).await
+    }
+    .context("starting nodes")?;
+    for n in &nodes {
+        println!("  node {:<10} {}  peers: the other two", n.institution, n.addr);
+    }
+
+    // Each institution furnishes its own share of a generated population.
+    let cfg = GenConfig {
+        subjects: opts.subjects,
+        seed: 2026,
+        institutions: INSTITUTIONS.iter().map(|s| s.to_string()).collect(),
+        federation_key: fed.subject_key(),
+        as_of: bureau::domain::record::today(),
+    };
+    let started = Instant::now();
+    let mut total = 0;
+    for inst in INSTITUTIONS {
+        let n = node(&nodes, inst);
+        let records: Vec<pb::CreditRecord> = gen::generate(&cfg)
+            .filter(|r| r.furnisher == inst)
+            .map(|r| convert::record_to_pb(&r, chrono::Utc::now()))
+            .collect();
+        let batches: Vec<_> = records.chunks(1000).map(|c| pb::FurnishRecordsRequest { records: c.to_vec() }).collect();
+        let mut c = RecordsServiceClient::new(fed.client(Role::Institution, inst, n.addr).channel()?);
+        let resp = c.stream_furnish_records(tokio_stream::iter(batches)).await?.into_inner();
+        total += resp.accepted_count;
+        println!("  {inst:<10} furnished {:>6} records", resp.accepted_count);
+    }
+    println!("{total} records about {} subjects furnished over mTLS in {:.2?}", opts.subjects, started.elapsed());
+
+    let scoring = |inst: &str| -> Result<ScoringServiceClient<Channel>> {
+        Ok(ScoringServiceClient::new(fed.client(Role::Institution, inst, node(&nodes, inst).addr).channel()?))
+    };
+    let (mut payapp, mut bikeshare) = (scoring("payapp")?, scoring("bikeshare")?);
+    let (doc, number) = gen::subject_identity(cfg.seed, 0);
+    println!("\nsubjects are pseudonyms: {doc} {number} -> {}", gen::subject_id(&cfg, 0));
+    println!(
+        "\n{:<10} {:>5} {:<10} {:<16} {:>6}  {:<16} {:<16}",
+        "subject", "score", "band", "top reasons", "peers", "payapp @550", "bikeshare @650"
+    );
+    let samples: Vec<usize> = (0..opts.subjects.min(40)).step_by(3).take(12).collect();
+    for &i in &samples {
+        let subject = gen::subject_id(&cfg, i);
+        let consent = format!("consent-{i}");
+        let decide = |policy: &str| pb::DecideRequest {
+            subject_id: subject.clone(),
+            policy: policy.into(),
+            consent_reference: consent.clone(),
+        };
+        let at_payapp = payapp.decide(decide("deposit_waiver")).await?.into_inner();
+        let at_bikeshare = bikeshare.decide(decide("deposit_waiver")).await?.into_inner();
+        let s = at_payapp.score.clone().unwrap_or_default();
+        let answered = s.coverage.iter().filter(|c| c.outcome == pb::PeerOutcome::Answered as i32).count();
+        let reasons: Vec<&str> = s.reasons.iter().take(3).map(|r| r.code.as_str()).collect();
+        let verdict = |d: &pb::Decision| {
+            let score = d.score.as_ref().map_or(0, |s| s.score);
+            format!("{} ({score})", if d.approved { "waive" } else { "deposit" })
+        };
+        println!(
+            "{:<10} {:>5} {:<10} {:<16} {:>4}/{}  {:<16} {:<16}",
+            &subject[..8],
+            s.score,
+            bureau::scoring::Band::of(s.score).as_str(),
+            if reasons.is_empty() { "-".to_owned() } else { reasons.join(",") },
+            answered,
+            s.coverage.len(),
+            verdict(&at_payapp),
+            verdict(&at_bikeshare)
+        );
+    }
+    println!("(a decision's score counts earlier hard inquiries: bikeshare sees the one payapp just made)");
+    if let Some(r) = payapp.get_score(score_req(&gen::subject_id(&cfg, samples[0]))).await?.into_inner().reasons.first()
+    {
+        println!("reason {}: {} (-{} points)", r.code, r.description, r.points_lost);
+    }
+
+    // Latency of one federated score (own store + two peers), median over many calls.
+    let subjects: Vec<String> = (0..200).map(|i| gen::subject_id(&cfg, i % opts.subjects.max(1))).collect();
+    for s in subjects.iter().take(20) {
+        payapp.get_score(score_req(s)).await?;
+    }
+    let mut samples_t = Vec::new();
+    for s in &subjects {
+        let t = Instant::now();
+        payapp.get_score(score_req(s)).await?;
+        samples_t.push(t.elapsed());
+    }
+    let p = percentiles(&mut samples_t);
+    println!(
+        "\nfederated score latency over {} calls: p50 {:.0} µs, p99 {:.0} µs",
+        samples_t.len(),
+        p.p50.as_secs_f64() * 1e6,
+        p.p99.as_secs_f64() * 1e6
+    );
+
+    // One peer goes down: the answer is partial and says so, and does not wait for it.
+    let bank = nodes.remove(nodes.iter().position(|n| n.institution == "bank").unwrap_or(2));
+    let bank_addr = bank.addr;
+    bank.shutdown().await?;
+    println!("\nbank's node is down; payapp scores {}:", &subjects[0][..8]);
+    let t = Instant::now();
+    let s = payapp.get_score(score_req(&subjects[0])).await?.into_inner();
+    print_score(&s);
+    println!("  answered in {:.1?}", t.elapsed());
+
+    println!("\nrefusals:");
+    let pay = node(&nodes, "payapp");
+    let mut as_regulator = ScoringServiceClient::new(fed.client(Role::Regulator, "pbc", pay.addr).channel()?);
+    print_refusal("regulator asks payapp for a score", as_regulator.get_score(score_req(&subjects[0])).await.err());
+    let mut as_bikeshare = RecordsServiceClient::new(fed.client(Role::Institution, "bikeshare", pay.addr).channel()?);
+    print_refusal(
+        "bikeshare reads payapp's records",
+        as_bikeshare.get_record(pb::GetRecordRequest { name: "institutions/payapp/records/cc-0-0".into() }).await.err(),
+    );
+    let no_consent = pb::GetScoreRequest {
+        subject_id: subjects[0].clone(),
+        purpose: pb::Purpose::DepositWaiver as i32,
+        consent_reference: String::new(),
+    };
+    print_refusal("deposit-waiver score without a consent reference", payapp.get_score(no_consent).await.err());
+    let mut bad =
+        gen::generate(&cfg).find(|r| r.furnisher == "payapp").map(|r| convert::record_to_pb(&r, chrono::Utc::now()));
+    if let Some(b) = bad.as_mut() {
+        b.currency_code = "yuan".into();
+    }
+    let mut as_payapp = RecordsServiceClient::new(fed.client(Role::Institution, "payapp", pay.addr).channel()?);
+    print_refusal(
+        "payapp furnishes a record with currency \"yuan\"",
+        as_payapp.furnish_records(pb::FurnishRecordsRequest { records: bad.into_iter().collect() }).await.err(),
+    );
+
+    if opts.serve {
+        // Bring the bank back for the regulator's walk-through.
+        let peers: Vec<(&str, std::net::SocketAddr)> = nodes.iter().map(|n| (n.institution.as_str(), n.addr)).collect();
+        let mut cfg = fed.node_config("bank", &peers);
+        policies(&mut cfg);
+        let listener = tokio::net::TcpListener::bind(bank_addr).await?;
+        nodes.push(bureau::server::start_on(cfg, listener).await?);
+        let pki = fed.pki.0.display();
+        println!("\nthe federation keeps running (ctrl-c stops it). As the regulator pbc:");
+        println!("  bureau audit verify    --pki {pki} --regulator pbc --federation bureau.demo --node 127.0.0.1:7101");
+        println!("  bureau audit reconcile --pki {pki} --regulator pbc --federation bureau.demo --node 127.0.0.1:7101 --node 127.0.0.1:7102 --node 127.0.0.1:7103");
+        println!("  bureau audit entries   --pki {pki} --regulator pbc --federation bureau.demo --node 127.0.0.1:7101 --subject {}", subjects[0]);
+        tokio::signal::ctrl_c().await?;
+    }
+    for n in nodes {
+        n.shutdown().await?;
+    }
+    println!("\nnodes stopped");
+    Ok(())
+}
+
+fn score_req(subject: &str) -> pb::GetScoreRequest {
+    pb::GetScoreRequest {
+        subject_id: subject.to_owned(),
+        purpose: pb::Purpose::AccountReview as i32,
+        consent_reference: String::new(),
+    }
+}
+
+fn print_refusal(what: &str, err: Option<tonic::Status>) {
+    match err {
+        None => println!("  {what}: unexpectedly allowed"),
+        Some(s) => {
+            let d = s.get_error_details();
+            let reason = d.error_info().map(|i| i.reason.clone()).unwrap_or_default();
+            println!("  {what}: {:?} {reason} — {}", s.code(), s.message());
+            for v in d.bad_request().map(|b| b.field_violations.clone()).unwrap_or_default() {
+                println!("      {}: {}", v.field, v.description);
+            }
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Authorisation: who the caller is (from the verified client certificate only) and what its
+//! role lets it do on this node.
+
+use tonic::Request;
+
+use crate::{
+    grpc::error::{ApiError, Reason},
+    net::identity::{Identity, Role},
+};
+
+/// The caller's identity, read from the client certificate the TLS layer verified.
+pub(crate) fn caller<T>(req: &Request<T>, federation: &str) -> Result<Identity, ApiError> {
+    let certs = req.peer_certs().ok_or_else(|| ApiError::PermissionDenied {
+        reason: Reason::NoClientCertificate,
+        message: "a client certificate is required".into(),
+    })?;
+    let leaf = certs.first().ok_or_else(|| ApiError::PermissionDenied {
+        reason: Reason::NoClientCertificate,
+        message: "a client certificate is required".into(),
+    })?;
+    let id = Identity::from_cert_der(leaf).map_err(|e| ApiError::PermissionDenied {
+        reason: Reason::BadIdentity,
+        message: format!("client certificate identity: {e}"),
+    })?;
+    if id.federation != federation {
+        return Err(ApiError::PermissionDenied {
+            reason: Reason::WrongFederation,
+            message: format!("caller belongs to federation {:?}, this node to {federation:?}", id.federation),
+        });
+    }
+    Ok(id)
+}
+
+/// Only this node's own institution may furnish and read its records, or score.
+pub(crate) fn require_own_institution(id: &Identity, institution: &str) -> Result<(), ApiError> {
+    match id.role {
+        Role::Institution if id.id == institution => Ok(()),
+        Role::Institution => Err(ApiError::PermissionDenied {
+            reason: Reason::NotOwnInstitution,
+            message: format!("only {institution}'s own applications may use this service; caller is {id}"),
+        }),
+        Role::Regulator => Err(ApiError::PermissionDenied {
+            reason: Reason::WrongRole,
+            message: format!("the regulator role may not use this service; caller is {id}"),
+        }),
+    }
+}
+
+/// Any licensed institution (peers), but not a regulator.
+pub(crate) fn require_institution(id: &Identity) -> Result<(), ApiError> {
+    match id.role {
+        Role::Institution => Ok(()),
+        Role::Regulator => Err(ApiError::PermissionDenied {
+            reason: Reason::WrongRole,
+            message: format!("only licensed institutions may query peers; caller is {id}"),
+        }),
+    }
+}
+
+/// Only a regulator.
+pub(crate) fn require_regulator(id: &Identity) -> Result<(), ApiError> {
+    match id.role {
+        Role::Regulator => Ok(()),
+        Role::Institution => Err(ApiError::PermissionDenied {
+            reason: Reason::WrongRole,
+            message: format!("only a regulator may read the audit log; caller is {id}"),
+        }),
+    }
+}

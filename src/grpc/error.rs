@@ -1,0 +1,196 @@
+//! The API's errors and their one mapping to gRPC status codes, with `google.rpc` details a
+//! caller can act on (`ErrorInfo` reasons, `BadRequest` field violations).
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+use tracing::error;
+
+use crate::{
+    app::{answer::QueryRefusal, score::ScoreError},
+    storage::StoreError,
+};
+
+/// The `ErrorInfo.domain` of every error this service sends.
+pub(crate) const ERROR_DOMAIN: &str = "bureau.v1";
+
+/// A field violation as sent to callers: the request path of the field and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FieldViolation {
+    /// Path in the request, e.g. `records[3].opened_date`.
+    pub field: String,
+    /// What is wrong; names the record id where there is one.
+    pub description: String,
+}
+
+/// Why a caller was refused: the `ErrorInfo.reason` it receives and the audit log records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub(crate) enum Reason {
+    /// No client certificate reached the handler.
+    NoClientCertificate,
+    /// The certificate names no identity we accept.
+    BadIdentity,
+    /// The caller belongs to another federation.
+    WrongFederation,
+    /// Another institution's caller on a service only the node's own institution may use.
+    NotOwnInstitution,
+    /// A role that may not use this service.
+    WrongRole,
+    /// A record name of another furnisher.
+    NotOwnRecord,
+    /// This node does not answer for that purpose.
+    PurposeNotAccepted,
+    /// The purpose needs a consent reference.
+    ConsentRequired,
+    /// No checkpoint signing key is configured.
+    NoLogKey,
+}
+
+impl Reason {
+    /// The UPPER_SNAKE name sent in `ErrorInfo.reason`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::NoClientCertificate => "NO_CLIENT_CERTIFICATE",
+            Self::BadIdentity => "BAD_IDENTITY",
+            Self::WrongFederation => "WRONG_FEDERATION",
+            Self::NotOwnInstitution => "NOT_OWN_INSTITUTION",
+            Self::WrongRole => "WRONG_ROLE",
+            Self::NotOwnRecord => "NOT_OWN_RECORD",
+            Self::PurposeNotAccepted => "PURPOSE_NOT_ACCEPTED",
+            Self::ConsentRequired => "CONSENT_REQUIRED",
+            Self::NoLogKey => "NO_LOG_KEY",
+        }
+    }
+}
+
+/// Every way a request can fail, by what the caller should do about it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum ApiError {
+    /// The request itself is malformed; fix it. INVALID_ARGUMENT with `BadRequest`.
+    #[error("{message}")]
+    InvalidArgument {
+        /// Summary.
+        message: String,
+        /// Each field at fault.
+        violations: Vec<FieldViolation>,
+    },
+    /// No such resource. NOT_FOUND.
+    #[error("{0}")]
+    NotFound(String),
+    /// The caller's identity may not do this. PERMISSION_DENIED with an `ErrorInfo` reason.
+    #[error("{message}")]
+    PermissionDenied {
+        /// Why, e.g. [`Reason::WrongRole`].
+        reason: Reason,
+        /// Summary.
+        message: String,
+    },
+    /// The request is well-formed but the system is not in a state to allow it (e.g. consent
+    /// missing). FAILED_PRECONDITION with an `ErrorInfo` reason.
+    #[error("{message}")]
+    FailedPrecondition {
+        /// Why, e.g. [`Reason::ConsentRequired`].
+        reason: Reason,
+        /// Summary.
+        message: String,
+    },
+    /// A size or count limit was exceeded. RESOURCE_EXHAUSTED.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// Try again later (shutting down, overloaded). UNAVAILABLE.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A fault on our side; details are logged, not sent. INTERNAL.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// INVALID_ARGUMENT for one field.
+    pub(crate) fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        let field = field.into();
+        let description = description.into();
+        Self::InvalidArgument {
+            message: format!("invalid {field}: {description}"),
+            violations: vec![FieldViolation { field, description }],
+        }
+    }
+}
+
+impl ApiError {
+    /// A spawned task that panicked or was cancelled: a fault on our side, the one place such
+    /// failures become INTERNAL (nothing of the task's write was acknowledged).
+    pub(crate) fn task_failed(e: tokio::task::JoinError) -> Self {
+        Self::Internal(format!("task failed: {e}"))
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Closed => Self::Unavailable("node is shutting down".into()),
+            StoreError::Unavailable(why) => Self::Unavailable(format!("storage unavailable, try again: {why}")),
+            e @ (StoreError::Corrupt { .. } | StoreError::Panicked(_)) => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<QueryRefusal> for ApiError {
+    fn from(e: QueryRefusal) -> Self {
+        let message = e.to_string();
+        match e {
+            QueryRefusal::Invalid(field, description) => Self::invalid(field, description),
+            QueryRefusal::PurposeRequired => Self::invalid("purpose", "a permissible purpose is required"),
+            QueryRefusal::PurposeNotAccepted(_) => {
+                Self::PermissionDenied { reason: Reason::PurposeNotAccepted, message }
+            }
+            QueryRefusal::ConsentRequired(_) => Self::FailedPrecondition { reason: Reason::ConsentRequired, message },
+        }
+    }
+}
+
+impl From<ScoreError> for ApiError {
+    fn from(e: ScoreError) -> Self {
+        match e {
+            ScoreError::Refused(r) => r.into(),
+            ScoreError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Self {
+        let info = |reason: &str| {
+            let mut d = ErrorDetails::new();
+            d.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+            d
+        };
+        match e {
+            ApiError::InvalidArgument { message, violations } => {
+                let mut d = info("INVALID_ARGUMENT");
+                for v in violations {
+                    d.add_bad_request_violation(v.field, v.description);
+                }
+                Status::with_error_details(Code::InvalidArgument, message, d)
+            }
+            ApiError::NotFound(m) => Status::with_error_details(Code::NotFound, m, info("NOT_FOUND")),
+            ApiError::PermissionDenied { reason, message } => {
+                Status::with_error_details(Code::PermissionDenied, message, info(reason.as_str()))
+            }
+            ApiError::FailedPrecondition { reason, message } => {
+                Status::with_error_details(Code::FailedPrecondition, message, info(reason.as_str()))
+            }
+            ApiError::ResourceExhausted(m) => {
+                Status::with_error_details(Code::ResourceExhausted, m, info("RESOURCE_EXHAUSTED"))
+            }
+            ApiError::Unavailable(m) => Status::unavailable(m),
+            ApiError::Internal(detail) => {
+                error!(error = %detail, "internal error");
+                Status::internal("internal error")
+            }
+        }
+    }
+}

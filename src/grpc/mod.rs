@@ -1,0 +1,53 @@
+//! The gRPC layer: thin handlers that authorise, validate, call the use cases and map their
+//! results to messages; the one error→status map; page tokens; the node state they share.
+
+pub(crate) mod audit;
+pub(crate) mod auth;
+pub(crate) mod error;
+pub(crate) mod federation;
+pub(crate) mod node;
+pub(crate) mod records;
+pub(crate) mod scoring;
+pub(crate) mod subjects;
+pub(crate) mod token;
+
+/// Page size rules shared by every list call: 0 means `default`, above `max` is `max`,
+/// negative is an error.
+pub(crate) fn page_size(requested: i32, default: usize, max: usize) -> Result<usize, error::ApiError> {
+    match requested {
+        n if n < 0 => Err(error::ApiError::invalid("page_size", "must not be negative")),
+        0 => Ok(default),
+        n => Ok((n as usize).min(max)),
+    }
+}
+
+/// Logs a refusal of an identified (licensed) caller: permission and precondition failures are
+/// what a regulator wants to see. Other errors pass through unlogged.
+pub(crate) async fn log_refusal(
+    node: &crate::grpc::node::Node,
+    caller: &crate::net::identity::Identity,
+    subject: &str,
+    e: error::ApiError,
+) -> error::ApiError {
+    use crate::{
+        audit::{Action, Entry},
+        grpc::error::ApiError,
+    };
+    let reason = match &e {
+        ApiError::PermissionDenied { reason, .. } | ApiError::FailedPrecondition { reason, .. } => reason.as_str(),
+        _ => return e,
+    };
+    let mut entry = Entry::new(Action::Refusal, &caller.id, format!("refused:{reason}"));
+    entry.counterparty = node.institution.clone();
+    entry.subject_id =
+        if crate::domain::subject::is_valid_subject_id(subject) { subject.to_owned() } else { String::new() };
+    entry.detail = caller.role.as_str().to_owned();
+    let logged = match node.store.append_audit(vec![entry]).await {
+        Ok(_) => node.store.sync().await,
+        Err(err) => Err(err),
+    };
+    if let Err(err) = logged {
+        tracing::error!(error = %err, "could not log a refusal");
+    }
+    e
+}

@@ -1,0 +1,134 @@
+//! ScoringService: federated scores and policy decisions for the node's own institution.
+
+use tonic::{Request, Response, Status};
+
+use crate::{
+    app::score::FederatedScore,
+    audit::{Action, Entry},
+    grpc::auth,
+    grpc::error::ApiError,
+    grpc::node::Node,
+    net::identity::Identity,
+    net::peers::PeerOutcome,
+    pb::bureau::v1::{self as pb, scoring_service_server::ScoringService},
+    scoring::Band,
+    wire::convert,
+};
+
+/// The ScoringService handlers.
+pub(crate) struct ScoringApi {
+    node: Node,
+}
+
+impl ScoringApi {
+    /// Handlers over `node`.
+    pub(crate) fn new(node: Node) -> Self {
+        Self { node }
+    }
+}
+
+fn band_to_pb(b: Band) -> pb::ScoreBand {
+    match b {
+        Band::Poor => pb::ScoreBand::Poor,
+        Band::Fair => pb::ScoreBand::Fair,
+        Band::Good => pb::ScoreBand::Good,
+        Band::VeryGood => pb::ScoreBand::VeryGood,
+        Band::Excellent => pb::ScoreBand::Excellent,
+    }
+}
+
+/// The protobuf form of a federated score.
+pub(crate) fn score_to_pb(s: &FederatedScore) -> pb::Score {
+    pb::Score {
+        subject_id: s.subject_id.clone(),
+        score: s.result.score,
+        band: band_to_pb(s.result.band) as i32,
+        reasons: s
+            .result
+            .reasons
+            .iter()
+            .map(|r| pb::ReasonCode {
+                code: r.code.clone(),
+                description: r.description.clone(),
+                points_lost: r.points_lost,
+            })
+            .collect(),
+        model_version: s.model_version.clone(),
+        coverage: s
+            .coverage
+            .iter()
+            .map(|c| pb::PeerCoverage {
+                peer: c.peer.clone(),
+                outcome: match c.outcome {
+                    PeerOutcome::Answered => pb::PeerOutcome::Answered,
+                    PeerOutcome::TimedOut => pb::PeerOutcome::TimedOut,
+                    PeerOutcome::Unreachable => pb::PeerOutcome::Unreachable,
+                    PeerOutcome::Refused => pb::PeerOutcome::Refused,
+                } as i32,
+                records_returned: c.records_returned as u32,
+                latency_ms: c.latency.as_millis().min(u32::MAX as u128) as u32,
+                error: c.error.clone().unwrap_or_default(),
+            })
+            .collect(),
+        partial: s.partial,
+        query_id: s.query_id.clone(),
+        records_used: s.records_used as u32,
+    }
+}
+
+#[tonic::async_trait]
+impl ScoringService for ScoringApi {
+    async fn get_score(&self, req: Request<pb::GetScoreRequest>) -> Result<Response<pb::Score>, Status> {
+        let caller = auth::caller(&req, &self.node.federation)?;
+        let r = req.into_inner();
+        let subject = r.subject_id.clone();
+        match self.score(&caller, r).await {
+            Ok(s) => Ok(Response::new(s)),
+            Err(e) => Err(super::log_refusal(&self.node, &caller, &subject, e).await.into()),
+        }
+    }
+
+    async fn decide(&self, req: Request<pb::DecideRequest>) -> Result<Response<pb::Decision>, Status> {
+        let caller = auth::caller(&req, &self.node.federation)?;
+        let r = req.into_inner();
+        let subject = r.subject_id.clone();
+        match self.decision(&caller, r).await {
+            Ok(d) => Ok(Response::new(d)),
+            Err(e) => Err(super::log_refusal(&self.node, &caller, &subject, e).await.into()),
+        }
+    }
+}
+
+impl ScoringApi {
+    async fn score(&self, caller: &Identity, r: pb::GetScoreRequest) -> Result<pb::Score, ApiError> {
+        auth::require_own_institution(caller, &self.node.institution)?;
+        let score =
+            self.node.scorer.score(&r.subject_id, convert::purpose_from_pb(r.purpose), &r.consent_reference).await?;
+        Ok(score_to_pb(&score))
+    }
+
+    async fn decision(&self, caller: &Identity, r: pb::DecideRequest) -> Result<pb::Decision, ApiError> {
+        auth::require_own_institution(caller, &self.node.institution)?;
+        let policy = self.node.policies.get(&r.policy).ok_or_else(|| {
+            let known: Vec<&str> = self.node.policies.keys().map(String::as_str).collect();
+            ApiError::NotFound(format!("no policy {:?} on this node; known: {known:?}", r.policy))
+        })?;
+        let score = self.node.scorer.score(&r.subject_id, Some(policy.purpose), &r.consent_reference).await?;
+        let approved = score.result.score >= policy.min_score;
+        let mut entry = Entry::new(
+            Action::DecisionServed,
+            &self.node.institution,
+            format!("{}:{}", r.policy, if approved { "approved" } else { "declined" }),
+        );
+        entry.query_id = score.query_id.clone();
+        entry.subject_id = r.subject_id.clone();
+        entry.purpose = Some(policy.purpose);
+        entry.consent_reference = r.consent_reference.clone();
+        entry.model_version = score.model_version.clone();
+        entry.detail = format!("score={} threshold={}", score.result.score, policy.min_score);
+        self.node.store.append_audit(vec![entry]).await?;
+        self.node.store.sync().await?;
+        tracing::debug!(policy = %r.policy, subject = %r.subject_id, score = score.result.score, approved, "decision served");
+        Ok(pb::Decision { policy: r.policy, approved, threshold: policy.min_score, score: Some(score_to_pb(&score)) })
+    }
+}

@@ -1,0 +1,336 @@
+//! The federation's licensing authority as files: a CA, one certificate + key per institution
+//! node and per regulator, an Ed25519 checkpoint key per institution, the federation's subject
+//! HMAC key, and a CRL. Used by `bureau pki`, the demo and the tests (certificates made at test
+//! time, never checked in).
+
+use std::{
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SanType, SerialNumber,
+};
+use time::{Duration, OffsetDateTime};
+
+use crate::net::identity::{is_valid_member_id, Identity, Role};
+
+/// How long leaf certificates (licences) are valid.
+const LEAF_VALIDITY: Duration = Duration::days(365);
+/// How long the authority's certificate is valid.
+const CA_VALIDITY: Duration = Duration::days(3650);
+/// How long a CRL is valid before a fresh one is due.
+const CRL_VALIDITY: Duration = Duration::days(30);
+
+/// Why a PKI operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// Reading or writing a file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Generating or signing.
+    #[error("certificate generation: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    /// A file that is not what it should be.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What `pki init` makes.
+#[derive(Debug, Clone)]
+pub struct PkiSpec {
+    /// The federation's name (SPIFFE trust domain), e.g. `bureau.example`.
+    pub federation: String,
+    /// Institution ids, one node certificate each.
+    pub institutions: Vec<String>,
+    /// Regulator ids, one certificate each.
+    pub regulators: Vec<String>,
+    /// Extra DNS names for node certificates (besides `localhost` and 127.0.0.1), so tools such
+    /// as grpcurl can check the server name.
+    pub hosts: Vec<String>,
+}
+
+/// The paths of one member's files inside a PKI directory.
+#[derive(Debug, Clone)]
+pub struct MemberFiles {
+    /// Certificate, PEM.
+    pub cert: PathBuf,
+    /// Private key, PEM, mode 0600.
+    pub key: PathBuf,
+    /// Ed25519 checkpoint signing key (PKCS#8 PEM, 0600); institutions only.
+    pub log_key: PathBuf,
+}
+
+/// File layout of a PKI directory.
+#[derive(Debug, Clone)]
+pub struct PkiDir(pub PathBuf);
+
+impl PkiDir {
+    /// The authority's certificate.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.0.join("ca.pem")
+    }
+    /// The authority's private key.
+    pub fn ca_key(&self) -> PathBuf {
+        self.0.join("ca.key")
+    }
+    /// The revocation list.
+    pub fn crl(&self) -> PathBuf {
+        self.0.join("crl.pem")
+    }
+    /// The federation's subject-id HMAC key, hex.
+    pub fn subject_key(&self) -> PathBuf {
+        self.0.join("subject-key.hex")
+    }
+    /// One member's files.
+    pub fn member(&self, role: Role, id: &str) -> MemberFiles {
+        let stem = format!("{}-{id}", role.as_str());
+        MemberFiles {
+            cert: self.0.join(format!("{stem}.pem")),
+            key: self.0.join(format!("{stem}.key")),
+            log_key: self.0.join(format!("{stem}.log.key")),
+        }
+    }
+}
+
+/// Creates a new authority and every member's files in `out` (created if missing).
+pub fn init(spec: &PkiSpec, out: &Path) -> Result<PkiDir, PkiError> {
+    if spec.federation.is_empty() || spec.federation.contains('/') {
+        return Err(PkiError::Invalid(format!("bad federation name {:?}", spec.federation)));
+    }
+    for id in spec.institutions.iter().chain(&spec.regulators) {
+        if !is_valid_member_id(id) {
+            return Err(PkiError::Invalid(format!("bad member id {id:?}: use 1-63 of [a-z0-9-]")));
+        }
+    }
+    fs::create_dir_all(out).map_err(|source| PkiError::Io { path: out.to_owned(), source })?;
+    let dir = PkiDir(out.to_owned());
+    let now = OffsetDateTime::now_utc();
+
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name = rcgen::DistinguishedName::new();
+    ca.distinguished_name.push(DnType::CommonName, format!("{} licensing authority", spec.federation));
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca.not_before = now - Duration::minutes(5);
+    ca.not_after = now + CA_VALIDITY;
+    ca.serial_number = Some(random_serial());
+    let ca_cert = ca.self_signed(&ca_key)?;
+    write_public(&dir.ca_cert(), &ca_cert.pem())?;
+    write_secret(&dir.ca_key(), &ca_key.serialize_pem())?;
+    let issuer = Issuer::new(ca, ca_key);
+
+    let members = spec
+        .institutions
+        .iter()
+        .map(|id| Identity::institution(&spec.federation, id))
+        .chain(spec.regulators.iter().map(|id| Identity::regulator(&spec.federation, id)));
+    for member in members {
+        issue(&dir, &issuer, &member, &spec.hosts, now)?;
+    }
+    write_crl(&dir, &issuer, Vec::new(), 1, now)?;
+    let subject_key: [u8; 32] = rand::random();
+    write_secret(&dir.subject_key(), &format!("{}\n", hex::encode(subject_key)))?;
+    Ok(dir)
+}
+
+/// Issues one member's certificate and key (and, for institutions, a checkpoint key).
+fn issue(
+    dir: &PkiDir,
+    issuer: &Issuer<'_, KeyPair>,
+    member: &Identity,
+    hosts: &[String],
+    now: OffsetDateTime,
+) -> Result<(), PkiError> {
+    let key = KeyPair::generate()?;
+    let mut p = CertificateParams::default();
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    p.distinguished_name.push(DnType::CommonName, member.to_string());
+    p.distinguished_name.push(DnType::OrganizationName, member.federation.clone());
+    let uri = member.spiffe_uri().try_into()?;
+    p.subject_alt_names = vec![SanType::URI(uri)];
+    if member.role == Role::Institution {
+        p.subject_alt_names.push(SanType::DnsName("localhost".try_into()?));
+        p.subject_alt_names.push(SanType::IpAddress([127, 0, 0, 1].into()));
+        for h in hosts {
+            p.subject_alt_names.push(SanType::DnsName(h.clone().try_into()?));
+        }
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    } else {
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    }
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.not_before = now - Duration::minutes(5);
+    p.not_after = now + LEAF_VALIDITY;
+    p.serial_number = Some(random_serial());
+    p.use_authority_key_identifier_extension = true;
+    p.key_identifier_method = KeyIdMethod::Sha256;
+    let cert = p.signed_by(&key, issuer)?;
+    let files = dir.member(member.role, &member.id);
+    write_public(&files.cert, &cert.pem())?;
+    write_secret(&files.key, &key.serialize_pem())?;
+    if member.role == Role::Institution {
+        use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey};
+        let log_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+        let pem = log_key
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| PkiError::Invalid(format!("encoding checkpoint key: {e}")))?;
+        write_secret(&files.log_key, &pem)?;
+        // The public half, as the verifier key string regulators give `bureau audit verify`.
+        let origin = format!("{}/institution/{}", member.federation, member.id);
+        let vkey = crate::audit::checkpoint::verifier_key(&origin, &log_key.verifying_key());
+        write_public(&files.log_key.with_extension("pub"), &format!("{vkey}\n"))?;
+    }
+    Ok(())
+}
+
+/// Adds the certificate at `cert` to the CRL in `dir`, re-signed with a higher CRL number.
+/// Returns the revoked serial, hex. Revoking an already revoked certificate is a no-op.
+pub fn revoke(dir: &PkiDir, cert: &Path) -> Result<String, PkiError> {
+    let pem = read(cert)?;
+    let der = first_pem_der(&pem, "CERTIFICATE")
+        .ok_or_else(|| PkiError::Invalid(format!("{}: no certificate", cert.display())))?;
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(&der).map_err(|e| PkiError::Invalid(format!("{}: {e}", cert.display())))?;
+    let serial = parsed.tbs_certificate.raw_serial().to_vec();
+
+    let crl_pem = read(&dir.crl())?;
+    let crl_der = first_pem_der(&crl_pem, "X509 CRL")
+        .ok_or_else(|| PkiError::Invalid(format!("{}: no CRL", dir.crl().display())))?;
+    let (_, crl) = x509_parser::parse_x509_crl(&crl_der)
+        .map_err(|e| PkiError::Invalid(format!("{}: {e}", dir.crl().display())))?;
+    let number = crl.crl_number().map(|n| n.to_u64_digits().first().copied().unwrap_or(0)).unwrap_or(0);
+    let mut revoked: Vec<RevokedCertParams> = crl
+        .iter_revoked_certificates()
+        .map(|r| RevokedCertParams {
+            serial_number: SerialNumber::from_slice(r.raw_serial()),
+            revocation_time: r.revocation_date.to_datetime(),
+            reason_code: None,
+            invalidity_date: None,
+        })
+        .collect();
+    let now = OffsetDateTime::now_utc();
+    if !revoked.iter().any(|r| r.serial_number.as_ref() == serial.as_slice()) {
+        revoked.push(RevokedCertParams {
+            serial_number: SerialNumber::from_slice(&serial),
+            revocation_time: now,
+            reason_code: Some(rcgen::RevocationReason::CessationOfOperation),
+            invalidity_date: None,
+        });
+    }
+    let ca_key = KeyPair::from_pem(&read(&dir.ca_key())?)?;
+    let issuer = Issuer::from_ca_cert_pem(&read(&dir.ca_cert())?, ca_key)?;
+    write_crl(dir, &issuer, revoked, number + 1, now)?;
+    Ok(hex::encode(serial))
+}
+
+fn write_crl(
+    dir: &PkiDir,
+    issuer: &Issuer<'_, KeyPair>,
+    revoked_certs: Vec<RevokedCertParams>,
+    number: u64,
+    now: OffsetDateTime,
+) -> Result<(), PkiError> {
+    let params = CertificateRevocationListParams {
+        this_update: now - Duration::minutes(5),
+        next_update: now + CRL_VALIDITY,
+        crl_number: SerialNumber::from(number),
+        issuing_distribution_point: None,
+        revoked_certs,
+        key_identifier_method: KeyIdMethod::Sha256,
+    };
+    let crl = params.signed_by(issuer)?;
+    // Written to a temporary file and renamed, so a node reloading the CRL never reads half.
+    let tmp = dir.crl().with_extension("pem.tmp");
+    write_public(&tmp, &crl.pem()?)?;
+    fs::rename(&tmp, dir.crl()).map_err(|source| PkiError::Io { path: dir.crl(), source })
+}
+
+fn random_serial() -> SerialNumber {
+    let mut bytes: [u8; 16] = rand::random();
+    bytes[0] &= 0x7f; // positive
+    bytes[0] |= 0x01; // no leading zero byte, so the DER encoding keeps all 16 bytes
+    SerialNumber::from_slice(&bytes)
+}
+
+/// The DER body of the first PEM block labelled `label` in `pem`.
+pub fn first_pem_der(pem: &str, label: &str) -> Option<Vec<u8>> {
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let start = pem.find(&begin)? + begin.len();
+    let stop = start + pem[start..].find(&end)?;
+    use base64::Engine as _;
+    let body: String = pem[start..stop].chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD.decode(body).ok()
+}
+
+fn read(path: &Path) -> Result<String, PkiError> {
+    fs::read_to_string(path).map_err(|source| PkiError::Io { path: path.to_owned(), source })
+}
+
+fn write_public(path: &Path, text: &str) -> Result<(), PkiError> {
+    fs::write(path, text).map_err(|source| PkiError::Io { path: path.to_owned(), source })
+}
+
+/// Writes a private key readable by its owner only (0600), never world-readable even briefly.
+fn write_secret(path: &Path, text: &str) -> Result<(), PkiError> {
+    let io = |source| PkiError::Io { path: path.to_owned(), source };
+    let _ = fs::remove_file(path);
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(io)?;
+    f.write_all(text.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_writes_members_with_private_keys_0600_and_revoke_grows_the_crl() {
+        let tmp = tempfile::tempdir().unwrap();
+        let spec = PkiSpec {
+            federation: "fed.test".into(),
+            institutions: vec!["bank".into()],
+            regulators: vec!["pbc".into()],
+            hosts: vec![],
+        };
+        let dir = init(&spec, tmp.path()).unwrap();
+        let bank = dir.member(Role::Institution, "bank");
+        let der = first_pem_der(&fs::read_to_string(&bank.cert).unwrap(), "CERTIFICATE").unwrap();
+        assert_eq!(Identity::from_cert_der(&der).unwrap(), Identity::institution("fed.test", "bank"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for key in [bank.key.clone(), bank.log_key.clone(), dir.ca_key(), dir.subject_key()] {
+                let mode = fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{}", key.display());
+            }
+        }
+        let count = |dir: &PkiDir| {
+            let der = first_pem_der(&fs::read_to_string(dir.crl()).unwrap(), "X509 CRL").unwrap();
+            let (_, crl) = x509_parser::parse_x509_crl(&der).unwrap();
+            crl.iter_revoked_certificates().count()
+        };
+        assert_eq!(count(&dir), 0);
+        revoke(&dir, &bank.cert).unwrap();
+        revoke(&dir, &bank.cert).unwrap();
+        assert_eq!(count(&dir), 1);
+        revoke(&dir, &dir.member(Role::Regulator, "pbc").cert).unwrap();
+        assert_eq!(count(&dir), 2);
+    }
+}

@@ -1,0 +1,392 @@
+//! Mutual TLS with revocation, terminated by rustls directly (tonic's own TLS has no CRL
+//! support): TLS 1.3 only, client certificates required and checked against the authority and
+//! its CRL at the handshake; on the client side the peer's SPIFFE identity is checked instead
+//! of a DNS name, so an impostor on a right address is refused.
+
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use rustls::{
+    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    crypto::CryptoProvider,
+    pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime},
+    server::WebPkiClientVerifier,
+    CertificateError, ClientConfig, DigitallySignedStruct, OtherError, RootCertStore, ServerConfig, SignatureScheme,
+};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::{mpsc, watch, Semaphore},
+};
+use tokio_rustls::{server::TlsStream, TlsAcceptor, TlsConnector};
+use tracing::{debug, info, warn};
+
+use crate::net::identity::{Identity, Role};
+
+/// Most TLS handshakes in progress at once; more wait in the kernel's accept queue.
+const MAX_PENDING_HANDSHAKES: usize = 256;
+
+/// Why TLS material could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// Reading a file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// A file without the PEM block it should hold.
+    #[error("{path}: {what}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What is missing or wrong.
+        what: String,
+    },
+    /// rustls refused the material.
+    #[error("tls configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// The client verifier could not be built.
+    #[error("client verifier: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+}
+
+/// The files one member needs for mTLS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The federation authority's certificate.
+    pub ca: PathBuf,
+    /// This member's certificate chain.
+    pub cert: PathBuf,
+    /// This member's private key.
+    pub key: PathBuf,
+    /// The authority's CRL; `None` trusts every unexpired licence.
+    pub crl: Option<PathBuf>,
+}
+
+/// Loaded TLS material.
+#[derive(Debug, Clone)]
+pub struct TlsMaterial {
+    ca: Vec<CertificateDer<'static>>,
+    chain: Vec<CertificateDer<'static>>,
+    key: Arc<PrivateKeyDer<'static>>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn pem_items(path: &Path) -> Result<Vec<rustls_pemfile::Item>, TlsError> {
+    let bytes = fs::read(path).map_err(|source| TlsError::Io { path: path.to_owned(), source })?;
+    rustls_pemfile::read_all(&mut bytes.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Pem { path: path.to_owned(), what: e.to_string() })
+}
+
+impl TlsMaterial {
+    /// Reads every file in `files`.
+    pub fn load(files: &TlsFiles) -> Result<Self, TlsError> {
+        let certs = |path: &Path| -> Result<Vec<CertificateDer<'static>>, TlsError> {
+            let certs: Vec<_> = pem_items(path)?
+                .into_iter()
+                .filter_map(|i| match i {
+                    rustls_pemfile::Item::X509Certificate(c) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            if certs.is_empty() {
+                return Err(TlsError::Pem { path: path.to_owned(), what: "no certificate".into() });
+            }
+            Ok(certs)
+        };
+        let key = pem_items(&files.key)?
+            .into_iter()
+            .find_map(|i| match i {
+                rustls_pemfile::Item::Pkcs8Key(k) => Some(PrivateKeyDer::Pkcs8(k)),
+                rustls_pemfile::Item::Sec1Key(k) => Some(PrivateKeyDer::Sec1(k)),
+                rustls_pemfile::Item::Pkcs1Key(k) => Some(PrivateKeyDer::Pkcs1(k)),
+                _ => None,
+            })
+            .ok_or_else(|| TlsError::Pem { path: files.key.clone(), what: "no private key".into() })?;
+        let crls = match &files.crl {
+            Some(path) => pem_items(path)?
+                .into_iter()
+                .filter_map(|i| match i {
+                    rustls_pemfile::Item::Crl(c) => Some(c),
+                    _ => None,
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        Ok(Self { ca: certs(&files.ca)?, chain: certs(&files.cert)?, key: Arc::new(key), crls })
+    }
+
+    /// This member's own identity, from its certificate.
+    pub fn identity(&self) -> Result<Identity, crate::net::identity::IdentityError> {
+        Identity::from_cert_der(&self.chain[0])
+    }
+
+    fn roots(&self) -> Result<RootCertStore, TlsError> {
+        let mut roots = RootCertStore::empty();
+        for c in &self.ca {
+            roots.add(c.clone())?;
+        }
+        Ok(roots)
+    }
+
+    /// Server side: TLS 1.3, ALPN h2, client certificate required, chained to the authority and
+    /// not on its CRL.
+    pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        let provider = provider();
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(self.roots()?), provider.clone())
+            .with_crls(self.crls.clone())
+            .only_check_end_entity_revocation()
+            .build()?;
+        let mut cfg = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(self.chain.clone(), self.key.clone_key())?;
+        cfg.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(Arc::new(cfg))
+    }
+
+    /// Client side: presents this member's certificate and accepts only a server whose
+    /// certificate chains to the authority, is not revoked, and names an institution of
+    /// `federation` — `expected` when given.
+    pub fn client_config(&self, federation: &str, expected: Option<&str>) -> Result<Arc<ClientConfig>, TlsError> {
+        let provider = provider();
+        let anchors = self
+            .ca
+            .iter()
+            .map(|c| webpki::anchor_from_trusted_cert(c).map(|a| a.to_owned()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TlsError::Rustls(rustls::Error::General(format!("trust anchor: {e}"))))?;
+        let crls = self
+            .crls
+            .iter()
+            .map(|c| webpki::OwnedCertRevocationList::from_der(c).map(webpki::CertRevocationList::from))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TlsError::Rustls(rustls::Error::General(format!("crl: {e}"))))?;
+        let verifier = PeerVerifier {
+            anchors,
+            crls,
+            federation: federation.to_owned(),
+            expected: expected.map(str::to_owned),
+            provider: provider.clone(),
+        };
+        let mut cfg = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_client_auth_cert(self.chain.clone(), self.key.clone_key())?;
+        cfg.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(Arc::new(cfg))
+    }
+}
+
+/// Checks a server's chain and revocation with webpki, then its SPIFFE identity (not its DNS
+/// name: peers are known by institution id, wherever they run).
+#[derive(Debug)]
+struct PeerVerifier {
+    anchors: Vec<rustls::pki_types::TrustAnchor<'static>>,
+    crls: Vec<webpki::CertRevocationList<'static>>,
+    federation: String,
+    expected: Option<String>,
+    provider: Arc<CryptoProvider>,
+}
+
+/// A peer whose certificate is valid but names someone else.
+#[derive(Debug, thiserror::Error)]
+#[error("peer certificate names {found}, expected {expected}")]
+struct WrongPeer {
+    found: String,
+    expected: String,
+}
+
+fn other(e: impl std::error::Error + Send + Sync + 'static) -> rustls::Error {
+    rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(e))))
+}
+
+impl ServerCertVerifier for PeerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let ee = webpki::EndEntityCert::try_from(end_entity).map_err(other)?;
+        let crl_refs: Vec<&webpki::CertRevocationList<'_>> = self.crls.iter().collect();
+        let revocation = match crl_refs.is_empty() {
+            true => None,
+            false => Some(
+                webpki::RevocationOptionsBuilder::new(&crl_refs)
+                    .map_err(|_| rustls::Error::General("empty crl list".into()))?
+                    .with_depth(webpki::RevocationCheckDepth::EndEntity)
+                    .build(),
+            ),
+        };
+        ee.verify_for_usage(
+            self.provider.signature_verification_algorithms.all,
+            &self.anchors,
+            intermediates,
+            now,
+            webpki::KeyUsage::server_auth(),
+            revocation,
+            None,
+        )
+        .map_err(|e| match e {
+            webpki::Error::CertRevoked => rustls::Error::InvalidCertificate(CertificateError::Revoked),
+            webpki::Error::UnknownIssuer => rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
+            webpki::Error::CertExpired { .. } => rustls::Error::InvalidCertificate(CertificateError::Expired),
+            e => other(e),
+        })?;
+        let id = Identity::from_cert_der(end_entity).map_err(other)?;
+        let wanted = Identity::institution(&self.federation, self.expected.as_deref().unwrap_or(&id.id));
+        if id.role != Role::Institution || id != wanted {
+            return Err(other(WrongPeer { found: id.spiffe_uri(), expected: wanted.spiffe_uri() }));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Accepts TCP connections, sets TCP_NODELAY and completes the TLS handshake of each in its own
+/// task under `handshake_timeout`, yielding only authenticated streams. The server config is
+/// read from `config` per connection, so a reloaded CRL applies to the next handshake.
+pub fn incoming(
+    listener: TcpListener,
+    config: watch::Receiver<Arc<ServerConfig>>,
+    handshake_timeout: Duration,
+) -> tokio_stream::wrappers::ReceiverStream<io::Result<TlsStream<TcpStream>>> {
+    let (tx, rx) = mpsc::channel(64);
+    let permits = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
+    tokio::spawn(async move {
+        loop {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
+            // Stop listening as soon as the server stops reading: a stopped node must refuse
+            // connections, not accept and drop them.
+            let accepted = tokio::select! {
+                _ = tx.closed() => return,
+                a = listener.accept() => a,
+            };
+            let (tcp, addr) = match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // EMFILE and the like: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            if tx.is_closed() {
+                return;
+            }
+            let _ = tcp.set_nodelay(true);
+            let acceptor = TlsAcceptor::from(config.borrow().clone());
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(tls)).await;
+                    }
+                    Ok(Err(e)) => info!(peer = %addr, error = %e, "tls handshake refused"),
+                    Err(_) => {
+                        info!(peer = %addr, timeout_ms = handshake_timeout.as_millis() as u64, "tls handshake timed out")
+                    }
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// Rebuilds the server config whenever the CRL file changes (checked every `every`), so a
+/// revocation takes effect on a running node without a restart. Stops when `tx` has no readers.
+pub fn watch_crl(files: TlsFiles, tx: watch::Sender<Arc<ServerConfig>>, every: Duration) {
+    let Some(crl) = files.crl.clone() else { return };
+    let mtime = move || fs::metadata(&crl).and_then(|m| m.modified()).ok();
+    tokio::spawn(async move {
+        let mut seen: Option<SystemTime> = mtime();
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            if tx.is_closed() {
+                return;
+            }
+            let now = mtime();
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            match TlsMaterial::load(&files).and_then(|m| m.server_config()) {
+                Ok(cfg) => {
+                    info!(crl = ?files.crl, "revocation list reloaded");
+                    let _ = tx.send(cfg);
+                }
+                Err(e) => {
+                    warn!(error = %e, "revocation list reload failed, keeping the previous one")
+                }
+            }
+        }
+    });
+}
+
+/// Opens a lazily connected channel to `addr` over mTLS with `config`: one HTTP/2 connection,
+/// reused by every call, reconnected on failure.
+pub fn channel(
+    addr: &str,
+    config: Arc<ClientConfig>,
+    connect_timeout: Duration,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    let connector = tower::service_fn(move |uri: http::Uri| {
+        let config = config.clone();
+        async move {
+            let host = uri.host().unwrap_or("localhost").trim_matches(|c| c == '[' || c == ']').to_owned();
+            let port = uri.port_u16().unwrap_or(443);
+            let tcp = TcpStream::connect((host.as_str(), port)).await?;
+            tcp.set_nodelay(true)?;
+            let name = ServerName::try_from(host).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let tls = TlsConnector::from(config).connect(name, tcp).await?;
+            debug!(%uri, "peer connection established");
+            Ok::<_, io::Error>(hyper_util::rt::TokioIo::new(tls))
+        }
+    });
+    Ok(tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_while_idle(true)
+        .connect_with_connector_lazy(connector))
+}

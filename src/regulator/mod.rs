@@ -1,0 +1,347 @@
+//! The regulator's tools over nodes' audit logs: verify a node's log against its signed
+//! checkpoint and against the checkpoint seen last time (so a node that rewrites, drops or
+//! truncates history is caught), and reconcile nodes against each other (every outbound query
+//! logged by one must be logged inbound by the other, and the other way round).
+//!
+//! Bounded: entries are streamed page by page and hashed into a [`StreamingRoot`] (O(log n)
+//! hashes); only what reconciliation needs (query ids and parties) is kept, so verifying a log
+//! of ten million entries needs memory independent of its length. A node that stops making
+//! progress while being paged is an error after [`VerifyOptions::stall_timeout`].
+
+use std::{
+    collections::{HashMap, HashSet},
+    fs,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use tonic::transport::Channel;
+
+use crate::{
+    audit::{
+        checkpoint::{parse_verifier_key, Checkpoint, CheckpointError},
+        merkle::{self, Hash, StreamingRoot},
+        Action, Entry,
+    },
+    pb::bureau::v1::{self as pb, audit_service_client::AuditServiceClient},
+};
+
+/// Why a log could not be checked at all (as opposed to the problems a check finds).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegulatorError {
+    /// The node refused or failed a call.
+    #[error("{what}: {status}")]
+    Rpc {
+        /// The call.
+        what: &'static str,
+        /// The node's answer.
+        status: tonic::Status,
+    },
+    /// The node stopped making progress while its entries were paged.
+    #[error("{0}")]
+    Stalled(String),
+    /// A checkpoint key or signature.
+    #[error("{0}")]
+    Checkpoint(String),
+    /// Reading or writing the regulator's own files.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+fn rpc(what: &'static str) -> impl FnOnce(tonic::Status) -> RegulatorError {
+    move |status| RegulatorError::Rpc { what, status }
+}
+
+/// Where a regulator finds a node's checkpoint verifier key.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// A PKI directory holding `institution-<id>.log.pub` files.
+    PkiDir(PathBuf),
+    /// One verifier key string.
+    Key(String),
+}
+
+impl KeySource {
+    fn for_origin(&self, origin: &str) -> Result<String, RegulatorError> {
+        match self {
+            Self::Key(k) => Ok(k.clone()),
+            Self::PkiDir(dir) => {
+                let id = origin.rsplit('/').next().unwrap_or_default();
+                let path = dir.join(format!("institution-{id}.log.pub"));
+                fs::read_to_string(&path).map_err(|source| RegulatorError::File { path, source })
+            }
+        }
+    }
+}
+
+/// How a verification pages and what it keeps.
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    /// Entries asked for per page.
+    pub page_size: i32,
+    /// Longest wait for one page, and longest time without new entries, before giving up.
+    pub stall_timeout: Duration,
+    /// Keep the query facts [`reconcile`] needs.
+    pub keep_queries: bool,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        Self { page_size: 1000, stall_timeout: Duration::from_secs(30), keep_queries: true }
+    }
+}
+
+/// What reconciliation needs of a query entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryFact {
+    /// Outbound or inbound.
+    pub action: Action,
+    /// The federated query id.
+    pub query_id: String,
+    /// Who asked.
+    pub actor: String,
+    /// Who was asked.
+    pub counterparty: String,
+    /// How it ended.
+    pub outcome: String,
+}
+
+/// A node's log as fetched and checked.
+#[derive(Debug, Clone)]
+pub struct VerifiedLog {
+    /// The log's origin.
+    pub origin: String,
+    /// The checkpoint's tree size.
+    pub size: u64,
+    /// The checkpoint's root.
+    pub root: Hash,
+    /// The size of the checkpoint seen last time, if any.
+    pub previous: Option<u64>,
+    /// The query entries the checkpoint covers (when [`VerifyOptions::keep_queries`]).
+    pub queries: Vec<QueryFact>,
+    /// Everything found wrong; empty when the log verifies.
+    pub problems: Vec<String>,
+}
+
+/// Fetches every entry with index below `size` into memory: for small logs and tests; use
+/// [`for_each_entry`] for anything large.
+pub async fn fetch_entries(
+    client: &mut AuditServiceClient<Channel>,
+    size: u64,
+) -> Result<Vec<pb::AuditEntry>, RegulatorError> {
+    let mut out = Vec::new();
+    for_each_entry(client, size, &VerifyOptions::default(), |e| out.push(e)).await?;
+    Ok(out)
+}
+
+/// Streams every entry with index below `size` to `visit`, page by page, in the order served.
+/// Fails when a page takes longer than the stall timeout or pages stop bringing new entries.
+pub async fn for_each_entry(
+    client: &mut AuditServiceClient<Channel>,
+    size: u64,
+    opts: &VerifyOptions,
+    mut visit: impl FnMut(pb::AuditEntry),
+) -> Result<(), RegulatorError> {
+    let mut token = String::new();
+    let mut seen = 0u64;
+    let mut last_progress = tokio::time::Instant::now();
+    while seen < size {
+        let req = pb::ListAuditEntriesRequest { page_size: opts.page_size, page_token: token, ..Default::default() };
+        let page = tokio::time::timeout(opts.stall_timeout, client.list_audit_entries(req))
+            .await
+            .map_err(|_| {
+                RegulatorError::Stalled(format!(
+                    "no page of entries within {} s after {seen} entries",
+                    opts.stall_timeout.as_secs()
+                ))
+            })?
+            .map_err(rpc("list audit entries"))?
+            .into_inner();
+        let before = seen;
+        for e in page.entries {
+            if e.index >= size {
+                break;
+            }
+            seen += 1;
+            visit(e);
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        if seen > before {
+            last_progress = tokio::time::Instant::now();
+        } else if last_progress.elapsed() > opts.stall_timeout {
+            return Err(RegulatorError::Stalled(format!(
+                "node served no new entry for {} s after {seen} of {size}",
+                opts.stall_timeout.as_secs()
+            )));
+        }
+        token = page.next_page_token;
+    }
+    Ok(())
+}
+
+fn state_file(state: &Path, origin: &str) -> PathBuf {
+    state.join(format!("{}.checkpoint", origin.replace(['/', ':'], "_")))
+}
+
+/// Verifies one node's log with the default options: see [`verify_with`].
+pub async fn verify(channel: Channel, keys: &KeySource, state: &Path) -> Result<VerifiedLog, RegulatorError> {
+    verify_with(channel, keys, state, &VerifyOptions::default(), |_, _| {}).await
+}
+
+/// Verifies one node's log: the checkpoint's signature, that the entries served hash to its
+/// root, and that it is consistent with the checkpoint kept from last time in `state` (which is
+/// replaced by the new one when everything verifies). `visit` sees each parsed entry once.
+pub async fn verify_with(
+    channel: Channel,
+    keys: &KeySource,
+    state: &Path,
+    opts: &VerifyOptions,
+    mut visit: impl FnMut(u64, &Entry),
+) -> Result<VerifiedLog, RegulatorError> {
+    let mut client = AuditServiceClient::new(channel).max_decoding_message_size(64 << 20);
+    let cp = client.get_checkpoint(pb::GetCheckpointRequest {}).await.map_err(rpc("get checkpoint"))?.into_inner();
+    let bad = |e: CheckpointError| RegulatorError::Checkpoint(format!("checkpoint of {}: {e}", cp.origin));
+    let (name, vk) = parse_verifier_key(&keys.for_origin(&cp.origin)?).map_err(bad)?;
+    let checkpoint = Checkpoint::open(&cp.signed_note, &name, &vk).map_err(bad)?;
+    let mut problems = Vec::new();
+    if checkpoint.size != cp.tree_size || checkpoint.root.as_slice() != cp.root_hash.as_slice() {
+        problems.push("checkpoint fields disagree with its signed note".to_owned());
+    }
+
+    let mut stream = StreamingRoot::default();
+    let mut queries = Vec::new();
+    let mut gap = false;
+    for_each_entry(&mut client, checkpoint.size, opts, |e| {
+        if gap {
+            return;
+        }
+        if e.index != stream.size() {
+            problems.push(format!("entry {} is missing (next served is {})", stream.size(), e.index));
+            gap = true;
+            return;
+        }
+        stream.push(&e.leaf_data);
+        match Entry::from_bytes(&e.leaf_data) {
+            Ok(parsed) => {
+                if opts.keep_queries && matches!(parsed.action, Action::QueryOutbound | Action::QueryInbound) {
+                    queries.push(QueryFact {
+                        action: parsed.action,
+                        query_id: parsed.query_id.clone(),
+                        actor: parsed.actor.clone(),
+                        counterparty: parsed.counterparty.clone(),
+                        outcome: parsed.outcome.clone(),
+                    });
+                }
+                visit(e.index, &parsed);
+            }
+            Err(err) => problems.push(format!("entry {} does not parse: {err}", e.index)),
+        }
+    })
+    .await?;
+    if stream.size() != checkpoint.size {
+        problems.push(format!("checkpoint covers {} entries, node served {}", checkpoint.size, stream.size()));
+    } else if stream.root() != checkpoint.root {
+        problems.push("entries do not hash to the checkpoint's root: an entry was altered".to_owned());
+    }
+
+    let file = |path: &Path| {
+        let path = path.to_owned();
+        move |source| RegulatorError::File { path, source }
+    };
+    fs::create_dir_all(state).map_err(file(state))?;
+    let path = state_file(state, &checkpoint.origin);
+    let mut previous = None;
+    if let Ok(note) = fs::read_to_string(&path) {
+        let old = Checkpoint::open(&note, &name, &vk)
+            .map_err(|e| RegulatorError::Checkpoint(format!("saved checkpoint {}: {e}", path.display())))?;
+        previous = Some(old.size);
+        if old.size > checkpoint.size {
+            problems.push(format!("log shrank from {} to {} entries since last verified", old.size, checkpoint.size));
+        } else if old.size > 0 {
+            let proof = client
+                .get_consistency_proof(pb::GetConsistencyProofRequest {
+                    first_size: old.size,
+                    second_size: checkpoint.size,
+                })
+                .await
+                .map_err(rpc("get consistency proof"))?
+                .into_inner();
+            let hashes: Vec<Hash> = proof.hashes.iter().filter_map(|h| h.as_slice().try_into().ok()).collect();
+            if hashes.len() != proof.hashes.len()
+                || !merkle::verify_consistency(old.size, checkpoint.size, &old.root, &checkpoint.root, &hashes)
+            {
+                problems.push(format!(
+                    "history rewritten: the log at {} entries is not an extension of the one verified at {}",
+                    checkpoint.size, old.size
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        fs::write(&path, &cp.signed_note).map_err(file(&path))?;
+    }
+    Ok(VerifiedLog {
+        origin: checkpoint.origin,
+        size: checkpoint.size,
+        root: checkpoint.root,
+        previous,
+        queries,
+        problems,
+    })
+}
+
+/// The institution id of a log's origin `<federation>/institution/<id>`.
+pub fn institution_of(origin: &str) -> &str {
+    origin.rsplit('/').next().unwrap_or_default()
+}
+
+/// Cross-checks nodes' logs: each answered outbound query at A to B must be logged inbound at B
+/// (same query id, asker and asked), and each inbound query at B from A must be logged outbound
+/// at A. Only pairs of nodes both given are checked. Returns the mismatches.
+pub fn reconcile(logs: &[VerifiedLog]) -> Vec<String> {
+    let ids: HashSet<&str> = logs.iter().map(|l| institution_of(&l.origin)).collect();
+    let key = |e: &QueryFact| (e.query_id.clone(), e.actor.clone(), e.counterparty.clone());
+    let mut outbound: HashMap<(String, String, String), &QueryFact> = HashMap::new();
+    let mut inbound: HashMap<(String, String, String), &QueryFact> = HashMap::new();
+    for log in logs {
+        let me = institution_of(&log.origin);
+        for e in &log.queries {
+            match e.action {
+                Action::QueryOutbound if e.actor == me => {
+                    outbound.insert(key(e), e);
+                }
+                Action::QueryInbound if e.counterparty == me && e.actor != me => {
+                    inbound.insert(key(e), e);
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    for (k, e) in &outbound {
+        if e.outcome == "answered" && ids.contains(e.counterparty.as_str()) && !inbound.contains_key(k) {
+            problems.push(format!(
+                "{} logged query {} to {} as answered, but {} has no inbound entry for it",
+                e.actor, e.query_id, e.counterparty, e.counterparty
+            ));
+        }
+    }
+    for (k, e) in &inbound {
+        if ids.contains(e.actor.as_str()) && !outbound.contains_key(k) {
+            problems.push(format!(
+                "{} logged an inbound query {} from {}, but {} has no outbound entry for it",
+                e.counterparty, e.query_id, e.actor, e.actor
+            ));
+        }
+    }
+    problems.sort();
+    problems
+}

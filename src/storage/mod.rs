@@ -1,0 +1,295 @@
+//! The storage seam: one async trait for everything a node keeps — records under their version
+//! rules, the subject index, inquiries, and the audit log appended in the same atomic write as
+//! the change it records — plus making writes durable. Backends live in their own folders and
+//! nothing above this module names them; their errors and page cursors carry no backend types.
+//!
+//! Write semantics every backend keeps (the conformance suite checks them):
+//! - a write method returns once its change and its audit entries are applied atomically and
+//!   visible to reads; it is **durable** once a later [`Storage::sync`] returns;
+//! - [`Storage::durable_head`] never names a log state that a crash could take back, so a
+//!   checkpoint signed over it is never contradicted (C2SP tlog-checkpoint).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::{
+    audit::{merkle::Hash, Action, Entry},
+    domain::{inquiry::Inquiry, record::CreditRecord},
+};
+
+#[cfg(any(test, feature = "testkit"))]
+pub mod conformance;
+mod sled;
+
+use self::sled as embedded;
+pub(crate) use embedded::{SledOptions, SledStorage};
+
+/// Test hooks that damage a stopped node's sled store, for tests that check tampering is caught.
+#[cfg(feature = "testkit")]
+pub mod tamper {
+    pub use super::embedded::tamper::*;
+}
+
+/// A storage backend shared by every part of a node.
+pub type DynStorage = Arc<dyn Storage>;
+
+/// Why a storage operation failed, in terms a caller can act on.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend cannot read or write right now (I/O error, full disk, database
+    /// unreachable). Nothing of the failed write is applied; the caller may retry.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// A stored value that does not decode: the store is damaged.
+    #[error("corrupt stored value under {key}: {why}")]
+    Corrupt {
+        /// Where, in the backend's terms (a hex key, a table and row).
+        key: String,
+        /// What failed.
+        why: String,
+    },
+    /// The store is closing (the node is shutting down).
+    #[error("store is closing")]
+    Closed,
+    /// A storage task panicked; nothing of its write was applied.
+    #[error("storage task failed: {0}")]
+    Panicked(String),
+}
+
+/// What storing one record did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// New record (or a re-furnish after deletion at a higher version).
+    Created,
+    /// Replaced a lower version.
+    Replaced,
+    /// An equal or higher version is stored (or was deleted): nothing changed.
+    IgnoredStale,
+    /// A live record with this key belongs to another subject; a record never moves between
+    /// subjects (delete it and furnish anew).
+    SubjectMismatch,
+}
+
+/// The result of storing one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApplyResult {
+    /// What happened.
+    pub applied: Applied,
+    /// The version stored after the call (0 when none).
+    pub stored_version: u64,
+}
+
+/// A record as stored, with when it was stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRecord {
+    /// The record.
+    pub record: CreditRecord,
+    /// When this version was stored.
+    pub updated: DateTime<Utc>,
+}
+
+/// The result of a deletion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    /// Removed at this version.
+    Removed(u64),
+    /// No live record under that key.
+    NotFound,
+}
+
+/// Where a subject's record listing resumes: strictly after this (furnisher, record id), the
+/// listing's order. A key, never an offset, so records added meanwhile never repeat a row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordCursor {
+    /// The last listed record's furnisher.
+    pub furnisher: String,
+    /// The last listed record's id.
+    pub record_id: String,
+}
+
+/// Where a subject's inquiry listing (newest first) resumes: strictly older than this
+/// (time, query id). New inquiries arriving meanwhile sort before it and never repeat a row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InquiryCursor {
+    /// The last listed inquiry's time, microseconds since the epoch.
+    pub time_micros: i64,
+    /// The last listed inquiry's query id.
+    pub query_id: String,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone)]
+pub struct Page<T, C> {
+    /// The items, in the listing's order.
+    pub items: Vec<T>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<C>,
+}
+
+/// A log state: its size and RFC 6962 root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeHead {
+    /// Number of entries.
+    pub size: u64,
+    /// The root hash of the first `size` entries.
+    pub root: Hash,
+}
+
+/// Everything a node stores. Implementations must be safe to share across tasks and must never
+/// block an async worker thread.
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// The backend's name, for logs.
+    fn backend(&self) -> &'static str;
+
+    /// Stores validated records (furnisher set from the caller's certificate) under the version
+    /// rules, and one [`Action::RecordFurnished`] entry naming the changed record ids, in one
+    /// atomic write. One result per record, in order.
+    async fn furnish(&self, records: Vec<CreditRecord>, now: DateTime<Utc>) -> Result<Vec<ApplyResult>, StoreError>;
+
+    /// Replaces a live record with a higher version, logging [`Action::RecordCorrected`] in the
+    /// same write. `None` when there is no live record under its key.
+    async fn correct(&self, record: CreditRecord, now: DateTime<Utc>) -> Result<Option<ApplyResult>, StoreError>;
+
+    /// Removes a live record, keeping a tombstone at its version so stale re-sends stay out, and
+    /// logs [`Action::RecordDeleted`] in the same write.
+    async fn delete(
+        &self,
+        furnisher: &str,
+        record_id: &str,
+        reason: &str,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Deleted, StoreError>;
+
+    /// One live record.
+    async fn get(&self, furnisher: &str, record_id: &str) -> Result<Option<StoredRecord>, StoreError>;
+
+    /// Up to `limit` live records of `subject` ordered by (furnisher, record id), after `after`.
+    async fn list_subject(
+        &self,
+        subject: &str,
+        after: Option<RecordCursor>,
+        limit: usize,
+    ) -> Result<Page<StoredRecord, RecordCursor>, StoreError>;
+
+    /// Every live record of `subject` (the answer to a peer query).
+    async fn subject_records(&self, subject: &str) -> Result<Vec<CreditRecord>, StoreError>;
+
+    /// Records an inquiry and its audit entry in one atomic write.
+    async fn add_inquiry(&self, inquiry: Inquiry, entry: Entry) -> Result<(), StoreError>;
+
+    /// Up to `limit` inquiries about `subject`, newest first, older than `before`.
+    async fn subject_inquiries(
+        &self,
+        subject: &str,
+        before: Option<InquiryCursor>,
+        limit: usize,
+    ) -> Result<Page<Inquiry, InquiryCursor>, StoreError>;
+
+    /// Appends entries in order to the audit log; returns the index of the first.
+    async fn append_audit(&self, entries: Vec<Entry>) -> Result<u64, StoreError>;
+
+    /// Number of entries appended (visible, not necessarily durable).
+    async fn audit_size(&self) -> Result<u64, StoreError>;
+
+    /// The largest log state known durable: what a checkpoint may be signed over.
+    async fn durable_head(&self) -> Result<TreeHead, StoreError>;
+
+    /// Up to `limit` entries from index `from`, as (index, leaf bytes).
+    async fn audit_entries(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+
+    /// The log's root at `size` (at most the current size).
+    async fn audit_root(&self, size: u64) -> Result<Hash, StoreError>;
+
+    /// RFC 9162 inclusion proof of entry `index` in the tree of `size`.
+    async fn audit_inclusion(&self, index: u64, size: u64) -> Result<Vec<Hash>, StoreError>;
+
+    /// RFC 9162 consistency proof between sizes `m` and `n`.
+    async fn audit_consistency(&self, m: u64, n: u64) -> Result<Vec<Hash>, StoreError>;
+
+    /// Makes every write that returned before this call durable. Concurrent callers share one
+    /// device wait (group commit).
+    async fn sync(&self) -> Result<(), StoreError>;
+
+    /// Finishes queued writes, makes them durable and stops the backend's threads and
+    /// connections; later calls get [`StoreError::Closed`]. Handles may outlive it.
+    async fn close(&self) -> Result<(), StoreError>;
+}
+
+/// A furnishing entry: who furnished, how many records changed and which (keys only).
+pub(crate) fn furnished_entry(records: &[CreditRecord], results: &[ApplyResult], now: DateTime<Utc>) -> Entry {
+    let actor = records.first().map(|r| r.furnisher.as_str()).unwrap_or_default();
+    let changed: Vec<&str> = records
+        .iter()
+        .zip(results)
+        .filter(|(_, a)| matches!(a.applied, Applied::Created | Applied::Replaced))
+        .map(|(r, _)| r.record_id.as_str())
+        .collect();
+    let mut entry = Entry::new(
+        Action::RecordFurnished,
+        actor,
+        format!("accepted={} not_stored={}", changed.len(), records.len() - changed.len()),
+    );
+    entry.time = now;
+    entry.record_count = changed.len() as u32;
+    entry.detail = changed.join(",");
+    entry
+}
+
+/// A correction entry.
+pub(crate) fn corrected_entry(record: &CreditRecord, a: ApplyResult, now: DateTime<Utc>) -> Entry {
+    let mut entry = Entry::new(Action::RecordCorrected, &record.furnisher, format!("{:?}", a.applied).to_lowercase());
+    entry.time = now;
+    entry.subject_id = record.subject_id.clone();
+    entry.record_count = u32::from(a.applied == Applied::Replaced);
+    entry.detail = format!("{} v{}", record.record_id, a.stored_version);
+    entry
+}
+
+/// A deletion entry.
+pub(crate) fn deleted_entry(
+    furnisher: &str,
+    subject: &str,
+    record_id: &str,
+    version: u64,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Entry {
+    let mut entry = Entry::new(Action::RecordDeleted, furnisher, reason.to_owned());
+    entry.time = now;
+    entry.subject_id = subject.to_owned();
+    entry.record_count = 1;
+    entry.detail = format!("{record_id} v{version}");
+    entry
+}
+
+/// The version rule, shared by every backend: what storing `incoming` over `existing` does.
+/// `existing` is (stored version, live, subject) of what is under the key, if anything.
+pub(crate) fn version_rule(
+    incoming: &CreditRecord,
+    existing: Option<(u64, bool, &str)>,
+    must_exist: bool,
+) -> ApplyResult {
+    let (stored_version, was_live, old_subject) = existing.unwrap_or((0, false, ""));
+    if must_exist && !was_live {
+        return ApplyResult { applied: Applied::IgnoredStale, stored_version: 0 };
+    }
+    if incoming.version <= stored_version {
+        let stored_version = if was_live { stored_version } else { 0 };
+        return ApplyResult { applied: Applied::IgnoredStale, stored_version };
+    }
+    if was_live && old_subject != incoming.subject_id {
+        return ApplyResult { applied: Applied::SubjectMismatch, stored_version };
+    }
+    let applied = if was_live { Applied::Replaced } else { Applied::Created };
+    ApplyResult { applied, stored_version: incoming.version }
+}
+
+/// Microseconds since the epoch of an inquiry's time (the key order of inquiry listings).
+pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}

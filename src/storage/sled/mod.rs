@@ -1,0 +1,682 @@
+//! The embedded backend: sled, one `ledger` tree with key spaces ([`keys`]), nothing to install.
+//!
+//! Threads, all bounded:
+//! - **one writer thread** owns every write. Callers queue their change on a bounded channel
+//!   (waiting asynchronously when it is full, never parking an OS thread); the writer takes
+//!   every queued change, runs each over one write set (a failed change is rolled back alone),
+//!   and applies the group as one atomic sled batch. Being the only writer, it needs no lock
+//!   for read-then-write version checks and log appends.
+//! - **one flusher thread** serves [`Storage::sync`]: it takes every waiting request, flushes
+//!   sled once and `fdatasync`s its data file (group commit), then answers them all. The log
+//!   size applied before the flush began becomes the durable head a checkpoint may sign.
+//! - **reads** run on tokio's blocking pool behind a semaphore of [`READERS`] permits.
+
+mod keys;
+#[cfg(feature = "testkit")]
+pub(crate) mod tamper;
+mod writeset;
+
+use std::{
+    collections::VecDeque,
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use prost::Message as _;
+use sled::Tree;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tracing::error;
+
+use self::writeset::WriteSet;
+use crate::{
+    audit::{
+        merkle::{self, Hash},
+        Entry,
+    },
+    domain::{inquiry::Inquiry, record::CreditRecord},
+    storage::{
+        corrected_entry, deleted_entry, furnished_entry, version_rule, ApplyResult, Deleted, InquiryCursor, Page,
+        RecordCursor, Storage, StoreError, StoredRecord, TreeHead,
+    },
+    wire::{convert, pb::bureau::v1 as pb},
+};
+
+/// Changes waiting for the writer thread; more wait asynchronously for a slot.
+const WRITE_QUEUE: usize = 1024;
+/// Most changes the writer applies as one batch.
+const MAX_GROUP: usize = 256;
+/// Sync requests waiting for the flusher thread.
+const SYNC_QUEUE: usize = 4096;
+/// Reads running at once on the blocking pool.
+pub(super) const READERS: usize = 8;
+
+/// How to open a sled store.
+#[derive(Debug, Clone)]
+pub(crate) struct SledOptions {
+    /// The directory (created if missing).
+    pub path: PathBuf,
+    /// sled's page cache, bytes.
+    pub cache_capacity: u64,
+    /// `fdatasync` sled's data file after each group flush (power-loss safety).
+    pub fsync: bool,
+}
+
+/// The on-disk form of a record: the API's protobuf message (its wire format evolves safely)
+/// plus a tombstone.
+#[derive(Clone, PartialEq, prost::Message)]
+struct StoredValue {
+    #[prost(message, optional, tag = "1")]
+    record: Option<pb::CreditRecord>,
+    #[prost(bool, tag = "2")]
+    deleted: bool,
+    #[prost(string, tag = "3")]
+    deletion_reason: String,
+    #[prost(string, tag = "4")]
+    deletion_note: String,
+}
+
+/// What the writer calls once its group is committed (or failed).
+type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+/// One change: runs over the group's write set; says whether it failed (to be rolled back).
+type Job = Box<dyn FnOnce(&mut WriteSet<'_>) -> (bool, Finish) + Send>;
+
+enum WriteMsg {
+    Job(Job),
+    /// Finish the queue and stop.
+    Stop(oneshot::Sender<()>),
+}
+
+enum SyncMsg {
+    Sync(oneshot::Sender<Result<(), StoreError>>),
+    /// Flush a last time and stop.
+    Stop(oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// The sled store. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct SledStorage {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ledger: Tree,
+    writes: mpsc::Sender<WriteMsg>,
+    syncs: mpsc::Sender<SyncMsg>,
+    /// The log size after the writer's last committed group.
+    applied: Arc<AtomicU64>,
+    /// The largest log size known flushed.
+    durable: Arc<AtomicU64>,
+    readers: Semaphore,
+    closed: AtomicBool,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn corrupt(key: &[u8], why: impl Into<String>) -> StoreError {
+    StoreError::Corrupt { key: hex::encode(key), why: why.into() }
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        match e {
+            sled::Error::Corruption { .. } => StoreError::Corrupt { key: String::new(), why: e.to_string() },
+            e => unavailable(e),
+        }
+    }
+}
+
+fn decode(key: &[u8], bytes: &[u8]) -> Result<StoredValue, StoreError> {
+    StoredValue::decode(bytes).map_err(|e| corrupt(key, e.to_string()))
+}
+
+fn live(key: &[u8], v: StoredValue) -> Result<Option<StoredRecord>, StoreError> {
+    if v.deleted {
+        return Ok(None);
+    }
+    let pb = v.record.ok_or_else(|| corrupt(key, "no record"))?;
+    let updated =
+        pb.update_time.and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)).unwrap_or_default();
+    let record = convert::record_from_stored(pb).map_err(|why| corrupt(key, why))?;
+    Ok(Some(StoredRecord { record, updated }))
+}
+
+fn encode_record(r: &CreditRecord, now: DateTime<Utc>) -> Vec<u8> {
+    StoredValue { record: Some(convert::record_to_stored(r, now)), ..Default::default() }.encode_to_vec()
+}
+
+impl SledStorage {
+    /// Opens (or creates) the store and starts its writer and flusher threads.
+    pub(crate) fn open(opts: &SledOptions) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(&opts.path).map_err(|e| unavailable(format!("{}: {e}", opts.path.display())))?;
+        let db = sled::Config::new().path(&opts.path).cache_capacity(opts.cache_capacity).open()?;
+        let ledger = db.open_tree(keys::LEDGER)?;
+        let size = keys::decode_size(ledger.get(keys::SIZE)?.as_deref());
+        // sled 0.34 keeps its log and pages in this one file.
+        let data_file = if opts.fsync {
+            Some(std::fs::File::open(opts.path.join("db")).map_err(|e| unavailable(format!("sled data file: {e}")))?)
+        } else {
+            None
+        };
+        let applied = Arc::new(AtomicU64::new(size));
+        let durable = Arc::new(AtomicU64::new(size));
+        let (writes, write_rx) = mpsc::channel(WRITE_QUEUE);
+        let (syncs, sync_rx) = mpsc::channel(SYNC_QUEUE);
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new().name(name.into()).spawn(f).map_err(|e| unavailable(format!("{name}: {e}")))
+        };
+        let writer = {
+            let (ledger, applied) = (ledger.clone(), applied.clone());
+            spawn("bureau-sled-writer", Box::new(move || writer(ledger, write_rx, applied, size)))?
+        };
+        let flusher = {
+            let (applied, durable) = (applied.clone(), durable.clone());
+            spawn("bureau-sled-flush", Box::new(move || flusher(db, data_file, sync_rx, applied, durable)))?
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                ledger,
+                writes,
+                syncs,
+                applied,
+                durable,
+                readers: Semaphore::new(READERS),
+                closed: AtomicBool::new(false),
+                threads: Mutex::new(vec![writer, flusher]),
+            }),
+        })
+    }
+
+    /// Queues `f` for the writer thread and waits for its group to commit.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut WriteSet<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |ws| {
+            let out = f(ws);
+            let failed = out.is_err();
+            let finish: Finish = Box::new(move |commit| {
+                let _ = tx.send(out.and_then(|v| commit.map(|()| v)));
+            });
+            (failed, finish)
+        });
+        self.inner.writes.send(WriteMsg::Job(job)).await.map_err(|_| StoreError::Closed)?;
+        match rx.await {
+            Ok(r) => r,
+            // The writer dropped the reply: the change panicked (and was rolled back) or the
+            // store closed before running it.
+            Err(_) if self.inner.closed.load(Ordering::Acquire) => Err(StoreError::Closed),
+            Err(_) => Err(StoreError::Panicked("a storage change panicked; it was rolled back".into())),
+        }
+    }
+
+    /// Runs `f` over the ledger on the blocking pool, at most [`READERS`] at once.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Tree) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let _permit = self.inner.readers.acquire().await.map_err(|_| StoreError::Closed)?;
+        let ledger = self.inner.ledger.clone();
+        tokio::task::spawn_blocking(move || f(&ledger)).await.map_err(|e| StoreError::Panicked(e.to_string()))?
+    }
+}
+
+/// The writer thread: groups queued changes into one atomic batch each round.
+fn writer(ledger: Tree, mut rx: mpsc::Receiver<WriteMsg>, applied: Arc<AtomicU64>, mut log_size: u64) {
+    let mut stop = None;
+    while stop.is_none() {
+        let Some(first) = rx.blocking_recv() else { break };
+        let mut ws = WriteSet::new(&ledger, log_size);
+        let mut finishers: Vec<Finish> = Vec::new();
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                WriteMsg::Stop(tx) => {
+                    stop = Some(tx);
+                    break;
+                }
+                WriteMsg::Job(job) => {
+                    let savepoint = ws.savepoint();
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut ws))) {
+                        Ok((false, finish)) => finishers.push(finish),
+                        Ok((true, finish)) => {
+                            ws.rollback(savepoint);
+                            finish(Ok(()));
+                        }
+                        // The job's reply sender is gone with it; its caller learns of the panic.
+                        Err(_) => {
+                            ws.rollback(savepoint);
+                            error!("a storage change panicked; rolled back");
+                        }
+                    }
+                }
+            }
+            if finishers.len() < MAX_GROUP {
+                next = rx.try_recv().ok();
+            }
+        }
+        let new_size = ws.log_size;
+        let result = if ws.is_empty() { Ok(()) } else { ws.commit().map_err(StoreError::from) };
+        match &result {
+            Ok(()) => {
+                log_size = new_size;
+                applied.store(log_size, Ordering::Release);
+            }
+            Err(e) => error!(error = %e, "storage write failed; nothing of its group was applied"),
+        }
+        for finish in finishers {
+            finish(result.clone());
+        }
+    }
+    // Dropping the receiver fails whatever is still queued with `Closed`.
+    drop(rx);
+    if let Some(tx) = stop {
+        let _ = tx.send(());
+    }
+}
+
+/// The flusher thread: one flush (and `fdatasync`) per group of waiting sync requests.
+fn flusher(
+    db: sled::Db,
+    data_file: Option<std::fs::File>,
+    mut rx: mpsc::Receiver<SyncMsg>,
+    applied: Arc<AtomicU64>,
+    durable: Arc<AtomicU64>,
+) {
+    let flush = || -> Result<(), StoreError> {
+        db.flush().map_err(StoreError::from)?;
+        if let Some(f) = &data_file {
+            f.sync_data().map_err(|e| unavailable(format!("fdatasync: {e}")))?;
+        }
+        Ok(())
+    };
+    while let Some(first) = rx.blocking_recv() {
+        let mut waiters = vec![first];
+        while let Ok(w) = rx.try_recv() {
+            waiters.push(w);
+        }
+        // Everything applied before the flush begins is covered by it.
+        let covered = applied.load(Ordering::Acquire);
+        let result = flush();
+        match &result {
+            Ok(()) => {
+                durable.fetch_max(covered, Ordering::AcqRel);
+            }
+            Err(e) => error!(error = %e, "store flush failed"),
+        }
+        let mut stopping = false;
+        for w in waiters {
+            match w {
+                SyncMsg::Sync(tx) => {
+                    let _ = tx.send(result.clone());
+                }
+                SyncMsg::Stop(tx) => {
+                    stopping = true;
+                    let _ = tx.send(result.clone());
+                }
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+fn node_reader(ledger: &Tree) -> impl FnMut(u8, u64) -> Result<Hash, StoreError> + '_ {
+    move |level, index| {
+        let key = keys::node(level, index);
+        match ledger.get(key)? {
+            Some(v) => v.as_ref().try_into().map_err(|_| corrupt(&key, "node hash is not 32 bytes")),
+            None => Err(corrupt(&key, "missing audit node")),
+        }
+    }
+}
+
+/// Appends `entries` in order to the log in `ws`; returns the index of the first.
+fn append(ws: &mut WriteSet<'_>, entries: &[Entry]) -> Result<u64, StoreError> {
+    let first = ws.log_size;
+    let mut size = first;
+    for e in entries {
+        let bytes = e.to_bytes();
+        let new = merkle::append_nodes(size, merkle::leaf_hash(&bytes), |level, index| {
+            let key = keys::node(level, index);
+            match ws.get(&key)? {
+                Some(v) => v.as_ref().try_into().map_err(|_| corrupt(&key, "node hash is not 32 bytes")),
+                None => Err(corrupt(&key, "missing audit node")),
+            }
+        })?;
+        ws.insert(keys::entry(size), bytes);
+        for ((level, index), h) in new {
+            ws.insert(keys::node(level, index), &h[..]);
+        }
+        size += 1;
+    }
+    ws.insert(keys::SIZE, &size.to_be_bytes()[..]);
+    ws.log_size = size;
+    Ok(first)
+}
+
+/// Stores one record under the version rule in `ws`.
+fn apply(ws: &mut WriteSet<'_>, r: &CreditRecord, value: Vec<u8>, must_exist: bool) -> Result<ApplyResult, StoreError> {
+    let key = keys::record(&r.furnisher, &r.record_id);
+    let existing = match ws.get(&key)? {
+        Some(bytes) => Some(decode(&key, &bytes)?),
+        None => None,
+    };
+    let shape =
+        existing.as_ref().and_then(|e| e.record.as_ref().map(|rec| (rec.version, !e.deleted, rec.subject_id.as_str())));
+    let a = version_rule(r, shape, must_exist);
+    if matches!(a.applied, crate::storage::Applied::Created | crate::storage::Applied::Replaced) {
+        ws.insert(key, value);
+        ws.insert(keys::subject(&r.subject_id, &r.furnisher, &r.record_id), &[][..]);
+    }
+    Ok(a)
+}
+
+fn indexed(ledger: &Tree, index_key: &[u8], subject: &str) -> Result<Option<StoredRecord>, StoreError> {
+    let rkey = keys::record_of_index(index_key, subject);
+    match ledger.get(&rkey)? {
+        Some(bytes) => live(&rkey, decode(&rkey, &bytes)?),
+        None => Ok(None),
+    }
+}
+
+fn decode_inquiry(k: &[u8], v: &[u8]) -> Result<Inquiry, StoreError> {
+    let pb = pb::Inquiry::decode(v).map_err(|e| corrupt(k, e.to_string()))?;
+    convert::inquiry_from_pb(&pb).ok_or_else(|| corrupt(k, "incomplete inquiry"))
+}
+
+#[async_trait]
+impl Storage for SledStorage {
+    fn backend(&self) -> &'static str {
+        "sled"
+    }
+
+    async fn furnish(&self, records: Vec<CreditRecord>, now: DateTime<Utc>) -> Result<Vec<ApplyResult>, StoreError> {
+        let encoded: Vec<Vec<u8>> = records.iter().map(|r| encode_record(r, now)).collect();
+        self.write(move |ws| {
+            let mut results = Vec::with_capacity(records.len());
+            for (r, value) in records.iter().zip(encoded) {
+                results.push(apply(ws, r, value, false)?);
+            }
+            if !records.is_empty() {
+                append(ws, &[furnished_entry(&records, &results, now)])?;
+            }
+            Ok(results)
+        })
+        .await
+    }
+
+    async fn correct(&self, record: CreditRecord, now: DateTime<Utc>) -> Result<Option<ApplyResult>, StoreError> {
+        let value = encode_record(&record, now);
+        self.write(move |ws| {
+            let a = apply(ws, &record, value, true)?;
+            if a.stored_version == 0 {
+                return Ok(None);
+            }
+            append(ws, &[corrected_entry(&record, a, now)])?;
+            Ok(Some(a))
+        })
+        .await
+    }
+
+    async fn delete(
+        &self,
+        furnisher: &str,
+        record_id: &str,
+        reason: &str,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Deleted, StoreError> {
+        let (furnisher, record_id, reason, note) =
+            (furnisher.to_owned(), record_id.to_owned(), reason.to_owned(), note.to_owned());
+        self.write(move |ws| {
+            let key = keys::record(&furnisher, &record_id);
+            let Some(bytes) = ws.get(&key)? else { return Ok(Deleted::NotFound) };
+            let mut v = decode(&key, &bytes)?;
+            let Some(rec) = v.record.as_ref().filter(|_| !v.deleted) else { return Ok(Deleted::NotFound) };
+            let (version, subject) = (rec.version, rec.subject_id.clone());
+            ws.remove(keys::subject(&subject, &furnisher, &record_id));
+            v.deleted = true;
+            v.deletion_reason = reason.clone();
+            v.deletion_note = note;
+            ws.insert(key, v.encode_to_vec());
+            append(ws, &[deleted_entry(&furnisher, &subject, &record_id, version, &reason, now)])?;
+            Ok(Deleted::Removed(version))
+        })
+        .await
+    }
+
+    async fn get(&self, furnisher: &str, record_id: &str) -> Result<Option<StoredRecord>, StoreError> {
+        let key = keys::record(furnisher, record_id);
+        self.read(move |ledger| match ledger.get(&key)? {
+            Some(bytes) => live(&key, decode(&key, &bytes)?),
+            None => Ok(None),
+        })
+        .await
+    }
+
+    async fn list_subject(
+        &self,
+        subject: &str,
+        after: Option<RecordCursor>,
+        limit: usize,
+    ) -> Result<Page<StoredRecord, RecordCursor>, StoreError> {
+        let subject = subject.to_owned();
+        self.read(move |ledger| {
+            let prefix = keys::prefixed(keys::SUBJECT, &[subject.as_bytes()]);
+            let start = match &after {
+                // Strictly after the cursor.
+                Some(c) => {
+                    let mut k = keys::subject(&subject, &c.furnisher, &c.record_id);
+                    k.push(0);
+                    k
+                }
+                None => prefix.clone(),
+            };
+            let mut items: Vec<StoredRecord> = Vec::with_capacity(limit.min(1024));
+            let mut next = None;
+            for item in ledger.range(start..) {
+                let (k, _) = item?;
+                if !k.starts_with(&prefix) {
+                    break;
+                }
+                if items.len() == limit {
+                    next = items.last().map(|r| RecordCursor {
+                        furnisher: r.record.furnisher.clone(),
+                        record_id: r.record.record_id.clone(),
+                    });
+                    break;
+                }
+                if let Some(r) = indexed(ledger, &k, &subject)? {
+                    items.push(r);
+                }
+            }
+            Ok(Page { items, next })
+        })
+        .await
+    }
+
+    async fn subject_records(&self, subject: &str) -> Result<Vec<CreditRecord>, StoreError> {
+        let subject = subject.to_owned();
+        self.read(move |ledger| {
+            let mut out = Vec::new();
+            for item in ledger.scan_prefix(keys::prefixed(keys::SUBJECT, &[subject.as_bytes()])) {
+                let (k, _) = item?;
+                if let Some(r) = indexed(ledger, &k, &subject)? {
+                    out.push(r.record);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn add_inquiry(&self, inquiry: Inquiry, entry: Entry) -> Result<(), StoreError> {
+        let value = convert::inquiry_to_pb(&inquiry).encode_to_vec();
+        self.write(move |ws| {
+            ws.insert(keys::inquiry(&inquiry), value);
+            append(ws, std::slice::from_ref(&entry))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn subject_inquiries(
+        &self,
+        subject: &str,
+        before: Option<InquiryCursor>,
+        limit: usize,
+    ) -> Result<Page<Inquiry, InquiryCursor>, StoreError> {
+        let subject = subject.to_owned();
+        self.read(move |ledger| {
+            let prefix = keys::prefixed(keys::INQUIRY, &[subject.as_bytes()]);
+            let mut end = prefix.clone();
+            match &before {
+                Some(c) => {
+                    end.extend_from_slice(&keys::inquiry_time(c.time_micros));
+                    end.extend_from_slice(c.query_id.as_bytes());
+                }
+                // Past every key of this subject (subject ids are fixed-length hex).
+                None => end.push(0xff),
+            }
+            // sled's reverse iteration re-seeks at every step; a forward scan keeping only the
+            // newest `limit + 1` raw values is several times cheaper and just as bounded.
+            let keep = limit.saturating_add(1);
+            let mut newest = VecDeque::with_capacity(keep.min(256));
+            if limit > 0 {
+                for item in ledger.range(prefix.clone()..end) {
+                    if newest.len() == keep {
+                        newest.pop_front();
+                    }
+                    newest.push_back(item?);
+                }
+            }
+            let more = newest.len() > limit;
+            if more {
+                newest.pop_front();
+            }
+            let mut items = Vec::with_capacity(newest.len());
+            for (k, v) in newest.into_iter().rev() {
+                items.push(decode_inquiry(&k, &v)?);
+            }
+            let next = if more {
+                items
+                    .last()
+                    .map(|i| InquiryCursor { time_micros: i.time.timestamp_micros(), query_id: i.query_id.clone() })
+            } else {
+                None
+            };
+            Ok(Page { items, next })
+        })
+        .await
+    }
+
+    async fn append_audit(&self, entries: Vec<Entry>) -> Result<u64, StoreError> {
+        self.write(move |ws| append(ws, &entries)).await
+    }
+
+    async fn audit_size(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.applied.load(Ordering::Acquire))
+    }
+
+    async fn durable_head(&self) -> Result<TreeHead, StoreError> {
+        let size = self.inner.durable.load(Ordering::Acquire);
+        Ok(TreeHead { size, root: self.audit_root(size).await? })
+    }
+
+    async fn audit_entries(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.read(move |ledger| {
+            let mut out = Vec::with_capacity(limit.min(1024));
+            for item in ledger.range(keys::entry(from)..).take(limit) {
+                let (k, v) = item?;
+                if k.first() != Some(&keys::ENTRY) {
+                    break;
+                }
+                let index =
+                    k[1..].try_into().map(u64::from_be_bytes).map_err(|_| corrupt(&k, "audit key is not 9 bytes"))?;
+                out.push((index, v.to_vec()));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn audit_root(&self, size: u64) -> Result<Hash, StoreError> {
+        self.read(move |ledger| merkle::Tree::new(node_reader(ledger)).root(size)).await
+    }
+
+    async fn audit_inclusion(&self, index: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
+        self.read(move |ledger| merkle::Tree::new(node_reader(ledger)).inclusion_proof(index, size)).await
+    }
+
+    async fn audit_consistency(&self, m: u64, n: u64) -> Result<Vec<Hash>, StoreError> {
+        self.read(move |ledger| merkle::Tree::new(node_reader(ledger)).consistency_proof(m, n)).await
+    }
+
+    async fn sync(&self) -> Result<(), StoreError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.inner.syncs.send(SyncMsg::Sync(tx)).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let (tx, rx) = oneshot::channel();
+        if self.inner.writes.send(WriteMsg::Stop(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        let (tx, rx) = oneshot::channel();
+        let result = match self.inner.syncs.send(SyncMsg::Stop(tx)).await {
+            Ok(()) => rx.await.unwrap_or(Ok(())),
+            Err(_) => Ok(()),
+        };
+        let threads = std::mem::take(&mut *self.inner.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        // Both threads have answered their stop message; joining them is immediate.
+        tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join())))
+            .await
+            .map_err(|e| StoreError::Panicked(e.to_string()))?;
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use futures::future::BoxFuture;
+
+    use super::{SledOptions, SledStorage};
+    use crate::storage::{conformance::Backend, DynStorage};
+
+    /// A sled store in a temporary directory of its own, reopened in place.
+    struct Sled(tempfile::TempDir);
+
+    impl Backend for Sled {
+        fn open(&self) -> BoxFuture<'_, DynStorage> {
+            let opts = SledOptions { path: self.0.path().join("store"), cache_capacity: 16 << 20, fsync: true };
+            Box::pin(async move {
+                let store = tokio::task::spawn_blocking(move || SledStorage::open(&opts)).await.unwrap().unwrap();
+                Arc::new(store) as DynStorage
+            })
+        }
+    }
+
+    crate::storage_conformance!(Sled(tempfile::tempdir().unwrap()));
+}

@@ -1,0 +1,58 @@
+//! Test hooks (feature `testkit`): what an attacker with the disk of a stopped node could do to
+//! its sled store, so tests can check that a regulator catches it. Never used by a node.
+
+use std::path::Path;
+
+use super::{keys, SledOptions, SledStorage};
+use crate::{
+    audit::Entry,
+    storage::{Storage, StoreError},
+};
+
+fn with_ledger<T>(dir: &Path, f: impl FnOnce(&sled::Tree) -> T) -> T {
+    let db = sled::open(dir).expect("open sled store");
+    let out = f(&db.open_tree(keys::LEDGER).expect("ledger tree"));
+    db.flush().expect("flush");
+    out
+}
+
+/// Rewrites audit entry `index` in place (its Merkle nodes left as they were).
+pub fn alter_entry(dir: &Path, index: u64, edit: impl FnOnce(&mut Entry)) {
+    with_ledger(dir, |t| {
+        let k = keys::entry(index);
+        let mut e = Entry::from_bytes(&t.get(k).unwrap().expect("entry exists")).unwrap();
+        edit(&mut e);
+        t.insert(k, e.to_bytes()).unwrap();
+    })
+}
+
+/// Deletes audit entry `index`.
+pub fn remove_entry(dir: &Path, index: u64) {
+    with_ledger(dir, |t| {
+        t.remove(keys::entry(index)).unwrap();
+    })
+}
+
+/// Sets the audit log's recorded size (a truncation when smaller).
+pub fn set_log_size(dir: &Path, size: u64) {
+    with_ledger(dir, |t| {
+        t.insert(keys::SIZE, &size.to_be_bytes()[..]).unwrap();
+    })
+}
+
+/// Replaces the whole log with `edit(old entries)`, hashed afresh: a self-consistent new history.
+pub async fn rewrite_log(dir: &Path, edit: impl FnOnce(Vec<Entry>) -> Vec<Entry>) -> Result<(), StoreError> {
+    let old: Vec<Entry> = with_ledger(dir, |t| {
+        let old = t.scan_prefix([keys::ENTRY]).map(|kv| Entry::from_bytes(&kv.unwrap().1).unwrap()).collect();
+        for prefix in [&[keys::ENTRY][..], &[keys::NODE][..], keys::SIZE] {
+            for k in t.scan_prefix(prefix).keys() {
+                t.remove(k.unwrap()).unwrap();
+            }
+        }
+        old
+    });
+    let store = SledStorage::open(&SledOptions { path: dir.to_owned(), cache_capacity: 16 << 20, fsync: false })?;
+    store.append_audit(edit(old)).await?;
+    store.sync().await?;
+    store.close().await
+}

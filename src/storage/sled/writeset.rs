@@ -1,0 +1,126 @@
+//! A write set over one sled tree: reads see the set's own pending writes, savepoints let one
+//! operation of a group be undone alone, and the whole set is applied as one atomic sled batch.
+//! Only the writer thread builds write sets, so read-then-write is serialisable without sled's
+//! (far costlier) transactions.
+
+use std::collections::BTreeMap;
+
+use sled::{IVec, Tree};
+
+/// Pending inserts (`Some`) and removals (`None`) over `tree`.
+pub(super) struct WriteSet<'a> {
+    tree: &'a Tree,
+    pending: BTreeMap<Vec<u8>, Option<IVec>>,
+    /// Since the last savepoint: each touched key and what `pending` held for it before.
+    undo: Vec<(Vec<u8>, Option<Option<IVec>>)>,
+    /// The audit log's size as this set would leave it (the writer thread's running count).
+    pub(super) log_size: u64,
+}
+
+impl<'a> WriteSet<'a> {
+    /// An empty set over `tree`, whose log holds `log_size` entries.
+    pub(super) fn new(tree: &'a Tree, log_size: u64) -> Self {
+        Self { tree, pending: BTreeMap::new(), undo: Vec::new(), log_size }
+    }
+
+    /// The value under `key` as this set would leave it.
+    pub(super) fn get(&self, key: &[u8]) -> Result<Option<IVec>, sled::Error> {
+        match self.pending.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.tree.get(key),
+        }
+    }
+
+    fn put(&mut self, key: Vec<u8>, value: Option<IVec>) {
+        let before = self.pending.insert(key.clone(), value);
+        self.undo.push((key, before));
+    }
+
+    /// Sets `key` to `value`.
+    pub(super) fn insert(&mut self, key: impl Into<Vec<u8>>, value: impl Into<IVec>) {
+        self.put(key.into(), Some(value.into()));
+    }
+
+    /// Removes `key`.
+    pub(super) fn remove(&mut self, key: impl Into<Vec<u8>>) {
+        self.put(key.into(), None);
+    }
+
+    /// Starts a savepoint: what follows can be undone by [`WriteSet::rollback`].
+    pub(super) fn savepoint(&mut self) -> u64 {
+        self.undo.clear();
+        self.log_size
+    }
+
+    /// Undoes every write since the savepoint that returned `log_size`.
+    pub(super) fn rollback(&mut self, log_size: u64) {
+        while let Some((key, before)) = self.undo.pop() {
+            match before {
+                Some(v) => self.pending.insert(key, v),
+                None => self.pending.remove(&key),
+            };
+        }
+        self.log_size = log_size;
+    }
+
+    /// True when nothing is pending.
+    pub(super) fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Applies every pending write atomically (all or none survive a crash).
+    pub(super) fn commit(self) -> Result<(), sled::Error> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for (k, v) in self.pending {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        self.tree.apply_batch(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_see_pending_writes_and_commit_applies_them_all() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let t = db.open_tree("t").unwrap();
+        t.insert("a", "1").unwrap();
+        t.insert("b", "2").unwrap();
+        let mut ws = WriteSet::new(&t, 0);
+        ws.insert("a", "3");
+        ws.remove("b");
+        assert_eq!(ws.get(b"a").unwrap().as_deref(), Some(&b"3"[..]));
+        assert_eq!(ws.get(b"b").unwrap(), None);
+        assert_eq!(t.get("a").unwrap().as_deref(), Some(&b"1"[..]), "nothing applied before commit");
+        ws.commit().unwrap();
+        assert_eq!(t.get("a").unwrap().as_deref(), Some(&b"3"[..]));
+        assert_eq!(t.get("b").unwrap(), None);
+    }
+
+    #[test]
+    fn rollback_undoes_only_what_followed_the_savepoint() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let t = db.open_tree("t").unwrap();
+        t.insert("c", "0").unwrap();
+        let mut ws = WriteSet::new(&t, 5);
+        ws.insert("a", "1");
+        let sp = ws.savepoint();
+        ws.insert("a", "2");
+        ws.insert("b", "2");
+        ws.remove("c");
+        ws.log_size = 9;
+        ws.rollback(sp);
+        assert_eq!(ws.get(b"a").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(ws.get(b"b").unwrap(), None);
+        assert_eq!(ws.get(b"c").unwrap().as_deref(), Some(&b"0"[..]));
+        assert_eq!(ws.log_size, 5);
+    }
+}

@@ -1,0 +1,132 @@
+//! A local federation in one directory: a throw-away authority, member certificates and node
+//! configurations on loopback. Used by `bureau demo`, the benchmarks and the tests, so all three
+//! run the same real parts.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use crate::{
+    config::{
+        FederationSection, Limits, NodeConfig, NodeSection, PeerConfig, ScoringSection, StoreSection, TlsSection,
+    },
+    net::client::ClientConfig,
+    net::identity::Role,
+    net::pki::{self, PkiDir, PkiError, PkiSpec},
+    server::{self, RunningNode, ServeError},
+};
+
+/// A federation's files under one root directory.
+#[derive(Debug, Clone)]
+pub struct LocalFederation {
+    /// Root directory (PKI under `pki/`, stores under `data/`).
+    pub root: PathBuf,
+    /// The federation's name.
+    pub federation: String,
+    /// The PKI directory.
+    pub pki: PkiDir,
+}
+
+impl LocalFederation {
+    /// Makes a new authority with these members under `root`.
+    pub fn create(root: &Path, federation: &str, institutions: &[&str], regulators: &[&str]) -> Result<Self, PkiError> {
+        let spec = PkiSpec {
+            federation: federation.to_owned(),
+            institutions: institutions.iter().map(|s| s.to_string()).collect(),
+            regulators: regulators.iter().map(|s| s.to_string()).collect(),
+            hosts: Vec::new(),
+        };
+        let pki = pki::init(&spec, &root.join("pki"))?;
+        Ok(Self { root: root.to_owned(), federation: federation.to_owned(), pki })
+    }
+
+    /// A configuration for `institution`'s node on a free loopback port, with its store under
+    /// `data/<institution>` and the given peers.
+    pub fn node_config(&self, institution: &str, peers: &[(&str, SocketAddr)]) -> NodeConfig {
+        let files = self.pki.member(Role::Institution, institution);
+        NodeConfig {
+            node: NodeSection {
+                institution: institution.to_owned(),
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                data_dir: self.root.join("data").join(institution),
+            },
+            tls: TlsSection {
+                ca: self.pki.ca_cert(),
+                cert: files.cert,
+                key: files.key,
+                crl: Some(self.pki.crl()),
+                log_key: Some(files.log_key),
+            },
+            federation: FederationSection {
+                name: self.federation.clone(),
+                subject_key: Some(self.pki.subject_key()),
+                accepted_purposes: FederationSection::default_purposes(),
+            },
+            peers: peers
+                .iter()
+                .map(|(id, addr)| PeerConfig { id: id.to_string(), address: addr.to_string() })
+                .collect(),
+            limits: Limits::default(),
+            store: StoreSection::default(),
+            policies: BTreeMap::new(),
+            scoring: ScoringSection::default(),
+        }
+    }
+
+    /// A client acting as member `id` of `role`, talking to the node at `address`.
+    pub fn client(&self, role: Role, id: &str, address: SocketAddr) -> ClientConfig {
+        let files = self.pki.member(role, id);
+        ClientConfig::from_pki(&self.pki.0, &files, &self.federation, &address.to_string())
+    }
+
+    /// Starts a node for each institution, every one listing all the others as peers. Ports
+    /// are bound first so each configuration can name the others' addresses; `tweak` may adjust
+    /// each configuration before its node starts.
+    pub async fn start_all(
+        &self,
+        institutions: &[&str],
+        tweak: impl Fn(&mut NodeConfig),
+    ) -> Result<Vec<RunningNode>, ServeError> {
+        let mut listeners = Vec::new();
+        for _ in institutions {
+            listeners.push(
+                server::bind_loopback()
+                    .await
+                    .map_err(|source| ServeError::Bind { addr: SocketAddr::from(([127, 0, 0, 1], 0)), source })?,
+            );
+        }
+        self.start_all_on(institutions, listeners, tweak).await
+    }
+
+    /// Like [`LocalFederation::start_all`], on listeners the caller bound (one per institution).
+    pub async fn start_all_on(
+        &self,
+        institutions: &[&str],
+        listeners: Vec<tokio::net::TcpListener>,
+        tweak: impl Fn(&mut NodeConfig),
+    ) -> Result<Vec<RunningNode>, ServeError> {
+        let mut addrs = Vec::new();
+        for l in &listeners {
+            addrs.push(
+                l.local_addr()
+                    .map_err(|source| ServeError::Bind { addr: SocketAddr::from(([127, 0, 0, 1], 0)), source })?,
+            );
+        }
+        let named: Vec<(&str, SocketAddr)> = institutions.iter().copied().zip(addrs).collect();
+        let mut nodes = Vec::new();
+        for (inst, listener) in institutions.iter().zip(listeners) {
+            let peers: Vec<(&str, SocketAddr)> = named.iter().filter(|(i, _)| i != inst).copied().collect();
+            let mut cfg = self.node_config(inst, &peers);
+            tweak(&mut cfg);
+            nodes.push(server::start_on(cfg, listener).await?);
+        }
+        Ok(nodes)
+    }
+
+    /// The federation's subject key.
+    pub fn subject_key(&self) -> Vec<u8> {
+        crate::config::read_hex_key(&self.pki.subject_key()).unwrap_or_default()
+    }
+}

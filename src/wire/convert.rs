@@ -1,0 +1,295 @@
+//! Conversions between the API's protobuf messages and the domain types. Enum and date checks
+//! that the domain types make unrepresentable happen here, reported as field violations.
+
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+
+use crate::{
+    domain::inquiry::{Inquiry, Purpose},
+    domain::record::{AccountStatus, CreditRecord, PaymentStatus, RecordKind, Violation},
+    pb::{bureau::v1 as pb, google::r#type::Date},
+};
+
+/// `institutions/{furnisher}/records/{record_id}`.
+pub fn record_name(furnisher: &str, record_id: &str) -> String {
+    format!("institutions/{furnisher}/records/{record_id}")
+}
+
+/// Splits `institutions/{furnisher}/records/{record_id}`.
+pub fn parse_record_name(name: &str) -> Option<(&str, &str)> {
+    let rest = name.strip_prefix("institutions/")?;
+    let (furnisher, rest) = rest.split_once('/')?;
+    let record_id = rest.strip_prefix("records/")?;
+    (!furnisher.is_empty() && !record_id.is_empty() && !record_id.contains('/')).then_some((furnisher, record_id))
+}
+
+/// Splits `subjects/{subject_id}`.
+pub fn parse_subject_name(name: &str) -> Option<&str> {
+    name.strip_prefix("subjects/")
+}
+
+/// A protobuf timestamp for `t`.
+pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
+}
+
+/// The time of a protobuf timestamp, if in range.
+pub fn from_timestamp(t: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
+    u32::try_from(t.nanos).ok().and_then(|n| DateTime::from_timestamp(t.seconds, n))
+}
+
+fn date_to_pb(d: NaiveDate) -> Date {
+    Date { year: d.year(), month: d.month() as i32, day: d.day() as i32 }
+}
+
+fn date_from_pb(d: &Date) -> Option<NaiveDate> {
+    NaiveDate::from_ymd_opt(d.year, u32::try_from(d.month).ok()?, u32::try_from(d.day).ok()?)
+}
+
+fn kind_from_pb(v: i32) -> Option<RecordKind> {
+    Some(match pb::RecordKind::try_from(v).ok()? {
+        pb::RecordKind::Unspecified => return None,
+        pb::RecordKind::Loan => RecordKind::Loan,
+        pb::RecordKind::CreditCard => RecordKind::CreditCard,
+        pb::RecordKind::Instalment => RecordKind::Instalment,
+        pb::RecordKind::DepositFreeRental => RecordKind::DepositFreeRental,
+        pb::RecordKind::Utility => RecordKind::Utility,
+        pb::RecordKind::Guarantee => RecordKind::Guarantee,
+    })
+}
+
+fn kind_to_pb(k: RecordKind) -> pb::RecordKind {
+    match k {
+        RecordKind::Loan => pb::RecordKind::Loan,
+        RecordKind::CreditCard => pb::RecordKind::CreditCard,
+        RecordKind::Instalment => pb::RecordKind::Instalment,
+        RecordKind::DepositFreeRental => pb::RecordKind::DepositFreeRental,
+        RecordKind::Utility => pb::RecordKind::Utility,
+        RecordKind::Guarantee => pb::RecordKind::Guarantee,
+    }
+}
+
+fn status_from_pb(v: i32) -> Option<AccountStatus> {
+    Some(match pb::AccountStatus::try_from(v).ok()? {
+        pb::AccountStatus::Unspecified => return None,
+        pb::AccountStatus::Current => AccountStatus::Current,
+        pb::AccountStatus::Delinquent => AccountStatus::Delinquent,
+        pb::AccountStatus::ChargedOff => AccountStatus::ChargedOff,
+        pb::AccountStatus::InCollection => AccountStatus::InCollection,
+        pb::AccountStatus::Closed => AccountStatus::Closed,
+    })
+}
+
+fn status_to_pb(s: AccountStatus) -> pb::AccountStatus {
+    match s {
+        AccountStatus::Current => pb::AccountStatus::Current,
+        AccountStatus::Delinquent => pb::AccountStatus::Delinquent,
+        AccountStatus::ChargedOff => pb::AccountStatus::ChargedOff,
+        AccountStatus::InCollection => pb::AccountStatus::InCollection,
+        AccountStatus::Closed => pb::AccountStatus::Closed,
+    }
+}
+
+fn payment_from_pb(v: i32) -> Option<PaymentStatus> {
+    Some(match pb::PaymentStatus::try_from(v).ok()? {
+        pb::PaymentStatus::Unspecified => return None,
+        pb::PaymentStatus::NoData => PaymentStatus::NoData,
+        pb::PaymentStatus::Current => PaymentStatus::Current,
+        pb::PaymentStatus::Late30 => PaymentStatus::Late30,
+        pb::PaymentStatus::Late60 => PaymentStatus::Late60,
+        pb::PaymentStatus::Late90 => PaymentStatus::Late90,
+        pb::PaymentStatus::Late120Plus => PaymentStatus::Late120Plus,
+    })
+}
+
+fn payment_to_pb(p: PaymentStatus) -> pb::PaymentStatus {
+    match p {
+        PaymentStatus::NoData => pb::PaymentStatus::NoData,
+        PaymentStatus::Current => pb::PaymentStatus::Current,
+        PaymentStatus::Late30 => pb::PaymentStatus::Late30,
+        PaymentStatus::Late60 => pb::PaymentStatus::Late60,
+        PaymentStatus::Late90 => pb::PaymentStatus::Late90,
+        PaymentStatus::Late120Plus => pb::PaymentStatus::Late120Plus,
+    }
+}
+
+/// The purpose named by a protobuf enum value; `None` for unspecified or unknown values.
+pub fn purpose_from_pb(v: i32) -> Option<Purpose> {
+    Some(match pb::Purpose::try_from(v).ok()? {
+        pb::Purpose::Unspecified => return None,
+        pb::Purpose::CreditApplication => Purpose::CreditApplication,
+        pb::Purpose::AccountReview => Purpose::AccountReview,
+        pb::Purpose::DepositWaiver => Purpose::DepositWaiver,
+        pb::Purpose::Collections => Purpose::Collections,
+        pb::Purpose::SubjectRequest => Purpose::SubjectRequest,
+    })
+}
+
+/// The protobuf enum of a purpose.
+pub fn purpose_to_pb(p: Purpose) -> pb::Purpose {
+    match p {
+        Purpose::CreditApplication => pb::Purpose::CreditApplication,
+        Purpose::AccountReview => pb::Purpose::AccountReview,
+        Purpose::DepositWaiver => pb::Purpose::DepositWaiver,
+        Purpose::Collections => pb::Purpose::Collections,
+        Purpose::SubjectRequest => pb::Purpose::SubjectRequest,
+    }
+}
+
+/// Converts and validates a record received from a caller. `furnisher` replaces whatever the
+/// caller put in the output-only `furnisher` field. Every violation found is returned.
+pub fn record_from_pb(r: pb::CreditRecord, furnisher: &str, today: NaiveDate) -> Result<CreditRecord, Vec<Violation>> {
+    let mut v = Vec::new();
+    let mut date = |field: &str, d: Option<&Date>, required: bool| match d {
+        None if required => {
+            v.push(Violation::new(field, "is required"));
+            None
+        }
+        None => None,
+        Some(d) => {
+            let parsed = date_from_pb(d);
+            if parsed.is_none() {
+                v.push(Violation::new(field, "must be a valid full calendar date"));
+            }
+            parsed
+        }
+    };
+    let opened = date("opened_date", r.opened_date.as_ref(), true);
+    let closed = date("closed_date", r.closed_date.as_ref(), false);
+    let reported = date("reported_date", r.reported_date.as_ref(), true);
+    let kind = kind_from_pb(r.kind);
+    if kind.is_none() {
+        v.push(Violation::new("kind", "must be a known RecordKind other than RECORD_KIND_UNSPECIFIED"));
+    }
+    let status = status_from_pb(r.status);
+    if status.is_none() {
+        v.push(Violation::new("status", "must be a known AccountStatus other than ACCOUNT_STATUS_UNSPECIFIED"));
+    }
+    let mut history = Vec::with_capacity(r.payment_history.len());
+    for (i, p) in r.payment_history.iter().enumerate() {
+        match payment_from_pb(*p) {
+            Some(p) => history.push(p),
+            None => v.push(Violation::new(
+                format!("payment_history[{i}]"),
+                "must be a known PaymentStatus other than PAYMENT_STATUS_UNSPECIFIED",
+            )),
+        }
+    }
+    let (Some(opened), Some(reported), Some(kind), Some(status), true) = (opened, reported, kind, status, v.is_empty())
+    else {
+        return Err(v);
+    };
+    let record = CreditRecord {
+        furnisher: furnisher.to_owned(),
+        record_id: r.record_id,
+        subject_id: r.subject_id,
+        kind,
+        opened,
+        closed,
+        reported,
+        credit_limit_minor: r.credit_limit_minor,
+        balance_minor: r.balance_minor,
+        currency: r.currency_code,
+        status,
+        days_past_due: r.days_past_due,
+        payment_history: history,
+        version: r.version,
+    };
+    let v = record.violations(today);
+    if v.is_empty() {
+        Ok(record)
+    } else {
+        Err(v)
+    }
+}
+
+/// The protobuf form of a record, with its resource name and the time it was stored.
+pub fn record_to_pb(r: &CreditRecord, updated: DateTime<Utc>) -> pb::CreditRecord {
+    pb::CreditRecord {
+        name: record_name(&r.furnisher, &r.record_id),
+        furnisher: r.furnisher.clone(),
+        record_id: r.record_id.clone(),
+        subject_id: r.subject_id.clone(),
+        kind: kind_to_pb(r.kind) as i32,
+        opened_date: Some(date_to_pb(r.opened)),
+        closed_date: r.closed.map(date_to_pb),
+        reported_date: Some(date_to_pb(r.reported)),
+        credit_limit_minor: r.credit_limit_minor,
+        balance_minor: r.balance_minor,
+        currency_code: r.currency.clone(),
+        status: status_to_pb(r.status) as i32,
+        days_past_due: r.days_past_due,
+        payment_history: r.payment_history.iter().map(|p| payment_to_pb(*p) as i32).collect(),
+        version: r.version,
+        update_time: Some(timestamp(updated)),
+    }
+}
+
+/// The stored form of a record (the storage codec is the API's wire format).
+pub fn record_to_stored(r: &CreditRecord, updated: DateTime<Utc>) -> pb::CreditRecord {
+    let mut pb = record_to_pb(r, updated);
+    pb.name.clear(); // derived from furnisher and record id; not worth its bytes on disk
+    pb
+}
+
+/// Reads a stored or peer-sent record back, trusting its furnisher field. Errors name the
+/// first problem; stored records were validated on the way in.
+pub fn record_from_stored(r: pb::CreditRecord) -> Result<CreditRecord, String> {
+    let furnisher = r.furnisher.clone();
+    let far_future = NaiveDate::MAX;
+    record_from_pb(r, &furnisher, far_future)
+        .map_err(|v| v.first().map(|v| format!("{}: {}", v.field, v.description)).unwrap_or_default())
+}
+
+/// The protobuf form of an inquiry.
+pub fn inquiry_to_pb(i: &Inquiry) -> pb::Inquiry {
+    pb::Inquiry {
+        inquirer: i.inquirer.clone(),
+        responder: i.responder.clone(),
+        subject_id: i.subject_id.clone(),
+        purpose: purpose_to_pb(i.purpose) as i32,
+        hard: i.hard,
+        inquiry_time: Some(timestamp(i.time)),
+        query_id: i.query_id.clone(),
+    }
+}
+
+/// An inquiry from its protobuf form; `None` when the purpose or time is missing.
+pub fn inquiry_from_pb(i: &pb::Inquiry) -> Option<Inquiry> {
+    Some(Inquiry {
+        inquirer: i.inquirer.clone(),
+        responder: i.responder.clone(),
+        subject_id: i.subject_id.clone(),
+        purpose: purpose_from_pb(i.purpose)?,
+        hard: i.hard,
+        time: from_timestamp(i.inquiry_time.as_ref()?)?,
+        query_id: i.query_id.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_round_trips_through_protobuf() {
+        let r = crate::domain::record::tests::sample();
+        let now = Utc::now();
+        let back = record_from_pb(record_to_pb(&r, now), "bank", NaiveDate::MAX).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(parse_record_name(&record_name("bank", "a-1")), Some(("bank", "a-1")));
+        assert_eq!(parse_record_name("institutions/bank/records/a/b"), None);
+    }
+
+    #[test]
+    fn unspecified_enums_and_bad_dates_are_violations() {
+        let mut pb = record_to_pb(&crate::domain::record::tests::sample(), Utc::now());
+        pb.kind = 0;
+        pb.status = 99;
+        pb.opened_date = Some(Date { year: 2021, month: 2, day: 30 });
+        pb.reported_date = None;
+        pb.payment_history = vec![2, 0];
+        let v = record_from_pb(pb, "bank", NaiveDate::MAX).unwrap_err();
+        let fields: Vec<&str> = v.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["opened_date", "reported_date", "kind", "status", "payment_history[1]"]);
+    }
+}
