@@ -25,6 +25,8 @@ pub mod net;
 pub mod regulator;
 pub mod scoring;
 pub mod server;
+// Its types are re-exported by `testkit::store`; without that feature they are crate-internal.
+#[cfg_attr(not(feature = "testkit"), allow(unreachable_pub))]
 mod storage;
 #[cfg(feature = "testkit")]
 pub mod testkit;

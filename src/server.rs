@@ -26,13 +26,13 @@ use crate::{
     net::identity::{Identity, Role},
     net::peers::Peers,
     net::tls::{self, TlsMaterial},
-    pb::bureau::v1::{
+    scoring::Model,
+    storage::{DynStorage, SledOptions, SledStorage},
+    wire::pb::bureau::v1::{
         audit_service_server::AuditServiceServer, federation_service_server::FederationServiceServer,
         records_service_server::RecordsServiceServer, scoring_service_server::ScoringServiceServer,
         subjects_service_server::SubjectsServiceServer,
     },
-    scoring::Model,
-    storage::{DynStorage, SledOptions, SledStorage},
 };
 
 /// The encoded descriptors of the bureau.v1 API, served by reflection.

@@ -259,3 +259,86 @@ async fn reconciliation_reports_an_inbound_entry_removed_from_one_node() {
         n.shutdown().await.unwrap();
     }
 }
+
+/// Forwards loopback TCP to `target` until `budget` bytes have come back from it, then holds
+/// every connection open and silent: a node that stops answering in the middle of a listing.
+async fn stalling_proxy(target: std::net::SocketAddr, budget: usize) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let left = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(budget));
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = tokio::net::TcpStream::connect(target).await.unwrap();
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            tokio::spawn(async move { tokio::io::copy(&mut cr, &mut sw).await });
+            let left = left.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    let n = match sr.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    let allowed = left
+                        .fetch_sub(
+                            n.min(left.load(std::sync::atomic::Ordering::SeqCst)),
+                            std::sync::atomic::Ordering::SeqCst,
+                        )
+                        .min(n);
+                    if cw.write_all(&buf[..allowed]).await.is_err() || allowed < n {
+                        break;
+                    }
+                }
+                // Stalled: keep the connection open, say nothing more.
+                std::future::pending::<()>().await;
+                drop(cw);
+            });
+        }
+    });
+    addr
+}
+
+/// A node that stops making progress while its entries are paged is an error after the stall
+/// timeout, not an endless wait; the verifier keeps only the tree frontier and query facts.
+#[tokio::test]
+async fn a_node_that_stalls_while_paging_is_an_error_after_the_deadline() {
+    let f = fed(&["bank"], &["pbc"]);
+    {
+        let store = bureau::testkit::store::open_sled(&data_dir(&f, "bank"), 16 << 20).await.unwrap();
+        let batch: Vec<Entry> =
+            (0..5_000).map(|i| Entry::new(Action::ScoreServed, "bank", format!("score={}", 350 + i % 600))).collect();
+        store.append_audit(batch).await.unwrap();
+        store.sync().await.unwrap();
+        store.close().await.unwrap();
+    }
+    let node = f.start("bank").await;
+    let opts = regulator::VerifyOptions {
+        page_size: 100,
+        stall_timeout: std::time::Duration::from_millis(500),
+        keep_queries: true,
+    };
+    let state = tempfile::tempdir().unwrap();
+    let keys = KeySource::PkiDir(f.fed.pki.0.clone());
+    // Through a healthy path the log verifies, paged, keeping no query facts (there are none).
+    let ok =
+        regulator::verify_with(f.channel(Role::Regulator, "pbc", node.addr), &keys, state.path(), &opts, |_, _| {})
+            .await
+            .unwrap();
+    assert_eq!((ok.problems.len(), ok.queries.len()), (0, 0), "{:?}", ok.problems);
+    assert!(ok.size >= 5_000);
+
+    // Through a path that goes silent after ~100 KiB: well into the listing, short of its end.
+    let proxy = stalling_proxy(node.addr, 100 * 1024).await;
+    let mut cfg = f.fed.client(Role::Regulator, "pbc", proxy);
+    cfg.address = proxy.to_string();
+    let verifying = regulator::verify_with(cfg.channel().unwrap(), &keys, state.path(), &opts, |_, _| {});
+    let err = tokio::time::timeout(std::time::Duration::from_secs(60), verifying)
+        .await
+        .expect("the verifier gives up by itself")
+        .unwrap_err();
+    assert!(matches!(err, regulator::RegulatorError::Stalled(_)), "{err}");
+    assert!(err.to_string().contains("no page of entries within 500ms after"), "{err}");
+    node.shutdown().await.unwrap();
+}

@@ -4,9 +4,7 @@ mod common;
 
 use std::{
     collections::BTreeSet,
-    io::{BufRead, BufReader},
     net::SocketAddr,
-    process::{Command, Stdio},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -105,26 +103,7 @@ async fn kill_dash_nine_loses_no_acknowledged_record() {
 /// Runs `bank`'s node as a `bureau serve` child process; returns it, its address and config.
 fn spawn_node(f: &common::Fed) -> (std::process::Child, SocketAddr, bureau::config::NodeConfig) {
     let cfg = f.fed.node_config("bank", &[]);
-    let cfg_path = f.tmp.path().join("bank.toml");
-    std::fs::write(&cfg_path, toml::to_string(&cfg).unwrap()).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bureau"))
-        .args(["--log-format", "json", "serve", "--config"])
-        .arg(&cfg_path)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr: SocketAddr = loop {
-        let line = lines.next().expect("node exited before listening").unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if v["fields"]["message"] == "node listening" {
-            break v["fields"]["addr"].as_str().unwrap().parse().unwrap();
-        }
-    };
-    // Keep draining the child's log so it never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-
+    let (child, addr) = common::spawn_serve(f, &cfg);
     (child, addr, cfg)
 }
 

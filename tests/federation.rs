@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use bureau::{
     net::identity::Role,
     pb::bureau::v1::{
@@ -102,10 +100,8 @@ async fn a_peer_that_is_down_is_reported_unreachable_and_the_score_is_partial() 
     let down = nodes.pop().unwrap();
     down.shutdown().await.unwrap();
 
-    let started = Instant::now();
     let score =
         scoring(&f, &nodes[0]).get_score(get_score(&s, pb::Purpose::AccountReview, "")).await.unwrap().into_inner();
-    let elapsed = started.elapsed();
     assert!(score.partial);
     assert_eq!(score.records_used, 4, "own records and the live peer's");
     let by_peer = |p: &str| score.coverage.iter().find(|c| c.peer == p).unwrap().clone();
@@ -113,7 +109,8 @@ async fn a_peer_that_is_down_is_reported_unreachable_and_the_score_is_partial() 
     let gone = by_peer("bikeshare");
     assert_eq!(gone.outcome, pb::PeerOutcome::Unreachable as i32, "{gone:?}");
     assert!(!gone.error.is_empty());
-    assert!(elapsed < Duration::from_millis(800 + 700), "answer took {elapsed:?}, past the deadline");
+    // That the answer never waits past the deadline is checked in paused time, exactly, by the
+    // fan-out's own tests (net::peers); here, what the caller is told.
     stop(nodes).await;
 }
 
@@ -139,16 +136,14 @@ async fn a_peer_slower_than_the_deadline_is_reported_timed_out_without_delaying_
         .unwrap();
     let s = subject(4);
     furnish_everywhere(&f, &nodes, &s, 1).await;
-    let started = Instant::now();
     let score =
         scoring(&f, &nodes[0]).get_score(get_score(&s, pb::Purpose::AccountReview, "")).await.unwrap().into_inner();
-    let elapsed = started.elapsed();
     let slow = score.coverage.iter().find(|c| c.peer == "slow").unwrap();
     assert_eq!(slow.outcome, pb::PeerOutcome::TimedOut as i32, "{slow:?}");
     assert!(score.partial);
     assert_eq!(score.records_used, 2);
-    assert!(elapsed >= Duration::from_millis(300), "cannot know the peer is late before the deadline");
-    assert!(elapsed < Duration::from_millis(300 + 700), "answer took {elapsed:?}");
+    assert_eq!(slow.error, "no answer within 300 ms");
+    assert!(slow.latency_ms >= 300, "reported late only once the deadline has passed: {slow:?}");
     held.abort();
     stop(nodes).await;
 }

@@ -193,7 +193,14 @@ async fn health_and_reflection_cover_every_service() {
         panic!("expected a service list");
     };
     let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
-    for s in ["bureau.v1.RecordsService", "bureau.v1.ScoringService", "grpc.health.v1.Health"] {
+    for s in [
+        "bureau.v1.RecordsService",
+        "bureau.v1.FederationService",
+        "bureau.v1.ScoringService",
+        "bureau.v1.AuditService",
+        "bureau.v1.SubjectsService",
+        "grpc.health.v1.Health",
+    ] {
         assert!(names.contains(&s), "{s} missing from {names:?}");
     }
 

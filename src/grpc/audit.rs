@@ -11,8 +11,8 @@ use crate::{
     grpc::node::Node,
     grpc::token::{self, Listing},
     net::identity::Identity,
-    pb::bureau::v1::{self as pb, audit_service_server::AuditService},
     wire::convert,
+    wire::pb::bureau::v1::{self as pb, audit_service_server::AuditService},
 };
 
 /// Most entries scanned per ListAuditEntries call, so a selective filter cannot make one call

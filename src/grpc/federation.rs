@@ -10,8 +10,8 @@ use crate::{
     grpc::error::ApiError,
     grpc::node::Node,
     net::identity::Identity,
-    pb::bureau::v1::{self as pb, federation_service_server::FederationService},
     wire::convert,
+    wire::pb::bureau::v1::{self as pb, federation_service_server::FederationService},
 };
 
 /// The FederationService handlers.

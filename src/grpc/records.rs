@@ -13,9 +13,9 @@ use crate::{
     grpc::error::{ApiError, FieldViolation, Reason},
     grpc::node::Node,
     grpc::token::{self, Listing},
-    pb::bureau::v1::{self as pb, records_service_server::RecordsService},
     storage::{Applied, Deleted, StoreError},
     wire::convert::{self, parse_record_name, parse_subject_name},
+    wire::pb::bureau::v1::{self as pb, records_service_server::RecordsService},
 };
 
 /// Most per-record results a streaming call reports (rejected and ignored ones); counts always

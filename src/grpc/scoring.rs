@@ -10,9 +10,9 @@ use crate::{
     grpc::node::Node,
     net::identity::Identity,
     net::peers::PeerOutcome,
-    pb::bureau::v1::{self as pb, scoring_service_server::ScoringService},
     scoring::Band,
     wire::convert,
+    wire::pb::bureau::v1::{self as pb, scoring_service_server::ScoringService},
 };
 
 /// The ScoringService handlers.

@@ -9,8 +9,8 @@ use crate::{
     grpc::error::ApiError,
     grpc::node::Node,
     grpc::token::{self, Listing},
-    pb::bureau::v1::{self as pb, subjects_service_server::SubjectsService},
     wire::convert::{self, parse_subject_name},
+    wire::pb::bureau::v1::{self as pb, subjects_service_server::SubjectsService},
 };
 
 /// The SubjectsService handlers.

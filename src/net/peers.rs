@@ -12,8 +12,8 @@ use crate::{
     domain::inquiry::{Inquiry, Purpose},
     domain::record::CreditRecord,
     net::tls::{self, TlsError, TlsMaterial},
-    pb::bureau::v1::{self as pb, federation_service_client::FederationServiceClient},
     wire::convert,
+    wire::pb::bureau::v1::{self as pb, federation_service_client::FederationServiceClient},
 };
 
 /// How a peer answered.
@@ -104,13 +104,29 @@ impl Peers {
     /// Asks every peer concurrently; returns when all have answered or `deadline` has passed,
     /// with one result per peer in configuration order.
     pub(crate) async fn query_all(&self, q: &Query, deadline: Duration) -> Vec<PeerResult> {
-        let until = tokio::time::Instant::now() + deadline;
-        let calls = self.peers.iter().map(|p| ask(p, q, until, deadline));
-        futures::future::join_all(calls).await
+        let started = Instant::now();
+        let calls = self.peers.iter().map(|p| ask(p, q, deadline));
+        let answers = under_deadline(calls, deadline).await;
+        self.peers.iter().zip(answers).map(|(p, a)| judge(p, q, a, started.elapsed(), deadline)).collect()
     }
 }
 
-async fn ask(peer: &Peer, q: &Query, until: tokio::time::Instant, deadline: Duration) -> PeerResult {
+/// Runs `calls` concurrently under one deadline. Returns as soon as every call has finished
+/// or the deadline has passed, whichever is first: each call's output, or `None` for a call
+/// still running at the deadline (it is dropped, so nothing waits for it).
+pub(crate) async fn under_deadline<T>(
+    calls: impl IntoIterator<Item = impl std::future::Future<Output = T>>,
+    deadline: Duration,
+) -> Vec<Option<T>> {
+    let until = tokio::time::Instant::now() + deadline;
+    futures::future::join_all(calls.into_iter().map(|c| async move { tokio::time::timeout_at(until, c).await.ok() }))
+        .await
+}
+
+/// One peer's answer, with its own latency.
+type Answer = (Duration, Result<tonic::Response<pb::QueryRecordsResponse>, tonic::Status>);
+
+async fn ask(peer: &Peer, q: &Query, deadline: Duration) -> Answer {
     let started = Instant::now();
     let mut req = tonic::Request::new(pb::QueryRecordsRequest {
         subject_id: q.subject_id.clone(),
@@ -121,8 +137,16 @@ async fn ask(peer: &Peer, q: &Query, until: tokio::time::Instant, deadline: Dura
     // The peer learns the deadline too, so it can drop work nobody will wait for.
     req.set_timeout(deadline);
     let mut client = peer.client.clone();
-    let result = tokio::time::timeout_at(until, client.query_records(req)).await;
-    let latency = started.elapsed();
+    let result = client.query_records(req).await;
+    (started.elapsed(), result)
+}
+
+/// What a peer's answer (or its absence at the deadline) means for the score.
+fn judge(peer: &Peer, q: &Query, answer: Option<Answer>, waited: Duration, deadline: Duration) -> PeerResult {
+    let (latency, result) = match answer {
+        Some((latency, r)) => (latency, Some(r)),
+        None => (waited, None),
+    };
     let mut out = PeerResult {
         peer: peer.id.clone(),
         outcome: PeerOutcome::Answered,
@@ -133,11 +157,11 @@ async fn ask(peer: &Peer, q: &Query, until: tokio::time::Instant, deadline: Dura
         error: None,
     };
     match result {
-        Err(_) => {
+        None => {
             out.outcome = PeerOutcome::TimedOut;
             out.error = Some(format!("no answer within {} ms", deadline.as_millis()));
         }
-        Ok(Err(status)) => {
+        Some(Err(status)) => {
             out.outcome = match status.code() {
                 Code::DeadlineExceeded | Code::Cancelled => PeerOutcome::TimedOut,
                 Code::Unavailable | Code::Unknown => PeerOutcome::Unreachable,
@@ -145,7 +169,7 @@ async fn ask(peer: &Peer, q: &Query, until: tokio::time::Instant, deadline: Dura
             };
             out.error = Some(format!("{:?}: {}", status.code(), status.message()));
         }
-        Ok(Ok(resp)) => {
+        Some(Ok(resp)) => {
             let resp = resp.into_inner();
             for r in resp.records {
                 match convert::record_from_stored(r) {
@@ -163,4 +187,41 @@ async fn ask(peer: &Peer, q: &Query, until: tokio::time::Instant, deadline: Dura
     }
     debug!(peer = %out.peer, outcome = ?out.outcome, records = out.records.len(), latency_us = latency.as_micros() as u64, "peer query");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::time::{sleep, Instant};
+
+    use super::under_deadline;
+
+    /// Late calls are cut off at the deadline and reported as such; the fan-out returns at the
+    /// deadline, not when the slowest call would have finished. Paused time: exact, not timed.
+    #[tokio::test(start_paused = true)]
+    async fn a_late_call_is_cut_off_at_the_deadline_and_never_delays_the_rest() {
+        let started = Instant::now();
+        let calls = [100u64, 10_000, 0, 299].map(|ms| async move {
+            sleep(Duration::from_millis(ms)).await;
+            ms
+        });
+        let out = under_deadline(calls, Duration::from_millis(300)).await;
+        assert_eq!(out, [Some(100), None, Some(0), Some(299)]);
+        assert_eq!(started.elapsed(), Duration::from_millis(300), "returns exactly at the deadline");
+    }
+
+    /// When every call finishes in time, the fan-out returns with the slowest of them, without
+    /// waiting for the deadline.
+    #[tokio::test(start_paused = true)]
+    async fn when_all_answer_in_time_the_deadline_is_not_waited_for() {
+        let started = Instant::now();
+        let calls = [20u64, 80, 5].map(|ms| async move {
+            sleep(Duration::from_millis(ms)).await;
+            ms
+        });
+        let out = under_deadline(calls, Duration::from_secs(1)).await;
+        assert_eq!(out, [Some(20), Some(80), Some(5)]);
+        assert_eq!(started.elapsed(), Duration::from_millis(80));
+    }
 }

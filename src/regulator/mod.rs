@@ -23,7 +23,7 @@ use crate::{
         merkle::{self, Hash, StreamingRoot},
         Action, Entry,
     },
-    pb::bureau::v1::{self as pb, audit_service_client::AuditServiceClient},
+    wire::pb::bureau::v1::{self as pb, audit_service_client::AuditServiceClient},
 };
 
 /// Why a log could not be checked at all (as opposed to the problems a check finds).
@@ -157,8 +157,8 @@ pub async fn for_each_entry(
             .await
             .map_err(|_| {
                 RegulatorError::Stalled(format!(
-                    "no page of entries within {} s after {seen} entries",
-                    opts.stall_timeout.as_secs()
+                    "no page of entries within {:?} after {seen} entries",
+                    opts.stall_timeout
                 ))
             })?
             .map_err(rpc("list audit entries"))?
@@ -178,8 +178,8 @@ pub async fn for_each_entry(
             last_progress = tokio::time::Instant::now();
         } else if last_progress.elapsed() > opts.stall_timeout {
             return Err(RegulatorError::Stalled(format!(
-                "node served no new entry for {} s after {seen} of {size}",
-                opts.stall_timeout.as_secs()
+                "node served no new entry for {:?} after {seen} of {size}",
+                opts.stall_timeout
             )));
         }
         token = page.next_page_token;

@@ -6,7 +6,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use crate::{
     domain::inquiry::{Inquiry, Purpose},
     domain::record::{AccountStatus, CreditRecord, PaymentStatus, RecordKind, Violation},
-    pb::{bureau::v1 as pb, google::r#type::Date},
+    wire::pb::{bureau::v1 as pb, google::r#type::Date},
 };
 
 /// `institutions/{furnisher}/records/{record_id}`.

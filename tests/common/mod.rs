@@ -2,7 +2,11 @@
 //! stores in temporary directories, real gRPC.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+};
 
 use bureau::{
     net::identity::Role,
@@ -38,6 +42,40 @@ impl Fed {
     pub fn records(&self, role: Role, id: &str, addr: SocketAddr) -> RecordsServiceClient<Channel> {
         RecordsServiceClient::new(self.channel(role, id, addr))
     }
+}
+
+/// Runs a node with `cfg` as a `bureau serve` child process (its own memory and threads, as in
+/// production); returns it once it listens, with its address.
+pub fn spawn_serve(f: &Fed, cfg: &bureau::config::NodeConfig) -> (Child, SocketAddr) {
+    let cfg_path = f.tmp.path().join(format!("{}.toml", cfg.node.institution));
+    std::fs::write(&cfg_path, toml::to_string(cfg).unwrap()).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bureau"))
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(&cfg_path)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr: SocketAddr = loop {
+        let line = lines.next().expect("node exited before listening").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["fields"]["message"] == "node listening" {
+            break v["fields"]["addr"].as_str().unwrap().parse().unwrap();
+        }
+    };
+    // Keep draining the child's log so it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr)
+}
+
+/// A field of `/proc/PID/status` (`VmRSS` in KiB, `Threads`), 0 when unreadable.
+pub fn proc_status(pid: u32, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// A deterministic, well-formed subject id.
