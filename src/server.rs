@@ -2,18 +2,11 @@
 //! health, reflection and the CRL watcher; and a shutdown that turns health NOT_SERVING for
 //! every service, drains in-flight calls up to a deadline, and closes the store.
 
-use std::{
-    net::SocketAddr,
-    sync::Arc,
-    task::{Context, Poll},
-    time::Duration,
-};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use http::{HeaderValue, Response};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tonic::{server::NamedService, transport::Server};
 use tonic_health::ServingStatus;
-use tower::{Layer, Service};
 use tracing::{info, warn};
 
 use crate::{
@@ -145,7 +138,8 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         )));
     }
     let (cfg_tx, cfg_rx) = watch::channel(material.server_config()?);
-    tls::watch_crl(cfg.tls_files(), cfg_tx, Duration::from_millis(cfg.limits.crl_reload_ms));
+    let revocation = tls::Revocation::new(material.crls())?;
+    tls::watch_crl(cfg.tls_files(), cfg_tx, revocation.clone(), Duration::from_millis(cfg.limits.crl_reload_ms));
 
     let model = match &cfg.scoring.model {
         Some(path) => {
@@ -166,7 +160,8 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
             Some(Arc::new(key))
         }
     };
-    let peers = Peers::new(&cfg.peers, &material, &cfg.federation.name, cfg.limits.max_message_bytes)?;
+    let peers =
+        Peers::new(&cfg.peers, &material, &cfg.federation.name, cfg.limits.max_message_bytes, revocation.clone())?;
     let store = open_storage(&cfg).await?;
     let node = Node {
         institution: cfg.node.institution.clone(),
@@ -186,7 +181,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
     };
 
     let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: cfg.node.listen, source })?;
-    let incoming = tls::incoming(listener, cfg_rx, cfg.handshake_timeout());
+    let incoming = tls::incoming(listener, cfg_rx, cfg.handshake_timeout(), revocation);
 
     let max = cfg.limits.max_message_bytes;
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -199,7 +194,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
     let router = Server::builder()
-        .layer(OversizeLayer)
+        .layer(crate::grpc::error::FramingErrorsLayer)
         .max_concurrent_streams(cfg.limits.max_concurrent_streams)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(health_service)
@@ -248,12 +243,12 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
                 }
             }
         };
-        // In-flight requests are done or cancelled; make what they wrote durable and let go of
-        // the store so the same directory can be reopened.
+        // In-flight requests are done or cancelled; make what they wrote durable and release
+        // the store's files (the same directory can be reopened at once). Calls cancelled at
+        // the deadline may still hold handles: they get UNAVAILABLE, nothing waits for them.
         if let Err(e) = store.close().await {
             warn!(error = %e, "final flush failed");
         }
-        release(store, Duration::from_secs(5)).await;
         info!("node stopped");
         match served {
             Ok(r) => r.map_err(ServeError::from),
@@ -278,62 +273,4 @@ async fn open_storage(cfg: &NodeConfig) -> Result<DynStorage, ServeError> {
         .await
         .map_err(|e| ServeError::Mismatch(format!("opening the store: {e}")))??;
     Ok(Arc::new(sled))
-}
-
-/// Waits up to `grace` for the other holders of `store` (connections winding down) to let go,
-/// so that dropping it closes the backend; warns if some remain.
-async fn release(store: DynStorage, grace: Duration) {
-    let until = tokio::time::Instant::now() + grace;
-    while Arc::strong_count(&store) > 1 && tokio::time::Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    if Arc::strong_count(&store) > 1 {
-        warn!("store still in use at shutdown; it closes when the last user lets go");
-    }
-}
-
-/// Turns tonic's OUT_OF_RANGE for an oversized request message into RESOURCE_EXHAUSTED, the
-/// code gRPC specifies for a message over the receive limit.
-#[derive(Clone, Copy)]
-struct OversizeLayer;
-
-impl<S> Layer<S> for OversizeLayer {
-    type Service = Oversize<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        Oversize(inner)
-    }
-}
-
-/// See [`OversizeLayer`].
-#[derive(Clone)]
-struct Oversize<S>(S);
-
-impl<S, Req, B> Service<Req> for Oversize<S>
-where
-    S: Service<Req, Response = Response<B>>,
-    S::Future: Send + 'static,
-{
-    type Response = Response<B>;
-    type Error = S::Error;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<B>, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Req) -> Self::Future {
-        let fut = self.0.call(req);
-        Box::pin(async move {
-            let mut res = fut.await?;
-            let h = res.headers();
-            let oversize = h.get("grpc-status").is_some_and(|v| v == "11")
-                && h.get("grpc-message").and_then(|m| m.to_str().ok()).is_some_and(|m| {
-                    m.contains("message length too large") || m.contains("message%20length%20too%20large")
-                });
-            if oversize {
-                res.headers_mut().insert("grpc-status", HeaderValue::from_static("8"));
-            }
-            Ok(res)
-        })
-    }
 }

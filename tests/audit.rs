@@ -342,3 +342,34 @@ async fn a_node_that_stalls_while_paging_is_an_error_after_the_deadline() {
     assert!(err.to_string().contains("no page of entries within 500ms after"), "{err}");
     node.shutdown().await.unwrap();
 }
+
+/// A filter the node cannot read is refused with the field named, never silently dropped
+/// (which would hand a regulator the whole log while it believes it filtered).
+#[tokio::test]
+async fn unreadable_audit_filters_are_refused_not_dropped() {
+    let f = fed(&["bank"], &["pbc"]);
+    let node = f.start("bank").await;
+    let mut audit = AuditServiceClient::new(f.channel(Role::Regulator, "pbc", node.addr));
+    let ts = |seconds, nanos| Some(prost_types::Timestamp { seconds, nanos });
+    let cases = [
+        (pb::ListAuditEntriesRequest { purpose: 42, ..Default::default() }, "purpose"),
+        (pb::ListAuditEntriesRequest { start_time: ts(1_700_000_000, -1), ..Default::default() }, "start_time"),
+        (pb::ListAuditEntriesRequest { end_time: ts(i64::MAX, 0), ..Default::default() }, "end_time"),
+        (pb::ListAuditEntriesRequest { start_time: ts(0, 1_000_000_000), ..Default::default() }, "start_time"),
+        (pb::ListAuditEntriesRequest { subject_id: "alice".into(), ..Default::default() }, "subject_id"),
+    ];
+    for (req, field) in cases {
+        let err = audit.list_audit_entries(req.clone()).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{req:?}");
+        assert_eq!(common::violations(&err)[0].0, field, "{req:?}");
+    }
+    let ok = audit
+        .list_audit_entries(pb::ListAuditEntriesRequest {
+            purpose: pb::Purpose::DepositWaiver as i32,
+            start_time: ts(0, 0),
+            ..Default::default()
+        })
+        .await;
+    assert!(ok.is_ok(), "{ok:?}");
+    node.shutdown().await.unwrap();
+}

@@ -130,3 +130,76 @@ async fn kill_dash_nine_right_after_a_streamed_acknowledgement() {
     assert!(lost.is_empty(), "{} of 300 acknowledged streamed records lost, e.g. {:?}", lost.len(), lost.first());
     node.shutdown().await.unwrap();
 }
+
+/// Every checkpoint a node hands out is a promise: after any number of `kill -9`s the log it
+/// restarts with must extend every checkpoint it signed before (C2SP tlog-checkpoint). Each
+/// cycle: writers furnish, a regulator fetches checkpoints as fast as it can, the node gets
+/// SIGKILL, restarts, and every checkpoint handed out so far must be consistent with its log.
+/// `BUREAU_KILL_CYCLES=N` runs more cycles (default 5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_checkpoint_handed_out_is_contradicted_after_kill_dash_nine() {
+    use bureau::audit::merkle;
+    use pb::audit_service_client::AuditServiceClient;
+    let cycles: usize = std::env::var("BUREAU_KILL_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let f = fed(&["bank"], &["pbc"]);
+    let cfg = f.fed.node_config("bank", &[]);
+    let mut handed_out: Vec<(u64, merkle::Hash)> = Vec::new();
+    for cycle in 0..=cycles {
+        let (mut child, addr) = common::spawn_serve(&f, &cfg);
+        let mut audit = AuditServiceClient::new(f.channel(Role::Regulator, "pbc", addr));
+        // The restarted log extends every checkpoint signed before the kill.
+        let head = audit.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap().into_inner();
+        let root: merkle::Hash = head.root_hash.as_slice().try_into().unwrap();
+        for (size, old_root) in &handed_out {
+            assert!(
+                head.tree_size >= *size,
+                "cycle {cycle}: log of {} after restart, {size} was signed",
+                head.tree_size
+            );
+            let proof = audit
+                .get_consistency_proof(pb::GetConsistencyProofRequest {
+                    first_size: *size,
+                    second_size: head.tree_size,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let hashes: Vec<merkle::Hash> = proof.hashes.iter().map(|h| h.as_slice().try_into().unwrap()).collect();
+            assert!(
+                merkle::verify_consistency(*size, head.tree_size, old_root, &root, &hashes),
+                "cycle {cycle}: the log forked: not an extension of the checkpoint at {size}"
+            );
+        }
+        if cycle == cycles {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break;
+        }
+        let writers: Vec<_> = (0..4u32)
+            .map(|w| {
+                let mut c = f.records(Role::Institution, "bank", addr);
+                tokio::spawn(async move {
+                    for n in 0u32.. {
+                        let r = record(&subject(n % 16), &format!("c{cycle}-w{w}-{n}"), 1);
+                        if c.furnish_records(pb::FurnishRecordsRequest { records: vec![r] }).await.is_err() {
+                            return; // the node is gone
+                        }
+                    }
+                })
+            })
+            .collect();
+        let until = tokio::time::Instant::now() + Duration::from_millis(300 + 40 * (cycle as u64 % 7));
+        while tokio::time::Instant::now() < until {
+            let cp = audit.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap().into_inner();
+            handed_out.push((cp.tree_size, cp.root_hash.as_slice().try_into().unwrap()));
+        }
+        child.kill().unwrap(); // SIGKILL, right after the last checkpoint was handed out
+        child.wait().unwrap();
+        for w in writers {
+            w.await.unwrap();
+        }
+        handed_out.sort();
+        handed_out.dedup();
+    }
+    assert!(handed_out.len() > cycles, "checkpoints were fetched: {}", handed_out.len());
+}

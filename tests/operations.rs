@@ -255,3 +255,29 @@ fn the_demo_refuses_zero_subjects_with_a_message() {
     assert!(stderr.contains("--subjects"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// SIGTERM with a client stream left open and idle: the node stops taking calls, waits at most
+/// `limits.drain_timeout_ms` for it, cancels it unacknowledged, and exits cleanly.
+#[tokio::test]
+async fn sigterm_drains_for_at_most_the_deadline_then_exits() {
+    let f = fed(&["bank"], &[]);
+    let mut cfg = f.fed.node_config("bank", &[]);
+    cfg.limits.drain_timeout_ms = 1_000;
+    let (mut child, addr) = common::spawn_serve(&f, &cfg);
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(pb::FurnishRecordsRequest { records: vec![record(&subject(1), "open-1", 1)] }).await.unwrap();
+    let mut c = f.records(Role::Institution, "bank", addr);
+    let open =
+        tokio::spawn(async move { c.stream_furnish_records(tokio_stream::wrappers::ReceiverStream::new(rx)).await });
+    tokio::time::sleep(Duration::from_millis(300)).await; // the stream is open and idle
+    let started = Instant::now();
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    let drained = started.elapsed();
+    eprintln!("SIGTERM with an idle stream open: exited after {drained:?} (drain deadline 1 s)");
+    assert!(status.success(), "the node exits cleanly after the drain deadline: {status:?}");
+    let answer = tokio::time::timeout(Duration::from_secs(30), open).await.expect("the stream ends").unwrap();
+    assert!(answer.is_err(), "the open stream was not acknowledged: {answer:?}");
+    drop(tx);
+}

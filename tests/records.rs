@@ -267,11 +267,13 @@ async fn oversized_messages_and_batches_are_refused_not_crashed() {
     let big: Vec<_> = (0..800).map(|i| record(&s, &format!("r-{i}"), 1)).collect();
     let err = c.furnish_records(pb::FurnishRecordsRequest { records: big.clone() }).await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert_eq!(reason(&err).as_deref(), Some("RESOURCE_EXHAUSTED"), "unary carries ErrorInfo: {err:?}");
     let err = c
         .stream_furnish_records(tokio_stream::iter(vec![pb::FurnishRecordsRequest { records: big }]))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert_eq!(reason(&err).as_deref(), Some("RESOURCE_EXHAUSTED"), "stream carries ErrorInfo: {err:?}");
     let many: Vec<_> = (0..101).map(|i| record(&s, &format!("m-{i}"), 1)).collect();
     let err = c.furnish_records(pb::FurnishRecordsRequest { records: many }).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -302,5 +304,56 @@ async fn streaming_furnish_reports_counts_and_rejections() {
     assert_eq!((resp.accepted_count, resp.ignored_count, resp.rejected_count), (995, 0, 5));
     assert_eq!(resp.results.len(), 5, "only records not stored as sent are itemised");
     assert!(resp.results.iter().all(|r| r.record_id.ends_with("-7") && r.violations[0].field == "version"));
+    node.shutdown().await.unwrap();
+}
+
+/// A message that puts raw bytes where `bureau.v1` expects a string or a message: what a broken
+/// or hostile client sends.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Garbage {
+    #[prost(bytes = "vec", tag = "1")]
+    field_one: Vec<u8>,
+}
+
+/// Bytes that are not a valid request message (invalid UTF-8 in a string, random bytes as an
+/// embedded message) are the caller's fault: INVALID_ARGUMENT with a field violation, on unary
+/// and streaming calls alike, never INTERNAL (which clients read as ours and retry).
+#[tokio::test]
+async fn undecodable_messages_are_invalid_argument_not_internal() {
+    let f = fed(&["bank"], &[]);
+    let node = f.start("bank").await;
+    let call = |path: &'static str, bytes: Vec<u8>, stream: bool| {
+        let ch = f.channel(Role::Institution, "bank", node.addr);
+        async move {
+            let mut grpc = tonic::client::Grpc::new(ch);
+            grpc.ready().await.unwrap();
+            let path = http::uri::PathAndQuery::from_static(path);
+            let msg = Garbage { field_one: bytes };
+            if stream {
+                let codec = tonic_prost::ProstCodec::<Garbage, pb::FurnishRecordsResponse>::default();
+                grpc.client_streaming(tonic::Request::new(tokio_stream::iter(vec![msg])), path, codec).await.map(drop)
+            } else {
+                let codec = tonic_prost::ProstCodec::<Garbage, pb::ListRecordsResponse>::default();
+                grpc.unary(tonic::Request::new(msg), path, codec).await.map(drop)
+            }
+        }
+    };
+    let random: Vec<u8> = (0..64u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | 0x80).collect();
+    let cases = [
+        ("/bureau.v1.RecordsService/ListRecords", vec![0xff, 0xfe, 0xfd], false), // `parent`: not UTF-8
+        ("/bureau.v1.RecordsService/FurnishRecords", random.clone(), false),      // `records[0]`: not a message
+        ("/bureau.v1.RecordsService/StreamFurnishRecords", random, true),
+    ];
+    for (path, bytes, stream) in cases {
+        let err = call(path, bytes, stream).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{path}: {err:?}");
+        assert_eq!(reason(&err).as_deref(), Some("INVALID_ARGUMENT"), "{path}");
+        assert_eq!(violations(&err)[0].0, "request", "{path}");
+    }
+    // The node is still up and serving.
+    f.records(Role::Institution, "bank", node.addr)
+        .furnish_records(pb::FurnishRecordsRequest { records: vec![record(&subject(1), "ok", 1)] })
+        .await
+        .unwrap();
     node.shutdown().await.unwrap();
 }

@@ -220,3 +220,90 @@ async fn health_and_reflection_cover_every_service() {
     assert_eq!(err.code(), Code::NotFound);
     node.shutdown().await.unwrap();
 }
+
+/// 1,000 connections that never finish a TLS handshake (half send nothing, half a partial
+/// ClientHello) must not keep a new connection waiting: it is served within the 2 s connect
+/// timeout peers use (the oldest pending handshakes are dropped to make room).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_stalled_handshakes_does_not_keep_a_new_connection_waiting() {
+    use tokio::io::AsyncWriteExt as _;
+    let f = fed(&["bank"], &[]);
+    let cfg = f.fed.node_config("bank", &[]);
+    let (mut child, addr) = common::spawn_serve(&f, &cfg);
+    let mut stalled = Vec::new();
+    for i in 0..1_000 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        if i % 2 == 1 {
+            // A TLS record header announcing a 512-byte handshake message, then silence.
+            s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).await.unwrap();
+        }
+        stalled.push(s);
+    }
+    let started = std::time::Instant::now();
+    let ch = f.channel(Role::Institution, "bank", addr);
+    let served = tokio::time::timeout(Duration::from_secs(2), furnish_one(ch)).await;
+    let took = started.elapsed();
+    eprintln!("with 1000 stalled handshakes open, a new connection was served in {took:?}");
+    served.expect("served within a peer's 2 s connect timeout").expect("and answered");
+    drop(stalled);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Revoked while connected: at the next CRL reload the node closes the open connection of a
+/// revoked client, and its own open connection to a revoked peer, whose records it then stops
+/// using (the reconnection is refused at the handshake).
+#[tokio::test]
+async fn a_revocation_closes_open_connections_in_both_directions() {
+    use pb::{audit_service_client::AuditServiceClient, scoring_service_client::ScoringServiceClient};
+    let f = fed(&["bank", "payapp"], &["pbc"]);
+    let nodes = f.fed.start_all(&["bank", "payapp"], |c| c.limits.crl_reload_ms = 50).await.unwrap();
+    let (bank, payapp) = (&nodes[0], &nodes[1]);
+    let mut audit = AuditServiceClient::new(f.channel(Role::Regulator, "pbc", bank.addr));
+    audit.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap();
+    f.records(Role::Institution, "payapp", payapp.addr)
+        .furnish_records(pb::FurnishRecordsRequest { records: vec![record(&subject(1), "p-1", 1)] })
+        .await
+        .unwrap();
+    let mut scoring = ScoringServiceClient::new(f.channel(Role::Institution, "bank", bank.addr));
+    let score = || pb::GetScoreRequest {
+        subject_id: subject(1),
+        purpose: pb::Purpose::AccountReview as i32,
+        consent_reference: String::new(),
+    };
+    let payapp_outcome = |s: &pb::Score| s.coverage.iter().find(|c| c.peer == "payapp").map(|c| c.outcome);
+    let before = scoring.get_score(score()).await.unwrap().into_inner();
+    assert_eq!(payapp_outcome(&before), Some(pb::PeerOutcome::Answered as i32));
+
+    pki::revoke(&f.fed.pki, &f.fed.pki.member(Role::Regulator, "pbc").cert).unwrap();
+    pki::revoke(&f.fed.pki, &f.fed.pki.member(Role::Institution, "payapp").cert).unwrap();
+    // Inbound: the regulator's open connection stops working (it is not left to reconnect).
+    let mut closed = None;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Err(e) = audit.get_checkpoint(pb::GetCheckpointRequest {}).await {
+            closed = Some(e);
+            break;
+        }
+    }
+    let err = closed.expect("the revoked regulator's open connection still works after 5 s");
+    assert!(matches!(err.code(), Code::Unavailable | Code::Unknown | Code::Cancelled), "{err:?}");
+    // Outbound: the scoring node stops using the revoked peer.
+    let mut after = None;
+    for _ in 0..100 {
+        let s = scoring.get_score(score()).await.unwrap().into_inner();
+        if payapp_outcome(&s) != Some(pb::PeerOutcome::Answered as i32) {
+            after = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = after.expect("the revoked peer still answered after 5 s");
+    let gone = after.coverage.iter().find(|c| c.peer == "payapp").unwrap();
+    assert_eq!(gone.outcome, pb::PeerOutcome::Unreachable as i32, "{gone:?}");
+    assert!(gone.error.contains("Revoked") || gone.error.contains("revoked"), "{gone:?}");
+    assert_eq!(after.records_used, 0, "no record of the revoked peer is used");
+    for n in nodes {
+        n.shutdown().await.unwrap();
+    }
+}

@@ -78,6 +78,19 @@ pub(crate) fn entry_to_pb(index: u64, bytes: Vec<u8>, e: &Entry) -> pb::AuditEnt
     }
 }
 
+/// An optional time filter; a timestamp out of range or with nanos outside 0..1e9 is refused.
+fn time_filter(
+    t: Option<&prost_types::Timestamp>,
+    field: &str,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+    match t {
+        None => Ok(None),
+        Some(t) => convert::from_timestamp(t)
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid(field, format!("{}s {}ns is not a valid timestamp", t.seconds, t.nanos))),
+    }
+}
+
 fn size_arg(requested: u64, size: u64, field: &str) -> Result<u64, ApiError> {
     match requested {
         0 => Ok(size),
@@ -101,9 +114,20 @@ impl AuditService for AuditApi {
                 .map(u64::from_be_bytes)
                 .map_err(|_| ApiError::invalid("page_token", "is not a token from a previous page"))?,
         };
-        let start = r.start_time.as_ref().and_then(convert::from_timestamp);
-        let end = r.end_time.as_ref().and_then(convert::from_timestamp);
-        let purpose = convert::purpose_from_pb(r.purpose);
+        // A filter that cannot be read is refused, never dropped: a regulator must not get
+        // the whole log while believing it filtered.
+        let start = time_filter(r.start_time.as_ref(), "start_time")?;
+        let end = time_filter(r.end_time.as_ref(), "end_time")?;
+        let purpose = match r.purpose {
+            0 => None,
+            n => Some(
+                convert::purpose_from_pb(n)
+                    .ok_or_else(|| ApiError::invalid("purpose", format!("{n} is not a bureau.v1.Purpose")))?,
+            ),
+        };
+        if !r.subject_id.is_empty() && !crate::domain::subject::is_valid_subject_id(&r.subject_id) {
+            return Err(ApiError::invalid("subject_id", "must be a 64-hex subject id").into());
+        }
         let scanned = self.node.store.audit_entries(from, MAX_SCAN).await.map_err(ApiError::from)?;
         let mut entries = Vec::new();
         let mut next = None;

@@ -128,6 +128,84 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The error for a status tonic itself produced while reading a request message, when it
+    /// is the caller's fault: an oversized message is RESOURCE_EXHAUSTED (the code gRPC
+    /// specifies; tonic says OUT_OF_RANGE) and an undecodable one INVALID_ARGUMENT (tonic says
+    /// INTERNAL, which reads as our fault and makes clients retry). `None` for anything else.
+    pub(crate) fn from_framing(status: &Status) -> Option<Self> {
+        let m = status.message();
+        match status.code() {
+            Code::OutOfRange if m.contains("message length too large") => Some(Self::ResourceExhausted(m.to_owned())),
+            Code::Internal if m.starts_with("failed to decode Protobuf message") => Some(Self::invalid(
+                "request",
+                format!(
+                    "is not a valid bureau.v1 message: {}",
+                    m.trim_start_matches("failed to decode Protobuf message: ")
+                ),
+            )),
+            _ => None,
+        }
+    }
+
+    /// A request-stream message error: [`ApiError::from_framing`] where it applies, else as is.
+    pub(crate) fn inbound(status: Status) -> Status {
+        match Self::from_framing(&status) {
+            Some(e) => e.into(),
+            None => status,
+        }
+    }
+}
+
+/// Applies [`ApiError::from_framing`] to unary answers: tonic answers a request message it
+/// cannot read before any handler runs, with the status in the response headers; this rewrites
+/// those headers so unary and streaming calls fail alike, with the same `ErrorInfo`.
+#[derive(Clone, Copy)]
+pub(crate) struct FramingErrorsLayer;
+
+impl<S> tower::Layer<S> for FramingErrorsLayer {
+    type Service = FramingErrors<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        FramingErrors(inner)
+    }
+}
+
+/// See [`FramingErrorsLayer`].
+#[derive(Clone)]
+pub(crate) struct FramingErrors<S>(S);
+
+impl<S, Req, B> tower::Service<Req> for FramingErrors<S>
+where
+    S: tower::Service<Req, Response = http::Response<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<B>;
+    type Error = S::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<http::Response<B>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let fut = self.0.call(req);
+        Box::pin(async move {
+            let mut res = fut.await?;
+            let rewritten = Status::from_header_map(res.headers()).and_then(|s| ApiError::from_framing(&s));
+            if let Some(e) = rewritten {
+                let h = res.headers_mut();
+                for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
+                    h.remove(name);
+                }
+                if let Err(e) = Status::from(e).add_header(h) {
+                    error!(error = %e, "could not encode a framing error");
+                }
+            }
+            Ok(res)
+        })
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

@@ -200,10 +200,7 @@ impl RecordsService for RecordsApi {
             let batch = match stream.message().await {
                 Ok(Some(batch)) => batch,
                 Ok(None) => break,
-                Err(s) if s.code() == tonic::Code::OutOfRange => {
-                    return Err(ApiError::ResourceExhausted(s.message().to_owned()).into());
-                }
-                Err(s) => return Err(s),
+                Err(s) => return Err(ApiError::inbound(s)),
             };
             let results = self.apply_batch(&furnisher, batch.records).await?;
             if let Some(f) = flushing.take() {

@@ -5,4 +5,5 @@ pub mod client;
 pub mod identity;
 pub(crate) mod peers;
 pub mod pki;
+mod revocation;
 pub mod tls;

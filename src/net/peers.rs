@@ -2,7 +2,10 @@
 //! certificate must name its configured id), and a fan-out that asks every peer concurrently
 //! under one deadline. Late or failing peers are reported, never waited for.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use serde::{Deserialize, Serialize};
 use tonic::{transport::Channel, Code};
@@ -11,7 +14,7 @@ use tracing::{debug, warn};
 use crate::{
     domain::inquiry::{Inquiry, Purpose},
     domain::record::CreditRecord,
-    net::tls::{self, TlsError, TlsMaterial},
+    net::tls::{self, Revocation, TlsError, TlsMaterial},
     wire::convert,
     wire::pb::bureau::v1::{self as pb, federation_service_client::FederationServiceClient},
 };
@@ -88,13 +91,15 @@ impl Peers {
         material: &TlsMaterial,
         federation: &str,
         max_message: usize,
+        revocation: Arc<Revocation>,
     ) -> Result<Self, TlsError> {
         let mut peers = Vec::with_capacity(configs.len());
         for p in configs {
-            let cfg = material.client_config(federation, Some(&p.id))?;
-            let channel = tls::channel(&p.address, cfg, Duration::from_secs(2)).map_err(|e| {
-                TlsError::Rustls(rustls::Error::General(format!("peer {} address {}: {e}", p.id, p.address)))
-            })?;
+            let cfg = material.client_config_with(federation, Some(&p.id), revocation.clone())?;
+            let channel = tls::channel_tracked(&p.address, cfg, Duration::from_secs(2), Some(revocation.clone()))
+                .map_err(|e| {
+                    TlsError::Rustls(rustls::Error::General(format!("peer {} address {}: {e}", p.id, p.address)))
+                })?;
             let client = FederationServiceClient::new(channel).max_decoding_message_size(max_message);
             peers.push(Peer { id: p.id.clone(), client });
         }

@@ -19,15 +19,18 @@ use rustls::{
 };
 use tokio::{
     net::{TcpListener, TcpStream},
-    sync::{mpsc, watch, Semaphore},
+    sync::{mpsc, watch},
 };
 use tokio_rustls::{server::TlsStream, TlsAcceptor, TlsConnector};
 use tracing::{debug, info, warn};
 
 use crate::net::identity::{Identity, Role};
+pub use crate::net::revocation::{Revocation, Tracked};
 
-/// Most TLS handshakes in progress at once; more wait in the kernel's accept queue.
-const MAX_PENDING_HANDSHAKES: usize = 256;
+/// Most TLS handshakes in progress at once. A new connection beyond it evicts the oldest
+/// pending handshake instead of waiting for a slot, so connections that never finish their
+/// handshake (a flood, a stalled client) cannot keep a new one waiting.
+const MAX_PENDING_HANDSHAKES: usize = 1024;
 
 /// Why TLS material could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +130,11 @@ impl TlsMaterial {
         Ok(Self { ca: certs(&files.ca)?, chain: certs(&files.cert)?, key: Arc::new(key), crls })
     }
 
+    /// The authority's revocation lists as read.
+    pub fn crls(&self) -> &[CertificateRevocationListDer<'static>] {
+        &self.crls
+    }
+
     /// This member's own identity, from its certificate.
     pub fn identity(&self) -> Result<Identity, crate::net::identity::IdentityError> {
         Identity::from_cert_der(&self.chain[0])
@@ -160,6 +168,17 @@ impl TlsMaterial {
     /// certificate chains to the authority, is not revoked, and names an institution of
     /// `federation` — `expected` when given.
     pub fn client_config(&self, federation: &str, expected: Option<&str>) -> Result<Arc<ClientConfig>, TlsError> {
+        self.client_config_with(federation, expected, Revocation::new(&self.crls)?)
+    }
+
+    /// [`TlsMaterial::client_config`] checking servers against `revocation`'s lists as they
+    /// are when each connection is made (a node's peer client: its lists follow CRL reloads).
+    pub fn client_config_with(
+        &self,
+        federation: &str,
+        expected: Option<&str>,
+        revocation: Arc<Revocation>,
+    ) -> Result<Arc<ClientConfig>, TlsError> {
         let provider = provider();
         let anchors = self
             .ca
@@ -167,15 +186,9 @@ impl TlsMaterial {
             .map(|c| webpki::anchor_from_trusted_cert(c).map(|a| a.to_owned()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| TlsError::Rustls(rustls::Error::General(format!("trust anchor: {e}"))))?;
-        let crls = self
-            .crls
-            .iter()
-            .map(|c| webpki::OwnedCertRevocationList::from_der(c).map(webpki::CertRevocationList::from))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| TlsError::Rustls(rustls::Error::General(format!("crl: {e}"))))?;
         let verifier = PeerVerifier {
             anchors,
-            crls,
+            revocation,
             federation: federation.to_owned(),
             expected: expected.map(str::to_owned),
             provider: provider.clone(),
@@ -195,7 +208,7 @@ impl TlsMaterial {
 #[derive(Debug)]
 struct PeerVerifier {
     anchors: Vec<rustls::pki_types::TrustAnchor<'static>>,
-    crls: Vec<webpki::CertRevocationList<'static>>,
+    revocation: Arc<Revocation>,
     federation: String,
     expected: Option<String>,
     provider: Arc<CryptoProvider>,
@@ -223,7 +236,8 @@ impl ServerCertVerifier for PeerVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let ee = webpki::EndEntityCert::try_from(end_entity).map_err(other)?;
-        let crl_refs: Vec<&webpki::CertRevocationList<'_>> = self.crls.iter().collect();
+        let crls = self.revocation.current();
+        let crl_refs: Vec<&webpki::CertRevocationList<'_>> = crls.iter().collect();
         let revocation = match crl_refs.is_empty() {
             true => None,
             false => Some(
@@ -286,14 +300,15 @@ pub fn incoming(
     listener: TcpListener,
     config: watch::Receiver<Arc<ServerConfig>>,
     handshake_timeout: Duration,
-) -> tokio_stream::wrappers::ReceiverStream<io::Result<TlsStream<TcpStream>>> {
+    revocation: Arc<Revocation>,
+) -> tokio_stream::wrappers::ReceiverStream<io::Result<Tracked<TlsStream<TcpStream>>>> {
     let (tx, rx) = mpsc::channel(64);
-    let permits = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
     tokio::spawn(async move {
+        // Pending handshakes, oldest first: each task's abort handle and a token that is gone
+        // once the task has finished.
+        let mut pending: std::collections::VecDeque<(tokio::task::AbortHandle, std::sync::Weak<()>)> =
+            std::collections::VecDeque::new();
         loop {
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                return;
-            };
             // Stop listening as soon as the server stops reading: a stopped node must refuse
             // connections, not accept and drop them.
             let accepted = tokio::select! {
@@ -312,14 +327,30 @@ pub fn incoming(
             if tx.is_closed() {
                 return;
             }
+            while pending.front().is_some_and(|(_, alive)| alive.strong_count() == 0) {
+                pending.pop_front();
+            }
+            if pending.len() >= MAX_PENDING_HANDSHAKES {
+                pending.retain(|(_, alive)| alive.strong_count() > 0);
+                while pending.len() >= MAX_PENDING_HANDSHAKES {
+                    if let Some((oldest, _)) = pending.pop_front() {
+                        oldest.abort();
+                    }
+                }
+                debug!(peer = %addr, "handshake table full; the oldest pending handshake was dropped");
+            }
             let _ = tcp.set_nodelay(true);
             let acceptor = TlsAcceptor::from(config.borrow().clone());
             let tx = tx.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
+            let revocation = revocation.clone();
+            let token = Arc::new(());
+            let alive = Arc::downgrade(&token);
+            let task = tokio::spawn(async move {
+                let _token = token;
                 match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {
-                        let _ = tx.send(Ok(tls)).await;
+                        let peer = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).cloned();
+                        let _ = tx.send(Ok(revocation.track(tls, peer.as_ref()))).await;
                     }
                     Ok(Err(e)) => info!(peer = %addr, error = %e, "tls handshake refused"),
                     Err(_) => {
@@ -327,6 +358,7 @@ pub fn incoming(
                     }
                 }
             });
+            pending.push_back((task.abort_handle(), alive));
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)
@@ -334,7 +366,7 @@ pub fn incoming(
 
 /// Rebuilds the server config whenever the CRL file changes (checked every `every`), so a
 /// revocation takes effect on a running node without a restart. Stops when `tx` has no readers.
-pub fn watch_crl(files: TlsFiles, tx: watch::Sender<Arc<ServerConfig>>, every: Duration) {
+pub fn watch_crl(files: TlsFiles, tx: watch::Sender<Arc<ServerConfig>>, revocation: Arc<Revocation>, every: Duration) {
     let Some(crl) = files.crl.clone() else { return };
     let mtime = move || fs::metadata(&crl).and_then(|m| m.modified()).ok();
     tokio::spawn(async move {
@@ -350,10 +382,14 @@ pub fn watch_crl(files: TlsFiles, tx: watch::Sender<Arc<ServerConfig>>, every: D
                 continue;
             }
             seen = now;
-            match TlsMaterial::load(&files).and_then(|m| m.server_config()) {
-                Ok(cfg) => {
-                    info!(crl = ?files.crl, "revocation list reloaded");
+            let reloaded = TlsMaterial::load(&files).and_then(|m| Ok((m.server_config()?, m)));
+            match reloaded {
+                Ok((cfg, material)) => {
                     let _ = tx.send(cfg);
+                    match revocation.update(material.crls()) {
+                        Ok(closed) => info!(crl = ?files.crl, closed, "revocation list reloaded"),
+                        Err(e) => warn!(error = %e, "revocation list reloaded for new handshakes only"),
+                    }
                 }
                 Err(e) => {
                     warn!(error = %e, "revocation list reload failed, keeping the previous one")
@@ -363,6 +399,10 @@ pub fn watch_crl(files: TlsFiles, tx: watch::Sender<Arc<ServerConfig>>, every: D
     });
 }
 
+/// A client connection, tracked for revocation or not.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 /// Opens a lazily connected channel to `addr` over mTLS with `config`: one HTTP/2 connection,
 /// reused by every call, reconnected on failure.
 pub fn channel(
@@ -370,8 +410,20 @@ pub fn channel(
     config: Arc<ClientConfig>,
     connect_timeout: Duration,
 ) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    channel_tracked(addr, config, connect_timeout, None)
+}
+
+/// [`channel`] whose connections `revocation` closes once it lists the server's certificate
+/// (a node's peer channels).
+pub fn channel_tracked(
+    addr: &str,
+    config: Arc<ClientConfig>,
+    connect_timeout: Duration,
+    revocation: Option<Arc<Revocation>>,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
     let connector = tower::service_fn(move |uri: http::Uri| {
         let config = config.clone();
+        let revocation = revocation.clone();
         async move {
             let host = uri.host().unwrap_or("localhost").trim_matches(|c| c == '[' || c == ']').to_owned();
             let port = uri.port_u16().unwrap_or(443);
@@ -380,7 +432,14 @@ pub fn channel(
             let name = ServerName::try_from(host).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
             let tls = TlsConnector::from(config).connect(name, tcp).await?;
             debug!(%uri, "peer connection established");
-            Ok::<_, io::Error>(hyper_util::rt::TokioIo::new(tls))
+            let tracked = match &revocation {
+                Some(r) => {
+                    let peer = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).cloned();
+                    Box::new(r.track(tls, peer.as_ref())) as Box<dyn Io>
+                }
+                None => Box::new(tls) as Box<dyn Io>,
+            };
+            Ok::<_, io::Error>(hyper_util::rt::TokioIo::new(tracked))
         }
     });
     Ok(tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?

@@ -358,7 +358,8 @@ pub async fn concurrent_appends_make_one_log(b: &dyn Backend) {
     s.close().await.unwrap();
 }
 
-/// What was synced survives closing and reopening: records, tombstones, inquiries, the log.
+/// What was synced survives closing and reopening (while the closed handle still exists):
+/// records, tombstones, inquiries, the log.
 pub async fn durable_after_reopen(b: &dyn Backend) {
     let a = subject(8);
     let head = {
@@ -370,8 +371,10 @@ pub async fn durable_after_reopen(b: &dyn Backend) {
         s.sync().await.unwrap();
         let head = s.durable_head().await.unwrap();
         s.close().await.unwrap();
-        head
+        (head, s)
     };
+    // The old handle still exists: closing alone must have let go of the backend's files.
+    let (head, _old) = head;
     let s = b.open().await;
     assert_eq!(s.get("bank", "k1").await.unwrap().unwrap().record, record("bank", "k1", &a, 3));
     assert_eq!(s.get("bank", "k2").await.unwrap(), None);

@@ -34,7 +34,7 @@ pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
 
 /// The time of a protobuf timestamp, if in range.
 pub fn from_timestamp(t: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
-    u32::try_from(t.nanos).ok().and_then(|n| DateTime::from_timestamp(t.seconds, n))
+    u32::try_from(t.nanos).ok().filter(|n| *n < 1_000_000_000).and_then(|n| DateTime::from_timestamp(t.seconds, n))
 }
 
 fn date_to_pb(d: NaiveDate) -> Date {

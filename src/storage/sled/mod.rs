@@ -104,7 +104,8 @@ pub(crate) struct SledStorage {
 }
 
 struct Inner {
-    ledger: Tree,
+    /// Taken at close, so the files are released even while handles remain.
+    ledger: std::sync::RwLock<Option<Tree>>,
     writes: mpsc::Sender<WriteMsg>,
     syncs: mpsc::Sender<SyncMsg>,
     /// The log size after the writer's last committed group.
@@ -182,7 +183,7 @@ impl SledStorage {
         };
         Ok(Self {
             inner: Arc::new(Inner {
-                ledger,
+                ledger: std::sync::RwLock::new(Some(ledger)),
                 writes,
                 syncs,
                 applied,
@@ -227,7 +228,7 @@ impl SledStorage {
         f: impl FnOnce(&Tree) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let _permit = self.inner.readers.acquire().await.map_err(|_| StoreError::Closed)?;
-        let ledger = self.inner.ledger.clone();
+        let ledger = self.inner.ledger.read().unwrap_or_else(|p| p.into_inner()).clone().ok_or(StoreError::Closed)?;
         tokio::task::spawn_blocking(move || f(&ledger)).await.map_err(|e| StoreError::Panicked(e.to_string()))?
     }
 }
@@ -648,6 +649,9 @@ impl Storage for SledStorage {
             Err(_) => Ok(()),
         };
         let threads = std::mem::take(&mut *self.inner.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        // The writer and flusher have let go of theirs; this was the last handle on the files
+        // (reads in flight hold a clone only until they finish).
+        self.inner.ledger.write().unwrap_or_else(|p| p.into_inner()).take();
         // Both threads have answered their stop message; joining them is immediate.
         tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join())))
             .await
