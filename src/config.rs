@@ -204,7 +204,9 @@ pub struct PolicyConfig {
 }
 
 impl NodeConfig {
-    /// A client of this node holding the node's own files (operator tooling on the node's host).
+    /// A client of this node: its address, authority, CRL and federation, and (as placeholders)
+    /// the node's own certificate and key, which a caller of application services must replace
+    /// with an application's: the node's identity may not use them.
     pub fn client_config(&self) -> crate::net::client::ClientConfig {
         crate::net::client::ClientConfig {
             address: self.node.listen.to_string(),

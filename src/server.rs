@@ -16,7 +16,7 @@ use crate::{
     grpc::{
         audit::AuditApi, federation::FederationApi, records::RecordsApi, scoring::ScoringApi, subjects::SubjectsApi,
     },
-    net::identity::{Identity, Role},
+    net::identity::Identity,
     net::peers::Peers,
     net::tls::{self, TlsMaterial},
     scoring::Model,
@@ -129,8 +129,8 @@ pub async fn bind_loopback() -> std::io::Result<TcpListener> {
 pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningNode, ServeError> {
     let material = TlsMaterial::load(&cfg.tls_files())?;
     let me = material.identity().map_err(|e| ServeError::Mismatch(format!("node certificate: {e}")))?;
-    let expected = Identity::institution(&cfg.federation.name, &cfg.node.institution);
-    if me != expected || me.role != Role::Institution {
+    let expected = Identity::node(&cfg.federation.name, &cfg.node.institution);
+    if me != expected {
         return Err(ServeError::Mismatch(format!(
             "node certificate names {}, configuration says {}",
             me.spiffe_uri(),

@@ -32,12 +32,12 @@ async fn verify(f: &Fed, node: &RunningNode, state: &Path) -> VerifiedLog {
 async fn activity(f: &Fed, nodes: &[RunningNode]) -> pb::Score {
     for n in nodes {
         let inst = n.institution.clone();
-        f.records(Role::Institution, &inst, n.addr)
+        f.records(Role::Application, &inst, n.addr)
             .furnish_records(pb::FurnishRecordsRequest { records: vec![record(&subject(1), &format!("{inst}-1"), 1)] })
             .await
             .unwrap();
     }
-    ScoringServiceClient::new(f.channel(Role::Institution, "bank", nodes[0].addr))
+    ScoringServiceClient::new(f.channel(Role::Application, "bank", nodes[0].addr))
         .get_score(pb::GetScoreRequest {
             subject_id: subject(1),
             purpose: pb::Purpose::CreditApplication as i32,
@@ -80,7 +80,7 @@ async fn entries(f: &Fed, node: &RunningNode) -> Vec<Entry> {
 async fn only_a_regulator_may_read_and_refusals_are_logged() {
     let f = fed(&["bank"], &["pbc"]);
     let node = f.start("bank").await;
-    let mut as_bank = AuditServiceClient::new(f.channel(Role::Institution, "bank", node.addr));
+    let mut as_bank = AuditServiceClient::new(f.channel(Role::Application, "bank", node.addr));
     let errs = [
         as_bank.list_audit_entries(pb::ListAuditEntriesRequest::default()).await.unwrap_err(),
         as_bank.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap_err(),
@@ -154,7 +154,7 @@ async fn a_federated_score_is_logged_at_both_ends_proven_and_reconciled() {
     }
 
     // Subject transparency: the subject's own institution sees who looked, from its node.
-    let mut subjects = SubjectsServiceClient::new(f.channel(Role::Institution, "payapp", nodes[1].addr));
+    let mut subjects = SubjectsServiceClient::new(f.channel(Role::Application, "payapp", nodes[1].addr));
     let seen = subjects
         .list_subject_inquiries(pb::ListSubjectInquiriesRequest {
             parent: format!("subjects/{}", subject(1)),

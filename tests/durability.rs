@@ -13,7 +13,7 @@ use bureau::{net::identity::Role, pb::bureau::v1 as pb};
 use common::{fed, record, subject};
 
 async fn all_record_ids(f: &common::Fed, addr: SocketAddr, subjects: u32) -> BTreeSet<String> {
-    let mut c = f.records(Role::Institution, "bank", addr);
+    let mut c = f.records(Role::Application, "bank", addr);
     let mut ids = BTreeSet::new();
     for s in 0..subjects {
         let mut token = String::new();
@@ -41,7 +41,7 @@ async fn all_record_ids(f: &common::Fed, addr: SocketAddr, subjects: u32) -> BTr
 async fn a_restart_keeps_every_record() {
     let f = fed(&["bank"], &[]);
     let node = f.start("bank").await;
-    let mut c = f.records(Role::Institution, "bank", node.addr);
+    let mut c = f.records(Role::Application, "bank", node.addr);
     let records: Vec<_> = (0..300).map(|i| record(&subject(i % 10), &format!("r-{i}"), 1 + u64::from(i % 3))).collect();
     c.furnish_records(pb::FurnishRecordsRequest { records }).await.unwrap();
     node.shutdown().await.unwrap();
@@ -49,7 +49,7 @@ async fn a_restart_keeps_every_record() {
     let node = f.start("bank").await;
     let ids = all_record_ids(&f, node.addr, 10).await;
     assert_eq!(ids.len(), 300);
-    let mut c = f.records(Role::Institution, "bank", node.addr);
+    let mut c = f.records(Role::Application, "bank", node.addr);
     let r =
         c.get_record(pb::GetRecordRequest { name: "institutions/bank/records/r-5".into() }).await.unwrap().into_inner();
     assert_eq!(r.version, 3);
@@ -67,7 +67,7 @@ async fn kill_dash_nine_loses_no_acknowledged_record() {
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
     let mut writers = Vec::new();
     for w in 0..8u32 {
-        let mut c = f.records(Role::Institution, "bank", addr);
+        let mut c = f.records(Role::Application, "bank", addr);
         let acked = acked.clone();
         writers.push(tokio::spawn(async move {
             for b in 0u32.. {
@@ -114,7 +114,7 @@ fn spawn_node(f: &common::Fed) -> (std::process::Child, SocketAddr, bureau::conf
 async fn kill_dash_nine_right_after_a_streamed_acknowledgement() {
     let f = fed(&["bank"], &[]);
     let (mut child, addr, cfg) = spawn_node(&f);
-    let mut c = f.records(Role::Institution, "bank", addr);
+    let mut c = f.records(Role::Application, "bank", addr);
     let ids: Vec<String> = (0..300).map(|i| format!("s-{i}")).collect();
     let records: Vec<pb::CreditRecord> =
         ids.iter().enumerate().map(|(i, id)| record(&subject(i as u32 % 16), id, 1)).collect();
@@ -177,7 +177,7 @@ async fn no_checkpoint_handed_out_is_contradicted_after_kill_dash_nine() {
         }
         let writers: Vec<_> = (0..4u32)
             .map(|w| {
-                let mut c = f.records(Role::Institution, "bank", addr);
+                let mut c = f.records(Role::Application, "bank", addr);
                 tokio::spawn(async move {
                     for n in 0u32.. {
                         let r = record(&subject(n % 16), &format!("c{cycle}-w{w}-{n}"), 1);

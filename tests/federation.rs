@@ -40,7 +40,7 @@ async fn furnish_everywhere(
                 r
             })
             .collect();
-        let mut c = f.records(Role::Institution, &inst, node.addr);
+        let mut c = f.records(Role::Application, &inst, node.addr);
         c.furnish_records(pb::FurnishRecordsRequest { records: records.clone() }).await.unwrap();
         all.extend(records.into_iter().map(|r| convert::record_from_pb(r, &inst, chrono::NaiveDate::MAX).unwrap()));
     }
@@ -48,7 +48,7 @@ async fn furnish_everywhere(
 }
 
 fn scoring(f: &Fed, node: &RunningNode) -> ScoringServiceClient<tonic::transport::Channel> {
-    ScoringServiceClient::new(f.channel(Role::Institution, &node.institution, node.addr))
+    ScoringServiceClient::new(f.channel(Role::Application, &node.institution, node.addr))
 }
 
 fn get_score(s: &str, purpose: pb::Purpose, consent: &str) -> pb::GetScoreRequest {
@@ -159,7 +159,7 @@ async fn a_node_never_passes_on_records_it_learnt_from_peers() {
         scoring(&f, &nodes[1]).get_score(get_score(&s, pb::Purpose::AccountReview, "")).await.unwrap().into_inner();
     assert_eq!(score.records_used, 6);
     // ...yet when bikeshare asks payapp, it gets payapp's own records only.
-    let mut as_bikeshare = FederationServiceClient::new(f.channel(Role::Institution, "bikeshare", nodes[1].addr));
+    let mut as_bikeshare = FederationServiceClient::new(f.channel(Role::Node, "bikeshare", nodes[1].addr));
     let answer = as_bikeshare
         .query_records(pb::QueryRecordsRequest {
             subject_id: s.clone(),
@@ -192,7 +192,7 @@ async fn purpose_and_consent_are_checked_with_documented_codes() {
         .await
         .unwrap();
     let s = subject(6);
-    let mut peer = FederationServiceClient::new(f.channel(Role::Institution, "payapp", nodes[0].addr));
+    let mut peer = FederationServiceClient::new(f.channel(Role::Node, "payapp", nodes[0].addr));
     let q = |purpose: pb::Purpose, consent: &str| pb::QueryRecordsRequest {
         subject_id: s.clone(),
         purpose: purpose as i32,
@@ -219,7 +219,7 @@ async fn purpose_and_consent_are_checked_with_documented_codes() {
     assert_eq!(reason(&err).as_deref(), Some("CONSENT_REQUIRED"));
 
     // A peer that does not accept the purpose refuses; the scoring node reports it as such.
-    let mut to_bikeshare = FederationServiceClient::new(f.channel(Role::Institution, "bank", nodes[2].addr));
+    let mut to_bikeshare = FederationServiceClient::new(f.channel(Role::Node, "bank", nodes[2].addr));
     let err = to_bikeshare.query_records(q(pb::Purpose::CreditApplication, "c-1")).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
     assert_eq!(reason(&err).as_deref(), Some("PURPOSE_NOT_ACCEPTED"));
@@ -235,7 +235,7 @@ async fn purpose_and_consent_are_checked_with_documented_codes() {
 
     // The hard inquiry was recorded at the peer that answered.
     let mut subjects = bureau::pb::bureau::v1::subjects_service_client::SubjectsServiceClient::new(f.channel(
-        Role::Institution,
+        Role::Application,
         &nodes[1].institution,
         nodes[1].addr,
     ));
@@ -291,7 +291,7 @@ async fn a_regulator_may_neither_query_peers_nor_score_and_an_impostor_peer_is_r
     assert_eq!(err.code(), Code::PermissionDenied);
     assert_eq!(reason(&err).as_deref(), Some("WRONG_ROLE"));
     // Another institution may not score on this node either.
-    let err = ScoringServiceClient::new(f.channel(Role::Institution, "payapp", nodes[0].addr))
+    let err = ScoringServiceClient::new(f.channel(Role::Application, "payapp", nodes[0].addr))
         .get_score(get_score(&s, pb::Purpose::AccountReview, ""))
         .await
         .unwrap_err();

@@ -39,7 +39,7 @@ async fn shutdown_turns_every_service_not_serving() {
     })
     .await
     .unwrap();
-    let ch = f.channel(Role::Institution, "bank", node.addr);
+    let ch = f.channel(Role::Application, "bank", node.addr);
     let mut streams = Vec::new();
     for service in SERVICES.iter().copied().chain([""]) {
         let mut s = HealthClient::new(ch.clone())
@@ -87,7 +87,7 @@ async fn node_with_connections(
     connections: usize,
 ) -> (std::process::Child, Vec<tonic::transport::Channel>) {
     let (child, addr) = common::spawn_serve(f, cfg);
-    let channels: Vec<_> = (0..connections).map(|_| f.channel(Role::Institution, "bank", addr)).collect();
+    let channels: Vec<_> = (0..connections).map(|_| f.channel(Role::Application, "bank", addr)).collect();
     for (i, ch) in channels.iter().enumerate() {
         let mut c = pb::records_service_client::RecordsServiceClient::new(ch.clone());
         let req = pb::FurnishRecordsRequest { records: vec![record(&subject(i as u32), &format!("warm-{i}"), 1)] };
@@ -192,7 +192,7 @@ async fn inquiry_pages_never_repeat_and_foreign_or_tampered_tokens_are_refused()
     let nodes = f.fed.start_all(&["bank", "payapp"], |_| {}).await.unwrap();
     let (bank, payapp) = (&nodes[0], &nodes[1]);
     let s = subject(1);
-    let mut scoring = ScoringServiceClient::new(f.channel(Role::Institution, "bank", bank.addr));
+    let mut scoring = ScoringServiceClient::new(f.channel(Role::Application, "bank", bank.addr));
     let ask = |n: usize| pb::GetScoreRequest {
         subject_id: s.clone(),
         purpose: pb::Purpose::AccountReview as i32,
@@ -201,7 +201,7 @@ async fn inquiry_pages_never_repeat_and_foreign_or_tampered_tokens_are_refused()
     for n in 0..5 {
         scoring.get_score(ask(n)).await.unwrap();
     }
-    let mut subjects = SubjectsServiceClient::new(f.channel(Role::Institution, "payapp", payapp.addr));
+    let mut subjects = SubjectsServiceClient::new(f.channel(Role::Application, "payapp", payapp.addr));
     let parent = format!("subjects/{s}");
     let list =
         |token: String| pb::ListSubjectInquiriesRequest { parent: parent.clone(), page_size: 2, page_token: token };
@@ -266,7 +266,7 @@ async fn sigterm_drains_for_at_most_the_deadline_then_exits() {
     let (mut child, addr) = common::spawn_serve(&f, &cfg);
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     tx.send(pb::FurnishRecordsRequest { records: vec![record(&subject(1), "open-1", 1)] }).await.unwrap();
-    let mut c = f.records(Role::Institution, "bank", addr);
+    let mut c = f.records(Role::Application, "bank", addr);
     let open =
         tokio::spawn(async move { c.stream_furnish_records(tokio_stream::wrappers::ReceiverStream::new(rx)).await });
     tokio::time::sleep(Duration::from_millis(300)).await; // the stream is open and idle

@@ -10,7 +10,7 @@ use tonic::Code;
 async fn furnish_get_list_round_trip_with_pagination() {
     let f = fed(&["bank"], &[]);
     let node = f.start("bank").await;
-    let mut c = f.records(Role::Institution, "bank", node.addr);
+    let mut c = f.records(Role::Application, "bank", node.addr);
     let s = subject(1);
     let batch: Vec<_> = (0..25).map(|i| record(&s, &format!("card-{i:02}"), 1)).collect();
     let other = record(&subject(2), "card-x", 1);
@@ -83,7 +83,7 @@ async fn furnish_get_list_round_trip_with_pagination() {
 async fn furnisher_comes_from_the_certificate_not_the_request() {
     let f = fed(&["bank", "lender"], &[]);
     let node = f.start("bank").await;
-    let mut c = f.records(Role::Institution, "bank", node.addr);
+    let mut c = f.records(Role::Application, "bank", node.addr);
     let mut r = record(&subject(1), "loan-1", 1);
     r.furnisher = "lender".into();
     r.name = "institutions/lender/records/loan-1".into();
@@ -105,7 +105,7 @@ async fn furnisher_comes_from_the_certificate_not_the_request() {
 async fn newer_versions_replace_older_and_equal_are_ignored_and_reported() {
     let f = fed(&["bank"], &[]);
     let node = f.start("bank").await;
-    let mut c = f.records(Role::Institution, "bank", node.addr);
+    let mut c = f.records(Role::Application, "bank", node.addr);
     let s = subject(3);
     let c0 = c.clone();
     let furnish = |v: u64| {
@@ -186,7 +186,7 @@ async fn newer_versions_replace_older_and_equal_are_ignored_and_reported() {
 async fn every_validation_rule_answers_invalid_argument_naming_record_and_field() {
     let f = fed(&["bank"], &[]);
     let node = f.start("bank").await;
-    let mut c = f.records(Role::Institution, "bank", node.addr);
+    let mut c = f.records(Role::Application, "bank", node.addr);
     let s = subject(5);
     type Alter = fn(&mut pb::CreditRecord);
     let cases: Vec<(&str, Alter)> = vec![
@@ -262,7 +262,7 @@ async fn oversized_messages_and_batches_are_refused_not_crashed() {
     cfg.limits.max_message_bytes = 64 * 1024;
     cfg.limits.max_batch_records = 100;
     let node = bureau::server::start(cfg).await.unwrap();
-    let mut c = f.records(Role::Institution, "bank", node.addr);
+    let mut c = f.records(Role::Application, "bank", node.addr);
     let s = subject(6);
     let big: Vec<_> = (0..800).map(|i| record(&s, &format!("r-{i}"), 1)).collect();
     let err = c.furnish_records(pb::FurnishRecordsRequest { records: big.clone() }).await.unwrap_err();
@@ -286,7 +286,7 @@ async fn oversized_messages_and_batches_are_refused_not_crashed() {
 async fn streaming_furnish_reports_counts_and_rejections() {
     let f = fed(&["bank"], &[]);
     let node = f.start("bank").await;
-    let mut c = f.records(Role::Institution, "bank", node.addr);
+    let mut c = f.records(Role::Application, "bank", node.addr);
     let batches: Vec<_> = (0..5)
         .map(|b| pb::FurnishRecordsRequest {
             records: (0..200)
@@ -323,7 +323,7 @@ async fn undecodable_messages_are_invalid_argument_not_internal() {
     let f = fed(&["bank"], &[]);
     let node = f.start("bank").await;
     let call = |path: &'static str, bytes: Vec<u8>, stream: bool| {
-        let ch = f.channel(Role::Institution, "bank", node.addr);
+        let ch = f.channel(Role::Application, "bank", node.addr);
         async move {
             let mut grpc = tonic::client::Grpc::new(ch);
             grpc.ready().await.unwrap();
@@ -351,7 +351,7 @@ async fn undecodable_messages_are_invalid_argument_not_internal() {
         assert_eq!(violations(&err)[0].0, "request", "{path}");
     }
     // The node is still up and serving.
-    f.records(Role::Institution, "bank", node.addr)
+    f.records(Role::Application, "bank", node.addr)
         .furnish_records(pb::FurnishRecordsRequest { records: vec![record(&subject(1), "ok", 1)] })
         .await
         .unwrap();

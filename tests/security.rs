@@ -89,7 +89,7 @@ async fn a_certificate_from_another_authority_is_refused() {
     for (federation, alert) in [("evil.test", "UnknownCA"), ("fed.test", "DecryptError")] {
         let dir = tempfile::tempdir().unwrap();
         let rogue = LocalFederation::create(dir.path(), federation, &["bank"], &[]).unwrap();
-        let mut client = rogue.client(Role::Institution, "bank", node.addr);
+        let mut client = rogue.client(Role::Application, "bank", node.addr);
         client.tls.ca = f.fed.pki.ca_cert(); // it trusts the real node, so only its own cert is at fault
         client.tls.crl = None;
         client.federation = "fed.test".into();
@@ -97,7 +97,7 @@ async fn a_certificate_from_another_authority_is_refused() {
         assert_refused(&err, alert);
     }
     // The honest client still gets in: the refusal was the certificate, not the node.
-    furnish_one(f.channel(Role::Institution, "bank", node.addr)).await.unwrap();
+    furnish_one(f.channel(Role::Application, "bank", node.addr)).await.unwrap();
     node.shutdown().await.unwrap();
 }
 
@@ -125,7 +125,7 @@ async fn a_revoked_licence_is_refused_including_after_a_live_crl_reload() {
     let err = refused.expect("revoked certificate still accepted after 5 s");
     assert_refused(&err, "CertificateRevoked");
     // Unrevoked members are unaffected.
-    furnish_one(f.channel(Role::Institution, "bank", node.addr)).await.unwrap();
+    furnish_one(f.channel(Role::Application, "bank", node.addr)).await.unwrap();
     node.shutdown().await.unwrap();
 
     // A node started with the CRL already listing it refuses it from the first handshake.
@@ -142,7 +142,7 @@ async fn the_wrong_role_or_another_institution_may_not_furnish() {
     let err = furnish_one(f.channel(Role::Regulator, "pbc", node.addr)).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
     assert_eq!(reason(&err).as_deref(), Some("WRONG_ROLE"));
-    let err = furnish_one(f.channel(Role::Institution, "lender", node.addr)).await.unwrap_err();
+    let err = furnish_one(f.channel(Role::Application, "lender", node.addr)).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
     assert_eq!(reason(&err).as_deref(), Some("NOT_OWN_INSTITUTION"));
     node.shutdown().await.unwrap();
@@ -152,7 +152,7 @@ async fn the_wrong_role_or_another_institution_may_not_furnish() {
 async fn a_client_refuses_a_node_that_is_not_the_institution_it_expects() {
     let f = fed(&["bank", "lender"], &[]);
     let node = f.start("bank").await;
-    let mut client = f.fed.client(Role::Institution, "bank", node.addr);
+    let mut client = f.fed.client(Role::Application, "bank", node.addr);
     client.expect = Some("lender".into());
     let err = furnish_one(client.channel().unwrap()).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "refused by our own client while connecting");
@@ -166,7 +166,7 @@ async fn health_and_reflection_cover_every_service() {
     use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
     let f = fed(&["bank"], &[]);
     let node = f.start("bank").await;
-    let ch = f.channel(Role::Institution, "bank", node.addr);
+    let ch = f.channel(Role::Application, "bank", node.addr);
     let status = HealthClient::new(ch.clone())
         .check(HealthCheckRequest { service: "bureau.v1.RecordsService".into() })
         .await
@@ -240,7 +240,7 @@ async fn a_flood_of_stalled_handshakes_does_not_keep_a_new_connection_waiting() 
         stalled.push(s);
     }
     let started = std::time::Instant::now();
-    let ch = f.channel(Role::Institution, "bank", addr);
+    let ch = f.channel(Role::Application, "bank", addr);
     let served = tokio::time::timeout(Duration::from_secs(2), furnish_one(ch)).await;
     let took = started.elapsed();
     eprintln!("with 1000 stalled handshakes open, a new connection was served in {took:?}");
@@ -261,11 +261,11 @@ async fn a_revocation_closes_open_connections_in_both_directions() {
     let (bank, payapp) = (&nodes[0], &nodes[1]);
     let mut audit = AuditServiceClient::new(f.channel(Role::Regulator, "pbc", bank.addr));
     audit.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap();
-    f.records(Role::Institution, "payapp", payapp.addr)
+    f.records(Role::Application, "payapp", payapp.addr)
         .furnish_records(pb::FurnishRecordsRequest { records: vec![record(&subject(1), "p-1", 1)] })
         .await
         .unwrap();
-    let mut scoring = ScoringServiceClient::new(f.channel(Role::Institution, "bank", bank.addr));
+    let mut scoring = ScoringServiceClient::new(f.channel(Role::Application, "bank", bank.addr));
     let score = || pb::GetScoreRequest {
         subject_id: subject(1),
         purpose: pb::Purpose::AccountReview as i32,
@@ -276,7 +276,7 @@ async fn a_revocation_closes_open_connections_in_both_directions() {
     assert_eq!(payapp_outcome(&before), Some(pb::PeerOutcome::Answered as i32));
 
     pki::revoke(&f.fed.pki, &f.fed.pki.member(Role::Regulator, "pbc").cert).unwrap();
-    pki::revoke(&f.fed.pki, &f.fed.pki.member(Role::Institution, "payapp").cert).unwrap();
+    pki::revoke(&f.fed.pki, &f.fed.pki.member(Role::Node, "payapp").cert).unwrap();
     // Inbound: the regulator's open connection stops working (it is not left to reconnect).
     let mut closed = None;
     for _ in 0..100 {
@@ -303,6 +303,52 @@ async fn a_revocation_closes_open_connections_in_both_directions() {
     assert_eq!(gone.outcome, pb::PeerOutcome::Unreachable as i32, "{gone:?}");
     assert!(gone.error.contains("Revoked") || gone.error.contains("revoked"), "{gone:?}");
     assert_eq!(after.records_used, 0, "no record of the revoked peer is used");
+    for n in nodes {
+        n.shutdown().await.unwrap();
+    }
+}
+
+/// Nodes and applications hold distinct identities: an application may not query a peer's
+/// `FederationService` (only nodes do, so the asking node always logs the query too), and a
+/// node identity may not use an institution's application services, not even its own node's.
+#[tokio::test]
+async fn applications_may_not_query_peers_and_nodes_may_not_use_application_services() {
+    let f = fed(&["bank", "payapp"], &[]);
+    let nodes = f.fed.start_all(&["bank", "payapp"], |_| {}).await.unwrap();
+    let (bank, payapp) = (&nodes[0], &nodes[1]);
+    let query = pb::QueryRecordsRequest {
+        subject_id: subject(1),
+        purpose: pb::Purpose::AccountReview as i32,
+        consent_reference: String::new(),
+        query_id: "q-app".into(),
+    };
+    // bank's application asks payapp's node directly, bypassing its own node.
+    let err =
+        pb::federation_service_client::FederationServiceClient::new(f.channel(Role::Application, "bank", payapp.addr))
+            .query_records(query.clone())
+            .await
+            .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert_eq!(reason(&err).as_deref(), Some("WRONG_ROLE"));
+    assert!(err.message().contains("institution/bank/app/cli"), "{err:?}");
+    // bank's node may (it is how federated scores work).
+    pb::federation_service_client::FederationServiceClient::new(f.channel(Role::Node, "bank", payapp.addr))
+        .query_records(query)
+        .await
+        .unwrap();
+    // A node identity on application services: its own node's and a peer's.
+    for (node, at) in [("bank", bank.addr), ("bank", payapp.addr)] {
+        let err = furnish_one(f.channel(Role::Node, node, at)).await.unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied);
+        assert_eq!(reason(&err).as_deref(), Some("WRONG_ROLE"), "{err:?}");
+    }
+    // A node certificate can no longer pose as a client of another node's application API, and
+    // an application certificate cannot serve as a node.
+    let mut cfg = f.fed.node_config("bank", &[]);
+    let app = f.fed.pki.member(Role::Application, "bank");
+    (cfg.tls.cert, cfg.tls.key) = (app.cert, app.key);
+    let err = bureau::server::start(cfg).await.err().expect("an application certificate cannot start a node");
+    assert!(err.to_string().contains("institution/bank/app/cli"), "{err}");
     for n in nodes {
         n.shutdown().await.unwrap();
     }

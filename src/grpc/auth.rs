@@ -31,28 +31,30 @@ pub(crate) fn caller<T>(req: &Request<T>, federation: &str) -> Result<Identity, 
     Ok(id)
 }
 
-/// Only this node's own institution may furnish and read its records, or score.
-pub(crate) fn require_own_institution(id: &Identity, institution: &str) -> Result<(), ApiError> {
+/// Only this node's own institution's applications may furnish and read its records, score,
+/// or read its subjects' inquiries: never another institution, a peer node (not even this
+/// institution's own node identity) or a regulator.
+pub(crate) fn require_own_application(id: &Identity, institution: &str) -> Result<(), ApiError> {
     match id.role {
-        Role::Institution if id.id == institution => Ok(()),
-        Role::Institution => Err(ApiError::PermissionDenied {
+        Role::Application if id.id == institution => Ok(()),
+        Role::Application => Err(ApiError::PermissionDenied {
             reason: Reason::NotOwnInstitution,
             message: format!("only {institution}'s own applications may use this service; caller is {id}"),
         }),
-        Role::Regulator => Err(ApiError::PermissionDenied {
+        Role::Node | Role::Regulator => Err(ApiError::PermissionDenied {
             reason: Reason::WrongRole,
-            message: format!("the regulator role may not use this service; caller is {id}"),
+            message: format!("only {institution}'s applications may use this service; caller is {id}"),
         }),
     }
 }
 
-/// Any licensed institution (peers), but not a regulator.
-pub(crate) fn require_institution(id: &Identity) -> Result<(), ApiError> {
+/// Only an institution's node may query a peer (so the asking node logs every query too).
+pub(crate) fn require_node(id: &Identity) -> Result<(), ApiError> {
     match id.role {
-        Role::Institution => Ok(()),
-        Role::Regulator => Err(ApiError::PermissionDenied {
+        Role::Node => Ok(()),
+        Role::Application | Role::Regulator => Err(ApiError::PermissionDenied {
             reason: Reason::WrongRole,
-            message: format!("only licensed institutions may query peers; caller is {id}"),
+            message: format!("only institutions' nodes may query peers; caller is {id}"),
         }),
     }
 }
@@ -61,7 +63,7 @@ pub(crate) fn require_institution(id: &Identity) -> Result<(), ApiError> {
 pub(crate) fn require_regulator(id: &Identity) -> Result<(), ApiError> {
     match id.role {
         Role::Regulator => Ok(()),
-        Role::Institution => Err(ApiError::PermissionDenied {
+        Role::Node | Role::Application => Err(ApiError::PermissionDenied {
             reason: Reason::WrongRole,
             message: format!("only a regulator may read the audit log; caller is {id}"),
         }),

@@ -48,7 +48,7 @@ impl FederationApi {
         caller: &Identity,
         r: pb::QueryRecordsRequest,
     ) -> Result<pb::QueryRecordsResponse, ApiError> {
-        auth::require_institution(caller)?;
+        auth::require_node(caller)?;
         let caller = caller.clone();
         let q = PeerQuery {
             inquirer: caller.id,

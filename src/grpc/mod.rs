@@ -41,7 +41,7 @@ pub(crate) async fn log_refusal(
     entry.counterparty = node.institution.clone();
     entry.subject_id =
         if crate::domain::subject::is_valid_subject_id(subject) { subject.to_owned() } else { String::new() };
-    entry.detail = caller.role.as_str().to_owned();
+    entry.detail = caller.to_string();
     let logged = match node.store.append_audit(vec![entry]).await {
         Ok(_) => node.store.sync().await,
         Err(err) => Err(err),

@@ -37,7 +37,7 @@ impl RecordsApi {
 
     async fn authorise<T>(&self, req: &Request<T>) -> Result<String, ApiError> {
         let id = auth::caller(req, &self.node.federation)?;
-        match auth::require_own_institution(&id, &self.node.institution) {
+        match auth::require_own_application(&id, &self.node.institution) {
             Ok(()) => Ok(id.id),
             Err(e) => Err(super::log_refusal(&self.node, &id, "", e).await),
         }

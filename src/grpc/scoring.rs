@@ -101,14 +101,14 @@ impl ScoringService for ScoringApi {
 
 impl ScoringApi {
     async fn score(&self, caller: &Identity, r: pb::GetScoreRequest) -> Result<pb::Score, ApiError> {
-        auth::require_own_institution(caller, &self.node.institution)?;
+        auth::require_own_application(caller, &self.node.institution)?;
         let score =
             self.node.scorer.score(&r.subject_id, convert::purpose_from_pb(r.purpose), &r.consent_reference).await?;
         Ok(score_to_pb(&score))
     }
 
     async fn decision(&self, caller: &Identity, r: pb::DecideRequest) -> Result<pb::Decision, ApiError> {
-        auth::require_own_institution(caller, &self.node.institution)?;
+        auth::require_own_application(caller, &self.node.institution)?;
         let policy = self.node.policies.get(&r.policy).ok_or_else(|| {
             let known: Vec<&str> = self.node.policies.keys().map(String::as_str).collect();
             ApiError::NotFound(format!("no policy {:?} on this node; known: {known:?}", r.policy))

@@ -32,7 +32,7 @@ impl SubjectsService for SubjectsApi {
         req: Request<pb::ListSubjectInquiriesRequest>,
     ) -> Result<Response<pb::ListSubjectInquiriesResponse>, Status> {
         let caller = auth::caller(&req, &self.node.federation)?;
-        if let Err(e) = auth::require_own_institution(&caller, &self.node.institution) {
+        if let Err(e) = auth::require_own_application(&caller, &self.node.institution) {
             return Err(super::log_refusal(&self.node, &caller, "", e).await.into());
         }
         let r = req.into_inner();

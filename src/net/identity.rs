@@ -1,7 +1,13 @@
 //! Who is calling: the SPIFFE-style URI SAN of a verified certificate, and nothing else.
 //!
-//! `spiffe://<federation>/institution/<id>` or `spiffe://<federation>/regulator/<id>`. A request
-//! field never overrides it, so a furnisher cannot furnish in another's name.
+//! - `spiffe://<federation>/institution/<id>/node`: an institution's node. Only nodes call
+//!   peers' `FederationService`, so every peer query is logged by the asking node too.
+//! - `spiffe://<federation>/institution/<id>/app/<name>`: one of that institution's
+//!   applications. Only these use their own node's records, scoring and subjects services;
+//!   the node's private key never has to leave the node.
+//! - `spiffe://<federation>/regulator/<id>`: a regulator, which reads audit logs.
+//!
+//! A request field never overrides it, so a furnisher cannot furnish in another's name.
 
 use std::fmt;
 
@@ -10,17 +16,20 @@ use x509_parser::{extensions::GeneralName, prelude::FromDer};
 /// What a certificate's holder may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
-    /// A licensed institution: furnishes, queries and scores.
-    Institution,
+    /// An institution's node: answers and asks its peers.
+    Node,
+    /// One of an institution's applications: furnishes, reads and scores at its own node.
+    Application,
     /// The licensing regulator: reads audit logs.
     Regulator,
 }
 
 impl Role {
-    /// The path segment naming the role in a SPIFFE id.
+    /// The role's name, as logged.
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Institution => "institution",
+            Self::Node => "node",
+            Self::Application => "application",
             Self::Regulator => "regulator",
         }
     }
@@ -35,6 +44,8 @@ pub struct Identity {
     pub role: Role,
     /// The institution or regulator id.
     pub id: String,
+    /// The application's name (applications only; empty otherwise).
+    pub app: String,
 }
 
 /// Why a certificate names no usable identity.
@@ -49,7 +60,7 @@ pub enum IdentityError {
     /// More than one `spiffe://` URI SAN: ambiguous, refused.
     #[error("certificate has more than one spiffe:// URI SAN")]
     ManySpiffeIds,
-    /// A SPIFFE id that is not `spiffe://<federation>/<role>/<id>`.
+    /// A SPIFFE id of none of the three shapes.
     #[error("malformed spiffe id {0:?}")]
     Malformed(String),
 }
@@ -64,39 +75,43 @@ pub fn is_valid_member_id(id: &str) -> bool {
 }
 
 impl Identity {
-    /// An institution of `federation`.
-    pub fn institution(federation: &str, id: &str) -> Self {
-        Self { federation: federation.to_owned(), role: Role::Institution, id: id.to_owned() }
+    /// The node of institution `id` of `federation`.
+    pub fn node(federation: &str, id: &str) -> Self {
+        Self { federation: federation.to_owned(), role: Role::Node, id: id.to_owned(), app: String::new() }
+    }
+
+    /// Application `app` of institution `id` of `federation`.
+    pub fn application(federation: &str, id: &str, app: &str) -> Self {
+        Self { federation: federation.to_owned(), role: Role::Application, id: id.to_owned(), app: app.to_owned() }
     }
 
     /// A regulator of `federation`.
     pub fn regulator(federation: &str, id: &str) -> Self {
-        Self { federation: federation.to_owned(), role: Role::Regulator, id: id.to_owned() }
+        Self { federation: federation.to_owned(), role: Role::Regulator, id: id.to_owned(), app: String::new() }
     }
 
     /// The SPIFFE URI for this identity.
     pub fn spiffe_uri(&self) -> String {
-        format!("spiffe://{}/{}/{}", self.federation, self.role.as_str(), self.id)
+        format!("spiffe://{}/{self}", self.federation)
     }
 
-    /// Parses `spiffe://<federation>/<role>/<id>`.
+    /// Parses one of the three SPIFFE id shapes (see the module header).
     pub fn parse_spiffe(uri: &str) -> Result<Self, IdentityError> {
         let malformed = || IdentityError::Malformed(uri.chars().take(200).collect());
         let rest = uri.strip_prefix("spiffe://").ok_or_else(malformed)?;
-        let mut parts = rest.split('/');
-        let (Some(federation), Some(role), Some(id), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(malformed());
-        };
-        let role = match role {
-            "institution" => Role::Institution,
-            "regulator" => Role::Regulator,
+        let parts: Vec<&str> = rest.split('/').collect();
+        let identity = match parts.as_slice() {
+            [federation, "institution", id, "node"] => Self::node(federation, id),
+            [federation, "institution", id, "app", app] if is_valid_member_id(app) => {
+                Self::application(federation, id, app)
+            }
+            [federation, "regulator", id] => Self::regulator(federation, id),
             _ => return Err(malformed()),
         };
-        if federation.is_empty() || !is_valid_member_id(id) {
+        if identity.federation.is_empty() || !is_valid_member_id(&identity.id) {
             return Err(malformed());
         }
-        Ok(Self { federation: federation.to_owned(), role, id: id.to_owned() })
+        Ok(identity)
     }
 
     /// Reads the identity from a DER certificate (already verified by the TLS layer).
@@ -120,8 +135,13 @@ impl Identity {
 }
 
 impl fmt::Display for Identity {
+    /// The SPIFFE path: `institution/bank/node`, `institution/bank/app/mobile`, `regulator/pbc`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.role.as_str(), self.id)
+        match self.role {
+            Role::Node => write!(f, "institution/{}/node", self.id),
+            Role::Application => write!(f, "institution/{}/app/{}", self.id, self.app),
+            Role::Regulator => write!(f, "regulator/{}", self.id),
+        }
     }
 }
 
@@ -130,18 +150,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_both_roles_and_rejects_the_rest() {
-        let i = Identity::parse_spiffe("spiffe://fed.example/institution/pay-app").unwrap();
-        assert_eq!(i, Identity::institution("fed.example", "pay-app"));
-        assert_eq!(i.spiffe_uri(), "spiffe://fed.example/institution/pay-app");
+    fn parses_the_three_shapes_and_rejects_the_rest() {
+        let n = Identity::parse_spiffe("spiffe://fed.example/institution/pay-app/node").unwrap();
+        assert_eq!(n, Identity::node("fed.example", "pay-app"));
+        assert_eq!(n.spiffe_uri(), "spiffe://fed.example/institution/pay-app/node");
+        let a = Identity::parse_spiffe("spiffe://fed/institution/bank/app/mobile").unwrap();
+        assert_eq!((a.role, a.id.as_str(), a.app.as_str()), (Role::Application, "bank", "mobile"));
+        assert_eq!(a.spiffe_uri(), "spiffe://fed/institution/bank/app/mobile");
         assert_eq!(Identity::parse_spiffe("spiffe://fed/regulator/pbc").unwrap().role, Role::Regulator);
         for bad in [
-            "https://fed/institution/a",
+            "https://fed/institution/a/node",
+            "spiffe://fed/institution/a",
             "spiffe://fed/admin/a",
-            "spiffe://fed/institution/A",
-            "spiffe://fed/institution/a/b",
-            "spiffe:///institution/a",
-            "spiffe://fed/institution/",
+            "spiffe://fed/institution/A/node",
+            "spiffe://fed/institution/a/app",
+            "spiffe://fed/institution/a/app/",
+            "spiffe://fed/institution/a/app/Mobile",
+            "spiffe://fed/institution/a/node/x",
+            "spiffe://fed/regulator/pbc/node",
+            "spiffe:///institution/a/node",
+            "spiffe://fed/institution//node",
         ] {
             assert!(Identity::parse_spiffe(bad).is_err(), "{bad}");
         }

@@ -1,5 +1,5 @@
 //! The federation's licensing authority as files: a CA, one certificate + key per institution
-//! node and per regulator, an Ed25519 checkpoint key per institution, the federation's subject
+//! node, per institution application and per regulator, an Ed25519 checkpoint key per node, the federation's subject
 //! HMAC key, and a CRL. Used by `bureau pki`, the demo and the tests (certificates made at test
 //! time, never checked in).
 
@@ -52,6 +52,8 @@ pub struct PkiSpec {
     pub institutions: Vec<String>,
     /// Regulator ids, one certificate each.
     pub regulators: Vec<String>,
+    /// Application names issued for every institution (besides its node), e.g. `cli`.
+    pub apps: Vec<String>,
     /// Extra DNS names for node certificates (besides `localhost` and 127.0.0.1), so tools such
     /// as grpcurl can check the server name.
     pub hosts: Vec<String>,
@@ -64,7 +66,7 @@ pub struct MemberFiles {
     pub cert: PathBuf,
     /// Private key, PEM, mode 0600.
     pub key: PathBuf,
-    /// Ed25519 checkpoint signing key (PKCS#8 PEM, 0600); institutions only.
+    /// Ed25519 checkpoint signing key (PKCS#8 PEM, 0600); nodes only.
     pub log_key: PathBuf,
 }
 
@@ -89,9 +91,22 @@ impl PkiDir {
     pub fn subject_key(&self) -> PathBuf {
         self.0.join("subject-key.hex")
     }
-    /// One member's files.
+    /// One member's files: institution `id`'s node, its [`DEFAULT_APP`] application, or
+    /// regulator `id`.
     pub fn member(&self, role: Role, id: &str) -> MemberFiles {
-        let stem = format!("{}-{id}", role.as_str());
+        match role {
+            Role::Node => self.files(&format!("institution-{id}")),
+            Role::Application => self.app(id, DEFAULT_APP),
+            Role::Regulator => self.files(&format!("regulator-{id}")),
+        }
+    }
+
+    /// The files of application `name` of institution `id`.
+    pub fn app(&self, id: &str, name: &str) -> MemberFiles {
+        self.files(&format!("institution-{id}-app-{name}"))
+    }
+
+    fn files(&self, stem: &str) -> MemberFiles {
         MemberFiles {
             cert: self.0.join(format!("{stem}.pem")),
             key: self.0.join(format!("{stem}.key")),
@@ -100,12 +115,16 @@ impl PkiDir {
     }
 }
 
+/// The application every institution gets from `pki init` unless others are named: the
+/// operator's command line (an application of the institution, never its node's key).
+pub const DEFAULT_APP: &str = "cli";
+
 /// Creates a new authority and every member's files in `out` (created if missing).
 pub fn init(spec: &PkiSpec, out: &Path) -> Result<PkiDir, PkiError> {
     if spec.federation.is_empty() || spec.federation.contains('/') {
         return Err(PkiError::Invalid(format!("bad federation name {:?}", spec.federation)));
     }
-    for id in spec.institutions.iter().chain(&spec.regulators) {
+    for id in spec.institutions.iter().chain(&spec.regulators).chain(&spec.apps) {
         if !is_valid_member_id(id) {
             return Err(PkiError::Invalid(format!("bad member id {id:?}: use 1-63 of [a-z0-9-]")));
         }
@@ -128,10 +147,15 @@ pub fn init(spec: &PkiSpec, out: &Path) -> Result<PkiDir, PkiError> {
     write_secret(&dir.ca_key(), &ca_key.serialize_pem())?;
     let issuer = Issuer::new(ca, ca_key);
 
+    let default_apps = [DEFAULT_APP.to_owned()];
+    let apps = if spec.apps.is_empty() { &default_apps[..] } else { &spec.apps[..] };
     let members = spec
         .institutions
         .iter()
-        .map(|id| Identity::institution(&spec.federation, id))
+        .flat_map(|id| {
+            std::iter::once(Identity::node(&spec.federation, id))
+                .chain(apps.iter().map(|app| Identity::application(&spec.federation, id, app)))
+        })
         .chain(spec.regulators.iter().map(|id| Identity::regulator(&spec.federation, id)));
     for member in members {
         issue(&dir, &issuer, &member, &spec.hosts, now)?;
@@ -157,7 +181,7 @@ fn issue(
     p.distinguished_name.push(DnType::OrganizationName, member.federation.clone());
     let uri = member.spiffe_uri().try_into()?;
     p.subject_alt_names = vec![SanType::URI(uri)];
-    if member.role == Role::Institution {
+    if member.role == Role::Node {
         p.subject_alt_names.push(SanType::DnsName("localhost".try_into()?));
         p.subject_alt_names.push(SanType::IpAddress([127, 0, 0, 1].into()));
         for h in hosts {
@@ -174,10 +198,13 @@ fn issue(
     p.use_authority_key_identifier_extension = true;
     p.key_identifier_method = KeyIdMethod::Sha256;
     let cert = p.signed_by(&key, issuer)?;
-    let files = dir.member(member.role, &member.id);
+    let files = match member.role {
+        Role::Application => dir.app(&member.id, &member.app),
+        role => dir.member(role, &member.id),
+    };
     write_public(&files.cert, &cert.pem())?;
     write_secret(&files.key, &key.serialize_pem())?;
-    if member.role == Role::Institution {
+    if member.role == Role::Node {
         use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey};
         let log_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
         let pem = log_key
@@ -190,6 +217,21 @@ fn issue(
         write_public(&files.log_key.with_extension("pub"), &format!("{vkey}\n"))?;
     }
     Ok(())
+}
+
+/// Issues application `name` of institution `institution` with the authority in `dir`: a new
+/// certificate and key for one more of the institution's applications.
+pub fn issue_app(dir: &PkiDir, federation: &str, institution: &str, name: &str) -> Result<MemberFiles, PkiError> {
+    for id in [institution, name] {
+        if !is_valid_member_id(id) {
+            return Err(PkiError::Invalid(format!("bad id {id:?}: use 1-63 of [a-z0-9-]")));
+        }
+    }
+    let ca_key = KeyPair::from_pem(&read(&dir.ca_key())?)?;
+    let issuer = Issuer::from_ca_cert_pem(&read(&dir.ca_cert())?, ca_key)?;
+    let member = Identity::application(federation, institution, name);
+    issue(dir, &issuer, &member, &[], OffsetDateTime::now_utc())?;
+    Ok(dir.app(institution, name))
 }
 
 /// Adds the certificate at `cert` to the CRL in `dir`, re-signed with a higher CRL number.
@@ -307,16 +349,27 @@ mod tests {
             federation: "fed.test".into(),
             institutions: vec!["bank".into()],
             regulators: vec!["pbc".into()],
+            apps: vec![],
             hosts: vec![],
         };
         let dir = init(&spec, tmp.path()).unwrap();
-        let bank = dir.member(Role::Institution, "bank");
-        let der = first_pem_der(&fs::read_to_string(&bank.cert).unwrap(), "CERTIFICATE").unwrap();
-        assert_eq!(Identity::from_cert_der(&der).unwrap(), Identity::institution("fed.test", "bank"));
+        let bank = dir.member(Role::Node, "bank");
+        let identity = |path: &Path| {
+            let der = first_pem_der(&fs::read_to_string(path).unwrap(), "CERTIFICATE").unwrap();
+            Identity::from_cert_der(&der).unwrap()
+        };
+        assert_eq!(identity(&bank.cert), Identity::node("fed.test", "bank"));
+        let cli = dir.member(Role::Application, "bank");
+        assert_eq!(identity(&cli.cert), Identity::application("fed.test", "bank", "cli"));
+        assert!(!cli.log_key.exists(), "applications sign no checkpoints");
+        let mobile = issue_app(&dir, "fed.test", "bank", "mobile").unwrap();
+        assert_eq!(identity(&mobile.cert), Identity::application("fed.test", "bank", "mobile"));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            for key in [bank.key.clone(), bank.log_key.clone(), dir.ca_key(), dir.subject_key()] {
+            for key in
+                [bank.key.clone(), bank.log_key.clone(), cli.key.clone(), mobile.key, dir.ca_key(), dir.subject_key()]
+            {
                 let mode = fs::metadata(&key).unwrap().permissions().mode() & 0o777;
                 assert_eq!(mode, 0o600, "{}", key.display());
             }

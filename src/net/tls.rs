@@ -24,7 +24,7 @@ use tokio::{
 use tokio_rustls::{server::TlsStream, TlsAcceptor, TlsConnector};
 use tracing::{debug, info, warn};
 
-use crate::net::identity::{Identity, Role};
+use crate::net::identity::Identity;
 pub use crate::net::revocation::{Revocation, Tracked};
 
 /// Most TLS handshakes in progress at once. A new connection beyond it evicts the oldest
@@ -263,8 +263,8 @@ impl ServerCertVerifier for PeerVerifier {
             e => other(e),
         })?;
         let id = Identity::from_cert_der(end_entity).map_err(other)?;
-        let wanted = Identity::institution(&self.federation, self.expected.as_deref().unwrap_or(&id.id));
-        if id.role != Role::Institution || id != wanted {
+        let wanted = Identity::node(&self.federation, self.expected.as_deref().unwrap_or(&id.id));
+        if id != wanted {
             return Err(other(WrongPeer { found: id.spiffe_uri(), expected: wanted.spiffe_uri() }));
         }
         Ok(ServerCertVerified::assertion())

@@ -36,6 +36,7 @@ impl LocalFederation {
             federation: federation.to_owned(),
             institutions: institutions.iter().map(|s| s.to_string()).collect(),
             regulators: regulators.iter().map(|s| s.to_string()).collect(),
+            apps: Vec::new(),
             hosts: Vec::new(),
         };
         let pki = pki::init(&spec, &root.join("pki"))?;
@@ -45,7 +46,7 @@ impl LocalFederation {
     /// A configuration for `institution`'s node on a free loopback port, with its store under
     /// `data/<institution>` and the given peers.
     pub fn node_config(&self, institution: &str, peers: &[(&str, SocketAddr)]) -> NodeConfig {
-        let files = self.pki.member(Role::Institution, institution);
+        let files = self.pki.member(Role::Node, institution);
         NodeConfig {
             node: NodeSection {
                 institution: institution.to_owned(),

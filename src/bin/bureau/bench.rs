@@ -171,7 +171,7 @@ async fn furnish_throughput(fed: &LocalFederation, n: usize, rows: &mut Vec<Row>
     let raw_indexed = raw_sled_rate(&fed.root.join("raw-sled-indexed"), &recs, BATCH, true).await?;
 
     let node = bureau::server::start(fed.node_config("loader", &[])).await?;
-    let mut c = RecordsServiceClient::new(fed.client(Role::Institution, "loader", node.addr).channel()?)
+    let mut c = RecordsServiceClient::new(fed.client(Role::Application, "loader", node.addr).channel()?)
         .max_encoding_message_size(64 << 20);
     let batches: Vec<pb::FurnishRecordsRequest> =
         recs.chunks(BATCH).map(|c| pb::FurnishRecordsRequest { records: c.to_vec() }).collect();
@@ -457,7 +457,7 @@ async fn federation(fed: &LocalFederation, subjects: usize, tag: &str) -> Result
 async fn wait_ready(fed: &LocalFederation, addr: std::net::SocketAddr) -> Result<()> {
     let until = Instant::now() + Duration::from_secs(20);
     loop {
-        let mut h = HealthClient::new(fed.client(Role::Institution, "scorer", addr).channel()?);
+        let mut h = HealthClient::new(fed.client(Role::Application, "scorer", addr).channel()?);
         if h.check(HealthCheckRequest { service: String::new() }).await.is_ok() {
             return Ok(());
         }
@@ -521,7 +521,7 @@ where
 async fn federated(fed: &LocalFederation, sizes: &Sizes, rows: &mut Vec<Row>) -> Result<()> {
     let (nodes, sample) = federation(fed, sizes.score_subjects, "main").await?;
     let scorer = &nodes[0];
-    let ch: Channel = fed.client(Role::Institution, "scorer", scorer.addr).channel()?;
+    let ch: Channel = fed.client(Role::Application, "scorer", scorer.addr).channel()?;
     let health = HealthClient::new(ch.clone());
     let scoring = ScoringServiceClient::new(ch);
 
@@ -552,7 +552,7 @@ async fn federated(fed: &LocalFederation, sizes: &Sizes, rows: &mut Vec<Row>) ->
     // Diagnostic: one peer leg alone (the scorer's certificate asking peer-a directly), to split
     // a score's latency into the peer round trip and the scoring node's own work.
     let peer_leg = {
-        let fc = FederationServiceClient::new(fed.client(Role::Institution, "scorer", nodes[1].addr).channel()?);
+        let fc = FederationServiceClient::new(fed.client(Role::Node, "scorer", nodes[1].addr).channel()?);
         let sample = sample.clone();
         latency(sizes.latency_calls, move |i| {
             let mut fc = fc.clone();
@@ -628,7 +628,7 @@ async fn federated(fed: &LocalFederation, sizes: &Sizes, rows: &mut Vec<Row>) ->
     let mut growth = vec![(sizes.score_subjects, ours)];
     for &n in sizes.growth {
         let (nodes, sample) = federation(fed, n, &format!("g{n}")).await?;
-        let s = ScoringServiceClient::new(fed.client(Role::Institution, "scorer", nodes[0].addr).channel()?);
+        let s = ScoringServiceClient::new(fed.client(Role::Application, "scorer", nodes[0].addr).channel()?);
         let p = latency(sizes.latency_calls.min(1000), move |i| {
             let mut s = s.clone();
             let subject = sample[i % sample.len()].clone();

@@ -238,9 +238,27 @@ pub enum PkiCommand {
         /// Regulator ids (repeat).
         #[arg(long = "regulator")]
         regulators: Vec<String>,
+        /// Application names issued for every institution (repeat; default `cli`).
+        #[arg(long = "app")]
+        apps: Vec<String>,
         /// Extra DNS names for node certificates (repeat).
         #[arg(long = "host")]
         hosts: Vec<String>,
+    },
+    /// Issue a certificate for one more application of an institution.
+    IssueApp {
+        /// The PKI directory (holds the authority's key).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Federation name (SPIFFE trust domain).
+        #[arg(long)]
+        federation: String,
+        /// The institution the application belongs to.
+        #[arg(long)]
+        institution: String,
+        /// The application's name, e.g. `mobile`.
+        #[arg(long)]
+        app: String,
     },
     /// Revoke a member's certificate (adds it to the CRL; nodes reload it within seconds).
     Revoke {
@@ -253,11 +271,12 @@ pub enum PkiCommand {
     },
 }
 
-/// How a client command reaches a node: a node configuration (acting as that institution), or
-/// explicit files.
+/// How a client command reaches a node, as one of an institution's applications: the node's
+/// configuration gives its address, authority and federation; the application's own
+/// certificate and key (never the node's) say who is calling.
 #[derive(Args, Debug, Clone)]
 pub struct Conn {
-    /// A node configuration: its address, certificate and key are used.
+    /// A node configuration: its address, authority certificate, CRL and federation are used.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Node address `host:port` (overrides the configuration's).
@@ -266,11 +285,11 @@ pub struct Conn {
     /// Federation authority certificate.
     #[arg(long)]
     pub ca: Option<PathBuf>,
-    /// Client certificate.
-    #[arg(long)]
+    /// The application's certificate (`pki/institution-<id>-app-<name>.pem`).
+    #[arg(long, env = "BUREAU_CERT")]
     pub cert: Option<PathBuf>,
-    /// Client key.
-    #[arg(long)]
+    /// The application's key.
+    #[arg(long, env = "BUREAU_KEY")]
     pub key: Option<PathBuf>,
     /// Federation name.
     #[arg(long)]
@@ -280,22 +299,25 @@ pub struct Conn {
 impl Conn {
     /// Resolves to a client configuration.
     pub fn resolve(&self) -> Result<ClientConfig> {
+        let need = "an application certificate and key are required (--cert/--key or BUREAU_CERT/BUREAU_KEY): \
+                    a node's own key is for the node only";
+        let cert = self.cert.clone().context(need)?;
+        let key = self.key.clone().context(need)?;
         let mut c = match &self.config {
-            Some(path) => NodeConfig::load(path)?.client_config(),
+            Some(path) => {
+                let mut c = NodeConfig::load(path)?.client_config();
+                (c.tls.cert, c.tls.key) = (cert, key);
+                c
+            }
             None => ClientConfig {
                 address: String::new(),
                 federation: String::new(),
-                tls: TlsFiles {
-                    ca: self.ca.clone().context("--ca or --config is required")?,
-                    cert: self.cert.clone().context("--cert or --config is required")?,
-                    key: self.key.clone().context("--key or --config is required")?,
-                    crl: None,
-                },
+                tls: TlsFiles { ca: self.ca.clone().context("--ca or --config is required")?, cert, key, crl: None },
                 expect: None,
             },
         };
         if let Some(n) = &self.node {
-            // Another node than the configuration's own: accept any institution of the
+            // Another node than the configuration's own: accept any institution's node of the
             // federation (its certificate is still verified against the authority and CRL).
             c.address = n.clone();
             c.expect = None;
@@ -359,8 +381,8 @@ pub enum RecordsCommand {
 /// Runs a parsed command.
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Pki(PkiCommand::Init { federation, out, institutions, regulators, hosts }) => {
-            let spec = PkiSpec { federation, institutions, regulators, hosts };
+        Command::Pki(PkiCommand::Init { federation, out, institutions, regulators, apps, hosts }) => {
+            let spec = PkiSpec { federation, institutions, regulators, apps, hosts };
             pki::init(&spec, &out)?;
             println!(
                 "authority, {} institution(s) and {} regulator(s) written to {}",
@@ -368,6 +390,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                 spec.regulators.len(),
                 out.display()
             );
+        }
+        Command::Pki(PkiCommand::IssueApp { dir, federation, institution, app }) => {
+            let files = pki::issue_app(&PkiDir(dir), &federation, &institution, &app)?;
+            println!("application {app} of {institution}: {} and {}", files.cert.display(), files.key.display());
         }
         Command::Pki(PkiCommand::Revoke { dir, cert }) => {
             let serial = pki::revoke(&PkiDir(dir), &cert)?;

@@ -92,7 +92,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
             .map(|r| convert::record_to_pb(&r, chrono::Utc::now()))
             .collect();
         let batches: Vec<_> = records.chunks(1000).map(|c| pb::FurnishRecordsRequest { records: c.to_vec() }).collect();
-        let mut c = RecordsServiceClient::new(fed.client(Role::Institution, inst, n.addr).channel()?);
+        let mut c = RecordsServiceClient::new(fed.client(Role::Application, inst, n.addr).channel()?);
         let resp = c.stream_furnish_records(tokio_stream::iter(batches)).await?.into_inner();
         total += resp.accepted_count;
         println!("  {inst:<10} furnished {:>6} records", resp.accepted_count);
@@ -100,7 +100,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     println!("{total} records about {} subjects furnished over mTLS in {:.2?}", opts.subjects, started.elapsed());
 
     let scoring = |inst: &str| -> Result<ScoringServiceClient<Channel>> {
-        Ok(ScoringServiceClient::new(fed.client(Role::Institution, inst, node(&nodes, inst).addr).channel()?))
+        Ok(ScoringServiceClient::new(fed.client(Role::Application, inst, node(&nodes, inst).addr).channel()?))
     };
     let (mut payapp, mut bikeshare) = (scoring("payapp")?, scoring("bikeshare")?);
     let (doc, number) = gen::subject_identity(cfg.seed, 0);
@@ -178,10 +178,23 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     let pay = node(&nodes, "payapp");
     let mut as_regulator = ScoringServiceClient::new(fed.client(Role::Regulator, "pbc", pay.addr).channel()?);
     print_refusal("regulator asks payapp for a score", as_regulator.get_score(score_req(&subjects[0])).await.err());
-    let mut as_bikeshare = RecordsServiceClient::new(fed.client(Role::Institution, "bikeshare", pay.addr).channel()?);
+    let mut as_bikeshare = RecordsServiceClient::new(fed.client(Role::Application, "bikeshare", pay.addr).channel()?);
     print_refusal(
         "bikeshare reads payapp's records",
         as_bikeshare.get_record(pb::GetRecordRequest { name: "institutions/payapp/records/cc-0-0".into() }).await.err(),
+    );
+    let mut app_as_peer = pb::federation_service_client::FederationServiceClient::new(
+        fed.client(Role::Application, "bikeshare", pay.addr).channel()?,
+    );
+    let direct = pb::QueryRecordsRequest {
+        subject_id: subjects[0].clone(),
+        purpose: pb::Purpose::AccountReview as i32,
+        consent_reference: String::new(),
+        query_id: "demo-direct".into(),
+    };
+    print_refusal(
+        "bikeshare's application queries payapp's node directly, bypassing its own node",
+        app_as_peer.query_records(direct).await.err(),
     );
     let no_consent = pb::GetScoreRequest {
         subject_id: subjects[0].clone(),
@@ -194,7 +207,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     if let Some(b) = bad.as_mut() {
         b.currency_code = "yuan".into();
     }
-    let mut as_payapp = RecordsServiceClient::new(fed.client(Role::Institution, "payapp", pay.addr).channel()?);
+    let mut as_payapp = RecordsServiceClient::new(fed.client(Role::Application, "payapp", pay.addr).channel()?);
     print_refusal(
         "payapp furnishes a record with currency \"yuan\"",
         as_payapp.furnish_records(pb::FurnishRecordsRequest { records: bad.into_iter().collect() }).await.err(),
