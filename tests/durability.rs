@@ -101,7 +101,7 @@ async fn kill_dash_nine_loses_no_acknowledged_record() {
 }
 
 /// Runs `bank`'s node as a `bureau serve` child process; returns it, its address and config.
-fn spawn_node(f: &common::Fed) -> (std::process::Child, SocketAddr, bureau::config::NodeConfig) {
+fn spawn_node(f: &common::Fed) -> (common::NodeProcess, SocketAddr, bureau::config::NodeConfig) {
     let cfg = f.fed.node_config("bank", &[]);
     let (child, addr) = common::spawn_serve(f, &cfg);
     (child, addr, cfg)

@@ -85,7 +85,7 @@ async fn node_with_connections(
     f: &common::Fed,
     cfg: &bureau::config::NodeConfig,
     connections: usize,
-) -> (std::process::Child, Vec<tonic::transport::Channel>) {
+) -> (common::NodeProcess, Vec<tonic::transport::Channel>) {
     let (child, addr) = common::spawn_serve(f, cfg);
     let channels: Vec<_> = (0..connections).map(|_| f.channel(Role::Application, "bank", addr)).collect();
     for (i, ch) in channels.iter().enumerate() {

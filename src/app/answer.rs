@@ -9,7 +9,7 @@ use crate::{
     domain::inquiry::{Inquiry, Purpose},
     domain::record::CreditRecord,
     domain::subject::is_valid_subject_id,
-    storage::{Storage, StoreError},
+    storage::{InquiryAnswer, Storage, StoreError},
 };
 
 /// Most inquiries returned with an answer.
@@ -128,11 +128,8 @@ pub(crate) async fn answer_unsynced(
     entry.subject_id = q.subject_id.clone();
     entry.purpose = Some(purpose);
     entry.consent_reference = q.consent_reference.clone();
-    let mut records = store.subject_records(&q.subject_id).await?;
-    // Only what this institution furnished, even if the store ever held more.
-    records.retain(|r| r.furnisher == responder);
-    entry.record_count = records.len() as u32;
-    store.add_inquiry(inquiry, entry).await?;
-    let inquiries = store.subject_inquiries(&q.subject_id, None, MAX_INQUIRIES_RETURNED).await?.items;
+    // Only what this institution furnished, even if the store ever held more; the inquiry,
+    // its entry (with the number of records answered) and what is read are one write.
+    let InquiryAnswer { records, inquiries } = store.answer_inquiry(inquiry, entry, MAX_INQUIRIES_RETURNED).await?;
     Ok(Answer { records, inquiries })
 }

@@ -31,7 +31,7 @@ macro_rules! storage_conformance {
         $crate::storage_conformance!(@tests $make;
             version_rules, each_change_logs_one_entry, subject_listing_pages_by_key,
             inquiries_newest_first_page_by_key, audit_appends_and_proofs, concurrent_appends_make_one_log,
-            durable_after_reopen, durable_head_covers_synced_writes);
+            durable_after_reopen, durable_head_covers_synced_writes, answering_an_inquiry_is_one_write);
     };
     (@tests $make:expr; $($check:ident),*) => {
         $(
@@ -399,4 +399,34 @@ pub async fn durable_head_covers_synced_writes(b: &dyn Backend) {
     assert_eq!(head.root, s.audit_root(3).await.unwrap());
     s.close().await.unwrap();
     assert!(s.append_audit(vec![entry(4)]).await.is_err(), "a closed store takes no writes");
+}
+
+/// Answering a peer reads the responder's live records of the subject (no one else's, no
+/// deleted ones), logs the inquiry with that count, and returns the inquiries newest first with
+/// this one included, all in one write that moves the log by exactly one entry.
+pub async fn answering_an_inquiry_is_one_write(b: &dyn Backend) {
+    let s = b.open().await;
+    let (a, other) = (subject(10), subject(11));
+    s.furnish(vec![record("bank", "b1", &a, 1), record("bank", "b2", &a, 1), record("bank", "x", &other, 1)], t0())
+        .await
+        .unwrap();
+    s.furnish(vec![record("payapp", "p1", &a, 1)], t0()).await.unwrap();
+    s.delete("bank", "b2", "FRAUD", "", t0()).await.unwrap();
+    for n in 0..3 {
+        let (i, e) = inquiry(&a, n, &format!("old-{n}"));
+        s.add_inquiry(i, e).await.unwrap();
+    }
+    let size = s.audit_size().await.unwrap();
+    let (i, mut e) = inquiry(&a, 30, "now");
+    e.record_count = 99;
+    let answer = s.answer_inquiry(i.clone(), e, 3).await.unwrap();
+    assert_eq!(answer.records, vec![record("bank", "b1", &a, 1)], "the responder's live records only");
+    let ids: Vec<_> = answer.inquiries.iter().map(|i| i.query_id.as_str()).collect();
+    assert_eq!(ids, ["now", "old-2", "old-1"], "newest first, this one included, at most 3");
+    assert_eq!(s.audit_size().await.unwrap(), size + 1);
+    let (_, bytes) = s.audit_entries(size, 1).await.unwrap().remove(0);
+    let logged = Entry::from_bytes(&bytes).unwrap();
+    assert_eq!((logged.query_id.as_str(), logged.record_count), ("now", 1), "the count answered is logged");
+    assert_eq!(s.subject_inquiries(&a, None, 10).await.unwrap().items[0], i);
+    s.close().await.unwrap();
 }

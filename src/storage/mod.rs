@@ -129,6 +129,15 @@ pub struct Page<T, C> {
     pub next: Option<C>,
 }
 
+/// What a node reads for a peer's query, in the same atomic write that logs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InquiryAnswer {
+    /// The subject's live records that the responder furnished.
+    pub records: Vec<CreditRecord>,
+    /// The subject's inquiries, newest first, the one just recorded included.
+    pub inquiries: Vec<Inquiry>,
+}
+
 /// A log state: its size and RFC 6962 root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TreeHead {
@@ -181,6 +190,18 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Records an inquiry and its audit entry in one atomic write.
     async fn add_inquiry(&self, inquiry: Inquiry, entry: Entry) -> Result<(), StoreError>;
+
+    /// Answers a peer's query as one atomic write: reads the subject's live records furnished
+    /// by `inquiry.responder`, sets `entry.record_count` to their number, records `inquiry`
+    /// and `entry`, and reads the newest `max_inquiries` inquiries about the subject (this one
+    /// included). One storage round trip instead of three; records and the count logged come
+    /// from the same state.
+    async fn answer_inquiry(
+        &self,
+        inquiry: Inquiry,
+        entry: Entry,
+        max_inquiries: usize,
+    ) -> Result<InquiryAnswer, StoreError>;
 
     /// Up to `limit` inquiries about `subject`, newest first, older than `before`.
     async fn subject_inquiries(

@@ -44,9 +44,32 @@ impl Fed {
     }
 }
 
+/// A `bureau serve` child process, killed when dropped so a failing test leaves none behind.
+pub struct NodeProcess(Child);
+
+impl std::ops::Deref for NodeProcess {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for NodeProcess {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Runs a node with `cfg` as a `bureau serve` child process (its own memory and threads, as in
 /// production); returns it once it listens, with its address.
-pub fn spawn_serve(f: &Fed, cfg: &bureau::config::NodeConfig) -> (Child, SocketAddr) {
+pub fn spawn_serve(f: &Fed, cfg: &bureau::config::NodeConfig) -> (NodeProcess, SocketAddr) {
     let cfg_path = f.tmp.path().join(format!("{}.toml", cfg.node.institution));
     std::fs::write(&cfg_path, toml::to_string(cfg).unwrap()).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_bureau"))
@@ -66,7 +89,7 @@ pub fn spawn_serve(f: &Fed, cfg: &bureau::config::NodeConfig) -> (Child, SocketA
     };
     // Keep draining the child's log so it never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    (child, addr)
+    (NodeProcess(child), addr)
 }
 
 /// A field of `/proc/PID/status` (`VmRSS` in KiB, `Threads`), 0 when unreadable.

@@ -40,8 +40,8 @@ use crate::{
     },
     domain::{inquiry::Inquiry, record::CreditRecord},
     storage::{
-        corrected_entry, deleted_entry, furnished_entry, version_rule, ApplyResult, Deleted, InquiryCursor, Page,
-        RecordCursor, Storage, StoreError, StoredRecord, TreeHead,
+        corrected_entry, deleted_entry, furnished_entry, version_rule, ApplyResult, Deleted, InquiryAnswer,
+        InquiryCursor, Page, RecordCursor, Storage, StoreError, StoredRecord, TreeHead,
     },
     wire::{convert, pb::bureau::v1 as pb},
 };
@@ -530,6 +530,37 @@ impl Storage for SledStorage {
             ws.insert(keys::inquiry(&inquiry), value);
             append(ws, std::slice::from_ref(&entry))?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn answer_inquiry(
+        &self,
+        inquiry: Inquiry,
+        mut entry: Entry,
+        max_inquiries: usize,
+    ) -> Result<InquiryAnswer, StoreError> {
+        let value = convert::inquiry_to_pb(&inquiry).encode_to_vec();
+        self.write(move |ws| {
+            let subject = inquiry.subject_id.as_str();
+            let mut records = Vec::new();
+            for (k, _) in ws.scan_prefix(&keys::prefixed(keys::SUBJECT, &[subject.as_bytes()]))? {
+                let rkey = keys::record_of_index(&k, subject);
+                let Some(bytes) = ws.get(&rkey)? else { continue };
+                match live(&rkey, decode(&rkey, &bytes)?)? {
+                    Some(r) if r.record.furnisher == inquiry.responder => records.push(r.record),
+                    _ => {}
+                }
+            }
+            entry.record_count = records.len() as u32;
+            ws.insert(keys::inquiry(&inquiry), value);
+            append(ws, std::slice::from_ref(&entry))?;
+            let all = ws.scan_prefix(&keys::prefixed(keys::INQUIRY, &[subject.as_bytes()]))?;
+            let mut inquiries = Vec::with_capacity(all.len().min(max_inquiries));
+            for (k, v) in all.iter().rev().take(max_inquiries) {
+                inquiries.push(decode_inquiry(k, v)?);
+            }
+            Ok(InquiryAnswer { records, inquiries })
         })
         .await
     }

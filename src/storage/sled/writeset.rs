@@ -36,6 +36,22 @@ impl<'a> WriteSet<'a> {
         self.undo.push((key, before));
     }
 
+    /// Every (key, value) under `prefix` as this set would leave them, in key order.
+    pub(super) fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, IVec)>, sled::Error> {
+        let mut merged: BTreeMap<Vec<u8>, IVec> = BTreeMap::new();
+        for item in self.tree.scan_prefix(prefix) {
+            let (k, v) = item?;
+            merged.insert(k.to_vec(), v);
+        }
+        for (k, v) in self.pending.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)) {
+            match v {
+                Some(v) => merged.insert(k.clone(), v.clone()),
+                None => merged.remove(k),
+            };
+        }
+        Ok(merged.into_iter().collect())
+    }
+
     /// Sets `key` to `value`.
     pub(super) fn insert(&mut self, key: impl Into<Vec<u8>>, value: impl Into<IVec>) {
         self.put(key.into(), Some(value.into()));
