@@ -272,3 +272,25 @@ impl From<ApiError> for Status {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panicked task becomes INTERNAL in one place, whichever way it surfaces (a spawned
+    /// task's join error, or the storage writer's report of a change it rolled back), and the
+    /// caller never sees the panic's text.
+    #[tokio::test]
+    async fn a_panicked_task_is_internal_without_details() {
+        let joined = tokio::spawn(async { panic!("secret detail") }).await.unwrap_err();
+        let from_join = Status::from(ApiError::task_failed(joined));
+        let from_store = Status::from(ApiError::from(StoreError::Panicked("secret detail".into())));
+        for s in [from_join, from_store] {
+            assert_eq!(s.code(), Code::Internal);
+            assert_eq!(s.message(), "internal error");
+        }
+        // A store that is closing or unreachable is UNAVAILABLE (retry), not INTERNAL.
+        assert_eq!(Status::from(ApiError::from(StoreError::Closed)).code(), Code::Unavailable);
+        assert_eq!(Status::from(ApiError::from(StoreError::Unavailable("disk".into()))).code(), Code::Unavailable);
+    }
+}
