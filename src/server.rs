@@ -269,8 +269,18 @@ async fn open_storage(cfg: &NodeConfig) -> Result<DynStorage, ServeError> {
         cache_capacity: cfg.store.cache_capacity_bytes,
         fsync: cfg.store.fsync,
     };
-    let sled = tokio::task::spawn_blocking(move || SledStorage::open(&opts))
-        .await
-        .map_err(|e| ServeError::Mismatch(format!("opening the store: {e}")))??;
+    let dir = opts.path.display().to_string();
+    // sled panics on some damage to its files: refuse to start, naming the store, not crash.
+    let sled = tokio::task::spawn_blocking(move || SledStorage::open(&opts)).await.map_err(|e| {
+        let why = match e.try_into_panic() {
+            Ok(p) => p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into()),
+            Err(e) => e.to_string(),
+        };
+        crate::storage::StoreError::Corrupt { key: dir, why: format!("the store cannot be opened: {why}") }
+    })??;
     Ok(Arc::new(sled))
 }

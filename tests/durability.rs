@@ -203,3 +203,76 @@ async fn no_checkpoint_handed_out_is_contradicted_after_kill_dash_nine() {
     }
     assert!(handed_out.len() > cycles, "checkpoints were fetched: {}", handed_out.len());
 }
+
+/// The node's durable log size, as its signed checkpoint says.
+async fn log_size(f: &common::Fed, addr: SocketAddr) -> u64 {
+    let mut a = pb::audit_service_client::AuditServiceClient::new(f.channel(Role::Regulator, "pbc", addr));
+    a.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap().into_inner().tree_size
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// A store that lost its tail (what sled does when it takes damage for a torn write) is refused
+/// at start with both sizes named, not served short; byte flips in sled's data file either
+/// refuse to start naming the store, or start with every acknowledged record and the whole log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_store_is_refused_at_start_never_served_short() {
+    use bureau::testkit::tamper;
+    let f = fed(&["bank"], &["pbc"]);
+    let cfg = f.fed.node_config("bank", &[]);
+    let dir = cfg.node.data_dir.clone();
+    let node = bureau::server::start(cfg.clone()).await.unwrap();
+    let mut c = f.records(Role::Application, "bank", node.addr);
+    for b in 0..4 {
+        let records = (0..50).map(|i| record(&subject(i % 8), &format!("d-{b}-{i}"), 1)).collect();
+        c.furnish_records(pb::FurnishRecordsRequest { records }).await.unwrap();
+    }
+    let size = log_size(&f, node.addr).await;
+    node.shutdown().await.unwrap();
+    let pristine = f.tmp.path().join("pristine");
+    copy_dir(&dir, &pristine);
+
+    tamper::lose_tail(&dir, size - 2);
+    let err = bureau::server::start(cfg.clone()).await.err().expect("a store that lost its tail is refused");
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("has {} entries but {} were durable", size - 2, size)), "{msg}");
+    assert!(msg.contains(&dir.display().to_string()), "{msg}");
+
+    let db_len = std::fs::metadata(pristine.join("db")).unwrap().len();
+    let mut outcomes = Vec::new();
+    for k in 1..=5u64 {
+        copy_dir(&pristine, &dir);
+        let at = db_len * k / 6;
+        let mut bytes = std::fs::read(dir.join("db")).unwrap();
+        bytes[at as usize] ^= 0x5a;
+        std::fs::write(dir.join("db"), bytes).unwrap();
+        let started = tokio::time::timeout(Duration::from_secs(60), bureau::server::start(cfg.clone()))
+            .await
+            .expect("opening a damaged store does not hang");
+        match started {
+            Err(e) => {
+                assert!(e.to_string().contains(&dir.display().to_string()), "names the store: {e}");
+                outcomes.push(format!("flip at {at}/{db_len}: refused ({e})"));
+            }
+            Ok(node) => {
+                let ids = all_record_ids(&f, node.addr, 8).await;
+                assert_eq!(ids.len(), 200, "flip at {at}: started, so it must hold every acknowledged record");
+                assert!(log_size(&f, node.addr).await >= size, "flip at {at}: started, so its log must be whole");
+                node.shutdown().await.unwrap();
+                outcomes.push(format!("flip at {at}/{db_len}: started whole"));
+            }
+        }
+    }
+    eprintln!("{}", outcomes.join("\n"));
+}

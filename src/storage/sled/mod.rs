@@ -12,6 +12,7 @@
 //! - **reads** run on tokio's blocking pool behind a semaphore of [`READERS`] permits.
 
 mod keys;
+mod mark;
 #[cfg(feature = "testkit")]
 pub(crate) mod tamper;
 mod writeset;
@@ -160,6 +161,22 @@ impl SledStorage {
         let db = sled::Config::new().path(&opts.path).cache_capacity(opts.cache_capacity).open()?;
         let ledger = db.open_tree(keys::LEDGER)?;
         let size = keys::decode_size(ledger.get(keys::SIZE)?.as_deref());
+        let store = opts.path.display().to_string();
+        let damaged = |why: String| StoreError::Corrupt { key: store.clone(), why };
+        if let Some((marked, marked_root)) = mark::read(&opts.path).map_err(damaged)? {
+            if size < marked {
+                return Err(damaged(format!(
+                    "the audit log has {size} entries but {marked} were durable before: the store lost \
+                     acknowledged data (restore it from a backup)"
+                )));
+            }
+            if merkle::Tree::new(node_reader(&ledger)).root(marked)? != marked_root {
+                return Err(damaged(format!(
+                    "the audit log's first {marked} entries differ from what was durable: the store is damaged"
+                )));
+            }
+        }
+        let mark_file = mark::open(&opts.path).map_err(|e| unavailable(format!("{}: {e}", mark::FILE)))?;
         // sled 0.34 keeps its log and pages in this one file.
         let data_file = if opts.fsync {
             Some(std::fs::File::open(opts.path.join("db")).map_err(|e| unavailable(format!("sled data file: {e}")))?)
@@ -179,7 +196,8 @@ impl SledStorage {
         };
         let flusher = {
             let (applied, durable) = (applied.clone(), durable.clone());
-            spawn("bureau-sled-flush", Box::new(move || flusher(db, data_file, sync_rx, applied, durable)))?
+            let marker = Marker { ledger: ledger.clone(), file: mark_file, marked: size };
+            spawn("bureau-sled-flush", Box::new(move || flusher(db, data_file, marker, sync_rx, applied, durable)))?
         };
         Ok(Self {
             inner: Arc::new(Inner {
@@ -287,10 +305,34 @@ fn writer(ledger: Tree, mut rx: mpsc::Receiver<WriteMsg>, applied: Arc<AtomicU64
     }
 }
 
+/// Keeps the high-water mark ([`mark`]) after each flush.
+struct Marker {
+    ledger: Tree,
+    file: std::fs::File,
+    marked: u64,
+}
+
+impl Marker {
+    fn advance(&mut self, size: u64) {
+        if size <= self.marked {
+            return;
+        }
+        let written = merkle::Tree::new(node_reader(&self.ledger))
+            .root(size)
+            .map_err(|e| e.to_string())
+            .and_then(|root| mark::write(&self.file, size, &root).map_err(|e| e.to_string()));
+        match written {
+            Ok(()) => self.marked = size,
+            Err(e) => error!(error = %e, "could not record the audit log's high-water mark"),
+        }
+    }
+}
+
 /// The flusher thread: one flush (and `fdatasync`) per group of waiting sync requests.
 fn flusher(
     db: sled::Db,
     data_file: Option<std::fs::File>,
+    mut marker: Marker,
     mut rx: mpsc::Receiver<SyncMsg>,
     applied: Arc<AtomicU64>,
     durable: Arc<AtomicU64>,
@@ -313,6 +355,7 @@ fn flusher(
         match &result {
             Ok(()) => {
                 durable.fetch_max(covered, Ordering::AcqRel);
+                marker.advance(covered);
             }
             Err(e) => error!(error = %e, "store flush failed"),
         }

@@ -33,15 +33,30 @@ pub fn remove_entry(dir: &Path, index: u64) {
     })
 }
 
-/// Sets the audit log's recorded size (a truncation when smaller).
+/// Sets the audit log's recorded size (a truncation when smaller) and deletes the high-water
+/// mark, as an attacker with the disk would: a truncation the node itself cannot see.
 pub fn set_log_size(dir: &Path, size: u64) {
+    lose_tail(dir, size);
+    remove_mark(dir);
+}
+
+/// Sets the audit log's recorded size and nothing else: what sled does when it takes damage
+/// for a torn tail and opens without the last acknowledged writes.
+pub fn lose_tail(dir: &Path, size: u64) {
     with_ledger(dir, |t| {
         t.insert(keys::SIZE, &size.to_be_bytes()[..]).unwrap();
     })
 }
 
-/// Replaces the whole log with `edit(old entries)`, hashed afresh: a self-consistent new history.
+/// Deletes the audit log's high-water mark.
+pub fn remove_mark(dir: &Path) {
+    let _ = std::fs::remove_file(dir.join(super::mark::FILE));
+}
+
+/// Replaces the whole log with `edit(old entries)`, hashed afresh: a self-consistent new history
+/// (and deletes the high-water mark, as an attacker rewriting history would).
 pub async fn rewrite_log(dir: &Path, edit: impl FnOnce(Vec<Entry>) -> Vec<Entry>) -> Result<(), StoreError> {
+    remove_mark(dir);
     let old: Vec<Entry> = with_ledger(dir, |t| {
         let old = t.scan_prefix([keys::ENTRY]).map(|kv| Entry::from_bytes(&kv.unwrap().1).unwrap()).collect();
         for prefix in [&[keys::ENTRY][..], &[keys::NODE][..], keys::SIZE] {
