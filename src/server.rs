@@ -221,16 +221,27 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
     };
     info!(institution = %cfg.node.institution, %addr, peers = cfg.peers.len(), backend = store.backend(), "node listening");
     let drain = Duration::from_millis(cfg.limits.drain_timeout_ms);
+    let failed = storage_failed(store.clone(), health.clone(), services.clone(), cfg.node.data_dir.clone());
     let task = tokio::spawn(async move {
         let mut serving = tokio::spawn(router.serve_with_incoming_shutdown(incoming, shutdown));
+        let not_serving = |health: tonic_health::server::HealthReporter, services: Vec<&'static str>| async move {
+            health.set_service_status("", ServingStatus::NotServing).await;
+            for name in &services {
+                health.set_service_status(*name, ServingStatus::NotServing).await;
+            }
+        };
+        let mut failure = None;
+        let stopping = async {
+            tokio::select! {
+                () = async { let _ = stop_rx.wait_for(|s| *s).await; } => {}
+                why = failed => failure = Some(why),
+            }
+        };
         let served = tokio::select! {
             r = &mut serving => r,
-            () = async { let _ = stop_rx.wait_for(|s| *s).await; } => {
+            () = stopping => {
                 // Tell load balancers and watchers first, then stop accepting and drain.
-                health.set_service_status("", ServingStatus::NotServing).await;
-                for name in &services {
-                    health.set_service_status(*name, ServingStatus::NotServing).await;
-                }
+                not_serving(health, services).await;
                 let _ = drain_tx.send(true);
                 match tokio::time::timeout(drain, &mut serving).await {
                     Ok(r) => r,
@@ -250,12 +261,50 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
             warn!(error = %e, "final flush failed");
         }
         info!("node stopped");
+        if let Some(why) = failure {
+            return Err(ServeError::Store(crate::storage::StoreError::Unavailable(why)));
+        }
         match served {
             Ok(r) => r.map_err(ServeError::from),
             Err(e) => Err(ServeError::Mismatch(format!("server task failed: {e}"))),
         }
     });
     Ok(RunningNode { addr, institution: cfg.node.institution.clone(), node, stop, task })
+}
+
+/// Resolves once the store can no longer write and there is room on its disk again. From the
+/// first failed write the node reports NOT_SERVING (every service) but keeps answering reads;
+/// when space is back it stops, so that its supervisor restarts it with a fresh store handle
+/// (sled does not write again after an I/O error). Returns why the store failed.
+async fn storage_failed(
+    store: DynStorage,
+    health: tonic_health::server::HealthReporter,
+    services: Vec<&'static str>,
+    dir: std::path::PathBuf,
+) -> String {
+    const CHECK: Duration = Duration::from_millis(250);
+    /// Free space that counts as "room again".
+    const ROOM: u64 = 1 << 20;
+    let why = loop {
+        tokio::time::sleep(CHECK).await;
+        if let Some(why) = store.write_failure() {
+            break why;
+        }
+    };
+    tracing::error!(error = %why, "the store cannot write: NOT_SERVING; reads still answered until space is back");
+    health.set_service_status("", ServingStatus::NotServing).await;
+    for name in &services {
+        health.set_service_status(*name, ServingStatus::NotServing).await;
+    }
+    loop {
+        let dir = dir.clone();
+        let free = tokio::task::spawn_blocking(move || fs2::available_space(&dir).unwrap_or(0)).await.unwrap_or(0);
+        if free >= ROOM {
+            tracing::error!(free_bytes = free, "space is back; stopping so the node restarts with a fresh store");
+            return why;
+        }
+        tokio::time::sleep(CHECK * 4).await;
+    }
 }
 
 fn name_of<S: NamedService>(_: &S) -> &'static str {

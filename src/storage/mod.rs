@@ -154,6 +154,12 @@ pub trait Storage: Send + Sync + 'static {
     /// The backend's name, for logs.
     fn backend(&self) -> &'static str;
 
+    /// Why the backend can no longer write, once a write or flush has failed in a way it does
+    /// not recover from by itself (sled's I/O errors are sticky); `None` while it can write.
+    fn write_failure(&self) -> Option<String> {
+        None
+    }
+
     /// Stores validated records (furnisher set from the caller's certificate) under the version
     /// rules, and one [`Action::RecordFurnished`] entry naming the changed record ids, in one
     /// atomic write. One result per record, in order.

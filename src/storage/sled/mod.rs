@@ -114,6 +114,8 @@ struct Inner {
     /// The largest log size known flushed.
     durable: Arc<AtomicU64>,
     readers: Semaphore,
+    /// Set when a commit or flush failed with an I/O error: sled does not write again after one.
+    failure: Arc<Mutex<Option<String>>>,
     closed: AtomicBool,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
@@ -154,11 +156,27 @@ fn encode_record(r: &CreditRecord, now: DateTime<Utc>) -> Vec<u8> {
     StoredValue { record: Some(convert::record_to_stored(r, now)), ..Default::default() }.encode_to_vec()
 }
 
+/// Opens sled. A handle closed a moment ago in this process may still be letting go of the
+/// file lock (sled's periodic flusher thread ends on its own time): retry for up to 10 s.
+fn open_db(config: &sled::Config) -> Result<sled::Db, sled::Error> {
+    let mut tries = 0;
+    loop {
+        match config.open() {
+            // sled reports a held lock as an `Other` I/O error with this text.
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && tries < 200 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl SledStorage {
     /// Opens (or creates) the store and starts its writer and flusher threads.
     pub(crate) fn open(opts: &SledOptions) -> Result<Self, StoreError> {
         std::fs::create_dir_all(&opts.path).map_err(|e| unavailable(format!("{}: {e}", opts.path.display())))?;
-        let db = sled::Config::new().path(&opts.path).cache_capacity(opts.cache_capacity).open()?;
+        let db = open_db(&sled::Config::new().path(&opts.path).cache_capacity(opts.cache_capacity))?;
         let ledger = db.open_tree(keys::LEDGER)?;
         let size = keys::decode_size(ledger.get(keys::SIZE)?.as_deref());
         let store = opts.path.display().to_string();
@@ -185,19 +203,24 @@ impl SledStorage {
         };
         let applied = Arc::new(AtomicU64::new(size));
         let durable = Arc::new(AtomicU64::new(size));
+        let failure: Arc<Mutex<Option<String>>> = Arc::default();
         let (writes, write_rx) = mpsc::channel(WRITE_QUEUE);
         let (syncs, sync_rx) = mpsc::channel(SYNC_QUEUE);
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new().name(name.into()).spawn(f).map_err(|e| unavailable(format!("{name}: {e}")))
         };
         let writer = {
-            let (ledger, applied) = (ledger.clone(), applied.clone());
-            spawn("bureau-sled-writer", Box::new(move || writer(ledger, write_rx, applied, size)))?
+            let (ledger, applied, failure) = (ledger.clone(), applied.clone(), failure.clone());
+            spawn("bureau-sled-writer", Box::new(move || writer(ledger, write_rx, applied, failure, size)))?
         };
         let flusher = {
             let (applied, durable) = (applied.clone(), durable.clone());
             let marker = Marker { ledger: ledger.clone(), file: mark_file, marked: size };
-            spawn("bureau-sled-flush", Box::new(move || flusher(db, data_file, marker, sync_rx, applied, durable)))?
+            let failure = failure.clone();
+            spawn(
+                "bureau-sled-flush",
+                Box::new(move || flusher(db, data_file, marker, sync_rx, applied, durable, failure)),
+            )?
         };
         Ok(Self {
             inner: Arc::new(Inner {
@@ -207,6 +230,7 @@ impl SledStorage {
                 applied,
                 durable,
                 readers: Semaphore::new(READERS),
+                failure,
                 closed: AtomicBool::new(false),
                 threads: Mutex::new(vec![writer, flusher]),
             }),
@@ -252,7 +276,13 @@ impl SledStorage {
 }
 
 /// The writer thread: groups queued changes into one atomic batch each round.
-fn writer(ledger: Tree, mut rx: mpsc::Receiver<WriteMsg>, applied: Arc<AtomicU64>, mut log_size: u64) {
+fn writer(
+    ledger: Tree,
+    mut rx: mpsc::Receiver<WriteMsg>,
+    applied: Arc<AtomicU64>,
+    failure: Arc<Mutex<Option<String>>>,
+    mut log_size: u64,
+) {
     let mut stop = None;
     while stop.is_none() {
         let Some(first) = rx.blocking_recv() else { break };
@@ -292,7 +322,10 @@ fn writer(ledger: Tree, mut rx: mpsc::Receiver<WriteMsg>, applied: Arc<AtomicU64
                 log_size = new_size;
                 applied.store(log_size, Ordering::Release);
             }
-            Err(e) => error!(error = %e, "storage write failed; nothing of its group was applied"),
+            Err(e) => {
+                error!(error = %e, "storage write failed; nothing of its group was applied");
+                record_failure(&failure, e);
+            }
         }
         for finish in finishers {
             finish(result.clone());
@@ -328,6 +361,13 @@ impl Marker {
     }
 }
 
+/// Keeps the first I/O failure: after one, sled fails every later write.
+fn record_failure(failure: &Mutex<Option<String>>, e: &StoreError) {
+    if let StoreError::Unavailable(why) = e {
+        failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| why.clone());
+    }
+}
+
 /// The flusher thread: one flush (and `fdatasync`) per group of waiting sync requests.
 fn flusher(
     db: sled::Db,
@@ -336,6 +376,7 @@ fn flusher(
     mut rx: mpsc::Receiver<SyncMsg>,
     applied: Arc<AtomicU64>,
     durable: Arc<AtomicU64>,
+    failure: Arc<Mutex<Option<String>>>,
 ) {
     let flush = || -> Result<(), StoreError> {
         db.flush().map_err(StoreError::from)?;
@@ -357,7 +398,10 @@ fn flusher(
                 durable.fetch_max(covered, Ordering::AcqRel);
                 marker.advance(covered);
             }
-            Err(e) => error!(error = %e, "store flush failed"),
+            Err(e) => {
+                error!(error = %e, "store flush failed");
+                record_failure(&failure, e);
+            }
         }
         let mut stopping = false;
         for w in waiters {
@@ -445,6 +489,10 @@ fn decode_inquiry(k: &[u8], v: &[u8]) -> Result<Inquiry, StoreError> {
 impl Storage for SledStorage {
     fn backend(&self) -> &'static str {
         "sled"
+    }
+
+    fn write_failure(&self) -> Option<String> {
+        self.inner.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     async fn furnish(&self, records: Vec<CreditRecord>, now: DateTime<Utc>) -> Result<Vec<ApplyResult>, StoreError> {

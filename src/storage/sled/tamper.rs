@@ -10,7 +10,8 @@ use crate::{
 };
 
 fn with_ledger<T>(dir: &Path, f: impl FnOnce(&sled::Tree) -> T) -> T {
-    let db = sled::open(dir).expect("open sled store");
+    // No periodic flusher thread: dropping the handle then releases the files at once.
+    let db = super::open_db(&sled::Config::new().path(dir).flush_every_ms(None)).expect("open sled store");
     let out = f(&db.open_tree(keys::LEDGER).expect("ledger tree"));
     db.flush().expect("flush");
     out
