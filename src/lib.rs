@@ -25,8 +25,9 @@ pub mod net;
 pub mod regulator;
 pub mod scoring;
 pub mod server;
-// Its types are re-exported by `testkit::store`; without that feature they are crate-internal.
-#[cfg_attr(not(feature = "testkit"), allow(unreachable_pub))]
+// Its types are re-exported by `testkit::store`; without that feature they are crate-internal
+// (and a few methods only the conformance suite calls are unused).
+#[cfg_attr(not(feature = "testkit"), allow(unreachable_pub, dead_code))]
 mod storage;
 #[cfg(feature = "testkit")]
 pub mod testkit;
