@@ -138,7 +138,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         )));
     }
     let (cfg_tx, cfg_rx) = watch::channel(material.server_config()?);
-    let revocation = tls::Revocation::new(material.crls())?;
+    let revocation = tls::Revocation::new(material.crls()).map_err(tls::TlsError::from)?;
     tls::watch_crl(cfg.tls_files(), cfg_tx, revocation.clone(), Duration::from_millis(cfg.limits.crl_reload_ms));
 
     let model = match &cfg.scoring.model {

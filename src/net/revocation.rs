@@ -20,8 +20,6 @@ use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tracing::{info, warn};
 
-use crate::net::tls::TlsError;
-
 /// Parsed revocation lists.
 pub(crate) type Crls = Arc<Vec<webpki::CertRevocationList<'static>>>;
 
@@ -40,12 +38,12 @@ struct Open {
     peer: String,
 }
 
-fn parse(crls: &[CertificateRevocationListDer<'_>]) -> Result<Crls, TlsError> {
+fn parse(crls: &[CertificateRevocationListDer<'_>]) -> Result<Crls, rustls::Error> {
     let parsed = crls
         .iter()
         .map(|c| webpki::OwnedCertRevocationList::from_der(c).map(webpki::CertRevocationList::from))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Rustls(rustls::Error::General(format!("crl: {e}"))))?;
+        .map_err(|e| rustls::Error::General(format!("crl: {e}")))?;
     Ok(Arc::new(parsed))
 }
 
@@ -72,7 +70,7 @@ fn is_revoked(crls: &[webpki::CertRevocationList<'_>], serial: &[u8]) -> bool {
 
 impl Revocation {
     /// Starts from the lists read at start-up.
-    pub fn new(crls: &[CertificateRevocationListDer<'_>]) -> Result<Arc<Self>, TlsError> {
+    pub fn new(crls: &[CertificateRevocationListDer<'_>]) -> Result<Arc<Self>, rustls::Error> {
         Ok(Arc::new(Self { crls: RwLock::new(parse(crls)?), open: Mutex::new(Vec::new()) }))
     }
 
@@ -83,7 +81,7 @@ impl Revocation {
 
     /// Replaces the lists and closes every open connection whose peer certificate they list;
     /// returns how many were closed.
-    pub fn update(&self, crls: &[CertificateRevocationListDer<'_>]) -> Result<usize, TlsError> {
+    pub fn update(&self, crls: &[CertificateRevocationListDer<'_>]) -> Result<usize, rustls::Error> {
         let parsed = parse(crls)?;
         *self.crls.write().unwrap_or_else(|p| p.into_inner()) = parsed.clone();
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
