@@ -20,7 +20,7 @@ use crate::{
     net::peers::Peers,
     net::tls::{self, TlsMaterial},
     scoring::Model,
-    storage::{DynStorage, SledOptions, SledStorage},
+    storage::{DynStorage, SledOptions},
     wire::pb::bureau::v1::{
         audit_service_server::AuditServiceServer, federation_service_server::FederationServiceServer,
         records_service_server::RecordsServiceServer, scoring_service_server::ScoringServiceServer,
@@ -224,12 +224,6 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
     let failed = storage_failed(store.clone(), health.clone(), services.clone(), cfg.node.data_dir.clone());
     let task = tokio::spawn(async move {
         let mut serving = tokio::spawn(router.serve_with_incoming_shutdown(incoming, shutdown));
-        let not_serving = |health: tonic_health::server::HealthReporter, services: Vec<&'static str>| async move {
-            health.set_service_status("", ServingStatus::NotServing).await;
-            for name in &services {
-                health.set_service_status(*name, ServingStatus::NotServing).await;
-            }
-        };
         let mut failure = None;
         let stopping = async {
             tokio::select! {
@@ -241,7 +235,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
             r = &mut serving => r,
             () = stopping => {
                 // Tell load balancers and watchers first, then stop accepting and drain.
-                not_serving(health, services).await;
+                not_serving(&health, &services).await;
                 let _ = drain_tx.send(true);
                 match tokio::time::timeout(drain, &mut serving).await {
                     Ok(r) => r,
@@ -272,6 +266,14 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
     Ok(RunningNode { addr, institution: cfg.node.institution.clone(), node, stop, task })
 }
 
+/// Reports NOT_SERVING for the server as a whole and for each of `services`.
+async fn not_serving(health: &tonic_health::server::HealthReporter, services: &[&'static str]) {
+    health.set_service_status("", ServingStatus::NotServing).await;
+    for name in services {
+        health.set_service_status(*name, ServingStatus::NotServing).await;
+    }
+}
+
 /// Resolves once the store can no longer write and there is room on its disk again. From the
 /// first failed write the node reports NOT_SERVING (every service) but keeps answering reads;
 /// when space is back it stops, so that its supervisor restarts it with a fresh store handle
@@ -292,10 +294,7 @@ async fn storage_failed(
         }
     };
     tracing::error!(error = %why, "the store cannot write: NOT_SERVING; reads still answered until space is back");
-    health.set_service_status("", ServingStatus::NotServing).await;
-    for name in &services {
-        health.set_service_status(*name, ServingStatus::NotServing).await;
-    }
+    not_serving(&health, &services).await;
     loop {
         let dir = dir.clone();
         let free = tokio::task::spawn_blocking(move || fs2::available_space(&dir).unwrap_or(0)).await.unwrap_or(0);
@@ -318,18 +317,5 @@ async fn open_storage(cfg: &NodeConfig) -> Result<DynStorage, ServeError> {
         cache_capacity: cfg.store.cache_capacity_bytes,
         fsync: cfg.store.fsync,
     };
-    let dir = opts.path.display().to_string();
-    // sled panics on some damage to its files: refuse to start, naming the store, not crash.
-    let sled = tokio::task::spawn_blocking(move || SledStorage::open(&opts)).await.map_err(|e| {
-        let why = match e.try_into_panic() {
-            Ok(p) => p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".into()),
-            Err(e) => e.to_string(),
-        };
-        crate::storage::StoreError::Corrupt { key: dir, why: format!("the store cannot be opened: {why}") }
-    })??;
-    Ok(Arc::new(sled))
+    Ok(crate::storage::open_sled(opts).await?)
 }

@@ -32,8 +32,30 @@ pub mod tamper {
     pub use super::embedded::tamper::*;
 }
 
+/// Raw sled for benchmark baselines.
+#[cfg(feature = "testkit")]
+pub use embedded::baseline::RawSled;
+
 /// A storage backend shared by every part of a node.
 pub type DynStorage = Arc<dyn Storage>;
+
+/// Opens (or creates) a sled store off the async workers. sled panics on some damage to its
+/// files: that is a [`StoreError::Corrupt`] naming the store, never a crash.
+pub(crate) async fn open_sled(opts: SledOptions) -> Result<DynStorage, StoreError> {
+    let dir = opts.path.display().to_string();
+    let store = tokio::task::spawn_blocking(move || SledStorage::open(&opts)).await.map_err(|e| {
+        let why = match e.try_into_panic() {
+            Ok(p) => p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into()),
+            Err(e) => e.to_string(),
+        };
+        StoreError::Corrupt { key: dir, why: format!("the store cannot be opened: {why}") }
+    })??;
+    Ok(Arc::new(store))
+}
 
 /// Why a storage operation failed, in terms a caller can act on.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -314,9 +336,4 @@ pub(crate) fn version_rule(
     }
     let applied = if was_live { Applied::Replaced } else { Applied::Created };
     ApplyResult { applied, stored_version: incoming.version }
-}
-
-/// Microseconds since the epoch of an inquiry's time (the key order of inquiry listings).
-pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
-    t.timestamp_micros()
 }

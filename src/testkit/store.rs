@@ -4,16 +4,12 @@
 use std::path::Path;
 
 pub use crate::storage::{
-    Applied, ApplyResult, Deleted, DynStorage, InquiryCursor, Page, RecordCursor, Storage, StoreError, StoredRecord,
-    TreeHead,
+    Applied, ApplyResult, Deleted, DynStorage, InquiryCursor, Page, RawSled, RecordCursor, Storage, StoreError,
+    StoredRecord, TreeHead,
 };
 
 /// Opens (or creates) a sled store in `dir` with a page cache of `cache_capacity` bytes and
 /// `fdatasync` after each flush, as a node opens it.
 pub async fn open_sled(dir: &Path, cache_capacity: u64) -> Result<DynStorage, StoreError> {
-    let opts = crate::storage::SledOptions { path: dir.to_owned(), cache_capacity, fsync: true };
-    let store = tokio::task::spawn_blocking(move || crate::storage::SledStorage::open(&opts))
-        .await
-        .map_err(|e| StoreError::Panicked(e.to_string()))??;
-    Ok(std::sync::Arc::new(store))
+    crate::storage::open_sled(crate::storage::SledOptions { path: dir.to_owned(), cache_capacity, fsync: true }).await
 }

@@ -25,7 +25,7 @@ use bureau::{
     scoring::Model,
     testkit::gen::{self, GenConfig},
     testkit::local::LocalFederation,
-    testkit::store::open_sled,
+    testkit::store::{open_sled, RawSled},
     wire::convert,
 };
 
@@ -198,12 +198,10 @@ async fn furnish_throughput(fed: &LocalFederation, n: usize, rows: &mut Vec<Row>
 /// Records per second of raw sled `apply_batch` into a fresh database at `dir`, each batch made
 /// durable; with `index`, each record also gets the subject-index key the node writes.
 async fn raw_sled_rate(dir: &std::path::Path, recs: &[pb::CreditRecord], batch: usize, index: bool) -> Result<f64> {
-    let db = sled::Config::new().path(dir).cache_capacity(128 << 20).open()?;
-    let file = std::fs::File::open(dir.join("db"))?;
-    let tree = db.open_tree("records")?;
+    let raw = RawSled::open(dir, 128 << 20)?;
     let t = Instant::now();
     for chunk in recs.chunks(batch) {
-        let mut b = sled::Batch::default();
+        let mut pairs = Vec::with_capacity(chunk.len() * 2);
         for r in chunk {
             let mut k = r.furnisher.as_bytes().to_vec();
             k.push(0);
@@ -211,21 +209,14 @@ async fn raw_sled_rate(dir: &std::path::Path, recs: &[pb::CreditRecord], batch: 
             if index {
                 let mut s = r.subject_id.as_bytes().to_vec();
                 s.extend_from_slice(&k);
-                b.insert(s, &[][..]);
+                pairs.push((s, Vec::new()));
             }
-            b.insert(k, r.encode_to_vec());
+            pairs.push((k, r.encode_to_vec()));
         }
-        tree.apply_batch(b)?;
-        durable(&db, &file).await?;
+        raw.apply(pairs)?;
+        raw.durable().await?;
     }
     Ok(recs.len() as f64 / t.elapsed().as_secs_f64())
-}
-
-/// A baseline's durability, the same as the node's: sled's flush, then `fdatasync` of its file.
-async fn durable(db: &sled::Db, file: &std::fs::File) -> Result<()> {
-    db.flush_async().await?;
-    file.sync_data()?;
-    Ok(())
 }
 
 /// The process's peak resident set (VmHWM), KiB; 0 where /proc is missing.
@@ -259,9 +250,7 @@ async fn audit(fed: &LocalFederation, sizes: &Sizes, rows: &mut Vec<Row>) -> Res
     use bureau::regulator::{self, KeySource};
     // Appends: one entry per transaction, as a peer query or refusal writes them.
     let store = open_sled(&fed.root.join("audit-append"), 128 << 20).await?;
-    let raw_dir = fed.root.join("audit-append-raw");
-    let raw_db = sled::Config::new().path(&raw_dir).cache_capacity(128 << 20).open()?;
-    let data_file = std::fs::File::open(raw_dir.join("db"))?;
+    let raw_db = RawSled::open(&fed.root.join("audit-append-raw"), 128 << 20)?;
     let entries: Vec<_> = (0..sizes.audit_appends as u64).map(sample_entry).collect();
     let t = Instant::now();
     for e in &entries {
@@ -284,8 +273,8 @@ async fn audit(fed: &LocalFederation, sizes: &Sizes, rows: &mut Vec<Row>) -> Res
         ours += t.elapsed();
         let t = Instant::now();
         for (i, e) in chunk.iter().enumerate() {
-            raw_db.insert(((block * 50 + i) as u64).to_be_bytes(), e.to_bytes())?;
-            durable(&raw_db, &data_file).await?;
+            raw_db.apply([(((block * 50 + i) as u64).to_be_bytes().to_vec(), e.to_bytes())])?;
+            raw_db.durable().await?;
         }
         raw += t.elapsed();
     }

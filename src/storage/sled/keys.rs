@@ -1,8 +1,6 @@
 //! The key spaces of the one sled `ledger` tree. Every key starts with a one-byte prefix, so a
 //! change and its audit entry land in one atomic batch on one tree.
 
-use crate::storage::micros;
-
 /// The one sled tree holding every key space.
 pub(super) const LEDGER: &str = "ledger";
 /// Records: `r` ‖ furnisher ‖ 0x00 ‖ record id → `StoredValue`.
@@ -60,7 +58,7 @@ pub(super) fn inquiry_time(time_micros: i64) -> [u8; 8] {
 
 /// The key of an inquiry.
 pub(super) fn inquiry(i: &crate::domain::inquiry::Inquiry) -> Vec<u8> {
-    prefixed(INQUIRY, &[i.subject_id.as_bytes(), &inquiry_time(micros(i.time)), i.query_id.as_bytes()])
+    prefixed(INQUIRY, &[i.subject_id.as_bytes(), &inquiry_time(i.time.timestamp_micros()), i.query_id.as_bytes()])
 }
 
 /// The key of audit entry `index`.

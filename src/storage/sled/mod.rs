@@ -11,6 +11,8 @@
 //!   size applied before the flush began becomes the durable head a checkpoint may sign.
 //! - **reads** run on tokio's blocking pool behind a semaphore of [`READERS`] permits.
 
+#[cfg(feature = "testkit")]
+pub(crate) mod baseline;
 mod keys;
 mod mark;
 #[cfg(feature = "testkit")]
