@@ -219,8 +219,14 @@ impl NodeConfig {
     /// Reads and checks `path`, resolving relative paths against its directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_owned(), source })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and checks `text`, the contents of `path`, resolving relative paths against its
+    /// directory. Touches no file.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let mut cfg: Self =
-            toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
+            toml::from_str(text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
         let base = path.parent().unwrap_or(Path::new("."));
         cfg.resolve(base);
         cfg.check()?;

@@ -3,6 +3,7 @@
 //! that damage a stopped node's store. Used by the tests, the demo and the benchmarks, so all
 //! three run the same real parts; not part of the API a partner builds on.
 
+pub mod fuzz;
 pub mod gen;
 pub mod local;
 pub mod store;
