@@ -162,6 +162,9 @@ impl Default for Limits {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSection {
+    /// Where the ledger lives: `sled` (embedded, in `node.data_dir`; the default) or `postgres`
+    /// (`[store.postgres]`, shared by every node process of the institution).
+    pub backend: Backend,
     /// sled page cache, bytes. RSS runs several times this (sled #1309): set it deliberately.
     pub cache_capacity_bytes: u64,
     /// After each group flush, `fdatasync` sled's data file. sled's own flush on Linux is
@@ -169,12 +172,52 @@ pub struct StoreSection {
     /// the drive's write cache: without this, a power loss can take acknowledged writes. Turn
     /// off only on storage with power-loss protection.
     pub fsync: bool,
+    /// The database, when `backend = "postgres"`.
+    pub postgres: Option<PostgresSection>,
 }
 
 impl Default for StoreSection {
     fn default() -> Self {
-        Self { cache_capacity_bytes: 128 * 1024 * 1024, fsync: true }
+        Self { backend: Backend::Sled, cache_capacity_bytes: 128 * 1024 * 1024, fsync: true, postgres: None }
     }
+}
+
+/// A storage backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// sled, embedded in the node's data directory.
+    Sled,
+    /// A PostgreSQL database.
+    Postgres,
+}
+
+/// `[store.postgres]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSection {
+    /// A libpq connection URL, e.g. `postgresql://bureau@db1,db2/bureau?target_session_attrs=read-write`
+    /// (several hosts: the first that accepts writes is used, and another after a failover).
+    pub url: String,
+    /// Connections in the pool.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// Longest one statement may run, milliseconds; a write that takes longer fails UNAVAILABLE.
+    #[serde(default = "default_statement_timeout_ms")]
+    pub statement_timeout_ms: u64,
+    /// Longest to wait for a connection, milliseconds.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+}
+
+fn default_pool_size() -> usize {
+    16
+}
+fn default_statement_timeout_ms() -> u64 {
+    5_000
+}
+fn default_connect_timeout_ms() -> u64 {
+    2_000
 }
 
 /// `[scoring]`
@@ -264,6 +307,20 @@ impl NodeConfig {
         }
         if self.limits.max_message_bytes < 1024 || self.limits.max_batch_records == 0 {
             return bad("limits.max_message_bytes must be >= 1024 and max_batch_records >= 1".into());
+        }
+        match (&self.store.backend, &self.store.postgres) {
+            (Backend::Postgres, None) => {
+                return bad("store.backend = \"postgres\" needs [store.postgres] with a url".into())
+            }
+            (Backend::Postgres, Some(pg)) if pg.url.parse::<tokio_postgres::Config>().is_err() => {
+                return bad("store.postgres.url is not a valid PostgreSQL connection URL".into())
+            }
+            (Backend::Postgres, Some(pg))
+                if pg.pool_size < 2 || pg.statement_timeout_ms == 0 || pg.connect_timeout_ms == 0 =>
+            {
+                return bad("store.postgres needs pool_size >= 2 and timeouts > 0".into())
+            }
+            _ => {}
         }
         if self.scoring.peer_deadline_ms == 0 {
             return bad("scoring.peer_deadline_ms must be > 0".into());

@@ -11,7 +11,7 @@ use tracing::{info, warn};
 
 use crate::{
     app::score::Scorer,
-    config::NodeConfig,
+    config::{Backend, NodeConfig},
     grpc::node::Node,
     grpc::{
         audit::AuditApi, federation::FederationApi, records::RecordsApi, scoring::ScoringApi, subjects::SubjectsApi,
@@ -20,7 +20,7 @@ use crate::{
     net::peers::Peers,
     net::tls::{self, TlsMaterial},
     scoring::Model,
-    storage::{DynStorage, SledOptions},
+    storage::{DynStorage, PostgresOptions, SledOptions},
     wire::pb::bureau::v1::{
         audit_service_server::AuditServiceServer, federation_service_server::FederationServiceServer,
         records_service_server::RecordsServiceServer, scoring_service_server::ScoringServiceServer,
@@ -222,6 +222,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
     info!(institution = %cfg.node.institution, %addr, peers = cfg.peers.len(), backend = store.backend(), "node listening");
     let drain = Duration::from_millis(cfg.limits.drain_timeout_ms);
     let failed = storage_failed(store.clone(), health.clone(), services.clone(), cfg.node.data_dir.clone());
+    let (probe_store, probe_health, probe_services) = (store.clone(), health.clone(), services.clone());
     let task = tokio::spawn(async move {
         let mut serving = tokio::spawn(router.serve_with_incoming_shutdown(incoming, shutdown));
         let mut failure = None;
@@ -229,6 +230,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
             tokio::select! {
                 () = async { let _ = stop_rx.wait_for(|s| *s).await; } => {}
                 why = failed => failure = Some(why),
+                () = follow_reachability(probe_store, probe_health, probe_services) => {}
             }
         };
         let served = tokio::select! {
@@ -264,6 +266,37 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         }
     });
     Ok(RunningNode { addr, institution: cfg.node.institution.clone(), node, stop, task })
+}
+
+/// Keeps health in step with whether the store can be reached (a database may go away and
+/// come back; an embedded store always answers): NOT_SERVING while it cannot, SERVING again
+/// once it can. Never returns; dropped when the node stops.
+async fn follow_reachability(
+    store: DynStorage,
+    health: tonic_health::server::HealthReporter,
+    services: Vec<&'static str>,
+) {
+    const EVERY: Duration = Duration::from_millis(500);
+    let mut reachable = true;
+    loop {
+        tokio::time::sleep(EVERY).await;
+        match (store.probe().await, reachable) {
+            (Err(e), true) => {
+                tracing::error!(backend = store.backend(), error = %e, "the store cannot be reached: NOT_SERVING until it can");
+                not_serving(&health, &services).await;
+                reachable = false;
+            }
+            (Ok(()), false) => {
+                info!(backend = store.backend(), "the store is reachable again: SERVING");
+                health.set_service_status("", ServingStatus::Serving).await;
+                for name in &services {
+                    health.set_service_status(*name, ServingStatus::Serving).await;
+                }
+                reachable = true;
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Reports NOT_SERVING for the server as a whole and for each of `services`.
@@ -312,10 +345,21 @@ fn name_of<S: NamedService>(_: &S) -> &'static str {
 
 /// Opens the configured storage backend, off the async workers.
 async fn open_storage(cfg: &NodeConfig) -> Result<DynStorage, ServeError> {
-    let opts = SledOptions {
-        path: cfg.node.data_dir.clone(),
-        cache_capacity: cfg.store.cache_capacity_bytes,
-        fsync: cfg.store.fsync,
-    };
-    Ok(crate::storage::open_sled(opts).await?)
+    match (cfg.store.backend, &cfg.store.postgres) {
+        (Backend::Postgres, Some(pg)) => Ok(crate::storage::open_postgres(PostgresOptions {
+            url: pg.url.clone(),
+            pool_size: pg.pool_size,
+            statement_timeout: Duration::from_millis(pg.statement_timeout_ms),
+            connect_timeout: Duration::from_millis(pg.connect_timeout_ms),
+        })
+        .await?),
+        _ => {
+            let opts = SledOptions {
+                path: cfg.node.data_dir.clone(),
+                cache_capacity: cfg.store.cache_capacity_bytes,
+                fsync: cfg.store.fsync,
+            };
+            Ok(crate::storage::open_sled(opts).await?)
+        }
+    }
 }

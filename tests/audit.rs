@@ -306,7 +306,7 @@ async fn stalling_proxy(target: std::net::SocketAddr, budget: usize) -> std::net
 async fn a_node_that_stalls_while_paging_is_an_error_after_the_deadline() {
     let f = fed(&["bank"], &["pbc"]);
     {
-        let store = bureau::testkit::store::open_sled(&data_dir(&f, "bank"), 16 << 20).await.unwrap();
+        let store = bureau::testkit::store::open_for(&data_dir(&f, "bank")).await.unwrap();
         let batch: Vec<Entry> =
             (0..5_000).map(|i| Entry::new(Action::ScoreServed, "bank", format!("score={}", 350 + i % 600))).collect();
         store.append_audit(batch).await.unwrap();

@@ -12,31 +12,6 @@ use std::{
 use bureau::{net::identity::Role, pb::bureau::v1 as pb};
 use common::{fed, record, subject};
 
-async fn all_record_ids(f: &common::Fed, addr: SocketAddr, subjects: u32) -> BTreeSet<String> {
-    let mut c = f.records(Role::Application, "bank", addr);
-    let mut ids = BTreeSet::new();
-    for s in 0..subjects {
-        let mut token = String::new();
-        loop {
-            let page = c
-                .list_records(pb::ListRecordsRequest {
-                    parent: format!("subjects/{}", subject(s)),
-                    page_size: 1000,
-                    page_token: token,
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            ids.extend(page.records.into_iter().map(|r| r.record_id));
-            if page.next_page_token.is_empty() {
-                break;
-            }
-            token = page.next_page_token;
-        }
-    }
-    ids
-}
-
 #[tokio::test]
 async fn a_restart_keeps_every_record() {
     let f = fed(&["bank"], &[]);
@@ -47,7 +22,7 @@ async fn a_restart_keeps_every_record() {
     node.shutdown().await.unwrap();
 
     let node = f.start("bank").await;
-    let ids = all_record_ids(&f, node.addr, 10).await;
+    let ids = common::all_record_ids(&f, node.addr, 10).await;
     assert_eq!(ids.len(), 300);
     let mut c = f.records(Role::Application, "bank", node.addr);
     let r =
@@ -94,7 +69,7 @@ async fn kill_dash_nine_loses_no_acknowledged_record() {
     let acked = acked.lock().unwrap().clone();
 
     let node = bureau::server::start(cfg).await.unwrap();
-    let stored = all_record_ids(&f, node.addr, 16).await;
+    let stored = common::all_record_ids(&f, node.addr, 16).await;
     let lost: Vec<_> = acked.difference(&stored).collect();
     assert!(lost.is_empty(), "{} of {} acknowledged records lost, e.g. {:?}", lost.len(), acked.len(), lost.first());
     node.shutdown().await.unwrap();
@@ -125,7 +100,7 @@ async fn kill_dash_nine_right_after_a_streamed_acknowledgement() {
     assert_eq!(resp.accepted_count, 300);
 
     let node = bureau::server::start(cfg).await.unwrap();
-    let stored = all_record_ids(&f, node.addr, 16).await;
+    let stored = common::all_record_ids(&f, node.addr, 16).await;
     let lost: Vec<_> = ids.iter().filter(|id| !stored.contains(*id)).collect();
     assert!(lost.is_empty(), "{} of 300 acknowledged streamed records lost, e.g. {:?}", lost.len(), lost.first());
     node.shutdown().await.unwrap();
@@ -266,7 +241,7 @@ async fn a_damaged_store_is_refused_at_start_never_served_short() {
                 outcomes.push(format!("flip at {at}/{db_len}: refused ({e})"));
             }
             Ok(node) => {
-                let ids = all_record_ids(&f, node.addr, 8).await;
+                let ids = common::all_record_ids(&f, node.addr, 8).await;
                 assert_eq!(ids.len(), 200, "flip at {at}: started, so it must hold every acknowledged record");
                 assert!(log_size(&f, node.addr).await >= size, "flip at {at}: started, so its log must be whole");
                 node.shutdown().await.unwrap();

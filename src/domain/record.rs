@@ -192,8 +192,8 @@ impl CreditRecord {
         if self.payment_history.len() > MAX_PAYMENT_HISTORY {
             v.push(Violation::new("payment_history", format!("holds at most {MAX_PAYMENT_HISTORY} monthly statuses")));
         }
-        if self.version == 0 {
-            v.push(Violation::new("version", "must be at least 1"));
+        if self.version == 0 || self.version > i64::MAX as u64 {
+            v.push(Violation::new("version", "must be from 1 to 9223372036854775807"));
         }
         v
     }

@@ -21,15 +21,17 @@ use crate::{
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod conformance;
+mod postgres;
 mod sled;
 
 use self::sled as embedded;
 pub(crate) use embedded::{SledOptions, SledStorage};
+pub(crate) use postgres::PostgresOptions;
 
 /// Test hooks that damage a stopped node's sled store, for tests that check tampering is caught.
 #[cfg(feature = "testkit")]
-pub mod tamper {
-    pub use super::embedded::tamper::*;
+pub(crate) mod tamper {
+    pub(crate) use super::embedded::tamper::*;
 }
 
 /// Raw sled for benchmark baselines.
@@ -55,6 +57,11 @@ pub(crate) async fn open_sled(opts: SledOptions) -> Result<DynStorage, StoreErro
         StoreError::Corrupt { key: dir, why: format!("the store cannot be opened: {why}") }
     })??;
     Ok(Arc::new(store))
+}
+
+/// Connects to a PostgreSQL store, applying the embedded schema migrations.
+pub(crate) async fn open_postgres(opts: PostgresOptions) -> Result<DynStorage, StoreError> {
+    Ok(Arc::new(postgres::PostgresStorage::open(&opts).await?))
 }
 
 /// Why a storage operation failed, in terms a caller can act on.
@@ -180,6 +187,12 @@ pub trait Storage: Send + Sync + 'static {
     /// not recover from by itself (sled's I/O errors are sticky); `None` while it can write.
     fn write_failure(&self) -> Option<String> {
         None
+    }
+
+    /// Checks that the backend can be reached now (a database round trip); embedded backends
+    /// are always reachable. Drives the node's health while a database is away.
+    async fn probe(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 
     /// Stores validated records (furnisher set from the caller's certificate) under the version

@@ -70,7 +70,7 @@ impl LocalFederation {
                 .map(|(id, addr)| PeerConfig { id: id.to_string(), address: addr.to_string() })
                 .collect(),
             limits: Limits::default(),
-            store: StoreSection::default(),
+            store: test_store(&self.root.join("data").join(institution)),
             policies: BTreeMap::new(),
             scoring: ScoringSection::default(),
         }
@@ -129,5 +129,29 @@ impl LocalFederation {
     /// The federation's subject key.
     pub fn subject_key(&self) -> Vec<u8> {
         crate::config::read_hex_key(&self.pki.subject_key()).unwrap_or_default()
+    }
+}
+
+/// The store a local node gets: sled in its data directory, or, with `BUREAU_TEST_STORE=postgres`,
+/// a database of its own (named after the data directory, so a restarted node finds its data)
+/// on the PostgreSQL server this process started ([`crate::testkit::postgres::shared`]).
+pub fn test_store(data_dir: &Path) -> StoreSection {
+    match std::env::var("BUREAU_TEST_STORE").as_deref() {
+        Ok("postgres") => {
+            let pg = crate::testkit::postgres::shared();
+            let url = pg.database_for(data_dir).unwrap_or_else(|e| panic!("{e}"));
+            StoreSection {
+                backend: crate::config::Backend::Postgres,
+                postgres: Some(crate::config::PostgresSection {
+                    url,
+                    pool_size: 8,
+                    statement_timeout_ms: 5_000,
+                    connect_timeout_ms: 2_000,
+                }),
+                ..StoreSection::default()
+            }
+        }
+        Ok("sled") | Err(_) => StoreSection::default(),
+        Ok(other) => panic!("BUREAU_TEST_STORE={other:?}: expected sled or postgres"),
     }
 }

@@ -13,3 +13,24 @@ pub use crate::storage::{
 pub async fn open_sled(dir: &Path, cache_capacity: u64) -> Result<DynStorage, StoreError> {
     crate::storage::open_sled(crate::storage::SledOptions { path: dir.to_owned(), cache_capacity, fsync: true }).await
 }
+
+/// Connects to a PostgreSQL store at `url` as a node does (pool of 16, 5 s statement timeout),
+/// applying the schema migrations.
+pub async fn open_postgres(url: &str) -> Result<DynStorage, StoreError> {
+    crate::storage::open_postgres(crate::storage::PostgresOptions {
+        url: url.to_owned(),
+        pool_size: 16,
+        statement_timeout: std::time::Duration::from_secs(5),
+        connect_timeout: std::time::Duration::from_secs(2),
+    })
+    .await
+}
+
+/// Opens the store a local node with data directory `data_dir` uses (see
+/// [`crate::testkit::local::test_store`]): sled there, or its PostgreSQL database.
+pub async fn open_for(data_dir: &Path) -> Result<DynStorage, StoreError> {
+    match crate::testkit::local::test_store(data_dir).postgres {
+        Some(pg) => open_postgres(&pg.url).await,
+        None => open_sled(data_dir, 16 << 20).await,
+    }
+}

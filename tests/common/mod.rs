@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::{
+    collections::BTreeSet,
     io::{BufRead, BufReader},
     net::SocketAddr,
     process::{Child, Command, Stdio},
@@ -139,4 +140,30 @@ pub fn violations(s: &tonic::Status) -> Vec<(String, String)> {
         .bad_request()
         .map(|b| b.field_violations.iter().map(|v| (v.field.clone(), v.description.clone())).collect())
         .unwrap_or_default()
+}
+
+/// Every record id of subjects `0..subjects`, listed through the node at `addr`.
+pub async fn all_record_ids(f: &Fed, addr: SocketAddr, subjects: u32) -> BTreeSet<String> {
+    let mut c = f.records(Role::Application, "bank", addr);
+    let mut ids = BTreeSet::new();
+    for s in 0..subjects {
+        let mut token = String::new();
+        loop {
+            let page = c
+                .list_records(pb::ListRecordsRequest {
+                    parent: format!("subjects/{}", subject(s)),
+                    page_size: 1000,
+                    page_token: token,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            ids.extend(page.records.into_iter().map(|r| r.record_id));
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+    }
+    ids
 }

@@ -18,7 +18,7 @@ fn with_ledger<T>(dir: &Path, f: impl FnOnce(&sled::Tree) -> T) -> T {
 }
 
 /// Rewrites audit entry `index` in place (its Merkle nodes left as they were).
-pub fn alter_entry(dir: &Path, index: u64, edit: impl FnOnce(&mut Entry)) {
+pub(crate) fn alter_entry(dir: &Path, index: u64, edit: impl FnOnce(&mut Entry)) {
     with_ledger(dir, |t| {
         let k = keys::entry(index);
         let mut e = Entry::from_bytes(&t.get(k).unwrap().expect("entry exists")).unwrap();
@@ -28,7 +28,7 @@ pub fn alter_entry(dir: &Path, index: u64, edit: impl FnOnce(&mut Entry)) {
 }
 
 /// Deletes audit entry `index`.
-pub fn remove_entry(dir: &Path, index: u64) {
+pub(crate) fn remove_entry(dir: &Path, index: u64) {
     with_ledger(dir, |t| {
         t.remove(keys::entry(index)).unwrap();
     })
@@ -36,27 +36,27 @@ pub fn remove_entry(dir: &Path, index: u64) {
 
 /// Sets the audit log's recorded size (a truncation when smaller) and deletes the high-water
 /// mark, as an attacker with the disk would: a truncation the node itself cannot see.
-pub fn set_log_size(dir: &Path, size: u64) {
+pub(crate) fn set_log_size(dir: &Path, size: u64) {
     lose_tail(dir, size);
     remove_mark(dir);
 }
 
 /// Sets the audit log's recorded size and nothing else: what sled does when it takes damage
 /// for a torn tail and opens without the last acknowledged writes.
-pub fn lose_tail(dir: &Path, size: u64) {
+pub(crate) fn lose_tail(dir: &Path, size: u64) {
     with_ledger(dir, |t| {
         t.insert(keys::SIZE, &size.to_be_bytes()[..]).unwrap();
     })
 }
 
 /// Deletes the audit log's high-water mark.
-pub fn remove_mark(dir: &Path) {
+pub(crate) fn remove_mark(dir: &Path) {
     let _ = std::fs::remove_file(dir.join(super::mark::FILE));
 }
 
 /// Replaces the whole log with `edit(old entries)`, hashed afresh: a self-consistent new history
 /// (and deletes the high-water mark, as an attacker rewriting history would).
-pub async fn rewrite_log(dir: &Path, edit: impl FnOnce(Vec<Entry>) -> Vec<Entry>) -> Result<(), StoreError> {
+pub(crate) async fn rewrite_log(dir: &Path, edit: impl FnOnce(Vec<Entry>) -> Vec<Entry>) -> Result<(), StoreError> {
     remove_mark(dir);
     let old: Vec<Entry> = with_ledger(dir, |t| {
         let old = t.scan_prefix([keys::ENTRY]).map(|kv| Entry::from_bytes(&kv.unwrap().1).unwrap()).collect();

@@ -1,0 +1,950 @@
+//! The PostgreSQL backend: the same ledger in tables, shared by every node process of one
+//! institution that points at the same database.
+//!
+//! - **One log across processes.** Every write transaction first takes the coordination row
+//!   `log_head` `FOR UPDATE`, so writers from all processes serialise on it: audit indices are
+//!   assigned without gaps or forks, and the version rules see every committed record.
+//! - **Group commit.** Inside one process, writes queue to one writer task that applies up to
+//!   [`GROUP`] of them in one transaction (one `COMMIT`, one WAL flush). A group that fails is
+//!   retried one change at a time, so a change that cannot be stored fails alone.
+//! - **Durable means committed.** Sessions run with `synchronous_commit = on`: a write returns
+//!   after its `COMMIT`, which is durable (and, with synchronous replication, on the standby).
+//!   [`Storage::sync`] therefore waits for nothing, and the durable head is the committed head.
+//! - Schema migrations are embedded ([`refinery`]) and applied at start under an advisory lock; a
+//!   database whose schema is newer than this binary is refused, naming both versions.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use prost::Message;
+use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio_postgres::{types::ToSql, GenericClient, NoTls, Row};
+
+use crate::{
+    audit::{
+        merkle::{self, Hash, Tree},
+        Entry,
+    },
+    domain::{inquiry::Inquiry, record::CreditRecord},
+    storage::{
+        corrected_entry, deleted_entry, furnished_entry, version_rule, Applied, ApplyResult, Deleted, InquiryAnswer,
+        InquiryCursor, Page, RecordCursor, Storage, StoreError, StoredRecord, TreeHead,
+    },
+    wire::{convert, pb::bureau::v1 as pb},
+};
+
+refinery::embed_migrations!("src/storage/postgres/migrations");
+
+/// Most changes applied in one transaction.
+const GROUP: usize = 256;
+/// Changes waiting for the writer before callers wait for room.
+const QUEUE: usize = 1024;
+/// The advisory lock key that serialises migrations across processes ("bureau" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6275_7265_6175;
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub(crate) struct PostgresOptions {
+    /// A libpq connection URL; several hosts and `target_session_attrs=read-write` allowed.
+    pub url: String,
+    /// Connections in the pool (the writer holds one of them while it commits).
+    pub pool_size: usize,
+    /// Longest any one statement may run before the server cancels it.
+    pub statement_timeout: Duration,
+    /// Longest to wait for a connection (to connect, or for a free one in the pool).
+    pub connect_timeout: Duration,
+}
+
+/// The ledger in a PostgreSQL database.
+pub(crate) struct PostgresStorage {
+    pool: Pool,
+    queue: Mutex<Option<mpsc::Sender<Job>>>,
+    closed: Arc<AtomicBool>,
+    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    timeout: Duration,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("postgres: {e}"))
+}
+
+fn db(e: tokio_postgres::Error) -> StoreError {
+    // `Display` of a server error is only "db error"; the source carries the message.
+    match e.as_db_error() {
+        Some(d) => unavailable(format!("{}: {}", d.code().code(), d.message())),
+        None => unavailable(e),
+    }
+}
+
+fn corrupt(key: impl Into<String>, why: impl Into<String>) -> StoreError {
+    StoreError::Corrupt { key: key.into(), why: why.into() }
+}
+
+impl PostgresStorage {
+    /// Connects, applies the embedded migrations (refusing a newer schema) and starts the writer.
+    pub(crate) async fn open(opts: &PostgresOptions) -> Result<Self, StoreError> {
+        let mut config: tokio_postgres::Config =
+            opts.url.parse().map_err(|e| unavailable(format!("store.postgres.url: {e}")))?;
+        config.connect_timeout(opts.connect_timeout);
+        config.options(format!(
+            "-c statement_timeout={} -c synchronous_commit=on -c lock_timeout={}",
+            opts.statement_timeout.as_millis(),
+            opts.statement_timeout.as_millis()
+        ));
+        config.application_name("bureau");
+        // A primary that vanishes without a reset must not hold a caller past the timeouts.
+        config.keepalives_idle(Duration::from_secs(5));
+        config.tcp_user_timeout(opts.connect_timeout + opts.statement_timeout);
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(opts.pool_size.max(2))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(opts.connect_timeout))
+            .create_timeout(Some(opts.connect_timeout))
+            .recycle_timeout(Some(opts.connect_timeout))
+            .build()
+            .map_err(unavailable)?;
+        migrate(&pool).await?;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let closed = Arc::new(AtomicBool::new(false));
+        let writer = tokio::spawn(writer(pool.clone(), rx));
+        Ok(Self {
+            pool,
+            queue: Mutex::new(Some(tx)),
+            closed,
+            writer: Mutex::new(Some(writer)),
+            timeout: opts.statement_timeout,
+        })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    async fn write(&self, op: Op) -> Result<Done, StoreError> {
+        let queue = self.queue.lock().await.clone().ok_or(StoreError::Closed)?;
+        let (reply, rx) = oneshot::channel();
+        queue.send(Job { op, reply }).await.map_err(|_| StoreError::Closed)?;
+        drop(queue);
+        // The writer answers every job; a generous bound keeps a caller from waiting forever
+        // on a writer stuck behind a hung database (statement_timeout normally fires first).
+        match tokio::time::timeout(self.timeout * 4 + Duration::from_secs(1), rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(StoreError::Closed),
+            Err(_) => Err(unavailable("the write did not finish within the statement timeout")),
+        }
+    }
+
+    /// The stored complete-subtree hashes a computation over `Tree` asks for, fetched in one
+    /// query: the tree is walked once to learn which nodes, then again over what was read.
+    async fn tree_answer<T>(
+        &self,
+        what: impl Fn(&mut NodeReader<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut wanted = Vec::new();
+        what(&mut |l, i| {
+            wanted.push((l, i));
+            Ok([0; 32])
+        })?;
+        let nodes = read_nodes(&**self.client().await?, &wanted).await?;
+        what(&mut |l, i| {
+            nodes.get(&(l, i)).copied().ok_or_else(|| corrupt(format!("audit_nodes ({l}, {i})"), "missing audit node"))
+        })
+    }
+}
+
+/// Reads a stored complete-subtree hash by (level, index).
+type NodeReader<'a> = dyn FnMut(u8, u64) -> Result<Hash, StoreError> + 'a;
+
+fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => db(e),
+        deadpool_postgres::PoolError::Closed => StoreError::Closed,
+        e => unavailable(e),
+    }
+}
+
+/// Applies the embedded migrations under an advisory lock, after checking that the database's
+/// schema is not newer than this binary's.
+async fn migrate(pool: &Pool) -> Result<(), StoreError> {
+    let mut client = pool.get().await.map_err(pool_error)?;
+    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await.map_err(db)?;
+    let result = async {
+        let ours = migrations::runner().get_migrations().iter().map(|m| i64::from(m.version())).max().unwrap_or(0);
+        let exists: bool = client
+            .query_one("SELECT to_regclass('refinery_schema_history') IS NOT NULL", &[])
+            .await
+            .map_err(db)?
+            .get(0);
+        if exists {
+            let theirs: Option<i64> = client
+                .query_one("SELECT max(version)::bigint FROM refinery_schema_history", &[])
+                .await
+                .map_err(db)?
+                .get(0);
+            if let Some(theirs) = theirs.filter(|&t| t > ours) {
+                return Err(StoreError::Corrupt {
+                    key: "refinery_schema_history".into(),
+                    why: format!(
+                        "the database's schema is version {theirs}, newer than this binary's {ours}: \
+                         run a bureau at least as new as the one that migrated it"
+                    ),
+                });
+            }
+        }
+        let runner = migrations::runner().set_abort_divergent(true).set_abort_missing(true);
+        runner.run_async(&mut **client).await.map_err(|e| unavailable(format!("migration: {e}")))?;
+        Ok(())
+    }
+    .await;
+    let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await;
+    result
+}
+
+/// A write waiting for the writer.
+struct Job {
+    op: Op,
+    reply: oneshot::Sender<Result<Done, StoreError>>,
+}
+
+#[derive(Clone)]
+enum Op {
+    Furnish(Vec<CreditRecord>, DateTime<Utc>),
+    Correct(CreditRecord, DateTime<Utc>),
+    Delete { furnisher: String, record_id: String, reason: String, note: String, now: DateTime<Utc> },
+    AddInquiry(Inquiry, Entry),
+    Answer(Inquiry, Entry, usize),
+    Append(Vec<Entry>),
+}
+
+enum Done {
+    Furnished(Vec<ApplyResult>),
+    Corrected(Option<ApplyResult>),
+    Deleted(Deleted),
+    Unit,
+    Answer(InquiryAnswer),
+    Appended(u64),
+}
+
+/// The writer task: takes what is queued (up to [`GROUP`]) and commits it as one transaction.
+async fn writer(pool: Pool, mut rx: mpsc::Receiver<Job>) {
+    let mut frontier = Frontier::default();
+    let mut client: Option<deadpool_postgres::Object> = None;
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < GROUP {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let ops: Vec<Op> = jobs.iter().map(|j| j.op.clone()).collect();
+        let results = match commit_group(&pool, &mut client, &mut frontier, &ops).await {
+            Ok(done) => done.into_iter().map(Ok).collect(),
+            Err(e) if ops.len() == 1 => vec![Err(e)],
+            Err(_) => {
+                // Find the change that fails: each alone, so the others still commit.
+                let mut each = Vec::with_capacity(ops.len());
+                for op in &ops {
+                    let one = commit_group(&pool, &mut client, &mut frontier, std::slice::from_ref(op)).await;
+                    each.push(one.map(|mut d| d.remove(0)));
+                }
+                each
+            }
+        };
+        for (job, r) in jobs.into_iter().zip(results) {
+            let _ = job.reply.send(r);
+        }
+    }
+}
+
+/// One transaction over `ops`; the connection is dropped (and replaced) after any error.
+async fn commit_group(
+    pool: &Pool,
+    client: &mut Option<deadpool_postgres::Object>,
+    frontier: &mut Frontier,
+    ops: &[Op],
+) -> Result<Vec<Done>, StoreError> {
+    if client.is_none() {
+        *client = Some(pool.get().await.map_err(pool_error)?);
+    }
+    let c = client.as_mut().expect("a connection");
+    let mut f = frontier.clone();
+    let r = async {
+        let tx = c.transaction().await.map_err(db)?;
+        let done = apply_group(&tx, &mut f, ops).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(done)
+    }
+    .await;
+    match r {
+        Ok(done) => {
+            *frontier = f;
+            Ok(done)
+        }
+        Err(e) => {
+            // The transaction rolled back (or the connection is gone): forget both.
+            *client = None;
+            *frontier = Frontier::default();
+            Err(e)
+        }
+    }
+}
+
+/// The log's right edge: the complete subtrees of the first `size` leaves (one per set bit),
+/// enough to append and to compute the root.
+#[derive(Clone, Default)]
+struct Frontier {
+    size: Option<u64>,
+    nodes: HashMap<(u8, u64), Hash>,
+}
+
+impl Frontier {
+    fn coordinates(size: u64) -> Vec<(u8, u64)> {
+        (0..64u8).filter(|b| size >> b & 1 == 1).map(|b| (b, (size >> b) - 1)).collect()
+    }
+
+    fn root(&self, size: u64) -> Result<Hash, StoreError> {
+        Tree::new(|l, i| {
+            self.nodes.get(&(l, i)).copied().ok_or_else(|| corrupt("audit_nodes", "frontier node missing"))
+        })
+        .root(size)
+    }
+
+    /// Appends one leaf; returns the nodes it completed (leaf included).
+    fn push(&mut self, leaf: &[u8]) -> Result<merkle::Nodes, StoreError> {
+        let size = self.size.expect("loaded");
+        let nodes = merkle::append_nodes(size, merkle::leaf_hash(leaf), |l, i| {
+            self.nodes
+                .get(&(l, i))
+                .copied()
+                .ok_or_else(|| corrupt(format!("audit_nodes ({l}, {i})"), "missing left sibling"))
+        })?;
+        for (k, h) in &nodes {
+            self.nodes.insert(*k, *h);
+        }
+        let keep: HashSet<(u8, u64)> = Self::coordinates(size + 1).into_iter().collect();
+        self.nodes.retain(|k, _| keep.contains(k));
+        self.size = Some(size + 1);
+        Ok(nodes)
+    }
+}
+
+/// A record row as the version rules see it.
+#[derive(Clone)]
+struct RowState {
+    version: u64,
+    live: bool,
+    subject: String,
+    record: Option<CreditRecord>,
+    updated: DateTime<Utc>,
+    deletion: (String, String),
+}
+
+/// What one transaction writes, gathered so that each table gets one statement.
+#[derive(Default)]
+struct Pending {
+    rows: HashMap<(String, String), RowState>,
+    dirty: Vec<(String, String)>,
+    inquiries: Vec<Inquiry>,
+    leaves: Vec<Vec<u8>>,
+    nodes: Vec<((u8, u64), Hash)>,
+}
+
+async fn apply_group(
+    tx: &tokio_postgres::Transaction<'_>,
+    f: &mut Frontier,
+    ops: &[Op],
+) -> Result<Vec<Done>, StoreError> {
+    let head = tx.query_one("SELECT size, root FROM log_head WHERE one FOR UPDATE", &[]).await.map_err(db)?;
+    let size = head.get::<_, i64>(0) as u64;
+    if f.size != Some(size) {
+        // Another process appended since (or first use): reload the frontier.
+        let wanted = Frontier::coordinates(size);
+        f.nodes = read_nodes(tx, &wanted).await?;
+        f.size = Some(size);
+    }
+    let mut p = Pending::default();
+    load_rows(tx, ops, &mut p).await?;
+    let mut done = Vec::with_capacity(ops.len());
+    for op in ops {
+        done.push(apply_op(tx, f, &mut p, op).await?);
+    }
+    flush(tx, f, p).await?;
+    Ok(done)
+}
+
+/// Reads the current rows of every record key the group touches, in one query.
+async fn load_rows(tx: &tokio_postgres::Transaction<'_>, ops: &[Op], p: &mut Pending) -> Result<(), StoreError> {
+    let mut furnishers = Vec::new();
+    let mut ids = Vec::new();
+    let mut add = |f: &str, i: &str| {
+        furnishers.push(f.to_owned());
+        ids.push(i.to_owned());
+    };
+    for op in ops {
+        match op {
+            Op::Furnish(rs, _) => rs.iter().for_each(|r| add(&r.furnisher, &r.record_id)),
+            Op::Correct(r, _) => add(&r.furnisher, &r.record_id),
+            Op::Delete { furnisher, record_id, .. } => add(furnisher, record_id),
+            _ => {}
+        }
+    }
+    if furnishers.is_empty() {
+        return Ok(());
+    }
+    let rows = tx
+        .query(
+            "SELECT r.furnisher, r.record_id, r.subject_id, r.version, r.live, r.body, r.updated_micros, \
+                    r.deletion_reason, r.deletion_note \
+             FROM records r JOIN unnest($1::text[], $2::text[]) AS k(f, i) ON r.furnisher = k.f AND r.record_id = k.i",
+            &[&furnishers, &ids],
+        )
+        .await
+        .map_err(db)?;
+    for row in rows {
+        let key: (String, String) = (row.get(0), row.get(1));
+        let state = row_state(&row)?;
+        p.rows.insert(key, state);
+    }
+    Ok(())
+}
+
+fn row_state(row: &Row) -> Result<RowState, StoreError> {
+    let (f, i): (String, String) = (row.get(0), row.get(1));
+    let body: Vec<u8> = row.get(5);
+    let record = decode_record(&f, &i, &body)?;
+    Ok(RowState {
+        subject: row.get(2),
+        version: row.get::<_, i64>(3) as u64,
+        live: row.get(4),
+        record: Some(record),
+        updated: micros(row.get(6)),
+        deletion: (row.get(7), row.get(8)),
+    })
+}
+
+fn decode_record(furnisher: &str, record_id: &str, body: &[u8]) -> Result<CreditRecord, StoreError> {
+    let key = || format!("records ({furnisher}, {record_id})");
+    let pb = pb::CreditRecord::decode(body).map_err(|e| corrupt(key(), e.to_string()))?;
+    convert::record_from_stored(pb).map_err(|e| corrupt(key(), e))
+}
+
+fn micros(m: i64) -> DateTime<Utc> {
+    Utc.timestamp_micros(m).single().unwrap_or_default()
+}
+
+fn shape(p: &Pending, furnisher: &str, record_id: &str) -> Option<(u64, bool, String)> {
+    p.rows.get(&(furnisher.to_owned(), record_id.to_owned())).map(|s| (s.version, s.live, s.subject.clone()))
+}
+
+fn store(p: &mut Pending, r: &CreditRecord, now: DateTime<Utc>, must_exist: bool) -> ApplyResult {
+    let existing = shape(p, &r.furnisher, &r.record_id);
+    let a = version_rule(r, existing.as_ref().map(|(v, l, s)| (*v, *l, s.as_str())), must_exist);
+    if matches!(a.applied, Applied::Created | Applied::Replaced) {
+        let key = (r.furnisher.clone(), r.record_id.clone());
+        p.rows.insert(
+            key.clone(),
+            RowState {
+                version: r.version,
+                live: true,
+                subject: r.subject_id.clone(),
+                record: Some(r.clone()),
+                updated: now,
+                deletion: Default::default(),
+            },
+        );
+        p.dirty.push(key);
+    }
+    a
+}
+
+fn log(f: &mut Frontier, p: &mut Pending, entries: &[Entry]) -> Result<u64, StoreError> {
+    let first = f.size.expect("loaded");
+    for e in entries {
+        let bytes = e.to_bytes();
+        p.nodes.extend(f.push(&bytes)?);
+        p.leaves.push(bytes);
+    }
+    Ok(first)
+}
+
+async fn apply_op(
+    tx: &tokio_postgres::Transaction<'_>,
+    f: &mut Frontier,
+    p: &mut Pending,
+    op: &Op,
+) -> Result<Done, StoreError> {
+    Ok(match op {
+        Op::Furnish(records, now) => {
+            let results: Vec<ApplyResult> = records.iter().map(|r| store(p, r, *now, false)).collect();
+            if !records.is_empty() {
+                log(f, p, &[furnished_entry(records, &results, *now)])?;
+            }
+            Done::Furnished(results)
+        }
+        Op::Correct(record, now) => {
+            let a = store(p, record, *now, true);
+            if a.stored_version == 0 {
+                Done::Corrected(None)
+            } else {
+                log(f, p, &[corrected_entry(record, a, *now)])?;
+                Done::Corrected(Some(a))
+            }
+        }
+        Op::Delete { furnisher, record_id, reason, note, now } => {
+            let key = (furnisher.clone(), record_id.clone());
+            match p.rows.get_mut(&key).filter(|s| s.live) {
+                None => Done::Deleted(Deleted::NotFound),
+                Some(s) => {
+                    s.live = false;
+                    s.deletion = (reason.clone(), note.clone());
+                    let (version, subject) = (s.version, s.subject.clone());
+                    p.dirty.push(key);
+                    log(f, p, &[deleted_entry(furnisher, &subject, record_id, version, reason, *now)])?;
+                    Done::Deleted(Deleted::Removed(version))
+                }
+            }
+        }
+        Op::AddInquiry(inquiry, entry) => {
+            p.inquiries.push(inquiry.clone());
+            log(f, p, std::slice::from_ref(entry))?;
+            Done::Unit
+        }
+        Op::Answer(inquiry, entry, max) => {
+            let subject = inquiry.subject_id.as_str();
+            // Committed rows, then this group's changes over them.
+            let rows = tx
+                .query(
+                    "SELECT furnisher, record_id, body FROM records \
+                     WHERE subject_id = $1 AND furnisher = $2 AND live ORDER BY record_id",
+                    &[&subject, &inquiry.responder],
+                )
+                .await
+                .map_err(db)?;
+            let mut records = std::collections::BTreeMap::new();
+            for row in rows {
+                let (fu, id, body): (String, String, Vec<u8>) = (row.get(0), row.get(1), row.get(2));
+                records.insert(id.clone(), decode_record(&fu, &id, &body)?);
+            }
+            for ((fu, id), s) in &p.rows {
+                if fu == &inquiry.responder {
+                    match (&s.record, s.live && s.subject == subject) {
+                        (Some(r), true) => records.insert(id.clone(), r.clone()),
+                        _ => records.remove(id),
+                    };
+                }
+            }
+            let records: Vec<CreditRecord> = records.into_values().collect();
+            let mut entry = entry.clone();
+            entry.record_count = records.len() as u32;
+            p.inquiries.push(inquiry.clone());
+            log(f, p, std::slice::from_ref(&entry))?;
+            let limit = *max as i64;
+            let rows = tx
+                .query(
+                    "SELECT time_micros, query_id, body FROM inquiries WHERE subject_id = $1 \
+                     ORDER BY time_micros DESC, query_id DESC LIMIT $2",
+                    &[&subject, &limit],
+                )
+                .await
+                .map_err(db)?;
+            let mut all: Vec<Inquiry> = rows.iter().map(decode_inquiry_row).collect::<Result<_, _>>()?;
+            for i in p.inquiries.iter().filter(|i| i.subject_id == subject) {
+                all.retain(|o| !(o.time == i.time && o.query_id == i.query_id));
+                all.push(i.clone());
+            }
+            all.sort_by(|a, b| (b.time, &b.query_id).cmp(&(a.time, &a.query_id)));
+            all.truncate(*max);
+            Done::Answer(InquiryAnswer { records, inquiries: all })
+        }
+        Op::Append(entries) => Done::Appended(log(f, p, entries)?),
+    })
+}
+
+fn decode_inquiry_row(row: &Row) -> Result<Inquiry, StoreError> {
+    let query: String = row.get(1);
+    let body: Vec<u8> = row.get(2);
+    let key = || format!("inquiries ({query})");
+    let pb = pb::Inquiry::decode(&body[..]).map_err(|e| corrupt(key(), e.to_string()))?;
+    convert::inquiry_from_pb(&pb).ok_or_else(|| corrupt(key(), "incomplete inquiry"))
+}
+
+/// Writes what the group gathered: one statement per table, then the new head.
+async fn flush(tx: &tokio_postgres::Transaction<'_>, f: &Frontier, p: Pending) -> Result<(), StoreError> {
+    let mut seen = HashSet::new();
+    let dirty: Vec<&(String, String)> = p.dirty.iter().filter(|k| seen.insert(*k)).collect();
+    if !dirty.is_empty() {
+        let n = dirty.len();
+        let (mut fu, mut id, mut su, mut ve, mut li, mut bo, mut up, mut dr, mut dn) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for key in dirty {
+            let s = &p.rows[key];
+            let r = s.record.as_ref().ok_or_else(|| corrupt("records", "a changed row without its record"))?;
+            fu.push(key.0.as_str());
+            id.push(key.1.as_str());
+            su.push(s.subject.as_str());
+            ve.push(s.version as i64);
+            li.push(s.live);
+            bo.push(convert::record_to_stored(r, s.updated).encode_to_vec());
+            up.push(s.updated.timestamp_micros());
+            dr.push(s.deletion.0.as_str());
+            dn.push(s.deletion.1.as_str());
+        }
+        let params: [&(dyn ToSql + Sync); 9] = [&fu, &id, &su, &ve, &li, &bo, &up, &dr, &dn];
+        tx.execute(
+            "INSERT INTO records (furnisher, record_id, subject_id, version, live, body, updated_micros, \
+                                  deletion_reason, deletion_note) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bool[], $6::bytea[], \
+                                  $7::bigint[], $8::text[], $9::text[]) \
+             ON CONFLICT (furnisher, record_id) DO UPDATE SET subject_id = EXCLUDED.subject_id, \
+                version = EXCLUDED.version, live = EXCLUDED.live, body = EXCLUDED.body, \
+                updated_micros = EXCLUDED.updated_micros, deletion_reason = EXCLUDED.deletion_reason, \
+                deletion_note = EXCLUDED.deletion_note",
+            &params,
+        )
+        .await
+        .map_err(db)?;
+    }
+    if !p.inquiries.is_empty() {
+        let su: Vec<&str> = p.inquiries.iter().map(|i| i.subject_id.as_str()).collect();
+        let ti: Vec<i64> = p.inquiries.iter().map(|i| i.time.timestamp_micros()).collect();
+        let qu: Vec<&str> = p.inquiries.iter().map(|i| i.query_id.as_str()).collect();
+        let bo: Vec<Vec<u8>> = p.inquiries.iter().map(|i| convert::inquiry_to_pb(i).encode_to_vec()).collect();
+        // The same (subject, time, query id) twice in one statement would be an error; the
+        // last one wins, as a second insert would.
+        tx.execute(
+            "INSERT INTO inquiries (subject_id, time_micros, query_id, body) \
+             SELECT DISTINCT ON (s, t, q) s, t, q, b \
+             FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bytea[]) WITH ORDINALITY AS u(s, t, q, b, n) \
+             ORDER BY s, t, q, n DESC \
+             ON CONFLICT (subject_id, time_micros, query_id) DO UPDATE SET body = EXCLUDED.body",
+            &[&su, &ti, &qu, &bo],
+        )
+        .await
+        .map_err(db)?;
+    }
+    if !p.leaves.is_empty() {
+        let size = f.size.expect("loaded");
+        let first = size - p.leaves.len() as u64;
+        let idx: Vec<i64> = (first..size).map(|i| i as i64).collect();
+        tx.execute(
+            "INSERT INTO audit_entries (idx, leaf) SELECT * FROM unnest($1::bigint[], $2::bytea[])",
+            &[&idx, &p.leaves],
+        )
+        .await
+        .map_err(db)?;
+        let lv: Vec<i16> = p.nodes.iter().map(|((l, _), _)| i16::from(*l)).collect();
+        let ix: Vec<i64> = p.nodes.iter().map(|((_, i), _)| *i as i64).collect();
+        let ha: Vec<&[u8]> = p.nodes.iter().map(|(_, h)| &h[..]).collect();
+        tx.execute(
+            "INSERT INTO audit_nodes (level, idx, hash) SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])",
+            &[&lv, &ix, &ha],
+        )
+        .await
+        .map_err(db)?;
+        let root = f.root(size)?;
+        tx.execute("UPDATE log_head SET size = $1, root = $2 WHERE one", &[&(size as i64), &&root[..]])
+            .await
+            .map_err(db)?;
+    }
+    Ok(())
+}
+
+/// Reads the given subtree hashes in one query.
+async fn read_nodes(c: &impl GenericClient, wanted: &[(u8, u64)]) -> Result<HashMap<(u8, u64), Hash>, StoreError> {
+    if wanted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let lv: Vec<i16> = wanted.iter().map(|(l, _)| i16::from(*l)).collect();
+    let ix: Vec<i64> = wanted.iter().map(|(_, i)| *i as i64).collect();
+    let rows = c
+        .query(
+            "SELECT n.level, n.idx, n.hash FROM audit_nodes n \
+             JOIN unnest($1::smallint[], $2::bigint[]) AS w(l, i) ON n.level = w.l AND n.idx = w.i",
+            &[&lv, &ix],
+        )
+        .await
+        .map_err(db)?;
+    let mut out = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let (l, i, h): (i16, i64, Vec<u8>) = (row.get(0), row.get(1), row.get(2));
+        let hash: Hash =
+            h.try_into().map_err(|_| corrupt(format!("audit_nodes ({l}, {i})"), "hash is not 32 bytes"))?;
+        out.insert((l as u8, i as u64), hash);
+    }
+    Ok(out)
+}
+
+fn stored_row(row: &Row) -> Result<StoredRecord, StoreError> {
+    let (f, i, body): (String, String, Vec<u8>) = (row.get(0), row.get(1), row.get(2));
+    Ok(StoredRecord { record: decode_record(&f, &i, &body)?, updated: micros(row.get(3)) })
+}
+
+macro_rules! expect_done {
+    ($done:expr, $variant:ident) => {
+        match $done? {
+            Done::$variant(v) => Ok(v),
+            _ => Err(StoreError::Panicked("the writer answered another kind of change".into())),
+        }
+    };
+}
+
+#[async_trait]
+impl Storage for PostgresStorage {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn furnish(&self, records: Vec<CreditRecord>, now: DateTime<Utc>) -> Result<Vec<ApplyResult>, StoreError> {
+        expect_done!(self.write(Op::Furnish(records, now)).await, Furnished)
+    }
+
+    async fn correct(&self, record: CreditRecord, now: DateTime<Utc>) -> Result<Option<ApplyResult>, StoreError> {
+        expect_done!(self.write(Op::Correct(record, now)).await, Corrected)
+    }
+
+    async fn delete(
+        &self,
+        furnisher: &str,
+        record_id: &str,
+        reason: &str,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Deleted, StoreError> {
+        let op = Op::Delete {
+            furnisher: furnisher.to_owned(),
+            record_id: record_id.to_owned(),
+            reason: reason.to_owned(),
+            note: note.to_owned(),
+            now,
+        };
+        expect_done!(self.write(op).await, Deleted)
+    }
+
+    async fn get(&self, furnisher: &str, record_id: &str) -> Result<Option<StoredRecord>, StoreError> {
+        let c = self.client().await?;
+        let row = c
+            .query_opt(
+                "SELECT furnisher, record_id, body, updated_micros FROM records \
+                 WHERE furnisher = $1 AND record_id = $2 AND live",
+                &[&furnisher, &record_id],
+            )
+            .await
+            .map_err(db)?;
+        row.as_ref().map(stored_row).transpose()
+    }
+
+    async fn list_subject(
+        &self,
+        subject: &str,
+        after: Option<RecordCursor>,
+        limit: usize,
+    ) -> Result<Page<StoredRecord, RecordCursor>, StoreError> {
+        if limit == 0 {
+            return Ok(Page { items: Vec::new(), next: None });
+        }
+        let c = self.client().await?;
+        let (af, ai) = after.map(|a| (a.furnisher, a.record_id)).unwrap_or_default();
+        let fetch = limit as i64 + 1;
+        let rows = c
+            .query(
+                "SELECT furnisher, record_id, body, updated_micros FROM records \
+                 WHERE subject_id = $1 AND live AND (furnisher, record_id) > ($2, $3) \
+                 ORDER BY furnisher, record_id LIMIT $4",
+                &[&subject, &af, &ai, &fetch],
+            )
+            .await
+            .map_err(db)?;
+        let mut items: Vec<StoredRecord> = rows.iter().map(stored_row).collect::<Result<_, _>>()?;
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items
+                .last()
+                .map(|r| RecordCursor { furnisher: r.record.furnisher.clone(), record_id: r.record.record_id.clone() })
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn subject_records(&self, subject: &str) -> Result<Vec<CreditRecord>, StoreError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT furnisher, record_id, body, updated_micros FROM records \
+                 WHERE subject_id = $1 AND live ORDER BY furnisher, record_id",
+                &[&subject],
+            )
+            .await
+            .map_err(db)?;
+        rows.iter().map(|r| stored_row(r).map(|s| s.record)).collect()
+    }
+
+    async fn add_inquiry(&self, inquiry: Inquiry, entry: Entry) -> Result<(), StoreError> {
+        match self.write(Op::AddInquiry(inquiry, entry)).await? {
+            Done::Unit => Ok(()),
+            _ => Err(StoreError::Panicked("the writer answered another kind of change".into())),
+        }
+    }
+
+    async fn answer_inquiry(
+        &self,
+        inquiry: Inquiry,
+        entry: Entry,
+        max_inquiries: usize,
+    ) -> Result<InquiryAnswer, StoreError> {
+        expect_done!(self.write(Op::Answer(inquiry, entry, max_inquiries)).await, Answer)
+    }
+
+    async fn subject_inquiries(
+        &self,
+        subject: &str,
+        before: Option<InquiryCursor>,
+        limit: usize,
+    ) -> Result<Page<Inquiry, InquiryCursor>, StoreError> {
+        if limit == 0 {
+            return Ok(Page { items: Vec::new(), next: None });
+        }
+        let c = self.client().await?;
+        let fetch = limit as i64 + 1;
+        let rows = match &before {
+            None => {
+                c.query(
+                    "SELECT time_micros, query_id, body FROM inquiries WHERE subject_id = $1 \
+                 ORDER BY time_micros DESC, query_id DESC LIMIT $2",
+                    &[&subject, &fetch],
+                )
+                .await
+            }
+            Some(b) => {
+                c.query(
+                    "SELECT time_micros, query_id, body FROM inquiries \
+                 WHERE subject_id = $1 AND (time_micros, query_id) < ($2, $3) \
+                 ORDER BY time_micros DESC, query_id DESC LIMIT $4",
+                    &[&subject, &b.time_micros, &b.query_id, &fetch],
+                )
+                .await
+            }
+        }
+        .map_err(db)?;
+        let mut items: Vec<Inquiry> = rows.iter().map(decode_inquiry_row).collect::<Result<_, _>>()?;
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|i| InquiryCursor { time_micros: i.time.timestamp_micros(), query_id: i.query_id.clone() })
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn append_audit(&self, entries: Vec<Entry>) -> Result<u64, StoreError> {
+        expect_done!(self.write(Op::Append(entries)).await, Appended)
+    }
+
+    async fn audit_size(&self) -> Result<u64, StoreError> {
+        Ok(self.durable_head().await?.size)
+    }
+
+    async fn durable_head(&self) -> Result<TreeHead, StoreError> {
+        let c = self.client().await?;
+        let row = c.query_one("SELECT size, root FROM log_head WHERE one", &[]).await.map_err(db)?;
+        let root: Vec<u8> = row.get(1);
+        let root: Hash = root.try_into().map_err(|_| corrupt("log_head", "root is not 32 bytes"))?;
+        Ok(TreeHead { size: row.get::<_, i64>(0) as u64, root })
+    }
+
+    async fn audit_entries(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT idx, leaf FROM audit_entries WHERE idx >= $1 ORDER BY idx LIMIT $2",
+                &[&(from.min(i64::MAX as u64) as i64), &(limit.min(i64::MAX as usize) as i64)],
+            )
+            .await
+            .map_err(db)?;
+        Ok(rows.iter().map(|r| (r.get::<_, i64>(0) as u64, r.get(1))).collect())
+    }
+
+    async fn audit_root(&self, size: u64) -> Result<Hash, StoreError> {
+        self.tree_answer(|get| Tree::new(get).root(size)).await
+    }
+
+    async fn audit_inclusion(&self, index: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
+        self.tree_answer(|get| Tree::new(get).inclusion_proof(index, size)).await
+    }
+
+    async fn audit_consistency(&self, m: u64, n: u64) -> Result<Vec<Hash>, StoreError> {
+        self.tree_answer(|get| Tree::new(get).consistency_proof(m, n)).await
+    }
+
+    async fn sync(&self) -> Result<(), StoreError> {
+        // Every acknowledged write is a committed transaction with synchronous_commit on.
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        Ok(())
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        // Stop taking writes, let the writer finish what is queued, then close the pool.
+        drop(self.queue.lock().await.take());
+        if let Some(w) = self.writer.lock().await.take() {
+            let _ = w.await;
+        }
+        self.closed.store(true, Ordering::Release);
+        self.pool.close();
+        Ok(())
+    }
+
+    async fn probe(&self) -> Result<(), StoreError> {
+        let c = self.client().await?;
+        c.query_one("SELECT 1", &[]).await.map_err(db)?;
+        Ok(())
+    }
+}
+
+#[cfg(all(test, feature = "testkit"))]
+mod tests {
+    use futures::future::BoxFuture;
+
+    use crate::storage::{conformance::Backend, DynStorage};
+
+    /// A fresh database of its own on the test process's PostgreSQL server.
+    struct Postgres(String);
+
+    impl Postgres {
+        fn fresh() -> Self {
+            Self(crate::testkit::postgres::shared().fresh_database().unwrap_or_else(|e| panic!("{e}")))
+        }
+    }
+
+    impl Backend for Postgres {
+        fn open(&self) -> BoxFuture<'_, DynStorage> {
+            Box::pin(async move { crate::testkit::store::open_postgres(&self.0).await.unwrap() })
+        }
+    }
+
+    crate::storage_conformance!(Postgres::fresh());
+}
