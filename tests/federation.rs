@@ -130,7 +130,7 @@ async fn a_peer_slower_than_the_deadline_is_reported_timed_out_without_delaying_
         .fed
         .start_all(&["bank", "payapp"], |c| {
             c.scoring.peer_deadline_ms = 300;
-            c.peers.push(bureau::config::PeerConfig { id: "slow".into(), address: hole.to_string() });
+            c.peers.push(bureau::config::PeerConfig::new("slow", hole.to_string()));
         })
         .await
         .unwrap();
@@ -261,7 +261,7 @@ async fn a_regulator_may_neither_query_peers_nor_score_and_an_impostor_peer_is_r
     let nodes = f.fed.start_all(&["bank", "payapp"], |_| {}).await.unwrap();
     let mut cfg = f.fed.node_config("bikeshare", &[("bikeshare-typo", nodes[0].addr)]);
     cfg.peers[0].id = "bank".into();
-    cfg.peers.push(bureau::config::PeerConfig { id: "payapp".into(), address: nodes[0].addr.to_string() });
+    cfg.peers.push(bureau::config::PeerConfig::new("payapp", nodes[0].addr.to_string()));
     let tricked = bureau::server::start(cfg).await.unwrap();
     let s = subject(7);
     let score =

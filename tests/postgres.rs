@@ -220,3 +220,48 @@ async fn a_schema_newer_than_the_binary_is_refused() {
     let msg = err.to_string();
     assert!(msg.contains("version 99") && msg.contains("binary's 1"), "{msg}");
 }
+
+/// A peer entry listing both replicas of an institution: queries alternate between them, and
+/// with one replica down every query is still answered by the other, within the deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_listed_by_both_replicas_is_answered_while_one_is_down() {
+    use pb::scoring_service_client::ScoringServiceClient;
+    let f = fed(&["bank", "payapp"], &[]);
+    let url = postgres::shared().fresh_database().unwrap();
+    let a = bureau::server::start(on_postgres(&f, &url)).await.unwrap();
+    let b = bureau::server::start(on_postgres(&f, &url)).await.unwrap();
+    let s = subject(1);
+    f.records(Role::Application, "bank", a.addr)
+        .furnish_records(pb::FurnishRecordsRequest { records: vec![record(&s, "bank-1", 1), record(&s, "bank-2", 1)] })
+        .await
+        .unwrap();
+    let mut cfg = f.fed.node_config("payapp", &[("bank", a.addr)]);
+    cfg.peers[0].addresses = vec![b.addr.to_string()];
+    let payapp = bureau::server::start(cfg).await.unwrap();
+    f.records(Role::Application, "payapp", payapp.addr)
+        .furnish_records(pb::FurnishRecordsRequest { records: vec![record(&s, "pay-1", 1)] })
+        .await
+        .unwrap();
+    let mut scoring = ScoringServiceClient::new(f.channel(Role::Application, "payapp", payapp.addr));
+    let ask = pb::GetScoreRequest {
+        subject_id: s.clone(),
+        purpose: pb::Purpose::AccountReview as i32,
+        consent_reference: String::new(),
+    };
+    let bank_answer = |score: &pb::Score| {
+        let c = score.coverage.iter().find(|c| c.peer == "bank").unwrap();
+        (c.outcome, c.records_returned)
+    };
+    for _ in 0..4 {
+        let score = scoring.get_score(ask.clone()).await.unwrap().into_inner();
+        assert_eq!(bank_answer(&score), (pb::PeerOutcome::Answered as i32, 2));
+    }
+    a.shutdown().await.unwrap();
+    for _ in 0..4 {
+        let score = scoring.get_score(ask.clone()).await.unwrap().into_inner();
+        assert_eq!(bank_answer(&score), (pb::PeerOutcome::Answered as i32, 2), "the other replica answers");
+        assert!(!score.partial);
+    }
+    payapp.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}

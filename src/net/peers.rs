@@ -72,11 +72,30 @@ pub struct PeerConfig {
     pub id: String,
     /// `host:port` of the peer's node.
     pub address: String,
+    /// Further `host:port`s of the same institution's nodes (replicas on one database). Queries
+    /// start at each address in turn, and move to the next when one cannot be reached.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
+}
+
+impl PeerConfig {
+    /// One node of institution `id` at `address`.
+    pub fn new(id: impl Into<String>, address: impl Into<String>) -> Self {
+        Self { id: id.into(), address: address.into(), addresses: Vec::new() }
+    }
+
+    /// Every address of the peer, `address` first.
+    pub fn all_addresses(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.address.as_str()).chain(self.addresses.iter().map(String::as_str))
+    }
 }
 
 struct Peer {
     id: String,
-    client: FederationServiceClient<Channel>,
+    /// One client per address of the peer.
+    clients: Vec<FederationServiceClient<Channel>>,
+    /// Where the next query starts (round robin over the addresses).
+    next: std::sync::atomic::AtomicUsize,
 }
 
 /// The configured peers, each with its own reused channel.
@@ -96,12 +115,16 @@ impl Peers {
         let mut peers = Vec::with_capacity(configs.len());
         for p in configs {
             let cfg = material.client_config_with(federation, Some(&p.id), revocation.clone())?;
-            let channel = tls::channel_tracked(&p.address, cfg, Duration::from_secs(2), Some(revocation.clone()))
-                .map_err(|e| {
-                    TlsError::Rustls(rustls::Error::General(format!("peer {} address {}: {e}", p.id, p.address)))
-                })?;
-            let client = FederationServiceClient::new(channel).max_decoding_message_size(max_message);
-            peers.push(Peer { id: p.id.clone(), client });
+            let mut clients = Vec::new();
+            for address in p.all_addresses() {
+                let channel =
+                    tls::channel_tracked(address, cfg.clone(), Duration::from_secs(2), Some(revocation.clone()))
+                        .map_err(|e| {
+                            TlsError::Rustls(rustls::Error::General(format!("peer {} address {address}: {e}", p.id)))
+                        })?;
+                clients.push(FederationServiceClient::new(channel).max_decoding_message_size(max_message));
+            }
+            peers.push(Peer { id: p.id.clone(), clients, next: Default::default() });
         }
         Ok(Self { peers })
     }
@@ -131,19 +154,32 @@ pub(crate) async fn under_deadline<T>(
 /// One peer's answer, with its own latency.
 type Answer = (Duration, Result<tonic::Response<pb::QueryRecordsResponse>, tonic::Status>);
 
+/// Asks one of the peer's addresses, starting at the next in turn; an address that cannot be
+/// reached (UNAVAILABLE) passes the query to the next, all under the one deadline.
 async fn ask(peer: &Peer, q: &Query, deadline: Duration) -> Answer {
     let started = Instant::now();
-    let mut req = tonic::Request::new(pb::QueryRecordsRequest {
-        subject_id: q.subject_id.clone(),
-        purpose: convert::purpose_to_pb(q.purpose) as i32,
-        consent_reference: q.consent_reference.clone(),
-        query_id: q.query_id.clone(),
-    });
-    // The peer learns the deadline too, so it can drop work nobody will wait for.
-    req.set_timeout(deadline);
-    let mut client = peer.client.clone();
-    let result = client.query_records(req).await;
-    (started.elapsed(), result)
+    let n = peer.clients.len();
+    let first = peer.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut k = 0;
+    loop {
+        let mut req = tonic::Request::new(pb::QueryRecordsRequest {
+            subject_id: q.subject_id.clone(),
+            purpose: convert::purpose_to_pb(q.purpose) as i32,
+            consent_reference: q.consent_reference.clone(),
+            query_id: q.query_id.clone(),
+        });
+        // The peer learns the deadline too, so it can drop work nobody will wait for.
+        req.set_timeout(deadline.saturating_sub(started.elapsed()));
+        let mut client = peer.clients[(first + k) % n].clone();
+        let result = client.query_records(req).await;
+        k += 1;
+        match result {
+            Err(s) if s.code() == Code::Unavailable && k < n => {
+                debug!(peer = %peer.id, error = %s.message(), "peer address unreachable; trying the next");
+            }
+            result => return (started.elapsed(), result),
+        }
+    }
 }
 
 /// What a peer's answer (or its absence at the deadline) means for the score.

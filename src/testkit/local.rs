@@ -65,10 +65,7 @@ impl LocalFederation {
                 subject_key: Some(self.pki.subject_key()),
                 accepted_purposes: FederationSection::default_purposes(),
             },
-            peers: peers
-                .iter()
-                .map(|(id, addr)| PeerConfig { id: id.to_string(), address: addr.to_string() })
-                .collect(),
+            peers: peers.iter().map(|(id, addr)| PeerConfig::new(*id, addr.to_string())).collect(),
             limits: Limits::default(),
             store: test_store(&self.root.join("data").join(institution)),
             policies: BTreeMap::new(),
