@@ -16,6 +16,7 @@ use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
 
 use crate::show::{percentiles, Percentiles};
 use bureau::{
+    config::{Backend, PostgresSection},
     domain::record::CreditRecord,
     net::identity::Role,
     pb::bureau::v1::{
@@ -25,7 +26,8 @@ use bureau::{
     scoring::Model,
     testkit::gen::{self, GenConfig},
     testkit::local::LocalFederation,
-    testkit::store::{open_sled, RawSled},
+    testkit::postgres::TestPostgres,
+    testkit::store::{open_postgres, open_sled, RawSled},
     wire::convert,
 };
 
@@ -49,6 +51,9 @@ pub enum Part {
     Audit,
     /// Federated score latency, throughput and growth, against an echo.
     Score,
+    /// The PostgreSQL backend: furnishing, durable appends and scores, against raw PostgreSQL
+    /// through the same client library and against the same federation on sled.
+    Postgres,
 }
 
 struct Sizes {
@@ -60,6 +65,8 @@ struct Sizes {
     scoring_records: usize,
     audit_appends: usize,
     audit_verify: u64,
+    pg_records: usize,
+    pg_subjects: usize,
 }
 
 const FULL: Sizes = Sizes {
@@ -71,6 +78,8 @@ const FULL: Sizes = Sizes {
     scoring_records: 200_000,
     audit_appends: 20_000,
     audit_verify: 1_000_000,
+    pg_records: 200_000,
+    pg_subjects: 100_000,
 };
 const QUICK: Sizes = Sizes {
     furnish_records: 50_000,
@@ -81,6 +90,8 @@ const QUICK: Sizes = Sizes {
     scoring_records: 20_000,
     audit_appends: 5_000,
     audit_verify: 100_000,
+    pg_records: 20_000,
+    pg_subjects: 10_000,
 };
 
 /// One row of the report.
@@ -111,20 +122,24 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
     let runs = |p: Part| opts.only.is_empty() || opts.only.contains(&p);
 
     if runs(Part::Furnish) {
-        eprintln!("[1/5] furnishing throughput ({} records)", sizes.furnish_records);
+        eprintln!("[1/6] furnishing throughput ({} records)", sizes.furnish_records);
         furnish_throughput(&fed, sizes.furnish_records, &mut rows).await?;
     }
     if runs(Part::Scoring) {
-        eprintln!("[2/5] scoring alone ({} records)", sizes.scoring_records);
+        eprintln!("[2/6] scoring alone ({} records)", sizes.scoring_records);
         scoring_alone(sizes.scoring_records, &mut rows);
     }
     if runs(Part::Audit) {
-        eprintln!("[3/5] audit appends and verification");
+        eprintln!("[3/6] audit appends and verification");
         audit(&fed, &sizes, &mut rows).await?;
     }
     if runs(Part::Score) {
-        eprintln!("[4/5] federated score latency and throughput");
+        eprintln!("[4/6] federated score latency and throughput");
         federated(&fed, &sizes, &mut rows).await?;
+    }
+    if runs(Part::Postgres) {
+        eprintln!("[5/6] PostgreSQL backend ({} records, {} subjects)", sizes.pg_records, sizes.pg_subjects);
+        postgres(&fed, &sizes, &mut rows).await?;
     }
     rows.push(Row {
         what: "peak RSS of the bench process itself (loaders, clients, in-process parts)".into(),
@@ -132,7 +147,7 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
         baseline: "-".into(),
         ratio: "-".into(),
     });
-    eprintln!("[5/5] done in {:.1?}", started.elapsed());
+    eprintln!("[6/6] done in {:.1?}", started.elapsed());
 
     println!("\n{:<58} {:>22} {:>22} {:>10}", "benchmark", "bureau", "baseline", "ratio");
     for r in rows {
@@ -382,14 +397,30 @@ impl Drop for NodeProcess {
 /// Starts the scoring node and three peers as child processes, each holding a share of
 /// `subjects` subjects' records (loaded straight into their stores before start, to keep setup
 /// fast). Returns the nodes (scorer first) and sample subject ids.
-async fn federation(fed: &LocalFederation, subjects: usize, tag: &str) -> Result<(Vec<NodeProcess>, Vec<String>)> {
+async fn federation(
+    fed: &LocalFederation,
+    subjects: usize,
+    tag: &str,
+    pg: Option<&TestPostgres>,
+) -> Result<(Vec<NodeProcess>, Vec<String>)> {
     let insts = ["scorer", "peer-a", "peer-b", "peer-c"];
     let root = fed.root.join(format!("fed-{tag}"));
+    std::fs::create_dir_all(&root)?;
     let mut sample = Vec::new();
+    // On PostgreSQL, a database per institution on the one server.
+    let mut urls = Vec::new();
+    if let Some(pg) = pg {
+        for _ in insts {
+            urls.push(pg.fresh_database()?);
+        }
+    }
     {
         let mut stores = Vec::new();
-        for inst in insts {
-            stores.push(open_sled(&root.join(inst), 256 << 20).await?);
+        for (i, inst) in insts.iter().enumerate() {
+            stores.push(match urls.get(i) {
+                Some(url) => open_postgres(url).await?,
+                None => open_sled(&root.join(inst), 256 << 20).await?,
+            });
         }
         let mut batch: Vec<Vec<CreditRecord>> = vec![Vec::new(); insts.len()];
         for r in records(subjects, &insts) {
@@ -423,6 +454,15 @@ async fn federation(fed: &LocalFederation, subjects: usize, tag: &str) -> Result
         cfg.node.listen = addrs[i];
         cfg.node.data_dir = root.join(inst);
         cfg.store.cache_capacity_bytes = 256 << 20;
+        if let Some(url) = urls.get(i) {
+            cfg.store.backend = Backend::Postgres;
+            cfg.store.postgres = Some(PostgresSection {
+                url: url.clone(),
+                pool_size: 16,
+                statement_timeout_ms: 5_000,
+                connect_timeout_ms: 2_000,
+            });
+        }
         let path = root.join(format!("{inst}.toml"));
         std::fs::write(&path, toml::to_string(&cfg)?)?;
         let log = std::fs::File::create(root.join(format!("{inst}.log")))?;
@@ -508,7 +548,7 @@ where
 }
 
 async fn federated(fed: &LocalFederation, sizes: &Sizes, rows: &mut Vec<Row>) -> Result<()> {
-    let (nodes, sample) = federation(fed, sizes.score_subjects, "main").await?;
+    let (nodes, sample) = federation(fed, sizes.score_subjects, "main", None).await?;
     let scorer = &nodes[0];
     let ch: Channel = fed.client(Role::Application, "scorer", scorer.addr).channel()?;
     let health = HealthClient::new(ch.clone());
@@ -616,7 +656,7 @@ async fn federated(fed: &LocalFederation, sizes: &Sizes, rows: &mut Vec<Row>) ->
     // The largest size is the main federation measured above; smaller ones get their own.
     let mut growth = vec![(sizes.score_subjects, ours)];
     for &n in sizes.growth {
-        let (nodes, sample) = federation(fed, n, &format!("g{n}")).await?;
+        let (nodes, sample) = federation(fed, n, &format!("g{n}"), None).await?;
         let s = ScoringServiceClient::new(fed.client(Role::Application, "scorer", nodes[0].addr).channel()?);
         let p = latency(sizes.latency_calls.min(1000), move |i| {
             let mut s = s.clone();
@@ -640,5 +680,153 @@ async fn federated(fed: &LocalFederation, sizes: &Sizes, rows: &mut Vec<Row>) ->
             ratio: format!("{:.2}x", p.p50.as_secs_f64() / smallest.p50.as_secs_f64()),
         });
     }
+    Ok(())
+}
+
+/// The PostgreSQL backend on a server of its own (started here, as the tests do): furnishing
+/// against raw batched INSERTs of the same rows, durable appends against a single INSERT +
+/// COMMIT, both through tokio-postgres; then score latency and throughput with every node on
+/// PostgreSQL against the same federation on sled, same size, same run.
+async fn postgres(fed: &LocalFederation, sizes: &Sizes, rows: &mut Vec<Row>) -> Result<()> {
+    const BATCH: usize = 1000;
+    let pg = TestPostgres::start()?;
+    let recs: Vec<pb::CreditRecord> = records(sizes.pg_records, &["loader"])
+        .take(sizes.pg_records)
+        .map(|r| convert::record_to_pb(&r, Utc::now()))
+        .collect();
+
+    // Baseline: the same rows, 1000 per transaction, one INSERT ... SELECT unnest each.
+    let raw_url = pg.fresh_database()?;
+    let (mut raw, conn) = tokio_postgres::connect(&raw_url, tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    raw.batch_execute(
+        "CREATE TABLE raw_records (furnisher text COLLATE \"C\", record_id text COLLATE \"C\", \
+         subject_id text COLLATE \"C\", version bigint, live boolean, body bytea, updated_micros bigint, \
+         PRIMARY KEY (furnisher, record_id)); \
+         CREATE INDEX ON raw_records (subject_id, furnisher, record_id) WHERE live; \
+         CREATE TABLE raw_log (idx bigint PRIMARY KEY, leaf bytea)",
+    )
+    .await?;
+    let t = Instant::now();
+    for chunk in recs.chunks(BATCH) {
+        let fu: Vec<&str> = chunk.iter().map(|_| "loader").collect();
+        let id: Vec<&str> = chunk.iter().map(|r| r.record_id.as_str()).collect();
+        let su: Vec<&str> = chunk.iter().map(|r| r.subject_id.as_str()).collect();
+        let ve: Vec<i64> = chunk.iter().map(|r| r.version as i64).collect();
+        let li: Vec<bool> = chunk.iter().map(|_| true).collect();
+        let bo: Vec<Vec<u8>> = chunk.iter().map(|r| r.encode_to_vec()).collect();
+        let up: Vec<i64> = chunk.iter().map(|_| Utc::now().timestamp_micros()).collect();
+        let tx = raw.transaction().await?;
+        tx.execute(
+            "INSERT INTO raw_records SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], \
+             $5::bool[], $6::bytea[], $7::bigint[])",
+            &[&fu, &id, &su, &ve, &li, &bo, &up],
+        )
+        .await?;
+        tx.commit().await?;
+    }
+    let raw_rate = recs.len() as f64 / t.elapsed().as_secs_f64();
+
+    let mut cfg = fed.node_config("loader", &[]);
+    cfg.store.backend = Backend::Postgres;
+    cfg.store.postgres = Some(PostgresSection {
+        url: pg.fresh_database()?,
+        pool_size: 16,
+        statement_timeout_ms: 5_000,
+        connect_timeout_ms: 2_000,
+    });
+    let node = bureau::server::start(cfg).await?;
+    let mut c = RecordsServiceClient::new(fed.client(Role::Application, "loader", node.addr).channel()?)
+        .max_encoding_message_size(64 << 20);
+    let batches: Vec<pb::FurnishRecordsRequest> =
+        recs.chunks(BATCH).map(|c| pb::FurnishRecordsRequest { records: c.to_vec() }).collect();
+    let t = Instant::now();
+    let resp = c.stream_furnish_records(tokio_stream::iter(batches)).await?.into_inner();
+    let ours = recs.len() as f64 / t.elapsed().as_secs_f64();
+    anyhow::ensure!(resp.accepted_count as usize == recs.len(), "accepted {} of {}", resp.accepted_count, recs.len());
+    node.shutdown().await?;
+    rows.push(Row {
+        what: format!("postgres: furnish {} records, committed (streamed, batches of {BATCH})", recs.len()),
+        ours: format!("{ours:.0} rec/s"),
+        baseline: format!("{raw_rate:.0} rec/s raw INSERT"),
+        ratio: format!("{:.0} %", 100.0 * ours / raw_rate),
+    });
+
+    // Durable appends, one entry per transaction, interleaved in blocks with the baseline.
+    let store = open_postgres(&pg.fresh_database()?).await?;
+    let n = (sizes.audit_appends / 10).max(200);
+    let entries: Vec<_> = (0..n as u64).map(sample_entry).collect();
+    let (mut ours, mut raw_t) = (Duration::ZERO, Duration::ZERO);
+    let insert = raw.prepare("INSERT INTO raw_log (idx, leaf) VALUES ($1, $2)").await?;
+    for (block, chunk) in entries.chunks(50).enumerate() {
+        let t = Instant::now();
+        for e in chunk {
+            store.append_audit(vec![e.clone()]).await?;
+        }
+        ours += t.elapsed();
+        let t = Instant::now();
+        for (i, e) in chunk.iter().enumerate() {
+            raw.execute(&insert, &[&((block * 50 + i) as i64), &e.to_bytes()]).await?;
+        }
+        raw_t += t.elapsed();
+    }
+    store.close().await?;
+    let (per, per_raw) = (ours / n as u32, raw_t / n as u32);
+    rows.push(Row {
+        what: "postgres: audit append, committed, concurrency 1".into(),
+        ours: us(per),
+        baseline: format!("{} INSERT+COMMIT", us(per_raw)),
+        ratio: format!("{:.2}x", per.as_secs_f64() / per_raw.as_secs_f64()),
+    });
+
+    // Scores: the same federation size on sled and on PostgreSQL.
+    let mut p50 = Vec::new();
+    for (tag, on) in [("sled", None), ("postgres", Some(&pg))] {
+        let (nodes, sample) = federation(fed, sizes.pg_subjects, &format!("pg-cmp-{tag}"), on).await?;
+        let s = ScoringServiceClient::new(fed.client(Role::Application, "scorer", nodes[0].addr).channel()?);
+        let lat = {
+            let (s, sample) = (s.clone(), sample.clone());
+            latency(sizes.latency_calls.min(1000), move |i| {
+                let mut s = s.clone();
+                let subject = sample[i % sample.len()].clone();
+                async move {
+                    let score = s.get_score(score_req(&subject)).await?.into_inner();
+                    anyhow::ensure!(!score.partial, "partial score in benchmark: {:?}", score.coverage);
+                    Ok(())
+                }
+            })
+            .await?
+        };
+        let tp = {
+            let sample = Arc::new(sample);
+            throughput(64, sizes.throughput_secs, move |i| {
+                let mut s = s.clone();
+                let subject = sample[i % sample.len()].clone();
+                async move {
+                    s.get_score(score_req(&subject)).await?;
+                    Ok(())
+                }
+            })
+            .await?
+        };
+        p50.push((tag, lat, tp));
+        drop(nodes);
+    }
+    let (_, sled, sled_tp) = p50[0];
+    let (_, on_pg, pg_tp) = p50[1];
+    for (name, o, b) in [("p50", on_pg.p50, sled.p50), ("p99", on_pg.p99, sled.p99)] {
+        rows.push(Row {
+            what: format!("postgres: federated score {name}, {} subjects, all 4 nodes on it", sizes.pg_subjects),
+            ours: us(o),
+            baseline: format!("{} on sled", us(b)),
+            ratio: format!("{:.2}x", o.as_secs_f64() / b.as_secs_f64()),
+        });
+    }
+    rows.push(Row {
+        what: "postgres: federated score throughput, concurrency 64".into(),
+        ours: format!("{pg_tp:.0} scores/s"),
+        baseline: format!("{sled_tp:.0}/s on sled"),
+        ratio: format!("{:.0} %", 100.0 * pg_tp / sled_tp),
+    });
     Ok(())
 }

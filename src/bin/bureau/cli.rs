@@ -127,7 +127,7 @@ pub enum Command {
         /// Small sizes: a smoke run in under a minute.
         #[arg(long)]
         quick: bool,
-        /// Run only these parts (repeatable): furnish, scoring, audit, score.
+        /// Run only these parts (repeatable): furnish, scoring, audit, score, postgres.
         #[arg(long, value_enum)]
         only: Vec<crate::bench::Part>,
     },
