@@ -60,6 +60,12 @@ impl RecordsApi {
         furnisher: &str,
         records: Vec<pb::CreditRecord>,
     ) -> Result<Vec<RecordResult>, ApiError> {
+        let candidates = self.candidates(furnisher, records)?;
+        Ok(furnish::apply(&*self.node.store, candidates, Utc::now()).await?)
+    }
+
+    /// Checks a batch's size and converts and validates each record.
+    fn candidates(&self, furnisher: &str, records: Vec<pb::CreditRecord>) -> Result<Vec<Candidate>, ApiError> {
         if records.len() > self.node.limits.max_batch_records {
             return Err(ApiError::invalid(
                 "records",
@@ -67,14 +73,13 @@ impl RecordsApi {
             ));
         }
         let today = today();
-        let candidates: Vec<Candidate> = records
+        Ok(records
             .into_iter()
             .map(|r| {
                 let id = r.record_id.clone();
                 convert::record_from_pb(r, furnisher, today).map_err(|v| (id, v))
             })
-            .collect();
-        Ok(furnish::apply(&*self.node.store, candidates, Utc::now()).await?)
+            .collect())
     }
 }
 
@@ -193,27 +198,38 @@ impl RecordsService for RecordsApi {
         let mut stream = req.into_inner();
         let mut tally = Tally::default();
         let mut reported = Vec::new();
-        // At most one flush in flight: batch N+1 is received and applied while batch N is
-        // flushed. Nothing is acknowledged until the last flush, after the last batch, is done.
+        // A pipeline of three: batch N+2 is received and validated while batch N+1 is applied
+        // and batch N flushed (a database backend applies durably: its flush is free). Batches
+        // are applied one after another, in order. Nothing is acknowledged until the last
+        // flush, after the last batch, is done.
+        let mut applying: Option<tokio::task::JoinHandle<Result<Vec<RecordResult>, ApiError>>> = None;
         let mut flushing: Option<tokio::task::JoinHandle<Result<(), StoreError>>> = None;
-        loop {
-            let batch = match stream.message().await {
-                Ok(Some(batch)) => batch,
-                Ok(None) => break,
-                Err(s) => return Err(ApiError::inbound(s)),
-            };
-            let results = self.apply_batch(&furnisher, batch.records).await?;
-            if let Some(f) = flushing.take() {
-                await_flush(f).await?;
-            }
-            let store = self.node.store.clone();
-            flushing = Some(tokio::spawn(async move { store.sync().await }));
+        let mut applied = |results: Vec<RecordResult>| {
             for r in results {
                 tally.add(&r);
                 if !matches!(r.outcome, Outcome::Created | Outcome::Replaced) && reported.len() < MAX_STREAM_RESULTS {
                     reported.push(result_to_pb(r));
                 }
             }
+        };
+        loop {
+            let batch = match stream.message().await {
+                Ok(Some(batch)) => Some(batch),
+                Ok(None) => None,
+                Err(s) => return Err(ApiError::inbound(s)),
+            };
+            let candidates = batch.map(|b| self.candidates(&furnisher, b.records)).transpose()?;
+            if let Some(a) = applying.take() {
+                applied(a.await.map_err(ApiError::task_failed)??);
+                if let Some(f) = flushing.take() {
+                    await_flush(f).await?;
+                }
+                let store = self.node.store.clone();
+                flushing = Some(tokio::spawn(async move { store.sync().await }));
+            }
+            let Some(candidates) = candidates else { break };
+            let store = self.node.store.clone();
+            applying = Some(tokio::spawn(async move { Ok(furnish::apply(&*store, candidates, Utc::now()).await?) }));
         }
         if let Some(f) = flushing.take() {
             await_flush(f).await?;

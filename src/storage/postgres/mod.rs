@@ -307,8 +307,12 @@ impl From<StoreError> for GroupError {
 fn group_db(e: tokio_postgres::Error) -> GroupError {
     use tokio_postgres::error::SqlState;
     match e.as_db_error() {
-        // Our first index is taken (another process appended), or the head moved under us.
-        Some(d) if *d.code() == SqlState::UNIQUE_VIOLATION && d.constraint() == Some("audit_entries_pkey") => {
+        // Our first index is taken or a record we took for new exists: another process wrote
+        // meanwhile. Or the head moved under us (1/0).
+        Some(d)
+            if *d.code() == SqlState::UNIQUE_VIOLATION
+                && matches!(d.constraint(), Some("audit_entries_pkey" | "records_pkey")) =>
+        {
             GroupError::Stale
         }
         Some(d) if *d.code() == SqlState::DIVISION_BY_ZERO => GroupError::Stale,
@@ -408,6 +412,8 @@ impl Frontier {
 /// A record row as the version rules see it.
 #[derive(Clone)]
 struct RowState {
+    /// Whether the row was committed before this group (an UPDATE) or is new (an INSERT).
+    in_db: bool,
     version: u64,
     live: bool,
     subject: String,
@@ -445,11 +451,12 @@ const WRITE_GROUP: &str = "WITH \
   r AS (INSERT INTO records (furnisher, record_id, subject_id, version, live, body, updated_micros, \
                              deletion_reason, deletion_note) \
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bool[], $6::bytea[], \
-                             $7::bigint[], $8::text[], $9::text[]) \
-        ON CONFLICT (furnisher, record_id) DO UPDATE SET subject_id = EXCLUDED.subject_id, \
-          version = EXCLUDED.version, live = EXCLUDED.live, body = EXCLUDED.body, \
-          updated_micros = EXCLUDED.updated_micros, deletion_reason = EXCLUDED.deletion_reason, \
-          deletion_note = EXCLUDED.deletion_note), \
+                             $7::bigint[], $8::text[], $9::text[])), \
+  u AS (UPDATE records SET subject_id = v.s, version = v.ver, live = v.l, body = v.b, updated_micros = v.up, \
+                           deletion_reason = v.dr, deletion_note = v.dn \
+        FROM unnest($22::text[], $23::text[], $24::text[], $25::bigint[], $26::bool[], $27::bytea[], \
+                    $28::bigint[], $29::text[], $30::text[]) AS v(f, i, s, ver, l, b, up, dr, dn) \
+        WHERE records.furnisher = v.f AND records.record_id = v.i), \
   i AS (INSERT INTO inquiries (subject_id, time_micros, query_id, body) \
         SELECT DISTINCT ON (s, t, q) s, t, q, b \
         FROM unnest($10::text[], $11::bigint[], $12::text[], $13::bytea[]) WITH ORDINALITY AS u(s, t, q, b, n) \
@@ -462,14 +469,24 @@ SELECT 1 / (SELECT count(*)::int FROM h)";
 
 async fn apply_group(c: &deadpool_postgres::Object, f: &mut Frontier, ops: &[Op]) -> Result<Vec<Done>, GroupError> {
     let mut p = Pending::default();
+    let t0 = std::time::Instant::now();
     let answers = read_before(c, ops, &mut p).await?;
+    let t1 = t0.elapsed();
     let mut done = Vec::with_capacity(ops.len());
     let mut answers = answers.into_iter();
     for op in ops {
         let pre = if matches!(op, Op::Answer(..)) { answers.next() } else { None };
         done.push(apply_op(f, &mut p, op, pre)?);
     }
+    let t2 = t0.elapsed();
     write(c, f, p).await?;
+    tracing::trace!(
+        ops = ops.len(),
+        read_us = t1.as_micros() as u64,
+        apply_us = (t2 - t1).as_micros() as u64,
+        write_us = (t0.elapsed() - t2).as_micros() as u64,
+        "postgres group committed"
+    );
     Ok(done)
 }
 
@@ -532,6 +549,7 @@ fn row_state(row: &Row) -> Result<RowState, StoreError> {
     let body: Vec<u8> = row.get(5);
     let record = decode_record(&f, &i, &body)?;
     Ok(RowState {
+        in_db: true,
         subject: row.get(2),
         version: row.get::<_, i64>(3) as u64,
         live: row.get(4),
@@ -560,9 +578,11 @@ fn store(p: &mut Pending, r: &CreditRecord, now: DateTime<Utc>, must_exist: bool
     let a = version_rule(r, existing.as_ref().map(|(v, l, s)| (*v, *l, s.as_str())), must_exist);
     if matches!(a.applied, Applied::Created | Applied::Replaced) {
         let key = (r.furnisher.clone(), r.record_id.clone());
+        let in_db = p.rows.get(&key).is_some_and(|s| s.in_db);
         p.rows.insert(
             key.clone(),
             RowState {
+                in_db,
                 version: r.version,
                 live: true,
                 subject: r.subject_id.clone(),
@@ -663,6 +683,40 @@ fn decode_inquiry_row(row: &Row) -> Result<Inquiry, StoreError> {
     convert::inquiry_from_pb(&pb).ok_or_else(|| corrupt(key(), "incomplete inquiry"))
 }
 
+/// Record rows as the column arrays a statement takes.
+#[derive(Default)]
+struct RowColumns<'a> {
+    fu: Vec<&'a str>,
+    id: Vec<&'a str>,
+    su: Vec<&'a str>,
+    ve: Vec<i64>,
+    li: Vec<bool>,
+    bo: Vec<Vec<u8>>,
+    up: Vec<i64>,
+    dr: Vec<&'a str>,
+    dn: Vec<&'a str>,
+}
+
+impl<'a> RowColumns<'a> {
+    fn of(p: &'a Pending, keys: &[&'a (String, String)]) -> Result<Self, StoreError> {
+        let mut c = Self::default();
+        for key in keys {
+            let s = &p.rows[*key];
+            let r = s.record.as_ref().ok_or_else(|| corrupt("records", "a changed row without its record"))?;
+            c.fu.push(key.0.as_str());
+            c.id.push(key.1.as_str());
+            c.su.push(s.subject.as_str());
+            c.ve.push(s.version as i64);
+            c.li.push(s.live);
+            c.bo.push(convert::record_to_stored(r, s.updated).encode_to_vec());
+            c.up.push(s.updated.timestamp_micros());
+            c.dr.push(s.deletion.0.as_str());
+            c.dn.push(s.deletion.1.as_str());
+        }
+        Ok(c)
+    }
+}
+
 /// Writes what the group gathered in one statement: records, inquiries, entries, subtree
 /// hashes and the new head.
 async fn write(c: &deadpool_postgres::Object, f: &Frontier, p: Pending) -> Result<(), GroupError> {
@@ -671,31 +725,10 @@ async fn write(c: &deadpool_postgres::Object, f: &Frontier, p: Pending) -> Resul
     }
     let mut seen = HashSet::new();
     let dirty: Vec<&(String, String)> = p.dirty.iter().filter(|k| seen.insert(*k)).collect();
-    let n = dirty.len();
-    let (mut fu, mut id, mut su, mut ve, mut li, mut bo, mut up, mut dr, mut dn) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for key in dirty {
-        let s = &p.rows[key];
-        let r = s.record.as_ref().ok_or_else(|| corrupt("records", "a changed row without its record"))?;
-        fu.push(key.0.as_str());
-        id.push(key.1.as_str());
-        su.push(s.subject.as_str());
-        ve.push(s.version as i64);
-        li.push(s.live);
-        bo.push(convert::record_to_stored(r, s.updated).encode_to_vec());
-        up.push(s.updated.timestamp_micros());
-        dr.push(s.deletion.0.as_str());
-        dn.push(s.deletion.1.as_str());
-    }
+    // New rows are plain INSERTs (cheaper than an upsert); rows read before are UPDATEs.
+    let (inserts, updates): (Vec<_>, Vec<_>) = dirty.into_iter().partition(|k| !p.rows[*k].in_db);
+    let ins = RowColumns::of(&p, &inserts)?;
+    let upd = RowColumns::of(&p, &updates)?;
     let isu: Vec<&str> = p.inquiries.iter().map(|i| i.subject_id.as_str()).collect();
     let iti: Vec<i64> = p.inquiries.iter().map(|i| i.time.timestamp_micros()).collect();
     let iqu: Vec<&str> = p.inquiries.iter().map(|i| i.query_id.as_str()).collect();
@@ -708,9 +741,10 @@ async fn write(c: &deadpool_postgres::Object, f: &Frontier, p: Pending) -> Resul
     let ha: Vec<&[u8]> = p.nodes.iter().map(|(_, h)| &h[..]).collect();
     let root = f.root(size)?;
     let (new_size, old_size, root) = (size as i64, first as i64, &root[..]);
-    let params: [&(dyn ToSql + Sync); 21] = [
-        &fu, &id, &su, &ve, &li, &bo, &up, &dr, &dn, &isu, &iti, &iqu, &ibo, &idx, &p.leaves, &lv, &ix, &ha, &new_size,
-        &root, &old_size,
+    let params: [&(dyn ToSql + Sync); 30] = [
+        &ins.fu, &ins.id, &ins.su, &ins.ve, &ins.li, &ins.bo, &ins.up, &ins.dr, &ins.dn, &isu, &iti, &iqu, &ibo, &idx,
+        &p.leaves, &lv, &ix, &ha, &new_size, &root, &old_size, &upd.fu, &upd.id, &upd.su, &upd.ve, &upd.li, &upd.bo,
+        &upd.up, &upd.dr, &upd.dn,
     ];
     let stmt = c.prepare_cached(WRITE_GROUP).await.map_err(db)?;
     c.query_one(&stmt, &params).await.map_err(group_db)?;
