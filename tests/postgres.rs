@@ -127,7 +127,8 @@ async fn two_replicas_on_one_database_make_one_log() {
 }
 
 /// `kill -9` of one replica while 8 writers furnish through it: nothing it acknowledged is
-/// lost (read through the other replica), and the shared log still verifies.
+/// lost (read through the other replica), the shared log still verifies, and the killed
+/// replica, restarted, serves the same records and a log consistent with what was seen.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_dash_nine_of_a_replica_loses_nothing_acknowledged() {
     let f = fed(&["bank"], &["pbc"]);
@@ -151,8 +152,15 @@ async fn kill_dash_nine_of_a_replica_loses_nothing_acknowledged() {
     let stored = all_record_ids(&f, other.addr, 8).await;
     let lost: Vec<_> = acked.difference(&stored).collect();
     assert!(lost.is_empty(), "{} of {} acknowledged records lost, e.g. {:?}", lost.len(), acked.len(), lost.first());
-    let log = verify(&f, other.addr, tempfile::tempdir().unwrap().path()).await;
+    let state = tempfile::tempdir().unwrap();
+    let log = verify(&f, other.addr, state.path()).await;
     assert_eq!(log.problems, Vec::<String>::new());
+    // The killed replica restarts and serves the same records and the same log.
+    let restarted = bureau::server::start(on_postgres(&f, &url)).await.unwrap();
+    assert_eq!(all_record_ids(&f, restarted.addr, 8).await, stored);
+    let again = verify(&f, restarted.addr, state.path()).await;
+    assert_eq!((again.problems.len(), again.previous), (0, Some(log.size)), "{:?}", again.problems);
+    restarted.shutdown().await.unwrap();
     other.shutdown().await.unwrap();
 }
 

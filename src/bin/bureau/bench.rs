@@ -797,6 +797,7 @@ async fn postgres(fed: &LocalFederation, sizes: &Sizes, rows: &mut Vec<Row>) -> 
             })
             .await?
         };
+        let sample_peer = sample.clone();
         let tp = {
             let sample = Arc::new(sample);
             throughput(64, sizes.throughput_secs, move |i| {
@@ -809,11 +810,35 @@ async fn postgres(fed: &LocalFederation, sizes: &Sizes, rows: &mut Vec<Row>) -> 
             })
             .await?
         };
-        p50.push((tag, lat, tp));
+        let peer = {
+            let fc = FederationServiceClient::new(fed.client(Role::Node, "scorer", nodes[1].addr).channel()?);
+            let sample = sample_peer;
+            latency(sizes.latency_calls.min(1000), move |i| {
+                let mut fc = fc.clone();
+                let req = pb::QueryRecordsRequest {
+                    subject_id: sample[i % sample.len()].clone(),
+                    purpose: pb::Purpose::AccountReview as i32,
+                    consent_reference: String::new(),
+                    query_id: uuid::Uuid::new_v4().to_string(),
+                };
+                async move {
+                    fc.query_records(req).await?;
+                    Ok(())
+                }
+            })
+            .await?
+        };
+        p50.push((tag, lat, tp, peer));
         drop(nodes);
     }
-    let (_, sled, sled_tp) = p50[0];
-    let (_, on_pg, pg_tp) = p50[1];
+    let (_, sled, sled_tp, sled_peer) = p50[0];
+    let (_, on_pg, pg_tp, pg_peer) = p50[1];
+    rows.push(Row {
+        what: "postgres: one peer query alone (inquiry committed), p50".into(),
+        ours: us(pg_peer.p50),
+        baseline: format!("{} on sled", us(sled_peer.p50)),
+        ratio: format!("{:.2}x", pg_peer.p50.as_secs_f64() / sled_peer.p50.as_secs_f64()),
+    });
     for (name, o, b) in [("p50", on_pg.p50, sled.p50), ("p99", on_pg.p99, sled.p99)] {
         rows.push(Row {
             what: format!("postgres: federated score {name}, {} subjects, all 4 nodes on it", sizes.pg_subjects),

@@ -466,6 +466,12 @@ const WRITE_GROUP: &str = "WITH \
   n AS (INSERT INTO audit_nodes (level, idx, hash) SELECT * FROM unnest($16::smallint[], $17::bigint[], $18::bytea[])), \
   h AS (UPDATE log_head SET size = $19, root = $20 WHERE one AND size = $21 RETURNING 1) \
 SELECT 1 / (SELECT count(*)::int FROM h)";
+/// [`WRITE_GROUP`] for a group that only appends to the log (no records, no inquiries).
+const WRITE_LOG: &str = "WITH \
+  e AS (INSERT INTO audit_entries (idx, leaf) SELECT * FROM unnest($1::bigint[], $2::bytea[])), \
+  n AS (INSERT INTO audit_nodes (level, idx, hash) SELECT * FROM unnest($3::smallint[], $4::bigint[], $5::bytea[])), \
+  h AS (UPDATE log_head SET size = $6, root = $7 WHERE one AND size = $8 RETURNING 1) \
+SELECT 1 / (SELECT count(*)::int FROM h)";
 
 async fn apply_group(c: &deadpool_postgres::Object, f: &mut Frontier, ops: &[Op]) -> Result<Vec<Done>, GroupError> {
     let mut p = Pending::default();
@@ -741,6 +747,12 @@ async fn write(c: &deadpool_postgres::Object, f: &Frontier, p: Pending) -> Resul
     let ha: Vec<&[u8]> = p.nodes.iter().map(|(_, h)| &h[..]).collect();
     let root = f.root(size)?;
     let (new_size, old_size, root) = (size as i64, first as i64, &root[..]);
+    if p.dirty.is_empty() && p.inquiries.is_empty() {
+        let params: [&(dyn ToSql + Sync); 8] = [&idx, &p.leaves, &lv, &ix, &ha, &new_size, &root, &old_size];
+        let stmt = c.prepare_cached(WRITE_LOG).await.map_err(db)?;
+        c.query_one(&stmt, &params).await.map_err(group_db)?;
+        return Ok(());
+    }
     let params: [&(dyn ToSql + Sync); 30] = [
         &ins.fu, &ins.id, &ins.su, &ins.ve, &ins.li, &ins.bo, &ins.up, &ins.dr, &ins.dn, &isu, &iti, &iqu, &ibo, &idx,
         &p.leaves, &lv, &ix, &ha, &new_size, &root, &old_size, &upd.fu, &upd.id, &upd.su, &upd.ve, &upd.li, &upd.bo,
