@@ -332,3 +332,60 @@ async fn policies_decide_on_the_federated_score() {
     assert_eq!(err.code(), Code::NotFound);
     stop(nodes).await;
 }
+
+/// One score can be followed across nodes: the application's W3C `traceparent` reaches the
+/// peer, and both nodes' structured logs name the same trace id and query id.
+#[tokio::test]
+async fn a_score_is_followed_across_nodes_by_its_trace_id() {
+    let f = fed(&["bank", "payapp"], &[]);
+    let (bank, bank_addr) = common::spawn_serve(&f, &f.fed.node_config("bank", &[]));
+    let (payapp, payapp_addr) = common::spawn_serve(&f, &f.fed.node_config("payapp", &[("bank", bank_addr)]));
+    let s = subject(1);
+    for (inst, addr) in [("bank", bank_addr), ("payapp", payapp_addr)] {
+        f.records(Role::Application, inst, addr)
+            .furnish_records(pb::FurnishRecordsRequest { records: vec![record(&s, &format!("{inst}-1"), 1)] })
+            .await
+            .unwrap();
+    }
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut req = tonic::Request::new(get_score(&s, pb::Purpose::AccountReview, ""));
+    req.metadata_mut().insert("traceparent", format!("00-{trace}-00f067aa0ba902b7-01").parse().unwrap());
+    let mut scoring = ScoringServiceClient::new(f.channel(Role::Application, "payapp", payapp_addr));
+    let score = scoring.get_score(req).await.unwrap().into_inner();
+    let names = |node: &common::NodeProcess, message: &str| {
+        node.log().iter().any(|l| {
+            l["fields"]["message"] == message
+                && l["fields"]["trace_id"] == trace
+                && l["fields"]["query_id"] == score.query_id.as_str()
+        })
+    };
+    let mut seen = false;
+    for _ in 0..100 {
+        seen = names(&payapp, "federated score served") && names(&bank, "peer query answered");
+        if seen {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(seen, "both logs name trace {trace} and query {}", score.query_id);
+
+    // Without a traceparent the node starts a trace of its own, and the peer still shares it.
+    let score = scoring.get_score(get_score(&s, pb::Purpose::AccountReview, "")).await.unwrap().into_inner();
+    let trace_of = |node: &common::NodeProcess| {
+        node.log()
+            .iter()
+            .rev()
+            .find(|l| l["fields"]["query_id"] == score.query_id.as_str())
+            .map(|l| l["fields"]["trace_id"].clone())
+    };
+    let mut pair = (None, None);
+    for _ in 0..100 {
+        pair = (trace_of(&payapp), trace_of(&bank));
+        if pair.0.is_some() && pair.1.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(pair.0.is_some() && pair.0 == pair.1, "{pair:?}");
+    assert_ne!(pair.0.unwrap(), trace);
+}

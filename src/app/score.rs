@@ -5,14 +5,17 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
-use tracing::debug;
+use tracing::info;
 
 use crate::{
     app::answer::{self as peer_query, PeerQuery, QueryRefusal},
     audit::{Action, Entry},
     domain::inquiry::{Inquiry, Purpose},
     domain::record::merge_records,
-    net::peers::{PeerOutcome, PeerResult, Peers, Query},
+    net::{
+        peers::{PeerOutcome, PeerResult, Peers, Query},
+        trace::TraceContext,
+    },
     scoring::{Model, ScoreResult},
     storage::{DynStorage, StoreError},
 };
@@ -69,6 +72,7 @@ impl Scorer {
         subject_id: &str,
         purpose: Option<Purpose>,
         consent: &str,
+        trace: TraceContext,
     ) -> Result<FederatedScore, ScoreError> {
         let query_id = uuid::Uuid::new_v4().to_string();
         let q = PeerQuery {
@@ -85,6 +89,7 @@ impl Scorer {
             purpose,
             consent_reference: consent.to_owned(),
             query_id: query_id.clone(),
+            trace,
         };
         // Peers first, so they work while this node reads its own part; that part is flushed
         // together with the log entries below, one fsync on the critical path instead of two.
@@ -130,7 +135,8 @@ impl Scorer {
         log.push(served);
         self.store.append_audit(log).await?;
         self.store.sync().await?;
-        debug!(
+        info!(
+            trace_id = %query.trace.trace_id(),
             subject = %subject_id,
             query_id = %query_id,
             purpose = purpose.as_str(),

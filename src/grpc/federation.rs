@@ -2,7 +2,7 @@
 
 use chrono::Utc;
 use tonic::{Request, Response, Status};
-use tracing::debug;
+use tracing::info;
 
 use crate::{
     app::answer::{self as peer_query, PeerQuery},
@@ -33,9 +33,10 @@ impl FederationService for FederationApi {
         req: Request<pb::QueryRecordsRequest>,
     ) -> Result<Response<pb::QueryRecordsResponse>, Status> {
         let caller = auth::caller(&req, &self.node.federation)?;
+        let trace = super::trace_of(&req);
         let r = req.into_inner();
         let subject = r.subject_id.clone();
-        match self.answer(&caller, r).await {
+        match self.answer(&caller, r, trace).await {
             Ok(resp) => Ok(Response::new(resp)),
             Err(e) => Err(super::log_refusal(&self.node, &caller, &subject, e).await.into()),
         }
@@ -47,6 +48,7 @@ impl FederationApi {
         &self,
         caller: &Identity,
         r: pb::QueryRecordsRequest,
+        trace: crate::net::trace::TraceContext,
     ) -> Result<pb::QueryRecordsResponse, ApiError> {
         auth::require_node(caller)?;
         let caller = caller.clone();
@@ -60,7 +62,8 @@ impl FederationApi {
         let purpose = peer_query::check(&q, &self.node.accepted_purposes)?;
         let now = Utc::now();
         let answer = peer_query::answer(&*self.node.store, &self.node.institution, &q, purpose, now).await?;
-        debug!(
+        info!(
+            trace_id = %trace.trace_id(),
             inquirer = %q.inquirer,
             subject = %q.subject_id,
             query_id = %q.query_id,

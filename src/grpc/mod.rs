@@ -51,3 +51,12 @@ pub(crate) async fn log_refusal(
     }
     e
 }
+
+/// The caller's W3C trace context, or a new trace when it sent none (or a malformed one).
+pub(crate) fn trace_of<T>(req: &tonic::Request<T>) -> crate::net::trace::TraceContext {
+    req.metadata()
+        .get(crate::net::trace::HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::net::trace::TraceContext::parse)
+        .unwrap_or_else(crate::net::trace::TraceContext::new_root)
+}

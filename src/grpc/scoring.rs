@@ -10,6 +10,7 @@ use crate::{
     grpc::node::Node,
     net::identity::Identity,
     net::peers::PeerOutcome,
+    net::trace::TraceContext,
     scoring::Band,
     wire::convert,
     wire::pb::bureau::v1::{self as pb, scoring_service_server::ScoringService},
@@ -80,9 +81,10 @@ pub(crate) fn score_to_pb(s: &FederatedScore) -> pb::Score {
 impl ScoringService for ScoringApi {
     async fn get_score(&self, req: Request<pb::GetScoreRequest>) -> Result<Response<pb::Score>, Status> {
         let caller = auth::caller(&req, &self.node.federation)?;
+        let trace = super::trace_of(&req);
         let r = req.into_inner();
         let subject = r.subject_id.clone();
-        match self.score(&caller, r).await {
+        match self.score(&caller, r, trace).await {
             Ok(s) => Ok(Response::new(s)),
             Err(e) => Err(super::log_refusal(&self.node, &caller, &subject, e).await.into()),
         }
@@ -90,9 +92,10 @@ impl ScoringService for ScoringApi {
 
     async fn decide(&self, req: Request<pb::DecideRequest>) -> Result<Response<pb::Decision>, Status> {
         let caller = auth::caller(&req, &self.node.federation)?;
+        let trace = super::trace_of(&req);
         let r = req.into_inner();
         let subject = r.subject_id.clone();
-        match self.decision(&caller, r).await {
+        match self.decision(&caller, r, trace).await {
             Ok(d) => Ok(Response::new(d)),
             Err(e) => Err(super::log_refusal(&self.node, &caller, &subject, e).await.into()),
         }
@@ -100,20 +103,30 @@ impl ScoringService for ScoringApi {
 }
 
 impl ScoringApi {
-    async fn score(&self, caller: &Identity, r: pb::GetScoreRequest) -> Result<pb::Score, ApiError> {
+    async fn score(
+        &self,
+        caller: &Identity,
+        r: pb::GetScoreRequest,
+        trace: TraceContext,
+    ) -> Result<pb::Score, ApiError> {
         auth::require_own_application(caller, &self.node.institution)?;
-        let score =
-            self.node.scorer.score(&r.subject_id, convert::purpose_from_pb(r.purpose), &r.consent_reference).await?;
+        let purpose = convert::purpose_from_pb(r.purpose);
+        let score = self.node.scorer.score(&r.subject_id, purpose, &r.consent_reference, trace).await?;
         Ok(score_to_pb(&score))
     }
 
-    async fn decision(&self, caller: &Identity, r: pb::DecideRequest) -> Result<pb::Decision, ApiError> {
+    async fn decision(
+        &self,
+        caller: &Identity,
+        r: pb::DecideRequest,
+        trace: TraceContext,
+    ) -> Result<pb::Decision, ApiError> {
         auth::require_own_application(caller, &self.node.institution)?;
         let policy = self.node.policies.get(&r.policy).ok_or_else(|| {
             let known: Vec<&str> = self.node.policies.keys().map(String::as_str).collect();
             ApiError::NotFound(format!("no policy {:?} on this node; known: {known:?}", r.policy))
         })?;
-        let score = self.node.scorer.score(&r.subject_id, Some(policy.purpose), &r.consent_reference).await?;
+        let score = self.node.scorer.score(&r.subject_id, Some(policy.purpose), &r.consent_reference, trace).await?;
         let approved = score.result.score >= policy.min_score;
         let mut entry = Entry::new(
             Action::DecisionServed,

@@ -7,3 +7,4 @@ pub(crate) mod peers;
 pub mod pki;
 mod revocation;
 pub mod tls;
+pub mod trace;

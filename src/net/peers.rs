@@ -62,6 +62,8 @@ pub(crate) struct Query {
     pub consent_reference: String,
     /// The federation-wide query id.
     pub query_id: String,
+    /// The trace this query belongs to; each peer gets a child span of it.
+    pub trace: super::trace::TraceContext,
 }
 
 /// `[[peers]]` in a node's configuration: one other institution's node.
@@ -170,6 +172,9 @@ async fn ask(peer: &Peer, q: &Query, deadline: Duration) -> Answer {
         });
         // The peer learns the deadline too, so it can drop work nobody will wait for.
         req.set_timeout(deadline.saturating_sub(started.elapsed()));
+        if let Ok(v) = q.trace.child().header().parse() {
+            req.metadata_mut().insert(super::trace::HEADER, v);
+        }
         let mut client = peer.clients[(first + k) % n].clone();
         let result = client.query_records(req).await;
         k += 1;

@@ -46,7 +46,14 @@ impl Fed {
 }
 
 /// A `bureau serve` child process, killed when dropped so a failing test leaves none behind.
-pub struct NodeProcess(Child);
+pub struct NodeProcess(Child, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>);
+
+impl NodeProcess {
+    /// The JSON log lines it has written so far (the last 10,000).
+    pub fn log(&self) -> Vec<serde_json::Value> {
+        self.1.lock().unwrap().clone()
+    }
+}
 
 impl std::ops::Deref for NodeProcess {
     type Target = Child;
@@ -88,9 +95,19 @@ pub fn spawn_serve(f: &Fed, cfg: &bureau::config::NodeConfig) -> (NodeProcess, S
             break v["fields"]["addr"].as_str().unwrap().parse().unwrap();
         }
     };
-    // Keep draining the child's log so it never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    (NodeProcess(child), addr)
+    // Keep draining the child's log so it never blocks on a full pipe, keeping the recent lines.
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let mut kept = keep.lock().unwrap();
+            if kept.len() == 10_000 {
+                kept.remove(0);
+            }
+            kept.push(serde_json::from_str(&line).unwrap_or_default());
+        }
+    });
+    (NodeProcess(child, log), addr)
 }
 
 /// A field of `/proc/PID/status` (`VmRSS` in KiB, `Threads`), 0 when unreadable.

@@ -19,7 +19,13 @@ async fn main() -> std::process::ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = crate::cli::Cli::parse();
     // Benchmarks time the node, not its request logging: quieter by default there.
-    let default = if matches!(cli.command, crate::cli::Command::Bench { .. }) { "warn" } else { "info" };
+    // One line per score and per peer query (trace and query ids) at info: an operator's access
+    // log. The demo and the benchmarks make thousands, so they start quieter.
+    let default = match cli.command {
+        crate::cli::Command::Bench { .. } => "warn",
+        crate::cli::Command::Demo { .. } => "info,bureau::app::score=warn,bureau::grpc::federation=warn",
+        _ => "info",
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if cli.log_format == "json" {
