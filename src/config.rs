@@ -62,6 +62,17 @@ pub struct NodeConfig {
     /// Scoring settings.
     #[serde(default)]
     pub scoring: ScoringSection,
+    /// Prometheus metrics.
+    #[serde(default)]
+    pub metrics: MetricsSection,
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Where to serve `GET /metrics` (Prometheus text format, plain HTTP); off when unset.
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[node]`

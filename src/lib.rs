@@ -25,6 +25,7 @@ pub mod net;
 pub mod regulator;
 pub mod scoring;
 pub mod server;
+pub mod telemetry;
 // Its types are re-exported by `testkit::store`; without that feature they are crate-internal
 // (and a few methods only the conformance suite calls are unused).
 #[cfg_attr(not(feature = "testkit"), allow(unreachable_pub, dead_code))]

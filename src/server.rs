@@ -127,6 +127,14 @@ pub async fn bind_loopback() -> std::io::Result<TcpListener> {
 
 /// Starts a node on an already bound listener (its configured `listen` is ignored).
 pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningNode, ServeError> {
+    // Metrics first, so the first figures (the CRL's, the store's) are recorded.
+    let metrics_listener = match cfg.metrics.listen {
+        Some(addr) => {
+            crate::telemetry::handle();
+            Some(crate::telemetry::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?)
+        }
+        None => None,
+    };
     let material = TlsMaterial::load(&cfg.tls_files())?;
     let me = material.identity().map_err(|e| ServeError::Mismatch(format!("node certificate: {e}")))?;
     let expected = Identity::node(&cfg.federation.name, &cfg.node.institution);
@@ -194,6 +202,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
     let router = Server::builder()
+        .layer(crate::grpc::metrics::MetricsLayer)
         .layer(crate::grpc::error::FramingErrorsLayer)
         .max_concurrent_streams(cfg.limits.max_concurrent_streams)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -223,6 +232,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
     let drain = Duration::from_millis(cfg.limits.drain_timeout_ms);
     let failed = storage_failed(store.clone(), health.clone(), services.clone(), cfg.node.data_dir.clone());
     let (probe_store, probe_health, probe_services) = (store.clone(), health.clone(), services.clone());
+    let (metrics_store, metrics_institution) = (store.clone(), cfg.node.institution.clone());
     let task = tokio::spawn(async move {
         let mut serving = tokio::spawn(router.serve_with_incoming_shutdown(incoming, shutdown));
         let mut failure = None;
@@ -231,6 +241,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
                 () = async { let _ = stop_rx.wait_for(|s| *s).await; } => {}
                 why = failed => failure = Some(why),
                 () = follow_reachability(probe_store, probe_health, probe_services) => {}
+                () = report(metrics_store, metrics_listener, metrics_institution) => {}
             }
         };
         let served = tokio::select! {
@@ -266,6 +277,22 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         }
     });
     Ok(RunningNode { addr, institution: cfg.node.institution.clone(), node, stop, task })
+}
+
+/// Serves the metrics endpoint, if configured, and keeps the audit log's size current in it
+/// (every 5 s). Never returns; dropped when the node stops.
+async fn report(store: DynStorage, listener: Option<tokio::net::TcpListener>, institution: String) {
+    let Some(listener) = listener else { return std::future::pending().await };
+    let serving = crate::telemetry::serve(listener);
+    let sizes = async {
+        loop {
+            if let Ok(head) = store.durable_head().await {
+                metrics::gauge!("bureau_audit_log_entries", "institution" => institution.clone()).set(head.size as f64);
+            }
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    };
+    tokio::join!(serving, sizes);
 }
 
 /// Keeps health in step with whether the store can be reached (a database may go away and

@@ -74,6 +74,7 @@ impl Scorer {
         consent: &str,
         trace: TraceContext,
     ) -> Result<FederatedScore, ScoreError> {
+        let started = std::time::Instant::now();
         let query_id = uuid::Uuid::new_v4().to_string();
         let q = PeerQuery {
             inquirer: self.institution.clone(),
@@ -135,6 +136,7 @@ impl Scorer {
         log.push(served);
         self.store.append_audit(log).await?;
         self.store.sync().await?;
+        metrics::histogram!("bureau_score_duration_seconds").record(started.elapsed().as_secs_f64());
         info!(
             trace_id = %query.trace.trace_id(),
             subject = %subject_id,

@@ -5,6 +5,7 @@ pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod error;
 pub(crate) mod federation;
+pub(crate) mod metrics;
 pub(crate) mod node;
 pub(crate) mod records;
 pub(crate) mod scoring;

@@ -231,6 +231,14 @@ fn judge(peer: &Peer, q: &Query, answer: Option<Answer>, waited: Duration, deadl
             out.inquiries = resp.inquiries.iter().filter_map(convert::inquiry_from_pb).collect();
         }
     }
+    let outcome = match out.outcome {
+        PeerOutcome::Answered => "answered",
+        PeerOutcome::TimedOut => "timed_out",
+        PeerOutcome::Unreachable => "unreachable",
+        PeerOutcome::Refused => "refused",
+    };
+    metrics::counter!("bureau_peer_queries_total", "peer" => out.peer.clone(), "outcome" => outcome).increment(1);
+    metrics::histogram!("bureau_peer_query_duration_seconds", "peer" => out.peer.clone()).record(latency.as_secs_f64());
     debug!(peer = %out.peer, outcome = ?out.outcome, records = out.records.len(), latency_us = latency.as_micros() as u64, "peer query");
     out
 }

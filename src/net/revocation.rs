@@ -39,6 +39,15 @@ struct Open {
 }
 
 fn parse(crls: &[CertificateRevocationListDer<'_>]) -> Result<Crls, rustls::Error> {
+    // The oldest list's issue time, for `time() - bureau_crl_this_update_timestamp_seconds`
+    // (how stale the revocations this node enforces are).
+    let issued = crls
+        .iter()
+        .filter_map(|c| x509_parser::parse_x509_crl(c).ok().map(|(_, crl)| crl.last_update().timestamp()))
+        .min();
+    if let Some(t) = issued {
+        metrics::gauge!("bureau_crl_this_update_timestamp_seconds").set(t as f64);
+    }
     let parsed = crls
         .iter()
         .map(|c| webpki::OwnedCertRevocationList::from_der(c).map(webpki::CertRevocationList::from))

@@ -337,6 +337,7 @@ pub fn incoming(
                         oldest.abort();
                     }
                 }
+                metrics::counter!("bureau_tls_handshake_failures_total", "reason" => "evicted").increment(1);
                 debug!(peer = %addr, "handshake table full; the oldest pending handshake was dropped");
             }
             let _ = tcp.set_nodelay(true);
@@ -352,8 +353,13 @@ pub fn incoming(
                         let peer = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).cloned();
                         let _ = tx.send(Ok(revocation.track(tls, peer.as_ref()))).await;
                     }
-                    Ok(Err(e)) => info!(peer = %addr, error = %e, "tls handshake refused"),
+                    Ok(Err(e)) => {
+                        metrics::counter!("bureau_tls_handshake_failures_total", "reason" => handshake_reason(&e))
+                            .increment(1);
+                        info!(peer = %addr, error = %e, "tls handshake refused")
+                    }
                     Err(_) => {
+                        metrics::counter!("bureau_tls_handshake_failures_total", "reason" => "timeout").increment(1);
                         info!(peer = %addr, timeout_ms = handshake_timeout.as_millis() as u64, "tls handshake timed out")
                     }
                 }
@@ -362,6 +368,20 @@ pub fn incoming(
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// A handshake failure's reason, as a metric label: a small fixed set.
+fn handshake_reason(e: &std::io::Error) -> &'static str {
+    let text = e.to_string();
+    if text.contains("Revoked") {
+        "revoked"
+    } else if text.contains("certificate") || text.contains("Certificate") {
+        "bad_certificate"
+    } else if text.contains("version") || text.contains("Version") {
+        "protocol_version"
+    } else {
+        "other"
+    }
 }
 
 /// Rebuilds the server config whenever the CRL file changes (checked every `every`), so a

@@ -70,6 +70,7 @@ impl LocalFederation {
             store: test_store(&self.root.join("data").join(institution)),
             policies: BTreeMap::new(),
             scoring: ScoringSection::default(),
+            metrics: Default::default(),
         }
     }
 

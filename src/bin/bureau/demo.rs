@@ -41,6 +41,8 @@ pub struct DemoOptions {
 
 /// Fixed ports used with `--serve`, so the README's commands name them.
 pub const SERVE_PORTS: [u16; 3] = [7101, 7102, 7103];
+/// The nodes' Prometheus endpoints with `--serve`, in the same order.
+pub const METRICS_PORTS: [u16; 3] = [9101, 9102, 9103];
 
 fn node<'a>(nodes: &'a [RunningNode], inst: &str) -> &'a RunningNode {
     nodes.iter().find(|n| n.institution == inst).expect("demo node")
@@ -59,6 +61,10 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
             _ => 600,
         };
         c.policies.insert("deposit_waiver".into(), PolicyConfig { min_score, purpose: Purpose::DepositWaiver });
+        if opts.serve {
+            let i = INSTITUTIONS.iter().position(|i| *i == c.node.institution).unwrap_or(0);
+            c.metrics.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], METRICS_PORTS[i])));
+        }
     };
     let mut nodes = if opts.serve {
         let mut listeners = Vec::new();
@@ -225,6 +231,10 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         println!("  bureau audit verify    --pki {pki} --regulator pbc --federation bureau.demo --node 127.0.0.1:7101");
         println!("  bureau audit reconcile --pki {pki} --regulator pbc --federation bureau.demo --node 127.0.0.1:7101 --node 127.0.0.1:7102 --node 127.0.0.1:7103");
         println!("  bureau audit entries   --pki {pki} --regulator pbc --federation bureau.demo --node 127.0.0.1:7101 --subject {}", subjects[0]);
+        println!("Prometheus metrics (one process, so the three serve the same figures):");
+        for (inst, port) in INSTITUTIONS.iter().zip(METRICS_PORTS) {
+            println!("  {inst:<10} http://127.0.0.1:{port}/metrics");
+        }
         tokio::signal::ctrl_c().await?;
     }
     for n in nodes {

@@ -270,6 +270,8 @@ async fn writer(pool: Pool, mut rx: mpsc::Receiver<Job>) {
             }
         }
         let ops: Vec<Op> = jobs.iter().map(|j| j.op.clone()).collect();
+        let started = std::time::Instant::now();
+        metrics::histogram!("bureau_store_commit_group_size", "backend" => "postgres").record(ops.len() as f64);
         let results = match commit_group(&pool, &mut client, &mut frontier, &ops).await {
             Ok(done) => done.into_iter().map(Ok).collect(),
             Err(e) if ops.len() == 1 => vec![Err(e)],
@@ -283,6 +285,8 @@ async fn writer(pool: Pool, mut rx: mpsc::Receiver<Job>) {
                 each
             }
         };
+        metrics::histogram!("bureau_store_commit_duration_seconds", "backend" => "postgres")
+            .record(started.elapsed().as_secs_f64());
         for (job, r) in jobs.into_iter().zip(results) {
             let _ = job.reply.send(r);
         }

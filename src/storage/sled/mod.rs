@@ -318,6 +318,7 @@ fn writer(
             }
         }
         let new_size = ws.log_size;
+        metrics::histogram!("bureau_store_commit_group_size", "backend" => "sled").record(finishers.len() as f64);
         let result = if ws.is_empty() { Ok(()) } else { ws.commit().map_err(StoreError::from) };
         match &result {
             Ok(()) => {
@@ -394,7 +395,10 @@ fn flusher(
         }
         // Everything applied before the flush begins is covered by it.
         let covered = applied.load(Ordering::Acquire);
+        let started = std::time::Instant::now();
         let result = flush();
+        metrics::histogram!("bureau_store_commit_duration_seconds", "backend" => "sled")
+            .record(started.elapsed().as_secs_f64());
         match &result {
             Ok(()) => {
                 durable.fetch_max(covered, Ordering::AcqRel);
