@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/bureau/v1/scoring.proto",
         "proto/bureau/v1/audit.proto",
         "proto/bureau/v1/subjects.proto",
+        "proto/bureau/v1/admin.proto",
     ];
     let fds = protox::compile(files, ["proto"])?;
     let out = PathBuf::from(env::var("OUT_DIR")?);

@@ -18,6 +18,7 @@
 
 mod app;
 pub mod audit;
+pub mod backup;
 pub mod config;
 pub mod domain;
 mod grpc;

@@ -14,7 +14,8 @@ use crate::{
     config::{Backend, NodeConfig},
     grpc::node::Node,
     grpc::{
-        audit::AuditApi, federation::FederationApi, records::RecordsApi, scoring::ScoringApi, subjects::SubjectsApi,
+        admin::AdminApi, audit::AuditApi, federation::FederationApi, records::RecordsApi, scoring::ScoringApi,
+        subjects::SubjectsApi,
     },
     net::identity::Identity,
     net::peers::Peers,
@@ -22,9 +23,9 @@ use crate::{
     scoring::Model,
     storage::{DynStorage, PostgresOptions, SledOptions},
     wire::pb::bureau::v1::{
-        audit_service_server::AuditServiceServer, federation_service_server::FederationServiceServer,
-        records_service_server::RecordsServiceServer, scoring_service_server::ScoringServiceServer,
-        subjects_service_server::SubjectsServiceServer,
+        admin_service_server::AdminServiceServer, audit_service_server::AuditServiceServer,
+        federation_service_server::FederationServiceServer, records_service_server::RecordsServiceServer,
+        scoring_service_server::ScoringServiceServer, subjects_service_server::SubjectsServiceServer,
     },
 };
 
@@ -217,6 +218,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         ScoringServiceServer::new(ScoringApi::new(node.clone())),
         AuditServiceServer::new(AuditApi::new(node.clone())).max_encoding_message_size(max.max(64 << 20)),
         SubjectsServiceServer::new(SubjectsApi::new(node.clone())),
+        AdminServiceServer::new(AdminApi::new(node.clone())),
     );
     for name in &services {
         health.set_service_status(*name, ServingStatus::Serving).await;

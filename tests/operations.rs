@@ -19,12 +19,13 @@ use tonic::Code;
 use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
 
 /// The node's five API services, by their full gRPC names.
-const SERVICES: [&str; 5] = [
+const SERVICES: [&str; 6] = [
     "bureau.v1.RecordsService",
     "bureau.v1.FederationService",
     "bureau.v1.ScoringService",
     "bureau.v1.AuditService",
     "bureau.v1.SubjectsService",
+    "bureau.v1.AdminService",
 ];
 
 /// Health watchers of every service (and of the server as a whole) hear NOT_SERVING when the

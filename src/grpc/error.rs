@@ -46,6 +46,8 @@ pub(crate) enum Reason {
     ConsentRequired,
     /// No checkpoint signing key is configured.
     NoLogKey,
+    /// The store's backend does not do this (a database's own tools do).
+    NotSupportedByStore,
 }
 
 impl Reason {
@@ -61,6 +63,7 @@ impl Reason {
             Self::PurposeNotAccepted => "PURPOSE_NOT_ACCEPTED",
             Self::ConsentRequired => "CONSENT_REQUIRED",
             Self::NoLogKey => "NO_LOG_KEY",
+            Self::NotSupportedByStore => "NOT_SUPPORTED_BY_STORE",
         }
     }
 }
@@ -210,6 +213,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Closed => Self::Unavailable("node is shutting down".into()),
+            StoreError::Unsupported(message) => {
+                Self::FailedPrecondition { reason: Reason::NotSupportedByStore, message }
+            }
             StoreError::Unavailable(why) => Self::Unavailable(format!("storage unavailable, try again: {why}")),
             e @ (StoreError::Corrupt { .. } | StoreError::Panicked(_)) => Self::Internal(e.to_string()),
         }

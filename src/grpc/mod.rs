@@ -1,6 +1,7 @@
 //! The gRPC layer: thin handlers that authorise, validate, call the use cases and map their
 //! results to messages; the one error→status map; page tokens; the node state they share.
 
+pub(crate) mod admin;
 pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod error;

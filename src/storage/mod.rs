@@ -59,6 +59,35 @@ pub(crate) async fn open_sled(opts: SledOptions) -> Result<DynStorage, StoreErro
     Ok(Arc::new(store))
 }
 
+/// Restores a backup (its head, then its pairs) into the empty directory `dir` and checks the
+/// result: the store opens (its log agrees with the restored high-water mark) and its root at
+/// the backup's size is the backup's root.
+pub(crate) async fn restore_sled(
+    dir: std::path::PathBuf,
+    head: TreeHead,
+    pairs: impl Iterator<Item = Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>> + Send + 'static,
+) -> Result<(), StoreError> {
+    let at = dir.clone();
+    tokio::task::spawn_blocking(move || embedded::restore(&at, head, pairs))
+        .await
+        .map_err(|e| StoreError::Panicked(e.to_string()))??;
+    let store = open_sled(SledOptions { path: dir.clone(), cache_capacity: 16 << 20, fsync: true }).await?;
+    let checked = async {
+        let size = store.audit_size().await?;
+        let root = store.audit_root(head.size.min(size)).await?;
+        if size != head.size || root != head.root {
+            return Err(StoreError::Corrupt {
+                key: dir.display().to_string(),
+                why: format!("the restored log has {size} entries; the backup had {} with another root", head.size),
+            });
+        }
+        Ok(())
+    }
+    .await;
+    store.close().await?;
+    checked
+}
+
 /// Connects to a PostgreSQL store, applying the embedded schema migrations.
 pub(crate) async fn open_postgres(opts: PostgresOptions) -> Result<DynStorage, StoreError> {
     Ok(Arc::new(postgres::PostgresStorage::open(&opts).await?))
@@ -86,6 +115,19 @@ pub enum StoreError {
     /// A storage task panicked; nothing of its write was applied.
     #[error("storage task failed: {0}")]
     Panicked(String),
+    /// This backend does not do that (say, back itself up: a database has its own tools).
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// One part of a backup stream: the log state first, then the store's key-value pairs in key
+/// order, in chunks.
+#[derive(Debug, Clone)]
+pub enum BackupPart {
+    /// The log state the snapshot holds.
+    Head(TreeHead),
+    /// Key-value pairs.
+    Pairs(Vec<(Vec<u8>, Vec<u8>)>),
 }
 
 /// What storing one record did.
@@ -272,6 +314,17 @@ pub trait Storage: Send + Sync + 'static {
 
     /// RFC 9162 consistency proof between sizes `m` and `n`.
     async fn audit_consistency(&self, m: u64, n: u64) -> Result<Vec<Hash>, StoreError>;
+
+    /// Streams a consistent snapshot of the whole store into `tx` (writes wait meanwhile):
+    /// [`BackupPart::Head`], then the pairs. Embedded stores only; a database is backed up with
+    /// its own tools.
+    async fn backup(&self, tx: tokio::sync::mpsc::Sender<BackupPart>) -> Result<(), StoreError> {
+        drop(tx);
+        Err(StoreError::Unsupported(format!(
+            "the {} store is backed up with the database's own tools (pg_basebackup, PITR)",
+            self.backend()
+        )))
+    }
 
     /// Makes every write that returned before this call durable. Concurrent callers share one
     /// device wait (group commit).

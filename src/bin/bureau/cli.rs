@@ -91,6 +91,25 @@ pub enum Command {
     /// Show the scorecard model (embedded default, a file, or a node's configured one).
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Back up a running node's embedded store into a file (a consistent snapshot; writes wait
+    /// while it is read). As one of the institution's applications.
+    Backup {
+        #[command(flatten)]
+        conn: Conn,
+        /// The backup file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Restore a backup into the (empty) data directory of the node configured in `--config`,
+    /// checking the file's checksum first and the restored log's size and root after.
+    Restore {
+        /// The node's configuration (its `node.data_dir` receives the store).
+        #[arg(long)]
+        config: PathBuf,
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// Ask a node for a subject's federated score.
     Score {
         #[command(flatten)]
@@ -452,6 +471,30 @@ pub async fn run(cli: Cli) -> Result<()> {
                 None => bureau::scoring::Model::embedded_default(),
             };
             println!("# model version {}\n{}", model.version(), model.text());
+        }
+        Command::Backup { conn, out } => {
+            let s = bureau::backup::backup_to_file(conn.resolve()?.channel()?, &out).await?;
+            println!(
+                "{}: {} pairs; audit log size {} root {}",
+                out.display(),
+                s.pairs,
+                s.tree_size,
+                hex::encode(s.root)
+            );
+        }
+        Command::Restore { config, from } => {
+            let cfg = NodeConfig::load(&config)?;
+            if cfg.store.backend != bureau::config::Backend::Sled {
+                bail!("the node's store is PostgreSQL: restore it with the database's own tools");
+            }
+            let s = bureau::backup::restore_from_file(&from, &cfg.node.data_dir).await?;
+            println!(
+                "{} restored: {} pairs; audit log size {} root {} (checked)",
+                cfg.node.data_dir.display(),
+                s.pairs,
+                s.tree_size,
+                hex::encode(s.root)
+            );
         }
         Command::Score { conn, subject, purpose, consent } => {
             let purpose = parse_purpose(&purpose)?;

@@ -43,7 +43,7 @@ use crate::{
     },
     domain::{inquiry::Inquiry, record::CreditRecord},
     storage::{
-        corrected_entry, deleted_entry, furnished_entry, version_rule, ApplyResult, Deleted, InquiryAnswer,
+        corrected_entry, deleted_entry, furnished_entry, version_rule, ApplyResult, BackupPart, Deleted, InquiryAnswer,
         InquiryCursor, Page, RecordCursor, Storage, StoreError, StoredRecord, TreeHead,
     },
     wire::{convert, pb::bureau::v1 as pb},
@@ -92,6 +92,8 @@ enum WriteMsg {
     Job(Job),
     /// Finish the queue and stop.
     Stop(oneshot::Sender<()>),
+    /// Commit what is applied, then stream the whole ledger while no write runs.
+    Backup(tokio::sync::mpsc::Sender<BackupPart>, oneshot::Sender<Result<(), StoreError>>),
 }
 
 enum SyncMsg {
@@ -288,6 +290,7 @@ fn writer(
     let mut stop = None;
     while stop.is_none() {
         let Some(first) = rx.blocking_recv() else { break };
+        let mut backup = None;
         let mut ws = WriteSet::new(&ledger, log_size);
         let mut finishers: Vec<Finish> = Vec::new();
         let mut next = Some(first);
@@ -295,6 +298,10 @@ fn writer(
             match msg {
                 WriteMsg::Stop(tx) => {
                     stop = Some(tx);
+                    break;
+                }
+                WriteMsg::Backup(tx, done) => {
+                    backup = Some((tx, done));
                     break;
                 }
                 WriteMsg::Job(job) => {
@@ -332,6 +339,9 @@ fn writer(
         }
         for finish in finishers {
             finish(result.clone());
+        }
+        if let Some((tx, done)) = backup {
+            let _ = done.send(export(&ledger, log_size, &tx));
         }
     }
     // Dropping the receiver fails whatever is still queued with `Closed`.
@@ -425,6 +435,62 @@ fn flusher(
             return;
         }
     }
+}
+
+/// Streams the ledger (every key space lives in it) after its log state; runs on the writer
+/// thread between groups, so the snapshot is consistent.
+fn export(ledger: &Tree, size: u64, tx: &tokio::sync::mpsc::Sender<BackupPart>) -> Result<(), StoreError> {
+    const CHUNK: usize = 1000;
+    let root = merkle::Tree::new(node_reader(ledger)).root(size)?;
+    let gone = || StoreError::Unavailable("the backup's reader went away".into());
+    tx.blocking_send(BackupPart::Head(TreeHead { size, root })).map_err(|_| gone())?;
+    let mut chunk = Vec::with_capacity(CHUNK);
+    for kv in ledger.iter() {
+        let (k, v) = kv?;
+        chunk.push((k.to_vec(), v.to_vec()));
+        if chunk.len() == CHUNK {
+            tx.blocking_send(BackupPart::Pairs(std::mem::take(&mut chunk))).map_err(|_| gone())?;
+        }
+    }
+    if !chunk.is_empty() {
+        tx.blocking_send(BackupPart::Pairs(chunk)).map_err(|_| gone())?;
+    }
+    Ok(())
+}
+
+/// Restores a backup into `dir`, which must not hold a store: writes the pairs, flushes and
+/// syncs, and writes the high-water mark (so opening it checks the log against `head`).
+pub(crate) fn restore(
+    dir: &std::path::Path,
+    head: TreeHead,
+    pairs: impl Iterator<Item = Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>>,
+) -> Result<(), StoreError> {
+    if dir.join("db").exists() || dir.join("conf").exists() {
+        return Err(StoreError::Unsupported(format!(
+            "{} already holds a store: restore into an empty directory",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| unavailable(format!("{}: {e}", dir.display())))?;
+    {
+        let db = open_db(&sled::Config::new().path(dir).flush_every_ms(None))?;
+        let ledger = db.open_tree(keys::LEDGER)?;
+        for chunk in pairs {
+            let mut batch = sled::Batch::default();
+            for (k, v) in chunk? {
+                batch.insert(k, v);
+            }
+            ledger.apply_batch(batch)?;
+        }
+        db.flush()?;
+        std::fs::File::open(dir.join("db"))
+            .and_then(|f| f.sync_all())
+            .map_err(|e| unavailable(format!("fdatasync: {e}")))?;
+        let mark_file = mark::open(dir).map_err(|e| unavailable(format!("{}: {e}", mark::FILE)))?;
+        mark::write(&mark_file, head.size, &head.root).map_err(|e| unavailable(format!("{}: {e}", mark::FILE)))?;
+        mark_file.sync_all().map_err(|e| unavailable(format!("{}: {e}", mark::FILE)))?;
+    }
+    Ok(())
 }
 
 fn node_reader(ledger: &Tree) -> impl FnMut(u8, u64) -> Result<Hash, StoreError> + '_ {
@@ -760,6 +826,12 @@ impl Storage for SledStorage {
         }
         let (tx, rx) = oneshot::channel();
         self.inner.syncs.send(SyncMsg::Sync(tx)).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn backup(&self, tx: tokio::sync::mpsc::Sender<BackupPart>) -> Result<(), StoreError> {
+        let (done, rx) = oneshot::channel();
+        self.inner.writes.send(WriteMsg::Backup(tx, done)).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
