@@ -164,4 +164,39 @@ async fn the_node_follows_the_new_primary_and_loses_nothing_acknowledged() {
         after.size
     );
     node.shutdown().await.unwrap();
+
+    // The database's own backup, as the README tells PostgreSQL users: pg_basebackup of the new
+    // leader, served alone, holds every acknowledged record and a log consistent with the
+    // checkpoints seen.
+    let copy = tempfile::Builder::new().prefix("bureau-basebackup-").tempdir().unwrap();
+    let copy_s = copy.path().display().to_string();
+    ha(&["basebackup", &dir_s, &copy_s]);
+    let copy_url = ha(&["serve-copy", &copy_s, &(base + 50).to_string()]);
+    struct Copy(String);
+    impl Drop for Copy {
+        fn drop(&mut self) {
+            ha(&["stop-copy", &self.0]);
+        }
+    }
+    let _copy = Copy(copy_s.clone());
+    let mut cfg = f.fed.node_config("bank", &[]);
+    cfg.store = StoreSection {
+        backend: Backend::Postgres,
+        postgres: Some(PostgresSection {
+            url: copy_url,
+            pool_size: 4,
+            statement_timeout_ms: 5_000,
+            connect_timeout_ms: 2_000,
+        }),
+        ..StoreSection::default()
+    };
+    let restored = bureau::server::start(cfg).await.unwrap();
+    let stored = all_record_ids(&f, restored.addr, 8).await;
+    assert!(p.acked.is_subset(&stored), "the base backup holds every acknowledged record");
+    let from_copy =
+        regulator::verify(f.channel(Role::Regulator, "pbc", restored.addr), &keys, state.path()).await.unwrap();
+    assert_eq!(from_copy.problems, Vec::<String>::new());
+    assert_eq!(from_copy.previous, Some(after.size), "consistent with what the regulator saw last");
+    eprintln!("pg_basebackup of the new leader: {} records, log {} entries, verified", stored.len(), from_copy.size);
+    restored.shutdown().await.unwrap();
 }
