@@ -136,3 +136,30 @@ async fn a_postgresql_node_points_at_the_database_tools() {
     assert!(err.message().contains("pg_basebackup"), "{err:?}");
     node.shutdown().await.unwrap();
 }
+
+/// A backup reader that stops reading cannot stall the node's writes for more than the stall
+/// limit (10 s): the backup is abandoned and writes go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_backup_reader_does_not_stall_writes_for_long() {
+    let f = fed(&["bank"], &[]);
+    let node = f.start("bank").await;
+    let mut c = f.records(Role::Application, "bank", node.addr);
+    // Enough data that the backup cannot fit in the buffers between the store and the socket.
+    for b in 0..20 {
+        let records = (0..1000).map(|i| record(&subject(i % 64), &format!("r-{b}-{i}"), 1)).collect();
+        c.furnish_records(pb::FurnishRecordsRequest { records }).await.unwrap();
+    }
+    let mut stream = AdminServiceClient::new(f.channel(Role::Application, "bank", node.addr))
+        .backup(pb::BackupRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    stream.message().await.unwrap().expect("the head");
+    // Stop reading. A write now waits for the backup, at most the stall limit.
+    let started = std::time::Instant::now();
+    let write = c.furnish_records(pb::FurnishRecordsRequest { records: vec![record(&subject(1), "late", 1)] });
+    tokio::time::timeout(std::time::Duration::from_secs(30), write).await.expect("writes resume").unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+    drop(stream);
+    node.shutdown().await.unwrap();
+}

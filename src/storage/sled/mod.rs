@@ -442,20 +442,47 @@ fn flusher(
 fn export(ledger: &Tree, size: u64, tx: &tokio::sync::mpsc::Sender<BackupPart>) -> Result<(), StoreError> {
     const CHUNK: usize = 1000;
     let root = merkle::Tree::new(node_reader(ledger)).root(size)?;
-    let gone = || StoreError::Unavailable("the backup's reader went away".into());
-    tx.blocking_send(BackupPart::Head(TreeHead { size, root })).map_err(|_| gone())?;
+    send_part(tx, BackupPart::Head(TreeHead { size, root }))?;
     let mut chunk = Vec::with_capacity(CHUNK);
     for kv in ledger.iter() {
         let (k, v) = kv?;
         chunk.push((k.to_vec(), v.to_vec()));
         if chunk.len() == CHUNK {
-            tx.blocking_send(BackupPart::Pairs(std::mem::take(&mut chunk))).map_err(|_| gone())?;
+            send_part(tx, BackupPart::Pairs(std::mem::take(&mut chunk)))?;
         }
     }
     if !chunk.is_empty() {
-        tx.blocking_send(BackupPart::Pairs(chunk)).map_err(|_| gone())?;
+        send_part(tx, BackupPart::Pairs(chunk))?;
     }
     Ok(())
+}
+
+/// Most time a backup's reader may leave one chunk untaken: writes wait while a backup runs, so
+/// a reader that stalls (slow or hostile) ends the backup instead of the node's writes.
+const BACKUP_STALL: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn send_part(tx: &tokio::sync::mpsc::Sender<BackupPart>, part: BackupPart) -> Result<(), StoreError> {
+    use tokio::sync::mpsc::error::TrySendError;
+    let until = std::time::Instant::now() + BACKUP_STALL;
+    let mut part = part;
+    loop {
+        match tx.try_send(part) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Closed(_)) => {
+                return Err(StoreError::Unavailable("the backup's reader went away".into()))
+            }
+            Err(TrySendError::Full(p)) if std::time::Instant::now() < until => {
+                part = p;
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(TrySendError::Full(_)) => {
+                return Err(StoreError::Unavailable(format!(
+                    "the backup's reader took no data for {} s; backup abandoned so writes can go on",
+                    BACKUP_STALL.as_secs()
+                )))
+            }
+        }
+    }
 }
 
 /// Restores a backup into `dir`, which must not hold a store: writes the pairs, flushes and
