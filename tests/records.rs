@@ -165,6 +165,17 @@ async fn newer_versions_replace_older_and_equal_are_ignored_and_reported() {
         .await
         .unwrap_err();
     assert_eq!(violations(&err)[0].0, "reason");
+    // A control character in the note (a NUL no database text column takes) is bad input,
+    // refused before any store sees it, on every backend.
+    let err = c
+        .delete_record(pb::DeleteRecordRequest {
+            name: "institutions/bank/records/acct".into(),
+            reason: pb::DeletionReason::FurnishedInError as i32,
+            note: "wrong\u{0}customer".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!((err.code(), violations(&err)[0].0.as_str()), (Code::InvalidArgument, "note"));
     let del = c
         .delete_record(pb::DeleteRecordRequest {
             name: "institutions/bank/records/acct".into(),

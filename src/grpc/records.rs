@@ -335,8 +335,8 @@ impl RecordsService for RecordsApi {
             }
             Ok(r) => r.as_str_name(),
         };
-        if req.note.chars().count() > MAX_NOTE_CHARS {
-            return Err(ApiError::invalid("note", format!("at most {MAX_NOTE_CHARS} characters")).into());
+        if req.note.chars().count() > MAX_NOTE_CHARS || req.note.chars().any(char::is_control) {
+            return Err(ApiError::invalid("note", format!("at most {MAX_NOTE_CHARS} printable characters")).into());
         }
         let deleted = self
             .node
