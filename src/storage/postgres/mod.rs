@@ -470,6 +470,17 @@ const WRITE_GROUP: &str = "WITH \
   n AS (INSERT INTO audit_nodes (level, idx, hash) SELECT * FROM unnest($16::smallint[], $17::bigint[], $18::bytea[])), \
   h AS (UPDATE log_head SET size = $19, root = $20 WHERE one AND size = $21 RETURNING 1) \
 SELECT 1 / (SELECT count(*)::int FROM h)";
+/// [`WRITE_GROUP`] for a group that records inquiries and logs (peer answers): no records.
+const WRITE_INQUIRIES: &str = "WITH \
+  i AS (INSERT INTO inquiries (subject_id, time_micros, query_id, body) \
+        SELECT DISTINCT ON (s, t, q) s, t, q, b \
+        FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bytea[]) WITH ORDINALITY AS u(s, t, q, b, n) \
+        ORDER BY s, t, q, n DESC \
+        ON CONFLICT (subject_id, time_micros, query_id) DO UPDATE SET body = EXCLUDED.body), \
+  e AS (INSERT INTO audit_entries (idx, leaf) SELECT * FROM unnest($5::bigint[], $6::bytea[])), \
+  n AS (INSERT INTO audit_nodes (level, idx, hash) SELECT * FROM unnest($7::smallint[], $8::bigint[], $9::bytea[])), \
+  h AS (UPDATE log_head SET size = $10, root = $11 WHERE one AND size = $12 RETURNING 1) \
+SELECT 1 / (SELECT count(*)::int FROM h)";
 /// [`WRITE_GROUP`] for a group that only appends to the log (no records, no inquiries).
 const WRITE_LOG: &str = "WITH \
   e AS (INSERT INTO audit_entries (idx, leaf) SELECT * FROM unnest($1::bigint[], $2::bytea[])), \
@@ -754,6 +765,13 @@ async fn write(c: &deadpool_postgres::Object, f: &Frontier, p: Pending) -> Resul
     if p.dirty.is_empty() && p.inquiries.is_empty() {
         let params: [&(dyn ToSql + Sync); 8] = [&idx, &p.leaves, &lv, &ix, &ha, &new_size, &root, &old_size];
         let stmt = c.prepare_cached(WRITE_LOG).await.map_err(db)?;
+        c.query_one(&stmt, &params).await.map_err(group_db)?;
+        return Ok(());
+    }
+    if p.dirty.is_empty() {
+        let params: [&(dyn ToSql + Sync); 12] =
+            [&isu, &iti, &iqu, &ibo, &idx, &p.leaves, &lv, &ix, &ha, &new_size, &root, &old_size];
+        let stmt = c.prepare_cached(WRITE_INQUIRIES).await.map_err(db)?;
         c.query_one(&stmt, &params).await.map_err(group_db)?;
         return Ok(());
     }
