@@ -34,6 +34,10 @@ pub(crate) mod tamper {
     pub(crate) use super::embedded::tamper::*;
 }
 
+/// A real PostgreSQL server for tests and benchmarks.
+#[cfg(feature = "testkit")]
+pub use postgres::harness as postgres_harness;
+
 /// Raw sled for benchmark baselines.
 #[cfg(feature = "testkit")]
 pub use embedded::baseline::RawSled;

@@ -6,8 +6,8 @@
 pub mod fuzz;
 pub mod gen;
 pub mod local;
-pub mod postgres;
 pub mod store;
 pub mod tamper;
 
 pub use crate::storage::conformance;
+pub use crate::storage::postgres_harness as postgres;

@@ -51,6 +51,9 @@ use crate::{
 
 refinery::embed_migrations!("src/storage/postgres/migrations");
 
+#[cfg(any(test, feature = "testkit"))]
+pub mod harness;
+
 /// Most changes applied in one transaction.
 const GROUP: usize = 256;
 /// Changes waiting for the writer before callers wait for room.
@@ -1029,7 +1032,7 @@ impl Storage for PostgresStorage {
     }
 }
 
-#[cfg(all(test, feature = "testkit"))]
+#[cfg(test)]
 mod tests {
     use futures::future::BoxFuture;
 
@@ -1040,13 +1043,21 @@ mod tests {
 
     impl Postgres {
         fn fresh() -> Self {
-            Self(crate::testkit::postgres::shared().fresh_database().unwrap_or_else(|e| panic!("{e}")))
+            Self(super::harness::shared().fresh_database().unwrap_or_else(|e| panic!("{e}")))
         }
     }
 
     impl Backend for Postgres {
         fn open(&self) -> BoxFuture<'_, DynStorage> {
-            Box::pin(async move { crate::testkit::store::open_postgres(&self.0).await.unwrap() })
+            Box::pin(async move {
+                let opts = super::PostgresOptions {
+                    url: self.0.clone(),
+                    pool_size: 16,
+                    statement_timeout: std::time::Duration::from_secs(5),
+                    connect_timeout: std::time::Duration::from_secs(2),
+                };
+                crate::storage::open_postgres(opts).await.unwrap()
+            })
         }
     }
 

@@ -1,4 +1,4 @@
-//! A real PostgreSQL server for tests and benchmarks: `initdb` + `pg_ctl` from the distribution's
+//! A real PostgreSQL server for tests and benchmarks (re-exported as `testkit::postgres`): `initdb` + `pg_ctl` from the distribution's
 //! packages on a free loopback port in a temp dir, run as the `postgres` user when we are root
 //! (initdb refuses root). A watcher process stops the server and removes its directory when the
 //! process that started it exits, even by `kill -9`, so no test leaves a server behind.
