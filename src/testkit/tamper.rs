@@ -1,23 +1,21 @@
 //! What an attacker with a stopped node's store could do to it, for tests that check a regulator
-//! catches it: on sled, its files; on PostgreSQL (`BUREAU_TEST_STORE=postgres`), its rows, as
+//! catches it: on the embedded store, its files; on PostgreSQL (`BUREAU_TEST_STORE=postgres`), its rows, as
 //! someone with the database's credentials would. Never used by a node.
 
 use std::path::Path;
 
 use crate::{
     audit::Entry,
-    storage::{tamper as sled, StoreError},
+    storage::{tamper as files, StoreError},
     testkit::postgres,
 };
 
-/// The test database of a node's data directory, when the tests run on PostgreSQL.
+/// The test database of a node's data directory, when its local node uses PostgreSQL
+/// ([`crate::testkit::local::test_store`] decides).
 fn database(dir: &Path) -> Option<(String, &'static postgres::TestPostgres)> {
-    (std::env::var("BUREAU_TEST_STORE").as_deref() == Ok("postgres")).then(|| {
-        let pg = postgres::shared();
-        let url = pg.database_for(dir).unwrap_or_else(|e| panic!("{e}"));
-        let name = url.rsplit('/').next().and_then(|n| n.split('?').next()).unwrap_or_default().to_owned();
-        (name, pg)
-    })
+    let url = crate::testkit::local::test_store(dir).postgres?.url;
+    let name = url.rsplit('/').next().and_then(|n| n.split('?').next()).unwrap_or_default().to_owned();
+    Some((name, postgres::shared()))
 }
 
 fn sql(dir: &Path, statement: &str) -> Option<String> {
@@ -27,7 +25,7 @@ fn sql(dir: &Path, statement: &str) -> Option<String> {
 /// Rewrites audit entry `index` in place (its Merkle nodes left as they were).
 pub fn alter_entry(dir: &Path, index: u64, edit: impl FnOnce(&mut Entry)) {
     let Some(hex_leaf) = sql(dir, &format!("SELECT encode(leaf, 'hex') FROM audit_entries WHERE idx = {index}")) else {
-        return sled::alter_entry(dir, index, edit);
+        return files::alter_entry(dir, index, edit);
     };
     let mut e = Entry::from_bytes(&hex::decode(hex_leaf).expect("hex")).expect("an entry");
     edit(&mut e);
@@ -38,11 +36,11 @@ pub fn alter_entry(dir: &Path, index: u64, edit: impl FnOnce(&mut Entry)) {
 /// Deletes audit entry `index`.
 pub fn remove_entry(dir: &Path, index: u64) {
     if sql(dir, &format!("DELETE FROM audit_entries WHERE idx = {index}")).is_none() {
-        sled::remove_entry(dir, index)
+        files::remove_entry(dir, index)
     }
 }
 
-/// Truncates the audit log to `size` entries, as an attacker with the store would (on sled,
+/// Truncates the audit log to `size` entries, as an attacker with the store would (embedded,
 /// also deleting the high-water mark the node keeps beside it).
 pub fn set_log_size(dir: &Path, size: u64) {
     let truncate = format!(
@@ -51,20 +49,20 @@ pub fn set_log_size(dir: &Path, size: u64) {
          UPDATE log_head SET size = {size}; COMMIT;"
     );
     if sql(dir, &truncate).is_none() {
-        sled::set_log_size(dir, size)
+        files::set_log_size(dir, size)
     }
 }
 
-/// Sets the audit log's recorded size and nothing else: what sled does when it takes damage for
-/// a torn tail. sled only (the high-water mark that catches it is sled's).
+/// Sets the audit log's recorded size and nothing else: what the embedded store does when it
+/// takes damage for a torn tail. Embedded store only (the high-water mark that catches it is its).
 pub fn lose_tail(dir: &Path, size: u64) {
-    assert!(database(dir).is_none(), "lose_tail models sled's torn-tail recovery; sled only");
-    sled::lose_tail(dir, size)
+    assert!(database(dir).is_none(), "lose_tail models the embedded store's torn-tail recovery");
+    files::lose_tail(dir, size)
 }
 
 /// Replaces the whole log with `edit(old entries)`, hashed afresh: a self-consistent new history.
 pub async fn rewrite_log(dir: &Path, edit: impl FnOnce(Vec<Entry>) -> Vec<Entry>) -> Result<(), StoreError> {
-    let Some((db, pg)) = database(dir) else { return sled::rewrite_log(dir, edit).await };
+    let Some((db, pg)) = database(dir) else { return files::rewrite_log(dir, edit).await };
     let hex_leaves = pg.psql(&db, "SELECT encode(leaf, 'hex') FROM audit_entries ORDER BY idx").expect("psql");
     let old: Vec<Entry> =
         hex_leaves.lines().map(|h| Entry::from_bytes(&hex::decode(h).expect("hex")).expect("an entry")).collect();

@@ -241,7 +241,6 @@ struct Job {
     reply: oneshot::Sender<Result<Done, StoreError>>,
 }
 
-#[derive(Clone)]
 enum Op {
     Furnish(Vec<CreditRecord>, DateTime<Utc>),
     Correct(CreditRecord, DateTime<Utc>),
@@ -272,7 +271,7 @@ async fn writer(pool: Pool, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let ops: Vec<Op> = jobs.iter().map(|j| j.op.clone()).collect();
+        let (ops, replies): (Vec<Op>, Vec<_>) = jobs.into_iter().map(|j| (j.op, j.reply)).unzip();
         let started = std::time::Instant::now();
         metrics::histogram!("bureau_store_commit_group_size", "backend" => "postgres").record(ops.len() as f64);
         let results = match commit_group(&pool, &mut client, &mut frontier, &ops).await {
@@ -290,8 +289,8 @@ async fn writer(pool: Pool, mut rx: mpsc::Receiver<Job>) {
         };
         metrics::histogram!("bureau_store_commit_duration_seconds", "backend" => "postgres")
             .record(started.elapsed().as_secs_f64());
-        for (job, r) in jobs.into_iter().zip(results) {
-            let _ = job.reply.send(r);
+        for (reply, r) in replies.into_iter().zip(results) {
+            let _ = reply.send(r);
         }
     }
 }
@@ -766,25 +765,25 @@ async fn write(c: &deadpool_postgres::Object, f: &Frontier, p: Pending) -> Resul
     let root = f.root(size)?;
     let (new_size, old_size, root) = (size as i64, first as i64, &root[..]);
     if p.dirty.is_empty() && p.inquiries.is_empty() {
-        let params: [&(dyn ToSql + Sync); 8] = [&idx, &p.leaves, &lv, &ix, &ha, &new_size, &root, &old_size];
-        let stmt = c.prepare_cached(WRITE_LOG).await.map_err(db)?;
-        c.query_one(&stmt, &params).await.map_err(group_db)?;
-        return Ok(());
+        return run_write(c, WRITE_LOG, &[&idx, &p.leaves, &lv, &ix, &ha, &new_size, &root, &old_size]).await;
     }
     if p.dirty.is_empty() {
         let params: [&(dyn ToSql + Sync); 12] =
             [&isu, &iti, &iqu, &ibo, &idx, &p.leaves, &lv, &ix, &ha, &new_size, &root, &old_size];
-        let stmt = c.prepare_cached(WRITE_INQUIRIES).await.map_err(db)?;
-        c.query_one(&stmt, &params).await.map_err(group_db)?;
-        return Ok(());
+        return run_write(c, WRITE_INQUIRIES, &params).await;
     }
     let params: [&(dyn ToSql + Sync); 30] = [
         &ins.fu, &ins.id, &ins.su, &ins.ve, &ins.li, &ins.bo, &ins.up, &ins.dr, &ins.dn, &isu, &iti, &iqu, &ibo, &idx,
         &p.leaves, &lv, &ix, &ha, &new_size, &root, &old_size, &upd.fu, &upd.id, &upd.su, &upd.ve, &upd.li, &upd.bo,
         &upd.up, &upd.dr, &upd.dn,
     ];
-    let stmt = c.prepare_cached(WRITE_GROUP).await.map_err(db)?;
-    c.query_one(&stmt, &params).await.map_err(group_db)?;
+    run_write(c, WRITE_GROUP, &params).await
+}
+
+/// Runs one of the group-writing statements (one round trip, one commit).
+async fn run_write(c: &deadpool_postgres::Object, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<(), GroupError> {
+    let stmt = c.prepare_cached(sql).await.map_err(db)?;
+    c.query_one(&stmt, params).await.map_err(group_db)?;
     Ok(())
 }
 
