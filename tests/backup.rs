@@ -3,12 +3,9 @@
 
 mod common;
 
-use std::{
-    collections::BTreeSet,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc, Mutex,
-    },
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc, Mutex,
 };
 
 use bureau::{
@@ -109,7 +106,6 @@ async fn a_backup_taken_under_load_restores_the_log_and_every_record_acknowledge
         .unwrap();
     assert_eq!(log.problems, Vec::<String>::new(), "the restored node's signed checkpoint verifies");
     assert!(log.size >= summary.tree_size);
-    let _: BTreeSet<String> = stored;
     node.shutdown().await.unwrap();
 }
 
