@@ -65,6 +65,41 @@ pub struct NodeConfig {
     /// Prometheus metrics.
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// Retention and dispute deadlines by jurisdiction.
+    #[serde(default)]
+    pub retention: RetentionSection,
+    /// The clock deadlines and retention windows read: the system clock. Not configurable;
+    /// tests that start nodes in process share one they can move forward.
+    #[serde(skip)]
+    pub clock: crate::domain::clock::Clock,
+}
+
+/// `[retention]`: a jurisdiction profile (`pbc`: negative information 5 years, inquiries 2,
+/// disputes answered in 20 days; `fcra`: 7 years, 2 years, 30 days) and any number overridden.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSection {
+    /// `pbc` (the default) or `fcra`.
+    pub profile: crate::domain::retention::Profile,
+    /// Years negative information is kept after the adverse event ended.
+    pub negative_years: Option<u32>,
+    /// Days inquiries are kept and shown.
+    pub inquiry_days: Option<u32>,
+    /// Days a furnisher has to resolve a dispute before the record is suppressed.
+    pub dispute_days: Option<u32>,
+    /// How often the node purges expired data in the background, seconds (0: never).
+    pub purge_every_s: Option<u64>,
+}
+
+impl RetentionSection {
+    /// The windows this section sets.
+    pub fn windows(&self) -> crate::domain::retention::Retention {
+        let mut r = crate::domain::retention::Retention::of(self.profile);
+        r.negative_years = self.negative_years.unwrap_or(r.negative_years);
+        r.inquiry_days = self.inquiry_days.unwrap_or(r.inquiry_days);
+        r.dispute_days = self.dispute_days.unwrap_or(r.dispute_days);
+        r
+    }
 }
 
 /// `[metrics]`
@@ -154,6 +189,9 @@ pub struct Limits {
     /// At shutdown, how long in-flight calls may run before they are cancelled (their writes
     /// unacknowledged), milliseconds.
     pub drain_timeout_ms: u64,
+    /// Longest wait between two attempts to deliver a queued notice (a dispute) to a peer that
+    /// does not answer, milliseconds; attempts start at 250 ms and double up to this.
+    pub outbox_retry_max_ms: u64,
 }
 
 impl Default for Limits {
@@ -165,6 +203,7 @@ impl Default for Limits {
             crl_reload_ms: 2_000,
             max_concurrent_streams: 256,
             drain_timeout_ms: 5_000,
+            outbox_retry_max_ms: 30_000,
         }
     }
 }

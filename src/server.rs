@@ -10,12 +10,12 @@ use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
 use crate::{
-    app::score::Scorer,
+    app::{disputes::Disputes, lifecycle::Lifecycle, score::Scorer},
     config::{Backend, NodeConfig},
     grpc::node::Node,
     grpc::{
-        admin::AdminApi, audit::AuditApi, federation::FederationApi, records::RecordsApi, scoring::ScoringApi,
-        subjects::SubjectsApi,
+        admin::AdminApi, audit::AuditApi, disputes::DisputesApi, federation::FederationApi, records::RecordsApi,
+        scoring::ScoringApi, subjects::SubjectsApi,
     },
     net::identity::Identity,
     net::peers::Peers,
@@ -24,8 +24,9 @@ use crate::{
     storage::{DynStorage, PostgresOptions, SledOptions},
     wire::pb::bureau::v1::{
         admin_service_server::AdminServiceServer, audit_service_server::AuditServiceServer,
-        federation_service_server::FederationServiceServer, records_service_server::RecordsServiceServer,
-        scoring_service_server::ScoringServiceServer, subjects_service_server::SubjectsServiceServer,
+        disputes_service_server::DisputesServiceServer, federation_service_server::FederationServiceServer,
+        records_service_server::RecordsServiceServer, scoring_service_server::ScoringServiceServer,
+        subjects_service_server::SubjectsServiceServer,
     },
 };
 
@@ -172,6 +173,14 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
     let peers =
         Peers::new(&cfg.peers, &material, &cfg.federation.name, cfg.limits.max_message_bytes, revocation.clone())?;
     let store = open_storage(&cfg).await?;
+    let peers = Arc::new(peers);
+    let life = Lifecycle {
+        institution: cfg.node.institution.clone(),
+        store: store.clone(),
+        clock: cfg.clock.clone(),
+        retention: cfg.retention.windows(),
+    };
+    let disputes = Disputes::new(life.clone(), peers.clone(), Duration::from_millis(cfg.limits.outbox_retry_max_ms));
     let node = Node {
         institution: cfg.node.institution.clone(),
         federation: cfg.federation.name.clone(),
@@ -181,12 +190,15 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         scorer: Scorer {
             institution: cfg.node.institution.clone(),
             store: store.clone(),
-            peers: Arc::new(peers),
+            peers,
             model: Arc::new(model),
             deadline: Duration::from_millis(cfg.scoring.peer_deadline_ms),
+            life: life.clone(),
         },
         policies: Arc::new(cfg.policies.clone()),
         log_key,
+        life: life.clone(),
+        disputes: disputes.clone(),
     };
 
     let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: cfg.node.listen, source })?;
@@ -219,6 +231,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         AuditServiceServer::new(AuditApi::new(node.clone())).max_encoding_message_size(max.max(64 << 20)),
         SubjectsServiceServer::new(SubjectsApi::new(node.clone())),
         AdminServiceServer::new(AdminApi::new(node.clone())),
+        DisputesServiceServer::new(DisputesApi::new(node.clone())),
     );
     for name in &services {
         health.set_service_status(*name, ServingStatus::Serving).await;
@@ -235,6 +248,20 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
     let failed = storage_failed(store.clone(), health.clone(), services.clone(), cfg.node.data_dir.clone());
     let (probe_store, probe_health, probe_services) = (store.clone(), health.clone(), services.clone());
     let (metrics_store, metrics_institution) = (store.clone(), cfg.node.institution.clone());
+    // The outbox and dispute deadlines, and the retention purge: background work that stops
+    // with the node (a notice in flight is retried after a restart).
+    let tick = Duration::from_millis(cfg.limits.outbox_retry_max_ms.clamp(250, 1_000));
+    let purge_every = cfg.retention.purge_every_s.unwrap_or(3_600);
+    let lifecycle = async move {
+        let purging = async {
+            match purge_every {
+                0 => std::future::pending().await,
+                s => life.purge_every(Duration::from_secs(s)).await,
+            }
+        };
+        tokio::join!(disputes.run(tick), purging);
+    };
+    // Never finishes (both loops run until dropped).
     let task = tokio::spawn(async move {
         let mut serving = tokio::spawn(router.serve_with_incoming_shutdown(incoming, shutdown));
         let mut failure = None;
@@ -244,6 +271,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
                 why = failed => failure = Some(why),
                 () = follow_reachability(probe_store, probe_health, probe_services) => {}
                 () = report(metrics_store, metrics_listener, metrics_institution) => {}
+                () = lifecycle => {}
             }
         };
         let served = tokio::select! {

@@ -252,7 +252,7 @@ async fn reconciliation_reports_an_inbound_entry_removed_from_one_node() {
     let mismatches = regulator::reconcile(&[bank, hidden]);
     assert_eq!(
         mismatches,
-        [format!("bank logged query {} to payapp as answered, but payapp has no inbound entry for it", score.query_id)]
+        [format!("bank logged query {} to payapp as delivered, but payapp has no entry receiving it", score.query_id)]
     );
     payapp.shutdown().await.unwrap();
     for n in nodes {

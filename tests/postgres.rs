@@ -226,7 +226,7 @@ async fn a_schema_newer_than_the_binary_is_refused() {
         .unwrap();
     let err = bureau::server::start(on_postgres(&f, &url)).await.err().expect("refused");
     let msg = err.to_string();
-    assert!(msg.contains("version 99") && msg.contains("binary's 1"), "{msg}");
+    assert!(msg.contains("version 99") && msg.contains("binary's 2"), "{msg}");
 }
 
 /// A peer entry listing both replicas of an institution: queries alternate between them, and

@@ -2,14 +2,13 @@
 //! answer with the records this node's institution furnished itself plus the inquiries it holds.
 //! The node never passes on what it learnt from other peers (it never stores it). No gRPC here.
 
-use chrono::{DateTime, Utc};
-
 use crate::{
+    app::lifecycle::Lifecycle,
     audit::{Action, Entry},
     domain::inquiry::{Inquiry, Purpose},
     domain::record::CreditRecord,
     domain::subject::is_valid_subject_id,
-    storage::{InquiryAnswer, Storage, StoreError},
+    storage::{InquiryAnswer, StoreError},
 };
 
 /// Most inquiries returned with an answer.
@@ -90,28 +89,20 @@ pub(crate) fn check_consent(purpose: Purpose, consent: &str) -> Result<(), Query
     Ok(())
 }
 
-/// Records the inquiry durably and answers with this node's own records and inquiries.
-pub(crate) async fn answer(
-    store: &dyn Storage,
-    responder: &str,
-    q: &PeerQuery,
-    purpose: Purpose,
-    now: DateTime<Utc>,
-) -> Result<Answer, StoreError> {
-    let answer = answer_unsynced(store, responder, q, purpose, now).await?;
-    store.sync().await?;
+/// Records the inquiry durably and answers with this node's own records and inquiries: only
+/// what retention still allows and no record suppressed by an overdue dispute, each with its
+/// dispute flag.
+pub(crate) async fn answer(life: &Lifecycle, q: &PeerQuery, purpose: Purpose) -> Result<Answer, StoreError> {
+    let answer = answer_unsynced(life, q, purpose).await?;
+    life.store.sync().await?;
     Ok(answer)
 }
 
 /// [`answer`] without the flush, for a caller that flushes later before answering anyone (the
 /// scoring node's own part of a federated score, made durable with its log entries).
-pub(crate) async fn answer_unsynced(
-    store: &dyn Storage,
-    responder: &str,
-    q: &PeerQuery,
-    purpose: Purpose,
-    now: DateTime<Utc>,
-) -> Result<Answer, StoreError> {
+pub(crate) async fn answer_unsynced(life: &Lifecycle, q: &PeerQuery, purpose: Purpose) -> Result<Answer, StoreError> {
+    let (responder, now) = (life.institution.as_str(), life.clock.now());
+    let show = life.filter(life.marks(&q.subject_id).await?, now);
     let inquiry = Inquiry {
         inquirer: q.inquirer.clone(),
         responder: responder.to_owned(),
@@ -130,6 +121,7 @@ pub(crate) async fn answer_unsynced(
     entry.consent_reference = q.consent_reference.clone();
     // Only what this institution furnished, even if the store ever held more; the inquiry,
     // its entry (with the number of records answered) and what is read are one write.
-    let InquiryAnswer { records, inquiries } = store.answer_inquiry(inquiry, entry, MAX_INQUIRIES_RETURNED).await?;
-    Ok(Answer { records, inquiries })
+    let InquiryAnswer { records, inquiries } =
+        life.store.answer_inquiry(inquiry, entry, MAX_INQUIRIES_RETURNED, show).await?;
+    Ok(Answer { records, inquiries: life.live_inquiries(inquiries, now) })
 }

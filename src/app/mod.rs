@@ -2,5 +2,7 @@
 //! a federated score. No gRPC server types; storage only through [`crate::storage::Storage`].
 
 pub(crate) mod answer;
+pub(crate) mod disputes;
 pub(crate) mod furnish;
+pub(crate) mod lifecycle;
 pub(crate) mod score;

@@ -4,11 +4,11 @@
 
 use std::{sync::Arc, time::Duration};
 
-use chrono::Utc;
 use tracing::info;
 
 use crate::{
     app::answer::{self as peer_query, PeerQuery, QueryRefusal},
+    app::lifecycle::Lifecycle,
     audit::{Action, Entry},
     domain::inquiry::{Inquiry, Purpose},
     domain::record::merge_records,
@@ -33,6 +33,8 @@ pub(crate) struct Scorer {
     pub model: Arc<Model>,
     /// One deadline for all peers.
     pub deadline: Duration,
+    /// Retention and dispute rules, and the clock.
+    pub life: Lifecycle,
 }
 
 /// A subject's federated score and how it was reached.
@@ -52,6 +54,13 @@ pub(crate) struct FederatedScore {
     pub query_id: String,
     /// Records the score rests on after de-duplication.
     pub records_used: usize,
+}
+
+impl FederatedScore {
+    /// Records under dispute whose derogatory lines the score left out.
+    pub(crate) fn disputed_excluded(&self) -> usize {
+        self.result.disputed_excluded
+    }
 }
 
 /// Why a score could not be made.
@@ -97,19 +106,12 @@ impl Scorer {
         let fan_out = self.peers.query_all(&query, self.deadline);
         // `join!` polls in order: the fan-out's requests are on the wire before the own part
         // waits on its first storage call.
-        let (mut coverage, own) = tokio::join!(
-            fan_out,
-            peer_query::answer_unsynced(&*self.store, &self.institution, &q, purpose, Utc::now())
-        );
+        let (mut coverage, own) = tokio::join!(fan_out, peer_query::answer_unsynced(&self.life, &q, purpose));
         let own = own?;
-        let records = merge_records(
-            own.records.into_iter().chain(coverage.iter_mut().flat_map(|c| std::mem::take(&mut c.records))),
-        );
-        let inquiries = merge_inquiries(
-            own.inquiries.into_iter().chain(coverage.iter_mut().flat_map(|c| std::mem::take(&mut c.inquiries))),
-            &query_id,
-        );
-        let result = self.model.score(&records, &inquiries, Utc::now().date_naive());
+        let now = self.life.clock.now();
+        let today = now.date_naive();
+        let (records, inquiries) = score_input(&self.life.retention, now, own, &mut coverage, &query_id);
+        let result = self.model.score(&records, &inquiries, today);
         let partial = coverage.iter().any(|c| c.outcome != PeerOutcome::Answered);
         // Every attempt, answered or not, and the score served, durable before the answer.
         let entry = |action: Action, counterparty: &str, outcome: String, count: usize| {
@@ -158,6 +160,33 @@ impl Scorer {
             records_used: records.len(),
         })
     }
+}
+
+/// What a score made at `now` rests on: the node's own part and every peer's records merged
+/// (highest version per key) and inquiries de-duplicated, with nothing this node's retention
+/// has expired. A peer with a longer window never brings expired data into a score made here.
+pub(crate) fn score_input(
+    retention: &crate::domain::retention::Retention,
+    now: chrono::DateTime<chrono::Utc>,
+    own: peer_query::Answer,
+    coverage: &mut [PeerResult],
+    query_id: &str,
+) -> (Vec<crate::domain::record::CreditRecord>, Vec<Inquiry>) {
+    let today = now.date_naive();
+    let records = merge_records(
+        own.records
+            .into_iter()
+            .chain(coverage.iter_mut().flat_map(|c| std::mem::take(&mut c.records)))
+            .filter(|r| !retention.record_expired(r, today)),
+    );
+    let inquiries = merge_inquiries(
+        own.inquiries
+            .into_iter()
+            .chain(coverage.iter_mut().flat_map(|c| std::mem::take(&mut c.inquiries)))
+            .filter(|i| !retention.inquiry_expired(i, now)),
+        query_id,
+    );
+    (records, inquiries)
 }
 
 /// The outcome's name in log entries.

@@ -28,6 +28,20 @@ pub enum Action {
     Refusal,
     /// A regulator read the log.
     RegulatorRead,
+    /// A dispute was filed here (`query_id` is the dispute id).
+    DisputeFiled,
+    /// The furnisher's node acknowledged a dispute filed here.
+    DisputeForwarded,
+    /// A dispute against this institution's record arrived.
+    DisputeReceived,
+    /// A dispute was resolved (at the furnisher) or its resolution arrived (at the filer).
+    DisputeResolved,
+    /// A dispute passed its deadline unresolved; the record is suppressed.
+    DisputeSuppressed,
+    /// The furnisher's node refused a dispute filed here.
+    DisputeRejected,
+    /// An inquiry passed its retention period and was deleted.
+    InquiryPurged,
 }
 
 /// One log entry. Serialised as JSON in this field order: those exact bytes are the Merkle

@@ -110,6 +110,10 @@ pub struct CreditRecord {
     pub payment_history: Vec<PaymentStatus>,
     /// The furnisher's version; a higher one replaces a lower one.
     pub version: u64,
+    /// The record's dispute flag as its furnisher's node reports it; never furnished (set by
+    /// the node from its dispute state, ignored on input).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispute: Option<crate::domain::dispute::DisputeMark>,
 }
 
 /// A field that failed validation: which one, and why.
@@ -256,6 +260,7 @@ pub(crate) mod tests {
             days_past_due: 0,
             payment_history: vec![PaymentStatus::Current; 12],
             version: 1,
+            dispute: None,
         }
     }
 

@@ -76,4 +76,20 @@ impl AdminService for AdminApi {
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
+
+    async fn purge_expired(
+        &self,
+        req: Request<pb::PurgeExpiredRequest>,
+    ) -> Result<Response<pb::PurgeExpiredResponse>, Status> {
+        let caller = auth::caller(&req, &self.node.federation)?;
+        if let Err(e) = auth::require_own_application(&caller, &self.node.institution) {
+            return Err(super::log_refusal(&self.node, &caller, "", e).await.into());
+        }
+        let (records, inquiries) = self.node.life.purge().await.map_err(ApiError::from)?;
+        tracing::info!(caller = %caller, records, inquiries, "purge on demand");
+        Ok(Response::new(pb::PurgeExpiredResponse {
+            records_deleted: records as u32,
+            inquiries_deleted: inquiries as u32,
+        }))
+    }
 }

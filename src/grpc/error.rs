@@ -8,7 +8,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use tracing::error;
 
 use crate::{
-    app::{answer::QueryRefusal, score::ScoreError},
+    app::{answer::QueryRefusal, disputes::DisputeError, score::ScoreError},
     storage::StoreError,
 };
 
@@ -48,6 +48,8 @@ pub(crate) enum Reason {
     NoLogKey,
     /// The store's backend does not do this (a database's own tools do).
     NotSupportedByStore,
+    /// Only the record's furnisher (or the notice's sender) may do this to a dispute.
+    NotDisputeParty,
 }
 
 impl Reason {
@@ -64,6 +66,7 @@ impl Reason {
             Self::ConsentRequired => "CONSENT_REQUIRED",
             Self::NoLogKey => "NO_LOG_KEY",
             Self::NotSupportedByStore => "NOT_SUPPORTED_BY_STORE",
+            Self::NotDisputeParty => "NOT_DISPUTE_PARTY",
         }
     }
 }
@@ -232,6 +235,17 @@ impl From<QueryRefusal> for ApiError {
                 Self::PermissionDenied { reason: Reason::PurposeNotAccepted, message }
             }
             QueryRefusal::ConsentRequired(_) => Self::FailedPrecondition { reason: Reason::ConsentRequired, message },
+        }
+    }
+}
+
+impl From<DisputeError> for ApiError {
+    fn from(e: DisputeError) -> Self {
+        match e {
+            DisputeError::Invalid(field, description) => Self::invalid(field, description),
+            DisputeError::NotFound(m) => Self::NotFound(m),
+            DisputeError::NotAllowed(message) => Self::PermissionDenied { reason: Reason::NotDisputeParty, message },
+            DisputeError::Store(s) => s.into(),
         }
     }
 }

@@ -1,6 +1,5 @@
 //! FederationService: a licensed peer asks this node about one subject.
 
-use chrono::Utc;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
@@ -41,6 +40,31 @@ impl FederationService for FederationApi {
             Err(e) => Err(super::log_refusal(&self.node, &caller, &subject, e).await.into()),
         }
     }
+
+    async fn deliver_notice(&self, req: Request<pb::Notice>) -> Result<Response<pb::NoticeReceipt>, Status> {
+        let caller = auth::caller(&req, &self.node.federation)?;
+        if let Err(e) = auth::require_node(&caller) {
+            return Err(super::log_refusal(&self.node, &caller, "", e).await.into());
+        }
+        let body = req.into_inner().body.ok_or_else(|| ApiError::invalid("body", "a notice needs a body"))?;
+        let (filed, p) = match body {
+            pb::notice::Body::DisputeFiled(p) => (true, p),
+            pb::notice::Body::DisputeResolved(p) => (false, p),
+        };
+        let d = convert::dispute_from_pb(&p).map_err(|(field, why)| ApiError::invalid(field, why))?;
+        let subject = d.subject_id.clone();
+        let done = if filed {
+            self.node.disputes.receive(&caller.id, d).await
+        } else {
+            self.node.disputes.resolution_arrived(&caller.id, d).await
+        };
+        match done {
+            Ok(d) => Ok(Response::new(pb::NoticeReceipt {
+                dispute: Some(convert::dispute_to_pb(&d, self.node.life.clock.now())),
+            })),
+            Err(e) => Err(super::log_refusal(&self.node, &caller, &subject, e.into()).await.into()),
+        }
+    }
 }
 
 impl FederationApi {
@@ -60,8 +84,8 @@ impl FederationApi {
             query_id: r.query_id,
         };
         let purpose = peer_query::check(&q, &self.node.accepted_purposes)?;
-        let now = Utc::now();
-        let answer = peer_query::answer(&*self.node.store, &self.node.institution, &q, purpose, now).await?;
+        let now = self.node.life.clock.now();
+        let answer = peer_query::answer(&self.node.life, &q, purpose).await?;
         info!(
             trace_id = %trace.trace_id(),
             inquirer = %q.inquirer,

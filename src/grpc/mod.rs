@@ -4,6 +4,7 @@
 pub(crate) mod admin;
 pub(crate) mod audit;
 pub(crate) mod auth;
+pub(crate) mod disputes;
 pub(crate) mod error;
 pub(crate) mod federation;
 pub(crate) mod metrics;

@@ -3,7 +3,7 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use crate::{
-    app::score::Scorer,
+    app::{disputes::Disputes, lifecycle::Lifecycle, score::Scorer},
     config::{Limits, PolicyConfig},
     domain::inquiry::Purpose,
     storage::DynStorage,
@@ -28,6 +28,10 @@ pub(crate) struct Node {
     pub policies: Arc<BTreeMap<String, PolicyConfig>>,
     /// The key that signs audit checkpoints, if configured.
     pub log_key: Option<Arc<ed25519_dalek::SigningKey>>,
+    /// The store with its read rules (retention, dispute suppression) and clock.
+    pub life: Lifecycle,
+    /// Disputes and the outbox.
+    pub disputes: Disputes,
 }
 
 impl Node {

@@ -253,10 +253,23 @@ impl RecordsService for RecordsApi {
         let furnisher = self.authorise(&req).await?;
         let name = req.into_inner().name;
         let record_id = parse_name(&name, &furnisher)?;
-        match self.node.store.get(&furnisher, &record_id).await.map_err(ApiError::from)? {
-            Some(s) => Ok(Response::new(convert::record_to_pb(&s.record, s.updated))),
-            None => Err(ApiError::NotFound(format!("{name} not found")).into()),
+        // The furnisher sees its own record with its flag, even suppressed (it must resolve
+        // the dispute); an expired one is gone.
+        let now = self.node.life.clock.now();
+        if let Some(mut s) = self.node.store.get(&furnisher, &record_id).await.map_err(ApiError::from)? {
+            let marks = self.node.life.marks(&s.record.subject_id).await.map_err(ApiError::from)?;
+            let suppressed_too: std::collections::HashMap<_, _> = marks
+                .into_iter()
+                .map(|(k, mut m)| {
+                    m.deadline = None;
+                    (k, m)
+                })
+                .collect();
+            if self.node.life.filter(suppressed_too, now)(&mut s.record) {
+                return Ok(Response::new(convert::record_to_pb(&s.record, s.updated)));
+            }
         }
+        Err(ApiError::NotFound(format!("{name} not found")).into())
     }
 
     async fn list_records(
@@ -274,8 +287,15 @@ impl RecordsService for RecordsApi {
             None => None,
         };
         let page = self.node.store.list_subject(subject, after, size).await.map_err(ApiError::from)?;
+        // Expired records and those suppressed by an overdue dispute are never listed.
+        let show = self.node.life.filter_for(subject).await.map_err(ApiError::from)?;
+        let records = page
+            .items
+            .into_iter()
+            .filter_map(|mut s| show(&mut s.record).then(|| convert::record_to_pb(&s.record, s.updated)))
+            .collect();
         Ok(Response::new(pb::ListRecordsResponse {
-            records: page.items.iter().map(|s| convert::record_to_pb(&s.record, s.updated)).collect(),
+            records,
             next_page_token: page
                 .next
                 .map(|c| token::encode(Listing::Records, &req.parent, &token::record_cursor(&c)))

@@ -55,6 +55,7 @@ pub(crate) fn score_to_pb(s: &FederatedScore) -> pb::Score {
             })
             .collect(),
         model_version: s.model_version.clone(),
+        disputed_records_excluded: s.disputed_excluded() as u32,
         coverage: s
             .coverage
             .iter()

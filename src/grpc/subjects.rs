@@ -46,7 +46,13 @@ impl SubjectsService for SubjectsApi {
         };
         let page = self.node.store.subject_inquiries(subject, before, size).await.map_err(ApiError::from)?;
         Ok(Response::new(pb::ListSubjectInquiriesResponse {
-            inquiries: page.items.iter().map(convert::inquiry_to_pb).collect(),
+            inquiries: self
+                .node
+                .life
+                .live_inquiries(page.items, self.node.life.clock.now())
+                .iter()
+                .map(convert::inquiry_to_pb)
+                .collect(),
             next_page_token: page
                 .next
                 .map(|c| token::encode(Listing::Inquiries, &r.parent, &token::inquiry_cursor(&c)))

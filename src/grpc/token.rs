@@ -26,6 +26,8 @@ pub(crate) enum Listing {
     Inquiries = 2,
     /// `ListAuditEntries`.
     Audit = 3,
+    /// `ListDisputes`.
+    Disputes = 4,
 }
 
 fn digest8(parts: &[&[u8]]) -> [u8; 8] {

@@ -141,6 +141,42 @@ impl Peers {
     }
 }
 
+impl Peers {
+    /// True when `id` is a configured peer.
+    pub(crate) fn knows(&self, id: &str) -> bool {
+        self.peers.iter().any(|p| p.id == id)
+    }
+
+    /// Delivers a notice to peer `id` (its addresses in turn, moving on from an unreachable
+    /// one) within `timeout`. UNAVAILABLE for a peer that is not configured.
+    pub(crate) async fn deliver(
+        &self,
+        id: &str,
+        notice: pb::Notice,
+        timeout: Duration,
+    ) -> Result<pb::NoticeReceipt, tonic::Status> {
+        let Some(peer) = self.peers.iter().find(|p| p.id == id) else {
+            return Err(tonic::Status::unavailable(format!("{id} is not a configured peer")));
+        };
+        let started = Instant::now();
+        let first = peer.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = peer.clients.len();
+        let mut k = 0;
+        loop {
+            let mut req = tonic::Request::new(notice.clone());
+            req.set_timeout(timeout.saturating_sub(started.elapsed()));
+            let mut client = peer.clients[(first + k) % n].clone();
+            let result = tokio::time::timeout(timeout, client.deliver_notice(req)).await;
+            k += 1;
+            match result {
+                Err(_) => return Err(tonic::Status::deadline_exceeded(format!("{id} did not answer in time"))),
+                Ok(Err(s)) if s.code() == Code::Unavailable && k < n => {}
+                Ok(r) => return r.map(tonic::Response::into_inner),
+            }
+        }
+    }
+}
+
 /// Runs `calls` concurrently under one deadline. Returns as soon as every call has finished
 /// or the deadline has passed, whichever is first: each call's output, or `None` for a call
 /// still running at the deadline (it is dropped, so nothing waits for it).

@@ -123,8 +123,13 @@ pub struct VerifiedLog {
     pub root: Hash,
     /// The size of the checkpoint seen last time, if any.
     pub previous: Option<u64>,
-    /// The query entries the checkpoint covers (when [`VerifyOptions::keep_queries`]).
+    /// The query entries the checkpoint covers (when [`VerifyOptions::keep_queries`]), and the
+    /// dispute deliveries (forwarded at the sender, received at the receiver), which reconcile
+    /// the same way.
     pub queries: Vec<QueryFact>,
+    /// The dispute entries the checkpoint covers (when [`VerifyOptions::keep_queries`]): states
+    /// and deadlines, never statements (the log never holds them).
+    pub disputes: Vec<Entry>,
     /// Everything found wrong; empty when the log verifies.
     pub problems: Vec<String>,
 }
@@ -218,6 +223,7 @@ pub async fn verify_with(
 
     let mut stream = StreamingRoot::default();
     let mut queries = Vec::new();
+    let mut disputes = Vec::new();
     let mut gap = false;
     for_each_entry(&mut client, checkpoint.size, opts, |e| {
         if gap {
@@ -231,7 +237,18 @@ pub async fn verify_with(
         stream.push(&e.leaf_data);
         match Entry::from_bytes(&e.leaf_data) {
             Ok(parsed) => {
-                if opts.keep_queries && matches!(parsed.action, Action::QueryOutbound | Action::QueryInbound) {
+                if opts.keep_queries && is_dispute(parsed.action) {
+                    disputes.push(parsed.clone());
+                }
+                if opts.keep_queries
+                    && matches!(
+                        parsed.action,
+                        Action::QueryOutbound
+                            | Action::QueryInbound
+                            | Action::DisputeForwarded
+                            | Action::DisputeReceived
+                    )
+                {
                     queries.push(QueryFact {
                         action: parsed.action,
                         query_id: parsed.query_id.clone(),
@@ -294,8 +311,86 @@ pub async fn verify_with(
         root: checkpoint.root,
         previous,
         queries,
+        disputes,
         problems,
     })
+}
+
+fn is_dispute(a: Action) -> bool {
+    matches!(
+        a,
+        Action::DisputeFiled
+            | Action::DisputeForwarded
+            | Action::DisputeReceived
+            | Action::DisputeResolved
+            | Action::DisputeSuppressed
+            | Action::DisputeRejected
+    )
+}
+
+/// A dispute as a regulator sees it from the furnisher's log: its state and deadline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisputeView {
+    /// The furnishing institution (whose log this comes from).
+    pub furnisher: String,
+    /// The filing institution.
+    pub filer: String,
+    /// The dispute id.
+    pub dispute_id: String,
+    /// The disputed record's name.
+    pub record: String,
+    /// `open`, `overdue` (open past its deadline: the record is suppressed) or the resolution.
+    pub state: String,
+    /// The deadline, RFC 3339.
+    pub deadline: String,
+}
+
+/// The disputes the furnishers' logs hold, with their states at `now`: received and not
+/// resolved is `open`, or `overdue` once the deadline has passed.
+pub fn dispute_states(logs: &[VerifiedLog], now: chrono::DateTime<chrono::Utc>) -> Vec<DisputeView> {
+    let mut out: std::collections::BTreeMap<(String, String, String), DisputeView> = Default::default();
+    for log in logs {
+        let me = institution_of(&log.origin);
+        for e in &log.disputes {
+            let key = (me.to_owned(), e.actor.clone(), e.query_id.clone());
+            let (record, deadline) = match e.detail.split_once(" reason=") {
+                Some((record, rest)) => {
+                    (record.to_owned(), rest.split_once("deadline=").map(|(_, d)| d.to_owned()).unwrap_or_default())
+                }
+                None => (String::new(), String::new()),
+            };
+            match e.action {
+                Action::DisputeReceived if e.counterparty == me && e.outcome == "record_marked_disputed" => {
+                    out.insert(
+                        key,
+                        DisputeView {
+                            furnisher: me.to_owned(),
+                            filer: e.actor.clone(),
+                            dispute_id: e.query_id.clone(),
+                            record,
+                            state: "open".into(),
+                            deadline,
+                        },
+                    );
+                }
+                Action::DisputeResolved if e.actor == me => {
+                    let key = (me.to_owned(), e.counterparty.clone(), e.query_id.clone());
+                    if let Some(v) = out.get_mut(&key) {
+                        v.state = e.outcome.trim_start_matches("resolved:").to_owned();
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut views: Vec<DisputeView> = out.into_values().collect();
+    for v in &mut views {
+        let due = chrono::DateTime::parse_from_rfc3339(&v.deadline).ok();
+        if v.state == "open" && due.is_some_and(|d| d <= now) {
+            v.state = "overdue".into();
+        }
+    }
+    views
 }
 
 /// The institution id of a log's origin `<federation>/institution/<id>`.
@@ -305,41 +400,47 @@ pub fn institution_of(origin: &str) -> &str {
 
 /// Cross-checks nodes' logs: each answered outbound query at A to B must be logged inbound at B
 /// (same query id, asker and asked), and each inbound query at B from A must be logged outbound
-/// at A. Only pairs of nodes both given are checked. Returns the mismatches.
+/// at A; likewise each dispute (or resolution) forwarded by A and acknowledged by B must be
+/// logged received at B, and each received at B logged forwarded at A. Only pairs of nodes both
+/// given are checked. Returns the mismatches.
 pub fn reconcile(logs: &[VerifiedLog]) -> Vec<String> {
     let ids: HashSet<&str> = logs.iter().map(|l| institution_of(&l.origin)).collect();
     let key = |e: &QueryFact| (e.query_id.clone(), e.actor.clone(), e.counterparty.clone());
-    let mut outbound: HashMap<(String, String, String), &QueryFact> = HashMap::new();
-    let mut inbound: HashMap<(String, String, String), &QueryFact> = HashMap::new();
-    for log in logs {
-        let me = institution_of(&log.origin);
-        for e in &log.queries {
-            match e.action {
-                Action::QueryOutbound if e.actor == me => {
+    let mut problems = Vec::new();
+    for (out_action, in_action, what) in [
+        (Action::QueryOutbound, Action::QueryInbound, "query"),
+        (Action::DisputeForwarded, Action::DisputeReceived, "dispute"),
+    ] {
+        let mut outbound: HashMap<(String, String, String), &QueryFact> = HashMap::new();
+        let mut inbound: HashMap<(String, String, String), &QueryFact> = HashMap::new();
+        for log in logs {
+            let me = institution_of(&log.origin);
+            for e in &log.queries {
+                if e.action == out_action && e.actor == me {
                     outbound.insert(key(e), e);
-                }
-                Action::QueryInbound if e.counterparty == me && e.actor != me => {
+                } else if e.action == in_action && e.counterparty == me && e.actor != me {
                     inbound.insert(key(e), e);
                 }
-                _ => {}
             }
         }
-    }
-    let mut problems = Vec::new();
-    for (k, e) in &outbound {
-        if e.outcome == "answered" && ids.contains(e.counterparty.as_str()) && !inbound.contains_key(k) {
-            problems.push(format!(
-                "{} logged query {} to {} as answered, but {} has no inbound entry for it",
-                e.actor, e.query_id, e.counterparty, e.counterparty
-            ));
+        // An outbound query counts only when answered; a dispute is logged forwarded only once
+        // acknowledged.
+        let delivered = |e: &QueryFact| what == "dispute" || e.outcome == "answered";
+        for (k, e) in &outbound {
+            if delivered(e) && ids.contains(e.counterparty.as_str()) && !inbound.contains_key(k) {
+                problems.push(format!(
+                    "{} logged {what} {} to {} as delivered, but {} has no entry receiving it",
+                    e.actor, e.query_id, e.counterparty, e.counterparty
+                ));
+            }
         }
-    }
-    for (k, e) in &inbound {
-        if ids.contains(e.actor.as_str()) && !outbound.contains_key(k) {
-            problems.push(format!(
-                "{} logged an inbound query {} from {}, but {} has no outbound entry for it",
-                e.counterparty, e.query_id, e.actor, e.actor
-            ));
+        for (k, e) in &inbound {
+            if ids.contains(e.actor.as_str()) && !outbound.contains_key(k) {
+                problems.push(format!(
+                    "{} logged a received {what} {} from {}, but {} has no entry sending it",
+                    e.counterparty, e.query_id, e.actor, e.actor
+                ));
+            }
         }
     }
     problems.sort();

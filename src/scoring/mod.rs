@@ -26,8 +26,11 @@ use crate::{
 pub const MIN_SCORE: i32 = 350;
 /// Highest score.
 pub const MAX_SCORE: i32 = 950;
-/// Most reason codes given with a score.
+/// Most reason codes given with a score, before the inquiry reason a fifth may add.
 pub const MAX_REASONS: usize = 4;
+/// The line whose loss earns a fifth reason when it is not among the first four (FCRA
+/// 15 U.S.C. 1681g(f)(9): inquiries that adversely affected the score must be disclosed).
+const INQUIRY_LINE: &str = "recent_hard_inquiries";
 
 /// Score bands, after the consumer scores people know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -97,10 +100,13 @@ pub struct ScoreResult {
     pub score: i32,
     /// Its band.
     pub band: Band,
-    /// Up to four adverse reasons, largest loss first.
+    /// Up to four adverse reasons, largest loss first, and a fifth naming recent inquiries
+    /// when they cost points but did not make the four.
     pub reasons: Vec<Reason>,
     /// Every line's value and points.
     pub lines: Vec<LineScore>,
+    /// Records under dispute (XB) whose delinquency and derogatory status were left out.
+    pub disputed_excluded: usize,
 }
 
 /// Why a model is refused.
@@ -302,6 +308,7 @@ impl Model {
     /// Scores a merged credit file as of `as_of`. Pure and deterministic; never panics.
     pub fn score(&self, records: &[CreditRecord], inquiries: &[Inquiry], as_of: NaiveDate) -> ScoreResult {
         let facts = Facts::of(records, inquiries, as_of, self.window_days());
+        let mut inquiry_reason = None;
         let mut log_odds = self.spec.scaling.intercept;
         let mut lines = Vec::with_capacity(self.spec.line.len());
         let mut reasons = Vec::new();
@@ -318,19 +325,26 @@ impl Model {
                     (None, Some(text)) => text.clone(),
                     _ => l.reason.clone(),
                 };
-                reasons.push(Reason { code: l.reason_code.clone(), description, points_lost: lost });
+                let reason = Reason { code: l.reason_code.clone(), description, points_lost: lost };
+                if l.id == INQUIRY_LINE {
+                    inquiry_reason = Some(reason.clone());
+                }
+                reasons.push(reason);
             }
             lines.push(LineScore { id: l.id.clone(), value, points });
         }
         reasons.sort_by(|a, b| b.points_lost.cmp(&a.points_lost).then_with(|| a.code.cmp(&b.code)));
         reasons.truncate(MAX_REASONS);
+        if let Some(r) = inquiry_reason.filter(|r| !reasons.iter().any(|k| k.code == r.code)) {
+            reasons.push(r);
+        }
         let raw = self.offset + self.factor * log_odds;
         let score = if raw.is_finite() {
             (raw.round() as i64).clamp(MIN_SCORE as i64, MAX_SCORE as i64) as i32
         } else {
             MIN_SCORE
         };
-        ScoreResult { score, band: Band::of(score), reasons, lines }
+        ScoreResult { score, band: Band::of(score), reasons, lines, disputed_excluded: facts.disputed_excluded }
     }
 
     fn window_days(&self) -> u32 {
@@ -348,6 +362,7 @@ struct Facts {
     history_months: Option<u64>,
     recent_hard_inquiries: u64,
     credit_mix: u64,
+    disputed_excluded: usize,
 }
 
 fn severity(p: PaymentStatus) -> u64 {
@@ -389,6 +404,7 @@ impl Facts {
             history_months: None,
             recent_hard_inquiries: 0,
             credit_mix: 0,
+            disputed_excluded: 0,
         };
         let (mut balance, mut limit, mut cards) = (0i128, 0i128, 0u32);
         let mut kinds = 0u8;
@@ -397,24 +413,31 @@ impl Facts {
             f.months_since_delinquency = Some(f.months_since_delinquency.map_or(months, |m| m.min(months)));
         };
         for r in records {
-            let derogatory = r.status.is_derogatory();
-            let mut worst = dpd_severity(r.days_past_due);
-            if derogatory {
-                worst = 4;
-                f.derogatory_count += 1;
-            }
-            if worst > 0 {
-                recent_late(&mut f, 0);
-            }
-            for (months_ago, p) in r.payment_history.iter().enumerate() {
-                let s = severity(*p);
-                if s > 0 {
-                    worst = worst.max(s);
-                    recent_late(&mut f, months_ago as u64);
+            // A record under dispute counts for age, mix and utilisation only: its delinquency
+            // and derogatory status are what the subject contests (VantageScore 4.0 treats
+            // XB-flagged accounts alike).
+            if crate::domain::dispute::excluded_from_derogatory(r) {
+                f.disputed_excluded += 1;
+            } else {
+                let derogatory = r.status.is_derogatory();
+                let mut worst = dpd_severity(r.days_past_due);
+                if derogatory {
+                    worst = 4;
+                    f.derogatory_count += 1;
                 }
+                if worst > 0 {
+                    recent_late(&mut f, 0);
+                }
+                for (months_ago, p) in r.payment_history.iter().enumerate() {
+                    let s = severity(*p);
+                    if s > 0 {
+                        worst = worst.max(s);
+                        recent_late(&mut f, months_ago as u64);
+                    }
+                }
+                f.worst_delinquency = f.worst_delinquency.max(worst);
+                f.current_days_past_due = f.current_days_past_due.max(u64::from(r.days_past_due));
             }
-            f.worst_delinquency = f.worst_delinquency.max(worst);
-            f.current_days_past_due = f.current_days_past_due.max(u64::from(r.days_past_due));
             if r.kind == RecordKind::CreditCard {
                 cards += 1;
                 balance += i128::from(r.balance_minor.max(0));
@@ -512,7 +535,51 @@ mod tests {
         let r = Model::embedded_default().score(&[], &[], as_of());
         assert!(r.score > MIN_SCORE && r.score < 600, "{}", r.score);
         assert_eq!(r.reasons[0].code, "H01", "{:?}", r.reasons);
-        assert!(r.reasons.len() <= MAX_REASONS);
+        assert!(r.reasons.len() <= MAX_REASONS + 1);
+    }
+
+    /// Inquiries that cost points are named even when four other reasons lost more: a file
+    /// with four serious problems and recent hard inquiries gets the inquiry reason fifth.
+    #[test]
+    fn recent_inquiries_that_cost_points_are_a_fifth_reason() {
+        let m = Model::embedded_default();
+        let mut bad = crate::domain::record::tests::sample();
+        bad.status = AccountStatus::ChargedOff;
+        bad.days_past_due = 150;
+        bad.payment_history = vec![PaymentStatus::Late120Plus; 3];
+        bad.balance_minor = bad.credit_limit_minor;
+        let inquiries: Vec<_> = (0..6).map(|d| hard(d * 10)).collect();
+        let r = m.score(std::slice::from_ref(&bad), &inquiries, as_of());
+        assert_eq!(r.reasons.len(), MAX_REASONS + 1, "{:?}", r.reasons);
+        assert_eq!(r.reasons[MAX_REASONS].code, "I01");
+        assert!(r.reasons[..MAX_REASONS].iter().all(|x| x.code != "I01"));
+        let none = m.score(std::slice::from_ref(&bad), &[], as_of());
+        assert!(none.reasons.len() <= MAX_REASONS, "no inquiries, no fifth reason: {:?}", none.reasons);
+    }
+
+    /// A disputed record's delinquency and charge-off are left out while the flag stands; the
+    /// score says so. Resolved flags (XC, XH) count as usual.
+    #[test]
+    fn a_disputed_record_s_derogatory_lines_are_left_out() {
+        use crate::domain::dispute::{DisputeMark, MarkState};
+        let m = Model::embedded_default();
+        let good = crate::domain::record::tests::sample();
+        let mut bad = good.clone();
+        bad.record_id = "acct-2".into();
+        bad.status = AccountStatus::ChargedOff;
+        bad.days_past_due = 150;
+        bad.payment_history = vec![PaymentStatus::Late120Plus; 3];
+        let plain = m.score(&[good.clone(), bad.clone()], &[], as_of());
+        let mut disputed = bad.clone();
+        disputed.dispute = Some(DisputeMark { state: MarkState::Disputed, statement: "not mine".into() });
+        let flagged = m.score(&[good.clone(), disputed], &[], as_of());
+        assert_eq!(flagged.disputed_excluded, 1);
+        assert!(flagged.score > plain.score, "{} vs {}", flagged.score, plain.score);
+        assert!(!flagged.reasons.iter().any(|r| r.code == "R01" || r.code == "D01"), "{:?}", flagged.reasons);
+        let mut closed = bad.clone();
+        closed.dispute = Some(DisputeMark { state: MarkState::PreviouslyDisputed, statement: String::new() });
+        let after = m.score(&[good, closed], &[], as_of());
+        assert_eq!((after.score, after.disputed_excluded), (plain.score, 0));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::{
         inquiry::{Inquiry, Purpose},
         record::{AccountStatus, CreditRecord, PaymentStatus, RecordKind},
     },
-    storage::{Applied, Deleted, DynStorage, InquiryCursor, RecordCursor},
+    storage::{Applied, Deleted, DynStorage, InquiryCursor, RecordCursor, Space, StateChange},
 };
 
 /// One backend under test: opens its one store, empty the first time; opening again after
@@ -31,7 +31,8 @@ macro_rules! storage_conformance {
         $crate::storage_conformance!(@tests $make;
             version_rules, each_change_logs_one_entry, subject_listing_pages_by_key,
             inquiries_newest_first_page_by_key, audit_appends_and_proofs, concurrent_appends_make_one_log,
-            durable_after_reopen, durable_head_covers_synced_writes, answering_an_inquiry_is_one_write);
+            durable_after_reopen, durable_head_covers_synced_writes, answering_an_inquiry_is_one_write,
+            state_is_compare_and_set_and_scans_by_prefix, retention_scans_and_purges_log_each_deletion);
     };
     (@tests $make:expr; $($check:ident),*) => {
         $(
@@ -65,6 +66,7 @@ fn record(furnisher: &str, id: &str, subject: &str, version: u64) -> CreditRecor
         days_past_due: 0,
         payment_history: vec![PaymentStatus::Current; 6],
         version,
+        dispute: None,
     }
 }
 
@@ -419,7 +421,7 @@ pub async fn answering_an_inquiry_is_one_write(b: &dyn Backend) {
     let size = s.audit_size().await.unwrap();
     let (i, mut e) = inquiry(&a, 30, "now");
     e.record_count = 99;
-    let answer = s.answer_inquiry(i.clone(), e, 3).await.unwrap();
+    let answer = s.answer_inquiry(i.clone(), e, 3, crate::storage::show_all()).await.unwrap();
     assert_eq!(answer.records, vec![record("bank", "b1", &a, 1)], "the responder's live records only");
     let ids: Vec<_> = answer.inquiries.iter().map(|i| i.query_id.as_str()).collect();
     assert_eq!(ids, ["now", "old-2", "old-1"], "newest first, this one included, at most 3");
@@ -428,5 +430,92 @@ pub async fn answering_an_inquiry_is_one_write(b: &dyn Backend) {
     let logged = Entry::from_bytes(&bytes).unwrap();
     assert_eq!((logged.query_id.as_str(), logged.record_count), ("now", 1), "the count answered is logged");
     assert_eq!(s.subject_inquiries(&a, None, 10).await.unwrap().items[0], i);
+    s.close().await.unwrap();
+}
+
+fn put(space: Space, key: &str, value: Option<&str>) -> (Space, String, Option<Vec<u8>>) {
+    (space, key.to_owned(), value.map(|v| v.as_bytes().to_vec()))
+}
+
+/// State changes apply only when every expectation holds (absent included), all or nothing,
+/// with their entries; scans keep to their space and prefix, in key order, strictly after the
+/// cursor; everything survives a reopen.
+pub async fn state_is_compare_and_set_and_scans_by_prefix(b: &dyn Backend) {
+    let s = b.open().await;
+    let create = |key: &str, value: &str| StateChange {
+        expect: vec![put(Space::Dispute, key, None)],
+        put: vec![put(Space::Dispute, key, Some(value)), put(Space::Outbox, key, Some("notice"))],
+        entries: vec![entry(1)],
+    };
+    assert!(s.state_write(create("a/1", "v1")).await.unwrap());
+    assert!(!s.state_write(create("a/1", "other")).await.unwrap(), "the key exists: not applied");
+    assert_eq!(s.audit_size().await.unwrap(), 1, "a change not applied logs nothing");
+    assert_eq!(s.state_get(Space::Dispute, "a/1").await.unwrap().as_deref(), Some(&b"v1"[..]));
+    // A stale expectation fails the whole change, including its other puts.
+    let stale = StateChange {
+        expect: vec![put(Space::Dispute, "a/1", Some("v0"))],
+        put: vec![put(Space::Dispute, "a/1", Some("v2")), put(Space::Mark, "x", Some("m"))],
+        entries: vec![entry(2)],
+    };
+    assert!(!s.state_write(stale).await.unwrap());
+    assert_eq!(s.state_get(Space::Mark, "x").await.unwrap(), None);
+    let update = StateChange {
+        expect: vec![put(Space::Dispute, "a/1", Some("v1"))],
+        put: vec![put(Space::Dispute, "a/1", Some("v2")), put(Space::Outbox, "a/1", None)],
+        entries: vec![entry(3), entry(4)],
+    };
+    assert!(s.state_write(update).await.unwrap());
+    assert_eq!(s.audit_size().await.unwrap(), 3);
+    assert_eq!(s.state_get(Space::Outbox, "a/1").await.unwrap(), None, "removed");
+    for k in ["b/2", "a/3", "a/2", "ab"] {
+        assert!(s.state_write(create(k, k)).await.unwrap());
+    }
+    let keys = |v: Vec<(String, Vec<u8>)>| v.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    assert_eq!(keys(s.state_scan(Space::Dispute, "a/", None, 10).await.unwrap()), ["a/1", "a/2", "a/3"]);
+    assert_eq!(keys(s.state_scan(Space::Dispute, "a/", Some("a/1"), 1).await.unwrap()), ["a/2"]);
+    assert_eq!(keys(s.state_scan(Space::Dispute, "", Some("a/3"), 10).await.unwrap()), ["ab", "b/2"]);
+    assert_eq!(keys(s.state_scan(Space::Outbox, "", None, 10).await.unwrap()), ["a/2", "a/3", "ab", "b/2"]);
+    assert!(s.state_scan(Space::Mark, "", None, 10).await.unwrap().is_empty(), "spaces never mix");
+    s.sync().await.unwrap();
+    s.close().await.unwrap();
+    let s = b.open().await;
+    assert_eq!(s.state_get(Space::Dispute, "a/1").await.unwrap().as_deref(), Some(&b"v2"[..]));
+    assert_eq!(s.state_scan(Space::Dispute, "", None, 10).await.unwrap().len(), 5);
+    s.close().await.unwrap();
+}
+
+/// The purge's reads: every live record in key order after a cursor, and inquiries older than
+/// a time; purging deletes those still there and logs one entry per deletion (keys only).
+pub async fn retention_scans_and_purges_log_each_deletion(b: &dyn Backend) {
+    let s = b.open().await;
+    let (a, c) = (subject(20), subject(21));
+    s.furnish(vec![record("bank", "k1", &a, 1), record("bank", "k2", &c, 1), record("bank", "k3", &a, 1)], t0())
+        .await
+        .unwrap();
+    s.furnish(vec![record("alpha", "z", &c, 1)], t0()).await.unwrap();
+    s.delete("bank", "k2", "FRAUD", "", t0()).await.unwrap();
+    let first = s.scan_records(None, 2).await.unwrap();
+    let ids: Vec<_> = first.iter().map(|r| (r.record.furnisher.as_str(), r.record.record_id.as_str())).collect();
+    assert_eq!(ids, [("alpha", "z"), ("bank", "k1")]);
+    let after = RecordCursor { furnisher: "bank".into(), record_id: "k1".into() };
+    let rest = s.scan_records(Some(after), 10).await.unwrap();
+    assert_eq!(rest.iter().map(|r| r.record.record_id.as_str()).collect::<Vec<_>>(), ["k3"], "tombstones skipped");
+    for n in 0..4 {
+        let (i, e) = inquiry(if n % 2 == 0 { &a } else { &c }, n * 100, &format!("q{n}"));
+        s.add_inquiry(i, e).await.unwrap();
+    }
+    let old = s.inquiries_before(t0() + Duration::seconds(150), 10).await.unwrap();
+    assert_eq!(old.iter().map(|i| i.query_id.as_str()).collect::<Vec<_>>(), ["q0", "q1"], "oldest first");
+    let size = s.audit_size().await.unwrap();
+    let mut again = old.clone();
+    again.push(old[0].clone());
+    assert_eq!(s.purge_inquiries(again, t0()).await.unwrap(), 2, "each deleted once");
+    assert_eq!(s.purge_inquiries(old, t0()).await.unwrap(), 0, "already gone");
+    assert_eq!(s.audit_size().await.unwrap(), size + 2, "one entry per deletion");
+    let logged = s.audit_entries(size, 2).await.unwrap();
+    let e = Entry::from_bytes(&logged[0].1).unwrap();
+    assert_eq!((e.action, e.query_id.as_str(), e.outcome.as_str()), (Action::InquiryPurged, "q0", "retention_expired"));
+    assert_eq!(s.subject_inquiries(&a, None, 10).await.unwrap().items.len(), 1);
+    assert!(s.inquiries_before(t0() + Duration::seconds(150), 10).await.unwrap().is_empty());
     s.close().await.unwrap();
 }

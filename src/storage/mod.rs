@@ -42,6 +42,15 @@ pub use postgres::harness as postgres_harness;
 #[cfg(feature = "testkit")]
 pub use embedded::baseline::RawSled;
 
+/// Which records an answer shows (`false` drops one: expired, suppressed), and what the node
+/// adds to those it shows (their dispute flag). Runs inside the answering write.
+pub(crate) type RecordFilter = Arc<dyn Fn(&mut CreditRecord) -> bool + Send + Sync>;
+
+/// A filter that shows every record as stored.
+pub(crate) fn show_all() -> RecordFilter {
+    Arc::new(|_| true)
+}
+
 /// A storage backend shared by every part of a node.
 pub type DynStorage = Arc<dyn Storage>;
 
@@ -213,6 +222,54 @@ pub struct InquiryAnswer {
     pub inquiries: Vec<Inquiry>,
 }
 
+/// A space of small state kept beside the ledger, by string key: what the lifecycle of records
+/// needs (disputes, the flags they put on records, the outbox of notices to peers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Space {
+    /// Disputes filed here or received here, by `filer/id`.
+    Dispute,
+    /// Dispute flags on this institution's records, by `subject/furnisher/record_id`.
+    Mark,
+    /// Notices waiting for a peer's acknowledgement, by a time-ordered id.
+    Outbox,
+}
+
+impl Space {
+    /// The space's name in a backend (a key prefix, a column value).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dispute => "dispute",
+            Self::Mark => "mark",
+            Self::Outbox => "outbox",
+        }
+    }
+
+    /// One byte naming the space in byte-keyed backends.
+    pub fn tag(self) -> u8 {
+        match self {
+            Self::Dispute => b'd',
+            Self::Mark => b'm',
+            Self::Outbox => b'o',
+        }
+    }
+}
+
+/// One state key's value: `None` is absent (to expect) or removed (to put).
+pub(crate) type StateValue = (Space, String, Option<Vec<u8>>);
+
+/// An atomic change of state and the audit entries that record it: applied only when every
+/// expectation holds (compare-and-set), all or nothing. A change always logs, so concurrent
+/// writers (several processes on one database) are ordered by the log.
+#[derive(Debug, Clone, Default)]
+pub struct StateChange {
+    /// Values the keys must have now (`None`: absent).
+    pub expect: Vec<StateValue>,
+    /// New values (`None`: remove).
+    pub put: Vec<StateValue>,
+    /// The entries to log, at least one.
+    pub entries: Vec<Entry>,
+}
+
 /// A log state: its size and RFC 6962 root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TreeHead {
@@ -279,15 +336,16 @@ pub trait Storage: Send + Sync + 'static {
     async fn add_inquiry(&self, inquiry: Inquiry, entry: Entry) -> Result<(), StoreError>;
 
     /// Answers a peer's query as one atomic write: reads the subject's live records furnished
-    /// by `inquiry.responder`, sets `entry.record_count` to their number, records `inquiry`
-    /// and `entry`, and reads the newest `max_inquiries` inquiries about the subject (this one
-    /// included). One storage round trip instead of three; records and the count logged come
-    /// from the same state.
+    /// by `inquiry.responder` that `show` keeps, sets `entry.record_count` to their number,
+    /// records `inquiry` and `entry`, and reads the newest `max_inquiries` inquiries about the
+    /// subject (this one included). One storage round trip instead of three; records and the
+    /// count logged come from the same state.
     async fn answer_inquiry(
         &self,
         inquiry: Inquiry,
         entry: Entry,
         max_inquiries: usize,
+        show: RecordFilter,
     ) -> Result<InquiryAnswer, StoreError>;
 
     /// Up to `limit` inquiries about `subject`, newest first, older than `before`.
@@ -297,6 +355,34 @@ pub trait Storage: Send + Sync + 'static {
         before: Option<InquiryCursor>,
         limit: usize,
     ) -> Result<Page<Inquiry, InquiryCursor>, StoreError>;
+
+    /// One state value.
+    async fn state_get(&self, space: Space, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Up to `limit` (key, value) pairs of `space` whose key starts with `prefix`, in key (byte)
+    /// order, strictly after `after`.
+    async fn state_scan(
+        &self,
+        space: Space,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
+    /// Applies `change` atomically if its expectations hold: `Ok(true)`; `Ok(false)` when one
+    /// does not (nothing applied, nothing logged).
+    async fn state_write(&self, change: StateChange) -> Result<bool, StoreError>;
+
+    /// Up to `limit` live records of any subject, ordered by (furnisher, record id), after
+    /// `after` (for the retention purge).
+    async fn scan_records(&self, after: Option<RecordCursor>, limit: usize) -> Result<Vec<StoredRecord>, StoreError>;
+
+    /// Up to `limit` inquiries made before `before`, any subject, oldest first.
+    async fn inquiries_before(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Inquiry>, StoreError>;
+
+    /// Deletes those of `inquiries` still stored and logs an [`Action::InquiryPurged`] entry for
+    /// each (keys only), in one atomic write; returns how many were deleted.
+    async fn purge_inquiries(&self, inquiries: Vec<Inquiry>, now: DateTime<Utc>) -> Result<usize, StoreError>;
 
     /// Appends entries in order to the audit log; returns the index of the first.
     async fn append_audit(&self, entries: Vec<Entry>) -> Result<u64, StoreError>;
@@ -366,6 +452,17 @@ pub(crate) fn corrected_entry(record: &CreditRecord, a: ApplyResult, now: DateTi
     entry.subject_id = record.subject_id.clone();
     entry.record_count = u32::from(a.applied == Applied::Replaced);
     entry.detail = format!("{} v{}", record.record_id, a.stored_version);
+    entry
+}
+
+/// The entry logging an expired inquiry's deletion: its keys, never its content.
+pub(crate) fn inquiry_purged_entry(i: &Inquiry, now: DateTime<Utc>) -> Entry {
+    let mut entry = Entry::new(Action::InquiryPurged, &i.responder, "retention_expired");
+    entry.time = now;
+    entry.query_id = i.query_id.clone();
+    entry.counterparty = i.inquirer.clone();
+    entry.subject_id = i.subject_id.clone();
+    entry.detail = format!("inquiry_time={}", i.time.timestamp_micros());
     entry
 }
 

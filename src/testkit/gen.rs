@@ -195,6 +195,7 @@ fn account(
         days_past_due: dpd,
         payment_history: history,
         version: 1,
+        dispute: None,
     }
 }
 

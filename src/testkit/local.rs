@@ -71,6 +71,8 @@ impl LocalFederation {
             policies: BTreeMap::new(),
             scoring: ScoringSection::default(),
             metrics: Default::default(),
+            retention: Default::default(),
+            clock: Default::default(),
         }
     }
 

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
 use crate::{
+    domain::dispute::{Dispute, DisputeMark, DisputeReason, DisputeStatus, MarkState, Resolution},
     domain::inquiry::{Inquiry, Purpose},
     domain::record::{AccountStatus, CreditRecord, PaymentStatus, RecordKind, Violation},
     wire::pb::{bureau::v1 as pb, google::r#type::Date},
@@ -193,6 +194,7 @@ pub fn record_from_pb(r: pb::CreditRecord, furnisher: &str, today: NaiveDate) ->
         days_past_due: r.days_past_due,
         payment_history: history,
         version: r.version,
+        dispute: None,
     };
     let v = record.violations(today);
     if v.is_empty() {
@@ -221,13 +223,36 @@ pub fn record_to_pb(r: &CreditRecord, updated: DateTime<Utc>) -> pb::CreditRecor
         payment_history: r.payment_history.iter().map(|p| payment_to_pb(*p) as i32).collect(),
         version: r.version,
         update_time: Some(timestamp(updated)),
+        dispute_state: r.dispute.as_ref().map_or(pb::RecordDisputeState::Unspecified, |m| mark_to_pb(m.state)) as i32,
+        subject_statement: r.dispute.as_ref().map(|m| m.statement.clone()).unwrap_or_default(),
     }
+}
+
+fn mark_to_pb(m: MarkState) -> pb::RecordDisputeState {
+    match m {
+        MarkState::Disputed => pb::RecordDisputeState::Disputed,
+        MarkState::CompletedSubjectDisagrees => pb::RecordDisputeState::CompletedSubjectDisagrees,
+        MarkState::PreviouslyDisputed => pb::RecordDisputeState::PreviouslyDisputed,
+    }
+}
+
+fn mark_from_pb(v: i32, statement: String) -> Option<DisputeMark> {
+    let state = match pb::RecordDisputeState::try_from(v).ok()? {
+        pb::RecordDisputeState::Unspecified => return None,
+        pb::RecordDisputeState::Disputed => MarkState::Disputed,
+        pb::RecordDisputeState::CompletedSubjectDisagrees => MarkState::CompletedSubjectDisagrees,
+        pb::RecordDisputeState::PreviouslyDisputed => MarkState::PreviouslyDisputed,
+    };
+    Some(DisputeMark { state, statement })
 }
 
 /// The stored form of a record (the storage codec is the API's wire format).
 pub fn record_to_stored(r: &CreditRecord, updated: DateTime<Utc>) -> pb::CreditRecord {
     let mut pb = record_to_pb(r, updated);
     pb.name.clear(); // derived from furnisher and record id; not worth its bytes on disk
+                     // The dispute flag is the node's state, kept apart from what the furnisher sent.
+    pb.dispute_state = 0;
+    pb.subject_statement.clear();
     pb
 }
 
@@ -236,8 +261,144 @@ pub fn record_to_stored(r: &CreditRecord, updated: DateTime<Utc>) -> pb::CreditR
 pub fn record_from_stored(r: pb::CreditRecord) -> Result<CreditRecord, String> {
     let furnisher = r.furnisher.clone();
     let far_future = NaiveDate::MAX;
-    record_from_pb(r, &furnisher, far_future)
-        .map_err(|v| v.first().map(|v| format!("{}: {}", v.field, v.description)).unwrap_or_default())
+    let mark = mark_from_pb(r.dispute_state, r.subject_statement.clone());
+    if let Some(m) = &mark {
+        if let Some(v) = crate::domain::dispute::statement_violation(&m.statement) {
+            return Err(format!("subject_statement: {}", v.description));
+        }
+    }
+    let mut record = record_from_pb(r, &furnisher, far_future)
+        .map_err(|v| v.first().map(|v| format!("{}: {}", v.field, v.description)).unwrap_or_default())?;
+    record.dispute = mark;
+    Ok(record)
+}
+
+/// `institutions/{filer}/disputes/{id}`.
+pub fn dispute_name(filer: &str, id: &str) -> String {
+    format!("institutions/{filer}/disputes/{id}")
+}
+
+/// The (filer, id) of a dispute name, if well-formed.
+pub fn parse_dispute_name(name: &str) -> Option<(&str, &str)> {
+    let rest = name.strip_prefix("institutions/")?;
+    let (filer, id) = rest.split_once("/disputes/")?;
+    (!filer.is_empty() && !id.is_empty() && !id.contains('/')).then_some((filer, id))
+}
+
+/// The domain reason of a protobuf one; `None` for unspecified or unknown.
+pub fn dispute_reason_from_pb(v: i32) -> Option<DisputeReason> {
+    Some(match pb::DisputeReason::try_from(v).ok()? {
+        pb::DisputeReason::Unspecified => return None,
+        pb::DisputeReason::NotMine => DisputeReason::NotMine,
+        pb::DisputeReason::InaccurateBalance => DisputeReason::InaccurateBalance,
+        pb::DisputeReason::InaccurateStatus => DisputeReason::InaccurateStatus,
+        pb::DisputeReason::InaccuratePaymentHistory => DisputeReason::InaccuratePaymentHistory,
+        pb::DisputeReason::AccountClosed => DisputeReason::AccountClosed,
+        pb::DisputeReason::IdentityTheft => DisputeReason::IdentityTheft,
+        pb::DisputeReason::Other => DisputeReason::Other,
+    })
+}
+
+fn dispute_reason_to_pb(r: DisputeReason) -> pb::DisputeReason {
+    match r {
+        DisputeReason::NotMine => pb::DisputeReason::NotMine,
+        DisputeReason::InaccurateBalance => pb::DisputeReason::InaccurateBalance,
+        DisputeReason::InaccurateStatus => pb::DisputeReason::InaccurateStatus,
+        DisputeReason::InaccuratePaymentHistory => pb::DisputeReason::InaccuratePaymentHistory,
+        DisputeReason::AccountClosed => pb::DisputeReason::AccountClosed,
+        DisputeReason::IdentityTheft => pb::DisputeReason::IdentityTheft,
+        DisputeReason::Other => pb::DisputeReason::Other,
+    }
+}
+
+fn dispute_status_to_pb(s: DisputeStatus) -> pb::DisputeStatus {
+    match s {
+        DisputeStatus::PendingDelivery => pb::DisputeStatus::PendingDelivery,
+        DisputeStatus::Open => pb::DisputeStatus::Open,
+        DisputeStatus::Verified => pb::DisputeStatus::Verified,
+        DisputeStatus::Corrected => pb::DisputeStatus::Corrected,
+        DisputeStatus::Deleted => pb::DisputeStatus::Deleted,
+        DisputeStatus::Rejected => pb::DisputeStatus::Rejected,
+    }
+}
+
+fn dispute_status_from_pb(v: i32) -> Option<DisputeStatus> {
+    Some(match pb::DisputeStatus::try_from(v).ok()? {
+        pb::DisputeStatus::Unspecified => return None,
+        pb::DisputeStatus::PendingDelivery => DisputeStatus::PendingDelivery,
+        pb::DisputeStatus::Open => DisputeStatus::Open,
+        pb::DisputeStatus::Verified => DisputeStatus::Verified,
+        pb::DisputeStatus::Corrected => DisputeStatus::Corrected,
+        pb::DisputeStatus::Deleted => DisputeStatus::Deleted,
+        pb::DisputeStatus::Rejected => DisputeStatus::Rejected,
+    })
+}
+
+/// The domain resolution of a protobuf one; `None` for unspecified or unknown.
+pub fn resolution_from_pb(v: i32) -> Option<Resolution> {
+    Some(match pb::DisputeResolution::try_from(v).ok()? {
+        pb::DisputeResolution::Unspecified => return None,
+        pb::DisputeResolution::Verified => Resolution::Verified,
+        pb::DisputeResolution::Corrected => Resolution::Corrected,
+        pb::DisputeResolution::Deleted => Resolution::Deleted,
+    })
+}
+
+/// The protobuf form of a dispute as seen at `now` (for `overdue`).
+pub fn dispute_to_pb(d: &Dispute, now: DateTime<Utc>) -> pb::Dispute {
+    pb::Dispute {
+        name: dispute_name(&d.filer, &d.id),
+        filer: d.filer.clone(),
+        record: record_name(&d.furnisher, &d.record_id),
+        subject_id: d.subject_id.clone(),
+        reason: dispute_reason_to_pb(d.reason) as i32,
+        statement: d.statement.clone(),
+        status: dispute_status_to_pb(d.status) as i32,
+        file_time: Some(timestamp(d.filed)),
+        deadline: d.deadline.map(timestamp),
+        overdue: d.overdue(now),
+        resolve_time: d.resolved.map(timestamp),
+        corrected_version: d.corrected_version,
+        rejection: d.rejection.clone(),
+    }
+}
+
+/// A dispute sent by a peer, checked; `Err` names the first field at fault.
+pub fn dispute_from_pb(p: &pb::Dispute) -> Result<Dispute, (&'static str, &'static str)> {
+    let (filer, id) = parse_dispute_name(&p.name).ok_or(("name", "must be institutions/{filer}/disputes/{id}"))?;
+    if filer != p.filer {
+        return Err(("filer", "must be the filer named in the dispute's name"));
+    }
+    if !crate::domain::dispute::is_valid_dispute_id(id) {
+        return Err(("name", "the dispute id must be 24 lowercase hex characters"));
+    }
+    let (furnisher, record_id) =
+        parse_record_name(&p.record).ok_or(("record", "must be institutions/{furnisher}/records/{record_id}"))?;
+    if !crate::domain::subject::is_valid_subject_id(&p.subject_id) {
+        return Err(("subject_id", "must be 64 lowercase hex characters"));
+    }
+    let reason = dispute_reason_from_pb(p.reason).ok_or(("reason", "must be a known DisputeReason"))?;
+    if crate::domain::dispute::statement_violation(&p.statement).is_some() {
+        return Err(("statement", "must be at most 500 printable characters"));
+    }
+    let status = dispute_status_from_pb(p.status).ok_or(("status", "must be a known DisputeStatus"))?;
+    let filed = p.file_time.as_ref().and_then(from_timestamp).ok_or(("file_time", "is required"))?;
+    Ok(Dispute {
+        id: id.to_owned(),
+        filer: filer.to_owned(),
+        furnisher: furnisher.to_owned(),
+        record_id: record_id.to_owned(),
+        subject_id: p.subject_id.clone(),
+        reason,
+        statement: p.statement.clone(),
+        status,
+        filed,
+        deadline: p.deadline.as_ref().and_then(from_timestamp),
+        resolved: p.resolve_time.as_ref().and_then(from_timestamp),
+        corrected_version: p.corrected_version,
+        rejection: p.rejection.chars().take(500).collect(),
+        suppression_logged: false,
+    })
 }
 
 /// The protobuf form of an inquiry.

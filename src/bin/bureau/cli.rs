@@ -141,6 +141,12 @@ pub enum Command {
     /// Regulators: verify nodes' audit logs, reconcile them, read entries.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// File, read, list and resolve disputes at a node, as one of its applications.
+    #[command(subcommand)]
+    Disputes(DisputesCommand),
+    /// Retention: purge what has expired now (the node also does it in the background).
+    #[command(subcommand)]
+    Retention(RetentionCommand),
     /// Run the benchmarks against same-run baselines and print a table (see BENCHMARKS.md).
     Bench {
         /// Small sizes: a smoke run in under a minute.
@@ -213,6 +219,15 @@ pub enum AuditCommand {
         #[arg(long = "node", required = true)]
         nodes: Vec<String>,
     },
+    /// Verify several nodes and list the disputes their logs hold with states and deadlines
+    /// (open, overdue, or how they were resolved); statements are never in the log.
+    Disputes {
+        #[command(flatten)]
+        conn: RegulatorConn,
+        /// Node addresses (repeat).
+        #[arg(long = "node", required = true)]
+        nodes: Vec<String>,
+    },
     /// Print a node's log entries about one subject.
     Entries {
         #[command(flatten)]
@@ -223,6 +238,67 @@ pub enum AuditCommand {
         /// The subject id.
         #[arg(long)]
         subject: String,
+    },
+}
+
+/// `bureau disputes …`
+#[derive(Subcommand, Debug)]
+pub enum DisputesCommand {
+    /// File a dispute for a subject against a record (any institution's).
+    File {
+        #[command(flatten)]
+        conn: Conn,
+        /// The record, `institutions/{furnisher}/records/{record_id}`.
+        #[arg(long)]
+        record: String,
+        /// The subject id.
+        #[arg(long)]
+        subject: String,
+        /// not_mine, inaccurate_balance, inaccurate_status, inaccurate_payment_history,
+        /// account_closed, identity_theft or other.
+        #[arg(long, default_value = "other")]
+        reason: String,
+        /// The subject's statement (at most 500 characters).
+        #[arg(long, default_value = "")]
+        statement: String,
+    },
+    /// Read a dispute by name.
+    Get {
+        #[command(flatten)]
+        conn: Conn,
+        /// `institutions/{filer}/disputes/{id}`.
+        #[arg(long)]
+        name: String,
+    },
+    /// List the disputes against this institution's records.
+    List {
+        #[command(flatten)]
+        conn: Conn,
+        /// Resolved ones too.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Resolve a dispute against one of this institution's records: verified or deleted (a
+    /// correction is made with the API, carrying the corrected record).
+    Resolve {
+        #[command(flatten)]
+        conn: Conn,
+        /// `institutions/{filer}/disputes/{id}`.
+        #[arg(long)]
+        name: String,
+        /// verified or deleted.
+        #[arg(long)]
+        resolution: String,
+    },
+}
+
+/// `bureau retention …`
+#[derive(Subcommand, Debug)]
+pub enum RetentionCommand {
+    /// Delete expired negative records and inquiries at a node now; each deletion is logged.
+    Purge {
+        #[command(flatten)]
+        conn: Conn,
     },
 }
 
@@ -523,6 +599,16 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Audit(cmd) => audit(cmd).await?,
+        Command::Disputes(cmd) => disputes(cmd).await?,
+        Command::Retention(RetentionCommand::Purge { conn }) => {
+            let mut c =
+                bureau::pb::bureau::v1::admin_service_client::AdminServiceClient::new(conn.resolve()?.channel()?);
+            let r = c.purge_expired(pb::PurgeExpiredRequest {}).await.map_err(|s| print_status(&s))?.into_inner();
+            println!(
+                "purged: {} record(s), {} inquiry(ies); each deletion logged",
+                r.records_deleted, r.inquiries_deleted
+            );
+        }
         Command::Bench { quick, only } => crate::bench::run(crate::bench::BenchOptions { quick, only }).await?,
         Command::Demo { dir, subjects, serve } => {
             crate::demo::run(crate::demo::DemoOptions { dir, subjects: subjects as usize, serve }).await?
@@ -561,8 +647,116 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+fn print_dispute(d: &pb::Dispute) {
+    let status = pb::DisputeStatus::try_from(d.status).map(|s| s.as_str_name()).unwrap_or("?");
+    let deadline = d
+        .deadline
+        .as_ref()
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_else(|| "(not yet acknowledged)".into());
+    println!("{}", d.name);
+    println!("  record    {}", d.record);
+    println!(
+        "  status    {}{}",
+        status.trim_start_matches("DISPUTE_STATUS_"),
+        if d.overdue { " (OVERDUE: record suppressed)" } else { "" }
+    );
+    println!("  deadline  {deadline}");
+    if !d.statement.is_empty() {
+        println!("  statement {}", d.statement);
+    }
+    if !d.rejection.is_empty() {
+        println!("  rejection {}", d.rejection);
+    }
+}
+
+async fn disputes(cmd: DisputesCommand) -> Result<()> {
+    use bureau::pb::bureau::v1::disputes_service_client::DisputesServiceClient;
+    match cmd {
+        DisputesCommand::File { conn, record, subject, reason, statement } => {
+            let reason = match reason.as_str() {
+                "not_mine" => pb::DisputeReason::NotMine,
+                "inaccurate_balance" => pb::DisputeReason::InaccurateBalance,
+                "inaccurate_status" => pb::DisputeReason::InaccurateStatus,
+                "inaccurate_payment_history" => pb::DisputeReason::InaccuratePaymentHistory,
+                "account_closed" => pb::DisputeReason::AccountClosed,
+                "identity_theft" => pb::DisputeReason::IdentityTheft,
+                "other" => pb::DisputeReason::Other,
+                other => bail!("unknown reason {other:?}"),
+            };
+            let mut c = DisputesServiceClient::new(conn.resolve()?.channel()?);
+            let d = c
+                .file_dispute(pb::FileDisputeRequest { record, subject_id: subject, reason: reason as i32, statement })
+                .await
+                .map_err(|s| print_status(&s))?
+                .into_inner();
+            print_dispute(&d);
+        }
+        DisputesCommand::Get { conn, name } => {
+            let mut c = DisputesServiceClient::new(conn.resolve()?.channel()?);
+            let d = c.get_dispute(pb::GetDisputeRequest { name }).await.map_err(|s| print_status(&s))?.into_inner();
+            print_dispute(&d);
+        }
+        DisputesCommand::List { conn, all } => {
+            let mut c = DisputesServiceClient::new(conn.resolve()?.channel()?);
+            let mut token = String::new();
+            loop {
+                let page = c
+                    .list_disputes(pb::ListDisputesRequest { include_resolved: all, page_size: 0, page_token: token })
+                    .await
+                    .map_err(|s| print_status(&s))?
+                    .into_inner();
+                page.disputes.iter().for_each(print_dispute);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                token = page.next_page_token;
+            }
+        }
+        DisputesCommand::Resolve { conn, name, resolution } => {
+            let resolution = match resolution.as_str() {
+                "verified" => pb::DisputeResolution::Verified,
+                "deleted" => pb::DisputeResolution::Deleted,
+                other => bail!("unknown resolution {other:?}: verified or deleted"),
+            };
+            let mut c = DisputesServiceClient::new(conn.resolve()?.channel()?);
+            let d = c
+                .resolve_dispute(pb::ResolveDisputeRequest {
+                    name,
+                    resolution: resolution as i32,
+                    corrected_record: None,
+                })
+                .await
+                .map_err(|s| print_status(&s))?
+                .into_inner();
+            print_dispute(&d);
+        }
+    }
+    Ok(())
+}
+
 async fn audit(cmd: AuditCommand) -> Result<()> {
     match cmd {
+        AuditCommand::Disputes { conn, nodes } => {
+            let mut logs = Vec::new();
+            for node in &nodes {
+                let log = bureau::regulator::verify(conn.channel(node)?, &conn.keys(), &conn.state).await?;
+                report_verified(&log);
+                logs.push(log);
+            }
+            let views = bureau::regulator::dispute_states(&logs, chrono::Utc::now());
+            println!("{:<12} {:<12} {:<26} {:<10} {:<27} record", "furnisher", "filer", "dispute", "state", "deadline");
+            for v in &views {
+                println!(
+                    "{:<12} {:<12} {:<26} {:<10} {:<27} {}",
+                    v.furnisher, v.filer, v.dispute_id, v.state, v.deadline, v.record
+                );
+            }
+            let overdue = views.iter().filter(|v| v.state == "overdue").count();
+            let open = views.iter().filter(|v| v.state == "open").count();
+            println!("{} dispute(s): {open} open, {overdue} overdue", views.len());
+        }
         AuditCommand::Verify { conn, node } => {
             let log = bureau::regulator::verify(conn.channel(&node)?, &conn.keys(), &conn.state).await?;
             report_verified(&log);

@@ -170,6 +170,8 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         p.p99.as_secs_f64() * 1e6
     );
 
+    dispute(&fed, &nodes, &cfg, &mut payapp).await?;
+
     // One peer goes down: the answer is partial and says so, and does not wait for it.
     let bank = nodes.remove(nodes.iter().position(|n| n.institution == "bank").unwrap_or(2));
     let bank_addr = bank.addr;
@@ -241,6 +243,75 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         n.shutdown().await?;
     }
     println!("\nnodes stopped");
+    Ok(())
+}
+
+/// One dispute's effect on a score: payapp's application files for its customer against a
+/// charge-off bank furnished; bank's node flags the record at once, payapp's score leaves its
+/// derogatory lines out; bank verifies it and the score is what it was.
+async fn dispute(
+    fed: &LocalFederation,
+    nodes: &[RunningNode],
+    cfg: &GenConfig,
+    payapp: &mut ScoringServiceClient<Channel>,
+) -> Result<()> {
+    use pb::disputes_service_client::DisputesServiceClient;
+    let Some(r) = gen::generate(cfg).find(|r| r.furnisher == "bank" && r.status.is_derogatory()) else {
+        return Ok(());
+    };
+    println!(
+        "
+a dispute: payapp's customer {} says bank's {} is not theirs",
+        &r.subject_id[..8],
+        r.record_id
+    );
+    let before = payapp.get_score(score_req(&r.subject_id)).await?.into_inner();
+    let mut at_payapp =
+        DisputesServiceClient::new(fed.client(Role::Application, "payapp", node(nodes, "payapp").addr).channel()?);
+    let d = at_payapp
+        .file_dispute(pb::FileDisputeRequest {
+            record: convert::record_name(&r.furnisher, &r.record_id),
+            subject_id: r.subject_id.clone(),
+            reason: pb::DisputeReason::NotMine as i32,
+            statement: "I never had this account".into(),
+        })
+        .await?
+        .into_inner();
+    let status = |d: &pb::Dispute| {
+        pb::DisputeStatus::try_from(d.status)
+            .map(|s| s.as_str_name().trim_start_matches("DISPUTE_STATUS_"))
+            .unwrap_or("?")
+            .to_owned()
+    };
+    let deadline =
+        d.deadline.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0)).map(|t| t.date_naive().to_string());
+    println!(
+        "  filed at payapp's node: {} {} (bank must answer by {})",
+        d.name,
+        status(&d),
+        deadline.unwrap_or_default()
+    );
+    let during = payapp.get_score(score_req(&r.subject_id)).await?.into_inner();
+    println!(
+        "  score {} -> {} while disputed ({} record's charge-off left out)",
+        before.score, during.score, during.disputed_records_excluded
+    );
+    let mut at_bank =
+        DisputesServiceClient::new(fed.client(Role::Application, "bank", node(nodes, "bank").addr).channel()?);
+    let resolved = at_bank
+        .resolve_dispute(pb::ResolveDisputeRequest {
+            name: d.name.clone(),
+            resolution: pb::DisputeResolution::Verified as i32,
+            corrected_record: None,
+        })
+        .await?
+        .into_inner();
+    let after = payapp.get_score(score_req(&r.subject_id)).await?.into_inner();
+    println!(
+        "  bank {} it: score {} again; the record now carries the customer's statement (XC)",
+        status(&resolved).to_lowercase(),
+        after.score
+    );
     Ok(())
 }
 

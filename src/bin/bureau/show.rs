@@ -40,6 +40,12 @@ pub fn print_score(s: &pb::Score) {
     for r in &s.reasons {
         println!("  {} -{:>3}  {}", r.code, r.points_lost, r.description);
     }
+    if s.disputed_records_excluded > 0 {
+        println!(
+            "  {} disputed record(s): delinquency and charge-offs left out while under dispute",
+            s.disputed_records_excluded
+        );
+    }
     for c in &s.coverage {
         let outcome = pb::PeerOutcome::try_from(c.outcome)
             .map(|o| o.as_str_name().trim_start_matches("PEER_OUTCOME_"))

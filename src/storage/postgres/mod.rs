@@ -43,8 +43,9 @@ use crate::{
     },
     domain::{inquiry::Inquiry, record::CreditRecord},
     storage::{
-        corrected_entry, deleted_entry, furnished_entry, version_rule, Applied, ApplyResult, Deleted, InquiryAnswer,
-        InquiryCursor, Page, RecordCursor, Storage, StoreError, StoredRecord, TreeHead,
+        corrected_entry, deleted_entry, furnished_entry, inquiry_purged_entry, version_rule, Applied, ApplyResult,
+        Deleted, InquiryAnswer, InquiryCursor, Page, RecordCursor, Space, StateChange, Storage, StoreError,
+        StoredRecord, TreeHead,
     },
     wire::{convert, pb::bureau::v1 as pb},
 };
@@ -246,8 +247,10 @@ enum Op {
     Correct(CreditRecord, DateTime<Utc>),
     Delete { furnisher: String, record_id: String, reason: String, note: String, now: DateTime<Utc> },
     AddInquiry(Inquiry, Entry),
-    Answer(Inquiry, Entry, usize),
+    Answer(Inquiry, Entry, usize, crate::storage::RecordFilter),
     Append(Vec<Entry>),
+    State(StateChange),
+    PurgeInquiries(Vec<Inquiry>, DateTime<Utc>),
 }
 
 enum Done {
@@ -257,6 +260,8 @@ enum Done {
     Unit,
     Answer(InquiryAnswer),
     Appended(u64),
+    StateWritten(bool),
+    Purged(usize),
 }
 
 /// The writer task: takes what is queued (up to [`GROUP`]) and commits it as one transaction.
@@ -436,6 +441,14 @@ struct Pending {
     inquiries: Vec<Inquiry>,
     leaves: Vec<Vec<u8>>,
     nodes: Vec<((u8, u64), Hash)>,
+    /// State values as the group sees them (read before it, then its own changes).
+    state: HashMap<(Space, String), Option<Vec<u8>>>,
+    /// State keys the group changed.
+    state_dirty: Vec<(Space, String)>,
+    /// Inquiries known to exist before the group, by (subject, time, query id).
+    inquiries_stored: HashSet<(String, i64, String)>,
+    /// Inquiries the group deletes.
+    inquiries_deleted: Vec<(String, i64, String)>,
 }
 
 /// What an answer needs from before the group: the responder's live records of the subject
@@ -542,7 +555,7 @@ async fn read_before(
         c.query(&stmt, &[&furnishers, &ids]).await.map_err(db)
     };
     let answers = futures::future::try_join_all(ops.iter().filter_map(|op| match op {
-        Op::Answer(inquiry, _, max) => Some(async move {
+        Op::Answer(inquiry, _, max, _) => Some(async move {
             let (rs, is) = (
                 c.prepare_cached(SELECT_ANSWER_RECORDS).await.map_err(db)?,
                 c.prepare_cached(SELECT_NEWEST_INQUIRIES).await.map_err(db)?,
@@ -560,12 +573,85 @@ async fn read_before(
         }),
         _ => None,
     }));
-    let (rows, answers) = tokio::try_join!(rows, answers)?;
+    let (rows, answers, state, stored) =
+        tokio::try_join!(rows, answers, read_state(c, ops), read_inquiry_keys(c, ops))?;
     for row in rows {
         let key: (String, String) = (row.get(0), row.get(1));
         p.rows.insert(key, row_state(&row)?);
     }
+    p.state = state;
+    p.inquiries_stored = stored;
     Ok(answers)
+}
+
+/// The current values of every state key the group's changes expect something of (absent
+/// ones as `None`).
+async fn read_state(
+    c: &deadpool_postgres::Object,
+    ops: &[Op],
+) -> Result<HashMap<(Space, String), Option<Vec<u8>>>, StoreError> {
+    let mut out: HashMap<(Space, String), Option<Vec<u8>>> = HashMap::new();
+    for op in ops {
+        if let Op::State(change) = op {
+            for (space, key, _) in &change.expect {
+                out.insert((*space, key.clone()), None);
+            }
+        }
+    }
+    if out.is_empty() {
+        return Ok(out);
+    }
+    let spaces: Vec<&str> = out.keys().map(|(s, _)| s.as_str()).collect();
+    let keys: Vec<&str> = out.keys().map(|(_, k)| k.as_str()).collect();
+    let stmt = c
+        .prepare_cached(
+            "SELECT s.space, s.key, s.value FROM node_state s \
+             JOIN unnest($1::text[], $2::text[]) AS w(sp, k) ON s.space = w.sp AND s.key = w.k",
+        )
+        .await
+        .map_err(db)?;
+    let rows = c.query(&stmt, &[&spaces, &keys]).await.map_err(db)?;
+    let by_name: HashMap<&str, Space> =
+        [Space::Dispute, Space::Mark, Space::Outbox].into_iter().map(|s| (s.as_str(), s)).collect();
+    let mut found = Vec::new();
+    for row in rows {
+        let space: &str = row.get(0);
+        let space = *by_name.get(space).ok_or_else(|| corrupt("node_state", format!("unknown space {space}")))?;
+        found.push(((space, row.get::<_, String>(1)), Some(row.get::<_, Vec<u8>>(2))));
+    }
+    out.extend(found);
+    Ok(out)
+}
+
+/// Which of the inquiries the group's purges name are stored now.
+async fn read_inquiry_keys(
+    c: &deadpool_postgres::Object,
+    ops: &[Op],
+) -> Result<HashSet<(String, i64, String)>, StoreError> {
+    let wanted: Vec<&Inquiry> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::PurgeInquiries(is, _) => Some(is.iter()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    if wanted.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let su: Vec<&str> = wanted.iter().map(|i| i.subject_id.as_str()).collect();
+    let ti: Vec<i64> = wanted.iter().map(|i| i.time.timestamp_micros()).collect();
+    let qu: Vec<&str> = wanted.iter().map(|i| i.query_id.as_str()).collect();
+    let stmt = c
+        .prepare_cached(
+            "SELECT q.subject_id, q.time_micros, q.query_id FROM inquiries q \
+             JOIN unnest($1::text[], $2::bigint[], $3::text[]) AS w(s, t, i) \
+               ON q.subject_id = w.s AND q.time_micros = w.t AND q.query_id = w.i",
+        )
+        .await
+        .map_err(db)?;
+    let rows = c.query(&stmt, &[&su, &ti, &qu]).await.map_err(db)?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
 }
 fn row_state(row: &Row) -> Result<RowState, StoreError> {
     let (f, i): (String, String) = (row.get(0), row.get(1));
@@ -666,7 +752,7 @@ fn apply_op(f: &mut Frontier, p: &mut Pending, op: &Op, pre: Option<AnswerReads>
             log(f, p, std::slice::from_ref(entry))?;
             Done::Unit
         }
-        Op::Answer(inquiry, entry, max) => {
+        Op::Answer(inquiry, entry, max, show) => {
             let (committed, newest) = pre.ok_or_else(|| StoreError::Panicked("an answer without its reads".into()))?;
             let subject = inquiry.subject_id.as_str();
             // What was committed before the group, then this group's changes over it.
@@ -680,7 +766,8 @@ fn apply_op(f: &mut Frontier, p: &mut Pending, op: &Op, pre: Option<AnswerReads>
                     };
                 }
             }
-            let records: Vec<CreditRecord> = records.into_values().collect();
+            let records: Vec<CreditRecord> =
+                records.into_values().filter_map(|mut r| show(&mut r).then_some(r)).collect();
             let mut entry = entry.clone();
             entry.record_count = records.len() as u32;
             p.inquiries.push(inquiry.clone());
@@ -695,6 +782,32 @@ fn apply_op(f: &mut Frontier, p: &mut Pending, op: &Op, pre: Option<AnswerReads>
             Done::Answer(InquiryAnswer { records, inquiries: all })
         }
         Op::Append(entries) => Done::Appended(log(f, p, entries)?),
+        Op::State(change) => {
+            let holds = change
+                .expect
+                .iter()
+                .all(|(space, key, want)| p.state.get(&(*space, key.clone())).is_some_and(|now| now == want));
+            if holds {
+                for (space, key, value) in &change.put {
+                    p.state.insert((*space, key.clone()), value.clone());
+                    p.state_dirty.push((*space, key.clone()));
+                }
+                log(f, p, &change.entries)?;
+            }
+            Done::StateWritten(holds)
+        }
+        Op::PurgeInquiries(inquiries, now) => {
+            let mut entries = Vec::new();
+            for i in inquiries {
+                let key = (i.subject_id.clone(), i.time.timestamp_micros(), i.query_id.clone());
+                if p.inquiries_stored.remove(&key) {
+                    p.inquiries_deleted.push(key);
+                    entries.push(inquiry_purged_entry(i, *now));
+                }
+            }
+            log(f, p, &entries)?;
+            Done::Purged(entries.len())
+        }
     })
 }
 
@@ -764,6 +877,24 @@ async fn write(c: &deadpool_postgres::Object, f: &Frontier, p: Pending) -> Resul
     let ha: Vec<&[u8]> = p.nodes.iter().map(|(_, h)| &h[..]).collect();
     let root = f.root(size)?;
     let (new_size, old_size, root) = (size as i64, first as i64, &root[..]);
+    if !p.state_dirty.is_empty() || !p.inquiries_deleted.is_empty() {
+        // Lifecycle changes are rare: their own statement, in one transaction with the rest.
+        c.batch_execute("BEGIN").await.map_err(db)?;
+        let done = async {
+            write_lifecycle(c, &p).await?;
+            let mut rest = Pending { state_dirty: Vec::new(), inquiries_deleted: Vec::new(), ..p };
+            rest.state.clear();
+            Box::pin(write(c, f, rest)).await
+        }
+        .await;
+        return match done {
+            Ok(()) => c.batch_execute("COMMIT").await.map_err(group_db),
+            Err(e) => {
+                let _ = c.batch_execute("ROLLBACK").await;
+                Err(e)
+            }
+        };
+    }
     if p.dirty.is_empty() && p.inquiries.is_empty() {
         return run_write(c, WRITE_LOG, &[&idx, &p.leaves, &lv, &ix, &ha, &new_size, &root, &old_size]).await;
     }
@@ -779,6 +910,42 @@ async fn write(c: &deadpool_postgres::Object, f: &Frontier, p: Pending) -> Resul
     ];
     run_write(c, WRITE_GROUP, &params).await
 }
+
+/// Lifecycle state values and purged inquiries, in one statement (inside the group's
+/// transaction).
+async fn write_lifecycle(c: &deadpool_postgres::Object, p: &Pending) -> Result<(), GroupError> {
+    let mut seen = HashSet::new();
+    let (mut ps, mut pk, mut pv, mut ds, mut dk) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for key in p.state_dirty.iter().filter(|k| seen.insert(*k)) {
+        match p.state.get(key).cloned().flatten() {
+            Some(v) => {
+                ps.push(key.0.as_str());
+                pk.push(key.1.as_str());
+                pv.push(v);
+            }
+            None => {
+                ds.push(key.0.as_str());
+                dk.push(key.1.as_str());
+            }
+        }
+    }
+    let qs: Vec<&str> = p.inquiries_deleted.iter().map(|k| k.0.as_str()).collect();
+    let qt: Vec<i64> = p.inquiries_deleted.iter().map(|k| k.1).collect();
+    let qq: Vec<&str> = p.inquiries_deleted.iter().map(|k| k.2.as_str()).collect();
+    let stmt = c.prepare_cached(WRITE_LIFECYCLE).await.map_err(db)?;
+    c.execute(&stmt, &[&ps, &pk, &pv, &ds, &dk, &qs, &qt, &qq]).await.map_err(group_db)?;
+    Ok(())
+}
+
+/// Upserts and removes state values and deletes inquiries.
+const WRITE_LIFECYCLE: &str = "WITH \
+  s AS (INSERT INTO node_state (space, key, value) SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) \
+        ON CONFLICT (space, key) DO UPDATE SET value = EXCLUDED.value), \
+  d AS (DELETE FROM node_state USING unnest($4::text[], $5::text[]) AS k(sp, k) \
+        WHERE node_state.space = k.sp AND node_state.key = k.k), \
+  q AS (DELETE FROM inquiries USING unnest($6::text[], $7::bigint[], $8::text[]) AS k(s, t, i) \
+        WHERE inquiries.subject_id = k.s AND inquiries.time_micros = k.t AND inquiries.query_id = k.i) \
+SELECT 1";
 
 /// Runs one of the group-writing statements (one round trip, one commit).
 async fn run_write(c: &deadpool_postgres::Object, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<(), GroupError> {
@@ -923,8 +1090,9 @@ impl Storage for PostgresStorage {
         inquiry: Inquiry,
         entry: Entry,
         max_inquiries: usize,
+        show: crate::storage::RecordFilter,
     ) -> Result<InquiryAnswer, StoreError> {
-        expect_done!(self.write(Op::Answer(inquiry, entry, max_inquiries)).await, Answer)
+        expect_done!(self.write(Op::Answer(inquiry, entry, max_inquiries, show)).await, Answer)
     }
 
     async fn subject_inquiries(
@@ -968,6 +1136,63 @@ impl Storage for PostgresStorage {
 
     async fn append_audit(&self, entries: Vec<Entry>) -> Result<u64, StoreError> {
         expect_done!(self.write(Op::Append(entries)).await, Appended)
+    }
+
+    async fn state_get(&self, space: Space, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = self
+            .query_opt("SELECT value FROM node_state WHERE space = $1 AND key = $2", &[&space.as_str(), &key])
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn state_scan(
+        &self,
+        space: Space,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let from = after.unwrap_or("").max(prefix);
+        let strictly = after.is_some_and(|a| a >= prefix);
+        let rows = self
+            .query(
+                "SELECT key, value FROM node_state WHERE space = $1 AND starts_with(key, $2) \
+                 AND (key > $3 OR (NOT $4 AND key = $3)) ORDER BY key LIMIT $5",
+                &[&space.as_str(), &prefix, &from, &strictly, &(limit.min(i64::MAX as usize) as i64)],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn state_write(&self, change: StateChange) -> Result<bool, StoreError> {
+        expect_done!(self.write(Op::State(change)).await, StateWritten)
+    }
+
+    async fn scan_records(&self, after: Option<RecordCursor>, limit: usize) -> Result<Vec<StoredRecord>, StoreError> {
+        let (af, ai) = after.map(|a| (a.furnisher, a.record_id)).unwrap_or_default();
+        let rows = self
+            .query(
+                "SELECT furnisher, record_id, body, updated_micros FROM records \
+                 WHERE live AND (furnisher, record_id) > ($1, $2) ORDER BY furnisher, record_id LIMIT $3",
+                &[&af, &ai, &(limit.min(i64::MAX as usize) as i64)],
+            )
+            .await?;
+        rows.iter().map(stored_row).collect()
+    }
+
+    async fn inquiries_before(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Inquiry>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT time_micros, query_id, body FROM inquiries WHERE time_micros < $1 \
+                 ORDER BY time_micros LIMIT $2",
+                &[&before.timestamp_micros(), &(limit.min(i64::MAX as usize) as i64)],
+            )
+            .await?;
+        rows.iter().map(decode_inquiry_row).collect()
+    }
+
+    async fn purge_inquiries(&self, inquiries: Vec<Inquiry>, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        expect_done!(self.write(Op::PurgeInquiries(inquiries, now)).await, Purged)
     }
 
     async fn audit_size(&self) -> Result<u64, StoreError> {

@@ -4,7 +4,7 @@
 /// The one sled tree holding every key space.
 pub(super) const LEDGER: &str = "ledger";
 /// Records: `r` ‖ furnisher ‖ 0x00 ‖ record id → `StoredValue`.
-const RECORD: u8 = b'r';
+pub(super) const RECORD: u8 = b'r';
 /// The subject index: `s` ‖ subject ‖ furnisher ‖ 0x00 ‖ record id → empty.
 pub(super) const SUBJECT: u8 = b's';
 /// Inquiries: `i` ‖ subject ‖ time_micros(u64 be) ‖ query id → protobuf `Inquiry`, in time order
@@ -14,6 +14,8 @@ pub(super) const INQUIRY: u8 = b'i';
 pub(super) const ENTRY: u8 = b'e';
 /// The audit log's complete-subtree hashes: `n` ‖ level ‖ index(be) → 32 bytes.
 pub(super) const NODE: u8 = b'n';
+/// Lifecycle state: `x` ‖ space tag ‖ key → value (see [`crate::storage::Space`]).
+pub(super) const STATE: u8 = b'x';
 /// The audit log's size.
 pub(super) const SIZE: &[u8] = b"m/audit_size";
 
@@ -59,6 +61,17 @@ pub(super) fn inquiry_time(time_micros: i64) -> [u8; 8] {
 /// The key of an inquiry.
 pub(super) fn inquiry(i: &crate::domain::inquiry::Inquiry) -> Vec<u8> {
     prefixed(INQUIRY, &[i.subject_id.as_bytes(), &inquiry_time(i.time.timestamp_micros()), i.query_id.as_bytes()])
+}
+
+/// The key of a state value.
+pub(super) fn state(space: crate::storage::Space, key: &str) -> Vec<u8> {
+    prefixed(STATE, &[&[space.tag()], key.as_bytes()])
+}
+
+/// The time (micros) in an inquiry key, `None` if the key is not one.
+pub(super) fn inquiry_key_time(k: &[u8]) -> Option<i64> {
+    let t = k.get(1 + crate::domain::subject::SUBJECT_ID_LEN..1 + crate::domain::subject::SUBJECT_ID_LEN + 8)?;
+    Some(u64::from_be_bytes(t.try_into().ok()?) as i64)
 }
 
 /// The key of audit entry `index`.

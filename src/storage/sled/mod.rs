@@ -43,8 +43,9 @@ use crate::{
     },
     domain::{inquiry::Inquiry, record::CreditRecord},
     storage::{
-        corrected_entry, deleted_entry, furnished_entry, version_rule, ApplyResult, BackupPart, Deleted, InquiryAnswer,
-        InquiryCursor, Page, RecordCursor, Storage, StoreError, StoredRecord, TreeHead,
+        corrected_entry, deleted_entry, furnished_entry, inquiry_purged_entry, version_rule, ApplyResult, BackupPart,
+        Deleted, InquiryAnswer, InquiryCursor, Page, RecordCursor, Space, StateChange, Storage, StoreError,
+        StoredRecord, TreeHead,
     },
     wire::{convert, pb::bureau::v1 as pb},
 };
@@ -729,6 +730,7 @@ impl Storage for SledStorage {
         inquiry: Inquiry,
         mut entry: Entry,
         max_inquiries: usize,
+        show: crate::storage::RecordFilter,
     ) -> Result<InquiryAnswer, StoreError> {
         let value = convert::inquiry_to_pb(&inquiry).encode_to_vec();
         self.write(move |ws| {
@@ -738,7 +740,12 @@ impl Storage for SledStorage {
                 let rkey = keys::record_of_index(&k, subject);
                 let Some(bytes) = ws.get(&rkey)? else { continue };
                 match live(&rkey, decode(&rkey, &bytes)?)? {
-                    Some(r) if r.record.furnisher == inquiry.responder => records.push(r.record),
+                    Some(r) if r.record.furnisher == inquiry.responder => {
+                        let mut record = r.record;
+                        if show(&mut record) {
+                            records.push(record);
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -807,6 +814,128 @@ impl Storage for SledStorage {
 
     async fn append_audit(&self, entries: Vec<Entry>) -> Result<u64, StoreError> {
         self.write(move |ws| append(ws, &entries)).await
+    }
+
+    async fn state_get(&self, space: Space, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = keys::state(space, key);
+        self.read(move |ledger| Ok(ledger.get(&key)?.map(|v| v.to_vec()))).await
+    }
+
+    async fn state_scan(
+        &self,
+        space: Space,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let full = keys::state(space, prefix);
+        let start = match after {
+            Some(a) => {
+                let mut k = keys::state(space, a);
+                k.push(0); // strictly after
+                k.max(full.clone())
+            }
+            None => full.clone(),
+        };
+        self.read(move |ledger| {
+            let mut out = Vec::new();
+            for item in ledger.range(start..) {
+                if out.len() == limit {
+                    break;
+                }
+                let (k, v) = item?;
+                if !k.starts_with(&full) {
+                    break;
+                }
+                let key = String::from_utf8(k[2..].to_vec()).map_err(|_| corrupt(&k, "state key is not UTF-8"))?;
+                out.push((key, v.to_vec()));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn state_write(&self, change: StateChange) -> Result<bool, StoreError> {
+        self.write(move |ws| {
+            for (space, key, want) in &change.expect {
+                let now = ws.get(&keys::state(*space, key))?;
+                if now.as_deref() != want.as_deref() {
+                    return Ok(false);
+                }
+            }
+            for (space, key, value) in change.put {
+                match value {
+                    Some(v) => ws.insert(keys::state(space, &key), v),
+                    None => ws.remove(keys::state(space, &key)),
+                }
+            }
+            append(ws, &change.entries)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn scan_records(&self, after: Option<RecordCursor>, limit: usize) -> Result<Vec<StoredRecord>, StoreError> {
+        self.read(move |ledger| {
+            let start = match &after {
+                Some(c) => {
+                    let mut k = keys::record(&c.furnisher, &c.record_id);
+                    k.push(0);
+                    k
+                }
+                None => vec![keys::RECORD],
+            };
+            let mut out = Vec::new();
+            for item in ledger.range(start..) {
+                if out.len() == limit {
+                    break;
+                }
+                let (k, v) = item?;
+                if k.first() != Some(&keys::RECORD) {
+                    break;
+                }
+                if let Some(r) = live(&k, decode(&k, &v)?)? {
+                    out.push(r);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn inquiries_before(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Inquiry>, StoreError> {
+        let cutoff = before.timestamp_micros();
+        self.read(move |ledger| {
+            let mut out = Vec::new();
+            for item in ledger.scan_prefix([keys::INQUIRY]) {
+                if out.len() == limit {
+                    break;
+                }
+                let (k, v) = item?;
+                if keys::inquiry_key_time(&k).is_some_and(|t| t < cutoff) {
+                    out.push(decode_inquiry(&k, &v)?);
+                }
+            }
+            out.sort_by_key(|i| i.time);
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn purge_inquiries(&self, inquiries: Vec<Inquiry>, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.write(move |ws| {
+            let mut entries = Vec::new();
+            for i in &inquiries {
+                let key = keys::inquiry(i);
+                if ws.get(&key)?.is_some() {
+                    ws.remove(key);
+                    entries.push(inquiry_purged_entry(i, now));
+                }
+            }
+            append(ws, &entries)?;
+            Ok(entries.len())
+        })
+        .await
     }
 
     async fn audit_size(&self) -> Result<u64, StoreError> {
