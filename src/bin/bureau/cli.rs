@@ -777,7 +777,7 @@ async fn audit(cmd: AuditCommand) -> Result<()> {
                 println!("MISMATCH {m}");
             }
             if mismatches.is_empty() && bad_logs == 0 {
-                println!("reconciled {} nodes: every query is logged at both ends", logs.len());
+                println!("reconciled {} nodes: every query and dispute is logged at both ends", logs.len());
             } else {
                 bail!("{} mismatch(es), {bad_logs} log(s) failing verification", mismatches.len());
             }
