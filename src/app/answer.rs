@@ -102,7 +102,7 @@ pub(crate) async fn answer(life: &Lifecycle, q: &PeerQuery, purpose: Purpose) ->
 /// scoring node's own part of a federated score, made durable with its log entries).
 pub(crate) async fn answer_unsynced(life: &Lifecycle, q: &PeerQuery, purpose: Purpose) -> Result<Answer, StoreError> {
     let (responder, now) = (life.institution.as_str(), life.clock.now());
-    let show = life.filter(life.marks(&q.subject_id).await?, now);
+    let show = life.rules(now);
     let inquiry = Inquiry {
         inquirer: q.inquirer.clone(),
         responder: responder.to_owned(),

@@ -17,7 +17,7 @@ use tonic::Code;
 use tracing::{info, warn};
 
 use crate::{
-    app::lifecycle::{mark_key, Lifecycle},
+    app::lifecycle::Lifecycle,
     audit::{Action, Entry},
     domain::{
         dispute::{
@@ -28,7 +28,7 @@ use crate::{
         subject::is_valid_subject_id,
     },
     net::peers::Peers,
-    storage::{Applied, Space, StateChange, StoreError},
+    storage::{mark_key, Applied, Space, StateChange, StoreError},
     wire::{convert, pb::bureau::v1 as pb},
 };
 

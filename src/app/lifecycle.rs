@@ -9,7 +9,7 @@ use tracing::{info, warn};
 
 use crate::{
     domain::{clock::Clock, dispute::RecordMark, inquiry::Inquiry, record::CreditRecord, retention::Retention},
-    storage::{DynStorage, RecordCursor, RecordFilter, Space, StoreError},
+    storage::{mark_key, DynStorage, RecordCursor, RecordFilter, Space, StoreError, StoredRecord},
 };
 
 /// A node's store with the rules for reading it. Cheap to clone.
@@ -25,62 +25,70 @@ pub(crate) struct Lifecycle {
     pub retention: Retention,
 }
 
-/// The key of a record's dispute flag: `subject/furnisher/record_id`.
-pub(crate) fn mark_key(subject: &str, furnisher: &str, record_id: &str) -> String {
-    format!("{subject}/{furnisher}/{record_id}")
-}
-
 impl Lifecycle {
-    /// The dispute flags on `subject`'s records, by (furnisher, record id).
-    pub(crate) async fn marks(&self, subject: &str) -> Result<HashMap<(String, String), RecordMark>, StoreError> {
+    /// The read rules at `now` for this node's own records, given each record's flag as
+    /// stored: drops expired and suppressed ones, attaches every other one's flag. A flag that
+    /// does not decode hides its record (fail closed) and is logged.
+    pub(crate) fn rules(&self, now: DateTime<Utc>) -> RecordFilter {
+        let retention = self.retention;
+        let today = now.date_naive();
+        Arc::new(move |r: &mut CreditRecord, mark: Option<&[u8]>| {
+            if retention.record_expired(r, today) {
+                return false;
+            }
+            let Some(bytes) = mark else { return true };
+            match serde_json::from_slice::<RecordMark>(bytes) {
+                Ok(m) if m.suppressed(now) => false,
+                Ok(m) => {
+                    r.dispute = Some(m.mark);
+                    true
+                }
+                Err(e) => {
+                    tracing::error!(record = %r.record_id, error = %e, "a dispute flag does not decode: the record is withheld");
+                    false
+                }
+            }
+        })
+    }
+
+    /// The flags stored for `subject`'s records, by [`mark_key`].
+    pub(crate) async fn marks(&self, subject: &str) -> Result<HashMap<String, Vec<u8>>, StoreError> {
         let mut out = HashMap::new();
         let mut after: Option<String> = None;
         loop {
             let page = self.store.state_scan(Space::Mark, &format!("{subject}/"), after.as_deref(), 256).await?;
             let full = page.len() == 256;
-            for (key, value) in page {
-                let mut parts = key.splitn(3, '/');
-                let (_, Some(f), Some(r)) = (parts.next(), parts.next(), parts.next()) else { continue };
-                match serde_json::from_slice::<RecordMark>(&value) {
-                    Ok(m) => {
-                        out.insert((f.to_owned(), r.to_owned()), m);
-                    }
-                    Err(e) => {
-                        return Err(StoreError::Corrupt { key: format!("mark {key}"), why: e.to_string() });
-                    }
-                }
-                after = Some(key);
-            }
+            after = page.last().map(|(k, _)| k.clone());
+            out.extend(page);
             if !full {
                 return Ok(out);
             }
         }
     }
 
-    /// The filter for this node's own records of one subject at `now`: drops expired and
-    /// suppressed ones, attaches every other one's dispute flag.
-    pub(crate) fn filter(&self, marks: HashMap<(String, String), RecordMark>, now: DateTime<Utc>) -> RecordFilter {
-        let retention = self.retention;
-        let today = now.date_naive();
-        Arc::new(move |r: &mut CreditRecord| {
-            if retention.record_expired(r, today) {
-                return false;
-            }
-            match marks.get(&(r.furnisher.clone(), r.record_id.clone())) {
-                Some(m) if m.suppressed(now) => false,
-                Some(m) => {
-                    r.dispute = Some(m.mark.clone());
-                    true
-                }
-                None => true,
-            }
-        })
-    }
-
-    /// The filter for one subject's records read now.
-    pub(crate) async fn filter_for(&self, subject: &str) -> Result<RecordFilter, StoreError> {
+    /// Applies the read rules now to records of `subject` read outside an answer (listings).
+    pub(crate) async fn visible(
+        &self,
+        subject: &str,
+        records: Vec<StoredRecord>,
+        suppressed_too: bool,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
+        let marks = self.marks(subject).await?;
         let now = self.clock.now();
-        Ok(self.filter(self.marks(subject).await?, now))
+        // The furnisher reads a suppressed record by name to resolve its dispute: judge it as of
+        // before any deadline.
+        let rules = self.rules(if suppressed_too { DateTime::<Utc>::MIN_UTC } else { now });
+        let retention = self.retention;
+        Ok(records
+            .into_iter()
+            .filter_map(|mut s| {
+                if suppressed_too && retention.record_expired(&s.record, now.date_naive()) {
+                    return None;
+                }
+                let mark = marks.get(&mark_key(subject, &s.record.furnisher, &s.record.record_id));
+                rules(&mut s.record, mark.map(Vec::as_slice)).then_some(s)
+            })
+            .collect())
     }
 
     /// Drops expired inquiries.

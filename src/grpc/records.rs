@@ -255,17 +255,10 @@ impl RecordsService for RecordsApi {
         let record_id = parse_name(&name, &furnisher)?;
         // The furnisher sees its own record with its flag, even suppressed (it must resolve
         // the dispute); an expired one is gone.
-        let now = self.node.life.clock.now();
-        if let Some(mut s) = self.node.store.get(&furnisher, &record_id).await.map_err(ApiError::from)? {
-            let marks = self.node.life.marks(&s.record.subject_id).await.map_err(ApiError::from)?;
-            let suppressed_too: std::collections::HashMap<_, _> = marks
-                .into_iter()
-                .map(|(k, mut m)| {
-                    m.deadline = None;
-                    (k, m)
-                })
-                .collect();
-            if self.node.life.filter(suppressed_too, now)(&mut s.record) {
+        if let Some(s) = self.node.store.get(&furnisher, &record_id).await.map_err(ApiError::from)? {
+            let subject = s.record.subject_id.clone();
+            let shown = self.node.life.visible(&subject, vec![s], true).await.map_err(ApiError::from)?;
+            if let Some(s) = shown.first() {
                 return Ok(Response::new(convert::record_to_pb(&s.record, s.updated)));
             }
         }
@@ -288,12 +281,8 @@ impl RecordsService for RecordsApi {
         };
         let page = self.node.store.list_subject(subject, after, size).await.map_err(ApiError::from)?;
         // Expired records and those suppressed by an overdue dispute are never listed.
-        let show = self.node.life.filter_for(subject).await.map_err(ApiError::from)?;
-        let records = page
-            .items
-            .into_iter()
-            .filter_map(|mut s| show(&mut s.record).then(|| convert::record_to_pb(&s.record, s.updated)))
-            .collect();
+        let shown = self.node.life.visible(subject, page.items, false).await.map_err(ApiError::from)?;
+        let records = shown.iter().map(|s| convert::record_to_pb(&s.record, s.updated)).collect();
         Ok(Response::new(pb::ListRecordsResponse {
             records,
             next_page_token: page

@@ -430,6 +430,21 @@ pub async fn answering_an_inquiry_is_one_write(b: &dyn Backend) {
     let logged = Entry::from_bytes(&bytes).unwrap();
     assert_eq!((logged.query_id.as_str(), logged.record_count), ("now", 1), "the count answered is logged");
     assert_eq!(s.subject_inquiries(&a, None, 10).await.unwrap().items[0], i);
+
+    // The answer's filter sees each record's flag, read in the same write; what it drops is
+    // neither answered nor counted in the entry.
+    let flag = StateChange {
+        expect: vec![],
+        put: vec![put(Space::Mark, &crate::storage::mark_key(&a, "bank", "b1"), Some("hide"))],
+        entries: vec![entry(9)],
+    };
+    assert!(s.state_write(flag).await.unwrap());
+    let hide: crate::storage::RecordFilter = std::sync::Arc::new(|_, mark| mark != Some(&b"hide"[..]));
+    let size = s.audit_size().await.unwrap();
+    let (i, e) = inquiry(&a, 40, "hidden");
+    assert!(s.answer_inquiry(i, e, 3, hide).await.unwrap().records.is_empty());
+    let (_, bytes) = s.audit_entries(size, 1).await.unwrap().remove(0);
+    assert_eq!(Entry::from_bytes(&bytes).unwrap().record_count, 0);
     s.close().await.unwrap();
 }
 

@@ -43,12 +43,19 @@ pub use postgres::harness as postgres_harness;
 pub use embedded::baseline::RawSled;
 
 /// Which records an answer shows (`false` drops one: expired, suppressed), and what the node
-/// adds to those it shows (their dispute flag). Runs inside the answering write.
-pub(crate) type RecordFilter = Arc<dyn Fn(&mut CreditRecord) -> bool + Send + Sync>;
+/// adds to those it shows (their dispute flag). Runs inside the answering write, given the
+/// record and its [`Space::Mark`] value (under [`mark_key`]) read in that same write.
+pub(crate) type RecordFilter = Arc<dyn Fn(&mut CreditRecord, Option<&[u8]>) -> bool + Send + Sync>;
 
 /// A filter that shows every record as stored.
 pub(crate) fn show_all() -> RecordFilter {
-    Arc::new(|_| true)
+    Arc::new(|_, _| true)
+}
+
+/// The [`Space::Mark`] key of a record's dispute flag: `subject/furnisher/record_id`, so one
+/// prefix scan finds every flag of a subject.
+pub(crate) fn mark_key(subject: &str, furnisher: &str, record_id: &str) -> String {
+    format!("{subject}/{furnisher}/{record_id}")
 }
 
 /// A storage backend shared by every part of a node.
@@ -336,7 +343,7 @@ pub trait Storage: Send + Sync + 'static {
     async fn add_inquiry(&self, inquiry: Inquiry, entry: Entry) -> Result<(), StoreError>;
 
     /// Answers a peer's query as one atomic write: reads the subject's live records furnished
-    /// by `inquiry.responder` that `show` keeps, sets `entry.record_count` to their number,
+    /// by `inquiry.responder` and their flags, keeps those `show` keeps, sets `entry.record_count` to their number,
     /// records `inquiry` and `entry`, and reads the newest `max_inquiries` inquiries about the
     /// subject (this one included). One storage round trip instead of three; records and the
     /// count logged come from the same state.

@@ -451,9 +451,9 @@ struct Pending {
     inquiries_deleted: Vec<(String, i64, String)>,
 }
 
-/// What an answer needs from before the group: the responder's live records of the subject
-/// and the newest inquiries about it.
-type AnswerReads = (Vec<CreditRecord>, Vec<Inquiry>);
+/// What an answer needs from before the group: the responder's live records of the subject,
+/// the newest inquiries about it, and the subject's record flags by key.
+type AnswerReads = (Vec<CreditRecord>, Vec<Inquiry>, HashMap<String, Vec<u8>>);
 
 const SELECT_ROWS: &str =
     "SELECT r.furnisher, r.record_id, r.subject_id, r.version, r.live, r.body, r.updated_micros, \
@@ -461,6 +461,7 @@ const SELECT_ROWS: &str =
      FROM records r JOIN unnest($1::text[], $2::text[]) AS k(f, i) ON r.furnisher = k.f AND r.record_id = k.i";
 const SELECT_ANSWER_RECORDS: &str =
     "SELECT furnisher, record_id, body FROM records WHERE subject_id = $1 AND furnisher = $2 AND live ORDER BY record_id";
+const SELECT_MARKS: &str = "SELECT key, value FROM node_state WHERE space = 'mark' AND starts_with(key, $1)";
 const SELECT_NEWEST_INQUIRIES: &str = "SELECT time_micros, query_id, body FROM inquiries WHERE subject_id = $1 \
      ORDER BY time_micros DESC, query_id DESC LIMIT $2";
 /// Every write of a group in one statement, so one round trip and one commit. The first entry
@@ -556,20 +557,25 @@ async fn read_before(
     };
     let answers = futures::future::try_join_all(ops.iter().filter_map(|op| match op {
         Op::Answer(inquiry, _, max, _) => Some(async move {
-            let (rs, is) = (
+            let (rs, is, ms) = (
                 c.prepare_cached(SELECT_ANSWER_RECORDS).await.map_err(db)?,
                 c.prepare_cached(SELECT_NEWEST_INQUIRIES).await.map_err(db)?,
+                c.prepare_cached(SELECT_MARKS).await.map_err(db)?,
             );
             let limit = *max as i64;
-            let (rp, ip): ([&(dyn ToSql + Sync); 2], [&(dyn ToSql + Sync); 2]) =
-                ([&inquiry.subject_id, &inquiry.responder], [&inquiry.subject_id, &limit]);
-            let (records, inquiries) = tokio::try_join!(c.query(&rs, &rp), c.query(&is, &ip)).map_err(db)?;
+            let prefix = format!("{}/", inquiry.subject_id);
+            let rp: [&(dyn ToSql + Sync); 2] = [&inquiry.subject_id, &inquiry.responder];
+            let ip: [&(dyn ToSql + Sync); 2] = [&inquiry.subject_id, &limit];
+            let mp: [&(dyn ToSql + Sync); 1] = [&prefix];
+            let (records, inquiries, marks) =
+                tokio::try_join!(c.query(&rs, &rp), c.query(&is, &ip), c.query(&ms, &mp)).map_err(db)?;
+            let marks: HashMap<String, Vec<u8>> = marks.iter().map(|r| (r.get(0), r.get(1))).collect();
             let records = records
                 .iter()
                 .map(|r| decode_record(r.get(0), r.get(1), r.get::<_, &[u8]>(2)))
                 .collect::<Result<Vec<_>, _>>()?;
             let inquiries = inquiries.iter().map(decode_inquiry_row).collect::<Result<Vec<_>, _>>()?;
-            Ok::<_, StoreError>((records, inquiries))
+            Ok::<_, StoreError>((records, inquiries, marks))
         }),
         _ => None,
     }));
@@ -753,7 +759,17 @@ fn apply_op(f: &mut Frontier, p: &mut Pending, op: &Op, pre: Option<AnswerReads>
             Done::Unit
         }
         Op::Answer(inquiry, entry, max, show) => {
-            let (committed, newest) = pre.ok_or_else(|| StoreError::Panicked("an answer without its reads".into()))?;
+            let (committed, newest, mut marks) =
+                pre.ok_or_else(|| StoreError::Panicked("an answer without its reads".into()))?;
+            // Flags this group changed before the answer.
+            for ((space, key), value) in &p.state {
+                if *space == Space::Mark && key.starts_with(&format!("{}/", inquiry.subject_id)) {
+                    match value {
+                        Some(v) => marks.insert(key.clone(), v.clone()),
+                        None => marks.remove(key),
+                    };
+                }
+            }
             let subject = inquiry.subject_id.as_str();
             // What was committed before the group, then this group's changes over it.
             let mut records: std::collections::BTreeMap<String, CreditRecord> =
@@ -766,8 +782,13 @@ fn apply_op(f: &mut Frontier, p: &mut Pending, op: &Op, pre: Option<AnswerReads>
                     };
                 }
             }
-            let records: Vec<CreditRecord> =
-                records.into_values().filter_map(|mut r| show(&mut r).then_some(r)).collect();
+            let records: Vec<CreditRecord> = records
+                .into_values()
+                .filter_map(|mut r| {
+                    let mark = marks.get(&crate::storage::mark_key(subject, &r.furnisher, &r.record_id));
+                    show(&mut r, mark.map(Vec::as_slice)).then_some(r)
+                })
+                .collect();
             let mut entry = entry.clone();
             entry.record_count = records.len() as u32;
             p.inquiries.push(inquiry.clone());

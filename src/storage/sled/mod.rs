@@ -735,6 +735,8 @@ impl Storage for SledStorage {
         let value = convert::inquiry_to_pb(&inquiry).encode_to_vec();
         self.write(move |ws| {
             let subject = inquiry.subject_id.as_str();
+            let marks: std::collections::HashMap<Vec<u8>, sled::IVec> =
+                ws.scan_prefix(&keys::state(Space::Mark, &format!("{subject}/")))?.into_iter().collect();
             let mut records = Vec::new();
             for (k, _) in ws.scan_prefix(&keys::prefixed(keys::SUBJECT, &[subject.as_bytes()]))? {
                 let rkey = keys::record_of_index(&k, subject);
@@ -742,7 +744,11 @@ impl Storage for SledStorage {
                 match live(&rkey, decode(&rkey, &bytes)?)? {
                     Some(r) if r.record.furnisher == inquiry.responder => {
                         let mut record = r.record;
-                        if show(&mut record) {
+                        let mark = keys::state(
+                            Space::Mark,
+                            &crate::storage::mark_key(subject, &record.furnisher, &record.record_id),
+                        );
+                        if show(&mut record, marks.get(&mark).map(|v| &v[..])) {
                             records.push(record);
                         }
                     }
