@@ -24,6 +24,7 @@ pub mod domain;
 mod grpc;
 pub mod net;
 pub mod regulator;
+pub mod report;
 pub mod scoring;
 pub mod server;
 pub mod telemetry;

@@ -5,21 +5,17 @@
 
 mod common;
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use bureau::{
     audit::{Action, Entry},
-    config::NodeConfig,
-    domain::clock::Clock,
     net::identity::Role,
     pb::bureau::v1::{
-        self as pb, audit_service_client::AuditServiceClient, disputes_service_client::DisputesServiceClient,
-        scoring_service_client::ScoringServiceClient,
+        self as pb, disputes_service_client::DisputesServiceClient, scoring_service_client::ScoringServiceClient,
     },
     regulator::{self, KeySource},
-    server::{self, RunningNode},
 };
-use common::{fed, reason, record, subject, violations, Fed};
+use common::{reason, record, subject, violations, Cluster};
 use tonic::{transport::Channel, Code};
 
 const FILER: usize = 0;
@@ -27,100 +23,27 @@ const FURNISHER: usize = 1;
 const SCORER: usize = 2;
 const INSTITUTIONS: [&str; 3] = ["payapp", "bikeshare", "bank"];
 
-/// Three nodes on fixed loopback ports sharing one clock, each restartable in place.
-struct Trio {
-    f: Fed,
-    clock: Clock,
-    cfgs: Vec<NodeConfig>,
-    addrs: Vec<SocketAddr>,
-    nodes: Vec<Option<RunningNode>>,
+/// The three nodes of these tests.
+type Trio = Cluster;
+
+async fn trio() -> Trio {
+    Cluster::start(&INSTITUTIONS).await
 }
 
-impl Trio {
-    async fn start() -> Self {
-        let f = fed(&INSTITUTIONS, &["pbc"]);
-        let clock = Clock::system();
-        let mut listeners = Vec::new();
-        for _ in INSTITUTIONS {
-            listeners.push(server::bind_loopback().await.unwrap());
-        }
-        let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
-        let mut cfgs = Vec::new();
-        for (i, inst) in INSTITUTIONS.iter().enumerate() {
-            let peers: Vec<(&str, SocketAddr)> =
-                INSTITUTIONS.iter().copied().zip(addrs.iter().copied()).filter(|(_, a)| *a != addrs[i]).collect();
-            let mut cfg = f.fed.node_config(inst, &peers);
-            cfg.clock = clock.clone();
-            cfg.limits.outbox_retry_max_ms = 300;
-            cfg.scoring.peer_deadline_ms = 1_500;
-            cfgs.push(cfg);
-        }
-        let mut nodes = Vec::new();
-        for (cfg, l) in cfgs.iter().zip(listeners) {
-            nodes.push(Some(server::start_on(cfg.clone(), l).await.unwrap()));
-        }
-        Self { f, clock, cfgs, addrs, nodes }
-    }
+async fn score(t: &Trio, s: &str) -> pb::Score {
+    ScoringServiceClient::new(t.app(SCORER))
+        .get_score(pb::GetScoreRequest {
+            subject_id: s.into(),
+            purpose: pb::Purpose::AccountReview as i32,
+            consent_reference: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
 
-    async fn stop(&mut self, i: usize) {
-        self.nodes[i].take().unwrap().shutdown().await.unwrap();
-    }
-
-    /// Starts node `i` again on its own port, over its own store.
-    async fn restart(&mut self, i: usize) {
-        let mut tries = 0;
-        let listener = loop {
-            match tokio::net::TcpListener::bind(self.addrs[i]).await {
-                Ok(l) => break l,
-                Err(_) if tries < 50 => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("cannot bind {} again: {e}", self.addrs[i]),
-            }
-        };
-        self.nodes[i] = Some(server::start_on(self.cfgs[i].clone(), listener).await.unwrap());
-    }
-
-    fn app(&self, i: usize) -> Channel {
-        self.f.channel(Role::Application, INSTITUTIONS[i], self.addrs[i])
-    }
-
-    fn disputes(&self, i: usize) -> DisputesServiceClient<Channel> {
-        DisputesServiceClient::new(self.app(i))
-    }
-
-    async fn score(&self, s: &str) -> pb::Score {
-        ScoringServiceClient::new(self.app(SCORER))
-            .get_score(pb::GetScoreRequest {
-                subject_id: s.into(),
-                purpose: pb::Purpose::AccountReview as i32,
-                consent_reference: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-    }
-
-    /// Every entry of node `i`'s log.
-    async fn entries(&self, i: usize) -> Vec<Entry> {
-        let mut c = AuditServiceClient::new(self.f.channel(Role::Regulator, "pbc", self.addrs[i]));
-        let size = c.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap().into_inner().tree_size;
-        regulator::fetch_entries(&mut c, size)
-            .await
-            .unwrap()
-            .iter()
-            .map(|e| Entry::from_bytes(&e.leaf_data).unwrap())
-            .collect()
-    }
-
-    async fn shutdown(mut self) {
-        for i in 0..self.nodes.len() {
-            if self.nodes[i].is_some() {
-                self.stop(i).await;
-            }
-        }
-    }
+fn disputes(t: &Trio, i: usize) -> DisputesServiceClient<Channel> {
+    DisputesServiceClient::new(t.app(i))
 }
 
 /// The furnisher's two records about `s`: `b-bad` charged off after months of late payments,
@@ -148,7 +71,7 @@ fn filing(s: &str, record_id: &str, statement: &str) -> pb::FileDisputeRequest {
 async fn wait_for(t: &Trio, name: &str, until: impl Fn(&pb::Dispute) -> bool) -> pb::Dispute {
     let mut last = None;
     for _ in 0..200 {
-        let d = t.disputes(FILER).get_dispute(pb::GetDisputeRequest { name: name.into() }).await.unwrap().into_inner();
+        let d = disputes(t, FILER).get_dispute(pb::GetDisputeRequest { name: name.into() }).await.unwrap().into_inner();
         if until(&d) {
             return d;
         }
@@ -177,39 +100,38 @@ async fn listed(t: &Trio, s: &str) -> Vec<pb::CreditRecord> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dispute_reaches_the_furnisher_flags_the_record_everywhere_and_its_resolution_returns() {
-    let t = Trio::start().await;
+    let t = trio().await;
     let s = subject(1);
     furnish(&t, &s).await;
-    let before = t.score(&s).await;
+    let before = score(&t, &s).await;
     assert_eq!((before.records_used, before.disputed_records_excluded), (2, 0));
 
     let filed =
-        t.disputes(FILER).file_dispute(filing(&s, "b-bad", "I never rented a bike")).await.unwrap().into_inner();
+        disputes(&t, FILER).file_dispute(filing(&s, "b-bad", "I never rented a bike")).await.unwrap().into_inner();
     assert_eq!(status(&filed), pb::DisputeStatus::Open, "delivered at once: the furnisher is up");
     assert!(filed.name.starts_with("institutions/payapp/disputes/"), "{}", filed.name);
     let deadline = filed.deadline.expect("the furnisher's deadline");
     let file_time = filed.file_time.unwrap();
     assert_eq!(deadline.seconds - file_time.seconds, 20 * 86_400, "pbc: 20 days");
     let again =
-        t.disputes(FILER).file_dispute(filing(&s, "b-bad", "I never rented a bike")).await.unwrap().into_inner();
+        disputes(&t, FILER).file_dispute(filing(&s, "b-bad", "I never rented a bike")).await.unwrap().into_inner();
     assert_eq!(again.name, filed.name, "filing the same dispute twice returns the same dispute");
 
     // The furnisher flags the record at once; its applications see the open dispute.
     let flagged = listed(&t, &s).await.into_iter().find(|r| r.record_id == "b-bad").unwrap();
     assert_eq!(flagged.dispute_state, pb::RecordDisputeState::Disputed as i32);
     assert_eq!(flagged.subject_statement, "I never rented a bike");
-    let open = t.disputes(FURNISHER).list_disputes(pb::ListDisputesRequest::default()).await.unwrap().into_inner();
+    let open = disputes(&t, FURNISHER).list_disputes(pb::ListDisputesRequest::default()).await.unwrap().into_inner();
     assert_eq!(open.disputes.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), [filed.name.as_str()]);
 
     // The scorer receives the flag with the peer answer and leaves the derogatory lines out.
-    let during = t.score(&s).await;
+    let during = score(&t, &s).await;
     assert_eq!((during.records_used, during.disputed_records_excluded), (2, 1));
     assert!(during.score > before.score, "{} vs {}", during.score, before.score);
     assert!(!during.reasons.iter().any(|r| r.code == "R01"), "{:?}", during.reasons);
 
     // The furnisher verifies; the statement stays (XC), the filer learns it through the outbox.
-    let resolved = t
-        .disputes(FURNISHER)
+    let resolved = disputes(&t, FURNISHER)
         .resolve_dispute(pb::ResolveDisputeRequest {
             name: filed.name.clone(),
             resolution: pb::DisputeResolution::Verified as i32,
@@ -224,7 +146,7 @@ async fn a_dispute_reaches_the_furnisher_flags_the_record_everywhere_and_its_res
     let after = listed(&t, &s).await.into_iter().find(|r| r.record_id == "b-bad").unwrap();
     assert_eq!(after.dispute_state, pb::RecordDisputeState::CompletedSubjectDisagrees as i32);
     assert_eq!(after.subject_statement, "I never rented a bike");
-    let scored = t.score(&s).await;
+    let scored = score(&t, &s).await;
     assert_eq!((scored.disputed_records_excluded, scored.score), (0, before.score), "counted again once verified");
 
     // Every step is in the log of each node involved, and the two ends reconcile.
@@ -272,22 +194,22 @@ async fn a_dispute_reaches_the_furnisher_flags_the_record_everywhere_and_its_res
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unresolved_dispute_suppresses_the_record_everywhere_from_its_deadline() {
-    let t = Trio::start().await;
+    let t = trio().await;
     let s = subject(2);
     furnish(&t, &s).await;
-    let filed = t.disputes(FILER).file_dispute(filing(&s, "b-bad", "")).await.unwrap().into_inner();
+    let filed = disputes(&t, FILER).file_dispute(filing(&s, "b-bad", "")).await.unwrap().into_inner();
     assert_eq!(status(&filed), pb::DisputeStatus::Open);
 
     // Day 19: still flagged and scored without its derogatory lines.
     t.clock.advance(chrono::Duration::days(19));
-    let day19 = t.score(&s).await;
+    let day19 = score(&t, &s).await;
     assert_eq!((day19.records_used, day19.disputed_records_excluded), (2, 1));
     assert_eq!(listed(&t, &s).await.len(), 2);
     assert!(!wait_for(&t, &filed.name, |_| true).await.overdue);
 
     // Day 20: the deadline. Never returned to a peer, never listed, never scored.
     t.clock.advance(chrono::Duration::days(1));
-    let day20 = t.score(&s).await;
+    let day20 = score(&t, &s).await;
     assert_eq!((day20.records_used, day20.disputed_records_excluded), (1, 0));
     let shown: Vec<_> = listed(&t, &s).await.into_iter().map(|r| r.record_id).collect();
     assert_eq!(shown, ["b-good"]);
@@ -313,8 +235,8 @@ async fn an_unresolved_dispute_suppresses_the_record_everywhere_from_its_deadlin
 
     // Day 21: still suppressed; then the furnisher deletes it and the filer learns it.
     t.clock.advance(chrono::Duration::days(1));
-    assert_eq!(t.score(&s).await.records_used, 1);
-    t.disputes(FURNISHER)
+    assert_eq!(score(&t, &s).await.records_used, 1);
+    disputes(&t, FURNISHER)
         .resolve_dispute(pb::ResolveDisputeRequest {
             name: filed.name.clone(),
             resolution: pb::DisputeResolution::Deleted as i32,
@@ -324,7 +246,7 @@ async fn an_unresolved_dispute_suppresses_the_record_everywhere_from_its_deadlin
         .unwrap();
     let gone = wait_for(&t, &filed.name, |d| status(d) == pb::DisputeStatus::Deleted).await;
     assert!(!gone.overdue);
-    assert_eq!(t.score(&s).await.records_used, 1, "deleted for good");
+    assert_eq!(score(&t, &s).await.records_used, 1, "deleted for good");
     assert_eq!(
         t.entries(FURNISHER).await.iter().filter(|e| e.action == Action::DisputeSuppressed).count(),
         1,
@@ -335,11 +257,11 @@ async fn an_unresolved_dispute_suppresses_the_record_everywhere_from_its_deadlin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dispute_filed_while_the_furnisher_is_down_survives_a_filer_restart_and_is_delivered_once() {
-    let mut t = Trio::start().await;
+    let mut t = trio().await;
     let s = subject(3);
     furnish(&t, &s).await;
     t.stop(FURNISHER).await;
-    let filed = t.disputes(FILER).file_dispute(filing(&s, "b-bad", "paid in 2024")).await.unwrap().into_inner();
+    let filed = disputes(&t, FILER).file_dispute(filing(&s, "b-bad", "paid in 2024")).await.unwrap().into_inner();
     assert_eq!(status(&filed), pb::DisputeStatus::PendingDelivery, "accepted and queued");
     assert!(filed.deadline.is_none());
 
@@ -355,16 +277,16 @@ async fn a_dispute_filed_while_the_furnisher_is_down_survives_a_filer_restart_an
     assert!(open.deadline.is_some());
     let received = t.entries(FURNISHER).await.into_iter().filter(|e| e.action == Action::DisputeReceived).count();
     assert_eq!(received, 1, "delivered once, however many attempts");
-    assert_eq!(t.score(&s).await.disputed_records_excluded, 1);
+    assert_eq!(score(&t, &s).await.disputed_records_excluded, 1);
     t.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_disputes_are_refused_with_precise_codes() {
-    let t = Trio::start().await;
+    let t = trio().await;
     let s = subject(4);
     furnish(&t, &s).await;
-    let mut filer = t.disputes(FILER);
+    let mut filer = disputes(&t, FILER);
 
     let e = filer.file_dispute(filing(&s, "no-such", "")).await.unwrap_err();
     assert_eq!(e.code(), Code::NotFound, "{e:?}");
@@ -405,8 +327,7 @@ async fn bad_disputes_are_refused_with_precise_codes() {
     stale.status = pb::AccountStatus::Closed as i32;
     stale.closed_date = stale.reported_date;
     stale.days_past_due = 0;
-    let e = t
-        .disputes(FURNISHER)
+    let e = disputes(&t, FURNISHER)
         .resolve_dispute(pb::ResolveDisputeRequest {
             name: filed.name.clone(),
             resolution: pb::DisputeResolution::Corrected as i32,
@@ -416,8 +337,7 @@ async fn bad_disputes_are_refused_with_precise_codes() {
         .unwrap_err();
     assert_eq!((e.code(), violations(&e)[0].0.as_str()), (Code::InvalidArgument, "corrected_record.version"));
     stale.version = 2;
-    let corrected = t
-        .disputes(FURNISHER)
+    let corrected = disputes(&t, FURNISHER)
         .resolve_dispute(pb::ResolveDisputeRequest {
             name: filed.name.clone(),
             resolution: pb::DisputeResolution::Corrected as i32,
@@ -442,7 +362,7 @@ async fn bad_disputes_are_refused_with_precise_codes() {
 /// deletes it and logs each deletion (keys only).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_records_and_inquiries_are_never_served_and_the_purge_logs_each_deletion() {
-    let t = Trio::start().await;
+    let t = trio().await;
     let s = subject(6);
     let today = chrono::Utc::now().date_naive();
     let day = |d: chrono::NaiveDate| {
@@ -465,7 +385,7 @@ async fn expired_records_and_inquiries_are_never_served_and_the_purge_logs_each_
         .unwrap();
     let shown: Vec<_> = listed(&t, &s).await.into_iter().map(|r| r.record_id).collect();
     assert_eq!(shown, ["four-years"], "pbc: 5 years from the end of the adverse event");
-    assert_eq!(t.score(&s).await.records_used, 1);
+    assert_eq!(score(&t, &s).await.records_used, 1);
 
     let mut admin = bureau::pb::bureau::v1::admin_service_client::AdminServiceClient::new(t.app(FURNISHER));
     let purged = admin.purge_expired(pb::PurgeExpiredRequest {}).await.unwrap().into_inner();

@@ -46,6 +46,10 @@ pub(crate) enum QueryRefusal {
     /// The purpose needs a consent reference and none was given.
     #[error("purpose {} requires a consent reference", .0.as_str())]
     ConsentRequired(Purpose),
+    /// A security freeze stands: no hard inquiry (nor, at the asking node, a review by an
+    /// institution that furnishes nothing about the person).
+    #[error("the subject's file is frozen: {0}")]
+    SubjectFrozen(&'static str),
 }
 
 /// What a node answers.
@@ -111,6 +115,7 @@ pub(crate) async fn answer_unsynced(life: &Lifecycle, q: &PeerQuery, purpose: Pu
         hard: purpose.is_hard(),
         time: now,
         query_id: q.query_id.clone(),
+        log_index: None,
     };
     let mut entry = Entry::new(Action::QueryInbound, &q.inquirer, "answered");
     entry.time = now;

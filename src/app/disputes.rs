@@ -54,27 +54,38 @@ pub(crate) enum DisputeError {
     /// is not the sender of).
     #[error("{0}")]
     NotAllowed(String),
+    /// Refused as a query would be (consent missing, a malformed subject).
+    #[error(transparent)]
+    Refused(#[from] crate::app::answer::QueryRefusal),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// What waits in the outbox: a notice for a peer about one dispute.
+/// What waits in the outbox: a notice for a peer about one dispute or one person's protections.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Queued {
+pub(super) struct Queued {
     /// The peer institution to deliver to.
-    to: String,
-    /// Filed (to the furnisher) or resolved (to the filer).
-    kind: Kind,
-    /// The dispute's key (`filer/id`).
-    dispute: String,
+    pub(super) to: String,
+    /// What the notice is.
+    pub(super) kind: Kind,
+    /// The dispute's key (`filer/id`), or the subject whose protections changed.
+    pub(super) dispute: String,
+    /// For a protection change: its id, logged at both ends.
+    #[serde(default)]
+    pub(super) change: String,
 }
 
+/// What an outbox notice carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-enum Kind {
+pub(super) enum Kind {
+    /// A dispute, to the furnisher.
     Filed,
+    /// A resolution, to the filer.
     Resolved,
+    /// A person's freeze and alert state, to every peer.
+    Protection,
 }
 
 /// How one delivery attempt ended.
@@ -133,7 +144,7 @@ impl Disputes {
         Self { life, peers, wake: Arc::new(Notify::new()), retry_max, backoff: Arc::default() }
     }
 
-    fn me(&self) -> &str {
+    pub(super) fn me(&self) -> &str {
         &self.life.institution
     }
 
@@ -212,7 +223,7 @@ impl Disputes {
             return self.receive(self.me(), d).await;
         }
         let outbox = format!("{:020}-{key}", now.timestamp_micros().max(0));
-        let queued = Queued { to: d.furnisher.clone(), kind: Kind::Filed, dispute: key.clone() };
+        let queued = Queued { to: d.furnisher.clone(), kind: Kind::Filed, dispute: key.clone(), change: String::new() };
         let filed = StateChange {
             expect: vec![(Space::Dispute, key.clone(), None)],
             put: vec![
@@ -324,6 +335,26 @@ impl Disputes {
             }
         }
         Err(StoreError::Unavailable("the dispute's record kept changing; try again".into()).into())
+    }
+
+    /// Every dispute this node holds about `subject` (filed here or received here).
+    pub(crate) async fn about(&self, subject: &str) -> Result<Vec<Dispute>, StoreError> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.life.store.state_scan(Space::Dispute, "", after.as_deref(), 256).await?;
+            let full = page.len() == 256;
+            for (key, bytes) in page {
+                let d: Dispute = decode(&key, &bytes)?;
+                if d.subject_id == subject {
+                    out.push(d);
+                }
+                after = Some(key);
+            }
+            if !full {
+                return Ok(out);
+            }
+        }
     }
 
     /// Disputes against this institution's records, oldest key first, after `after`.
@@ -446,7 +477,12 @@ impl Disputes {
                 ));
                 if one.filer != self.me() {
                     let outbox = format!("{:020}-{key}", now.timestamp_micros().max(0));
-                    let q = Queued { to: one.filer.clone(), kind: Kind::Resolved, dispute: key.clone() };
+                    let q = Queued {
+                        to: one.filer.clone(),
+                        kind: Kind::Resolved,
+                        dispute: key.clone(),
+                        change: String::new(),
+                    };
                     change.put.push((Space::Outbox, outbox, Some(encode(&q))));
                 }
                 if key == &d.key() {
@@ -528,6 +564,21 @@ impl Disputes {
 
     /// One delivery attempt of an outbox entry, and what follows from its answer.
     async fn attempt(&self, outbox: &str, q: &Queued, timeout: Duration) -> Result<Delivery, StoreError> {
+        if q.kind == Kind::Protection {
+            let notice = self.protection_notice(q).await?;
+            return Ok(match self.peers.deliver(&q.to, notice, timeout).await {
+                Ok(_) => {
+                    self.protection_acknowledged(outbox, q).await?;
+                    Delivery::Acknowledged
+                }
+                Err(s) if matches!(s.code(), Code::InvalidArgument | Code::PermissionDenied) => {
+                    warn!(to = %q.to, code = ?s.code(), error = %s.message(), "protection notice refused; dropped");
+                    self.drop_entry(outbox).await?;
+                    Delivery::Refused(s.code(), s.message().to_owned())
+                }
+                Err(s) => Delivery::Later(format!("{:?}: {}", s.code(), s.message())),
+            });
+        }
         let Some((d, _)) = self.load(&q.dispute).await? else {
             // The dispute is gone (refused at once): the entry has nothing to deliver.
             self.drop_entry(outbox).await?;
@@ -537,7 +588,7 @@ impl Disputes {
         let notice = pb::Notice {
             body: Some(match q.kind {
                 Kind::Filed => pb::notice::Body::DisputeFiled(body),
-                Kind::Resolved => pb::notice::Body::DisputeResolved(body),
+                Kind::Resolved | Kind::Protection => pb::notice::Body::DisputeResolved(body),
             }),
         };
         let outcome = match self.peers.deliver(&q.to, notice, timeout).await {
@@ -566,7 +617,7 @@ impl Disputes {
         Ok(outcome)
     }
 
-    async fn drop_entry(&self, outbox: &str) -> Result<(), StoreError> {
+    pub(super) async fn drop_entry(&self, outbox: &str) -> Result<(), StoreError> {
         if let Some(bytes) = self.life.store.state_get(Space::Outbox, outbox).await? {
             let mut e = Entry::new(Action::DisputeRejected, self.me(), "notice_dropped");
             e.time = self.life.clock.now();
@@ -601,7 +652,7 @@ impl Disputes {
                     }
                     ("acknowledged", true)
                 }
-                Kind::Resolved => ("resolution_acknowledged", false),
+                Kind::Resolved | Kind::Protection => ("resolution_acknowledged", false),
             };
             let mut change = StateChange {
                 expect: vec![

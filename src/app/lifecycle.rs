@@ -213,7 +213,7 @@ mod tests {
                 for (n, age) in inquiry_ages.iter().enumerate() {
                     let inquiry = Inquiry {
                         inquirer: "b".into(), responder: "a".into(), subject_id: subject.clone(), purpose: Purpose::CreditApplication,
-                        hard: true, time: now - chrono::Duration::days(*age), query_id: format!("old-{n}"),
+                        hard: true, time: now - chrono::Duration::days(*age), query_id: format!("old-{n}"), log_index: None,
                     };
                     let e = crate::audit::Entry::new(crate::audit::Action::QueryInbound, "b", "answered");
                     store.add_inquiry(inquiry, e).await.unwrap();
@@ -239,8 +239,10 @@ mod tests {
                 peer: "c".into(), outcome: PeerOutcome::Answered,
                 records: file.iter().cloned().map(|mut r| { r.furnisher = "c".into(); r }).collect(),
                 records_returned: file.len(), inquiries: answer.inquiries.clone(), latency: Duration::ZERO, error: None,
+                fraud_alert: false, proven: Vec::new(), checkpoint: None,
             }];
-            let (records, inquiries) = score_input(&retention, now, answer, &mut coverage, "q");
+            let (records, inquiries, recorded) = score_input(&retention, now, answer, &mut coverage, "q");
+            prop_assert!(recorded.iter().all(|i| !retention.inquiry_expired(i, now)), "an expired inquiry reached a report");
             prop_assert!(records.iter().all(|r| !retention.record_expired(r, today)), "an expired record reached a score");
             prop_assert!(inquiries.iter().all(|i| !retention.inquiry_expired(i, now)), "an expired inquiry reached a score");
         }

@@ -5,4 +5,6 @@ pub(crate) mod answer;
 pub(crate) mod disputes;
 pub(crate) mod furnish;
 pub(crate) mod lifecycle;
+pub(crate) mod protection;
+pub(crate) mod report;
 pub(crate) mod score;

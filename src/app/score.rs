@@ -54,6 +54,13 @@ pub(crate) struct FederatedScore {
     pub query_id: String,
     /// Records the score rests on after de-duplication.
     pub records_used: usize,
+    /// Those records (every node's, merged, expired ones left out).
+    pub records: Vec<crate::domain::record::CreditRecord>,
+    /// Every inquiry any node that answered recorded (one per node a query reached), newest
+    /// first: what a person's report shows, each provable by the node that recorded it.
+    pub recorded: Vec<Inquiry>,
+    /// This node or a peer that answered holds a fraud alert on the subject.
+    pub fraud_alert: bool,
 }
 
 impl FederatedScore {
@@ -94,6 +101,10 @@ impl Scorer {
         };
         // Refuse locally what every peer would refuse, before anyone is asked.
         let purpose = peer_query::check(&q, &ALL_PURPOSES)?;
+        let (protection, _) = self.life.protection(subject_id).await?;
+        if protection.frozen() {
+            self.check_freeze(subject_id, purpose).await?;
+        }
         let query = Query {
             subject_id: subject_id.to_owned(),
             purpose,
@@ -110,9 +121,10 @@ impl Scorer {
         let own = own?;
         let now = self.life.clock.now();
         let today = now.date_naive();
-        let (records, inquiries) = score_input(&self.life.retention, now, own, &mut coverage, &query_id);
+        let (records, inquiries, recorded) = score_input(&self.life.retention, now, own, &mut coverage, &query_id);
         let result = self.model.score(&records, &inquiries, today);
         let partial = coverage.iter().any(|c| c.outcome != PeerOutcome::Answered);
+        let fraud_alert = protection.alert_active(now) || coverage.iter().any(|c| c.fraud_alert);
         // Every attempt, answered or not, and the score served, durable before the answer.
         let entry = |action: Action, counterparty: &str, outcome: String, count: usize| {
             let mut e = Entry::new(action, &self.institution, outcome);
@@ -131,7 +143,12 @@ impl Scorer {
         let mut served = entry(
             Action::ScoreServed,
             "",
-            format!("score={}{}", result.score, if partial { " partial" } else { "" }),
+            format!(
+                "score={}{}{}",
+                result.score,
+                if partial { " partial" } else { "" },
+                if fraud_alert { " fraud_alert" } else { "" }
+            ),
             records.len(),
         );
         served.model_version = self.model.version().to_owned();
@@ -158,20 +175,55 @@ impl Scorer {
             partial,
             query_id,
             records_used: records.len(),
+            records,
+            recorded,
+            fraud_alert,
         })
+    }
+
+    /// While a freeze stands: hard inquiries are refused; account review and collections pass
+    /// only for an institution that already furnishes a record about the person (FCRA
+    /// §605A(i)(4): existing creditors); the person's own requests always pass.
+    async fn check_freeze(&self, subject_id: &str, purpose: Purpose) -> Result<(), ScoreError> {
+        match purpose {
+            Purpose::SubjectRequest => Ok(()),
+            Purpose::CreditApplication | Purpose::DepositWaiver => {
+                Err(QueryRefusal::SubjectFrozen("hard inquiries are refused while a security freeze stands").into())
+            }
+            Purpose::AccountReview | Purpose::Collections => {
+                let mut after = None;
+                loop {
+                    let page = self.store.list_subject(subject_id, after, 256).await?;
+                    if page.items.iter().any(|s| s.record.furnisher == self.institution) {
+                        return Ok(());
+                    }
+                    match page.next {
+                        Some(next) => after = Some(next),
+                        None => {
+                            return Err(QueryRefusal::SubjectFrozen(
+                                "while a security freeze stands only institutions that already furnish a record about \
+                                 the person may review or collect",
+                            )
+                            .into())
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
 /// What a score made at `now` rests on: the node's own part and every peer's records merged
 /// (highest version per key) and inquiries de-duplicated, with nothing this node's retention
 /// has expired. A peer with a longer window never brings expired data into a score made here.
+/// Also every inquiry as each node recorded it (for a person's report).
 pub(crate) fn score_input(
     retention: &crate::domain::retention::Retention,
     now: chrono::DateTime<chrono::Utc>,
     own: peer_query::Answer,
     coverage: &mut [PeerResult],
     query_id: &str,
-) -> (Vec<crate::domain::record::CreditRecord>, Vec<Inquiry>) {
+) -> (Vec<crate::domain::record::CreditRecord>, Vec<Inquiry>, Vec<Inquiry>) {
     let today = now.date_naive();
     let records = merge_records(
         own.records
@@ -179,14 +231,18 @@ pub(crate) fn score_input(
             .chain(coverage.iter_mut().flat_map(|c| std::mem::take(&mut c.records)))
             .filter(|r| !retention.record_expired(r, today)),
     );
-    let inquiries = merge_inquiries(
-        own.inquiries
-            .into_iter()
-            .chain(coverage.iter_mut().flat_map(|c| std::mem::take(&mut c.inquiries)))
-            .filter(|i| !retention.inquiry_expired(i, now)),
-        query_id,
-    );
-    (records, inquiries)
+    let all: Vec<Inquiry> = own
+        .inquiries
+        .into_iter()
+        .chain(coverage.iter_mut().flat_map(|c| std::mem::take(&mut c.inquiries)))
+        .filter(|i| !retention.inquiry_expired(i, now) && i.query_id != query_id)
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut recorded: Vec<Inquiry> =
+        all.iter().filter(|i| seen.insert((i.responder.clone(), i.query_id.clone()))).cloned().collect();
+    recorded.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| a.responder.cmp(&b.responder)));
+    let inquiries = merge_inquiries(all.into_iter(), query_id);
+    (records, inquiries, recorded)
 }
 
 /// The outcome's name in log entries.

@@ -42,6 +42,14 @@ pub enum Action {
     DisputeRejected,
     /// An inquiry passed its retention period and was deleted.
     InquiryPurged,
+    /// A freeze or fraud alert was placed or lifted through this node.
+    ProtectionChanged,
+    /// A peer acknowledged a protection change this node sent.
+    ProtectionForwarded,
+    /// A protection change arrived from a peer.
+    ProtectionReceived,
+    /// A person's own report was served.
+    ReportServed,
 }
 
 /// One log entry. Serialised as JSON in this field order: those exact bytes are the Merkle

@@ -62,4 +62,7 @@ pub struct Inquiry {
     pub time: DateTime<Utc>,
     /// Federation-wide query id, the same in both nodes' logs.
     pub query_id: String,
+    /// The index of the responder's log entry that recorded it, once recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_index: Option<u64>,
 }

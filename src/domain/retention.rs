@@ -164,6 +164,7 @@ mod tests {
             hard: true,
             time: t,
             query_id: "q".into(),
+            log_index: None,
         };
         assert!(!p.inquiry_expired(&i, t + Duration::days(729)));
         assert!(p.inquiry_expired(&i, t + Duration::days(730)));

@@ -50,6 +50,8 @@ pub(crate) enum Reason {
     NotSupportedByStore,
     /// Only the record's furnisher (or the notice's sender) may do this to a dispute.
     NotDisputeParty,
+    /// A security freeze stands on the subject.
+    SubjectFrozen,
 }
 
 impl Reason {
@@ -67,6 +69,7 @@ impl Reason {
             Self::NoLogKey => "NO_LOG_KEY",
             Self::NotSupportedByStore => "NOT_SUPPORTED_BY_STORE",
             Self::NotDisputeParty => "NOT_DISPUTE_PARTY",
+            Self::SubjectFrozen => "SUBJECT_FROZEN",
         }
     }
 }
@@ -235,6 +238,7 @@ impl From<QueryRefusal> for ApiError {
                 Self::PermissionDenied { reason: Reason::PurposeNotAccepted, message }
             }
             QueryRefusal::ConsentRequired(_) => Self::FailedPrecondition { reason: Reason::ConsentRequired, message },
+            QueryRefusal::SubjectFrozen(_) => Self::FailedPrecondition { reason: Reason::SubjectFrozen, message },
         }
     }
 }
@@ -245,6 +249,7 @@ impl From<DisputeError> for ApiError {
             DisputeError::Invalid(field, description) => Self::invalid(field, description),
             DisputeError::NotFound(m) => Self::NotFound(m),
             DisputeError::NotAllowed(message) => Self::PermissionDenied { reason: Reason::NotDisputeParty, message },
+            DisputeError::Refused(r) => r.into(),
             DisputeError::Store(s) => s.into(),
         }
     }

@@ -50,6 +50,13 @@ impl FederationService for FederationApi {
         let (filed, p) = match body {
             pb::notice::Body::DisputeFiled(p) => (true, p),
             pb::notice::Body::DisputeResolved(p) => (false, p),
+            pb::notice::Body::Protection(n) => {
+                let subject = n.subject_id.clone();
+                return match self.node.disputes.protection_arrived(&caller.id, &n).await {
+                    Ok(_) => Ok(Response::new(pb::NoticeReceipt { dispute: None })),
+                    Err(e) => Err(super::log_refusal(&self.node, &caller, &subject, e.into()).await.into()),
+                };
+            }
         };
         let d = convert::dispute_from_pb(&p).map_err(|(field, why)| ApiError::invalid(field, why))?;
         let subject = d.subject_id.clone();
@@ -84,8 +91,30 @@ impl FederationApi {
             query_id: r.query_id,
         };
         let purpose = peer_query::check(&q, &self.node.accepted_purposes)?;
+        let (protection, _) = self.node.life.protection(&q.subject_id).await?;
+        if protection.frozen() && purpose.is_hard() {
+            return Err(peer_query::QueryRefusal::SubjectFrozen(
+                "hard inquiries are refused while a security freeze stands",
+            )
+            .into());
+        }
         let now = self.node.life.clock.now();
         let answer = peer_query::answer(&self.node.life, &q, purpose).await?;
+        // The person asking for their own report gets proofs of who looked, from this log.
+        let (checkpoint, proven) = match (&self.node.log_key, purpose) {
+            (Some(key), crate::domain::inquiry::Purpose::SubjectRequest) => {
+                let (cp, proven) = crate::app::report::prove(
+                    &*self.node.store,
+                    key,
+                    self.node.origin(),
+                    &self.node.institution,
+                    &answer.inquiries,
+                )
+                .await?;
+                (Some(cp), proven)
+            }
+            _ => (None, Vec::new()),
+        };
         info!(
             trace_id = %trace.trace_id(),
             inquirer = %q.inquirer,
@@ -98,9 +127,11 @@ impl FederationApi {
         let records = answer.records.iter().map(|r| convert::record_to_pb(r, now)).collect();
         Ok(pb::QueryRecordsResponse {
             records,
-            inquiries: answer.inquiries.iter().map(convert::inquiry_to_pb).collect(),
+            inquiries: crate::app::report::inquiries_with_proofs(&answer.inquiries, proven),
             responder: self.node.institution.clone(),
             answer_time: Some(convert::timestamp(now)),
+            fraud_alert: protection.alert_active(now),
+            checkpoint,
         })
     }
 }

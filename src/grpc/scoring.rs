@@ -56,6 +56,7 @@ pub(crate) fn score_to_pb(s: &FederatedScore) -> pb::Score {
             .collect(),
         model_version: s.model_version.clone(),
         disputed_records_excluded: s.disputed_excluded() as u32,
+        fraud_alert: s.fraud_alert,
         coverage: s
             .coverage
             .iter()
@@ -128,11 +129,24 @@ impl ScoringApi {
             ApiError::NotFound(format!("no policy {:?} on this node; known: {known:?}", r.policy))
         })?;
         let score = self.node.scorer.score(&r.subject_id, Some(policy.purpose), &r.consent_reference, trace).await?;
-        let approved = score.result.score >= policy.min_score;
+        // A fraud alert means no automatic approval: the lender verifies identity first.
+        let (approved, outcome) = match (score.result.score >= policy.min_score, score.fraud_alert) {
+            (_, true) => (false, "refer: verify identity"),
+            (true, false) => (true, "approve"),
+            (false, false) => (false, "decline"),
+        };
         let mut entry = Entry::new(
             Action::DecisionServed,
             &self.node.institution,
-            format!("{}:{}", r.policy, if approved { "approved" } else { "declined" }),
+            format!(
+                "{}:{}",
+                r.policy,
+                match outcome {
+                    "approve" => "approved",
+                    "decline" => "declined",
+                    _ => "referred",
+                }
+            ),
         );
         entry.query_id = score.query_id.clone();
         entry.subject_id = r.subject_id.clone();
@@ -143,6 +157,12 @@ impl ScoringApi {
         self.node.store.append_audit(vec![entry]).await?;
         self.node.store.sync().await?;
         tracing::debug!(policy = %r.policy, subject = %r.subject_id, score = score.result.score, approved, "decision served");
-        Ok(pb::Decision { policy: r.policy, approved, threshold: policy.min_score, score: Some(score_to_pb(&score)) })
+        Ok(pb::Decision {
+            policy: r.policy,
+            approved,
+            threshold: policy.min_score,
+            score: Some(score_to_pb(&score)),
+            outcome: outcome.into(),
+        })
     }
 }

@@ -49,6 +49,12 @@ pub(crate) struct PeerResult {
     pub latency: Duration,
     /// The error, when it did not answer.
     pub error: Option<String>,
+    /// The peer holds a fraud alert on the subject.
+    pub fraud_alert: bool,
+    /// For subject requests: the inquiries it returned with their inclusion proofs.
+    pub proven: Vec<pb::Inquiry>,
+    /// For subject requests: its signed checkpoint, which the proofs are against.
+    pub checkpoint: Option<pb::Checkpoint>,
 }
 
 /// What to ask every peer.
@@ -142,6 +148,11 @@ impl Peers {
 }
 
 impl Peers {
+    /// Every configured peer's institution id.
+    pub(crate) fn ids(&self) -> Vec<String> {
+        self.peers.iter().map(|p| p.id.clone()).collect()
+    }
+
     /// True when `id` is a configured peer.
     pub(crate) fn knows(&self, id: &str) -> bool {
         self.peers.iter().any(|p| p.id == id)
@@ -237,6 +248,9 @@ fn judge(peer: &Peer, q: &Query, answer: Option<Answer>, waited: Duration, deadl
         inquiries: Vec::new(),
         latency,
         error: None,
+        fraud_alert: false,
+        proven: Vec::new(),
+        checkpoint: None,
     };
     match result {
         None => {
@@ -265,6 +279,13 @@ fn judge(peer: &Peer, q: &Query, answer: Option<Answer>, waited: Duration, deadl
             }
             out.records_returned = out.records.len();
             out.inquiries = resp.inquiries.iter().filter_map(convert::inquiry_from_pb).collect();
+            out.fraud_alert = resp.fraud_alert;
+            if resp.checkpoint.is_some() {
+                // Only what the peer itself recorded can be proven by its log.
+                out.proven =
+                    resp.inquiries.into_iter().filter(|i| i.responder == peer.id && !i.log_entry.is_empty()).collect();
+                out.checkpoint = resp.checkpoint;
+            }
         }
     }
     let outcome = match out.outcome {

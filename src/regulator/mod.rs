@@ -247,6 +247,8 @@ pub async fn verify_with(
                             | Action::QueryInbound
                             | Action::DisputeForwarded
                             | Action::DisputeReceived
+                            | Action::ProtectionForwarded
+                            | Action::ProtectionReceived
                     )
                 {
                     queries.push(QueryFact {
@@ -410,6 +412,7 @@ pub fn reconcile(logs: &[VerifiedLog]) -> Vec<String> {
     for (out_action, in_action, what) in [
         (Action::QueryOutbound, Action::QueryInbound, "query"),
         (Action::DisputeForwarded, Action::DisputeReceived, "dispute"),
+        (Action::ProtectionForwarded, Action::ProtectionReceived, "protection change"),
     ] {
         let mut outbound: HashMap<(String, String, String), &QueryFact> = HashMap::new();
         let mut inbound: HashMap<(String, String, String), &QueryFact> = HashMap::new();
@@ -425,7 +428,7 @@ pub fn reconcile(logs: &[VerifiedLog]) -> Vec<String> {
         }
         // An outbound query counts only when answered; a dispute is logged forwarded only once
         // acknowledged.
-        let delivered = |e: &QueryFact| what == "dispute" || e.outcome == "answered";
+        let delivered = |e: &QueryFact| what != "query" || e.outcome == "answered";
         for (k, e) in &outbound {
             if delivered(e) && ids.contains(e.counterparty.as_str()) && !inbound.contains_key(k) {
                 problems.push(format!(
@@ -445,4 +448,76 @@ pub fn reconcile(logs: &[VerifiedLog]) -> Vec<String> {
     }
     problems.sort();
     problems
+}
+
+/// What checking a person's report found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportCheck {
+    /// Inquiries whose log entry is proven included under the recording node's signed
+    /// checkpoint and says the same as the inquiry shown.
+    pub proven: usize,
+    /// Inquiries that came without a proof (the node that recorded them did not answer).
+    pub unproven: usize,
+    /// Everything found wrong; empty when every proof holds.
+    pub problems: Vec<String>,
+}
+
+/// Checks every inquiry of a person's report that carries a proof: the recording node's
+/// checkpoint is signed by that node's key (from `keys`), the proof is for that checkpoint's
+/// tree, the log entry hashes into its root at the index given, and the entry records the same
+/// inquiry (inbound query, same query id, asker, node, subject and purpose) as the report shows.
+pub fn check_report(report: &pb::SubjectReport, keys: &KeySource) -> Result<ReportCheck, RegulatorError> {
+    let mut out = ReportCheck::default();
+    let mut opened: HashMap<String, Checkpoint> = HashMap::new();
+    for cp in &report.checkpoints {
+        let (name, vk) = parse_verifier_key(&keys.for_origin(&cp.origin)?)
+            .map_err(|e| RegulatorError::Checkpoint(format!("key for {}: {e}", cp.origin)))?;
+        match Checkpoint::open(&cp.signed_note, &name, &vk) {
+            Ok(c) => {
+                opened.insert(institution_of(&c.origin).to_owned(), c);
+            }
+            Err(e) => out.problems.push(format!("checkpoint of {}: {e}", cp.origin)),
+        }
+    }
+    for i in &report.inquiries {
+        if i.log_entry.is_empty() {
+            out.unproven += 1;
+            continue;
+        }
+        let what = format!("inquiry {} by {} at {}", i.query_id, i.inquirer, i.responder);
+        let Some(cp) = opened.get(&i.responder) else {
+            out.problems.push(format!("{what}: no valid checkpoint of {}", i.responder));
+            continue;
+        };
+        let Some(index) = i.log_index else {
+            out.problems.push(format!("{what}: no log index"));
+            continue;
+        };
+        if i.proof_tree_size != cp.size {
+            out.problems
+                .push(format!("{what}: proof is for {} entries, the checkpoint for {}", i.proof_tree_size, cp.size));
+            continue;
+        }
+        let hashes: Vec<Hash> = i.inclusion_proof.iter().filter_map(|h| h.as_slice().try_into().ok()).collect();
+        if hashes.len() != i.inclusion_proof.len()
+            || !merkle::verify_inclusion(&merkle::leaf_hash(&i.log_entry), index, cp.size, &hashes, &cp.root)
+        {
+            out.problems.push(format!("{what}: the log entry is not in {}'s signed log at index {index}", i.responder));
+            continue;
+        }
+        let same = Entry::from_bytes(&i.log_entry).is_ok_and(|e| {
+            e.action == Action::QueryInbound
+                && e.query_id == i.query_id
+                && e.actor == i.inquirer
+                && e.counterparty == i.responder
+                && e.subject_id == i.subject_id
+                && e.purpose.map(|p| crate::wire::convert::purpose_to_pb(p) as i32) == Some(i.purpose)
+        });
+        if !same {
+            out.problems.push(format!("{what}: the proven log entry records something else"));
+            continue;
+        }
+        out.proven += 1;
+    }
+    Ok(out)
 }

@@ -518,6 +518,7 @@ mod tests {
             hard: true,
             time: t,
             query_id: format!("q{days_ago}"),
+            log_index: None,
         }
     }
 

@@ -83,6 +83,7 @@ fn inquiry(subject: &str, n: i64, query: &str) -> (Inquiry, Entry) {
         hard: false,
         time: t0() + Duration::seconds(n),
         query_id: query.into(),
+        log_index: None,
     };
     let mut e = Entry::new(Action::QueryInbound, "payapp", "answered");
     e.query_id = query.into();
@@ -429,7 +430,9 @@ pub async fn answering_an_inquiry_is_one_write(b: &dyn Backend) {
     let (_, bytes) = s.audit_entries(size, 1).await.unwrap().remove(0);
     let logged = Entry::from_bytes(&bytes).unwrap();
     assert_eq!((logged.query_id.as_str(), logged.record_count), ("now", 1), "the count answered is logged");
-    assert_eq!(s.subject_inquiries(&a, None, 10).await.unwrap().items[0], i);
+    let recorded = Inquiry { log_index: Some(size), ..i };
+    assert_eq!(s.subject_inquiries(&a, None, 10).await.unwrap().items[0], recorded, "stored with its entry's index");
+    assert_eq!(answer.inquiries[0], recorded);
 
     // The answer's filter sees each record's flag, read in the same write; what it drops is
     // neither answered nor counted in the entry.

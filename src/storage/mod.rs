@@ -239,6 +239,8 @@ pub enum Space {
     Mark,
     /// Notices waiting for a peer's acknowledgement, by a time-ordered id.
     Outbox,
+    /// A person's freeze and fraud alert, by subject id.
+    Protection,
 }
 
 impl Space {
@@ -248,6 +250,7 @@ impl Space {
             Self::Dispute => "dispute",
             Self::Mark => "mark",
             Self::Outbox => "outbox",
+            Self::Protection => "protection",
         }
     }
 
@@ -257,6 +260,7 @@ impl Space {
             Self::Dispute => b'd',
             Self::Mark => b'm',
             Self::Outbox => b'o',
+            Self::Protection => b'p',
         }
     }
 }

@@ -6,6 +6,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use crate::{
     domain::dispute::{Dispute, DisputeMark, DisputeReason, DisputeStatus, MarkState, Resolution},
     domain::inquiry::{Inquiry, Purpose},
+    domain::protection::{Change, Protection},
     domain::record::{AccountStatus, CreditRecord, PaymentStatus, RecordKind, Violation},
     wire::pb::{bureau::v1 as pb, google::r#type::Date},
 };
@@ -401,6 +402,91 @@ pub fn dispute_from_pb(p: &pb::Dispute) -> Result<Dispute, (&'static str, &'stat
     })
 }
 
+/// The protobuf form of a person's protections as seen at `now`.
+pub fn protection_to_pb(p: &Protection, now: DateTime<Utc>) -> pb::SubjectProtection {
+    let freeze = p.freeze.as_ref().filter(|c| c.active);
+    let alert = p.alert.as_ref().filter(|_| p.alert_active(now));
+    pb::SubjectProtection {
+        frozen: freeze.is_some(),
+        freeze_placed_by: freeze.map(|c| c.placed_by.clone()).unwrap_or_default(),
+        freeze_time: freeze.map(|c| timestamp(c.placed_at)),
+        fraud_alert: alert.is_some(),
+        alert_placed_by: alert.map(|c| c.placed_by.clone()).unwrap_or_default(),
+        alert_expire_time: alert.and(p.alert_expires()).map(timestamp),
+    }
+}
+
+fn change_to_pb(c: &Change) -> (Option<prost_types::Timestamp>, String) {
+    (Some(timestamp(c.at)), c.by.clone())
+}
+
+/// A protection notice: the sender's whole state for the subject, with when and through whom
+/// each kind last changed (what copies merge by).
+pub fn protection_notice(change_id: &str, subject: &str, p: &Protection, now: DateTime<Utc>) -> pb::ProtectionNotice {
+    let (freeze_changed, freeze_changed_by) = p.freeze.as_ref().map(change_to_pb).unwrap_or_default();
+    let (alert_changed, alert_changed_by) = p.alert.as_ref().map(change_to_pb).unwrap_or_default();
+    let mut state = protection_to_pb(p, now);
+    // Who placed a lifted protection and when still travels, so every copy keeps it.
+    if let Some(c) = &p.freeze {
+        state.freeze_placed_by = c.placed_by.clone();
+        state.freeze_time = Some(timestamp(c.placed_at));
+    }
+    if let Some(c) = &p.alert {
+        state.alert_placed_by = c.placed_by.clone();
+        state.alert_expire_time =
+            Some(timestamp(c.placed_at + chrono::Duration::days(crate::domain::protection::ALERT_DAYS)));
+        state.fraud_alert = c.active;
+    }
+    pb::ProtectionNotice {
+        change_id: change_id.to_owned(),
+        subject_id: subject.to_owned(),
+        protection: Some(state),
+        freeze_changed,
+        freeze_changed_by,
+        alert_changed,
+        alert_changed_by,
+    }
+}
+
+/// The state a protection notice carries; `Err` names the field at fault.
+pub fn protection_from_notice(n: &pb::ProtectionNotice) -> Result<Protection, (&'static str, &'static str)> {
+    if !crate::domain::subject::is_valid_subject_id(&n.subject_id) {
+        return Err(("subject_id", "must be 64 lowercase hex characters"));
+    }
+    let state = n.protection.clone().unwrap_or_default();
+    let change = |at: &Option<prost_types::Timestamp>,
+                  by: &str,
+                  active: bool,
+                  placed_by: &str,
+                  placed_at: Option<DateTime<Utc>>|
+     -> Result<Option<Change>, (&'static str, &'static str)> {
+        let Some(at) = at.as_ref() else { return Ok(None) };
+        let at = from_timestamp(at).ok_or(("changed", "must be a valid time"))?;
+        Ok(Some(Change {
+            active,
+            at,
+            by: by.to_owned(),
+            placed_by: placed_by.to_owned(),
+            placed_at: placed_at.unwrap_or(at),
+        }))
+    };
+    let alert_placed = state
+        .alert_expire_time
+        .as_ref()
+        .and_then(from_timestamp)
+        .map(|t| t - chrono::Duration::days(crate::domain::protection::ALERT_DAYS));
+    Ok(Protection {
+        freeze: change(
+            &n.freeze_changed,
+            &n.freeze_changed_by,
+            state.frozen,
+            &state.freeze_placed_by,
+            state.freeze_time.as_ref().and_then(from_timestamp),
+        )?,
+        alert: change(&n.alert_changed, &n.alert_changed_by, state.fraud_alert, &state.alert_placed_by, alert_placed)?,
+    })
+}
+
 /// The protobuf form of an inquiry.
 pub fn inquiry_to_pb(i: &Inquiry) -> pb::Inquiry {
     pb::Inquiry {
@@ -411,6 +497,8 @@ pub fn inquiry_to_pb(i: &Inquiry) -> pb::Inquiry {
         hard: i.hard,
         inquiry_time: Some(timestamp(i.time)),
         query_id: i.query_id.clone(),
+        log_index: i.log_index,
+        ..Default::default()
     }
 }
 
@@ -424,6 +512,7 @@ pub fn inquiry_from_pb(i: &pb::Inquiry) -> Option<Inquiry> {
         hard: i.hard,
         time: from_timestamp(i.inquiry_time.as_ref()?)?,
         query_id: i.query_id.clone(),
+        log_index: i.log_index,
     })
 }
 

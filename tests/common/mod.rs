@@ -184,3 +184,86 @@ pub async fn all_record_ids(f: &Fed, addr: SocketAddr, subjects: u32) -> BTreeSe
     }
     ids
 }
+
+/// Nodes on fixed loopback ports sharing one clock (that tests move), each restartable in place,
+/// with a regulator `pbc`.
+pub struct Cluster {
+    pub f: Fed,
+    pub clock: bureau::domain::clock::Clock,
+    pub institutions: Vec<String>,
+    pub cfgs: Vec<bureau::config::NodeConfig>,
+    pub addrs: Vec<SocketAddr>,
+    pub nodes: Vec<Option<RunningNode>>,
+}
+
+impl Cluster {
+    pub async fn start(institutions: &[&str]) -> Self {
+        let f = fed(institutions, &["pbc"]);
+        let clock = bureau::domain::clock::Clock::system();
+        let mut listeners = Vec::new();
+        for _ in institutions {
+            listeners.push(server::bind_loopback().await.unwrap());
+        }
+        let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+        let mut cfgs = Vec::new();
+        for (i, inst) in institutions.iter().enumerate() {
+            let peers: Vec<(&str, SocketAddr)> =
+                institutions.iter().copied().zip(addrs.iter().copied()).filter(|(_, a)| *a != addrs[i]).collect();
+            let mut cfg = f.fed.node_config(inst, &peers);
+            cfg.clock = clock.clone();
+            cfg.limits.outbox_retry_max_ms = 300;
+            cfg.scoring.peer_deadline_ms = 1_500;
+            cfgs.push(cfg);
+        }
+        let mut nodes = Vec::new();
+        for (cfg, l) in cfgs.iter().zip(listeners) {
+            nodes.push(Some(server::start_on(cfg.clone(), l).await.unwrap()));
+        }
+        Self { f, clock, institutions: institutions.iter().map(|s| s.to_string()).collect(), cfgs, addrs, nodes }
+    }
+
+    pub async fn stop(&mut self, i: usize) {
+        self.nodes[i].take().unwrap().shutdown().await.unwrap();
+    }
+
+    /// Starts node `i` again on its own port, over its own store.
+    pub async fn restart(&mut self, i: usize) {
+        let mut tries = 0;
+        let listener = loop {
+            match tokio::net::TcpListener::bind(self.addrs[i]).await {
+                Ok(l) => break l,
+                Err(_) if tries < 50 => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("cannot bind {} again: {e}", self.addrs[i]),
+            }
+        };
+        self.nodes[i] = Some(server::start_on(self.cfgs[i].clone(), listener).await.unwrap());
+    }
+
+    pub fn app(&self, i: usize) -> Channel {
+        self.f.channel(Role::Application, &self.institutions[i], self.addrs[i])
+    }
+
+    /// Every entry of node `i`'s log.
+    pub async fn entries(&self, i: usize) -> Vec<bureau::audit::Entry> {
+        let mut c =
+            pb::audit_service_client::AuditServiceClient::new(self.f.channel(Role::Regulator, "pbc", self.addrs[i]));
+        let size = c.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap().into_inner().tree_size;
+        bureau::regulator::fetch_entries(&mut c, size)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| bureau::audit::Entry::from_bytes(&e.leaf_data).unwrap())
+            .collect()
+    }
+
+    pub async fn shutdown(mut self) {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].is_some() {
+                self.stop(i).await;
+            }
+        }
+    }
+}

@@ -144,6 +144,44 @@ pub enum Command {
     /// File, read, list and resolve disputes at a node, as one of its applications.
     #[command(subcommand)]
     Disputes(DisputesCommand),
+    /// A person's own report from the whole federation, as one self-contained HTML page (and,
+    /// with --verify, every inquiry's inclusion proof checked against the signed checkpoint of
+    /// the node that recorded it).
+    Report {
+        #[command(flatten)]
+        conn: Conn,
+        /// The subject id.
+        #[arg(long)]
+        subject: String,
+        /// The person's consent reference.
+        #[arg(long)]
+        consent: String,
+        /// Where to write the HTML page.
+        #[arg(long)]
+        out: PathBuf,
+        /// Check every inquiry's proof; needs the nodes' checkpoint keys (`--pki`).
+        #[arg(long)]
+        verify: bool,
+        /// The PKI directory holding `institution-<id>.log.pub` (for --verify).
+        #[arg(long)]
+        pki: Option<PathBuf>,
+    },
+    /// Place or lift a person's security freeze or fraud alert (carried to every node).
+    Protect {
+        #[command(flatten)]
+        conn: Conn,
+        /// place or lift.
+        action: String,
+        /// freeze or alert.
+        #[arg(long)]
+        kind: String,
+        /// The subject id.
+        #[arg(long)]
+        subject: String,
+        /// The person's consent reference (their identity attested by the application).
+        #[arg(long)]
+        consent: String,
+    },
     /// Retention: purge what has expired now (the node also does it in the background).
     #[command(subcommand)]
     Retention(RetentionCommand),
@@ -600,6 +638,59 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Audit(cmd) => audit(cmd).await?,
         Command::Disputes(cmd) => disputes(cmd).await?,
+        Command::Report { conn, subject, consent, out, verify, pki } => {
+            let mut c =
+                bureau::pb::bureau::v1::subjects_service_client::SubjectsServiceClient::new(conn.resolve()?.channel()?);
+            let report = c
+                .get_report(pb::GetReportRequest { subject_id: subject, consent_reference: consent })
+                .await
+                .map_err(|s| print_status(&s))?
+                .into_inner();
+            std::fs::write(&out, bureau::report::render(&report)).with_context(|| format!("{}", out.display()))?;
+            let score = report.score.clone().unwrap_or_default();
+            println!(
+                "report written to {}: score {}, {} account(s), {} inquiry(ies), {} dispute(s){}{}",
+                out.display(),
+                score.score,
+                report.records.len(),
+                report.inquiries.len(),
+                report.disputes.len(),
+                if report.protection.as_ref().is_some_and(|p| p.frozen) { ", FROZEN" } else { "" },
+                if report.protection.as_ref().is_some_and(|p| p.fraud_alert) { ", FRAUD ALERT" } else { "" }
+            );
+            if verify {
+                let pki = pki.context("--verify needs --pki (the nodes' checkpoint keys)")?;
+                let check = bureau::regulator::check_report(&report, &bureau::regulator::KeySource::PkiDir(pki))?;
+                for p in &check.problems {
+                    println!("PROBLEM {p}");
+                }
+                println!(
+                    "{} inquiry(ies) proven in the signed logs of the nodes that recorded them, {} without proof",
+                    check.proven, check.unproven
+                );
+                if !check.problems.is_empty() {
+                    bail!("{} inquiry proof(s) do not hold", check.problems.len());
+                }
+            }
+        }
+        Command::Protect { conn, action, kind, subject, consent } => {
+            let kind = match kind.as_str() {
+                "freeze" => pb::ProtectionKind::SecurityFreeze,
+                "alert" => pb::ProtectionKind::FraudAlert,
+                other => bail!("unknown kind {other:?}: freeze or alert"),
+            };
+            let mut c =
+                bureau::pb::bureau::v1::subjects_service_client::SubjectsServiceClient::new(conn.resolve()?.channel()?);
+            let req = pb::ProtectionRequest { subject_id: subject, kind: kind as i32, consent_reference: consent };
+            let p = match action.as_str() {
+                "place" => c.place_protection(req).await,
+                "lift" => c.lift_protection(req).await,
+                other => bail!("unknown action {other:?}: place or lift"),
+            }
+            .map_err(|s| print_status(&s))?
+            .into_inner();
+            println!("frozen: {}  fraud alert: {}  (every peer is told through the outbox)", p.frozen, p.fraud_alert);
+        }
         Command::Retention(RetentionCommand::Purge { conn }) => {
             let mut c =
                 bureau::pb::bureau::v1::admin_service_client::AdminServiceClient::new(conn.resolve()?.channel()?);

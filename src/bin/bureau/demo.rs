@@ -171,6 +171,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     );
 
     dispute(&fed, &nodes, &cfg, &mut payapp).await?;
+    report(&fed, &nodes, &gen::subject_id(&cfg, samples[0]), opts.dir.as_deref()).await?;
 
     // One peer goes down: the answer is partial and says so, and does not wait for it.
     let bank = nodes.remove(nodes.iter().position(|n| n.institution == "bank").unwrap_or(2));
@@ -210,6 +211,27 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         consent_reference: String::new(),
     };
     print_refusal("deposit-waiver score without a consent reference", payapp.get_score(no_consent).await.err());
+    let mut subjects_at_payapp = pb::subjects_service_client::SubjectsServiceClient::new(
+        fed.client(Role::Application, "payapp", pay.addr).channel()?,
+    );
+    subjects_at_payapp
+        .place_protection(pb::ProtectionRequest {
+            subject_id: subjects[1].clone(),
+            kind: pb::ProtectionKind::SecurityFreeze as i32,
+            consent_reference: "identity-check-1".into(),
+        })
+        .await?;
+    print_refusal(
+        "deposit-waiver score for a person who froze their file",
+        payapp
+            .get_score(pb::GetScoreRequest {
+                subject_id: subjects[1].clone(),
+                purpose: pb::Purpose::DepositWaiver as i32,
+                consent_reference: "waiver-9".into(),
+            })
+            .await
+            .err(),
+    );
     let mut bad =
         gen::generate(&cfg).find(|r| r.furnisher == "payapp").map(|r| convert::record_to_pb(&r, chrono::Utc::now()));
     if let Some(b) = bad.as_mut() {
@@ -311,6 +333,39 @@ a dispute: payapp's customer {} says bank's {} is not theirs",
         "  bank {} it: score {} again; the record now carries the customer's statement (XC)",
         status(&resolved).to_lowercase(),
         after.score
+    );
+    Ok(())
+}
+
+/// A person's own report through payapp, written as the HTML page `bureau report` makes.
+async fn report(
+    fed: &LocalFederation,
+    nodes: &[RunningNode],
+    subject: &str,
+    dir: Option<&std::path::Path>,
+) -> Result<()> {
+    let mut c = pb::subjects_service_client::SubjectsServiceClient::new(
+        fed.client(Role::Application, "payapp", node(nodes, "payapp").addr).channel()?,
+    );
+    let r = c
+        .get_report(pb::GetReportRequest {
+            subject_id: subject.to_owned(),
+            consent_reference: "report-request-1".into(),
+        })
+        .await?
+        .into_inner();
+    let path =
+        dir.map(|d| d.join("report.html")).unwrap_or_else(|| std::env::temp_dir().join("bureau-demo-report.html"));
+    std::fs::write(&path, bureau::report::render(&r)).with_context(|| path.display().to_string())?;
+    let check = bureau::regulator::check_report(&r, &bureau::regulator::KeySource::PkiDir(fed.pki.0.clone()))?;
+    println!(
+        "
+{}'s own report: {} accounts, {} inquiries ({} proven in the signed logs), written to {}",
+        &subject[..8],
+        r.records.len(),
+        r.inquiries.len(),
+        check.proven,
+        path.display()
     );
     Ok(())
 }

@@ -618,7 +618,7 @@ async fn read_state(
         .map_err(db)?;
     let rows = c.query(&stmt, &[&spaces, &keys]).await.map_err(db)?;
     let by_name: HashMap<&str, Space> =
-        [Space::Dispute, Space::Mark, Space::Outbox].into_iter().map(|s| (s.as_str(), s)).collect();
+        [Space::Dispute, Space::Mark, Space::Outbox, Space::Protection].into_iter().map(|s| (s.as_str(), s)).collect();
     let mut found = Vec::new();
     for row in rows {
         let space: &str = row.get(0);
@@ -754,7 +754,9 @@ fn apply_op(f: &mut Frontier, p: &mut Pending, op: &Op, pre: Option<AnswerReads>
             }
         }
         Op::AddInquiry(inquiry, entry) => {
-            p.inquiries.push(inquiry.clone());
+            let mut inquiry = inquiry.clone();
+            inquiry.log_index = f.size;
+            p.inquiries.push(inquiry);
             log(f, p, std::slice::from_ref(entry))?;
             Done::Unit
         }
@@ -791,7 +793,9 @@ fn apply_op(f: &mut Frontier, p: &mut Pending, op: &Op, pre: Option<AnswerReads>
                 .collect();
             let mut entry = entry.clone();
             entry.record_count = records.len() as u32;
-            p.inquiries.push(inquiry.clone());
+            let mut recorded = inquiry.clone();
+            recorded.log_index = f.size;
+            p.inquiries.push(recorded);
             log(f, p, std::slice::from_ref(&entry))?;
             let mut all = newest;
             for i in p.inquiries.iter().filter(|i| i.subject_id == subject) {

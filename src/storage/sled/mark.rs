@@ -30,6 +30,11 @@ pub(super) fn read(dir: &Path) -> Result<Option<(u64, Hash)>, String> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("{}: {e}", dir.join(FILE).display())),
     };
+    // Created but never written: the node stopped before its first flush. The same as no
+    // file (which is what a node that never wrote had before).
+    if bytes.is_empty() {
+        return Ok(None);
+    }
     let damaged = || format!("{} is damaged", dir.join(FILE).display());
     if bytes.len() != 48 || checksum(&bytes[..40]) != bytes[40..48] {
         return Err(damaged());
@@ -52,4 +57,23 @@ pub(super) fn write(file: &File, size: u64, root: &Hash) -> io::Result<()> {
     let sum = checksum(&bytes[..40]);
     bytes[40..].copy_from_slice(&sum);
     file.write_all_at(&bytes, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node stopped before its first flush leaves the file created and empty; it must start
+    /// again (found by a test that stopped a fresh node and restarted it).
+    #[test]
+    fn an_empty_mark_is_no_mark_and_a_short_one_is_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read(dir.path()), Ok(None));
+        let f = open(dir.path()).unwrap();
+        assert_eq!(read(dir.path()), Ok(None), "created, never written");
+        write(&f, 7, &[3; 32]).unwrap();
+        assert_eq!(read(dir.path()), Ok(Some((7, [3; 32]))));
+        f.set_len(20).unwrap();
+        assert!(read(dir.path()).is_err());
+    }
 }

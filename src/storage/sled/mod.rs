@@ -715,10 +715,10 @@ impl Storage for SledStorage {
         .await
     }
 
-    async fn add_inquiry(&self, inquiry: Inquiry, entry: Entry) -> Result<(), StoreError> {
-        let value = convert::inquiry_to_pb(&inquiry).encode_to_vec();
+    async fn add_inquiry(&self, mut inquiry: Inquiry, entry: Entry) -> Result<(), StoreError> {
         self.write(move |ws| {
-            ws.insert(keys::inquiry(&inquiry), value);
+            inquiry.log_index = Some(ws.log_size);
+            ws.insert(keys::inquiry(&inquiry), convert::inquiry_to_pb(&inquiry).encode_to_vec());
             append(ws, std::slice::from_ref(&entry))?;
             Ok(())
         })
@@ -727,13 +727,14 @@ impl Storage for SledStorage {
 
     async fn answer_inquiry(
         &self,
-        inquiry: Inquiry,
+        mut inquiry: Inquiry,
         mut entry: Entry,
         max_inquiries: usize,
         show: crate::storage::RecordFilter,
     ) -> Result<InquiryAnswer, StoreError> {
-        let value = convert::inquiry_to_pb(&inquiry).encode_to_vec();
         self.write(move |ws| {
+            inquiry.log_index = Some(ws.log_size);
+            let value = convert::inquiry_to_pb(&inquiry).encode_to_vec();
             let subject = inquiry.subject_id.as_str();
             let marks: std::collections::HashMap<Vec<u8>, sled::IVec> =
                 ws.scan_prefix(&keys::state(Space::Mark, &format!("{subject}/")))?.into_iter().collect();

@@ -1,0 +1,161 @@
+//! The person's report as they would see it: `bureau report` (the real command line, against
+//! three real nodes) writes the HTML page and checks every inquiry's proof, then headless
+//! Chromium renders it: no console errors and nothing fetched, the expected score and accounts
+//! in the rendered page, and a screenshot that is not blank (kept under `target/tmp`, not in the
+//! repository). Needs Debian's `chromium` (scripts/test installs it); fails, never skips,
+//! without it.
+
+mod common;
+
+use std::process::Command;
+
+use bureau::{
+    net::identity::Role,
+    pb::bureau::v1::{
+        self as pb, disputes_service_client::DisputesServiceClient, scoring_service_client::ScoringServiceClient,
+    },
+};
+use common::{record, subject, Cluster};
+
+const INSTITUTIONS: [&str; 3] = ["payapp", "bikeshare", "bank"];
+
+fn chromium() -> String {
+    for name in ["chromium", "chromium-browser", "google-chrome"] {
+        if Command::new(name).arg("--version").output().is_ok_and(|o| o.status.success()) {
+            return name.to_owned();
+        }
+    }
+    panic!("no chromium on PATH: install Debian's `chromium` (scripts/test does)");
+}
+
+/// Runs headless Chromium on `page` with `args`; returns (stdout, stderr).
+fn headless(dir: &std::path::Path, page: &std::path::Path, args: &[&str]) -> (String, String) {
+    let profile = tempfile::tempdir_in(dir).unwrap();
+    let out = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_page_renders_in_a_real_browser_with_the_score_and_accounts() {
+    let c = Cluster::start(&INSTITUTIONS).await;
+    let s = subject(7);
+    for (i, inst) in INSTITUTIONS.iter().enumerate().take(2) {
+        let mut r = record(&s, &format!("{inst}-card"), 1);
+        r.payment_history = (0..24)
+            .map(|m| match (i, m) {
+                (1, 3) => pb::PaymentStatus::Late30,
+                (1, 4) => pb::PaymentStatus::Late60,
+                (1, 9) => pb::PaymentStatus::Late90,
+                (_, m) if m > 20 => pb::PaymentStatus::NoData,
+                _ => pb::PaymentStatus::Current,
+            } as i32)
+            .collect();
+        c.f.records(Role::Application, inst, c.addrs[i])
+            .furnish_records(pb::FurnishRecordsRequest { records: vec![r] })
+            .await
+            .unwrap();
+    }
+    ScoringServiceClient::new(c.app(2))
+        .get_score(pb::GetScoreRequest {
+            subject_id: s.clone(),
+            purpose: pb::Purpose::CreditApplication as i32,
+            consent_reference: "loan-1".into(),
+        })
+        .await
+        .unwrap();
+    DisputesServiceClient::new(c.app(0))
+        .file_dispute(pb::FileDisputeRequest {
+            record: "institutions/bikeshare/records/bikeshare-card".into(),
+            subject_id: s.clone(),
+            reason: pb::DisputeReason::InaccuratePaymentHistory as i32,
+            statement: "I paid <on time> & have the receipt".into(),
+        })
+        .await
+        .unwrap();
+
+    // The command line, as the person's institution runs it.
+    let out_dir = tempfile::tempdir().unwrap();
+    let page = out_dir.path().join("report.html");
+    let app = c.f.fed.pki.member(Role::Application, "payapp");
+    let run = Command::new(env!("CARGO_BIN_EXE_bureau"))
+        .args(["report", "--node", &c.addrs[0].to_string(), "--federation", "fed.test", "--subject", &s])
+        .args(["--consent", "report-2026-01", "--verify"])
+        .arg("--ca")
+        .arg(c.f.fed.pki.ca_cert())
+        .arg("--cert")
+        .arg(&app.cert)
+        .arg("--key")
+        .arg(&app.key)
+        .arg("--pki")
+        .arg(&c.f.fed.pki.0)
+        .arg("--out")
+        .arg(&page)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(run.status.success(), "bureau report failed: {stdout}{}", String::from_utf8_lossy(&run.stderr));
+    let score: i32 = stdout
+        .split("score ")
+        .nth(1)
+        .and_then(|t| t.split(',').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no score in {stdout:?}"));
+    assert!(stdout.contains("3 inquiry(ies) proven") && stdout.contains("0 without proof"), "{stdout}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(!html.contains("<script") && !html.contains("http://") && !html.contains("https://"), "self-contained");
+
+    // Rendered: the DOM holds the score, both accounts, the escaped statement; no console
+    // errors, nothing failed to load.
+    let (dom, log) = headless(out_dir.path(), &page, &["--dump-dom"]);
+    assert!(dom.contains(&format!("<div class=\"big\" id=\"score\">{score}</div>")), "{dom}");
+    for id in ["payapp-card", "bikeshare-card"] {
+        assert!(dom.contains(&format!("data-record=\"{id}\"")), "account {id} missing");
+    }
+    assert!(dom.contains("Disputed by you"));
+    assert!(dom.contains("I paid &lt;on time&gt; &amp; have the receipt"));
+    assert!(dom.contains("class=\"l60\""), "the payment grid is coloured");
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            l.contains("CONSOLE") || l.contains("Uncaught") || l.contains("net::ERR_") || l.contains("Failed to load")
+        })
+        .collect();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+
+    // The picture: decoded, not blank (many colours, not all one).
+    let shot = out_dir.path().join("report.png");
+    headless(out_dir.path(), &page, &[&format!("--screenshot={}", shot.display()), "--window-size=1000,1800"]);
+    let decoder = png::Decoder::new(std::fs::File::open(&shot).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let pixels = &buf[..info.buffer_size()];
+    let step = info.color_type.samples();
+    let colours: std::collections::HashSet<&[u8]> = pixels.chunks(step).collect();
+    assert!((info.width, info.height) == (1000, 1800), "{}x{}", info.width, info.height);
+    assert!(colours.len() > 50, "a blank page: {} colours", colours.len());
+    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-browser");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    std::fs::copy(&shot, artifacts.join("report.png")).unwrap();
+    std::fs::copy(&page, artifacts.join("report.html")).unwrap();
+    c.shutdown().await;
+}
