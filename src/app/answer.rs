@@ -59,7 +59,23 @@ pub(crate) struct Answer {
     pub records: Vec<CreditRecord>,
     /// Inquiries the answering node holds about the subject, newest first.
     pub inquiries: Vec<Inquiry>,
+    /// The person's freeze and alert as this node holds them (read in the answering write).
+    pub protection: crate::domain::protection::Protection,
 }
+
+/// Why an answer was not made.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AnswerError {
+    /// Refused (a freeze stands and the purpose is a hard inquiry): nothing was recorded.
+    #[error(transparent)]
+    Refused(#[from] QueryRefusal),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a freeze refuses: hard inquiries.
+const FROZEN: &str = "hard inquiries are refused while a security freeze stands";
 
 /// True for a query id we accept: 1–64 of `[A-Za-z0-9-]` (a UUID fits).
 pub(crate) fn is_valid_query_id(id: &str) -> bool {
@@ -96,7 +112,7 @@ pub(crate) fn check_consent(purpose: Purpose, consent: &str) -> Result<(), Query
 /// Records the inquiry durably and answers with this node's own records and inquiries: only
 /// what retention still allows and no record suppressed by an overdue dispute, each with its
 /// dispute flag.
-pub(crate) async fn answer(life: &Lifecycle, q: &PeerQuery, purpose: Purpose) -> Result<Answer, StoreError> {
+pub(crate) async fn answer(life: &Lifecycle, q: &PeerQuery, purpose: Purpose) -> Result<Answer, AnswerError> {
     let answer = answer_unsynced(life, q, purpose).await?;
     life.store.sync().await?;
     Ok(answer)
@@ -104,9 +120,21 @@ pub(crate) async fn answer(life: &Lifecycle, q: &PeerQuery, purpose: Purpose) ->
 
 /// [`answer`] without the flush, for a caller that flushes later before answering anyone (the
 /// scoring node's own part of a federated score, made durable with its log entries).
-pub(crate) async fn answer_unsynced(life: &Lifecycle, q: &PeerQuery, purpose: Purpose) -> Result<Answer, StoreError> {
+///
+/// A hard inquiry about a person whose file is frozen is refused inside the same write, from
+/// the freeze state that write reads: nothing is recorded, and no separate read is on the path.
+pub(crate) async fn answer_unsynced(life: &Lifecycle, q: &PeerQuery, purpose: Purpose) -> Result<Answer, AnswerError> {
     let (responder, now) = (life.institution.as_str(), life.clock.now());
     let show = life.rules(now);
+    let gate: crate::storage::AnswerGate = if purpose.is_hard() {
+        std::sync::Arc::new(|p: Option<&[u8]>| match p.map(crate::app::protection::decode_protection) {
+            Some(Ok(p)) if p.frozen() => Err(FROZEN.to_owned()),
+            Some(Err(e)) => Err(format!("the subject's protection state does not decode: {e}")),
+            _ => Ok(()),
+        })
+    } else {
+        crate::storage::open_gate()
+    };
     let inquiry = Inquiry {
         inquirer: q.inquirer.clone(),
         responder: responder.to_owned(),
@@ -126,7 +154,15 @@ pub(crate) async fn answer_unsynced(life: &Lifecycle, q: &PeerQuery, purpose: Pu
     entry.consent_reference = q.consent_reference.clone();
     // Only what this institution furnished, even if the store ever held more; the inquiry,
     // its entry (with the number of records answered) and what is read are one write.
-    let InquiryAnswer { records, inquiries } =
-        life.store.answer_inquiry(inquiry, entry, MAX_INQUIRIES_RETURNED, show).await?;
-    Ok(Answer { records, inquiries: life.live_inquiries(inquiries, now) })
+    let InquiryAnswer { records, inquiries, protection, refused } =
+        life.store.answer_inquiry(inquiry, entry, MAX_INQUIRIES_RETURNED, show, gate).await?;
+    if refused.is_some() {
+        return Err(QueryRefusal::SubjectFrozen(FROZEN).into());
+    }
+    let protection = match protection {
+        Some(b) => crate::app::protection::decode_protection(&b)
+            .map_err(|why| StoreError::Corrupt { key: format!("protection {}", q.subject_id), why })?,
+        None => Default::default(),
+    };
+    Ok(Answer { records, inquiries: life.live_inquiries(inquiries, now), protection })
 }

@@ -23,9 +23,13 @@ use crate::{
 /// Compare-and-set attempts before giving up on a subject that keeps changing.
 const CAS_ATTEMPTS: usize = 16;
 
+/// A stored protection value.
+pub(crate) fn decode_protection(bytes: &[u8]) -> Result<Protection, String> {
+    serde_json::from_slice(bytes).map_err(|e| e.to_string())
+}
+
 fn decode(key: &str, bytes: &[u8]) -> Result<Protection, StoreError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| StoreError::Corrupt { key: format!("protection {key}"), why: e.to_string() })
+    decode_protection(bytes).map_err(|why| StoreError::Corrupt { key: format!("protection {key}"), why })
 }
 
 fn encode(p: &Protection) -> Vec<u8> {

@@ -81,6 +81,15 @@ pub(crate) enum ScoreError {
     Store(#[from] StoreError),
 }
 
+impl From<peer_query::AnswerError> for ScoreError {
+    fn from(e: peer_query::AnswerError) -> Self {
+        match e {
+            peer_query::AnswerError::Refused(r) => Self::Refused(r),
+            peer_query::AnswerError::Store(s) => Self::Store(s),
+        }
+    }
+}
+
 impl Scorer {
     /// Scores `subject_id` for `purpose`, asking every peer.
     pub(crate) async fn score(

@@ -255,6 +255,15 @@ impl From<DisputeError> for ApiError {
     }
 }
 
+impl From<crate::app::answer::AnswerError> for ApiError {
+    fn from(e: crate::app::answer::AnswerError) -> Self {
+        match e {
+            crate::app::answer::AnswerError::Refused(r) => r.into(),
+            crate::app::answer::AnswerError::Store(s) => s.into(),
+        }
+    }
+}
+
 impl From<ScoreError> for ApiError {
     fn from(e: ScoreError) -> Self {
         match e {

@@ -91,13 +91,6 @@ impl FederationApi {
             query_id: r.query_id,
         };
         let purpose = peer_query::check(&q, &self.node.accepted_purposes)?;
-        let (protection, _) = self.node.life.protection(&q.subject_id).await?;
-        if protection.frozen() && purpose.is_hard() {
-            return Err(peer_query::QueryRefusal::SubjectFrozen(
-                "hard inquiries are refused while a security freeze stands",
-            )
-            .into());
-        }
         let now = self.node.life.clock.now();
         let answer = peer_query::answer(&self.node.life, &q, purpose).await?;
         // The person asking for their own report gets proofs of who looked, from this log.
@@ -130,7 +123,7 @@ impl FederationApi {
             inquiries: crate::app::report::inquiries_with_proofs(&answer.inquiries, proven),
             responder: self.node.institution.clone(),
             answer_time: Some(convert::timestamp(now)),
-            fraud_alert: protection.alert_active(now),
+            fraud_alert: answer.protection.alert_active(now),
             checkpoint,
         })
     }

@@ -422,7 +422,8 @@ pub async fn answering_an_inquiry_is_one_write(b: &dyn Backend) {
     let size = s.audit_size().await.unwrap();
     let (i, mut e) = inquiry(&a, 30, "now");
     e.record_count = 99;
-    let answer = s.answer_inquiry(i.clone(), e, 3, crate::storage::show_all()).await.unwrap();
+    let answer =
+        s.answer_inquiry(i.clone(), e, 3, crate::storage::show_all(), crate::storage::open_gate()).await.unwrap();
     assert_eq!(answer.records, vec![record("bank", "b1", &a, 1)], "the responder's live records only");
     let ids: Vec<_> = answer.inquiries.iter().map(|i| i.query_id.as_str()).collect();
     assert_eq!(ids, ["now", "old-2", "old-1"], "newest first, this one included, at most 3");
@@ -445,9 +446,27 @@ pub async fn answering_an_inquiry_is_one_write(b: &dyn Backend) {
     let hide: crate::storage::RecordFilter = std::sync::Arc::new(|_, mark| mark != Some(&b"hide"[..]));
     let size = s.audit_size().await.unwrap();
     let (i, e) = inquiry(&a, 40, "hidden");
-    assert!(s.answer_inquiry(i, e, 3, hide).await.unwrap().records.is_empty());
+    assert!(s.answer_inquiry(i, e, 3, hide, crate::storage::open_gate()).await.unwrap().records.is_empty());
     let (_, bytes) = s.audit_entries(size, 1).await.unwrap().remove(0);
     assert_eq!(Entry::from_bytes(&bytes).unwrap().record_count, 0);
+
+    // The gate sees the subject's protection, read in the same write, and a refusal writes
+    // nothing at all.
+    let frozen =
+        StateChange { expect: vec![], put: vec![put(Space::Protection, &a, Some("frozen"))], entries: vec![entry(10)] };
+    assert!(s.state_write(frozen).await.unwrap());
+    let (size, inquiries) =
+        (s.audit_size().await.unwrap(), s.subject_inquiries(&a, None, 100).await.unwrap().items.len());
+    let gate: crate::storage::AnswerGate =
+        std::sync::Arc::new(|p| if p == Some(&b"frozen"[..]) { Err("frozen".into()) } else { Ok(()) });
+    let (i, e) = inquiry(&a, 50, "refused");
+    let refused = s.answer_inquiry(i, e, 3, crate::storage::show_all(), gate).await.unwrap();
+    assert_eq!((refused.refused.as_deref(), refused.records.len()), (Some("frozen"), 0));
+    assert_eq!(s.audit_size().await.unwrap(), size, "nothing logged");
+    assert_eq!(s.subject_inquiries(&a, None, 100).await.unwrap().items.len(), inquiries, "nothing recorded");
+    let (i, e) = inquiry(&a, 60, "open");
+    let answered = s.answer_inquiry(i, e, 3, crate::storage::show_all(), crate::storage::open_gate()).await.unwrap();
+    assert_eq!(answered.protection.as_deref(), Some(&b"frozen"[..]), "the protection comes with the answer");
     s.close().await.unwrap();
 }
 

@@ -38,14 +38,23 @@ pub(crate) mod tamper {
 #[cfg(feature = "testkit")]
 pub use postgres::harness as postgres_harness;
 
-/// Raw sled for benchmark baselines.
+/// Raw sled, and a raw preallocated log file, for benchmark baselines.
 #[cfg(feature = "testkit")]
-pub use embedded::baseline::RawSled;
+pub use embedded::baseline::{PreallocatedLog, RawSled};
 
 /// Which records an answer shows (`false` drops one: expired, suppressed), and what the node
 /// adds to those it shows (their dispute flag). Runs inside the answering write, given the
 /// record and its [`Space::Mark`] value (under [`mark_key`]) read in that same write.
 pub(crate) type RecordFilter = Arc<dyn Fn(&mut CreditRecord, Option<&[u8]>) -> bool + Send + Sync>;
+
+/// Decides, inside the answering write and before anything is written, whether the answer may
+/// be made at all, given the subject's [`Space::Protection`] value: `Err(why)` writes nothing.
+pub(crate) type AnswerGate = Arc<dyn Fn(Option<&[u8]>) -> Result<(), String> + Send + Sync>;
+
+/// A gate that lets every answer through.
+pub(crate) fn open_gate() -> AnswerGate {
+    Arc::new(|_| Ok(()))
+}
 
 /// A filter that shows every record as stored.
 pub(crate) fn show_all() -> RecordFilter {
@@ -227,6 +236,10 @@ pub struct InquiryAnswer {
     pub records: Vec<CreditRecord>,
     /// The subject's inquiries, newest first, the one just recorded included.
     pub inquiries: Vec<Inquiry>,
+    /// The subject's [`Space::Protection`] value, read in the same write.
+    pub protection: Option<Vec<u8>>,
+    /// Why the gate refused the answer (then nothing was written and nothing else is set).
+    pub refused: Option<String>,
 }
 
 /// A space of small state kept beside the ledger, by string key: what the lifecycle of records
@@ -346,8 +359,9 @@ pub trait Storage: Send + Sync + 'static {
     /// Records an inquiry and its audit entry in one atomic write.
     async fn add_inquiry(&self, inquiry: Inquiry, entry: Entry) -> Result<(), StoreError>;
 
-    /// Answers a peer's query as one atomic write: reads the subject's live records furnished
-    /// by `inquiry.responder` and their flags, keeps those `show` keeps, sets `entry.record_count` to their number,
+    /// Answers a peer's query as one atomic write: reads the subject's protection and lets
+    /// `gate` refuse (writing nothing); reads the subject's live records furnished by
+    /// `inquiry.responder` and their flags, keeps those `show` keeps, sets `entry.record_count` to their number,
     /// records `inquiry` and `entry`, and reads the newest `max_inquiries` inquiries about the
     /// subject (this one included). One storage round trip instead of three; records and the
     /// count logged come from the same state.
@@ -357,6 +371,7 @@ pub trait Storage: Send + Sync + 'static {
         entry: Entry,
         max_inquiries: usize,
         show: RecordFilter,
+        gate: AnswerGate,
     ) -> Result<InquiryAnswer, StoreError>;
 
     /// Up to `limit` inquiries about `subject`, newest first, older than `before`.

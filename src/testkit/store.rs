@@ -4,8 +4,8 @@
 use std::path::Path;
 
 pub use crate::storage::{
-    Applied, ApplyResult, Deleted, DynStorage, InquiryCursor, Page, RawSled, RecordCursor, Storage, StoreError,
-    StoredRecord, TreeHead,
+    Applied, ApplyResult, Deleted, DynStorage, InquiryCursor, Page, PreallocatedLog, RawSled, RecordCursor, Storage,
+    StoreError, StoredRecord, TreeHead,
 };
 
 /// Opens (or creates) a sled store in `dir` with a page cache of `cache_capacity` bytes and

@@ -247,7 +247,7 @@ enum Op {
     Correct(CreditRecord, DateTime<Utc>),
     Delete { furnisher: String, record_id: String, reason: String, note: String, now: DateTime<Utc> },
     AddInquiry(Inquiry, Entry),
-    Answer(Inquiry, Entry, usize, crate::storage::RecordFilter),
+    Answer(Inquiry, Entry, usize, crate::storage::RecordFilter, crate::storage::AnswerGate),
     Append(Vec<Entry>),
     State(StateChange),
     PurgeInquiries(Vec<Inquiry>, DateTime<Utc>),
@@ -452,8 +452,8 @@ struct Pending {
 }
 
 /// What an answer needs from before the group: the responder's live records of the subject,
-/// the newest inquiries about it, and the subject's record flags by key.
-type AnswerReads = (Vec<CreditRecord>, Vec<Inquiry>, HashMap<String, Vec<u8>>);
+/// the newest inquiries about it, the subject's record flags by key and its protection value.
+type AnswerReads = (Vec<CreditRecord>, Vec<Inquiry>, HashMap<String, Vec<u8>>, Option<Vec<u8>>);
 
 const SELECT_ROWS: &str =
     "SELECT r.furnisher, r.record_id, r.subject_id, r.version, r.live, r.body, r.updated_micros, \
@@ -461,7 +461,8 @@ const SELECT_ROWS: &str =
      FROM records r JOIN unnest($1::text[], $2::text[]) AS k(f, i) ON r.furnisher = k.f AND r.record_id = k.i";
 const SELECT_ANSWER_RECORDS: &str =
     "SELECT furnisher, record_id, body FROM records WHERE subject_id = $1 AND furnisher = $2 AND live ORDER BY record_id";
-const SELECT_MARKS: &str = "SELECT key, value FROM node_state WHERE space = 'mark' AND starts_with(key, $1)";
+const SELECT_MARKS: &str = "SELECT key, value FROM node_state WHERE space = 'mark' AND starts_with(key, $1) \
+     UNION ALL SELECT '', value FROM node_state WHERE space = 'protection' AND key = $2";
 const SELECT_NEWEST_INQUIRIES: &str = "SELECT time_micros, query_id, body FROM inquiries WHERE subject_id = $1 \
      ORDER BY time_micros DESC, query_id DESC LIMIT $2";
 /// Every write of a group in one statement, so one round trip and one commit. The first entry
@@ -556,7 +557,7 @@ async fn read_before(
         c.query(&stmt, &[&furnishers, &ids]).await.map_err(db)
     };
     let answers = futures::future::try_join_all(ops.iter().filter_map(|op| match op {
-        Op::Answer(inquiry, _, max, _) => Some(async move {
+        Op::Answer(inquiry, _, max, _, _) => Some(async move {
             let (rs, is, ms) = (
                 c.prepare_cached(SELECT_ANSWER_RECORDS).await.map_err(db)?,
                 c.prepare_cached(SELECT_NEWEST_INQUIRIES).await.map_err(db)?,
@@ -566,16 +567,18 @@ async fn read_before(
             let prefix = format!("{}/", inquiry.subject_id);
             let rp: [&(dyn ToSql + Sync); 2] = [&inquiry.subject_id, &inquiry.responder];
             let ip: [&(dyn ToSql + Sync); 2] = [&inquiry.subject_id, &limit];
-            let mp: [&(dyn ToSql + Sync); 1] = [&prefix];
+            let mp: [&(dyn ToSql + Sync); 2] = [&prefix, &inquiry.subject_id];
             let (records, inquiries, marks) =
                 tokio::try_join!(c.query(&rs, &rp), c.query(&is, &ip), c.query(&ms, &mp)).map_err(db)?;
-            let marks: HashMap<String, Vec<u8>> = marks.iter().map(|r| (r.get(0), r.get(1))).collect();
+            // The protection row comes back under the empty key (no flag key is empty).
+            let mut marks: HashMap<String, Vec<u8>> = marks.iter().map(|r| (r.get(0), r.get(1))).collect();
+            let protection = marks.remove("");
             let records = records
                 .iter()
                 .map(|r| decode_record(r.get(0), r.get(1), r.get::<_, &[u8]>(2)))
                 .collect::<Result<Vec<_>, _>>()?;
             let inquiries = inquiries.iter().map(decode_inquiry_row).collect::<Result<Vec<_>, _>>()?;
-            Ok::<_, StoreError>((records, inquiries, marks))
+            Ok::<_, StoreError>((records, inquiries, marks, protection))
         }),
         _ => None,
     }));
@@ -760,9 +763,21 @@ fn apply_op(f: &mut Frontier, p: &mut Pending, op: &Op, pre: Option<AnswerReads>
             log(f, p, std::slice::from_ref(entry))?;
             Done::Unit
         }
-        Op::Answer(inquiry, entry, max, show) => {
-            let (committed, newest, mut marks) =
+        Op::Answer(inquiry, entry, max, show, gate) => {
+            let (committed, newest, mut marks, mut protection) =
                 pre.ok_or_else(|| StoreError::Panicked("an answer without its reads".into()))?;
+            // A protection this group changed before the answer.
+            if let Some(v) = p.state.get(&(Space::Protection, inquiry.subject_id.clone())) {
+                protection = v.clone();
+            }
+            if let Err(why) = gate(protection.as_deref()) {
+                return Ok(Done::Answer(InquiryAnswer {
+                    records: Vec::new(),
+                    inquiries: Vec::new(),
+                    protection,
+                    refused: Some(why),
+                }));
+            }
             // Flags this group changed before the answer.
             for ((space, key), value) in &p.state {
                 if *space == Space::Mark && key.starts_with(&format!("{}/", inquiry.subject_id)) {
@@ -804,7 +819,7 @@ fn apply_op(f: &mut Frontier, p: &mut Pending, op: &Op, pre: Option<AnswerReads>
             }
             all.sort_by(|a, b| (b.time, &b.query_id).cmp(&(a.time, &a.query_id)));
             all.truncate(*max);
-            Done::Answer(InquiryAnswer { records, inquiries: all })
+            Done::Answer(InquiryAnswer { records, inquiries: all, protection, refused: None })
         }
         Op::Append(entries) => Done::Appended(log(f, p, entries)?),
         Op::State(change) => {
@@ -1116,8 +1131,9 @@ impl Storage for PostgresStorage {
         entry: Entry,
         max_inquiries: usize,
         show: crate::storage::RecordFilter,
+        gate: crate::storage::AnswerGate,
     ) -> Result<InquiryAnswer, StoreError> {
-        expect_done!(self.write(Op::Answer(inquiry, entry, max_inquiries, show)).await, Answer)
+        expect_done!(self.write(Op::Answer(inquiry, entry, max_inquiries, show, gate)).await, Answer)
     }
 
     async fn subject_inquiries(

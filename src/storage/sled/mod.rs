@@ -731,8 +731,18 @@ impl Storage for SledStorage {
         mut entry: Entry,
         max_inquiries: usize,
         show: crate::storage::RecordFilter,
+        gate: crate::storage::AnswerGate,
     ) -> Result<InquiryAnswer, StoreError> {
         self.write(move |ws| {
+            let protection = ws.get(&keys::state(Space::Protection, &inquiry.subject_id))?.map(|v| v.to_vec());
+            if let Err(why) = gate(protection.as_deref()) {
+                return Ok(InquiryAnswer {
+                    records: Vec::new(),
+                    inquiries: Vec::new(),
+                    protection,
+                    refused: Some(why),
+                });
+            }
             inquiry.log_index = Some(ws.log_size);
             let value = convert::inquiry_to_pb(&inquiry).encode_to_vec();
             let subject = inquiry.subject_id.as_str();
@@ -764,7 +774,7 @@ impl Storage for SledStorage {
             for (k, v) in all.iter().rev().take(max_inquiries) {
                 inquiries.push(decode_inquiry(k, v)?);
             }
-            Ok(InquiryAnswer { records, inquiries })
+            Ok(InquiryAnswer { records, inquiries, protection, refused: None })
         })
         .await
     }
