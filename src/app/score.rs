@@ -127,13 +127,6 @@ impl Scorer {
         // `join!` polls in order: the fan-out's requests are on the wire before the own part
         // waits on its first storage call.
         let (mut coverage, own) = tokio::join!(fan_out, peer_query::answer_unsynced(&self.life, &q, purpose));
-        let own = own?;
-        let now = self.life.clock.now();
-        let today = now.date_naive();
-        let (records, inquiries, recorded) = score_input(&self.life.retention, now, own, &mut coverage, &query_id);
-        let result = self.model.score(&records, &inquiries, today);
-        let partial = coverage.iter().any(|c| c.outcome != PeerOutcome::Answered);
-        let fraud_alert = protection.alert_active(now) || coverage.iter().any(|c| c.fraud_alert);
         // Every attempt, answered or not, and the score served, durable before the answer.
         let entry = |action: Action, counterparty: &str, outcome: String, count: usize| {
             let mut e = Entry::new(action, &self.institution, outcome);
@@ -149,6 +142,24 @@ impl Scorer {
             .iter()
             .map(|c| entry(Action::QueryOutbound, &c.peer, outcome_name(c.outcome).to_owned(), c.records_returned))
             .collect();
+        let own = match own {
+            Ok(own) => own,
+            Err(e) => {
+                // The own part was refused (a freeze arrived after the check above) or failed
+                // after peers were asked: the peers that answered logged the query, so this
+                // node logs its side before it refuses.
+                log.push(entry(Action::Refusal, "", format!("score not served: {e}"), 0));
+                self.store.append_audit(log).await?;
+                self.store.sync().await?;
+                return Err(e.into());
+            }
+        };
+        let now = self.life.clock.now();
+        let today = now.date_naive();
+        let (records, inquiries, recorded) = score_input(&self.life.retention, now, own, &mut coverage, &query_id);
+        let result = self.model.score(&records, &inquiries, today);
+        let partial = coverage.iter().any(|c| c.outcome != PeerOutcome::Answered);
+        let fraud_alert = protection.alert_active(now) || coverage.iter().any(|c| c.fraud_alert);
         let mut served = entry(
             Action::ScoreServed,
             "",
