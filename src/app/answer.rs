@@ -127,7 +127,7 @@ pub(crate) async fn answer_unsynced(life: &Lifecycle, q: &PeerQuery, purpose: Pu
     let (responder, now) = (life.institution.as_str(), life.clock.now());
     let show = life.rules(now);
     let gate: crate::storage::AnswerGate = if purpose.is_hard() {
-        std::sync::Arc::new(|p: Option<&[u8]>| match p.map(crate::app::protection::decode_protection) {
+        std::sync::Arc::new(|p: Option<&[u8]>| match p.map(crate::domain::protection::Protection::decode) {
             Some(Ok(p)) if p.frozen() => Err(FROZEN.to_owned()),
             Some(Err(e)) => Err(format!("the subject's protection state does not decode: {e}")),
             _ => Ok(()),
@@ -160,7 +160,7 @@ pub(crate) async fn answer_unsynced(life: &Lifecycle, q: &PeerQuery, purpose: Pu
         return Err(QueryRefusal::SubjectFrozen(FROZEN).into());
     }
     let protection = match protection {
-        Some(b) => crate::app::protection::decode_protection(&b)
+        Some(b) => crate::domain::protection::Protection::decode(&b)
             .map_err(|why| StoreError::Corrupt { key: format!("protection {}", q.subject_id), why })?,
         None => Default::default(),
     };

@@ -21,8 +21,8 @@ use crate::{
     audit::{Action, Entry},
     domain::{
         dispute::{
-            dispute_key, statement_violation, Dispute, DisputeMark, DisputeReason, DisputeStatus, MarkState,
-            RecordMark, Resolution,
+            dispute_key, statement_problem, Dispute, DisputeMark, DisputeReason, DisputeStatus, MarkState, RecordMark,
+            Resolution,
         },
         record::CreditRecord,
         subject::is_valid_subject_id,
@@ -185,8 +185,8 @@ impl Disputes {
             return Err(DisputeError::Invalid("subject_id", "must be 64 lowercase hex characters".into()));
         }
         let reason = f.reason.ok_or_else(|| DisputeError::Invalid("reason", "a dispute reason is required".into()))?;
-        if let Some(v) = statement_violation(&f.statement) {
-            return Err(DisputeError::Invalid("statement", v.description));
+        if let Some(why) = statement_problem(&f.statement) {
+            return Err(DisputeError::Invalid("statement", why));
         }
         let local = f.furnisher == self.me();
         if !local && !self.peers.knows(&f.furnisher) {
@@ -777,5 +777,31 @@ impl Disputes {
             }
             let _ = tokio::time::timeout(tick, self.wake.notified()).await;
         }
+    }
+
+    /// The notice for a queued protection change: this node's whole state for the subject now.
+    async fn protection_notice(&self, q: &Queued) -> Result<pb::Notice, StoreError> {
+        let (p, _) = self.life.protection(&q.dispute).await?;
+        let notice = convert::protection_notice(&q.change, &q.dispute, &p, self.life.clock.now());
+        Ok(pb::Notice { body: Some(pb::notice::Body::Protection(notice)) })
+    }
+
+    /// A peer took a protection notice: the entry leaves the outbox, logged once.
+    async fn protection_acknowledged(&self, outbox: &str, q: &Queued) -> Result<(), StoreError> {
+        let Some(entry) = self.life.store.state_get(Space::Outbox, outbox).await? else { return Ok(()) };
+        let mut e = Entry::new(Action::ProtectionForwarded, self.me(), "acknowledged");
+        e.time = self.life.clock.now();
+        e.query_id = q.change.clone();
+        e.counterparty = q.to.clone();
+        e.subject_id = q.dispute.clone();
+        let change = StateChange {
+            expect: vec![(Space::Outbox, outbox.to_owned(), Some(entry))],
+            put: vec![(Space::Outbox, outbox.to_owned(), None)],
+            entries: vec![e],
+        };
+        if self.life.store.state_write(change).await? {
+            self.life.store.sync().await?;
+        }
+        Ok(())
     }
 }

@@ -23,30 +23,6 @@ use crate::{
 /// Compare-and-set attempts before giving up on a subject that keeps changing.
 const CAS_ATTEMPTS: usize = 16;
 
-/// A stored protection value.
-pub(crate) fn decode_protection(bytes: &[u8]) -> Result<Protection, String> {
-    serde_json::from_slice(bytes).map_err(|e| e.to_string())
-}
-
-fn decode(key: &str, bytes: &[u8]) -> Result<Protection, StoreError> {
-    decode_protection(bytes).map_err(|why| StoreError::Corrupt { key: format!("protection {key}"), why })
-}
-
-fn encode(p: &Protection) -> Vec<u8> {
-    // Plain data always serialises.
-    serde_json::to_vec(p).expect("protection serialises")
-}
-
-impl crate::app::lifecycle::Lifecycle {
-    /// The person's protections as this node holds them, with the stored bytes.
-    pub(crate) async fn protection(&self, subject: &str) -> Result<(Protection, Option<Vec<u8>>), StoreError> {
-        match self.store.state_get(Space::Protection, subject).await? {
-            Some(b) => Ok((decode(subject, &b)?, Some(b))),
-            None => Ok((Protection::default(), None)),
-        }
-    }
-}
-
 impl Disputes {
     /// Places (`active`) or lifts a freeze or alert through this node, and queues the new state
     /// for every peer. A lift through an institution that did not place it is allowed with the
@@ -83,7 +59,7 @@ impl Disputes {
             };
             let mut change = StateChange {
                 expect: vec![(Space::Protection, subject.to_owned(), bytes)],
-                put: vec![(Space::Protection, subject.to_owned(), Some(encode(&p)))],
+                put: vec![(Space::Protection, subject.to_owned(), Some(p.encode()))],
                 entries: vec![e],
             };
             for (n, peer) in self.peers.ids().into_iter().enumerate() {
@@ -100,32 +76,6 @@ impl Disputes {
             }
         }
         Err(StoreError::Unavailable("the person's protections kept changing; try again".into()).into())
-    }
-
-    /// The notice for a queued protection change: this node's whole state for the subject now.
-    pub(super) async fn protection_notice(&self, q: &Queued) -> Result<pb::Notice, StoreError> {
-        let (p, _) = self.life.protection(&q.dispute).await?;
-        let notice = convert::protection_notice(&q.change, &q.dispute, &p, self.life.clock.now());
-        Ok(pb::Notice { body: Some(pb::notice::Body::Protection(notice)) })
-    }
-
-    /// A peer took a protection notice: the entry leaves the outbox, logged once.
-    pub(super) async fn protection_acknowledged(&self, outbox: &str, q: &Queued) -> Result<(), StoreError> {
-        let Some(entry) = self.life.store.state_get(Space::Outbox, outbox).await? else { return Ok(()) };
-        let mut e = Entry::new(Action::ProtectionForwarded, self.me(), "acknowledged");
-        e.time = self.life.clock.now();
-        e.query_id = q.change.clone();
-        e.counterparty = q.to.clone();
-        e.subject_id = q.dispute.clone();
-        let change = StateChange {
-            expect: vec![(Space::Outbox, outbox.to_owned(), Some(entry))],
-            put: vec![(Space::Outbox, outbox.to_owned(), None)],
-            entries: vec![e],
-        };
-        if self.life.store.state_write(change).await? {
-            self.life.store.sync().await?;
-        }
-        Ok(())
     }
 
     /// A peer's protection state arrives: merged (the latest change of each kind wins) and
@@ -151,7 +101,7 @@ impl Disputes {
             e.detail = format!("frozen={} fraud_alert={}", p.frozen(), p.alert_active(self.life.clock.now()));
             let change = StateChange {
                 expect: vec![(Space::Protection, n.subject_id.clone(), bytes)],
-                put: if changed { vec![(Space::Protection, n.subject_id.clone(), Some(encode(&p)))] } else { vec![] },
+                put: if changed { vec![(Space::Protection, n.subject_id.clone(), Some(p.encode()))] } else { vec![] },
                 entries: vec![e],
             };
             if self.life.store.state_write(change).await? {

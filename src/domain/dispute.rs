@@ -6,8 +6,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::domain::record::{CreditRecord, Violation};
-
 /// Longest subject statement accepted.
 pub const MAX_STATEMENT: usize = 500;
 
@@ -183,13 +181,14 @@ pub fn is_valid_dispute_id(id: &str) -> bool {
     id.len() == 24 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// Checks a subject's statement: at most [`MAX_STATEMENT`] characters, printable.
-pub fn statement_violation(statement: &str) -> Option<Violation> {
+/// Checks a subject's statement: at most [`MAX_STATEMENT`] characters, printable. Says what
+/// is wrong, if anything.
+pub fn statement_problem(statement: &str) -> Option<String> {
     if statement.chars().count() > MAX_STATEMENT {
-        return Some(Violation::new("statement", format!("must be at most {MAX_STATEMENT} characters")));
+        return Some(format!("must be at most {MAX_STATEMENT} characters"));
     }
     if statement.chars().any(|c| c.is_control() && c != '\n') {
-        return Some(Violation::new("statement", "must be printable text (no control characters but newlines)"));
+        return Some("must be printable text (no control characters but newlines)".into());
     }
     None
 }
@@ -235,9 +234,4 @@ impl RecordMark {
     pub fn suppressed(&self, now: DateTime<Utc>) -> bool {
         self.mark.state == MarkState::Disputed && self.deadline.is_some_and(|d| now >= d)
     }
-}
-
-/// True when the record's derogatory lines are left out of a score: it is under dispute (XB).
-pub fn excluded_from_derogatory(r: &CreditRecord) -> bool {
-    r.dispute.as_ref().is_some_and(|m| m.state == MarkState::Disputed)
 }

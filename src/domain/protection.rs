@@ -64,6 +64,17 @@ pub struct Protection {
 }
 
 impl Protection {
+    /// Reads a stored value (JSON).
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    }
+
+    /// The stored form (JSON).
+    pub fn encode(&self) -> Vec<u8> {
+        // Plain data always serialises.
+        serde_json::to_vec(self).expect("protection serialises")
+    }
+
     /// True while a freeze stands.
     pub fn frozen(&self) -> bool {
         self.freeze.as_ref().is_some_and(|c| c.active)

@@ -210,6 +210,11 @@ impl CreditRecord {
         })
     }
 
+    /// True while the record is under dispute (XB): a score leaves its derogatory lines out.
+    pub fn under_dispute(&self) -> bool {
+        self.dispute.as_ref().is_some_and(|m| m.state == crate::domain::dispute::MarkState::Disputed)
+    }
+
     /// The worst monthly status in the history (NoData when empty).
     pub fn worst_payment(&self) -> PaymentStatus {
         self.payment_history.iter().copied().max().unwrap_or(PaymentStatus::NoData)

@@ -416,7 +416,7 @@ impl Facts {
             // A record under dispute counts for age, mix and utilisation only: its delinquency
             // and derogatory status are what the subject contests (VantageScore 4.0 treats
             // XB-flagged accounts alike).
-            if crate::domain::dispute::excluded_from_derogatory(r) {
+            if r.under_dispute() {
                 f.disputed_excluded += 1;
             } else {
                 let derogatory = r.status.is_derogatory();

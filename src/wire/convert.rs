@@ -264,8 +264,8 @@ pub fn record_from_stored(r: pb::CreditRecord) -> Result<CreditRecord, String> {
     let far_future = NaiveDate::MAX;
     let mark = mark_from_pb(r.dispute_state, r.subject_statement.clone());
     if let Some(m) = &mark {
-        if let Some(v) = crate::domain::dispute::statement_violation(&m.statement) {
-            return Err(format!("subject_statement: {}", v.description));
+        if let Some(why) = crate::domain::dispute::statement_problem(&m.statement) {
+            return Err(format!("subject_statement: {why}"));
         }
     }
     let mut record = record_from_pb(r, &furnisher, far_future)
@@ -379,7 +379,7 @@ pub fn dispute_from_pb(p: &pb::Dispute) -> Result<Dispute, (&'static str, &'stat
         return Err(("subject_id", "must be 64 lowercase hex characters"));
     }
     let reason = dispute_reason_from_pb(p.reason).ok_or(("reason", "must be a known DisputeReason"))?;
-    if crate::domain::dispute::statement_violation(&p.statement).is_some() {
+    if crate::domain::dispute::statement_problem(&p.statement).is_some() {
         return Err(("statement", "must be at most 500 printable characters"));
     }
     let status = dispute_status_from_pb(p.status).ok_or(("status", "must be a known DisputeStatus"))?;

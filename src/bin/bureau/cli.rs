@@ -631,7 +631,16 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .await
                 .map_err(|s| print_status(&s))?
                 .into_inner();
-            println!("{}: {} (threshold {})", d.policy, if d.approved { "APPROVE" } else { "DECLINE" }, d.threshold);
+            let verdict = if d.outcome.is_empty() {
+                if d.approved {
+                    "approve"
+                } else {
+                    "decline"
+                }
+            } else {
+                d.outcome.as_str()
+            };
+            println!("{}: {} (threshold {})", d.policy, verdict.to_uppercase(), d.threshold);
             if let Some(s) = d.score {
                 print_score(&s);
             }
