@@ -75,7 +75,7 @@ pub(crate) enum AnswerError {
 }
 
 /// What a freeze refuses: hard inquiries.
-const FROZEN: &str = "hard inquiries are refused while a security freeze stands";
+pub(crate) const FROZEN: &str = "hard inquiries are refused while a security freeze stands";
 
 /// True for a query id we accept: 1–64 of `[A-Za-z0-9-]` (a UUID fits).
 pub(crate) fn is_valid_query_id(id: &str) -> bool {

@@ -70,7 +70,7 @@ pub(super) struct Queued {
     /// What the notice is.
     pub(super) kind: Kind,
     /// The dispute's key (`filer/id`), or the subject whose protections changed.
-    pub(super) dispute: String,
+    pub(super) about: String,
     /// For a protection change: its id, logged at both ends.
     #[serde(default)]
     pub(super) change: String,
@@ -223,7 +223,7 @@ impl Disputes {
             return self.receive(self.me(), d).await;
         }
         let outbox = format!("{:020}-{key}", now.timestamp_micros().max(0));
-        let queued = Queued { to: d.furnisher.clone(), kind: Kind::Filed, dispute: key.clone(), change: String::new() };
+        let queued = Queued { to: d.furnisher.clone(), kind: Kind::Filed, about: key.clone(), change: String::new() };
         let filed = StateChange {
             expect: vec![(Space::Dispute, key.clone(), None)],
             put: vec![
@@ -340,21 +340,13 @@ impl Disputes {
     /// Every dispute this node holds about `subject` (filed here or received here).
     pub(crate) async fn about(&self, subject: &str) -> Result<Vec<Dispute>, StoreError> {
         let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.life.store.state_scan(Space::Dispute, "", after.as_deref(), 256).await?;
-            let full = page.len() == 256;
-            for (key, bytes) in page {
-                let d: Dispute = decode(&key, &bytes)?;
-                if d.subject_id == subject {
-                    out.push(d);
-                }
-                after = Some(key);
-            }
-            if !full {
-                return Ok(out);
+        for (key, bytes) in self.life.scan_all(Space::Dispute, "").await? {
+            let d: Dispute = decode(&key, &bytes)?;
+            if d.subject_id == subject {
+                out.push(d);
             }
         }
+        Ok(out)
     }
 
     /// Disputes against this institution's records, oldest key first, after `after`.
@@ -480,7 +472,7 @@ impl Disputes {
                     let q = Queued {
                         to: one.filer.clone(),
                         kind: Kind::Resolved,
-                        dispute: key.clone(),
+                        about: key.clone(),
                         change: String::new(),
                     };
                     change.put.push((Space::Outbox, outbox, Some(encode(&q))));
@@ -579,7 +571,7 @@ impl Disputes {
                 Err(s) => Delivery::Later(format!("{:?}: {}", s.code(), s.message())),
             });
         }
-        let Some((d, _)) = self.load(&q.dispute).await? else {
+        let Some((d, _)) = self.load(&q.about).await? else {
             // The dispute is gone (refused at once): the entry has nothing to deliver.
             self.drop_entry(outbox).await?;
             return Ok(Delivery::Later("no such dispute".into()));
@@ -637,7 +629,7 @@ impl Disputes {
     async fn acknowledged(&self, outbox: &str, q: &Queued, receipt: &pb::NoticeReceipt) -> Result<(), StoreError> {
         for _ in 0..CAS_ATTEMPTS {
             let Some(entry) = self.life.store.state_get(Space::Outbox, outbox).await? else { return Ok(()) };
-            let Some((mut d, bytes)) = self.load(&q.dispute).await? else { return Ok(()) };
+            let Some((mut d, bytes)) = self.load(&q.about).await? else { return Ok(()) };
             let (outcome, put_dispute) = match q.kind {
                 Kind::Filed => {
                     if let Some(theirs) = receipt.dispute.as_ref().and_then(|p| convert::dispute_from_pb(p).ok()) {
@@ -657,13 +649,13 @@ impl Disputes {
             let mut change = StateChange {
                 expect: vec![
                     (Space::Outbox, outbox.to_owned(), Some(entry)),
-                    (Space::Dispute, q.dispute.clone(), Some(bytes)),
+                    (Space::Dispute, q.about.clone(), Some(bytes)),
                 ],
                 put: vec![(Space::Outbox, outbox.to_owned(), None)],
                 entries: vec![self.entry(Action::DisputeForwarded, &d, self.me(), &q.to, outcome)],
             };
             if put_dispute {
-                change.put.push((Space::Dispute, q.dispute.clone(), Some(encode(&d))));
+                change.put.push((Space::Dispute, q.about.clone(), Some(encode(&d))));
             }
             if self.life.store.state_write(change).await? {
                 self.life.store.sync().await?;
@@ -677,15 +669,15 @@ impl Disputes {
     /// A filing refused when delivered later: the dispute is REJECTED with the reason.
     async fn rejected(&self, outbox: &str, q: &Queued, code: Code, message: &str) -> Result<(), StoreError> {
         let Some(entry) = self.life.store.state_get(Space::Outbox, outbox).await? else { return Ok(()) };
-        let Some((mut d, bytes)) = self.load(&q.dispute).await? else { return Ok(()) };
+        let Some((mut d, bytes)) = self.load(&q.about).await? else { return Ok(()) };
         d.status = DisputeStatus::Rejected;
         d.rejection = format!("{code:?}: {message}").chars().take(500).collect();
         let change = StateChange {
             expect: vec![
                 (Space::Outbox, outbox.to_owned(), Some(entry)),
-                (Space::Dispute, q.dispute.clone(), Some(bytes)),
+                (Space::Dispute, q.about.clone(), Some(bytes)),
             ],
-            put: vec![(Space::Outbox, outbox.to_owned(), None), (Space::Dispute, q.dispute.clone(), Some(encode(&d)))],
+            put: vec![(Space::Outbox, outbox.to_owned(), None), (Space::Dispute, q.about.clone(), Some(encode(&d)))],
             entries: vec![self.entry(Action::DisputeRejected, &d, self.me(), &q.to, format!("refused:{code:?}"))],
         };
         self.life.store.state_write(change).await?;
@@ -734,29 +726,20 @@ impl Disputes {
     pub(crate) async fn sweep(&self) -> Result<usize, StoreError> {
         let now = self.life.clock.now();
         let mut logged = 0;
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.life.store.state_scan(Space::Dispute, "", after.as_deref(), 256).await?;
-            let full = page.len() == 256;
-            for (key, bytes) in page {
-                after = Some(key.clone());
-                let mut d: Dispute = decode(&key, &bytes)?;
-                if d.furnisher != self.me() || !d.overdue(now) || d.suppression_logged {
-                    continue;
-                }
-                d.suppression_logged = true;
-                let change = StateChange {
-                    expect: vec![(Space::Dispute, key.clone(), Some(bytes))],
-                    put: vec![(Space::Dispute, key.clone(), Some(encode(&d)))],
-                    entries: vec![self.entry(Action::DisputeSuppressed, &d, self.me(), &d.filer, "deadline_passed")],
-                };
-                if self.life.store.state_write(change).await? {
-                    warn!(dispute = %d.id, record = %d.record_id, "dispute unresolved at its deadline: record suppressed until resolved");
-                    logged += 1;
-                }
+        for (key, bytes) in self.life.scan_all(Space::Dispute, "").await? {
+            let mut d: Dispute = decode(&key, &bytes)?;
+            if d.furnisher != self.me() || !d.overdue(now) || d.suppression_logged {
+                continue;
             }
-            if !full {
-                break;
+            d.suppression_logged = true;
+            let change = StateChange {
+                expect: vec![(Space::Dispute, key.clone(), Some(bytes))],
+                put: vec![(Space::Dispute, key.clone(), Some(encode(&d)))],
+                entries: vec![self.entry(Action::DisputeSuppressed, &d, self.me(), &d.filer, "deadline_passed")],
+            };
+            if self.life.store.state_write(change).await? {
+                warn!(dispute = %d.id, record = %d.record_id, "dispute unresolved at its deadline: record suppressed until resolved");
+                logged += 1;
             }
         }
         if logged > 0 {
@@ -781,8 +764,8 @@ impl Disputes {
 
     /// The notice for a queued protection change: this node's whole state for the subject now.
     async fn protection_notice(&self, q: &Queued) -> Result<pb::Notice, StoreError> {
-        let (p, _) = self.life.protection(&q.dispute).await?;
-        let notice = convert::protection_notice(&q.change, &q.dispute, &p, self.life.clock.now());
+        let (p, _) = self.life.protection(&q.about).await?;
+        let notice = convert::protection_notice(&q.change, &q.about, &p, self.life.clock.now());
         Ok(pb::Notice { body: Some(pb::notice::Body::Protection(notice)) })
     }
 
@@ -793,7 +776,7 @@ impl Disputes {
         e.time = self.life.clock.now();
         e.query_id = q.change.clone();
         e.counterparty = q.to.clone();
-        e.subject_id = q.dispute.clone();
+        e.subject_id = q.about.clone();
         let change = StateChange {
             expect: vec![(Space::Outbox, outbox.to_owned(), Some(entry))],
             put: vec![(Space::Outbox, outbox.to_owned(), None)],

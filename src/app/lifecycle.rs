@@ -30,6 +30,12 @@ impl Lifecycle {
     /// stored: drops expired and suppressed ones, attaches every other one's flag. A flag that
     /// does not decode hides its record (fail closed) and is logged.
     pub(crate) fn rules(&self, now: DateTime<Utc>) -> RecordFilter {
+        self.rules_for(now, true)
+    }
+
+    /// [`Lifecycle::rules`], keeping suppressed records when `hide_suppressed` is false (the
+    /// furnisher reads one by name to resolve its dispute).
+    fn rules_for(&self, now: DateTime<Utc>, hide_suppressed: bool) -> RecordFilter {
         let retention = self.retention;
         let today = now.date_naive();
         Arc::new(move |r: &mut CreditRecord, mark: Option<&[u8]>| {
@@ -38,7 +44,7 @@ impl Lifecycle {
             }
             let Some(bytes) = mark else { return true };
             match serde_json::from_slice::<RecordMark>(bytes) {
-                Ok(m) if m.suppressed(now) => false,
+                Ok(m) if hide_suppressed && m.suppressed(now) => false,
                 Ok(m) => {
                     r.dispute = Some(m.mark);
                     true
@@ -51,19 +57,24 @@ impl Lifecycle {
         })
     }
 
-    /// The flags stored for `subject`'s records, by [`mark_key`].
-    pub(crate) async fn marks(&self, subject: &str) -> Result<HashMap<String, Vec<u8>>, StoreError> {
-        let mut out = HashMap::new();
-        let mut after: Option<String> = None;
+    /// Every (key, value) of `space` under `prefix`, in key order, read a page at a time.
+    pub(crate) async fn scan_all(&self, space: Space, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        const PAGE: usize = 256;
+        let mut out: Vec<(String, Vec<u8>)> = Vec::new();
         loop {
-            let page = self.store.state_scan(Space::Mark, &format!("{subject}/"), after.as_deref(), 256).await?;
-            let full = page.len() == 256;
-            after = page.last().map(|(k, _)| k.clone());
+            let after = out.last().map(|(k, _)| k.clone());
+            let page = self.store.state_scan(space, prefix, after.as_deref(), PAGE).await?;
+            let full = page.len() == PAGE;
             out.extend(page);
             if !full {
                 return Ok(out);
             }
         }
+    }
+
+    /// The flags stored for `subject`'s records, by [`mark_key`].
+    pub(crate) async fn marks(&self, subject: &str) -> Result<HashMap<String, Vec<u8>>, StoreError> {
+        Ok(self.scan_all(Space::Mark, &format!("{subject}/")).await?.into_iter().collect())
     }
 
     /// Applies the read rules now to records of `subject` read outside an answer (listings).
@@ -74,17 +85,10 @@ impl Lifecycle {
         suppressed_too: bool,
     ) -> Result<Vec<StoredRecord>, StoreError> {
         let marks = self.marks(subject).await?;
-        let now = self.clock.now();
-        // The furnisher reads a suppressed record by name to resolve its dispute: judge it as of
-        // before any deadline.
-        let rules = self.rules(if suppressed_too { DateTime::<Utc>::MIN_UTC } else { now });
-        let retention = self.retention;
+        let rules = self.rules_for(self.clock.now(), !suppressed_too);
         Ok(records
             .into_iter()
             .filter_map(|mut s| {
-                if suppressed_too && retention.record_expired(&s.record, now.date_naive()) {
-                    return None;
-                }
                 let mark = marks.get(&mark_key(subject, &s.record.furnisher, &s.record.record_id));
                 rules(&mut s.record, mark.map(Vec::as_slice)).then_some(s)
             })
@@ -258,7 +262,7 @@ mod tests {
                 records_returned: file.len(), inquiries: answer.inquiries.clone(), latency: Duration::ZERO, error: None,
                 fraud_alert: false, proven: Vec::new(), checkpoint: None,
             }];
-            let (records, inquiries, recorded) = score_input(&retention, now, answer, &mut coverage, "q");
+            let (records, inquiries, recorded) = score_input(&retention, now, answer, &mut coverage, "q", true);
             prop_assert!(recorded.iter().all(|i| !retention.inquiry_expired(i, now)), "an expired inquiry reached a report");
             prop_assert!(records.iter().all(|r| !retention.record_expired(r, today)), "an expired record reached a score");
             prop_assert!(inquiries.iter().all(|i| !retention.inquiry_expired(i, now)), "an expired inquiry reached a score");

@@ -65,7 +65,7 @@ impl Disputes {
             for (n, peer) in self.peers.ids().into_iter().enumerate() {
                 let key = format!("{:020}-p{n}-{change_id}", now.timestamp_micros().max(0));
                 let q =
-                    Queued { to: peer, kind: Kind::Protection, dispute: subject.to_owned(), change: change_id.clone() };
+                    Queued { to: peer, kind: Kind::Protection, about: subject.to_owned(), change: change_id.clone() };
                 change.put.push((Space::Outbox, key, Some(serde_json::to_vec(&q).expect("queued serialises"))));
             }
             if self.life.store.state_write(change).await? {

@@ -24,9 +24,7 @@ pub(crate) async fn prove(
     inquiries: &[Inquiry],
 ) -> Result<(pb::Checkpoint, Vec<pb::Inquiry>), StoreError> {
     let head = store.durable_head().await?;
-    let cp = Checkpoint { origin: origin.clone(), size: head.size, root: head.root };
-    let checkpoint =
-        pb::Checkpoint { origin, tree_size: head.size, root_hash: head.root.to_vec(), signed_note: cp.sign(key) };
+    let checkpoint = convert::signed_checkpoint(&Checkpoint { origin, size: head.size, root: head.root }, key);
     let mut proven = Vec::new();
     for i in inquiries.iter().filter(|i| i.responder == me) {
         let Some(index) = i.log_index.filter(|x| *x < head.size) else { continue };

@@ -156,7 +156,10 @@ impl Scorer {
         };
         let now = self.life.clock.now();
         let today = now.date_naive();
-        let (records, inquiries, recorded) = score_input(&self.life.retention, now, own, &mut coverage, &query_id);
+        // Only a person's report shows every inquiry as each node recorded it.
+        let keep_recorded = purpose == Purpose::SubjectRequest;
+        let (records, inquiries, recorded) =
+            score_input(&self.life.retention, now, own, &mut coverage, &query_id, keep_recorded);
         let result = self.model.score(&records, &inquiries, today);
         let partial = coverage.iter().any(|c| c.outcome != PeerOutcome::Answered);
         let fraud_alert = protection.alert_active(now) || coverage.iter().any(|c| c.fraud_alert);
@@ -208,7 +211,7 @@ impl Scorer {
         match purpose {
             Purpose::SubjectRequest => Ok(()),
             Purpose::CreditApplication | Purpose::DepositWaiver => {
-                Err(QueryRefusal::SubjectFrozen("hard inquiries are refused while a security freeze stands").into())
+                Err(QueryRefusal::SubjectFrozen(peer_query::FROZEN).into())
             }
             Purpose::AccountReview | Purpose::Collections => {
                 let mut after = None;
@@ -236,13 +239,15 @@ impl Scorer {
 /// What a score made at `now` rests on: the node's own part and every peer's records merged
 /// (highest version per key) and inquiries de-duplicated, with nothing this node's retention
 /// has expired. A peer with a longer window never brings expired data into a score made here.
-/// Also every inquiry as each node recorded it (for a person's report).
+/// With `keep_recorded`, also every inquiry as each node recorded it (for a person's report);
+/// empty otherwise, so a score does not sort and copy what it never shows.
 pub(crate) fn score_input(
     retention: &crate::domain::retention::Retention,
     now: chrono::DateTime<chrono::Utc>,
     own: peer_query::Answer,
     coverage: &mut [PeerResult],
     query_id: &str,
+    keep_recorded: bool,
 ) -> (Vec<crate::domain::record::CreditRecord>, Vec<Inquiry>, Vec<Inquiry>) {
     let today = now.date_naive();
     let records = merge_records(
@@ -257,10 +262,12 @@ pub(crate) fn score_input(
         .chain(coverage.iter_mut().flat_map(|c| std::mem::take(&mut c.inquiries)))
         .filter(|i| !retention.inquiry_expired(i, now) && i.query_id != query_id)
         .collect();
-    let mut seen = std::collections::HashSet::new();
-    let mut recorded: Vec<Inquiry> =
-        all.iter().filter(|i| seen.insert((i.responder.clone(), i.query_id.clone()))).cloned().collect();
-    recorded.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| a.responder.cmp(&b.responder)));
+    let mut recorded = Vec::new();
+    if keep_recorded {
+        let mut seen = std::collections::HashSet::new();
+        recorded = all.iter().filter(|i| seen.insert((i.responder.clone(), i.query_id.clone()))).cloned().collect();
+        recorded.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| a.responder.cmp(&b.responder)));
+    }
     let inquiries = merge_inquiries(all.into_iter(), query_id);
     (records, inquiries, recorded)
 }

@@ -178,14 +178,8 @@ impl AuditService for AuditApi {
         // Only a durable tree state is signed: a crash can never take back what a regulator
         // holds a signature for (C2SP tlog-checkpoint).
         let head = self.node.store.durable_head().await.map_err(ApiError::from)?;
-        let (size, root) = (head.size, head.root);
-        let cp = Checkpoint { origin: self.node.origin(), size, root };
-        Ok(Response::new(pb::Checkpoint {
-            origin: cp.origin.clone(),
-            tree_size: size,
-            root_hash: root.to_vec(),
-            signed_note: cp.sign(key),
-        }))
+        let cp = Checkpoint { origin: self.node.origin(), size: head.size, root: head.root };
+        Ok(Response::new(convert::signed_checkpoint(&cp, key)))
     }
 
     async fn get_inclusion_proof(

@@ -170,20 +170,14 @@ impl Peers {
             return Err(tonic::Status::unavailable(format!("{id} is not a configured peer")));
         };
         let started = Instant::now();
-        let first = peer.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let n = peer.clients.len();
-        let mut k = 0;
-        loop {
+        let delivery = peer.each_address(|mut client| {
             let mut req = tonic::Request::new(notice.clone());
             req.set_timeout(timeout.saturating_sub(started.elapsed()));
-            let mut client = peer.clients[(first + k) % n].clone();
-            let result = tokio::time::timeout(timeout, client.deliver_notice(req)).await;
-            k += 1;
-            match result {
-                Err(_) => return Err(tonic::Status::deadline_exceeded(format!("{id} did not answer in time"))),
-                Ok(Err(s)) if s.code() == Code::Unavailable && k < n => {}
-                Ok(r) => return r.map(tonic::Response::into_inner),
-            }
+            async move { client.deliver_notice(req).await }
+        });
+        match tokio::time::timeout(timeout, delivery).await {
+            Ok(r) => r.map(tonic::Response::into_inner),
+            Err(_) => Err(tonic::Status::deadline_exceeded(format!("{id} did not answer in time"))),
         }
     }
 }
@@ -203,35 +197,51 @@ pub(crate) async fn under_deadline<T>(
 /// One peer's answer, with its own latency.
 type Answer = (Duration, Result<tonic::Response<pb::QueryRecordsResponse>, tonic::Status>);
 
-/// Asks one of the peer's addresses, starting at the next in turn; an address that cannot be
-/// reached (UNAVAILABLE) passes the query to the next, all under the one deadline.
-async fn ask(peer: &Peer, q: &Query, deadline: Duration) -> Answer {
-    let started = Instant::now();
-    let n = peer.clients.len();
-    let first = peer.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut k = 0;
-    loop {
-        let mut req = tonic::Request::new(pb::QueryRecordsRequest {
-            subject_id: q.subject_id.clone(),
-            purpose: convert::purpose_to_pb(q.purpose) as i32,
-            consent_reference: q.consent_reference.clone(),
-            query_id: q.query_id.clone(),
-        });
-        // The peer learns the deadline too, so it can drop work nobody will wait for.
-        req.set_timeout(deadline.saturating_sub(started.elapsed()));
-        if let Ok(v) = q.trace.child().header().parse() {
-            req.metadata_mut().insert(super::trace::HEADER, v);
-        }
-        let mut client = peer.clients[(first + k) % n].clone();
-        let result = client.query_records(req).await;
-        k += 1;
-        match result {
-            Err(s) if s.code() == Code::Unavailable && k < n => {
-                debug!(peer = %peer.id, error = %s.message(), "peer address unreachable; trying the next");
+impl Peer {
+    /// Calls the peer at one of its addresses, starting at the next in turn; an address that
+    /// cannot be reached (UNAVAILABLE) passes the call to the next. The caller bounds the time.
+    async fn each_address<T, F, Fut>(&self, mut call: F) -> Result<T, tonic::Status>
+    where
+        F: FnMut(FederationServiceClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        let n = self.clients.len();
+        let first = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut k = 0;
+        loop {
+            let result = call(self.clients[(first + k) % n].clone()).await;
+            k += 1;
+            match result {
+                Err(s) if s.code() == Code::Unavailable && k < n => {
+                    debug!(peer = %self.id, error = %s.message(), "peer address unreachable; trying the next");
+                }
+                result => return result,
             }
-            result => return (started.elapsed(), result),
         }
     }
+}
+
+/// Asks the peer (one of its addresses, moving on from an unreachable one), under the one
+/// deadline.
+async fn ask(peer: &Peer, q: &Query, deadline: Duration) -> Answer {
+    let started = Instant::now();
+    let result = peer
+        .each_address(|mut client| {
+            let mut req = tonic::Request::new(pb::QueryRecordsRequest {
+                subject_id: q.subject_id.clone(),
+                purpose: convert::purpose_to_pb(q.purpose) as i32,
+                consent_reference: q.consent_reference.clone(),
+                query_id: q.query_id.clone(),
+            });
+            // The peer learns the deadline too, so it can drop work nobody will wait for.
+            req.set_timeout(deadline.saturating_sub(started.elapsed()));
+            if let Ok(v) = q.trace.child().header().parse() {
+                req.metadata_mut().insert(super::trace::HEADER, v);
+            }
+            async move { client.query_records(req).await }
+        })
+        .await;
+    (started.elapsed(), result)
 }
 
 /// What a peer's answer (or its absence at the deadline) means for the score.

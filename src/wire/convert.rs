@@ -487,6 +487,16 @@ pub fn protection_from_notice(n: &pb::ProtectionNotice) -> Result<Protection, (&
     })
 }
 
+/// A checkpoint signed with `key`, in the form the API sends it.
+pub fn signed_checkpoint(cp: &crate::audit::checkpoint::Checkpoint, key: &ed25519_dalek::SigningKey) -> pb::Checkpoint {
+    pb::Checkpoint {
+        origin: cp.origin.clone(),
+        tree_size: cp.size,
+        root_hash: cp.root.to_vec(),
+        signed_note: cp.sign(key),
+    }
+}
+
 /// The protobuf form of an inquiry.
 pub fn inquiry_to_pb(i: &Inquiry) -> pb::Inquiry {
     pb::Inquiry {
