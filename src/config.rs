@@ -217,10 +217,9 @@ pub struct StoreSection {
     pub backend: Backend,
     /// sled page cache, bytes. RSS runs several times this (sled #1309): set it deliberately.
     pub cache_capacity_bytes: u64,
-    /// After each group flush, `fdatasync` sled's data file. sled's own flush on Linux is
-    /// `sync_file_range`, which survives a process crash but commits neither file metadata nor
-    /// the drive's write cache: without this, a power loss can take acknowledged writes. Turn
-    /// off only on storage with power-loss protection.
+    /// `fdatasync` the write-ahead log before acknowledging a write, and sled's data file at
+    /// each checkpoint. Without it writes survive a process crash but a power loss can take
+    /// acknowledged ones. Turn off only on storage with power-loss protection.
     pub fsync: bool,
     /// The database, when `backend = "postgres"`.
     pub postgres: Option<PostgresSection>,

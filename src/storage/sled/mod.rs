@@ -4,19 +4,26 @@
 //! - **one writer thread** owns every write. Callers queue their change on a bounded channel
 //!   (waiting asynchronously when it is full, never parking an OS thread); the writer takes
 //!   every queued change, runs each over one write set (a failed change is rolled back alone),
-//!   and applies the group as one atomic sled batch. Being the only writer, it needs no lock
-//!   for read-then-write version checks and log appends.
-//! - **one flusher thread** serves [`Storage::sync`]: it takes every waiting request, flushes
-//!   sled once and `fdatasync`s its data file (group commit), then answers them all. The log
-//!   size applied before the flush began becomes the durable head a checkpoint may sign.
+//!   appends the group to the write-ahead log ([`wal`]) and applies it to sled as one atomic
+//!   batch. Being the only writer, it needs no lock for read-then-write version checks and log
+//!   appends.
+//! - **one flusher thread** `fdatasync`s the write-ahead log whenever the writer has written
+//!   to it, while the writer applies the same group to sled ([`commits`]); [`Storage::sync`]
+//!   waits for the `fdatasync` that covers what was applied before it (group commit: one device
+//!   wait for every caller). The audit log size both applied and synced is the durable head a
+//!   checkpoint may sign.
+//! - **one checkpointer thread** flushes sled and syncs its file in the background, then lets
+//!   the write-ahead log reuse what that covers.
 //! - **reads** run on tokio's blocking pool behind a semaphore of [`READERS`] permits.
 
 #[cfg(feature = "testkit")]
 pub(crate) mod baseline;
+mod commits;
 mod keys;
 mod mark;
 #[cfg(feature = "testkit")]
 pub(crate) mod tamper;
+mod wal;
 mod writeset;
 
 use std::{
@@ -35,7 +42,10 @@ use sled::Tree;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::error;
 
-use self::writeset::WriteSet;
+use self::{
+    commits::{Commits, Point},
+    writeset::WriteSet,
+};
 use crate::{
     audit::{
         merkle::{self, Hash},
@@ -54,8 +64,10 @@ use crate::{
 const WRITE_QUEUE: usize = 1024;
 /// Most changes the writer applies as one batch.
 const MAX_GROUP: usize = 256;
-/// Sync requests waiting for the flusher thread.
-const SYNC_QUEUE: usize = 4096;
+/// How often the checkpointer looks for work.
+const CHECKPOINT_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+/// Most time sled's cache may hold writes that only the write-ahead log has on disk.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Reads running at once on the blocking pool.
 pub(super) const READERS: usize = 8;
 
@@ -66,7 +78,8 @@ pub(crate) struct SledOptions {
     pub path: PathBuf,
     /// sled's page cache, bytes.
     pub cache_capacity: u64,
-    /// `fdatasync` sled's data file after each group flush (power-loss safety).
+    /// `fdatasync` the write-ahead log before acknowledging (power-loss safety), and sled's
+    /// file at each checkpoint.
     pub fsync: bool,
 }
 
@@ -97,11 +110,8 @@ enum WriteMsg {
     Backup(tokio::sync::mpsc::Sender<BackupPart>, oneshot::Sender<Result<(), StoreError>>),
 }
 
-enum SyncMsg {
-    Sync(oneshot::Sender<Result<(), StoreError>>),
-    /// Flush a last time and stop.
-    Stop(oneshot::Sender<Result<(), StoreError>>),
-}
+/// Checkpoint a last time and stop.
+struct CheckpointStop(oneshot::Sender<Result<(), StoreError>>);
 
 /// The sled store. Cheap to clone.
 #[derive(Clone)]
@@ -113,11 +123,11 @@ struct Inner {
     /// Taken at close, so the files are released even while handles remain.
     ledger: std::sync::RwLock<Option<Tree>>,
     writes: mpsc::Sender<WriteMsg>,
-    syncs: mpsc::Sender<SyncMsg>,
+    commits: Arc<Commits>,
+    wal: Arc<wal::Shared>,
+    checkpoints: std::sync::mpsc::Sender<CheckpointStop>,
     /// The log size after the writer's last committed group.
     applied: Arc<AtomicU64>,
-    /// The largest log size known flushed.
-    durable: Arc<AtomicU64>,
     readers: Semaphore,
     /// Set when a commit or flush failed with an I/O error: sled does not write again after one.
     failure: Arc<Mutex<Option<String>>>,
@@ -178,14 +188,28 @@ fn open_db(config: &sled::Config) -> Result<sled::Db, sled::Error> {
 }
 
 impl SledStorage {
-    /// Opens (or creates) the store and starts its writer and flusher threads.
+    /// Opens (or creates) the store: replays the write-ahead log into sled, checks the audit
+    /// log against its high-water mark, and starts the writer, flusher and checkpointer threads.
     pub(crate) fn open(opts: &SledOptions) -> Result<Self, StoreError> {
         std::fs::create_dir_all(&opts.path).map_err(|e| unavailable(format!("{}: {e}", opts.path.display())))?;
-        let db = open_db(&sled::Config::new().path(&opts.path).cache_capacity(opts.cache_capacity))?;
+        // No periodic flush: the checkpointer flushes, off every request's path.
+        let db =
+            open_db(&sled::Config::new().path(&opts.path).cache_capacity(opts.cache_capacity).flush_every_ms(None))?;
         let ledger = db.open_tree(keys::LEDGER)?;
-        let size = keys::decode_size(ledger.get(keys::SIZE)?.as_deref());
         let store = opts.path.display().to_string();
         let damaged = |why: String| StoreError::Corrupt { key: store.clone(), why };
+        // sled 0.34 keeps its log and pages in this one file.
+        let data_file =
+            std::fs::File::open(opts.path.join("db")).map_err(|e| unavailable(format!("sled data file: {e}")))?;
+        let found = wal::recover(&opts.path, &ledger).map_err(|e| damaged(format!("write-ahead log: {e}")))?;
+        if found.replayed > 0 {
+            tracing::info!(records = found.replayed, "replayed the write-ahead log into sled");
+            db.flush()?;
+            if opts.fsync {
+                data_file.sync_data().map_err(|e| unavailable(format!("fdatasync: {e}")))?;
+            }
+        }
+        let size = keys::decode_size(ledger.get(keys::SIZE)?.as_deref());
         if let Some((marked, marked_root)) = mark::read(&opts.path).map_err(damaged)? {
             if size < marked {
                 return Err(damaged(format!(
@@ -200,44 +224,47 @@ impl SledStorage {
             }
         }
         let mark_file = mark::open(&opts.path).map_err(|e| unavailable(format!("{}: {e}", mark::FILE)))?;
-        // sled 0.34 keeps its log and pages in this one file.
-        let data_file = if opts.fsync {
-            Some(std::fs::File::open(opts.path.join("db")).map_err(|e| unavailable(format!("sled data file: {e}")))?)
-        } else {
-            None
-        };
+        let commits = Arc::new(Commits::new(Point { seq: found.last_seq, size }));
+        let (log, wal) = wal::start(&opts.path, found, wal::SEGMENT_BYTES, opts.fsync)
+            .map_err(|e| unavailable(format!("write-ahead log: {e}")))?;
         let applied = Arc::new(AtomicU64::new(size));
-        let durable = Arc::new(AtomicU64::new(size));
         let failure: Arc<Mutex<Option<String>>> = Arc::default();
         let (writes, write_rx) = mpsc::channel(WRITE_QUEUE);
-        let (syncs, sync_rx) = mpsc::channel(SYNC_QUEUE);
+        let (checkpoints, checkpoint_rx) = std::sync::mpsc::channel();
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new().name(name.into()).spawn(f).map_err(|e| unavailable(format!("{name}: {e}")))
         };
         let writer = {
             let (ledger, applied, failure) = (ledger.clone(), applied.clone(), failure.clone());
-            spawn("bureau-sled-writer", Box::new(move || writer(ledger, write_rx, applied, failure, size)))?
+            let commits = commits.clone();
+            spawn(
+                "bureau-sled-writer",
+                Box::new(move || writer(ledger, log, commits, write_rx, applied, failure, size)),
+            )?
         };
         let flusher = {
-            let (applied, durable) = (applied.clone(), durable.clone());
+            let (commits, wal) = (commits.clone(), wal.clone());
             let marker = Marker { ledger: ledger.clone(), file: mark_file, marked: size };
-            let failure = failure.clone();
-            spawn(
-                "bureau-sled-flush",
-                Box::new(move || flusher(db, data_file, marker, sync_rx, applied, durable, failure)),
-            )?
+            let (failure, fsync) = (failure.clone(), opts.fsync);
+            spawn("bureau-sled-flush", Box::new(move || flusher(wal, fsync, marker, commits, failure)))?
+        };
+        let checkpointer = {
+            let (failure, wal) = (failure.clone(), wal.clone());
+            let data_file = opts.fsync.then_some(data_file);
+            spawn("bureau-sled-checkpoint", Box::new(move || checkpointer(db, data_file, wal, checkpoint_rx, failure)))?
         };
         Ok(Self {
             inner: Arc::new(Inner {
                 ledger: std::sync::RwLock::new(Some(ledger)),
                 writes,
-                syncs,
+                commits,
+                wal,
+                checkpoints,
                 applied,
-                durable,
                 readers: Semaphore::new(READERS),
                 failure,
                 closed: AtomicBool::new(false),
-                threads: Mutex::new(vec![writer, flusher]),
+                threads: Mutex::new(vec![writer, flusher, checkpointer]),
             }),
         })
     }
@@ -283,6 +310,8 @@ impl SledStorage {
 /// The writer thread: groups queued changes into one atomic batch each round.
 fn writer(
     ledger: Tree,
+    mut log: wal::Writer,
+    commits: Arc<Commits>,
     mut rx: mpsc::Receiver<WriteMsg>,
     applied: Arc<AtomicU64>,
     failure: Arc<Mutex<Option<String>>>,
@@ -327,7 +356,14 @@ fn writer(
         }
         let new_size = ws.log_size;
         metrics::histogram!("bureau_store_commit_group_size", "backend" => "sled").record(finishers.len() as f64);
-        let result = if ws.is_empty() { Ok(()) } else { ws.commit().map_err(StoreError::from) };
+        let failed_before = failure.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let result = match failed_before {
+            // sled writes nothing after an I/O error; neither do we, so a node never takes
+            // writes it could not checkpoint.
+            Some(why) => Err(StoreError::Unavailable(why)),
+            None if ws.is_empty() => Ok(()),
+            None => commit(ws, &mut log, &commits),
+        };
         match &result {
             Ok(()) => {
                 log_size = new_size;
@@ -349,6 +385,28 @@ fn writer(
     drop(rx);
     if let Some(tx) = stop {
         let _ = tx.send(());
+    }
+}
+
+/// Writes the group to the write-ahead log, then applies it to sled (taking the record back if
+/// sled refuses it).
+fn commit(mut ws: WriteSet<'_>, log: &mut wal::Writer, commits: &Commits) -> Result<(), StoreError> {
+    let at = Point { seq: log.next_seq(), size: ws.log_size };
+    ws.insert(wal::SEQ_KEY, &at.seq.to_be_bytes()[..]);
+    let written = log.append(ws.changes()).map_err(|e| unavailable(format!("write-ahead log: {e}")))?;
+    commits.written(at);
+    match ws.commit() {
+        Ok(()) => {
+            log.applied(at.seq);
+            commits.applied(at.size);
+            Ok(())
+        }
+        Err(e) => {
+            if let Err(undo) = log.unwrite(written) {
+                error!(error = %undo, "could not take back a write-ahead record sled refused");
+            }
+            Err(e.into())
+        }
     }
 }
 
@@ -382,57 +440,87 @@ fn record_failure(failure: &Mutex<Option<String>>, e: &StoreError) {
     }
 }
 
-/// The flusher thread: one flush (and `fdatasync`) per group of waiting sync requests.
+/// The flusher thread: one `fdatasync` of the write-ahead log for everything written since the
+/// last, started as soon as the writer has written (see [`commits`]).
 fn flusher(
-    db: sled::Db,
-    data_file: Option<std::fs::File>,
+    wal: Arc<wal::Shared>,
+    fsync: bool,
     mut marker: Marker,
-    mut rx: mpsc::Receiver<SyncMsg>,
-    applied: Arc<AtomicU64>,
-    durable: Arc<AtomicU64>,
+    commits: Arc<Commits>,
     failure: Arc<Mutex<Option<String>>>,
 ) {
-    let flush = || -> Result<(), StoreError> {
-        db.flush().map_err(StoreError::from)?;
+    while let Some(at) = commits.next() {
+        let started = std::time::Instant::now();
+        let result = if fsync { wal.sync() } else { Ok(()) };
+        metrics::histogram!("bureau_store_commit_duration_seconds", "backend" => "sled")
+            .record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(()) => {
+                commits.synced(at);
+                marker.advance(commits.durable());
+            }
+            Err(e) => {
+                let e = unavailable(format!("fdatasync of the write-ahead log: {e}"));
+                error!(error = %e, "store sync failed");
+                record_failure(&failure, &e);
+                commits.failed(e.to_string());
+                return;
+            }
+        }
+    }
+}
+
+/// The checkpointer thread: flushes sled and syncs its file once a segment of the write-ahead
+/// log is full or [`CHECKPOINT_EVERY`] after a write, then lets the log reuse what that covers.
+/// A failure stops it (sled writes nothing after one) and fails the writer's next groups.
+fn checkpointer(
+    db: sled::Db,
+    data_file: Option<std::fs::File>,
+    wal: Arc<wal::Shared>,
+    rx: std::sync::mpsc::Receiver<CheckpointStop>,
+    failure: Arc<Mutex<Option<String>>>,
+) {
+    use std::sync::mpsc::RecvTimeoutError;
+    let mut done = wal.applied();
+    let mut last = std::time::Instant::now();
+    let mut broken = false;
+    let checkpoint = |covered: u64| -> Result<(), StoreError> {
+        db.flush()?;
         if let Some(f) = &data_file {
             f.sync_data().map_err(|e| unavailable(format!("fdatasync: {e}")))?;
         }
-        Ok(())
+        wal.checkpointed(covered).map_err(|e| unavailable(format!("write-ahead log: {e}")))
     };
-    while let Some(first) = rx.blocking_recv() {
-        let mut waiters = vec![first];
-        while let Ok(w) = rx.try_recv() {
-            waiters.push(w);
-        }
-        // Everything applied before the flush begins is covered by it.
-        let covered = applied.load(Ordering::Acquire);
-        let started = std::time::Instant::now();
-        let result = flush();
-        metrics::histogram!("bureau_store_commit_duration_seconds", "backend" => "sled")
-            .record(started.elapsed().as_secs_f64());
-        match &result {
-            Ok(()) => {
-                durable.fetch_max(covered, Ordering::AcqRel);
-                marker.advance(covered);
+    loop {
+        let stop = match rx.recv_timeout(if broken { CHECKPOINT_EVERY } else { CHECKPOINT_POLL }) {
+            Ok(CheckpointStop(tx)) => Some(tx),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let covered = wal.applied();
+        let due = wal.full_segments() > 0 || (covered > done && last.elapsed() >= CHECKPOINT_EVERY);
+        let result = if broken {
+            Ok(())
+        } else if due || stop.is_some() || !wal.spares_ready() {
+            let started = std::time::Instant::now();
+            let r = checkpoint(covered);
+            metrics::histogram!("bureau_store_checkpoint_duration_seconds", "backend" => "sled")
+                .record(started.elapsed().as_secs_f64());
+            if r.is_ok() {
+                done = covered;
+                last = std::time::Instant::now();
             }
-            Err(e) => {
-                error!(error = %e, "store flush failed");
-                record_failure(&failure, e);
-            }
+            r
+        } else {
+            Ok(())
+        };
+        if let Err(e) = &result {
+            error!(error = %e, "store checkpoint failed; the store takes no more writes");
+            record_failure(&failure, e);
+            broken = true;
         }
-        let mut stopping = false;
-        for w in waiters {
-            match w {
-                SyncMsg::Sync(tx) => {
-                    let _ = tx.send(result.clone());
-                }
-                SyncMsg::Stop(tx) => {
-                    stopping = true;
-                    let _ = tx.send(result.clone());
-                }
-            }
-        }
-        if stopping {
+        if let Some(tx) = stop {
+            let _ = tx.send(result);
             return;
         }
     }
@@ -960,7 +1048,7 @@ impl Storage for SledStorage {
     }
 
     async fn durable_head(&self) -> Result<TreeHead, StoreError> {
-        let size = self.inner.durable.load(Ordering::Acquire);
+        let size = self.inner.commits.durable();
         Ok(TreeHead { size, root: self.audit_root(size).await? })
     }
 
@@ -997,9 +1085,9 @@ impl Storage for SledStorage {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(StoreError::Closed);
         }
-        let (tx, rx) = oneshot::channel();
-        self.inner.syncs.send(SyncMsg::Sync(tx)).await.map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        // Everything applied before this call; the flusher is already syncing it, or done.
+        let applied = self.inner.wal.applied();
+        self.inner.commits.wait(applied).await.map_err(StoreError::Unavailable)
     }
 
     async fn backup(&self, tx: tokio::sync::mpsc::Sender<BackupPart>) -> Result<(), StoreError> {
@@ -1016,16 +1104,20 @@ impl Storage for SledStorage {
         if self.inner.writes.send(WriteMsg::Stop(tx)).await.is_ok() {
             let _ = rx.await;
         }
+        // No more writes: the flusher syncs what is left and stops.
+        let synced = self.inner.commits.wait(self.inner.wal.applied()).await.map_err(StoreError::Unavailable);
+        self.inner.commits.stop();
         let (tx, rx) = oneshot::channel();
-        let result = match self.inner.syncs.send(SyncMsg::Stop(tx)).await {
+        let checkpointed = match self.inner.checkpoints.send(CheckpointStop(tx)) {
             Ok(()) => rx.await.unwrap_or(Ok(())),
             Err(_) => Ok(()),
         };
+        let result = synced.and(checkpointed);
         let threads = std::mem::take(&mut *self.inner.threads.lock().unwrap_or_else(|p| p.into_inner()));
-        // The writer and flusher have let go of theirs; this was the last handle on the files
-        // (reads in flight hold a clone only until they finish).
+        // The writer, flusher and checkpointer have let go of theirs; this was the last handle on
+        // the files (reads in flight hold a clone only until they finish).
         self.inner.ledger.write().unwrap_or_else(|p| p.into_inner()).take();
-        // Both threads have answered their stop message; joining them is immediate.
+        // Every thread has answered its stop message; joining them is immediate.
         tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join())))
             .await
             .map_err(|e| StoreError::Panicked(e.to_string()))?;

@@ -79,6 +79,11 @@ impl<'a> WriteSet<'a> {
         self.log_size = log_size;
     }
 
+    /// Every pending write in key order: `None` is a removal.
+    pub(super) fn changes(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+        self.pending.iter().map(|(k, v)| (k.as_slice(), v.as_deref()))
+    }
+
     /// True when nothing is pending.
     pub(super) fn is_empty(&self) -> bool {
         self.pending.is_empty()
