@@ -192,9 +192,9 @@ impl SledStorage {
     /// log against its high-water mark, and starts the writer, flusher and checkpointer threads.
     pub(crate) fn open(opts: &SledOptions) -> Result<Self, StoreError> {
         std::fs::create_dir_all(&opts.path).map_err(|e| unavailable(format!("{}: {e}", opts.path.display())))?;
-        // No periodic flush: the checkpointer flushes, off every request's path.
-        let db =
-            open_db(&sled::Config::new().path(&opts.path).cache_capacity(opts.cache_capacity).flush_every_ms(None))?;
+        // sled's own periodic flusher stays on: it is also what cleans sled's segments (its GC
+        // runs nowhere else). Nothing waits on it; the checkpointer's flush is what counts.
+        let db = open_db(&sled::Config::new().path(&opts.path).cache_capacity(opts.cache_capacity))?;
         let ledger = db.open_tree(keys::LEDGER)?;
         let store = opts.path.display().to_string();
         let damaged = |why: String| StoreError::Corrupt { key: store.clone(), why };
@@ -204,10 +204,12 @@ impl SledStorage {
         let found = wal::recover(&opts.path, &ledger).map_err(|e| damaged(format!("write-ahead log: {e}")))?;
         if found.replayed > 0 {
             tracing::info!(records = found.replayed, "replayed the write-ahead log into sled");
-            db.flush()?;
-            if opts.fsync {
-                data_file.sync_data().map_err(|e| unavailable(format!("fdatasync: {e}")))?;
-            }
+        }
+        // Before the log's segments are retired, what sled holds must be on the disk: after a
+        // process crash sled's file may still be only in the page cache.
+        db.flush()?;
+        if opts.fsync {
+            data_file.sync_data().map_err(|e| unavailable(format!("fdatasync: {e}")))?;
         }
         let size = keys::decode_size(ledger.get(keys::SIZE)?.as_deref());
         if let Some((marked, marked_root)) = mark::read(&opts.path).map_err(damaged)? {
@@ -1148,4 +1150,41 @@ mod tests {
     }
 
     crate::storage_conformance!(Sled(tempfile::tempdir().unwrap()));
+
+    /// Writing far more than a segment leaves the write-ahead log at its current segment and
+    /// its spares once the checkpointer has caught up, and nothing is lost on the way.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_write_ahead_log_stays_a_few_segments_however_much_is_written() {
+        use crate::{
+            audit::{Action, Entry},
+            storage::Storage,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let opts = SledOptions { path: dir.path().join("store"), cache_capacity: 16 << 20, fsync: true };
+        let open = |opts: SledOptions| async move {
+            tokio::task::spawn_blocking(move || SledStorage::open(&opts)).await.unwrap().unwrap()
+        };
+        let store = open(opts.clone()).await;
+        let outcome = "x".repeat(4096);
+        for _ in 0..50 {
+            let entries = (0..100).map(|_| Entry::new(Action::QueryInbound, "bank", outcome.clone())).collect();
+            store.append_audit(entries).await.unwrap();
+            store.sync().await.unwrap();
+        }
+        // About 20 MiB: five segments' worth.
+        let segments = || std::fs::read_dir(dir.path().join("store").join(super::wal::DIR)).unwrap().count();
+        let mut n = segments();
+        for _ in 0..100 {
+            if n <= 3 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            n = segments();
+        }
+        assert!(n <= 3, "{n} segment files: the current one and at most two spares");
+        store.close().await.unwrap();
+        let store = open(opts).await;
+        assert_eq!(store.audit_size().await.unwrap(), 5000);
+        store.close().await.unwrap();
+    }
 }
