@@ -16,18 +16,7 @@ const BANK: usize = 2;
 
 /// Runs `bureau ARGS` as `inst`'s application at `addr`; returns (success, stdout + stderr).
 fn bureau_as(c: &Cluster, inst: &str, addr: SocketAddr, args: &[&str]) -> (bool, String) {
-    let app = c.f.fed.pki.member(Role::Application, inst);
-    let out = Command::new(env!("CARGO_BIN_EXE_bureau"))
-        .args(args)
-        .args(["--node", &addr.to_string(), "--federation", "fed.test"])
-        .arg("--ca")
-        .arg(c.f.fed.pki.ca_cert())
-        .arg("--cert")
-        .arg(&app.cert)
-        .arg("--key")
-        .arg(&app.key)
-        .output()
-        .unwrap();
+    let out = c.cli(inst, addr, args).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }

@@ -95,16 +95,9 @@ async fn the_report_page_renders_in_a_real_browser_with_the_score_and_accounts()
     // The command line, as the person's institution runs it.
     let out_dir = tempfile::tempdir().unwrap();
     let page = out_dir.path().join("report.html");
-    let app = c.f.fed.pki.member(Role::Application, "payapp");
-    let run = Command::new(env!("CARGO_BIN_EXE_bureau"))
-        .args(["report", "--node", &c.addrs[0].to_string(), "--federation", "fed.test", "--subject", &s])
+    let run = c
+        .cli("payapp", c.addrs[0], &["report", "--subject", &s])
         .args(["--consent", "report-2026-01", "--verify"])
-        .arg("--ca")
-        .arg(c.f.fed.pki.ca_cert())
-        .arg("--cert")
-        .arg(&app.cert)
-        .arg("--key")
-        .arg(&app.key)
         .arg("--pki")
         .arg(&c.f.fed.pki.0)
         .arg("--out")

@@ -197,6 +197,22 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// The real `bureau ARGS` command as `inst`'s application talking to the node at `addr`
+    /// (node, federation and mTLS flags set; add more before running it).
+    pub fn cli(&self, inst: &str, addr: SocketAddr, args: &[&str]) -> Command {
+        let app = self.f.fed.pki.member(Role::Application, inst);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bureau"));
+        cmd.args(args)
+            .args(["--node", &addr.to_string(), "--federation", "fed.test"])
+            .arg("--ca")
+            .arg(self.f.fed.pki.ca_cert())
+            .arg("--cert")
+            .arg(&app.cert)
+            .arg("--key")
+            .arg(&app.key);
+        cmd
+    }
+
     pub async fn start(institutions: &[&str]) -> Self {
         let f = fed(institutions, &["pbc"]);
         let clock = bureau::domain::clock::Clock::system();

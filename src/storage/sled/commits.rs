@@ -41,6 +41,9 @@ pub(super) struct Commits {
     synced: watch::Sender<Synced>,
     /// The audit log's size both applied to sled and synced: the head a checkpoint may sign.
     durable: AtomicU64,
+    /// The last record applied to sled, and the audit log's size after it.
+    applied_seq: AtomicU64,
+    applied_size: AtomicU64,
 }
 
 impl Commits {
@@ -52,6 +55,8 @@ impl Commits {
             kick: Condvar::new(),
             synced: watch::Sender::new(Synced::Upto(at.seq)),
             durable: AtomicU64::new(at.size),
+            applied_seq: AtomicU64::new(at.seq),
+            applied_size: AtomicU64::new(at.size),
         }
     }
 
@@ -67,11 +72,23 @@ impl Commits {
         self.kick.notify_one();
     }
 
-    /// The writer applied the record that left the audit log at `size`.
-    pub(super) fn applied(&self, size: u64) {
+    /// The writer applied record `at` to sled.
+    pub(super) fn applied(&self, at: Point) {
         let mut s = self.lock();
-        s.applied_size = size;
-        self.durable.fetch_max(s.synced.size.min(size), Ordering::AcqRel);
+        s.applied_size = at.size;
+        self.applied_size.store(at.size, Ordering::Release);
+        self.applied_seq.store(at.seq, Ordering::Release);
+        self.durable.fetch_max(s.synced.size.min(at.size), Ordering::AcqRel);
+    }
+
+    /// The last record applied to sled.
+    pub(super) fn applied_seq(&self) -> u64 {
+        self.applied_seq.load(Ordering::Acquire)
+    }
+
+    /// The audit log's size in sled.
+    pub(super) fn applied_size(&self) -> u64 {
+        self.applied_size.load(Ordering::Acquire)
     }
 
     /// The audit log's size both applied and durable.
@@ -146,10 +163,11 @@ mod tests {
         assert_eq!(c.next(), Some(Point { seq: 2, size: 12 }));
         c.synced(Point { seq: 2, size: 12 });
         assert_eq!(c.durable(), 10, "synced but not yet applied");
-        c.applied(12);
+        c.applied(Point { seq: 2, size: 12 });
         assert_eq!(c.durable(), 12);
         c.written(Point { seq: 3, size: 15 });
-        c.applied(15);
+        c.applied(Point { seq: 3, size: 15 });
+        assert_eq!((c.applied_seq(), c.applied_size()), (3, 15));
         assert_eq!(c.durable(), 12, "applied but not yet synced");
         c.stop();
         assert_eq!(c.next(), Some(Point { seq: 3, size: 15 }), "what is left is synced before stopping");

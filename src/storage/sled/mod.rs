@@ -30,7 +30,7 @@ use std::{
     collections::VecDeque,
     path::PathBuf,
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
         Arc, Mutex,
     },
 };
@@ -124,10 +124,7 @@ struct Inner {
     ledger: std::sync::RwLock<Option<Tree>>,
     writes: mpsc::Sender<WriteMsg>,
     commits: Arc<Commits>,
-    wal: Arc<wal::Shared>,
     checkpoints: std::sync::mpsc::Sender<CheckpointStop>,
-    /// The log size after the writer's last committed group.
-    applied: Arc<AtomicU64>,
     readers: Semaphore,
     /// Set when a commit or flush failed with an I/O error: sled does not write again after one.
     failure: Arc<Mutex<Option<String>>>,
@@ -229,7 +226,6 @@ impl SledStorage {
         let commits = Arc::new(Commits::new(Point { seq: found.last_seq, size }));
         let (log, wal) = wal::start(&opts.path, found, wal::SEGMENT_BYTES, opts.fsync)
             .map_err(|e| unavailable(format!("write-ahead log: {e}")))?;
-        let applied = Arc::new(AtomicU64::new(size));
         let failure: Arc<Mutex<Option<String>>> = Arc::default();
         let (writes, write_rx) = mpsc::channel(WRITE_QUEUE);
         let (checkpoints, checkpoint_rx) = std::sync::mpsc::channel();
@@ -237,12 +233,8 @@ impl SledStorage {
             std::thread::Builder::new().name(name.into()).spawn(f).map_err(|e| unavailable(format!("{name}: {e}")))
         };
         let writer = {
-            let (ledger, applied, failure) = (ledger.clone(), applied.clone(), failure.clone());
-            let commits = commits.clone();
-            spawn(
-                "bureau-sled-writer",
-                Box::new(move || writer(ledger, log, commits, write_rx, applied, failure, size)),
-            )?
+            let (ledger, commits, failure) = (ledger.clone(), commits.clone(), failure.clone());
+            spawn("bureau-sled-writer", Box::new(move || writer(ledger, log, commits, write_rx, failure, size)))?
         };
         let flusher = {
             let (commits, wal) = (commits.clone(), wal.clone());
@@ -251,18 +243,19 @@ impl SledStorage {
             spawn("bureau-sled-flush", Box::new(move || flusher(wal, fsync, marker, commits, failure)))?
         };
         let checkpointer = {
-            let (failure, wal) = (failure.clone(), wal.clone());
+            let (failure, wal, commits) = (failure.clone(), wal.clone(), commits.clone());
             let data_file = opts.fsync.then_some(data_file);
-            spawn("bureau-sled-checkpoint", Box::new(move || checkpointer(db, data_file, wal, checkpoint_rx, failure)))?
+            spawn(
+                "bureau-sled-checkpoint",
+                Box::new(move || checkpointer(db, data_file, wal, commits, checkpoint_rx, failure)),
+            )?
         };
         Ok(Self {
             inner: Arc::new(Inner {
                 ledger: std::sync::RwLock::new(Some(ledger)),
                 writes,
                 commits,
-                wal,
                 checkpoints,
-                applied,
                 readers: Semaphore::new(READERS),
                 failure,
                 closed: AtomicBool::new(false),
@@ -315,7 +308,6 @@ fn writer(
     mut log: wal::Writer,
     commits: Arc<Commits>,
     mut rx: mpsc::Receiver<WriteMsg>,
-    applied: Arc<AtomicU64>,
     failure: Arc<Mutex<Option<String>>>,
     mut log_size: u64,
 ) {
@@ -369,7 +361,6 @@ fn writer(
         match &result {
             Ok(()) => {
                 log_size = new_size;
-                applied.store(log_size, Ordering::Release);
             }
             Err(e) => {
                 error!(error = %e, "storage write failed; nothing of its group was applied");
@@ -399,8 +390,7 @@ fn commit(mut ws: WriteSet<'_>, log: &mut wal::Writer, commits: &Commits) -> Res
     commits.written(at);
     match ws.commit() {
         Ok(()) => {
-            log.applied(at.seq);
-            commits.applied(at.size);
+            commits.applied(at);
             Ok(())
         }
         Err(e) => {
@@ -479,11 +469,12 @@ fn checkpointer(
     db: sled::Db,
     data_file: Option<std::fs::File>,
     wal: Arc<wal::Shared>,
+    commits: Arc<Commits>,
     rx: std::sync::mpsc::Receiver<CheckpointStop>,
     failure: Arc<Mutex<Option<String>>>,
 ) {
     use std::sync::mpsc::RecvTimeoutError;
-    let mut done = wal.applied();
+    let mut done = commits.applied_seq();
     let mut last = std::time::Instant::now();
     let mut broken = false;
     let checkpoint = |covered: u64| -> Result<(), StoreError> {
@@ -499,7 +490,7 @@ fn checkpointer(
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => return,
         };
-        let covered = wal.applied();
+        let covered = commits.applied_seq();
         let due = wal.full_segments() > 0 || (covered > done && last.elapsed() >= CHECKPOINT_EVERY);
         let result = if broken {
             Ok(())
@@ -1046,7 +1037,7 @@ impl Storage for SledStorage {
     }
 
     async fn audit_size(&self) -> Result<u64, StoreError> {
-        Ok(self.inner.applied.load(Ordering::Acquire))
+        Ok(self.inner.commits.applied_size())
     }
 
     async fn durable_head(&self) -> Result<TreeHead, StoreError> {
@@ -1088,7 +1079,7 @@ impl Storage for SledStorage {
             return Err(StoreError::Closed);
         }
         // Everything applied before this call; the flusher is already syncing it, or done.
-        let applied = self.inner.wal.applied();
+        let applied = self.inner.commits.applied_seq();
         self.inner.commits.wait(applied).await.map_err(StoreError::Unavailable)
     }
 
@@ -1107,7 +1098,7 @@ impl Storage for SledStorage {
             let _ = rx.await;
         }
         // No more writes: the flusher syncs what is left and stops.
-        let synced = self.inner.commits.wait(self.inner.wal.applied()).await.map_err(StoreError::Unavailable);
+        let synced = self.inner.commits.wait(self.inner.commits.applied_seq()).await.map_err(StoreError::Unavailable);
         self.inner.commits.stop();
         let (tx, rx) = oneshot::channel();
         let checkpointed = match self.inner.checkpoints.send(CheckpointStop(tx)) {

@@ -26,10 +26,7 @@ use std::{
     io,
     os::unix::fs::FileExt,
     path::{Path, PathBuf},
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc, Mutex,
-    },
+    sync::{Arc, Mutex},
 };
 
 use sled::{Batch, Tree};
@@ -84,8 +81,6 @@ pub(super) struct Shared {
     segs: Mutex<Segs>,
     /// The segment the writer appends to, for the flusher's `fdatasync`.
     current: Mutex<Option<Arc<File>>>,
-    /// The sequence number of the last record applied to sled.
-    applied: AtomicU64,
 }
 
 struct Segs {
@@ -290,7 +285,6 @@ pub(super) fn start(
         segment_bytes,
         segs: Mutex::new(Segs { live: VecDeque::new(), spares, next_number }),
         current: Mutex::new(None),
-        applied: AtomicU64::new(found.last_seq),
     });
     let (file, len) = take_segment(&shared, found.last_seq + 1, 0)?;
     let mut w = Writer {
@@ -412,19 +406,9 @@ impl Writer {
         buf[8..16].copy_from_slice(&w.seq.to_le_bytes());
         self.file.write_all_at(&buf, w.offset)
     }
-
-    /// Records that record `seq` is applied to sled.
-    pub(super) fn applied(&self, seq: u64) {
-        self.shared.applied.store(seq, Ordering::Release);
-    }
 }
 
 impl Shared {
-    /// The sequence number of the last record applied to sled.
-    pub(super) fn applied(&self) -> u64 {
-        self.applied.load(Ordering::Acquire)
-    }
-
     /// Segments the writer has filled and left.
     pub(super) fn full_segments(&self) -> usize {
         lock(&self.segs).live.len().saturating_sub(1)
@@ -486,7 +470,6 @@ mod tests {
             let v = vec![i as u8; 300];
             let seq = w.next_seq().to_be_bytes();
             w.append([(&k[..], Some(&v[..])), (SEQ_KEY, Some(&seq[..]))].into_iter()).unwrap();
-            w.applied(w.next_seq() - 1);
         }
     }
 
@@ -562,7 +545,6 @@ mod tests {
         let big = vec![7u8; 20 << 10];
         let seq = w.next_seq().to_be_bytes();
         w.append([(&b"big"[..], Some(&big[..])), (SEQ_KEY, Some(&seq[..]))].into_iter()).unwrap();
-        w.applied(1);
         write(&mut w, 0..3);
         s.sync().unwrap();
         let (_db, t) = ledger();
