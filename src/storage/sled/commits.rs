@@ -72,13 +72,18 @@ impl Commits {
         self.kick.notify_one();
     }
 
-    /// The writer applied record `at` to sled.
+    /// The writer applied record `at` to sled. When its sync finished first, this is what
+    /// makes it durable: the flusher is woken to move the high-water mark along.
     pub(super) fn applied(&self, at: Point) {
         let mut s = self.lock();
         s.applied_size = at.size;
         self.applied_size.store(at.size, Ordering::Release);
         self.applied_seq.store(at.seq, Ordering::Release);
-        self.durable.fetch_max(s.synced.size.min(at.size), Ordering::AcqRel);
+        let durable = s.synced.size.min(at.size);
+        if self.durable.fetch_max(durable, Ordering::AcqRel) < durable {
+            s.kicked = true;
+            self.kick.notify_one();
+        }
     }
 
     /// The last record applied to sled.
@@ -96,14 +101,15 @@ impl Commits {
         self.durable.load(Ordering::Acquire)
     }
 
-    /// For the flusher: waits for a record written since the last sync and returns the last
-    /// one; `None` once stopping with nothing left to sync.
-    pub(super) fn next(&self) -> Option<Point> {
+    /// For the flusher: waits for work and returns the last record written, and whether it
+    /// still needs a sync (else only the durable head moved); `None` once stopping with nothing
+    /// left.
+    pub(super) fn next(&self) -> Option<(Point, bool)> {
         let mut s = self.lock();
         loop {
             if s.kicked {
                 s.kicked = false;
-                return Some(s.written);
+                return Some((s.written, s.written.seq > s.synced.seq));
             }
             if s.stopping {
                 return None;
@@ -160,17 +166,18 @@ mod tests {
     fn durable_is_what_is_both_synced_and_applied() {
         let c = Commits::new(Point { seq: 1, size: 10 });
         c.written(Point { seq: 2, size: 12 });
-        assert_eq!(c.next(), Some(Point { seq: 2, size: 12 }));
+        assert_eq!(c.next(), Some((Point { seq: 2, size: 12 }, true)));
         c.synced(Point { seq: 2, size: 12 });
         assert_eq!(c.durable(), 10, "synced but not yet applied");
         c.applied(Point { seq: 2, size: 12 });
         assert_eq!(c.durable(), 12);
+        assert_eq!(c.next(), Some((Point { seq: 2, size: 12 }, false)), "the mark moves, no second sync");
         c.written(Point { seq: 3, size: 15 });
         c.applied(Point { seq: 3, size: 15 });
         assert_eq!((c.applied_seq(), c.applied_size()), (3, 15));
         assert_eq!(c.durable(), 12, "applied but not yet synced");
         c.stop();
-        assert_eq!(c.next(), Some(Point { seq: 3, size: 15 }), "what is left is synced before stopping");
+        assert_eq!(c.next(), Some((Point { seq: 3, size: 15 }, true)), "what is left is synced before stopping");
         assert_eq!(c.next(), None);
     }
 
