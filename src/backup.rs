@@ -169,7 +169,7 @@ pub async fn restore_from_file(file: &Path, data_dir: &Path) -> Result<BackupSum
         Err(e) => Some(Err(StoreError::Unavailable(e.to_string()))),
     });
     let head = TreeHead { size: summary.tree_size, root: summary.root };
-    crate::storage::restore_sled(data_dir.to_owned(), head, pairs).await?;
+    crate::storage::open::restore_sled(data_dir.to_owned(), head, pairs).await?;
     Ok(summary)
 }
 

@@ -361,7 +361,7 @@ impl NodeConfig {
             (Backend::Postgres, None) => {
                 return bad("store.backend = \"postgres\" needs [store.postgres] with a url".into())
             }
-            (Backend::Postgres, Some(pg)) if pg.url.parse::<tokio_postgres::Config>().is_err() => {
+            (Backend::Postgres, Some(pg)) if !crate::storage::open::is_postgres_url(&pg.url) => {
                 return bad("store.postgres.url is not a valid PostgreSQL connection URL".into())
             }
             (Backend::Postgres, Some(pg))

@@ -10,7 +10,7 @@ use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
 use crate::{
-    app::{disputes::Disputes, lifecycle::Lifecycle, score::Scorer},
+    app::{decide::Policy, Settings, UseCases},
     config::{Backend, NodeConfig},
     grpc::node::Node,
     grpc::{
@@ -21,7 +21,10 @@ use crate::{
     net::peers::Peers,
     net::tls::{self, TlsMaterial},
     scoring::Model,
-    storage::{DynStorage, PostgresOptions, SledOptions},
+    storage::{
+        open::{PostgresOptions, SledOptions},
+        DynStorage,
+    },
     wire::pb::bureau::v1::{
         admin_service_server::AdminServiceServer, audit_service_server::AuditServiceServer,
         disputes_service_server::DisputesServiceServer, federation_service_server::FederationServiceServer,
@@ -173,32 +176,28 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
     let peers =
         Peers::new(&cfg.peers, &material, &cfg.federation.name, cfg.limits.max_message_bytes, revocation.clone())?;
     let store = open_storage(&cfg).await?;
-    let peers = Arc::new(peers);
-    let life = Lifecycle {
+    let settings = Settings {
         institution: cfg.node.institution.clone(),
-        store: store.clone(),
+        origin: format!("{}/institution/{}", cfg.federation.name, cfg.node.institution),
         clock: cfg.clock.clone(),
         retention: cfg.retention.windows(),
+        accepted_purposes: cfg.federation.accepted_purposes.clone(),
+        policies: cfg
+            .policies
+            .iter()
+            .map(|(name, p)| (name.clone(), Policy { purpose: p.purpose, min_score: p.min_score }))
+            .collect(),
+        model,
+        peer_deadline: Duration::from_millis(cfg.scoring.peer_deadline_ms),
+        outbox_retry_max: Duration::from_millis(cfg.limits.outbox_retry_max_ms),
+        log_key,
     };
-    let disputes = Disputes::new(life.clone(), peers.clone(), Duration::from_millis(cfg.limits.outbox_retry_max_ms));
+    let app = UseCases::new(settings, store.clone(), Arc::new(peers));
     let node = Node {
         institution: cfg.node.institution.clone(),
         federation: cfg.federation.name.clone(),
-        store: store.clone(),
         limits: cfg.limits.clone(),
-        accepted_purposes: cfg.federation.accepted_purposes.clone(),
-        scorer: Scorer {
-            institution: cfg.node.institution.clone(),
-            store: store.clone(),
-            peers,
-            model: Arc::new(model),
-            deadline: Duration::from_millis(cfg.scoring.peer_deadline_ms),
-            life: life.clone(),
-        },
-        policies: Arc::new(cfg.policies.clone()),
-        log_key,
-        life: life.clone(),
-        disputes: disputes.clone(),
+        app,
     };
 
     let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: cfg.node.listen, source })?;
@@ -252,6 +251,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
     // with the node (a notice in flight is retried after a restart).
     let tick = Duration::from_millis(cfg.limits.outbox_retry_max_ms.clamp(250, 1_000));
     let purge_every = cfg.retention.purge_every_s.unwrap_or(3_600);
+    let (life, disputes) = (node.life.clone(), node.disputes.clone());
     let lifecycle = async move {
         let purging = async {
             match purge_every {
@@ -270,7 +270,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
                 () = async { let _ = stop_rx.wait_for(|s| *s).await; } => {}
                 why = failed => failure = Some(why),
                 () = follow_reachability(probe_store, probe_health, probe_services) => {}
-                () = report(metrics_store, metrics_listener, metrics_institution) => {}
+                () = publish_metrics(metrics_store, metrics_listener, metrics_institution) => {}
                 () = lifecycle => {}
             }
         };
@@ -311,7 +311,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
 
 /// Serves the metrics endpoint, if configured, and keeps the audit log's size current in it
 /// (every 5 s). Never returns; dropped when the node stops.
-async fn report(store: DynStorage, listener: Option<tokio::net::TcpListener>, institution: String) {
+async fn publish_metrics(store: DynStorage, listener: Option<tokio::net::TcpListener>, institution: String) {
     let Some(listener) = listener else { return std::future::pending().await };
     let serving = crate::telemetry::serve(listener);
     let sizes = async {
@@ -403,7 +403,7 @@ fn name_of<S: NamedService>(_: &S) -> &'static str {
 /// Opens the configured storage backend, off the async workers.
 async fn open_storage(cfg: &NodeConfig) -> Result<DynStorage, ServeError> {
     match (cfg.store.backend, &cfg.store.postgres) {
-        (Backend::Postgres, Some(pg)) => Ok(crate::storage::open_postgres(PostgresOptions {
+        (Backend::Postgres, Some(pg)) => Ok(crate::storage::open::open_postgres(PostgresOptions {
             url: pg.url.clone(),
             pool_size: pg.pool_size,
             statement_timeout: Duration::from_millis(pg.statement_timeout_ms),
@@ -416,7 +416,7 @@ async fn open_storage(cfg: &NodeConfig) -> Result<DynStorage, ServeError> {
                 cache_capacity: cfg.store.cache_capacity_bytes,
                 fsync: cfg.store.fsync,
             };
-            Ok(crate::storage::open_sled(opts).await?)
+            Ok(crate::storage::open::open_sled(opts).await?)
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::{
     app::lifecycle::Lifecycle,
-    audit::{Action, Entry},
+    audit::{About, Entry},
     domain::inquiry::{Inquiry, Purpose},
     domain::record::CreditRecord,
     domain::subject::is_valid_subject_id,
@@ -145,13 +145,9 @@ pub(crate) async fn answer_unsynced(life: &Lifecycle, q: &PeerQuery, purpose: Pu
         query_id: q.query_id.clone(),
         log_index: None,
     };
-    let mut entry = Entry::new(Action::QueryInbound, &q.inquirer, "answered");
-    entry.time = now;
-    entry.query_id = q.query_id.clone();
-    entry.counterparty = responder.to_owned();
-    entry.subject_id = q.subject_id.clone();
-    entry.purpose = Some(purpose);
-    entry.consent_reference = q.consent_reference.clone();
+    let about =
+        About { query_id: &q.query_id, subject_id: &q.subject_id, purpose, consent_reference: &q.consent_reference };
+    let entry = Entry::query_inbound(now, &q.inquirer, responder, &about);
     // Only what this institution furnished, even if the store ever held more; the inquiry,
     // its entry (with the number of records answered) and what is read are one write.
     let InquiryAnswer { records, inquiries, protection, refused } =
@@ -165,4 +161,48 @@ pub(crate) async fn answer_unsynced(life: &Lifecycle, q: &PeerQuery, purpose: Pu
         None => Default::default(),
     };
     Ok(Answer { records, inquiries: life.live_inquiries(inquiries, now), protection })
+}
+
+/// The answer-a-peer use case: the purposes this node accepts, its read rules, and (for a
+/// person's own report) proofs of the inquiries it recorded. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Answers {
+    /// The store with its read rules and clock.
+    life: Lifecycle,
+    /// Purposes this node answers peer queries for.
+    accepted: Vec<Purpose>,
+    /// Signs the checkpoint the person's proofs are against, if configured.
+    prover: Option<crate::app::proofs::Prover>,
+}
+
+/// A peer's answer as the node gives it: what it answered, when, and the proofs a person's own
+/// report carries.
+#[derive(Debug)]
+pub(crate) struct Given {
+    /// The answer.
+    pub answer: Answer,
+    /// When it was made, by the node's clock.
+    pub time: chrono::DateTime<chrono::Utc>,
+    /// For the person's own report: this node's signed checkpoint and its inquiries with proofs.
+    pub proofs: Option<crate::app::proofs::Proofs>,
+}
+
+impl Answers {
+    /// Answers over `life`, for `accepted` purposes, proving with `prover`.
+    pub(crate) fn new(life: Lifecycle, accepted: Vec<Purpose>, prover: Option<crate::app::proofs::Prover>) -> Self {
+        Self { life, accepted, prover }
+    }
+
+    /// Checks `q`, records the inquiry durably and answers it.
+    pub(crate) async fn answer(&self, q: &PeerQuery) -> Result<Given, AnswerError> {
+        let purpose = check(q, &self.accepted)?;
+        let time = self.life.clock.now();
+        let answer = answer(&self.life, q, purpose).await?;
+        // The person asking for their own report gets proofs of who looked, from this log.
+        let proofs = match (&self.prover, purpose) {
+            (Some(prover), Purpose::SubjectRequest) => Some(prover.prove(&answer.inquiries).await?),
+            _ => None,
+        };
+        Ok(Given { answer, time, proofs })
+    }
 }

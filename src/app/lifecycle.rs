@@ -195,7 +195,10 @@ mod tests {
             retention::{Profile, Retention},
         },
         net::peers::{PeerOutcome, PeerResult},
-        storage::{SledOptions, SledStorage, Storage},
+        storage::{
+            open::{SledOptions, SledStorage},
+            Storage,
+        },
         testkit::gen::{self, GenConfig},
     };
 

@@ -1,10 +1,114 @@
-//! The use cases, over the storage trait and the peer client: furnishing, answering a peer,
-//! a federated score. No gRPC server types; storage only through [`crate::storage::Storage`].
+//! The use cases, over the storage trait and the peer client: the only door to storage. Every
+//! layer above (gRPC handlers, the server's wiring) reaches the store through [`UseCases`].
+//! No gRPC server types here.
 
+pub(crate) mod admin;
 pub(crate) mod answer;
+pub(crate) mod audit_log;
+pub(crate) mod decide;
 pub(crate) mod disputes;
 pub(crate) mod furnish;
+pub(crate) mod journal;
 pub(crate) mod lifecycle;
+pub(crate) mod proofs;
 pub(crate) mod protection;
+pub(crate) mod records;
 pub(crate) mod report;
 pub(crate) mod score;
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+/// The storage vocabulary the use cases speak to the layers above: plain data and the one
+/// error type, never the store itself.
+pub(crate) use crate::storage::{BackupPart, InquiryCursor, RecordCursor, StoreError};
+
+use crate::{
+    domain::{clock::Clock, inquiry::Purpose, retention::Retention},
+    net::peers::Peers,
+    scoring::Model,
+    storage::DynStorage,
+};
+
+/// Everything a node's use cases need to be built, from its configuration.
+pub(crate) struct Settings {
+    /// The institution the node serves.
+    pub institution: String,
+    /// The log's origin (and checkpoint key name): `<federation>/institution/<id>`.
+    pub origin: String,
+    /// The clock every time is read from.
+    pub clock: Clock,
+    /// Retention windows.
+    pub retention: Retention,
+    /// Purposes this node answers peer queries for.
+    pub accepted_purposes: Vec<Purpose>,
+    /// Named decision policies.
+    pub policies: BTreeMap<String, decide::Policy>,
+    /// The scorecard.
+    pub model: Model,
+    /// One deadline for all peers of a score.
+    pub peer_deadline: Duration,
+    /// Longest wait between an outbox notice's retries.
+    pub outbox_retry_max: Duration,
+    /// The key that signs audit checkpoints, if configured.
+    pub log_key: Option<Arc<ed25519_dalek::SigningKey>>,
+}
+
+/// Every use case of one node, built once over one store. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct UseCases {
+    /// The institution's own records.
+    pub records: records::Records,
+    /// Answering a peer's query.
+    pub answers: answer::Answers,
+    /// Federated scores.
+    pub scorer: score::Scorer,
+    /// Policy decisions.
+    pub decisions: decide::Decisions,
+    /// The person's own report.
+    pub reports: report::Reports,
+    /// The regulator's view of the log.
+    pub audit: audit_log::AuditLog,
+    /// Disputes and the outbox.
+    pub disputes: disputes::Disputes,
+    /// Backup and purge.
+    pub admin: admin::Admin,
+    /// Refusals and other entries outside a data change.
+    pub journal: journal::Journal,
+    /// The read rules, the clock and the background purge.
+    pub life: lifecycle::Lifecycle,
+}
+
+impl UseCases {
+    /// Builds every use case over `store`, asking `peers`.
+    pub(crate) fn new(s: Settings, store: DynStorage, peers: Arc<Peers>) -> Self {
+        let life = lifecycle::Lifecycle {
+            institution: s.institution.clone(),
+            store: store.clone(),
+            clock: s.clock.clone(),
+            retention: s.retention,
+        };
+        let journal = journal::Journal::new(s.institution.clone(), store.clone(), s.clock);
+        let prover = s.log_key.map(|key| proofs::Prover::new(store.clone(), key, s.origin, s.institution.clone()));
+        let disputes = disputes::Disputes::new(life.clone(), peers.clone(), s.outbox_retry_max);
+        let scorer = score::Scorer {
+            institution: s.institution,
+            journal: journal.clone(),
+            peers,
+            model: Arc::new(s.model),
+            deadline: s.peer_deadline,
+            life: life.clone(),
+        };
+        Self {
+            records: records::Records::new(life.clone()),
+            answers: answer::Answers::new(life.clone(), s.accepted_purposes, prover.clone()),
+            decisions: decide::Decisions::new(s.policies, scorer.clone(), journal.clone()),
+            reports: report::Reports::new(scorer.clone(), disputes.clone(), prover.clone(), journal.clone()),
+            audit: audit_log::AuditLog::new(store, prover, journal.clone()),
+            admin: admin::Admin::new(life.clone()),
+            scorer,
+            disputes,
+            journal,
+            life,
+        }
+    }
+}

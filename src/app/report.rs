@@ -4,39 +4,105 @@
 
 use std::collections::HashMap;
 
-use ed25519_dalek::SigningKey;
+use chrono::{DateTime, Utc};
 
 use crate::{
-    audit::checkpoint::Checkpoint,
-    domain::inquiry::Inquiry,
-    storage::{Storage, StoreError},
+    app::{
+        disputes::Disputes,
+        journal::Journal,
+        proofs::Prover,
+        score::{FederatedScore, ScoreError, Scorer},
+    },
+    audit::{About, Entry},
+    domain::{
+        dispute::Dispute,
+        inquiry::{Inquiry, Purpose},
+        protection::Protection,
+    },
+    net::trace::TraceContext,
+    storage::{InquiryCursor, Page, StoreError},
     wire::{convert, pb::bureau::v1 as pb},
 };
 
-/// This node's signed checkpoint at its durable head, and the inquiries it recorded (those of
-/// `inquiries` with `responder == me` and a log index the checkpoint covers) with their log
-/// entries and inclusion proofs.
-pub(crate) async fn prove(
-    store: &dyn Storage,
-    key: &SigningKey,
-    origin: String,
-    me: &str,
-    inquiries: &[Inquiry],
-) -> Result<(pb::Checkpoint, Vec<pb::Inquiry>), StoreError> {
-    let head = store.durable_head().await?;
-    let checkpoint = convert::signed_checkpoint(&Checkpoint { origin, size: head.size, root: head.root }, key);
-    let mut proven = Vec::new();
-    for i in inquiries.iter().filter(|i| i.responder == me) {
-        let Some(index) = i.log_index.filter(|x| *x < head.size) else { continue };
-        let Some((_, leaf)) = store.audit_entries(index, 1).await?.into_iter().next() else { continue };
-        let hashes = store.audit_inclusion(index, head.size).await?;
-        let mut p = convert::inquiry_to_pb(i);
-        p.log_entry = leaf;
-        p.inclusion_proof = hashes.iter().map(|h| h.to_vec()).collect();
-        p.proof_tree_size = head.size;
-        proven.push(p);
+/// A person's own report, assembled: the federated score (records and every inquiry each node
+/// recorded), the proofs, the disputes and protections this node holds.
+#[derive(Debug)]
+pub(crate) struct Report {
+    /// The subject-request score and what it rests on.
+    pub score: FederatedScore,
+    /// Every inquiry the score counted, newest first, each with its proof where one was sent.
+    pub inquiries: Vec<pb::Inquiry>,
+    /// The signed checkpoints the proofs are against: this node's, then the peers'.
+    pub checkpoints: Vec<pb::Checkpoint>,
+    /// Disputes this node holds about the person.
+    pub disputes: Vec<Dispute>,
+    /// The person's freeze and alert as this node holds them.
+    pub protection: Protection,
+    /// When the report was made, by the node's clock.
+    pub time: DateTime<Utc>,
+}
+
+/// The person's-own-report use case. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Reports {
+    /// Federated scoring (a soft, subject-request query).
+    scorer: Scorer,
+    /// Disputes this node holds.
+    disputes: Disputes,
+    /// Proofs of this node's own inquiries, if it has a checkpoint key.
+    prover: Option<Prover>,
+    /// Where serving a report is logged.
+    journal: Journal,
+}
+
+impl Reports {
+    /// Reports made with `scorer`, proven by `prover`, logged in `journal`.
+    pub(crate) fn new(scorer: Scorer, disputes: Disputes, prover: Option<Prover>, journal: Journal) -> Self {
+        Self { scorer, disputes, prover, journal }
     }
-    Ok((checkpoint, proven))
+
+    /// Assembles `subject`'s report from the whole federation and logs it durably.
+    pub(crate) async fn report(&self, subject: &str, consent: &str, trace: TraceContext) -> Result<Report, ScoreError> {
+        let score = self.scorer.score(subject, Some(Purpose::SubjectRequest), consent, trace).await?;
+        // Proofs for the inquiries this node recorded; peers sent theirs with their answers.
+        let mut proven: Vec<pb::Inquiry> = Vec::new();
+        let mut checkpoints = Vec::new();
+        if let Some(prover) = &self.prover {
+            let own = prover.prove(&score.recorded).await?;
+            checkpoints.push(own.checkpoint);
+            proven.extend(own.proven);
+        }
+        for c in &score.coverage {
+            checkpoints.extend(c.checkpoint.clone());
+            proven.extend(c.proven.iter().cloned());
+        }
+        let disputes = self.disputes.about(subject).await?;
+        let (protection, _) = self.scorer.life.protection(subject).await?;
+        let time = self.journal.now();
+        let about = About {
+            query_id: &score.query_id,
+            subject_id: subject,
+            purpose: Purpose::SubjectRequest,
+            consent_reference: consent,
+        };
+        let entry =
+            Entry::report_served(time, self.journal.institution(), &about, score.records.len(), &score.model_version);
+        self.journal.record(vec![entry]).await?;
+        let inquiries = inquiries_with_proofs(&score.recorded, proven);
+        Ok(Report { score, inquiries, checkpoints, disputes, protection, time })
+    }
+
+    /// A page of the inquiries this node holds about `subject`, newest first, none expired.
+    pub(crate) async fn inquiries(
+        &self,
+        subject: &str,
+        before: Option<InquiryCursor>,
+        size: usize,
+    ) -> Result<Page<Inquiry, InquiryCursor>, StoreError> {
+        let life = &self.scorer.life;
+        let page = life.store.subject_inquiries(subject, before, size).await?;
+        Ok(Page { items: life.live_inquiries(page.items, life.clock.now()), next: page.next })
+    }
 }
 
 /// The report's inquiries: every one the score counted, newest first, each with its proof

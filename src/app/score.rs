@@ -8,8 +8,9 @@ use tracing::info;
 
 use crate::{
     app::answer::{self as peer_query, PeerQuery, QueryRefusal},
+    app::journal::Journal,
     app::lifecycle::Lifecycle,
-    audit::{Action, Entry},
+    audit::{About, Entry},
     domain::inquiry::{Inquiry, Purpose},
     domain::record::merge_records,
     net::{
@@ -17,7 +18,7 @@ use crate::{
         trace::TraceContext,
     },
     scoring::{Model, ScoreResult},
-    storage::{DynStorage, StoreError},
+    storage::StoreError,
 };
 
 /// What a scoring node needs.
@@ -25,8 +26,8 @@ use crate::{
 pub(crate) struct Scorer {
     /// This node's institution.
     pub institution: String,
-    /// Its store.
-    pub store: DynStorage,
+    /// Where every attempt and every score served is logged.
+    pub journal: Journal,
     /// Its peers.
     pub peers: Arc<Peers>,
     /// The scorecard.
@@ -128,19 +129,14 @@ impl Scorer {
         // waits on its first storage call.
         let (mut coverage, own) = tokio::join!(fan_out, peer_query::answer_unsynced(&self.life, &q, purpose));
         // Every attempt, answered or not, and the score served, durable before the answer.
-        let entry = |action: Action, counterparty: &str, outcome: String, count: usize| {
-            let mut e = Entry::new(action, &self.institution, outcome);
-            e.query_id = query_id.clone();
-            e.counterparty = counterparty.to_owned();
-            e.subject_id = subject_id.to_owned();
-            e.purpose = Some(purpose);
-            e.consent_reference = consent.to_owned();
-            e.record_count = count as u32;
-            e
-        };
+        let about = About { query_id: &query_id, subject_id, purpose, consent_reference: consent };
+        let now = self.life.clock.now();
         let mut log: Vec<Entry> = coverage
             .iter()
-            .map(|c| entry(Action::QueryOutbound, &c.peer, outcome_name(c.outcome).to_owned(), c.records_returned))
+            .map(|c| {
+                let outcome = outcome_name(c.outcome);
+                Entry::query_outbound(now, &self.institution, &about, &c.peer, outcome, c.records_returned)
+            })
             .collect();
         let own = match own {
             Ok(own) => own,
@@ -148,13 +144,11 @@ impl Scorer {
                 // The own part was refused (a freeze arrived after the check above) or failed
                 // after peers were asked: the peers that answered logged the query, so this
                 // node logs its side before it refuses.
-                log.push(entry(Action::Refusal, "", format!("score not served: {e}"), 0));
-                self.store.append_audit(log).await?;
-                self.store.sync().await?;
+                log.push(Entry::score_refused(now, &self.institution, &about, &e));
+                self.journal.record(log).await?;
                 return Err(e.into());
             }
         };
-        let now = self.life.clock.now();
         let today = now.date_naive();
         // Only a person's report shows every inquiry as each node recorded it.
         let keep_recorded = purpose == Purpose::SubjectRequest;
@@ -163,21 +157,14 @@ impl Scorer {
         let result = self.model.score(&records, &inquiries, today);
         let partial = coverage.iter().any(|c| c.outcome != PeerOutcome::Answered);
         let fraud_alert = protection.alert_active(now) || coverage.iter().any(|c| c.fraud_alert);
-        let mut served = entry(
-            Action::ScoreServed,
-            "",
-            format!(
-                "score={}{}{}",
-                result.score,
-                if partial { " partial" } else { "" },
-                if fraud_alert { " fraud_alert" } else { "" }
-            ),
-            records.len(),
+        let outcome = format!(
+            "score={}{}{}",
+            result.score,
+            if partial { " partial" } else { "" },
+            if fraud_alert { " fraud_alert" } else { "" }
         );
-        served.model_version = self.model.version().to_owned();
-        log.push(served);
-        self.store.append_audit(log).await?;
-        self.store.sync().await?;
+        log.push(Entry::score_served(now, &self.institution, &about, outcome, records.len(), self.model.version()));
+        self.journal.record(log).await?;
         metrics::histogram!("bureau_score_duration_seconds").record(started.elapsed().as_secs_f64());
         info!(
             trace_id = %query.trace.trace_id(),
@@ -216,7 +203,7 @@ impl Scorer {
             Purpose::AccountReview | Purpose::Collections => {
                 let mut after = None;
                 loop {
-                    let page = self.store.list_subject(subject_id, after, 256).await?;
+                    let page = self.life.store.list_subject(subject_id, after, 256).await?;
                     if page.items.iter().any(|s| s.record.furnisher == self.institution) {
                         return Ok(());
                     }

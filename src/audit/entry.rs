@@ -52,6 +52,20 @@ pub enum Action {
     ReportServed,
 }
 
+/// The query an entry is about: the federated query id, the person, the purpose named and the
+/// consent given. Every entry of one query carries the same four.
+#[derive(Debug, Clone, Copy)]
+pub struct About<'a> {
+    /// The federated query id.
+    pub query_id: &'a str,
+    /// The person's pseudonym.
+    pub subject_id: &'a str,
+    /// The purpose named.
+    pub purpose: Purpose,
+    /// The consent reference given.
+    pub consent_reference: &'a str,
+}
+
 /// One log entry. Serialised as JSON in this field order: those exact bytes are the Merkle
 /// leaf, so a regulator can recompute the tree from the entries alone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +121,180 @@ impl Entry {
             model_version: String::new(),
             detail: String::new(),
         }
+    }
+
+    /// A bare entry made at `now` (the node's clock); the typed constructors below start here.
+    fn at(now: DateTime<Utc>, action: Action, actor: &str, outcome: impl Into<String>) -> Self {
+        Self { time: now, ..Self::new(action, actor, outcome) }
+    }
+
+    /// Copies the query's id, person, purpose and consent into the entry.
+    fn about(mut self, q: &About<'_>) -> Self {
+        self.query_id = q.query_id.to_owned();
+        self.subject_id = q.subject_id.to_owned();
+        self.purpose = Some(q.purpose);
+        self.consent_reference = q.consent_reference.to_owned();
+        self
+    }
+
+    /// This node (`asker`) asked `peer` about a person; `outcome` is how the peer answered.
+    pub fn query_outbound(
+        now: DateTime<Utc>,
+        asker: &str,
+        q: &About<'_>,
+        peer: &str,
+        outcome: &str,
+        records: usize,
+    ) -> Self {
+        let mut e = Self::at(now, Action::QueryOutbound, asker, outcome).about(q);
+        e.counterparty = peer.to_owned();
+        e.record_count = records as u32;
+        e
+    }
+
+    /// `inquirer` asked this node (`responder`); the store sets the number of records answered.
+    pub fn query_inbound(now: DateTime<Utc>, inquirer: &str, responder: &str, q: &About<'_>) -> Self {
+        let mut e = Self::at(now, Action::QueryInbound, inquirer, "answered").about(q);
+        e.counterparty = responder.to_owned();
+        e
+    }
+
+    /// A score this node was asked for and did not serve, logged after peers were asked.
+    pub fn score_refused(now: DateTime<Utc>, institution: &str, q: &About<'_>, why: impl std::fmt::Display) -> Self {
+        Self::at(now, Action::Refusal, institution, format!("score not served: {why}")).about(q)
+    }
+
+    /// A score served: `outcome` is `score=641` with its ` partial` / ` fraud_alert` marks.
+    pub fn score_served(
+        now: DateTime<Utc>,
+        institution: &str,
+        q: &About<'_>,
+        outcome: String,
+        records: usize,
+        model_version: &str,
+    ) -> Self {
+        let mut e = Self::at(now, Action::ScoreServed, institution, outcome).about(q);
+        e.record_count = records as u32;
+        e.model_version = model_version.to_owned();
+        e
+    }
+
+    /// A policy decision served: `outcome` is `policy:approved|declined|referred`, logged with
+    /// the score and the threshold it was held against.
+    pub fn decision_served(
+        now: DateTime<Utc>,
+        institution: &str,
+        q: &About<'_>,
+        outcome: String,
+        score: i32,
+        threshold: i32,
+        model_version: &str,
+    ) -> Self {
+        let mut e = Self::at(now, Action::DecisionServed, institution, outcome).about(q);
+        e.model_version = model_version.to_owned();
+        e.detail = format!("score={score} threshold={threshold}");
+        e
+    }
+
+    /// A person's own report served, resting on `records` records.
+    pub fn report_served(
+        now: DateTime<Utc>,
+        institution: &str,
+        q: &About<'_>,
+        records: usize,
+        model_version: &str,
+    ) -> Self {
+        let mut e = Self::at(now, Action::ReportServed, institution, "served").about(q);
+        e.record_count = records as u32;
+        e.model_version = model_version.to_owned();
+        e
+    }
+
+    /// A licensed caller refused for `reason` (an UPPER_SNAKE reason); `subject` is kept only
+    /// when it is a valid pseudonym, `caller` is the caller's full identity.
+    pub fn refusal(
+        now: DateTime<Utc>,
+        caller_id: &str,
+        institution: &str,
+        subject: &str,
+        reason: &str,
+        caller: String,
+    ) -> Self {
+        let mut e = Self::at(now, Action::Refusal, caller_id, format!("refused:{reason}"));
+        e.counterparty = institution.to_owned();
+        if crate::domain::subject::is_valid_subject_id(subject) {
+            e.subject_id = subject.to_owned();
+        }
+        e.detail = caller;
+        e
+    }
+
+    /// A regulator read `what` of this institution's log.
+    pub fn regulator_read(now: DateTime<Utc>, regulator: &str, institution: &str, what: &str) -> Self {
+        let mut e = Self::at(now, Action::RegulatorRead, regulator, "ok");
+        e.counterparty = institution.to_owned();
+        e.detail = what.to_owned();
+        e
+    }
+
+    /// `furnisher` sent `total` records of which those in `changed` (ids) were stored.
+    pub fn furnished(now: DateTime<Utc>, furnisher: &str, changed: &[&str], total: usize) -> Self {
+        let outcome = format!("accepted={} not_stored={}", changed.len(), total - changed.len());
+        let mut e = Self::at(now, Action::RecordFurnished, furnisher, outcome);
+        e.record_count = changed.len() as u32;
+        e.detail = changed.join(",");
+        e
+    }
+
+    /// A correction of `record_id`: `outcome` names what the version rule did; `replaced` when
+    /// it changed the record, now at `version`.
+    pub fn corrected(
+        now: DateTime<Utc>,
+        furnisher: &str,
+        subject: &str,
+        record_id: &str,
+        outcome: String,
+        replaced: bool,
+        version: u64,
+    ) -> Self {
+        let mut e = Self::at(now, Action::RecordCorrected, furnisher, outcome);
+        e.subject_id = subject.to_owned();
+        e.record_count = u32::from(replaced);
+        e.detail = format!("{record_id} v{version}");
+        e
+    }
+
+    /// A deletion of `record_id` at `version`, for `reason`.
+    pub fn deleted(
+        now: DateTime<Utc>,
+        furnisher: &str,
+        subject: &str,
+        record_id: &str,
+        version: u64,
+        reason: &str,
+    ) -> Self {
+        let mut e = Self::at(now, Action::RecordDeleted, furnisher, reason.to_owned());
+        e.subject_id = subject.to_owned();
+        e.record_count = 1;
+        e.detail = format!("{record_id} v{version}");
+        e
+    }
+
+    /// An expired inquiry's deletion: its keys (who asked whom, when), never its content.
+    pub fn inquiry_purged(
+        now: DateTime<Utc>,
+        responder: &str,
+        inquirer: &str,
+        subject: &str,
+        query_id: &str,
+        inquiry_time: DateTime<Utc>,
+    ) -> Self {
+        let mut e = Self::at(now, Action::InquiryPurged, responder, "retention_expired");
+        e.query_id = query_id.to_owned();
+        e.counterparty = inquirer.to_owned();
+        e.subject_id = subject.to_owned();
+        e.detail = format!("inquiry_time={}", inquiry_time.timestamp_micros());
+        e
     }
 
     /// The leaf bytes.

@@ -5,4 +5,4 @@ pub mod checkpoint;
 mod entry;
 pub mod merkle;
 
-pub use entry::{Action, Entry};
+pub use entry::{About, Action, Entry};

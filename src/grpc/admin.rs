@@ -5,8 +5,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::{
+    app::{BackupPart, StoreError},
     grpc::{auth, error::ApiError, node::Node},
-    storage::BackupPart,
     wire::pb::bureau::v1::{self as pb, admin_service_server::AdminService},
 };
 
@@ -31,16 +31,14 @@ impl AdminService for AdminApi {
         if let Err(e) = auth::require_own_application(&caller, &self.node.institution) {
             return Err(super::log_refusal(&self.node, &caller, "", e).await.into());
         }
-        let (parts_tx, mut parts) = tokio::sync::mpsc::channel(4);
+        let (mut parts, reading) = self.node.admin.backup();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let store = self.node.store.clone();
-        let reading = tokio::spawn(async move { store.backup(parts_tx).await });
         // The first part decides the answer: a backend that cannot back up fails the call.
         let first = match parts.recv().await {
             Some(p) => p,
             None => {
                 let e = reading.await.map_err(ApiError::task_failed)?.err();
-                return Err(ApiError::from(e.unwrap_or(crate::storage::StoreError::Closed)).into());
+                return Err(ApiError::from(e.unwrap_or(StoreError::Closed)).into());
             }
         };
         tracing::info!(caller = %caller, "backup started");
@@ -85,7 +83,7 @@ impl AdminService for AdminApi {
         if let Err(e) = auth::require_own_application(&caller, &self.node.institution) {
             return Err(super::log_refusal(&self.node, &caller, "", e).await.into());
         }
-        let (records, inquiries) = self.node.life.purge().await.map_err(ApiError::from)?;
+        let (records, inquiries) = self.node.admin.purge().await.map_err(ApiError::from)?;
         tracing::info!(caller = %caller, records, inquiries, "purge on demand");
         Ok(Response::new(pb::PurgeExpiredResponse {
             records_deleted: records as u32,

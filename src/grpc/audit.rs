@@ -4,7 +4,6 @@
 use tonic::{Request, Response, Status};
 
 use crate::{
-    audit::checkpoint::Checkpoint,
     audit::{Action, Entry},
     grpc::auth,
     grpc::error::{ApiError, Reason},
@@ -39,11 +38,7 @@ impl AuditApi {
         if let Err(e) = auth::require_regulator(&caller) {
             return Err(super::log_refusal(&self.node, &caller, "", e).await.into());
         }
-        let mut entry = Entry::new(Action::RegulatorRead, &caller.id, "ok");
-        entry.counterparty = self.node.institution.clone();
-        entry.detail = what.to_owned();
-        self.node.store.append_audit(vec![entry]).await.map_err(ApiError::from)?;
-        self.node.store.sync().await.map_err(ApiError::from)?;
+        self.node.audit.log_read(&caller.id, what).await.map_err(ApiError::from)?;
         Ok(caller)
     }
 }
@@ -139,7 +134,7 @@ impl AuditService for AuditApi {
         if !r.subject_id.is_empty() && !crate::domain::subject::is_valid_subject_id(&r.subject_id) {
             return Err(ApiError::invalid("subject_id", "must be a 64-hex subject id").into());
         }
-        let scanned = self.node.store.audit_entries(from, MAX_SCAN).await.map_err(ApiError::from)?;
+        let scanned = self.node.audit.entries(from, MAX_SCAN).await.map_err(ApiError::from)?;
         let mut entries = Vec::new();
         let mut next = None;
         for (index, bytes) in &scanned {
@@ -171,15 +166,13 @@ impl AuditService for AuditApi {
 
     async fn get_checkpoint(&self, req: Request<pb::GetCheckpointRequest>) -> Result<Response<pb::Checkpoint>, Status> {
         self.authorise(&req, "checkpoint").await?;
-        let key = self.node.log_key.as_ref().ok_or_else(|| ApiError::FailedPrecondition {
-            reason: Reason::NoLogKey,
-            message: "this node has no checkpoint signing key configured (tls.log_key)".into(),
+        let cp = self.node.audit.checkpoint().await.map_err(ApiError::from)?.ok_or_else(|| {
+            ApiError::FailedPrecondition {
+                reason: Reason::NoLogKey,
+                message: "this node has no checkpoint signing key configured (tls.log_key)".into(),
+            }
         })?;
-        // Only a durable tree state is signed: a crash can never take back what a regulator
-        // holds a signature for (C2SP tlog-checkpoint).
-        let head = self.node.store.durable_head().await.map_err(ApiError::from)?;
-        let cp = Checkpoint { origin: self.node.origin(), size: head.size, root: head.root };
-        Ok(Response::new(convert::signed_checkpoint(&cp, key)))
+        Ok(Response::new(cp))
     }
 
     async fn get_inclusion_proof(
@@ -188,11 +181,11 @@ impl AuditService for AuditApi {
     ) -> Result<Response<pb::InclusionProof>, Status> {
         self.authorise(&req, "inclusion_proof").await?;
         let r = req.into_inner();
-        let size = size_arg(r.tree_size, self.node.store.audit_size().await.map_err(ApiError::from)?, "tree_size")?;
+        let size = size_arg(r.tree_size, self.node.audit.size().await.map_err(ApiError::from)?, "tree_size")?;
         if r.index >= size {
             return Err(ApiError::invalid("index", format!("must be below the tree size {size}")).into());
         }
-        let hashes = self.node.store.audit_inclusion(r.index, size).await.map_err(ApiError::from)?;
+        let hashes = self.node.audit.inclusion(r.index, size).await.map_err(ApiError::from)?;
         Ok(Response::new(pb::InclusionProof {
             index: r.index,
             tree_size: size,
@@ -206,12 +199,11 @@ impl AuditService for AuditApi {
     ) -> Result<Response<pb::ConsistencyProof>, Status> {
         self.authorise(&req, "consistency_proof").await?;
         let r = req.into_inner();
-        let second =
-            size_arg(r.second_size, self.node.store.audit_size().await.map_err(ApiError::from)?, "second_size")?;
+        let second = size_arg(r.second_size, self.node.audit.size().await.map_err(ApiError::from)?, "second_size")?;
         if r.first_size == 0 || r.first_size > second {
             return Err(ApiError::invalid("first_size", format!("must be from 1 to {second}")).into());
         }
-        let hashes = self.node.store.audit_consistency(r.first_size, second).await.map_err(ApiError::from)?;
+        let hashes = self.node.audit.consistency(r.first_size, second).await.map_err(ApiError::from)?;
         Ok(Response::new(pb::ConsistencyProof {
             first_size: r.first_size,
             second_size: second,

@@ -101,8 +101,8 @@ impl DisputesService for DisputesApi {
         let resolution = convert::resolution_from_pb(r.resolution)
             .ok_or_else(|| ApiError::invalid("resolution", "must be VERIFIED, CORRECTED or DELETED"))?;
         let corrected = match r.corrected_record {
-            Some(rec) => Some(
-                convert::record_from_pb(rec, &self.node.institution, crate::domain::record::today()).map_err(|v| {
+            Some(rec) => {
+                Some(convert::record_from_pb(rec, &self.node.institution, self.node.records.today()).map_err(|v| {
                     ApiError::InvalidArgument {
                         message: "invalid corrected_record".into(),
                         violations: v
@@ -113,8 +113,8 @@ impl DisputesService for DisputesApi {
                             })
                             .collect(),
                     }
-                })?,
-            ),
+                })?)
+            }
             None => None,
         };
         let d = self.node.disputes.resolve(filer, id, resolution, corrected).await.map_err(ApiError::from)?;

@@ -7,10 +7,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use tracing::error;
 
-use crate::{
-    app::{answer::QueryRefusal, disputes::DisputeError, score::ScoreError},
-    storage::StoreError,
-};
+use crate::app::{answer::QueryRefusal, decide::DecideError, disputes::DisputeError, score::ScoreError, StoreError};
 
 /// The `ErrorInfo.domain` of every error this service sends.
 pub(crate) const ERROR_DOMAIN: &str = "bureau.v1";
@@ -269,6 +266,15 @@ impl From<ScoreError> for ApiError {
         match e {
             ScoreError::Refused(r) => r.into(),
             ScoreError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<DecideError> for ApiError {
+    fn from(e: DecideError) -> Self {
+        match e {
+            DecideError::UnknownPolicy { .. } => Self::NotFound(e.to_string()),
+            DecideError::Score(s) => s.into(),
         }
     }
 }

@@ -4,7 +4,7 @@ use tonic::{Request, Response, Status};
 use tracing::info;
 
 use crate::{
-    app::answer::{self as peer_query, PeerQuery},
+    app::answer::{Given, PeerQuery},
     grpc::auth,
     grpc::error::ApiError,
     grpc::node::Node,
@@ -90,30 +90,17 @@ impl FederationApi {
             consent_reference: r.consent_reference,
             query_id: r.query_id,
         };
-        let purpose = peer_query::check(&q, &self.node.accepted_purposes)?;
-        let now = self.node.life.clock.now();
-        let answer = peer_query::answer(&self.node.life, &q, purpose).await?;
-        // The person asking for their own report gets proofs of who looked, from this log.
-        let (checkpoint, proven) = match (&self.node.log_key, purpose) {
-            (Some(key), crate::domain::inquiry::Purpose::SubjectRequest) => {
-                let (cp, proven) = crate::app::report::prove(
-                    &*self.node.store,
-                    key,
-                    self.node.origin(),
-                    &self.node.institution,
-                    &answer.inquiries,
-                )
-                .await?;
-                (Some(cp), proven)
-            }
-            _ => (None, Vec::new()),
+        let Given { answer, time: now, proofs } = self.node.answers.answer(&q).await?;
+        let (checkpoint, proven) = match proofs {
+            Some(p) => (Some(p.checkpoint), p.proven),
+            None => (None, Vec::new()),
         };
         info!(
             trace_id = %trace.trace_id(),
             inquirer = %q.inquirer,
             subject = %q.subject_id,
             query_id = %q.query_id,
-            purpose = purpose.as_str(),
+            purpose = q.purpose.map_or("", |p| p.as_str()),
             records = answer.records.len(),
             "peer query answered"
         );

@@ -32,26 +32,12 @@ pub(crate) async fn log_refusal(
     subject: &str,
     e: error::ApiError,
 ) -> error::ApiError {
-    use crate::{
-        audit::{Action, Entry},
-        grpc::error::ApiError,
-    };
+    use crate::grpc::error::ApiError;
     let reason = match &e {
         ApiError::PermissionDenied { reason, .. } | ApiError::FailedPrecondition { reason, .. } => reason.as_str(),
         _ => return e,
     };
-    let mut entry = Entry::new(Action::Refusal, &caller.id, format!("refused:{reason}"));
-    entry.counterparty = node.institution.clone();
-    entry.subject_id =
-        if crate::domain::subject::is_valid_subject_id(subject) { subject.to_owned() } else { String::new() };
-    entry.detail = caller.to_string();
-    let logged = match node.store.append_audit(vec![entry]).await {
-        Ok(_) => node.store.sync().await,
-        Err(err) => Err(err),
-    };
-    if let Err(err) = logged {
-        tracing::error!(error = %err, "could not log a refusal");
-    }
+    node.journal.refusal(&caller.id, caller.to_string(), subject, reason).await;
     e
 }
 

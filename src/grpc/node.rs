@@ -1,13 +1,7 @@
-//! What every service of one node shares: who the node is, its store, its scorer and limits.
+//! What every service of one node shares: who the node is, its limits, and its use cases — the
+//! only way a handler reaches the store.
 
-use std::{collections::BTreeMap, sync::Arc};
-
-use crate::{
-    app::{disputes::Disputes, lifecycle::Lifecycle, score::Scorer},
-    config::{Limits, PolicyConfig},
-    domain::inquiry::Purpose,
-    storage::DynStorage,
-};
+use crate::{app::UseCases, config::Limits};
 
 /// The shared state of a running node. Cheap to clone.
 #[derive(Clone)]
@@ -16,27 +10,18 @@ pub(crate) struct Node {
     pub institution: String,
     /// The federation's name; callers from another are refused.
     pub federation: String,
-    /// The node's storage.
-    pub store: DynStorage,
     /// Request limits.
     pub limits: Limits,
-    /// Purposes this node answers peer queries for.
-    pub accepted_purposes: Vec<Purpose>,
-    /// Federated scoring: peers, model, deadline.
-    pub scorer: Scorer,
-    /// Named decision policies.
-    pub policies: Arc<BTreeMap<String, PolicyConfig>>,
-    /// The key that signs audit checkpoints, if configured.
-    pub log_key: Option<Arc<ed25519_dalek::SigningKey>>,
-    /// The store with its read rules (retention, dispute suppression) and clock.
-    pub life: Lifecycle,
-    /// Disputes and the outbox.
-    pub disputes: Disputes,
+    /// The use cases.
+    pub app: UseCases,
 }
 
-impl Node {
-    /// The audit log's origin (and checkpoint key name): `<federation>/institution/<id>`.
-    pub(crate) fn origin(&self) -> String {
-        format!("{}/institution/{}", self.federation, self.institution)
+impl std::ops::Deref for Node {
+    type Target = UseCases;
+
+    /// Handlers name a use case directly (`node.records`, `node.scorer`): the node is its
+    /// identity plus its use cases, nothing else.
+    fn deref(&self) -> &UseCases {
+        &self.app
     }
 }

@@ -1,19 +1,21 @@
 //! RecordsService: furnishing, reading, correcting and deleting the node institution's own
 //! records. The furnisher is always the caller's certificate's institution.
 
-use chrono::Utc;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info};
 
 use crate::{
-    app::furnish::{self, Candidate, Outcome, RecordResult},
-    domain::record::{is_valid_record_id, today},
+    app::{
+        furnish::{Candidate, Outcome, RecordResult},
+        records::Corrected,
+        StoreError,
+    },
+    domain::record::is_valid_record_id,
     domain::subject::is_valid_subject_id,
     grpc::auth,
     grpc::error::{ApiError, FieldViolation, Reason},
     grpc::node::Node,
     grpc::token::{self, Listing},
-    storage::{Applied, Deleted, StoreError},
     wire::convert::{self, parse_record_name, parse_subject_name},
     wire::pb::bureau::v1::{self as pb, records_service_server::RecordsService},
 };
@@ -43,27 +45,6 @@ impl RecordsApi {
         }
     }
 
-    /// Converts and validates a batch, then stores it.
-    async fn furnish_batch(
-        &self,
-        furnisher: &str,
-        records: Vec<pb::CreditRecord>,
-    ) -> Result<Vec<RecordResult>, ApiError> {
-        let results = self.apply_batch(furnisher, records).await?;
-        self.node.store.sync().await?;
-        Ok(results)
-    }
-
-    /// Validates and stores one batch, not yet durable.
-    async fn apply_batch(
-        &self,
-        furnisher: &str,
-        records: Vec<pb::CreditRecord>,
-    ) -> Result<Vec<RecordResult>, ApiError> {
-        let candidates = self.candidates(furnisher, records)?;
-        Ok(furnish::apply(&*self.node.store, candidates, Utc::now()).await?)
-    }
-
     /// Checks a batch's size and converts and validates each record.
     fn candidates(&self, furnisher: &str, records: Vec<pb::CreditRecord>) -> Result<Vec<Candidate>, ApiError> {
         if records.len() > self.node.limits.max_batch_records {
@@ -72,7 +53,7 @@ impl RecordsApi {
                 format!("at most {} records per request, got {}", self.node.limits.max_batch_records, records.len()),
             ));
         }
-        let today = today();
+        let today = self.node.records.today();
         Ok(records
             .into_iter()
             .map(|r| {
@@ -169,7 +150,8 @@ impl RecordsService for RecordsApi {
         if records.is_empty() {
             return Err(ApiError::invalid("records", "at least one record is required").into());
         }
-        let results = self.furnish_batch(&furnisher, records).await?;
+        let candidates = self.candidates(&furnisher, records)?;
+        let results = self.node.records.furnish(candidates).await.map_err(ApiError::from)?;
         let mut tally = Tally::default();
         results.iter().for_each(|r| tally.add(r));
         if tally.rejected as usize == results.len() {
@@ -224,12 +206,12 @@ impl RecordsService for RecordsApi {
                 if let Some(f) = flushing.take() {
                     await_flush(f).await?;
                 }
-                let store = self.node.store.clone();
-                flushing = Some(tokio::spawn(async move { store.sync().await }));
+                let records = self.node.records.clone();
+                flushing = Some(tokio::spawn(async move { records.sync().await }));
             }
             let Some(candidates) = candidates else { break };
-            let store = self.node.store.clone();
-            applying = Some(tokio::spawn(async move { Ok(furnish::apply(&*store, candidates, Utc::now()).await?) }));
+            let records = self.node.records.clone();
+            applying = Some(tokio::spawn(async move { Ok(records.furnish_unsynced(candidates).await?) }));
         }
         if let Some(f) = flushing.take() {
             await_flush(f).await?;
@@ -253,16 +235,10 @@ impl RecordsService for RecordsApi {
         let furnisher = self.authorise(&req).await?;
         let name = req.into_inner().name;
         let record_id = parse_name(&name, &furnisher)?;
-        // The furnisher sees its own record with its flag, even suppressed (it must resolve
-        // the dispute); an expired one is gone.
-        if let Some(s) = self.node.store.get(&furnisher, &record_id).await.map_err(ApiError::from)? {
-            let subject = s.record.subject_id.clone();
-            let shown = self.node.life.visible(&subject, vec![s], true).await.map_err(ApiError::from)?;
-            if let Some(s) = shown.first() {
-                return Ok(Response::new(convert::record_to_pb(&s.record, s.updated)));
-            }
+        match self.node.records.get(&furnisher, &record_id).await.map_err(ApiError::from)? {
+            Some(s) => Ok(Response::new(convert::record_to_pb(&s.record, s.updated))),
+            None => Err(ApiError::NotFound(format!("{name} not found")).into()),
         }
-        Err(ApiError::NotFound(format!("{name} not found")).into())
     }
 
     async fn list_records(
@@ -279,10 +255,8 @@ impl RecordsService for RecordsApi {
             Some(b) => Some(token::parse_record_cursor(&b)?),
             None => None,
         };
-        let page = self.node.store.list_subject(subject, after, size).await.map_err(ApiError::from)?;
-        // Expired records and those suppressed by an overdue dispute are never listed.
-        let shown = self.node.life.visible(subject, page.items, false).await.map_err(ApiError::from)?;
-        let records = shown.iter().map(|s| convert::record_to_pb(&s.record, s.updated)).collect();
+        let page = self.node.records.list(subject, after, size).await.map_err(ApiError::from)?;
+        let records = page.items.iter().map(|s| convert::record_to_pb(&s.record, s.updated)).collect();
         Ok(Response::new(pb::ListRecordsResponse {
             records,
             next_page_token: page
@@ -299,8 +273,8 @@ impl RecordsService for RecordsApi {
         let furnisher = self.authorise(&req).await?;
         let pb_record = req.into_inner().record.ok_or_else(|| ApiError::invalid("record", "is required"))?;
         let record_id = pb_record.record_id.clone();
-        let record =
-            convert::record_from_pb(pb_record, &furnisher, today()).map_err(|v| ApiError::InvalidArgument {
+        let record = convert::record_from_pb(pb_record, &furnisher, self.node.records.today()).map_err(|v| {
+            ApiError::InvalidArgument {
                 message: format!("record {record_id:?} is invalid"),
                 violations: v
                     .into_iter()
@@ -309,22 +283,23 @@ impl RecordsService for RecordsApi {
                         description: format!("record {record_id:?}: {}", v.description),
                     })
                     .collect(),
-            })?;
-        let applied =
-            self.node.store.correct(record.clone(), Utc::now()).await.map_err(ApiError::from)?.ok_or_else(|| {
-                ApiError::NotFound(format!("{} not found", convert::record_name(&furnisher, &record_id)))
-            })?;
-        let outcome = match applied.applied {
-            Applied::SubjectMismatch => {
-                let v = furnish::subject_mismatch(&record);
-                return Err(ApiError::invalid(format!("record.{}", v.field), v.description).into());
             }
-            Applied::IgnoredStale => pb::FurnishOutcome::IgnoredStale,
-            _ => pb::FurnishOutcome::Replaced,
+        })?;
+        let (outcome, version, stored) = match self.node.records.correct(record).await.map_err(ApiError::from)? {
+            Corrected::NotFound => {
+                return Err(
+                    ApiError::NotFound(format!("{} not found", convert::record_name(&furnisher, &record_id))).into()
+                )
+            }
+            Corrected::SubjectMismatch(v) => {
+                return Err(ApiError::invalid(format!("record.{}", v.field), v.description).into())
+            }
+            Corrected::Stored { replaced: false, version, stored } => {
+                (pb::FurnishOutcome::IgnoredStale, version, stored)
+            }
+            Corrected::Stored { replaced: true, version, stored } => (pb::FurnishOutcome::Replaced, version, stored),
         };
-        self.node.store.sync().await.map_err(ApiError::from)?;
-        let stored = self.node.store.get(&furnisher, &record_id).await.map_err(ApiError::from)?;
-        info!(furnisher, record_id, version = applied.stored_version, outcome = ?outcome, "record corrected");
+        info!(furnisher, record_id, version, outcome = ?outcome, "record corrected");
         Ok(Response::new(pb::CorrectRecordResponse {
             outcome: outcome as i32,
             record: stored.map(|s| convert::record_to_pb(&s.record, s.updated)),
@@ -347,16 +322,9 @@ impl RecordsService for RecordsApi {
         if req.note.chars().count() > MAX_NOTE_CHARS || req.note.chars().any(char::is_control) {
             return Err(ApiError::invalid("note", format!("at most {MAX_NOTE_CHARS} printable characters")).into());
         }
-        let deleted = self
-            .node
-            .store
-            .delete(&furnisher, &record_id, reason, &req.note, Utc::now())
-            .await
-            .map_err(ApiError::from)?;
-        match deleted {
-            Deleted::NotFound => Err(ApiError::NotFound(format!("{} not found", req.name)).into()),
-            Deleted::Removed(version) => {
-                self.node.store.sync().await.map_err(ApiError::from)?;
+        match self.node.records.delete(&furnisher, &record_id, reason, &req.note).await.map_err(ApiError::from)? {
+            None => Err(ApiError::NotFound(format!("{} not found", req.name)).into()),
+            Some(version) => {
                 info!(furnisher, record_id, version, reason, "record deleted");
                 Ok(Response::new(pb::DeleteRecordResponse { deleted_version: version }))
             }

@@ -4,7 +4,6 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     app::score::FederatedScore,
-    audit::{Action, Entry},
     grpc::auth,
     grpc::error::ApiError,
     grpc::node::Node,
@@ -124,45 +123,13 @@ impl ScoringApi {
         trace: TraceContext,
     ) -> Result<pb::Decision, ApiError> {
         auth::require_own_application(caller, &self.node.institution)?;
-        let policy = self.node.policies.get(&r.policy).ok_or_else(|| {
-            let known: Vec<&str> = self.node.policies.keys().map(String::as_str).collect();
-            ApiError::NotFound(format!("no policy {:?} on this node; known: {known:?}", r.policy))
-        })?;
-        let score = self.node.scorer.score(&r.subject_id, Some(policy.purpose), &r.consent_reference, trace).await?;
-        // A fraud alert means no automatic approval: the lender verifies identity first.
-        let (approved, outcome) = match (score.result.score >= policy.min_score, score.fraud_alert) {
-            (_, true) => (false, "refer: verify identity"),
-            (true, false) => (true, "approve"),
-            (false, false) => (false, "decline"),
-        };
-        let mut entry = Entry::new(
-            Action::DecisionServed,
-            &self.node.institution,
-            format!(
-                "{}:{}",
-                r.policy,
-                match outcome {
-                    "approve" => "approved",
-                    "decline" => "declined",
-                    _ => "referred",
-                }
-            ),
-        );
-        entry.query_id = score.query_id.clone();
-        entry.subject_id = r.subject_id.clone();
-        entry.purpose = Some(policy.purpose);
-        entry.consent_reference = r.consent_reference.clone();
-        entry.model_version = score.model_version.clone();
-        entry.detail = format!("score={} threshold={}", score.result.score, policy.min_score);
-        self.node.store.append_audit(vec![entry]).await?;
-        self.node.store.sync().await?;
-        tracing::debug!(policy = %r.policy, subject = %r.subject_id, score = score.result.score, approved, "decision served");
+        let d = self.node.decisions.decide(&r.policy, &r.subject_id, &r.consent_reference, trace).await?;
         Ok(pb::Decision {
             policy: r.policy,
-            approved,
-            threshold: policy.min_score,
-            score: Some(score_to_pb(&score)),
-            outcome: outcome.into(),
+            approved: d.approved,
+            threshold: d.threshold,
+            score: Some(score_to_pb(&d.score)),
+            outcome: d.outcome.into(),
         })
     }
 }

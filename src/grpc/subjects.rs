@@ -5,9 +5,7 @@
 use tonic::{Request, Response, Status};
 
 use crate::{
-    app::report,
-    audit::{Action, Entry},
-    domain::{inquiry::Purpose, protection::Kind as ProtectionKind, subject::is_valid_subject_id},
+    domain::{protection::Kind as ProtectionKind, subject::is_valid_subject_id},
     grpc::auth,
     grpc::error::ApiError,
     grpc::node::Node,
@@ -62,53 +60,21 @@ impl SubjectsService for SubjectsApi {
         let caller = self.authorise(&req, &req.get_ref().subject_id).await?;
         let trace = super::trace_of(&req);
         let r = req.into_inner();
-        let score = match self
-            .node
-            .scorer
-            .score(&r.subject_id, Some(Purpose::SubjectRequest), &r.consent_reference, trace)
-            .await
-        {
-            Ok(s) => s,
+        let report = match self.node.reports.report(&r.subject_id, &r.consent_reference, trace).await {
+            Ok(report) => report,
             Err(e) => return Err(super::log_refusal(&self.node, &caller, &r.subject_id, e.into()).await.into()),
         };
-        let node = &self.node;
-        // Proofs for the inquiries this node recorded; peers sent theirs with their answers.
-        let mut proven: Vec<pb::Inquiry> = Vec::new();
-        let mut checkpoints = Vec::new();
-        if let Some(key) = &node.log_key {
-            let (cp, own) = report::prove(&*node.store, key, node.origin(), &node.institution, &score.recorded)
-                .await
-                .map_err(ApiError::from)?;
-            checkpoints.push(cp);
-            proven.extend(own);
-        }
-        for c in &score.coverage {
-            checkpoints.extend(c.checkpoint.clone());
-            proven.extend(c.proven.iter().cloned());
-        }
-        let disputes = node.disputes.about(&r.subject_id).await.map_err(ApiError::from)?;
-        let (protection, _) = node.life.protection(&r.subject_id).await.map_err(ApiError::from)?;
-        let now = node.life.clock.now();
-        let mut shown = convert::protection_to_pb(&protection, now);
-        shown.fraud_alert |= score.fraud_alert;
-        let mut entry = Entry::new(Action::ReportServed, &node.institution, "served");
-        entry.time = now;
-        entry.query_id = score.query_id.clone();
-        entry.subject_id = r.subject_id.clone();
-        entry.purpose = Some(Purpose::SubjectRequest);
-        entry.consent_reference = r.consent_reference.clone();
-        entry.record_count = score.records.len() as u32;
-        entry.model_version = score.model_version.clone();
-        node.store.append_audit(vec![entry]).await.map_err(ApiError::from)?;
-        node.store.sync().await.map_err(ApiError::from)?;
+        let now = report.time;
+        let mut shown = convert::protection_to_pb(&report.protection, now);
+        shown.fraud_alert |= report.score.fraud_alert;
         Ok(Response::new(pb::SubjectReport {
             subject_id: r.subject_id.clone(),
-            score: Some(super::scoring::score_to_pb(&score)),
-            records: score.records.iter().map(|rec| convert::record_to_pb(rec, now)).collect(),
-            inquiries: report::inquiries_with_proofs(&score.recorded, proven),
-            disputes: disputes.iter().map(|d| convert::dispute_to_pb(d, now)).collect(),
+            score: Some(super::scoring::score_to_pb(&report.score)),
+            records: report.score.records.iter().map(|rec| convert::record_to_pb(rec, now)).collect(),
+            inquiries: report.inquiries,
+            disputes: report.disputes.iter().map(|d| convert::dispute_to_pb(d, now)).collect(),
             protection: Some(shown),
-            checkpoints,
+            checkpoints: report.checkpoints,
             report_time: Some(convert::timestamp(now)),
         }))
     }
@@ -141,15 +107,9 @@ impl SubjectsService for SubjectsApi {
             Some(b) => Some(token::parse_inquiry_cursor(&b)?),
             None => None,
         };
-        let page = self.node.store.subject_inquiries(subject, before, size).await.map_err(ApiError::from)?;
+        let page = self.node.reports.inquiries(subject, before, size).await.map_err(ApiError::from)?;
         Ok(Response::new(pb::ListSubjectInquiriesResponse {
-            inquiries: self
-                .node
-                .life
-                .live_inquiries(page.items, self.node.life.clock.now())
-                .iter()
-                .map(convert::inquiry_to_pb)
-                .collect(),
+            inquiries: page.items.iter().map(convert::inquiry_to_pb).collect(),
             next_page_token: page
                 .next
                 .map(|c| token::encode(Listing::Inquiries, &r.parent, &token::inquiry_cursor(&c)))

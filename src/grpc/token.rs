@@ -10,8 +10,8 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use sha2::{Digest, Sha256};
 
 use crate::{
+    app::{InquiryCursor, RecordCursor},
     grpc::error::ApiError,
-    storage::{InquiryCursor, RecordCursor},
 };
 
 const VERSION: u8 = 1;

@@ -15,18 +15,19 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::{
-    audit::{merkle::Hash, Action, Entry},
+    audit::{merkle::Hash, Entry},
     domain::{inquiry::Inquiry, record::CreditRecord},
 };
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod conformance;
+mod ledger;
+pub(crate) mod open;
 mod postgres;
 mod sled;
 
 use self::sled as embedded;
-pub(crate) use embedded::{SledOptions, SledStorage};
-pub(crate) use postgres::PostgresOptions;
+pub(crate) use ledger::{corrected_entry, deleted_entry, furnished_entry, inquiry_purged_entry, version_rule};
 
 /// Test hooks that damage a stopped node's sled store, for tests that check tampering is caught.
 #[cfg(feature = "testkit")]
@@ -69,58 +70,6 @@ pub(crate) fn mark_key(subject: &str, furnisher: &str, record_id: &str) -> Strin
 
 /// A storage backend shared by every part of a node.
 pub type DynStorage = Arc<dyn Storage>;
-
-/// Opens (or creates) a sled store off the async workers. sled panics on some damage to its
-/// files: that is a [`StoreError::Corrupt`] naming the store, never a crash.
-pub(crate) async fn open_sled(opts: SledOptions) -> Result<DynStorage, StoreError> {
-    let dir = opts.path.display().to_string();
-    let store = tokio::task::spawn_blocking(move || SledStorage::open(&opts)).await.map_err(|e| {
-        let why = match e.try_into_panic() {
-            Ok(p) => p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".into()),
-            Err(e) => e.to_string(),
-        };
-        StoreError::Corrupt { key: dir, why: format!("the store cannot be opened: {why}") }
-    })??;
-    Ok(Arc::new(store))
-}
-
-/// Restores a backup (its head, then its pairs) into the empty directory `dir` and checks the
-/// result: the store opens (its log agrees with the restored high-water mark) and its root at
-/// the backup's size is the backup's root.
-pub(crate) async fn restore_sled(
-    dir: std::path::PathBuf,
-    head: TreeHead,
-    pairs: impl Iterator<Item = Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>> + Send + 'static,
-) -> Result<(), StoreError> {
-    let at = dir.clone();
-    tokio::task::spawn_blocking(move || embedded::restore(&at, head, pairs))
-        .await
-        .map_err(|e| StoreError::Panicked(e.to_string()))??;
-    let store = open_sled(SledOptions { path: dir.clone(), cache_capacity: 16 << 20, fsync: true }).await?;
-    let checked = async {
-        let size = store.audit_size().await?;
-        let root = store.audit_root(head.size.min(size)).await?;
-        if size != head.size || root != head.root {
-            return Err(StoreError::Corrupt {
-                key: dir.display().to_string(),
-                why: format!("the restored log has {size} entries; the backup had {} with another root", head.size),
-            });
-        }
-        Ok(())
-    }
-    .await;
-    store.close().await?;
-    checked
-}
-
-/// Connects to a PostgreSQL store, applying the embedded schema migrations.
-pub(crate) async fn open_postgres(opts: PostgresOptions) -> Result<DynStorage, StoreError> {
-    Ok(Arc::new(postgres::PostgresStorage::open(&opts).await?))
-}
 
 /// Why a storage operation failed, in terms a caller can act on.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -323,16 +272,16 @@ pub trait Storage: Send + Sync + 'static {
     }
 
     /// Stores validated records (furnisher set from the caller's certificate) under the version
-    /// rules, and one [`Action::RecordFurnished`] entry naming the changed record ids, in one
+    /// rules, and one [`Action::RecordFurnished`](crate::audit::Action::RecordFurnished) entry naming the changed record ids, in one
     /// atomic write. One result per record, in order.
     async fn furnish(&self, records: Vec<CreditRecord>, now: DateTime<Utc>) -> Result<Vec<ApplyResult>, StoreError>;
 
-    /// Replaces a live record with a higher version, logging [`Action::RecordCorrected`] in the
+    /// Replaces a live record with a higher version, logging [`Action::RecordCorrected`](crate::audit::Action::RecordCorrected) in the
     /// same write. `None` when there is no live record under its key.
     async fn correct(&self, record: CreditRecord, now: DateTime<Utc>) -> Result<Option<ApplyResult>, StoreError>;
 
     /// Removes a live record, keeping a tombstone at its version so stale re-sends stay out, and
-    /// logs [`Action::RecordDeleted`] in the same write.
+    /// logs [`Action::RecordDeleted`](crate::audit::Action::RecordDeleted) in the same write.
     async fn delete(
         &self,
         furnisher: &str,
@@ -406,7 +355,7 @@ pub trait Storage: Send + Sync + 'static {
     /// Up to `limit` inquiries made before `before`, any subject, oldest first.
     async fn inquiries_before(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Inquiry>, StoreError>;
 
-    /// Deletes those of `inquiries` still stored and logs an [`Action::InquiryPurged`] entry for
+    /// Deletes those of `inquiries` still stored and logs an [`Action::InquiryPurged`](crate::audit::Action::InquiryPurged) entry for
     /// each (keys only), in one atomic write; returns how many were deleted.
     async fn purge_inquiries(&self, inquiries: Vec<Inquiry>, now: DateTime<Utc>) -> Result<usize, StoreError>;
 
@@ -449,84 +398,4 @@ pub trait Storage: Send + Sync + 'static {
     /// Finishes queued writes, makes them durable and stops the backend's threads and
     /// connections; later calls get [`StoreError::Closed`]. Handles may outlive it.
     async fn close(&self) -> Result<(), StoreError>;
-}
-
-/// A furnishing entry: who furnished, how many records changed and which (keys only).
-pub(crate) fn furnished_entry(records: &[CreditRecord], results: &[ApplyResult], now: DateTime<Utc>) -> Entry {
-    let actor = records.first().map(|r| r.furnisher.as_str()).unwrap_or_default();
-    let changed: Vec<&str> = records
-        .iter()
-        .zip(results)
-        .filter(|(_, a)| matches!(a.applied, Applied::Created | Applied::Replaced))
-        .map(|(r, _)| r.record_id.as_str())
-        .collect();
-    let mut entry = Entry::new(
-        Action::RecordFurnished,
-        actor,
-        format!("accepted={} not_stored={}", changed.len(), records.len() - changed.len()),
-    );
-    entry.time = now;
-    entry.record_count = changed.len() as u32;
-    entry.detail = changed.join(",");
-    entry
-}
-
-/// A correction entry.
-pub(crate) fn corrected_entry(record: &CreditRecord, a: ApplyResult, now: DateTime<Utc>) -> Entry {
-    let mut entry = Entry::new(Action::RecordCorrected, &record.furnisher, format!("{:?}", a.applied).to_lowercase());
-    entry.time = now;
-    entry.subject_id = record.subject_id.clone();
-    entry.record_count = u32::from(a.applied == Applied::Replaced);
-    entry.detail = format!("{} v{}", record.record_id, a.stored_version);
-    entry
-}
-
-/// The entry logging an expired inquiry's deletion: its keys, never its content.
-pub(crate) fn inquiry_purged_entry(i: &Inquiry, now: DateTime<Utc>) -> Entry {
-    let mut entry = Entry::new(Action::InquiryPurged, &i.responder, "retention_expired");
-    entry.time = now;
-    entry.query_id = i.query_id.clone();
-    entry.counterparty = i.inquirer.clone();
-    entry.subject_id = i.subject_id.clone();
-    entry.detail = format!("inquiry_time={}", i.time.timestamp_micros());
-    entry
-}
-
-/// A deletion entry.
-pub(crate) fn deleted_entry(
-    furnisher: &str,
-    subject: &str,
-    record_id: &str,
-    version: u64,
-    reason: &str,
-    now: DateTime<Utc>,
-) -> Entry {
-    let mut entry = Entry::new(Action::RecordDeleted, furnisher, reason.to_owned());
-    entry.time = now;
-    entry.subject_id = subject.to_owned();
-    entry.record_count = 1;
-    entry.detail = format!("{record_id} v{version}");
-    entry
-}
-
-/// The version rule, shared by every backend: what storing `incoming` over `existing` does.
-/// `existing` is (stored version, live, subject) of what is under the key, if anything.
-pub(crate) fn version_rule(
-    incoming: &CreditRecord,
-    existing: Option<(u64, bool, &str)>,
-    must_exist: bool,
-) -> ApplyResult {
-    let (stored_version, was_live, old_subject) = existing.unwrap_or((0, false, ""));
-    if must_exist && !was_live {
-        return ApplyResult { applied: Applied::IgnoredStale, stored_version: 0 };
-    }
-    if incoming.version <= stored_version {
-        let stored_version = if was_live { stored_version } else { 0 };
-        return ApplyResult { applied: Applied::IgnoredStale, stored_version };
-    }
-    if was_live && old_subject != incoming.subject_id {
-        return ApplyResult { applied: Applied::SubjectMismatch, stored_version };
-    }
-    let applied = if was_live { Applied::Replaced } else { Applied::Created };
-    ApplyResult { applied, stored_version: incoming.version }
 }

@@ -11,13 +11,18 @@ pub use crate::storage::{
 /// Opens (or creates) a sled store in `dir` with a page cache of `cache_capacity` bytes and
 /// `fdatasync` after each flush, as a node opens it.
 pub async fn open_sled(dir: &Path, cache_capacity: u64) -> Result<DynStorage, StoreError> {
-    crate::storage::open_sled(crate::storage::SledOptions { path: dir.to_owned(), cache_capacity, fsync: true }).await
+    crate::storage::open::open_sled(crate::storage::open::SledOptions {
+        path: dir.to_owned(),
+        cache_capacity,
+        fsync: true,
+    })
+    .await
 }
 
 /// Connects to a PostgreSQL store at `url` as a node does (pool of 16, 5 s statement timeout),
 /// applying the schema migrations.
 pub async fn open_postgres(url: &str) -> Result<DynStorage, StoreError> {
-    crate::storage::open_postgres(crate::storage::PostgresOptions {
+    crate::storage::open::open_postgres(crate::storage::open::PostgresOptions {
         url: url.to_owned(),
         pool_size: 16,
         statement_timeout: std::time::Duration::from_secs(5),

@@ -1321,7 +1321,7 @@ mod tests {
                     statement_timeout: std::time::Duration::from_secs(5),
                     connect_timeout: std::time::Duration::from_secs(2),
                 };
-                crate::storage::open_postgres(opts).await.unwrap()
+                crate::storage::open::open_postgres(opts).await.unwrap()
             })
         }
     }

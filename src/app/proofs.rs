@@ -1,0 +1,73 @@
+//! Proofs of a node's own log for people and regulators: its checkpoint signed at the durable
+//! head, and inquiries it recorded with their log entries and inclusion proofs.
+
+use std::sync::Arc;
+
+use ed25519_dalek::SigningKey;
+
+use crate::{
+    audit::checkpoint::Checkpoint,
+    domain::inquiry::Inquiry,
+    storage::{DynStorage, StoreError, TreeHead},
+    wire::{convert, pb::bureau::v1 as pb},
+};
+
+/// Proves to a person which inquiries about them this node recorded: signs its checkpoint at
+/// the durable head and gives each inquiry its log entry and inclusion proof.
+#[derive(Clone)]
+pub(crate) struct Prover {
+    /// The store the log lives in.
+    store: DynStorage,
+    /// The node's checkpoint key.
+    key: Arc<SigningKey>,
+    /// The log's origin: `<federation>/institution/<id>`.
+    origin: String,
+    /// This node's institution: only its own inquiries are proven here.
+    institution: String,
+}
+
+impl Prover {
+    /// The log's checkpoint at its durable head, signed. Only a durable tree state is signed: a
+    /// crash can never take back what someone holds a signature for (C2SP tlog-checkpoint).
+    pub(crate) async fn signed_head(&self) -> Result<(pb::Checkpoint, TreeHead), StoreError> {
+        let head = self.store.durable_head().await?;
+        let cp = Checkpoint { origin: self.origin.clone(), size: head.size, root: head.root };
+        Ok((convert::signed_checkpoint(&cp, &self.key), head))
+    }
+}
+
+/// A signed checkpoint and the inquiries proven against it.
+#[derive(Debug, Clone)]
+pub(crate) struct Proofs {
+    /// The node's signed checkpoint.
+    pub checkpoint: pb::Checkpoint,
+    /// Inquiries with their log entries and inclusion proofs.
+    pub proven: Vec<pb::Inquiry>,
+}
+
+impl Prover {
+    /// A prover over `store`'s log, signing with `key` as `origin`.
+    pub(crate) fn new(store: DynStorage, key: Arc<SigningKey>, origin: String, institution: String) -> Self {
+        Self { store, key, origin, institution }
+    }
+
+    /// This node's signed checkpoint at its durable head, and the inquiries it recorded (those
+    /// of `inquiries` with `responder == me` and a log index the checkpoint covers) with their
+    /// log entries and inclusion proofs.
+    pub(crate) async fn prove(&self, inquiries: &[Inquiry]) -> Result<Proofs, StoreError> {
+        let store = &self.store;
+        let (checkpoint, head) = self.signed_head().await?;
+        let mut proven = Vec::new();
+        for i in inquiries.iter().filter(|i| i.responder == self.institution) {
+            let Some(index) = i.log_index.filter(|x| *x < head.size) else { continue };
+            let Some((_, leaf)) = store.audit_entries(index, 1).await?.into_iter().next() else { continue };
+            let hashes = store.audit_inclusion(index, head.size).await?;
+            let mut p = convert::inquiry_to_pb(i);
+            p.log_entry = leaf;
+            p.inclusion_proof = hashes.iter().map(|h| h.to_vec()).collect();
+            p.proof_tree_size = head.size;
+            proven.push(p);
+        }
+        Ok(Proofs { checkpoint, proven })
+    }
+}
