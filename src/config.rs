@@ -132,7 +132,8 @@ pub struct TlsSection {
     pub cert: PathBuf,
     /// This node's private key (PEM).
     pub key: PathBuf,
-    /// The authority's CRL (PEM); reloaded when the file changes.
+    /// The authority's CRL (PEM); reloaded when the file changes. Required: a node enforces the
+    /// authority's revocations (an `Option` only so a missing key is refused by name).
     pub crl: Option<PathBuf>,
     /// Ed25519 key that signs audit-log checkpoints (PKCS#8 PEM).
     pub log_key: Option<PathBuf>,
@@ -184,6 +185,9 @@ pub struct Limits {
     pub handshake_timeout_ms: u64,
     /// How often the CRL file is checked for changes, milliseconds.
     pub crl_reload_ms: u64,
+    /// How long past its `nextUpdate` the CRL in force may run before `bureau_crl_expired`
+    /// turns 1 (the list is still enforced; the authority is late), seconds.
+    pub crl_grace_s: u64,
     /// Most concurrent requests per connection.
     pub max_concurrent_streams: u32,
     /// At shutdown, how long in-flight calls may run before they are cancelled (their writes
@@ -201,6 +205,7 @@ impl Default for Limits {
             max_batch_records: 1000,
             handshake_timeout_ms: 5_000,
             crl_reload_ms: 2_000,
+            crl_grace_s: 86_400,
             max_concurrent_streams: 256,
             drain_timeout_ms: 5_000,
             outbox_retry_max_ms: 30_000,
@@ -352,6 +357,20 @@ impl NodeConfig {
         for p in &self.peers {
             if !is_valid_member_id(&p.id) || p.id == self.node.institution || !seen.insert(&p.id) {
                 return bad(format!("peer id {:?} is invalid, duplicated or this node's own", p.id));
+            }
+        }
+        if self.tls.crl.is_none() {
+            return bad("tls.crl is required: a node enforces the licensing authority's revocation list".into());
+        }
+        let l = &self.limits;
+        for (name, v) in [
+            ("handshake_timeout_ms", l.handshake_timeout_ms),
+            ("crl_reload_ms", l.crl_reload_ms),
+            ("outbox_retry_max_ms", l.outbox_retry_max_ms),
+            ("max_concurrent_streams", u64::from(l.max_concurrent_streams)),
+        ] {
+            if v == 0 {
+                return bad(format!("limits.{name} must be > 0"));
             }
         }
         if self.limits.max_message_bytes < 1024 || self.limits.max_batch_records == 0 {

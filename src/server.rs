@@ -53,6 +53,9 @@ pub enum ServeError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The configuration cannot work (checked again at start, however it was made).
+    #[error("configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
     /// The configuration does not agree with the certificate.
     #[error("{0}")]
     Mismatch(String),
@@ -132,6 +135,7 @@ pub async fn bind_loopback() -> std::io::Result<TcpListener> {
 
 /// Starts a node on an already bound listener (its configured `listen` is ignored).
 pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningNode, ServeError> {
+    cfg.check()?;
     // Metrics first, so the first figures (the CRL's, the store's) are recorded.
     let metrics_listener = match cfg.metrics.listen {
         Some(addr) => {
@@ -152,7 +156,14 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
     }
     let (cfg_tx, cfg_rx) = watch::channel(material.server_config()?);
     let revocation = tls::Revocation::new(material.crls()).map_err(tls::TlsError::from)?;
-    tls::watch_crl(cfg.tls_files(), cfg_tx, revocation.clone(), Duration::from_millis(cfg.limits.crl_reload_ms));
+    tls::watch_crl(
+        cfg.tls_files(),
+        cfg_tx,
+        revocation.clone(),
+        Duration::from_millis(cfg.limits.crl_reload_ms),
+        Duration::from_secs(cfg.limits.crl_grace_s),
+        material.crl_standing(),
+    );
 
     let model = match &cfg.scoring.model {
         Some(path) => {

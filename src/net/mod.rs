@@ -2,6 +2,7 @@
 //! certificates, the licensing authority's tooling, the peer client and member connections.
 
 pub mod client;
+pub mod crl;
 pub mod identity;
 pub(crate) mod peers;
 pub mod pki;

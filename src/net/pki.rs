@@ -243,7 +243,19 @@ pub fn revoke(dir: &PkiDir, cert: &Path) -> Result<String, PkiError> {
     let (_, parsed) =
         x509_parser::parse_x509_certificate(&der).map_err(|e| PkiError::Invalid(format!("{}: {e}", cert.display())))?;
     let serial = parsed.tbs_certificate.raw_serial().to_vec();
+    reissue_crl(dir, Some(&serial))?;
+    Ok(hex::encode(serial))
+}
 
+/// Re-signs the CRL in `dir` with the same revocations, a higher CRL number and a fresh
+/// `nextUpdate`, so nodes never run on an expired list: run it well inside the list's validity
+/// (30 days), e.g. weekly. Returns the new CRL number.
+pub fn refresh_crl(dir: &PkiDir) -> Result<u64, PkiError> {
+    reissue_crl(dir, None)
+}
+
+/// Re-signs the CRL in `dir` with a higher number, adding `serial` (if not listed yet).
+fn reissue_crl(dir: &PkiDir, serial: Option<&[u8]>) -> Result<u64, PkiError> {
     let crl_pem = read(&dir.crl())?;
     let crl_der = first_pem_der(&crl_pem, "X509 CRL")
         .ok_or_else(|| PkiError::Invalid(format!("{}: no CRL", dir.crl().display())))?;
@@ -260,9 +272,9 @@ pub fn revoke(dir: &PkiDir, cert: &Path) -> Result<String, PkiError> {
         })
         .collect();
     let now = OffsetDateTime::now_utc();
-    if !revoked.iter().any(|r| r.serial_number.as_ref() == serial.as_slice()) {
+    if let Some(serial) = serial.filter(|s| !revoked.iter().any(|r| r.serial_number.as_ref() == *s)) {
         revoked.push(RevokedCertParams {
-            serial_number: SerialNumber::from_slice(&serial),
+            serial_number: SerialNumber::from_slice(serial),
             revocation_time: now,
             reason_code: Some(rcgen::RevocationReason::CessationOfOperation),
             invalidity_date: None,
@@ -271,7 +283,7 @@ pub fn revoke(dir: &PkiDir, cert: &Path) -> Result<String, PkiError> {
     let ca_key = KeyPair::from_pem(&read(&dir.ca_key())?)?;
     let issuer = Issuer::from_ca_cert_pem(&read(&dir.ca_cert())?, ca_key)?;
     write_crl(dir, &issuer, revoked, number + 1, now)?;
-    Ok(hex::encode(serial))
+    Ok(number + 1)
 }
 
 fn write_crl(

@@ -22,7 +22,7 @@ use tokio::{
     sync::{mpsc, watch},
 };
 use tokio_rustls::{server::TlsStream, TlsAcceptor, TlsConnector};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::net::identity::Identity;
 pub use crate::net::revocation::{Revocation, Tracked};
@@ -51,6 +51,16 @@ pub enum TlsError {
         /// What is missing or wrong.
         what: String,
     },
+    /// A revocation list refused (fail closed): the file, why, and the metric's reason.
+    #[error("{path}: revocation list refused: {why}")]
+    Crl {
+        /// The CRL file.
+        path: PathBuf,
+        /// The `reason` label of `bureau_crl_rejected_total`.
+        reason: crate::net::crl::CrlRejection,
+        /// What is wrong.
+        why: String,
+    },
     /// rustls refused the material.
     #[error("tls configuration: {0}")]
     Rustls(#[from] rustls::Error),
@@ -68,7 +78,8 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// This member's private key.
     pub key: PathBuf,
-    /// The authority's CRL; `None` trusts every unexpired licence.
+    /// The authority's CRL; `None` trusts every unexpired licence (an application client's
+    /// choice; a node refuses to start without one).
     pub crl: Option<PathBuf>,
 }
 
@@ -79,6 +90,7 @@ pub struct TlsMaterial {
     chain: Vec<CertificateDer<'static>>,
     key: Arc<PrivateKeyDer<'static>>,
     crls: Vec<CertificateRevocationListDer<'static>>,
+    crl_standing: crate::net::crl::CrlStanding,
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -117,17 +129,20 @@ impl TlsMaterial {
                 _ => None,
             })
             .ok_or_else(|| TlsError::Pem { path: files.key.clone(), what: "no private key".into() })?;
-        let crls = match &files.crl {
-            Some(path) => pem_items(path)?
-                .into_iter()
-                .filter_map(|i| match i {
-                    rustls_pemfile::Item::Crl(c) => Some(c),
-                    _ => None,
-                })
-                .collect(),
-            None => Vec::new(),
+        let ca = certs(&files.ca)?;
+        let (crls, crl_standing) = match &files.crl {
+            Some(path) => {
+                let checked = crate::net::crl::read_checked(path, &ca)?;
+                (checked.ders, checked.standing)
+            }
+            None => (Vec::new(), Default::default()),
         };
-        Ok(Self { ca: certs(&files.ca)?, chain: certs(&files.cert)?, key: Arc::new(key), crls })
+        Ok(Self { ca, chain: certs(&files.cert)?, key: Arc::new(key), crls, crl_standing })
+    }
+
+    /// Where the revocation list read stands in the authority's sequence, and its expiry.
+    pub fn crl_standing(&self) -> crate::net::crl::CrlStanding {
+        self.crl_standing
     }
 
     /// The authority's revocation lists as read.
@@ -385,38 +400,99 @@ fn handshake_reason(e: &std::io::Error) -> &'static str {
 }
 
 /// Rebuilds the server config whenever the CRL file changes (checked every `every`), so a
-/// revocation takes effect on a running node without a restart. Stops when `tx` has no readers.
-pub fn watch_crl(files: TlsFiles, tx: watch::Sender<Arc<ServerConfig>>, revocation: Arc<Revocation>, every: Duration) {
+/// revocation takes effect on a running node without a restart. A file that fails any check of
+/// [`crate::net::crl::read_checked`], or holds a list older than the one in force, is refused:
+/// the last good list stays, with a WARN and `bureau_crl_rejected_total{reason}`. At every
+/// check the list in force is held against its `nextUpdate` plus `grace`. Stops when `tx` has
+/// no readers.
+pub fn watch_crl(
+    files: TlsFiles,
+    tx: watch::Sender<Arc<ServerConfig>>,
+    revocation: Arc<Revocation>,
+    every: Duration,
+    grace: Duration,
+    mut standing: crate::net::crl::CrlStanding,
+) {
     let Some(crl) = files.crl.clone() else { return };
     let mtime = move || fs::metadata(&crl).and_then(|m| m.modified()).ok();
     tokio::spawn(async move {
         let mut seen: Option<SystemTime> = mtime();
-        let mut tick = tokio::time::interval(every);
+        let mut tick = tokio::time::interval(every.max(Duration::from_millis(1)));
+        let mut expired = report_expiry(&standing, grace, false);
         loop {
             tick.tick().await;
             if tx.is_closed() {
                 return;
             }
+            expired = report_expiry(&standing, grace, expired);
             let now = mtime();
             if now == seen {
                 continue;
             }
             seen = now;
-            let reloaded = TlsMaterial::load(&files).and_then(|m| Ok((m.server_config()?, m)));
+            let reloaded = TlsMaterial::load(&files).and_then(|m| {
+                if m.crl_standing().is_older_than(&standing) {
+                    return Err(TlsError::Crl {
+                        path: files.crl.clone().unwrap_or_default(),
+                        reason: crate::net::crl::CrlRejection::Older,
+                        why: format!(
+                            "CRL number {} issued at {} is older than the list in force (number {}, issued at {})",
+                            m.crl_standing().number,
+                            m.crl_standing().this_update,
+                            standing.number,
+                            standing.this_update
+                        ),
+                    });
+                }
+                Ok((m.server_config()?, m))
+            });
             match reloaded {
                 Ok((cfg, material)) => {
                     let _ = tx.send(cfg);
+                    standing = material.crl_standing();
+                    expired = report_expiry(&standing, grace, expired);
                     match revocation.update(material.crls()) {
-                        Ok(closed) => info!(crl = ?files.crl, closed, "revocation list reloaded"),
+                        Ok(closed) => {
+                            info!(crl = ?files.crl, number = standing.number, closed, "revocation list reloaded")
+                        }
                         Err(e) => warn!(error = %e, "revocation list reloaded for new handshakes only"),
                     }
                 }
                 Err(e) => {
-                    warn!(error = %e, "revocation list reload failed, keeping the previous one")
+                    let reason = match &e {
+                        TlsError::Crl { reason, .. } => reason.as_str(),
+                        _ => "other_file",
+                    };
+                    metrics::counter!("bureau_crl_rejected_total", "reason" => reason).increment(1);
+                    warn!(error = %e, reason, "revocation list reload refused, keeping the list in force")
                 }
             }
         }
     });
+}
+
+/// Publishes the list's expiry and says, once when it happens, that the list in force is past
+/// its `nextUpdate` plus `grace` (still enforced; `bureau_crl_expired` stays 1 for the alert).
+/// Returns whether it is.
+fn report_expiry(standing: &crate::net::crl::CrlStanding, grace: Duration, was_expired: bool) -> bool {
+    let Some(next) = standing.next_update else {
+        metrics::gauge!("bureau_crl_expired").set(0.0);
+        return false;
+    };
+    metrics::gauge!("bureau_crl_next_update_timestamp_seconds").set(next as f64);
+    let now = chrono::Utc::now().timestamp();
+    let expired = now > next.saturating_add(grace.as_secs() as i64);
+    metrics::gauge!("bureau_crl_expired").set(if expired { 1.0 } else { 0.0 });
+    if expired && !was_expired {
+        error!(
+            next_update = next,
+            number = standing.number,
+            "the revocation list in force is past its nextUpdate and grace: still enforced; publish a fresh one (bureau pki crl refresh)"
+        );
+    } else if was_expired {
+        info!(next_update = next, "the revocation list in force is current again");
+    }
+    expired
 }
 
 /// A client connection, tracked for revocation or not.
