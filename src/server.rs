@@ -10,7 +10,7 @@ use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
 use crate::{
-    app::{disputes::Disputes, lifecycle::Lifecycle, score::Scorer},
+    app::{disputes::Disputes, lifecycle::Lifecycle, outbox::Outbox, protection::Protections, score::Scorer},
     config::{Backend, NodeConfig},
     grpc::node::Node,
     grpc::{
@@ -180,7 +180,9 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         clock: cfg.clock.clone(),
         retention: cfg.retention.windows(),
     };
-    let disputes = Disputes::new(life.clone(), peers.clone(), Duration::from_millis(cfg.limits.outbox_retry_max_ms));
+    let outbox = Outbox::new(life.clone(), peers.clone(), Duration::from_millis(cfg.limits.outbox_retry_max_ms));
+    let disputes = Disputes::new(life.clone(), outbox.clone());
+    let protections = Protections::new(life.clone(), outbox.clone());
     let node = Node {
         institution: cfg.node.institution.clone(),
         federation: cfg.federation.name.clone(),
@@ -199,6 +201,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         log_key,
         life: life.clone(),
         disputes: disputes.clone(),
+        protections: protections.clone(),
     };
 
     let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: cfg.node.listen, source })?;
@@ -259,7 +262,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
                 s => life.purge_every(Duration::from_secs(s)).await,
             }
         };
-        tokio::join!(disputes.run(tick), purging);
+        tokio::join!(outbox.run(tick, disputes, protections), purging);
     };
     // Never finishes (both loops run until dropped).
     let task = tokio::spawn(async move {

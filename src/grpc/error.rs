@@ -8,7 +8,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use tracing::error;
 
 use crate::{
-    app::{answer::QueryRefusal, disputes::DisputeError, score::ScoreError},
+    app::{answer::QueryRefusal, disputes::DisputeError, protection::ProtectionError, score::ScoreError},
     storage::StoreError,
 };
 
@@ -249,8 +249,17 @@ impl From<DisputeError> for ApiError {
             DisputeError::Invalid(field, description) => Self::invalid(field, description),
             DisputeError::NotFound(m) => Self::NotFound(m),
             DisputeError::NotAllowed(message) => Self::PermissionDenied { reason: Reason::NotDisputeParty, message },
-            DisputeError::Refused(r) => r.into(),
             DisputeError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<ProtectionError> for ApiError {
+    fn from(e: ProtectionError) -> Self {
+        match e {
+            ProtectionError::Invalid(field, description) => Self::invalid(field, description),
+            ProtectionError::Refused(r) => r.into(),
+            ProtectionError::Store(s) => s.into(),
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use crate::{
-    app::{disputes::Disputes, lifecycle::Lifecycle, score::Scorer},
+    app::{disputes::Disputes, lifecycle::Lifecycle, protection::Protections, score::Scorer},
     config::{Limits, PolicyConfig},
     domain::inquiry::Purpose,
     storage::DynStorage,
@@ -30,8 +30,10 @@ pub(crate) struct Node {
     pub log_key: Option<Arc<ed25519_dalek::SigningKey>>,
     /// The store with its read rules (retention, dispute suppression) and clock.
     pub life: Lifecycle,
-    /// Disputes and the outbox.
+    /// Disputes.
     pub disputes: Disputes,
+    /// People's freezes and fraud alerts.
+    pub protections: Protections,
 }
 
 impl Node {
