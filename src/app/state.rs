@@ -221,3 +221,108 @@ impl State {
         Ok(Settled::Contended)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{cell::Cell, sync::Arc};
+
+    use chrono::Utc;
+
+    use super::{Change, Settled, State, Step, Version, CAS_ATTEMPTS};
+    use crate::{
+        audit::Entry,
+        domain::protection::{Kind, Protection},
+        storage::{DynStorage, SledOptions, SledStorage, Space},
+    };
+
+    fn store(dir: &tempfile::TempDir) -> DynStorage {
+        let opts = SledOptions { path: dir.path().join("s"), cache_capacity: 1 << 20, fsync: false };
+        Arc::new(SledStorage::open(&opts).unwrap())
+    }
+
+    fn frozen_by(by: &str) -> Protection {
+        let mut p = Protection::default();
+        p.set(Kind::SecurityFreeze, true, Utc::now(), by);
+        p
+    }
+
+    /// Sets `key` to `p` whatever it holds: another writer.
+    async fn overwrite(state: &State, key: &str, p: &Protection) {
+        let mut c = Change::logged(Entry::notice_dropped(Utc::now(), "other", key));
+        c.put(key, p);
+        assert!(state.write(c).await.unwrap());
+    }
+
+    /// Typed values are stored as the JSON every existing store holds, and what such a store
+    /// holds reads back typed.
+    #[tokio::test]
+    async fn typed_values_are_the_json_existing_stores_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let state = State::new(store.clone());
+        let p = frozen_by("a");
+        let mut c = Change::logged(Entry::notice_dropped(Utc::now(), "a", "s"));
+        c.expect::<Protection>("s", &Version::ABSENT).put("s", &p);
+        assert!(state.write(c).await.unwrap());
+        assert_eq!(store.state_get(Space::Protection, "s").await.unwrap(), Some(p.encode()));
+        assert_eq!(state.get::<Protection>("s").await.unwrap().0, Some(p.clone()));
+        let listed = state.all::<Protection>("").await.unwrap();
+        assert_eq!(listed.iter().map(|(k, v, _)| (k.as_str(), v)).collect::<Vec<_>>(), [("s", &p)]);
+    }
+
+    /// A step whose read went stale is run again from a fresh read, and its change then goes
+    /// in (synced) on top of the other writer's.
+    #[tokio::test]
+    async fn a_stale_step_runs_again_from_a_fresh_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::new(store(&dir));
+        let attempts = Cell::new(0);
+        let (state_ref, attempts_ref) = (&state, &attempts);
+        let settled = state
+            .compare_and_set(|| async move {
+                attempts_ref.set(attempts_ref.get() + 1);
+                let (held, version) = state_ref.get::<Protection>("s").await?;
+                if attempts_ref.get() == 1 {
+                    overwrite(state_ref, "s", &frozen_by("other")).await;
+                }
+                let mut p = held.unwrap_or_default();
+                p.set(Kind::FraudAlert, true, Utc::now(), "a");
+                let mut c = Change::logged(Entry::notice_dropped(Utc::now(), "a", "s"));
+                c.expect::<Protection>("s", &version).put("s", &p);
+                Ok::<_, crate::storage::StoreError>(Step::Write(c, p))
+            })
+            .await
+            .unwrap();
+        assert_eq!(attempts.get(), 2, "the first write found the value changed");
+        let Settled::Written(p) = settled else { panic!("written: {settled:?}") };
+        assert!(p.frozen() && p.alert.is_some(), "built on the other writer's freeze");
+        assert_eq!(state.get::<Protection>("s").await.unwrap().0, Some(p));
+    }
+
+    /// A value that keeps changing under the step is given up on after [`CAS_ATTEMPTS`]
+    /// attempts, with nothing of the step's written; a step that writes nothing ends at once.
+    #[tokio::test]
+    async fn a_value_that_keeps_changing_is_given_up_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::new(store(&dir));
+        let attempts = Cell::new(0);
+        let (state_ref, attempts_ref) = (&state, &attempts);
+        let settled = state
+            .compare_and_set(|| async move {
+                attempts_ref.set(attempts_ref.get() + 1);
+                let (_, version) = state_ref.get::<Protection>("s").await?;
+                overwrite(state_ref, "s", &frozen_by(&format!("other{}", attempts_ref.get()))).await;
+                let mut c = Change::logged(Entry::notice_dropped(Utc::now(), "a", "s"));
+                c.expect::<Protection>("s", &version).put("s", &Protection::default());
+                Ok::<_, crate::storage::StoreError>(Step::Write(c, ()))
+            })
+            .await
+            .unwrap();
+        assert!(matches!(settled, Settled::Contended));
+        assert_eq!(attempts.get(), CAS_ATTEMPTS);
+        assert!(state.get::<Protection>("s").await.unwrap().0.unwrap().frozen(), "the step never wrote");
+
+        let done = state.compare_and_set(|| async { Ok::<_, crate::storage::StoreError>(Step::Done(7)) }).await;
+        assert!(matches!(done, Ok(Settled::Unchanged(7))));
+    }
+}

@@ -150,3 +150,140 @@ impl Entry {
         e
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::ProtectionKind;
+    use crate::{
+        audit::{Action, Entry},
+        domain::{
+            dispute::{Dispute, DisputeReason, DisputeStatus},
+            inquiry::Purpose,
+        },
+    };
+
+    fn t() -> chrono::DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap()
+    }
+
+    fn dispute() -> Dispute {
+        Dispute {
+            id: "0123456789abcdef01234567".into(),
+            filer: "bank-a".into(),
+            furnisher: "bank-b".into(),
+            record_id: "r1".into(),
+            subject_id: "s".repeat(64),
+            reason: DisputeReason::NotMine,
+            statement: "not mine".into(),
+            status: DisputeStatus::Verified,
+            filed: t(),
+            deadline: Some(t()),
+            resolved: None,
+            corrected_version: 0,
+            rejection: String::new(),
+            suppression_logged: false,
+        }
+    }
+
+    /// The entries exactly as they were built by hand before (field by field), so the
+    /// constructors keep every existing log's bytes.
+    fn by_hand(action: Action, d: &Dispute, actor: &str, counterparty: &str, outcome: &str) -> Entry {
+        let mut e = Entry::new(action, actor, outcome);
+        e.time = t();
+        e.query_id = d.id.clone();
+        e.counterparty = counterparty.to_owned();
+        e.subject_id = d.subject_id.clone();
+        e.detail = format!("REC reason={} deadline={}", d.reason.as_str(), d.deadline.unwrap().to_rfc3339());
+        e
+    }
+
+    #[test]
+    fn dispute_entries_keep_their_bytes() {
+        let d = dispute();
+        let cases = [
+            (Entry::dispute_filed(t(), &d, "REC"), by_hand(Action::DisputeFiled, &d, "bank-a", "bank-b", "filed")),
+            (
+                Entry::dispute_received(t(), &d, "REC"),
+                by_hand(Action::DisputeReceived, &d, "bank-a", "bank-b", "record_marked_disputed"),
+            ),
+            (
+                Entry::dispute_resolved(t(), &d, "REC"),
+                by_hand(Action::DisputeResolved, &d, "bank-b", "bank-a", "resolved:verified"),
+            ),
+            (
+                Entry::resolution_received(t(), &d, "REC"),
+                by_hand(Action::DisputeReceived, &d, "bank-b", "bank-a", "resolved:verified"),
+            ),
+            (
+                Entry::dispute_delivered(t(), &d, "REC"),
+                by_hand(Action::DisputeForwarded, &d, "bank-a", "bank-b", "acknowledged"),
+            ),
+            (
+                Entry::resolution_delivered(t(), &d, "REC"),
+                by_hand(Action::DisputeForwarded, &d, "bank-b", "bank-a", "resolution_acknowledged"),
+            ),
+            (
+                Entry::dispute_rejected(t(), &d, "REC", "NotFound"),
+                by_hand(Action::DisputeRejected, &d, "bank-a", "bank-b", "refused:NotFound"),
+            ),
+            (
+                Entry::dispute_suppressed(t(), &d, "REC"),
+                by_hand(Action::DisputeSuppressed, &d, "bank-b", "bank-a", "deadline_passed"),
+            ),
+        ];
+        for (made, expected) in cases {
+            assert_eq!(String::from_utf8(made.to_bytes()), String::from_utf8(expected.to_bytes()));
+        }
+        assert!(String::from_utf8(Entry::dispute_filed(t(), &d, "REC").to_bytes()).unwrap().contains(
+            r#""outcome":"filed","record_count":0,"model_version":"","detail":"REC reason=not_mine deadline=2026-01-02T03:04:05+00:00"}"#
+        ));
+    }
+
+    #[test]
+    fn outbox_and_protection_entries_keep_their_bytes() {
+        let json = |e: Entry| String::from_utf8(e.to_bytes()).unwrap();
+        assert_eq!(
+            json(Entry::notice_dropped(t(), "bank-a", "00000000000000000001-p0-c")),
+            r#"{"time":"2026-01-02T03:04:05Z","action":"dispute_rejected","query_id":"","actor":"bank-a","counterparty":"","subject_id":"","purpose":null,"consent_reference":"","outcome":"notice_dropped","record_count":0,"model_version":"","detail":"00000000000000000001-p0-c"}"#
+        );
+        let lift = Entry::protection_changed(
+            t(),
+            "bank-b",
+            "c1",
+            "s",
+            "ref-1",
+            (ProtectionKind::SecurityFreeze, false),
+            Some("bank-a"),
+        );
+        assert_eq!(lift.purpose, Some(Purpose::SubjectRequest));
+        assert_eq!(
+            json(lift),
+            r#"{"time":"2026-01-02T03:04:05Z","action":"protection_changed","query_id":"c1","actor":"bank-b","counterparty":"","subject_id":"s","purpose":"subject_request","consent_reference":"ref-1","outcome":"freeze_lifted","record_count":0,"model_version":"","detail":"placed by bank-a; lifted through bank-b with the person's consent"}"#
+        );
+        let place = Entry::protection_changed(t(), "bank-b", "c2", "s", "r", (ProtectionKind::FraudAlert, true), None);
+        assert_eq!((place.outcome.as_str(), place.detail.as_str()), ("alert_placed", ""));
+        let own = Entry::protection_changed(t(), "a", "c3", "s", "r", (ProtectionKind::FraudAlert, false), Some("a"));
+        assert_eq!((own.outcome.as_str(), own.detail.as_str()), ("alert_lifted", "placed by a"));
+        assert_eq!(
+            json(Entry::protection_received(
+                t(),
+                ("bank-a", "bank-b"),
+                "c1",
+                "s",
+                true,
+                "frozen=true fraud_alert=false".into()
+            )),
+            r#"{"time":"2026-01-02T03:04:05Z","action":"protection_received","query_id":"c1","actor":"bank-a","counterparty":"bank-b","subject_id":"s","purpose":null,"consent_reference":"","outcome":"applied","record_count":0,"model_version":"","detail":"frozen=true fraud_alert=false"}"#
+        );
+        assert_eq!(
+            Entry::protection_received(t(), ("a", "b"), "c", "s", false, String::new()).outcome,
+            "already_current"
+        );
+        assert_eq!(
+            json(Entry::protection_delivered(t(), ("bank-a", "bank-b"), "c1", "s")),
+            r#"{"time":"2026-01-02T03:04:05Z","action":"protection_forwarded","query_id":"c1","actor":"bank-a","counterparty":"bank-b","subject_id":"s","purpose":null,"consent_reference":"","outcome":"acknowledged","record_count":0,"model_version":"","detail":""}"#
+        );
+    }
+}

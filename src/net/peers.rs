@@ -406,8 +406,58 @@ mod tests {
     use std::time::Duration;
 
     use tokio::time::{sleep, Instant};
+    use tonic::{Code, Status};
+    use tonic_types::{ErrorDetails, StatusExt};
 
-    use super::under_deadline;
+    use super::{under_deadline, PeerError, Refusal, RefusalReason};
+
+    fn status(code: Code, message: &str, details: impl FnOnce(&mut ErrorDetails)) -> Status {
+        let mut d = ErrorDetails::new();
+        details(&mut d);
+        Status::with_error_details(code, message, d)
+    }
+
+    /// A peer's refusal reads from its code and `google.rpc` details, not its message: the
+    /// field it names, the `ErrorInfo` reason it gives; the code's name stays as logs and
+    /// stored rejections have always spelt it.
+    #[test]
+    fn a_refusal_is_typed_from_the_code_and_its_details() {
+        let mismatch = PeerError::from(status(Code::InvalidArgument, "no word of the field here", |d| {
+            d.set_error_info("INVALID_ARGUMENT", "bureau.v1", std::collections::HashMap::new());
+            d.add_bad_request_violation("subject_id", "does not match the disputed record's subject");
+        }));
+        let PeerError::Refused(r) = mismatch else { panic!("a refusal: {mismatch:?}") };
+        assert!(r.names_field("subject_id"));
+        assert!(!r.names_field("record"));
+        assert_eq!(r.to_string(), "InvalidArgument: no word of the field here");
+
+        let denied = PeerError::from(status(Code::PermissionDenied, "only b resolves it", |d| {
+            d.set_error_info("NOT_DISPUTE_PARTY", "bureau.v1", std::collections::HashMap::new());
+        }));
+        let reason = RefusalReason::PermissionDenied { reason: "NOT_DISPUTE_PARTY".into() };
+        assert_eq!(denied, PeerError::Refused(Refusal { reason, message: "only b resolves it".into() }));
+
+        // A message that names a field is not a field violation.
+        let bare = PeerError::from(Status::invalid_argument("invalid subject_id: whatever"));
+        let PeerError::Refused(r) = bare else { panic!("a refusal") };
+        assert!(!r.names_field("subject_id"), "read from the details, never from the text");
+        assert_eq!(PeerError::from(Status::not_found("gone")).to_string(), "NotFound: gone");
+        let frozen = PeerError::from(Status::failed_precondition("frozen"));
+        assert!(matches!(frozen, PeerError::Refused(Refusal { reason: RefusalReason::FailedPrecondition { .. }, .. })));
+    }
+
+    /// Anything but a refusal is worth trying again, and says which code it was.
+    #[test]
+    fn failures_are_unavailable_with_their_code() {
+        for (code, name) in [
+            (Code::Unavailable, "Unavailable"),
+            (Code::DeadlineExceeded, "DeadlineExceeded"),
+            (Code::Internal, "Internal"),
+            (Code::ResourceExhausted, "ResourceExhausted"),
+        ] {
+            assert_eq!(PeerError::from(Status::new(code, "x")), PeerError::Unavailable(format!("{name}: x")));
+        }
+    }
 
     /// Late calls are cut off at the deadline and reported as such; the fan-out returns at the
     /// deadline, not when the slowest call would have finished. Paused time: exact, not timed.
