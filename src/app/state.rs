@@ -270,20 +270,18 @@ mod tests {
         assert_eq!(listed.iter().map(|(k, v, _)| (k.as_str(), v)).collect::<Vec<_>>(), [("s", &p)]);
     }
 
-    /// A step whose read went stale is run again from a fresh read, and its change then goes
-    /// in (synced) on top of the other writer's.
-    #[tokio::test]
-    async fn a_stale_step_runs_again_from_a_fresh_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = State::new(store(&dir));
+    /// Runs a step that adds a fraud alert to `s`, with another writer freezing `s` between
+    /// the step's read and its write on the attempts `interfere` picks; returns how it settled
+    /// and after how many attempts.
+    async fn alert_with_interference(state: &State, interfere: impl Fn(usize) -> bool) -> (Settled<Protection>, usize) {
         let attempts = Cell::new(0);
-        let (state_ref, attempts_ref) = (&state, &attempts);
+        let (interfere, attempts_ref) = (&interfere, &attempts);
         let settled = state
             .compare_and_set(|| async move {
                 attempts_ref.set(attempts_ref.get() + 1);
-                let (held, version) = state_ref.get::<Protection>("s").await?;
-                if attempts_ref.get() == 1 {
-                    overwrite(state_ref, "s", &frozen_by("other")).await;
+                let (held, version) = state.get::<Protection>("s").await?;
+                if interfere(attempts_ref.get()) {
+                    overwrite(state, "s", &frozen_by(&format!("other{}", attempts_ref.get()))).await;
                 }
                 let mut p = held.unwrap_or_default();
                 p.set(Kind::FraudAlert, true, Utc::now(), "a");
@@ -293,7 +291,17 @@ mod tests {
             })
             .await
             .unwrap();
-        assert_eq!(attempts.get(), 2, "the first write found the value changed");
+        (settled, attempts.get())
+    }
+
+    /// A step whose read went stale is run again from a fresh read, and its change then goes
+    /// in (synced) on top of the other writer's.
+    #[tokio::test]
+    async fn a_stale_step_runs_again_from_a_fresh_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::new(store(&dir));
+        let (settled, attempts) = alert_with_interference(&state, |n| n == 1).await;
+        assert_eq!(attempts, 2, "the first write found the value changed");
         let Settled::Written(p) = settled else { panic!("written: {settled:?}") };
         assert!(p.frozen() && p.alert.is_some(), "built on the other writer's freeze");
         assert_eq!(state.get::<Protection>("s").await.unwrap().0, Some(p));
@@ -305,22 +313,11 @@ mod tests {
     async fn a_value_that_keeps_changing_is_given_up_on() {
         let dir = tempfile::tempdir().unwrap();
         let state = State::new(store(&dir));
-        let attempts = Cell::new(0);
-        let (state_ref, attempts_ref) = (&state, &attempts);
-        let settled = state
-            .compare_and_set(|| async move {
-                attempts_ref.set(attempts_ref.get() + 1);
-                let (_, version) = state_ref.get::<Protection>("s").await?;
-                overwrite(state_ref, "s", &frozen_by(&format!("other{}", attempts_ref.get()))).await;
-                let mut c = Change::logged(Entry::notice_dropped(Utc::now(), "a", "s"));
-                c.expect::<Protection>("s", &version).put("s", &Protection::default());
-                Ok::<_, crate::storage::StoreError>(Step::Write(c, ()))
-            })
-            .await
-            .unwrap();
+        let (settled, attempts) = alert_with_interference(&state, |_| true).await;
         assert!(matches!(settled, Settled::Contended));
-        assert_eq!(attempts.get(), CAS_ATTEMPTS);
-        assert!(state.get::<Protection>("s").await.unwrap().0.unwrap().frozen(), "the step never wrote");
+        assert_eq!(attempts, CAS_ATTEMPTS);
+        let left = state.get::<Protection>("s").await.unwrap().0.unwrap();
+        assert!(left.frozen() && left.alert.is_none(), "the step never wrote");
 
         let done = state.compare_and_set(|| async { Ok::<_, crate::storage::StoreError>(Step::Done(7)) }).await;
         assert!(matches!(done, Ok(Settled::Unchanged(7))));
