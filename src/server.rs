@@ -262,7 +262,8 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
     // with the node (a notice in flight is retried after a restart).
     let tick = Duration::from_millis(cfg.limits.outbox_retry_max_ms.clamp(250, 1_000));
     let purge_every = cfg.retention.purge_every_s.unwrap_or(3_600);
-    let (life, disputes) = (node.life.clone(), node.disputes.clone());
+    let (life, outbox) = (node.life.clone(), node.outbox.clone());
+    let (disputes, protections) = (node.disputes.clone(), node.protections.clone());
     let lifecycle = async move {
         let purging = async {
             match purge_every {
@@ -270,7 +271,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
                 s => life.purge_every(Duration::from_secs(s)).await,
             }
         };
-        tokio::join!(disputes.run(tick), purging);
+        tokio::join!(outbox.run(tick, disputes, protections), purging);
     };
     // Never finishes (both loops run until dropped).
     let task = tokio::spawn(async move {

@@ -1,24 +1,21 @@
-//! Disputes across the federation. The filing node keeps its copy and a durable outbox entry
-//! (one atomic write with the `dispute_filed` log entry) and delivers the dispute to the
-//! furnisher's node until that node acknowledges, across restarts of either; the furnisher's
-//! node marks the record at once and resolves it, telling the filer through its own outbox.
-//! Every step is a compare-and-set state change with its log entry, so concurrent callers (or
-//! replicas on one database) never apply a step twice. No gRPC server types here.
+//! Disputes across the federation. The filing node keeps its copy and queues the dispute in
+//! the [outbox](crate::app::outbox) (one atomic write with the `dispute_filed` log entry), which
+//! delivers it to the furnisher's node until that node acknowledges, across restarts of either;
+//! the furnisher's node marks the record at once and resolves it, telling the filer through its
+//! own outbox. Every step is a compare-and-set state change with its log entry, so concurrent
+//! callers (or replicas on one database) never apply a step twice. No gRPC types here.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
-use tonic::Code;
 use tracing::{info, warn};
 
 use crate::{
-    app::lifecycle::Lifecycle,
-    audit::{Action, Entry},
+    app::{
+        lifecycle::Lifecycle,
+        outbox::{Courier, Delivery, Kind, Outbox, Queued},
+        state::{Change, Settled, State, Step, Version},
+    },
+    audit::Entry,
     domain::{
         dispute::{
             dispute_key, statement_problem, Dispute, DisputeMark, DisputeReason, DisputeStatus, MarkState, RecordMark,
@@ -27,19 +24,13 @@ use crate::{
         record::CreditRecord,
         subject::is_valid_subject_id,
     },
-    net::peers::Peers,
-    storage::{mark_key, Applied, Space, StateChange, StoreError},
+    net::peers::{Refusal, RefusalReason},
+    storage::{mark_key, Applied, StoreError},
     wire::{convert, pb::bureau::v1 as pb},
 };
 
 /// How long a filing waits for the furnisher's node before answering PENDING_DELIVERY.
 const FIRST_ATTEMPT: Duration = Duration::from_secs(2);
-/// How long one background delivery may take.
-const ATTEMPT: Duration = Duration::from_secs(5);
-/// First wait before retrying a notice a peer did not take.
-const RETRY_MIN: Duration = Duration::from_millis(250);
-/// Times a compare-and-set step is retried when another writer moved first.
-const CAS_ATTEMPTS: usize = 16;
 
 /// Why a dispute operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -54,48 +45,9 @@ pub(crate) enum DisputeError {
     /// is not the sender of).
     #[error("{0}")]
     NotAllowed(String),
-    /// Refused as a query would be (consent missing, a malformed subject).
-    #[error(transparent)]
-    Refused(#[from] crate::app::answer::QueryRefusal),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// What waits in the outbox: a notice for a peer about one dispute or one person's protections.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) struct Queued {
-    /// The peer institution to deliver to.
-    pub(super) to: String,
-    /// What the notice is.
-    pub(super) kind: Kind,
-    /// The dispute's key (`filer/id`), or the subject whose protections changed.
-    pub(super) about: String,
-    /// For a protection change: its id, logged at both ends.
-    #[serde(default)]
-    pub(super) change: String,
-}
-
-/// What an outbox notice carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(super) enum Kind {
-    /// A dispute, to the furnisher.
-    Filed,
-    /// A resolution, to the filer.
-    Resolved,
-    /// A person's freeze and alert state, to every peer.
-    Protection,
-}
-
-/// How one delivery attempt ended.
-enum Delivery {
-    /// The peer acknowledged (and this node recorded it).
-    Acknowledged,
-    /// The peer refused for good (it has no such record, the subject does not match, …).
-    Refused(Code, String),
-    /// Not now (unreachable, timed out): try again later.
-    Later(String),
 }
 
 /// A filing as an application sends it.
@@ -113,69 +65,48 @@ pub(crate) struct Filing {
     pub statement: String,
 }
 
-/// A node's disputes: filing, receiving, resolving, the outbox and the deadline sweep.
+/// A node's disputes: filing, receiving, resolving and the deadline sweep; one user of the
+/// outbox. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Disputes {
     /// Store, clock and rules.
     pub life: Lifecycle,
-    /// Peers, to deliver notices.
-    pub peers: Arc<Peers>,
-    /// Wakes the outbox worker when something is queued.
-    pub wake: Arc<Notify>,
-    /// Longest wait between two delivery attempts.
-    pub retry_max: Duration,
-    /// Per outbox key: attempts so far and when the next is due (in memory: a restart retries
-    /// everything at once, which is what a restart should do).
-    backoff: Arc<Mutex<HashMap<String, (u32, tokio::time::Instant)>>>,
+    /// The disputes and record marks, typed.
+    state: State,
+    /// Where notices to peers wait.
+    outbox: Outbox,
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { key: key.to_owned(), why: e.to_string() })
+/// The disputed record's resource name, as log entries name it.
+fn record(d: &Dispute) -> String {
+    convert::record_name(&d.furnisher, &d.record_id)
 }
 
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    // Plain data always serialises.
-    serde_json::to_vec(v).expect("state serialises")
+/// The error when other writers kept moving `what` first.
+fn busy(what: &str) -> StoreError {
+    StoreError::Unavailable(format!("{what} kept changing; try again"))
 }
 
 impl Disputes {
-    /// Disputes over `life`, delivering through `peers`.
-    pub(crate) fn new(life: Lifecycle, peers: Arc<Peers>, retry_max: Duration) -> Self {
-        Self { life, peers, wake: Arc::new(Notify::new()), retry_max, backoff: Arc::default() }
+    /// Disputes over `life`, telling peers through `outbox`.
+    pub(crate) fn new(life: Lifecycle, outbox: Outbox) -> Self {
+        Self { state: State::new(life.store.clone()), life, outbox }
     }
 
-    pub(super) fn me(&self) -> &str {
+    fn me(&self) -> &str {
         &self.life.institution
     }
 
-    fn entry(&self, action: Action, d: &Dispute, actor: &str, counterparty: &str, outcome: impl Into<String>) -> Entry {
-        let mut e = Entry::new(action, actor, outcome);
-        e.time = self.life.clock.now();
-        e.query_id = d.id.clone();
-        e.counterparty = counterparty.to_owned();
-        e.subject_id = d.subject_id.clone();
-        e.detail = format!(
-            "{} reason={} deadline={}",
-            convert::record_name(&d.furnisher, &d.record_id),
-            d.reason.as_str(),
-            d.deadline.map(|t| t.to_rfc3339()).unwrap_or_default()
-        );
-        e
-    }
-
-    /// A dispute by key, as stored (with its raw bytes for a compare-and-set).
-    async fn load(&self, key: &str) -> Result<Option<(Dispute, Vec<u8>)>, StoreError> {
-        match self.life.store.state_get(Space::Dispute, key).await? {
-            Some(bytes) => Ok(Some((decode(key, &bytes)?, bytes))),
-            None => Ok(None),
-        }
+    /// A dispute by key, as stored, with its version for a change.
+    async fn load(&self, key: &str) -> Result<(Option<Dispute>, Version), StoreError> {
+        self.state.get::<Dispute>(key).await
     }
 
     /// Reads a dispute this node filed or received.
     pub(crate) async fn get(&self, filer: &str, id: &str) -> Result<Dispute, DisputeError> {
         match self.load(&dispute_key(filer, id)).await? {
-            Some((d, _)) => Ok(d),
-            None => Err(DisputeError::NotFound(format!("{} not found", convert::dispute_name(filer, id)))),
+            (Some(d), _) => Ok(d),
+            (None, _) => Err(DisputeError::NotFound(format!("{} not found", convert::dispute_name(filer, id)))),
         }
     }
 
@@ -189,7 +120,7 @@ impl Disputes {
             return Err(DisputeError::Invalid("statement", why));
         }
         let local = f.furnisher == self.me();
-        if !local && !self.peers.knows(&f.furnisher) {
+        if !local && !self.outbox.peers().knows(&f.furnisher) {
             return Err(DisputeError::NotFound(format!(
                 "{} not found: {} is not an institution this node exchanges records with",
                 convert::record_name(&f.furnisher, &f.record_id),
@@ -198,7 +129,7 @@ impl Disputes {
         }
         let id = Dispute::id_for(self.me(), &f.furnisher, &f.record_id, &f.subject_id, reason, &f.statement);
         let key = dispute_key(self.me(), &id);
-        if let Some((d, _)) = self.load(&key).await? {
+        if let (Some(d), _) = self.load(&key).await? {
             return Ok(d); // the same filing again
         }
         let now = self.life.clock.now();
@@ -222,36 +153,33 @@ impl Disputes {
             // The filer furnished the record itself: no one to deliver to.
             return self.receive(self.me(), d).await;
         }
-        let outbox = format!("{:020}-{key}", now.timestamp_micros().max(0));
         let queued = Queued { to: d.furnisher.clone(), kind: Kind::Filed, about: key.clone(), change: String::new() };
-        let filed = StateChange {
-            expect: vec![(Space::Dispute, key.clone(), None)],
-            put: vec![
-                (Space::Dispute, key.clone(), Some(encode(&d))),
-                (Space::Outbox, outbox.clone(), Some(encode(&queued))),
-            ],
-            entries: vec![self.entry(Action::DisputeFiled, &d, self.me(), &d.furnisher, "filed")],
-        };
-        if !self.life.store.state_write(filed).await? {
+        let mut filed = Change::logged(Entry::dispute_filed(self.life.clock.now(), &d, &record(&d)));
+        filed.expect::<Dispute>(&key, &Version::ABSENT).put(&key, &d);
+        let outbox = Outbox::enqueue(&mut filed, now, &key, &queued);
+        if !self.state.write(filed).await? {
             return self.get(self.me(), &d.id).await; // filed concurrently
         }
-        self.life.store.sync().await?;
+        self.state.sync().await?;
         info!(dispute = %d.id, furnisher = %d.furnisher, "dispute filed");
         // One attempt now, so that a furnisher that refuses it answers the application directly.
-        match self.attempt(&outbox, &queued, FIRST_ATTEMPT).await? {
-            Delivery::Refused(code, message) => {
-                self.forget_refused(&outbox, &d, code, &message).await?;
-                Err(match code {
-                    Code::NotFound => DisputeError::NotFound(message),
-                    Code::InvalidArgument if message.contains("subject_id") => {
+        match self.outbox.attempt(self, &outbox, &queued, FIRST_ATTEMPT).await? {
+            Delivery::Refused(r) => {
+                self.forget_refused(&outbox, &d, &r).await?;
+                let subject_mismatch = r.names_field("subject_id");
+                Err(match r.reason {
+                    RefusalReason::NotFound => DisputeError::NotFound(r.message),
+                    RefusalReason::InvalidArgument { .. } if subject_mismatch => {
                         DisputeError::Invalid("subject_id", "does not match the disputed record's subject".into())
                     }
-                    Code::InvalidArgument => DisputeError::Invalid("record", message),
-                    _ => DisputeError::NotAllowed(message),
+                    RefusalReason::InvalidArgument { .. } => DisputeError::Invalid("record", r.message),
+                    RefusalReason::PermissionDenied { .. } | RefusalReason::FailedPrecondition { .. } => {
+                        DisputeError::NotAllowed(r.message)
+                    }
                 })
             }
             Delivery::Acknowledged | Delivery::Later(_) => {
-                self.wake.notify_one();
+                self.outbox.wake();
                 self.get(self.me(), &d.id).await
             }
         }
@@ -259,22 +187,19 @@ impl Disputes {
 
     /// A filing the furnisher refused at once: forgotten (so it may be filed again once fixed),
     /// the refusal logged.
-    async fn forget_refused(&self, outbox: &str, d: &Dispute, code: Code, message: &str) -> Result<(), StoreError> {
+    async fn forget_refused(&self, outbox: &str, d: &Dispute, r: &Refusal) -> Result<(), StoreError> {
         let key = d.key();
-        let Some((_, bytes)) = self.load(&key).await? else { return Ok(()) };
-        let change = StateChange {
-            expect: vec![(Space::Dispute, key.clone(), Some(bytes))],
-            put: vec![(Space::Dispute, key, None), (Space::Outbox, outbox.to_owned(), None)],
-            entries: vec![self.entry(Action::DisputeRejected, d, self.me(), &d.furnisher, format!("refused:{code:?}"))],
-        };
-        self.life.store.state_write(change).await?;
-        warn!(dispute = %d.id, furnisher = %d.furnisher, code = ?code, error = %message, "dispute refused by the furnisher's node");
-        self.life.store.sync().await
+        let (Some(_), version) = self.load(&key).await? else { return Ok(()) };
+        let mut change = Change::logged(Entry::dispute_rejected(self.life.clock.now(), d, &record(d), r.reason.code()));
+        change.expect::<Dispute>(&key, &version).remove::<Dispute>(&key).remove::<Queued>(outbox);
+        self.state.write(change).await?;
+        warn!(dispute = %d.id, furnisher = %d.furnisher, code = r.reason.code(), error = %r.message, "dispute refused by the furnisher's node");
+        self.state.sync().await
     }
 
     /// A dispute arrives at the furnisher's node (from a peer's outbox, or filed here against
     /// this institution's own record): the record is marked disputed at once. Idempotent.
-    pub(crate) async fn receive(&self, from: &str, mut d: Dispute) -> Result<Dispute, DisputeError> {
+    pub(crate) async fn receive(&self, from: &str, d: Dispute) -> Result<Dispute, DisputeError> {
         if d.furnisher != self.me() {
             return Err(DisputeError::Invalid(
                 "record",
@@ -284,69 +209,62 @@ impl Disputes {
         if d.filer != from {
             return Err(DisputeError::NotAllowed(format!("{from} may only deliver its own disputes")));
         }
-        let key = d.key();
         let mkey = mark_key(&d.subject_id, &d.furnisher, &d.record_id);
-        for _ in 0..CAS_ATTEMPTS {
-            if let Some((held, _)) = self.load(&key).await? {
-                return Ok(held);
-            }
-            let now = self.life.clock.now();
-            let name = convert::record_name(&d.furnisher, &d.record_id);
-            let Some(stored) = self.life.store.get(&d.furnisher, &d.record_id).await? else {
-                return Err(DisputeError::NotFound(format!("{name} not found")));
-            };
-            if self.life.retention.record_expired(&stored.record, now.date_naive()) {
-                return Err(DisputeError::NotFound(format!("{name} not found")));
-            }
-            if stored.record.subject_id != d.subject_id {
-                // Says nothing of the record: not whose it is, not what it holds.
-                return Err(DisputeError::Invalid("subject_id", "does not match the disputed record's subject".into()));
-            }
-            let current = self.life.store.state_get(Space::Mark, &mkey).await?;
-            let mut mark = match &current {
-                Some(b) => decode::<RecordMark>(&mkey, b)?,
-                None => RecordMark {
-                    mark: DisputeMark { state: MarkState::Disputed, statement: String::new() },
-                    open: Vec::new(),
-                    deadline: None,
-                },
-            };
-            d.status = DisputeStatus::Open;
-            d.deadline = Some(self.life.retention.dispute_deadline(d.filed));
-            d.suppression_logged = false;
-            mark.mark.state = MarkState::Disputed;
-            if !d.statement.is_empty() {
-                mark.mark.statement = d.statement.clone();
-            }
-            mark.open.push(key.clone());
-            mark.deadline = [mark.deadline, d.deadline].into_iter().flatten().min();
-            let change = StateChange {
-                expect: vec![(Space::Dispute, key.clone(), None), (Space::Mark, mkey.clone(), current)],
-                put: vec![
-                    (Space::Dispute, key.clone(), Some(encode(&d))),
-                    (Space::Mark, mkey.clone(), Some(encode(&mark))),
-                ],
-                entries: vec![self.entry(Action::DisputeReceived, &d, &d.filer, self.me(), "record_marked_disputed")],
-            };
-            if self.life.store.state_write(change).await? {
-                self.life.store.sync().await?;
+        match self.state.compare_and_set(|| self.mark_disputed(&d, &mkey)).await? {
+            Settled::Unchanged(held) => Ok(held),
+            Settled::Written(d) => {
                 info!(dispute = %d.id, filer = %d.filer, record = %d.record_id, "dispute received; record marked disputed");
-                return Ok(d);
+                Ok(d)
             }
+            Settled::Contended => Err(busy("the dispute's record").into()),
         }
-        Err(StoreError::Unavailable("the dispute's record kept changing; try again".into()).into())
+    }
+
+    /// One attempt of [`Disputes::receive`]: the dispute open with its deadline, its record's
+    /// mark (under `mkey`) disputed.
+    async fn mark_disputed(&self, d: &Dispute, mkey: &str) -> Result<Step<Dispute>, DisputeError> {
+        let key = d.key();
+        if let (Some(held), _) = self.load(&key).await? {
+            return Ok(Step::Done(held));
+        }
+        let now = self.life.clock.now();
+        let name = record(d);
+        let Some(stored) = self.life.store.get(&d.furnisher, &d.record_id).await? else {
+            return Err(DisputeError::NotFound(format!("{name} not found")));
+        };
+        if self.life.retention.record_expired(&stored.record, now.date_naive()) {
+            return Err(DisputeError::NotFound(format!("{name} not found")));
+        }
+        if stored.record.subject_id != d.subject_id {
+            // Says nothing of the record: not whose it is, not what it holds.
+            return Err(DisputeError::Invalid("subject_id", "does not match the disputed record's subject".into()));
+        }
+        let (mark, mark_version) = self.state.get::<RecordMark>(mkey).await?;
+        let mut mark = mark.unwrap_or(RecordMark {
+            mark: DisputeMark { state: MarkState::Disputed, statement: String::new() },
+            open: Vec::new(),
+            deadline: None,
+        });
+        let mut d = d.clone();
+        d.status = DisputeStatus::Open;
+        d.deadline = Some(self.life.retention.dispute_deadline(d.filed));
+        d.suppression_logged = false;
+        mark.mark.state = MarkState::Disputed;
+        if !d.statement.is_empty() {
+            mark.mark.statement = d.statement.clone();
+        }
+        mark.open.push(key.clone());
+        mark.deadline = [mark.deadline, d.deadline].into_iter().flatten().min();
+        let mut change = Change::logged(Entry::dispute_received(self.life.clock.now(), &d, &name));
+        change.expect::<Dispute>(&key, &Version::ABSENT).expect::<RecordMark>(mkey, &mark_version);
+        change.put(&key, &d).put(mkey, &mark);
+        Ok(Step::Write(change, d))
     }
 
     /// Every dispute this node holds about `subject` (filed here or received here).
     pub(crate) async fn about(&self, subject: &str) -> Result<Vec<Dispute>, StoreError> {
-        let mut out = Vec::new();
-        for (key, bytes) in self.life.scan_all(Space::Dispute, "").await? {
-            let d: Dispute = decode(&key, &bytes)?;
-            if d.subject_id == subject {
-                out.push(d);
-            }
-        }
-        Ok(out)
+        let all = self.state.all::<Dispute>("").await?;
+        Ok(all.into_iter().map(|(_, d, _)| d).filter(|d| d.subject_id == subject).collect())
     }
 
     /// Disputes against this institution's records, oldest key first, after `after`.
@@ -356,14 +274,14 @@ impl Disputes {
         after: Option<String>,
         limit: usize,
     ) -> Result<(Vec<Dispute>, Option<String>), DisputeError> {
+        const PAGE: usize = 256;
         let mut out = Vec::new();
         let mut cursor = after;
         loop {
-            let page = self.life.store.state_scan(Space::Dispute, "", cursor.as_deref(), 256).await?;
-            let full = page.len() == 256;
-            for (key, bytes) in page {
-                cursor = Some(key.clone());
-                let d: Dispute = decode(&key, &bytes)?;
+            let page = self.state.page::<Dispute>("", cursor.as_deref(), PAGE).await?;
+            let full = page.len() == PAGE;
+            for (key, d, _) in page {
+                cursor = Some(key);
                 if d.furnisher == self.me() && (include_resolved || !d.status.is_final()) {
                     out.push(d);
                     if out.len() == limit {
@@ -436,78 +354,73 @@ impl Disputes {
             }
         }
         let mkey = mark_key(&d.subject_id, &d.furnisher, &d.record_id);
-        for _ in 0..CAS_ATTEMPTS {
-            let current = self.life.store.state_get(Space::Mark, &mkey).await?;
-            let mark: Option<RecordMark> = current.as_deref().map(|b| decode(&mkey, b)).transpose()?;
-            let mut keys = mark.as_ref().map(|m| m.open.clone()).unwrap_or_default();
-            if !keys.contains(&d.key()) {
-                keys.push(d.key());
-            }
-            let mut change =
-                StateChange { expect: vec![(Space::Mark, mkey.clone(), current.clone())], ..Default::default() };
-            let mut statement = String::new();
-            let mut resolved_here = None;
-            for key in &keys {
-                let Some((mut one, bytes)) = self.load(key).await? else { continue };
-                if one.status.is_final() {
-                    continue;
-                }
-                if !one.statement.is_empty() {
-                    statement = one.statement.clone();
-                }
-                one.status = resolution.status();
-                one.resolved = Some(now);
-                one.corrected_version = corrected_version;
-                change.expect.push((Space::Dispute, key.clone(), Some(bytes)));
-                change.put.push((Space::Dispute, key.clone(), Some(encode(&one))));
-                change.entries.push(self.entry(
-                    Action::DisputeResolved,
-                    &one,
-                    self.me(),
-                    &one.filer,
-                    format!("resolved:{}", one.status.as_str()),
-                ));
-                if one.filer != self.me() {
-                    let outbox = format!("{:020}-{key}", now.timestamp_micros().max(0));
-                    let q = Queued {
-                        to: one.filer.clone(),
-                        kind: Kind::Resolved,
-                        about: key.clone(),
-                        change: String::new(),
-                    };
-                    change.put.push((Space::Outbox, outbox, Some(encode(&q))));
-                }
-                if key == &d.key() {
-                    resolved_here = Some(one);
-                }
-            }
-            // The flag after the investigation (Metro 2): verified with a statement is XC (the
-            // subject disagrees, the statement stays), otherwise XH; a deleted record has none.
-            let new_mark = match resolution {
-                Resolution::Deleted => None,
-                Resolution::Verified if !statement.is_empty() => Some(RecordMark {
-                    mark: DisputeMark { state: MarkState::CompletedSubjectDisagrees, statement },
-                    open: Vec::new(),
-                    deadline: None,
-                }),
-                _ => Some(RecordMark {
-                    mark: DisputeMark { state: MarkState::PreviouslyDisputed, statement: String::new() },
-                    open: Vec::new(),
-                    deadline: None,
-                }),
-            };
-            change.put.push((Space::Mark, mkey.clone(), new_mark.as_ref().map(encode)));
-            let Some(resolved) = resolved_here else {
-                return self.get(filer, id).await; // resolved concurrently
-            };
-            if self.life.store.state_write(change).await? {
-                self.life.store.sync().await?;
-                self.wake.notify_one();
+        let resolving = Resolving { d: &d, resolution, corrected_version, now, mkey: &mkey };
+        match self.state.compare_and_set(|| self.resolve_all(&resolving)).await? {
+            Settled::Written(Some(resolved)) => {
+                self.outbox.wake();
                 info!(dispute = %id, record = %d.record_id, resolution = resolved.status.as_str(), "dispute resolved");
-                return Ok(resolved);
+                Ok(resolved)
+            }
+            Settled::Unchanged(_) | Settled::Written(None) => self.get(filer, id).await, // resolved concurrently
+            Settled::Contended => Err(busy("the dispute").into()),
+        }
+    }
+
+    /// One attempt of [`Disputes::resolve`]: every open dispute on the record resolved (each
+    /// filer told through the outbox) and the record's mark set after the investigation.
+    /// `None` when the dispute was resolved concurrently.
+    async fn resolve_all(&self, r: &Resolving<'_>) -> Result<Step<Option<Dispute>>, DisputeError> {
+        let (mark, mark_version) = self.state.get::<RecordMark>(r.mkey).await?;
+        let mut keys = mark.as_ref().map(|m| m.open.clone()).unwrap_or_default();
+        if !keys.contains(&r.d.key()) {
+            keys.push(r.d.key());
+        }
+        let mut change = Change::default();
+        change.expect::<RecordMark>(r.mkey, &mark_version);
+        let mut statement = String::new();
+        let mut resolved_here = None;
+        for key in &keys {
+            let (Some(mut one), version) = self.load(key).await? else { continue };
+            if one.status.is_final() {
+                continue;
+            }
+            if !one.statement.is_empty() {
+                statement = one.statement.clone();
+            }
+            one.status = r.resolution.status();
+            one.resolved = Some(r.now);
+            one.corrected_version = r.corrected_version;
+            change.expect::<Dispute>(key, &version).put(key, &one);
+            change.log(Entry::dispute_resolved(self.life.clock.now(), &one, &record(&one)));
+            if one.filer != self.me() {
+                let q =
+                    Queued { to: one.filer.clone(), kind: Kind::Resolved, about: key.clone(), change: String::new() };
+                Outbox::enqueue(&mut change, r.now, key, &q);
+            }
+            if key == &r.d.key() {
+                resolved_here = Some(one);
             }
         }
-        Err(StoreError::Unavailable("the dispute kept changing; try again".into()).into())
+        // The flag after the investigation (Metro 2): verified with a statement is XC (the
+        // subject disagrees, the statement stays), otherwise XH; a deleted record has none.
+        let new_mark = match r.resolution {
+            Resolution::Deleted => None,
+            Resolution::Verified if !statement.is_empty() => Some(RecordMark {
+                mark: DisputeMark { state: MarkState::CompletedSubjectDisagrees, statement },
+                open: Vec::new(),
+                deadline: None,
+            }),
+            _ => Some(RecordMark {
+                mark: DisputeMark { state: MarkState::PreviouslyDisputed, statement: String::new() },
+                open: Vec::new(),
+                deadline: None,
+            }),
+        };
+        change.set(r.mkey, new_mark.as_ref());
+        Ok(match resolved_here {
+            Some(resolved) => Step::Write(change, Some(resolved)),
+            None => Step::Done(None),
+        })
     }
 
     /// The furnisher's resolution of a dispute this node filed arrives. Idempotent.
@@ -515,276 +428,162 @@ impl Disputes {
         if r.filer != self.me() {
             return Err(DisputeError::Invalid("name", format!("{} did not file this dispute", self.me())));
         }
-        for _ in 0..CAS_ATTEMPTS {
-            let (mut d, bytes) = self.load(&r.key()).await?.ok_or_else(|| {
-                DisputeError::NotFound(format!("{} not found", convert::dispute_name(&r.filer, &r.id)))
-            })?;
-            if d.furnisher != from {
-                return Err(DisputeError::NotAllowed(format!("only {} resolves this dispute", d.furnisher)));
-            }
-            if d.status.is_final() {
-                return Ok(d);
-            }
-            if !r.status.is_final() {
-                return Err(DisputeError::Invalid(
-                    "status",
-                    "a resolution must be VERIFIED, CORRECTED or DELETED".into(),
-                ));
-            }
-            d.status = r.status;
-            d.resolved = r.resolved.or(Some(self.life.clock.now()));
-            d.corrected_version = r.corrected_version;
-            d.deadline = d.deadline.or(r.deadline);
-            let change = StateChange {
-                expect: vec![(Space::Dispute, d.key(), Some(bytes))],
-                put: vec![(Space::Dispute, d.key(), Some(encode(&d)))],
-                entries: vec![self.entry(
-                    Action::DisputeReceived,
-                    &d,
-                    from,
-                    self.me(),
-                    format!("resolved:{}", d.status.as_str()),
-                )],
-            };
-            if self.life.store.state_write(change).await? {
-                self.life.store.sync().await?;
-                return Ok(d);
-            }
+        match self.state.compare_and_set(|| self.take_resolution(from, &r)).await? {
+            Settled::Unchanged(d) | Settled::Written(d) => Ok(d),
+            Settled::Contended => Err(busy("the dispute").into()),
         }
-        Err(StoreError::Unavailable("the dispute kept changing; try again".into()).into())
     }
 
-    /// One delivery attempt of an outbox entry, and what follows from its answer.
-    async fn attempt(&self, outbox: &str, q: &Queued, timeout: Duration) -> Result<Delivery, StoreError> {
-        if q.kind == Kind::Protection {
-            let notice = self.protection_notice(q).await?;
-            return Ok(match self.peers.deliver(&q.to, notice, timeout).await {
-                Ok(_) => {
-                    self.protection_acknowledged(outbox, q).await?;
-                    Delivery::Acknowledged
-                }
-                Err(s) if matches!(s.code(), Code::InvalidArgument | Code::PermissionDenied) => {
-                    warn!(to = %q.to, code = ?s.code(), error = %s.message(), "protection notice refused; dropped");
-                    self.drop_entry(outbox).await?;
-                    Delivery::Refused(s.code(), s.message().to_owned())
-                }
-                Err(s) => Delivery::Later(format!("{:?}: {}", s.code(), s.message())),
-            });
+    /// One attempt of [`Disputes::resolution_arrived`].
+    async fn take_resolution(&self, from: &str, r: &Dispute) -> Result<Step<Dispute>, DisputeError> {
+        let (d, version) = self.load(&r.key()).await?;
+        let mut d =
+            d.ok_or_else(|| DisputeError::NotFound(format!("{} not found", convert::dispute_name(&r.filer, &r.id))))?;
+        if d.furnisher != from {
+            return Err(DisputeError::NotAllowed(format!("only {} resolves this dispute", d.furnisher)));
         }
-        let Some((d, _)) = self.load(&q.about).await? else {
-            // The dispute is gone (refused at once): the entry has nothing to deliver.
-            self.drop_entry(outbox).await?;
-            return Ok(Delivery::Later("no such dispute".into()));
-        };
-        let body = convert::dispute_to_pb(&d, self.life.clock.now());
-        let notice = pb::Notice {
-            body: Some(match q.kind {
-                Kind::Filed => pb::notice::Body::DisputeFiled(body),
-                Kind::Resolved | Kind::Protection => pb::notice::Body::DisputeResolved(body),
-            }),
-        };
-        let outcome = match self.peers.deliver(&q.to, notice, timeout).await {
-            Ok(receipt) => {
-                self.acknowledged(outbox, q, &receipt).await?;
-                Delivery::Acknowledged
-            }
-            Err(s)
-                if matches!(
-                    s.code(),
-                    Code::NotFound | Code::InvalidArgument | Code::PermissionDenied | Code::FailedPrecondition
-                ) =>
-            {
-                Delivery::Refused(s.code(), s.message().to_owned())
-            }
-            Err(s) => Delivery::Later(format!("{:?}: {}", s.code(), s.message())),
-        };
-        match &outcome {
-            Delivery::Refused(code, message) if q.kind == Kind::Resolved => {
-                // The filer no longer knows the dispute: nothing more to tell it.
-                warn!(dispute = %d.id, to = %q.to, code = ?code, error = %message, "resolution notice refused; dropped");
-                self.drop_entry(outbox).await?;
-            }
-            _ => {}
+        if d.status.is_final() {
+            return Ok(Step::Done(d));
         }
-        Ok(outcome)
-    }
-
-    pub(super) async fn drop_entry(&self, outbox: &str) -> Result<(), StoreError> {
-        if let Some(bytes) = self.life.store.state_get(Space::Outbox, outbox).await? {
-            let mut e = Entry::new(Action::DisputeRejected, self.me(), "notice_dropped");
-            e.time = self.life.clock.now();
-            e.detail = outbox.to_owned();
-            let change = StateChange {
-                expect: vec![(Space::Outbox, outbox.to_owned(), Some(bytes))],
-                put: vec![(Space::Outbox, outbox.to_owned(), None)],
-                entries: vec![e],
-            };
-            self.life.store.state_write(change).await?;
+        if !r.status.is_final() {
+            return Err(DisputeError::Invalid("status", "a resolution must be VERIFIED, CORRECTED or DELETED".into()));
         }
-        Ok(())
-    }
-
-    /// The peer took the notice: the entry leaves the outbox; for a filing, this node's copy
-    /// takes the furnisher's state (open, with its deadline). Logged once.
-    async fn acknowledged(&self, outbox: &str, q: &Queued, receipt: &pb::NoticeReceipt) -> Result<(), StoreError> {
-        for _ in 0..CAS_ATTEMPTS {
-            let Some(entry) = self.life.store.state_get(Space::Outbox, outbox).await? else { return Ok(()) };
-            let Some((mut d, bytes)) = self.load(&q.about).await? else { return Ok(()) };
-            let (outcome, put_dispute) = match q.kind {
-                Kind::Filed => {
-                    if let Some(theirs) = receipt.dispute.as_ref().and_then(|p| convert::dispute_from_pb(p).ok()) {
-                        if !d.status.is_final() {
-                            d.status = theirs.status;
-                            d.resolved = theirs.resolved;
-                            d.corrected_version = theirs.corrected_version;
-                        }
-                        d.deadline = theirs.deadline;
-                    } else if d.status == DisputeStatus::PendingDelivery {
-                        d.status = DisputeStatus::Open;
-                    }
-                    ("acknowledged", true)
-                }
-                Kind::Resolved | Kind::Protection => ("resolution_acknowledged", false),
-            };
-            let mut change = StateChange {
-                expect: vec![
-                    (Space::Outbox, outbox.to_owned(), Some(entry)),
-                    (Space::Dispute, q.about.clone(), Some(bytes)),
-                ],
-                put: vec![(Space::Outbox, outbox.to_owned(), None)],
-                entries: vec![self.entry(Action::DisputeForwarded, &d, self.me(), &q.to, outcome)],
-            };
-            if put_dispute {
-                change.put.push((Space::Dispute, q.about.clone(), Some(encode(&d))));
-            }
-            if self.life.store.state_write(change).await? {
-                self.life.store.sync().await?;
-                info!(dispute = %d.id, to = %q.to, outcome, "notice delivered");
-                return Ok(());
-            }
-        }
-        Ok(())
+        d.status = r.status;
+        d.resolved = r.resolved.or(Some(self.life.clock.now()));
+        d.corrected_version = r.corrected_version;
+        d.deadline = d.deadline.or(r.deadline);
+        let mut change = Change::logged(Entry::resolution_received(self.life.clock.now(), &d, &record(&d)));
+        change.expect::<Dispute>(&d.key(), &version).put(&d.key(), &d);
+        Ok(Step::Write(change, d))
     }
 
     /// A filing refused when delivered later: the dispute is REJECTED with the reason.
-    async fn rejected(&self, outbox: &str, q: &Queued, code: Code, message: &str) -> Result<(), StoreError> {
-        let Some(entry) = self.life.store.state_get(Space::Outbox, outbox).await? else { return Ok(()) };
-        let Some((mut d, bytes)) = self.load(&q.about).await? else { return Ok(()) };
+    async fn rejected(&self, outbox: &str, q: &Queued, r: &Refusal) -> Result<(), StoreError> {
+        let (Some(_), entry) = self.outbox.entry(outbox).await? else { return Ok(()) };
+        let (Some(mut d), version) = self.load(&q.about).await? else { return Ok(()) };
         d.status = DisputeStatus::Rejected;
-        d.rejection = format!("{code:?}: {message}").chars().take(500).collect();
-        let change = StateChange {
-            expect: vec![
-                (Space::Outbox, outbox.to_owned(), Some(entry)),
-                (Space::Dispute, q.about.clone(), Some(bytes)),
-            ],
-            put: vec![(Space::Outbox, outbox.to_owned(), None), (Space::Dispute, q.about.clone(), Some(encode(&d)))],
-            entries: vec![self.entry(Action::DisputeRejected, &d, self.me(), &q.to, format!("refused:{code:?}"))],
-        };
-        self.life.store.state_write(change).await?;
-        self.life.store.sync().await
+        d.rejection = r.to_string().chars().take(500).collect();
+        let mut change =
+            Change::logged(Entry::dispute_rejected(self.life.clock.now(), &d, &record(&d), r.reason.code()));
+        change.expect::<Queued>(outbox, &entry).expect::<Dispute>(&q.about, &version);
+        change.remove::<Queued>(outbox).put(&q.about, &d);
+        self.state.write(change).await?;
+        self.state.sync().await
     }
 
-    /// Tries every outbox entry that is due; returns how many are still waiting.
-    pub(crate) async fn deliver_due(&self) -> Result<usize, StoreError> {
-        let entries = self.life.store.state_scan(Space::Outbox, "", None, 1000).await?;
-        let now = tokio::time::Instant::now();
-        let mut waiting = 0;
-        for (key, bytes) in entries {
-            let due = self.backoff.lock().unwrap_or_else(|p| p.into_inner()).get(&key).is_none_or(|(_, at)| *at <= now);
-            if !due {
-                waiting += 1;
-                continue;
-            }
-            let q: Queued = decode(&key, &bytes)?;
-            match self.attempt(&key, &q, ATTEMPT).await? {
-                Delivery::Acknowledged => {
-                    self.backoff.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+    /// One attempt of recording a peer's acknowledgement: the entry leaves the outbox; for a
+    /// filing, this node's copy takes the furnisher's state (open, with its deadline).
+    async fn take_receipt(
+        &self,
+        outbox: &str,
+        q: &Queued,
+        receipt: &pb::NoticeReceipt,
+    ) -> Result<Step<Option<Dispute>>, StoreError> {
+        let (Some(_), entry) = self.outbox.entry(outbox).await? else { return Ok(Step::Done(None)) };
+        let (Some(mut d), version) = self.load(&q.about).await? else { return Ok(Step::Done(None)) };
+        let filed = q.kind == Kind::Filed;
+        if filed {
+            if let Some(theirs) = receipt.dispute.as_ref().and_then(|p| convert::dispute_from_pb(p).ok()) {
+                if !d.status.is_final() {
+                    d.status = theirs.status;
+                    d.resolved = theirs.resolved;
+                    d.corrected_version = theirs.corrected_version;
                 }
-                Delivery::Refused(code, message) => {
-                    if q.kind == Kind::Filed {
-                        self.rejected(&key, &q, code, &message).await?;
-                    }
-                    self.backoff.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
-                }
-                Delivery::Later(why) => {
-                    waiting += 1;
-                    let mut b = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
-                    let (n, _) = b.get(&key).copied().unwrap_or((0, now));
-                    let wait = RETRY_MIN.saturating_mul(1 << n.min(16)).min(self.retry_max);
-                    b.insert(key.clone(), (n + 1, tokio::time::Instant::now() + wait));
-                    if n == 0 || n % 10 == 0 {
-                        warn!(to = %q.to, notice = %key, attempts = n + 1, retry_ms = wait.as_millis() as u64, error = %why, "notice not delivered; will retry");
-                    }
-                }
+                d.deadline = theirs.deadline;
+            } else if d.status == DisputeStatus::PendingDelivery {
+                d.status = DisputeStatus::Open;
             }
         }
-        Ok(waiting)
+        let now = self.life.clock.now();
+        let logged = if filed {
+            Entry::dispute_delivered(now, &d, &record(&d))
+        } else {
+            Entry::resolution_delivered(now, &d, &record(&d))
+        };
+        let mut change = Change::logged(logged);
+        change.expect::<Queued>(outbox, &entry).expect::<Dispute>(&q.about, &version).remove::<Queued>(outbox);
+        if filed {
+            change.put(&q.about, &d);
+        }
+        Ok(Step::Write(change, Some(d)))
     }
 
     /// At the furnisher: logs once each dispute whose deadline passed unresolved (its record is
     /// suppressed from then on, by the read rules). Returns how many were logged.
-    pub(crate) async fn sweep(&self) -> Result<usize, StoreError> {
+    async fn sweep(&self) -> Result<usize, StoreError> {
         let now = self.life.clock.now();
         let mut logged = 0;
-        for (key, bytes) in self.life.scan_all(Space::Dispute, "").await? {
-            let mut d: Dispute = decode(&key, &bytes)?;
+        for (key, mut d, version) in self.state.all::<Dispute>("").await? {
             if d.furnisher != self.me() || !d.overdue(now) || d.suppression_logged {
                 continue;
             }
             d.suppression_logged = true;
-            let change = StateChange {
-                expect: vec![(Space::Dispute, key.clone(), Some(bytes))],
-                put: vec![(Space::Dispute, key.clone(), Some(encode(&d)))],
-                entries: vec![self.entry(Action::DisputeSuppressed, &d, self.me(), &d.filer, "deadline_passed")],
-            };
-            if self.life.store.state_write(change).await? {
+            let mut change = Change::logged(Entry::dispute_suppressed(self.life.clock.now(), &d, &record(&d)));
+            change.expect::<Dispute>(&key, &version).put(&key, &d);
+            if self.state.write(change).await? {
                 warn!(dispute = %d.id, record = %d.record_id, "dispute unresolved at its deadline: record suppressed until resolved");
                 logged += 1;
             }
         }
         if logged > 0 {
-            self.life.store.sync().await?;
+            self.state.sync().await?;
         }
         Ok(logged)
     }
+}
 
-    /// The outbox worker and deadline sweep: runs until dropped. Wakes when something is
-    /// queued, and at least every `tick`.
-    pub(crate) async fn run(self, tick: Duration) {
-        loop {
-            if let Err(e) = self.deliver_due().await {
-                warn!(error = %e, "outbox pass failed; retrying");
-            }
-            if let Err(e) = self.sweep().await {
-                warn!(error = %e, "dispute deadline sweep failed; retrying");
-            }
-            let _ = tokio::time::timeout(tick, self.wake.notified()).await;
-        }
-    }
+/// What [`Disputes::resolve`] applies to every open dispute on the record.
+struct Resolving<'a> {
+    /// The dispute resolved by name.
+    d: &'a Dispute,
+    /// The furnisher's finding.
+    resolution: Resolution,
+    /// The record's version after a correction, else 0.
+    corrected_version: u64,
+    /// When.
+    now: chrono::DateTime<chrono::Utc>,
+    /// The record's mark key.
+    mkey: &'a str,
+}
 
-    /// The notice for a queued protection change: this node's whole state for the subject now.
-    async fn protection_notice(&self, q: &Queued) -> Result<pb::Notice, StoreError> {
-        let (p, _) = self.life.protection(&q.about).await?;
-        let notice = convert::protection_notice(&q.change, &q.about, &p, self.life.clock.now());
-        Ok(pb::Notice { body: Some(pb::notice::Body::Protection(notice)) })
-    }
-
-    /// A peer took a protection notice: the entry leaves the outbox, logged once.
-    async fn protection_acknowledged(&self, outbox: &str, q: &Queued) -> Result<(), StoreError> {
-        let Some(entry) = self.life.store.state_get(Space::Outbox, outbox).await? else { return Ok(()) };
-        let mut e = Entry::new(Action::ProtectionForwarded, self.me(), "acknowledged");
-        e.time = self.life.clock.now();
-        e.query_id = q.change.clone();
-        e.counterparty = q.to.clone();
-        e.subject_id = q.about.clone();
-        let change = StateChange {
-            expect: vec![(Space::Outbox, outbox.to_owned(), Some(entry))],
-            put: vec![(Space::Outbox, outbox.to_owned(), None)],
-            entries: vec![e],
+/// Disputes' notices: a filing to the furnisher, a resolution to the filer.
+impl Courier for Disputes {
+    async fn notice(&self, q: &Queued) -> Result<Option<pb::Notice>, StoreError> {
+        // The dispute is gone (refused at once): nothing to deliver.
+        let (Some(d), _) = self.load(&q.about).await? else { return Ok(None) };
+        let body = convert::dispute_to_pb(&d, self.life.clock.now());
+        let body = match q.kind {
+            Kind::Filed => pb::notice::Body::DisputeFiled(body),
+            Kind::Resolved => pb::notice::Body::DisputeResolved(body),
+            Kind::Protection => return Ok(None), // not a dispute's notice; never routed here
         };
-        if self.life.store.state_write(change).await? {
-            self.life.store.sync().await?;
+        Ok(Some(pb::Notice { body: Some(body) }))
+    }
+
+    fn ends(&self, _: &Refusal) -> bool {
+        // Whatever the furnisher or filer refuses, it refuses again.
+        true
+    }
+
+    async fn acknowledged(&self, outbox: &str, q: &Queued, receipt: &pb::NoticeReceipt) -> Result<(), StoreError> {
+        if let Settled::Written(Some(d)) = self.state.compare_and_set(|| self.take_receipt(outbox, q, receipt)).await? {
+            info!(dispute = %d.id, to = %q.to, kind = ?q.kind, "notice delivered");
         }
         Ok(())
+    }
+
+    async fn refused(&self, outbox: &str, q: &Queued, r: &Refusal) -> Result<(), StoreError> {
+        if q.kind == Kind::Filed {
+            return self.rejected(outbox, q, r).await;
+        }
+        // The filer no longer knows the dispute: nothing more to tell it.
+        warn!(dispute = %q.about, to = %q.to, code = r.reason.code(), error = %r.message, "resolution notice refused; dropped");
+        self.outbox.drop_entry(outbox).await
+    }
+
+    async fn after_pass(&self) {
+        if let Err(e) = self.sweep().await {
+            warn!(error = %e, "dispute deadline sweep failed; retrying");
+        }
     }
 }

@@ -8,7 +8,11 @@ use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
 use crate::{
-    domain::{clock::Clock, dispute::RecordMark, inquiry::Inquiry, record::CreditRecord, retention::Retention},
+    app::state::{from_bytes, State, Version},
+    domain::{
+        clock::Clock, dispute::RecordMark, inquiry::Inquiry, protection::Protection, record::CreditRecord,
+        retention::Retention,
+    },
     storage::{mark_key, DynStorage, RecordCursor, RecordFilter, Space, StoreError, StoredRecord},
 };
 
@@ -43,7 +47,7 @@ impl Lifecycle {
                 return false;
             }
             let Some(bytes) = mark else { return true };
-            match serde_json::from_slice::<RecordMark>(bytes) {
+            match from_bytes::<RecordMark>(bytes) {
                 Ok(m) if hide_suppressed && m.suppressed(now) => false,
                 Ok(m) => {
                     r.dispute = Some(m.mark);
@@ -57,24 +61,10 @@ impl Lifecycle {
         })
     }
 
-    /// Every (key, value) of `space` under `prefix`, in key order, read a page at a time.
-    pub(crate) async fn scan_all(&self, space: Space, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        const PAGE: usize = 256;
-        let mut out: Vec<(String, Vec<u8>)> = Vec::new();
-        loop {
-            let after = out.last().map(|(k, _)| k.clone());
-            let page = self.store.state_scan(space, prefix, after.as_deref(), PAGE).await?;
-            let full = page.len() == PAGE;
-            out.extend(page);
-            if !full {
-                return Ok(out);
-            }
-        }
-    }
-
     /// The flags stored for `subject`'s records, by [`mark_key`].
     pub(crate) async fn marks(&self, subject: &str) -> Result<HashMap<String, Vec<u8>>, StoreError> {
-        Ok(self.scan_all(Space::Mark, &format!("{subject}/")).await?.into_iter().collect())
+        let marks = State::new(self.store.clone()).all_stored(Space::Mark, &format!("{subject}/")).await?;
+        Ok(marks.into_iter().collect())
     }
 
     /// Applies the read rules now to records of `subject` read outside an answer (listings).
@@ -95,19 +85,11 @@ impl Lifecycle {
             .collect())
     }
 
-    /// The person's protections as this node holds them, with the stored bytes.
-    pub(crate) async fn protection(
-        &self,
-        subject: &str,
-    ) -> Result<(crate::domain::protection::Protection, Option<Vec<u8>>), StoreError> {
-        match self.store.state_get(Space::Protection, subject).await? {
-            Some(b) => Ok((
-                crate::domain::protection::Protection::decode(&b)
-                    .map_err(|why| StoreError::Corrupt { key: format!("protection {subject}"), why })?,
-                Some(b),
-            )),
-            None => Ok((Default::default(), None)),
-        }
+    /// The person's protections as this node holds them (none when it holds nothing), with
+    /// the version a change may expect.
+    pub(crate) async fn protection(&self, subject: &str) -> Result<(Protection, Version), StoreError> {
+        let (p, version) = State::new(self.store.clone()).get::<Protection>(subject).await?;
+        Ok((p.unwrap_or_default(), version))
     }
 
     /// Drops expired inquiries.

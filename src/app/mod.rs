@@ -1,6 +1,7 @@
 //! The use cases, over the storage trait and the peer client: the only door to storage. Every
-//! layer above (gRPC handlers, the server's wiring) reaches the store through [`UseCases`].
-//! No gRPC server types here.
+//! layer above (gRPC handlers, the server's wiring) reaches the store through [`UseCases`];
+//! the state spaces only through [`state`]. Disputes and protections are the two users of the
+//! [`outbox`] that carries their notices to peers. No gRPC types here.
 
 pub(crate) mod admin;
 pub(crate) mod answer;
@@ -10,11 +11,13 @@ pub(crate) mod disputes;
 pub(crate) mod furnish;
 pub(crate) mod journal;
 pub(crate) mod lifecycle;
+pub(crate) mod outbox;
 pub(crate) mod proofs;
 pub(crate) mod protection;
 pub(crate) mod records;
 pub(crate) mod report;
 pub(crate) mod score;
+pub(crate) mod state;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -68,8 +71,12 @@ pub(crate) struct UseCases {
     pub reports: report::Reports,
     /// The regulator's view of the log.
     pub audit: audit_log::AuditLog,
-    /// Disputes and the outbox.
+    /// Disputes.
     pub disputes: disputes::Disputes,
+    /// People's freezes and fraud alerts.
+    pub protections: protection::Protections,
+    /// The notices waiting for peers (run by the server's background loop).
+    pub outbox: outbox::Outbox,
     /// Backup and purge.
     pub admin: admin::Admin,
     /// Refusals and other entries outside a data change.
@@ -89,7 +96,9 @@ impl UseCases {
         };
         let journal = journal::Journal::new(s.institution.clone(), store.clone(), s.clock);
         let prover = s.log_key.map(|key| proofs::Prover::new(store.clone(), key, s.origin, s.institution.clone()));
-        let disputes = disputes::Disputes::new(life.clone(), peers.clone(), s.outbox_retry_max);
+        let outbox = outbox::Outbox::new(life.clone(), peers.clone(), s.outbox_retry_max);
+        let disputes = disputes::Disputes::new(life.clone(), outbox.clone());
+        let protections = protection::Protections::new(life.clone(), outbox.clone());
         let scorer = score::Scorer {
             institution: s.institution,
             journal: journal.clone(),
@@ -107,6 +116,8 @@ impl UseCases {
             admin: admin::Admin::new(life.clone()),
             scorer,
             disputes,
+            protections,
+            outbox,
             journal,
             life,
         }

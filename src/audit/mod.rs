@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 mod entry;
+mod lifecycle_entries;
 pub mod merkle;
 
 pub use entry::{About, Action, Entry};

@@ -7,7 +7,10 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use tracing::error;
 
-use crate::app::{answer::QueryRefusal, decide::DecideError, disputes::DisputeError, score::ScoreError, StoreError};
+use crate::app::{
+    answer::QueryRefusal, decide::DecideError, disputes::DisputeError, protection::ProtectionError, score::ScoreError,
+    StoreError,
+};
 
 /// The `ErrorInfo.domain` of every error this service sends.
 pub(crate) const ERROR_DOMAIN: &str = "bureau.v1";
@@ -246,8 +249,17 @@ impl From<DisputeError> for ApiError {
             DisputeError::Invalid(field, description) => Self::invalid(field, description),
             DisputeError::NotFound(m) => Self::NotFound(m),
             DisputeError::NotAllowed(message) => Self::PermissionDenied { reason: Reason::NotDisputeParty, message },
-            DisputeError::Refused(r) => r.into(),
             DisputeError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<ProtectionError> for ApiError {
+    fn from(e: ProtectionError) -> Self {
+        match e {
+            ProtectionError::Invalid(field, description) => Self::invalid(field, description),
+            ProtectionError::Refused(r) => r.into(),
+            ProtectionError::Store(s) => s.into(),
         }
     }
 }

@@ -52,7 +52,7 @@ impl FederationService for FederationApi {
             pb::notice::Body::DisputeResolved(p) => (false, p),
             pb::notice::Body::Protection(n) => {
                 let subject = n.subject_id.clone();
-                return match self.node.disputes.protection_arrived(&caller.id, &n).await {
+                return match self.node.protections.arrived(&caller.id, &n).await {
                     Ok(_) => Ok(Response::new(pb::NoticeReceipt { dispute: None })),
                     Err(e) => Err(super::log_refusal(&self.node, &caller, &subject, e.into()).await.into()),
                 };

@@ -47,7 +47,7 @@ impl SubjectsApi {
             Ok(pb::ProtectionKind::FraudAlert) => ProtectionKind::FraudAlert,
             _ => return Err(ApiError::invalid("kind", "must be SECURITY_FREEZE or FRAUD_ALERT").into()),
         };
-        match self.node.disputes.change_protection(&r.subject_id, kind, active, &r.consent_reference).await {
+        match self.node.protections.change(&r.subject_id, kind, active, &r.consent_reference).await {
             Ok(p) => Ok(Response::new(convert::protection_to_pb(&p, self.node.life.clock.now()))),
             Err(e) => Err(super::log_refusal(&self.node, &caller, &r.subject_id, e.into()).await.into()),
         }
