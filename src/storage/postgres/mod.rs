@@ -12,8 +12,8 @@
 //!   head; that costs a transaction of four round trips per group instead of one statement:
 //!   measured 1.62× a bare INSERT + COMMIT against 4.3× with the lock.)
 //! - **Group commit.** Inside one process, writes queue to one writer task that applies up to
-//!   [`GROUP`] of them in one statement. A group that fails is retried one change at a time,
-//!   so a change that cannot be stored fails alone.
+//!   [`GROUP`](writer::GROUP) of them in one statement. A group that fails is retried one change
+//!   at a time, so a change that cannot be stored fails alone.
 //! - **Durable means committed.** Sessions run with `synchronous_commit = on`: a write returns
 //!   after its `COMMIT`, which is durable (and, with synchronous replication, on the standby).
 //!   [`Storage::sync`] therefore waits for nothing, and the durable head is the committed head.

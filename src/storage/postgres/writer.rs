@@ -27,7 +27,7 @@ use crate::{
 };
 
 /// Most changes applied in one transaction.
-const GROUP: usize = 256;
+pub(super) const GROUP: usize = 256;
 /// Changes waiting for the writer before callers wait for room.
 const QUEUE: usize = 1024;
 /// Most attempts at one group when other processes keep appending first.
@@ -55,13 +55,21 @@ pub(super) enum Op {
 
 /// What a change did, one variant per [`Op`].
 pub(super) enum Done {
+    /// [`Op::Furnish`]: one result per record.
     Furnished(Vec<ApplyResult>),
+    /// [`Op::Correct`]: `None` when no live record was there.
     Corrected(Option<ApplyResult>),
+    /// [`Op::Delete`].
     Deleted(Deleted),
+    /// [`Op::AddInquiry`].
     Unit,
+    /// [`Op::Answer`].
     Answer(InquiryAnswer),
+    /// [`Op::Append`]: the index of the first entry.
     Appended(u64),
+    /// [`Op::State`]: whether the expectations held (and the change applied).
     StateWritten(bool),
+    /// [`Op::PurgeInquiries`]: how many were still stored and deleted.
     Purged(usize),
 }
 
