@@ -8,7 +8,7 @@ use crate::{
     domain::inquiry::{Inquiry, Purpose},
     domain::record::CreditRecord,
     domain::subject::is_valid_subject_id,
-    storage::{InquiryAnswer, StoreError},
+    storage::{GateError, InquiryAnswer, Refusal, StoreError},
 };
 
 /// Most inquiries returned with an answer.
@@ -128,8 +128,8 @@ pub(crate) async fn answer_unsynced(life: &Lifecycle, q: &PeerQuery, purpose: Pu
     let show = life.rules(now);
     let gate: crate::storage::AnswerGate = if purpose.is_hard() {
         std::sync::Arc::new(|p: Option<&[u8]>| match p.map(crate::domain::protection::Protection::decode) {
-            Some(Ok(p)) if p.frozen() => Err(FROZEN.to_owned()),
-            Some(Err(e)) => Err(format!("the subject's protection state does not decode: {e}")),
+            Some(Ok(p)) if p.frozen() => Err(GateError::Refused(Refusal(FROZEN))),
+            Some(Err(why)) => Err(GateError::Undecodable(why)),
             _ => Ok(()),
         })
     } else {
@@ -152,8 +152,8 @@ pub(crate) async fn answer_unsynced(life: &Lifecycle, q: &PeerQuery, purpose: Pu
     // its entry (with the number of records answered) and what is read are one write.
     let InquiryAnswer { records, inquiries, protection, refused } =
         life.store.answer_inquiry(inquiry, entry, MAX_INQUIRIES_RETURNED, show, gate).await?;
-    if refused.is_some() {
-        return Err(QueryRefusal::SubjectFrozen(FROZEN).into());
+    if let Some(Refusal(why)) = refused {
+        return Err(QueryRefusal::SubjectFrozen(why).into());
     }
     let protection = match protection {
         Some(b) => crate::domain::protection::Protection::decode(&b)

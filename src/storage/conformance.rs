@@ -14,7 +14,9 @@ use crate::{
         inquiry::{Inquiry, Purpose},
         record::{AccountStatus, CreditRecord, PaymentStatus, RecordKind},
     },
-    storage::{Applied, Deleted, DynStorage, InquiryCursor, RecordCursor, Space, StateChange},
+    storage::{
+        Applied, Deleted, DynStorage, GateError, InquiryCursor, RecordCursor, Refusal, Space, StateChange, StoreError,
+    },
 };
 
 /// One backend under test: opens its one store, empty the first time; opening again after
@@ -32,7 +34,7 @@ macro_rules! storage_conformance {
             version_rules, each_change_logs_one_entry, subject_listing_pages_by_key,
             inquiries_newest_first_page_by_key, audit_appends_and_proofs, concurrent_appends_make_one_log,
             durable_after_reopen, durable_head_covers_synced_writes, answering_an_inquiry_is_one_write,
-            state_is_compare_and_set_and_scans_by_prefix, retention_scans_and_purges_log_each_deletion);
+            an_undecodable_protection_fails_the_answer_as_corrupt, state_is_compare_and_set_and_scans_by_prefix, retention_scans_and_purges_log_each_deletion);
     };
     (@tests $make:expr; $($check:ident),*) => {
         $(
@@ -457,16 +459,53 @@ pub async fn answering_an_inquiry_is_one_write(b: &dyn Backend) {
     assert!(s.state_write(frozen).await.unwrap());
     let (size, inquiries) =
         (s.audit_size().await.unwrap(), s.subject_inquiries(&a, None, 100).await.unwrap().items.len());
-    let gate: crate::storage::AnswerGate =
-        std::sync::Arc::new(|p| if p == Some(&b"frozen"[..]) { Err("frozen".into()) } else { Ok(()) });
+    let gate: crate::storage::AnswerGate = std::sync::Arc::new(|p| {
+        if p == Some(&b"frozen"[..]) {
+            Err(GateError::Refused(Refusal("frozen")))
+        } else {
+            Ok(())
+        }
+    });
     let (i, e) = inquiry(&a, 50, "refused");
     let refused = s.answer_inquiry(i, e, 3, crate::storage::show_all(), gate).await.unwrap();
-    assert_eq!((refused.refused.as_deref(), refused.records.len()), (Some("frozen"), 0));
+    assert_eq!((refused.refused, refused.records.len()), (Some(Refusal("frozen")), 0));
     assert_eq!(s.audit_size().await.unwrap(), size, "nothing logged");
     assert_eq!(s.subject_inquiries(&a, None, 100).await.unwrap().items.len(), inquiries, "nothing recorded");
     let (i, e) = inquiry(&a, 60, "open");
     let answered = s.answer_inquiry(i, e, 3, crate::storage::show_all(), crate::storage::open_gate()).await.unwrap();
     assert_eq!(answered.protection.as_deref(), Some(&b"frozen"[..]), "the protection comes with the answer");
+    s.close().await.unwrap();
+}
+
+/// A protection value the gate cannot decode is damage to the store: the answer fails as
+/// [`StoreError::Corrupt`] naming the subject, writes nothing, and is not a refusal.
+pub async fn an_undecodable_protection_fails_the_answer_as_corrupt(b: &dyn Backend) {
+    let s = b.open().await;
+    let a = subject(12);
+    s.furnish(vec![record("bank", "b1", &a, 1)], t0()).await.unwrap();
+    let damaged =
+        StateChange { expect: vec![], put: vec![put(Space::Protection, &a, Some("garbage"))], entries: vec![entry(1)] };
+    assert!(s.state_write(damaged).await.unwrap());
+    let (size, inquiries) =
+        (s.audit_size().await.unwrap(), s.subject_inquiries(&a, None, 100).await.unwrap().items.len());
+    let gate: crate::storage::AnswerGate = std::sync::Arc::new(|p| match p {
+        Some(b"garbage") => Err(GateError::Undecodable("not a protection".into())),
+        _ => Ok(()),
+    });
+    let (i, e) = inquiry(&a, 10, "damaged");
+    match s.answer_inquiry(i, e, 3, crate::storage::show_all(), gate).await {
+        Err(StoreError::Corrupt { key, why }) => {
+            assert!(key.contains(&a), "names the subject: {key}");
+            assert_eq!(why, "not a protection");
+        }
+        other => panic!("an undecodable protection must fail the answer as corrupt: {other:?}"),
+    }
+    assert_eq!(s.audit_size().await.unwrap(), size, "nothing logged");
+    assert_eq!(s.subject_inquiries(&a, None, 100).await.unwrap().items.len(), inquiries, "nothing recorded");
+    // The store still answers (the failed answer left nothing behind, on any connection).
+    let (i, e) = inquiry(&a, 20, "after");
+    let answered = s.answer_inquiry(i, e, 3, crate::storage::show_all(), crate::storage::open_gate()).await.unwrap();
+    assert_eq!(answered.records, vec![record("bank", "b1", &a, 1)]);
     s.close().await.unwrap();
 }
 

@@ -19,6 +19,7 @@ use crate::{
     domain::{inquiry::Inquiry, record::CreditRecord},
 };
 
+mod answer;
 #[cfg(any(test, feature = "testkit"))]
 pub mod conformance;
 mod ledger;
@@ -49,8 +50,26 @@ pub use embedded::baseline::{PreallocatedLog, RawSled};
 pub(crate) type RecordFilter = Arc<dyn Fn(&mut CreditRecord, Option<&[u8]>) -> bool + Send + Sync>;
 
 /// Decides, inside the answering write and before anything is written, whether the answer may
-/// be made at all, given the subject's [`Space::Protection`] value: `Err(why)` writes nothing.
-pub(crate) type AnswerGate = Arc<dyn Fn(Option<&[u8]>) -> Result<(), String> + Send + Sync>;
+/// be made at all, given the subject's [`Space::Protection`] value: an `Err` writes nothing.
+pub(crate) type AnswerGate = Arc<dyn Fn(Option<&[u8]>) -> Result<(), GateError> + Send + Sync>;
+
+/// Why an answer gate refused an answer: one of the app's fixed policy texts, handed back in
+/// [`InquiryAnswer::refused`] for the caller to tell the asking peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refusal(pub &'static str);
+
+/// What stops an answer at the gate: a refusal the caller is told about, or a value the gate
+/// cannot read, which is damage to the store (the answer fails with [`StoreError::Corrupt`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GateError {
+    /// The gate's policy refuses the answer.
+    #[error("refused: {0}")]
+    Refused(Refusal),
+    /// The value the gate reads does not decode: why.
+    #[error("the value the gate reads does not decode: {0}")]
+    Undecodable(String),
+}
 
 /// A gate that lets every answer through.
 pub(crate) fn open_gate() -> AnswerGate {
@@ -188,7 +207,7 @@ pub struct InquiryAnswer {
     /// The subject's [`Space::Protection`] value, read in the same write.
     pub protection: Option<Vec<u8>>,
     /// Why the gate refused the answer (then nothing was written and nothing else is set).
-    pub refused: Option<String>,
+    pub refused: Option<Refusal>,
 }
 
 /// A space of small state kept beside the ledger, by string key: what the lifecycle of records

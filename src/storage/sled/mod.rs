@@ -46,6 +46,7 @@ use self::{
     commits::{Commits, Point},
     writeset::WriteSet,
 };
+use crate::storage::answer::{self, AnswerSource};
 use crate::{
     audit::{
         merkle::{self, Hash},
@@ -807,56 +808,53 @@ impl Storage for SledStorage {
 
     async fn answer_inquiry(
         &self,
-        mut inquiry: Inquiry,
-        mut entry: Entry,
+        inquiry: Inquiry,
+        entry: Entry,
         max_inquiries: usize,
         show: crate::storage::RecordFilter,
         gate: crate::storage::AnswerGate,
     ) -> Result<InquiryAnswer, StoreError> {
-        self.write(move |ws| {
-            let protection = ws.get(&keys::state(Space::Protection, &inquiry.subject_id))?.map(|v| v.to_vec());
-            if let Err(why) = gate(protection.as_deref()) {
-                return Ok(InquiryAnswer {
-                    records: Vec::new(),
-                    inquiries: Vec::new(),
-                    protection,
-                    refused: Some(why),
-                });
+        /// The answering write's view: the write set, its own changes included.
+        struct Source<'w, 'a>(&'w mut WriteSet<'a>);
+
+        impl AnswerSource for Source<'_, '_> {
+            fn protection(&mut self, subject: &str) -> Result<Option<Vec<u8>>, StoreError> {
+                Ok(self.0.get(&keys::state(Space::Protection, subject))?.map(|v| v.to_vec()))
             }
-            inquiry.log_index = Some(ws.log_size);
-            let value = convert::inquiry_to_pb(&inquiry).encode_to_vec();
-            let subject = inquiry.subject_id.as_str();
-            let marks: std::collections::HashMap<Vec<u8>, sled::IVec> =
-                ws.scan_prefix(&keys::state(Space::Mark, &format!("{subject}/")))?.into_iter().collect();
-            let mut records = Vec::new();
-            for (k, _) in ws.scan_prefix(&keys::prefixed(keys::SUBJECT, &[subject.as_bytes()]))? {
-                let rkey = keys::record_of_index(&k, subject);
-                let Some(bytes) = ws.get(&rkey)? else { continue };
-                match live(&rkey, decode(&rkey, &bytes)?)? {
-                    Some(r) if r.record.furnisher == inquiry.responder => {
-                        let mut record = r.record;
-                        let mark = keys::state(
-                            Space::Mark,
-                            &crate::storage::mark_key(subject, &record.furnisher, &record.record_id),
-                        );
-                        if show(&mut record, marks.get(&mark).map(|v| &v[..])) {
-                            records.push(record);
-                        }
+
+            fn records(&mut self, subject: &str, responder: &str) -> Result<Vec<answer::Marked>, StoreError> {
+                let marks: std::collections::HashMap<Vec<u8>, sled::IVec> =
+                    self.0.scan_prefix(&keys::state(Space::Mark, &format!("{subject}/")))?.into_iter().collect();
+                let mut records = Vec::new();
+                for (k, _) in self.0.scan_prefix(&keys::prefixed(keys::SUBJECT, &[subject.as_bytes()]))? {
+                    let rkey = keys::record_of_index(&k, subject);
+                    let Some(bytes) = self.0.get(&rkey)? else { continue };
+                    if let Some(r) = live(&rkey, decode(&rkey, &bytes)?)?.filter(|r| r.record.furnisher == responder) {
+                        let mark_key = crate::storage::mark_key(subject, &r.record.furnisher, &r.record.record_id);
+                        let mark = marks.get(&keys::state(Space::Mark, &mark_key)).map(|v| v.to_vec());
+                        records.push((r.record, mark));
                     }
-                    _ => {}
                 }
+                Ok(records)
             }
-            entry.record_count = records.len() as u32;
-            ws.insert(keys::inquiry(&inquiry), value);
-            append(ws, std::slice::from_ref(&entry))?;
-            let all = ws.scan_prefix(&keys::prefixed(keys::INQUIRY, &[subject.as_bytes()]))?;
-            let mut inquiries = Vec::with_capacity(all.len().min(max_inquiries));
-            for (k, v) in all.iter().rev().take(max_inquiries) {
-                inquiries.push(decode_inquiry(k, v)?);
+
+            fn log_size(&self) -> Result<u64, StoreError> {
+                Ok(self.0.log_size)
             }
-            Ok(InquiryAnswer { records, inquiries, protection, refused: None })
-        })
-        .await
+
+            fn record(&mut self, inquiry: Inquiry, entry: Entry) -> Result<(), StoreError> {
+                self.0.insert(keys::inquiry(&inquiry), convert::inquiry_to_pb(&inquiry).encode_to_vec());
+                append(self.0, std::slice::from_ref(&entry))?;
+                Ok(())
+            }
+
+            fn newest_inquiries(&mut self, subject: &str, max: usize) -> Result<Vec<Inquiry>, StoreError> {
+                let all = self.0.scan_prefix(&keys::prefixed(keys::INQUIRY, &[subject.as_bytes()]))?;
+                all.iter().rev().take(max).map(|(k, v)| decode_inquiry(k, v)).collect()
+            }
+        }
+
+        self.write(move |ws| answer::answer(&mut Source(ws), inquiry, entry, max_inquiries, &show, &gate)).await
     }
 
     async fn subject_inquiries(

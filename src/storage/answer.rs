@@ -1,0 +1,69 @@
+//! Answering a peer over one write's view of the store, written once for every backend (as the
+//! Merkle code in `audit::merkle` is): each backend supplies the reads and the one write over its
+//! own snapshot ([`AnswerSource`]); the order and the policy live here. Names no backend.
+
+use crate::{
+    audit::Entry,
+    domain::{inquiry::Inquiry, record::CreditRecord},
+    storage::{AnswerGate, GateError, InquiryAnswer, RecordFilter, StoreError},
+};
+
+/// A record with its [`Space::Mark`](crate::storage::Space::Mark) value (its dispute flag).
+pub(crate) type Marked = (CreditRecord, Option<Vec<u8>>);
+
+/// What one answering write sees and does, in a backend's terms: its reads see the store as the
+/// write does (its own earlier changes included), and nothing it records is visible to anyone
+/// else before the write commits.
+pub(crate) trait AnswerSource {
+    /// The subject's [`Space::Protection`](crate::storage::Space::Protection) value.
+    fn protection(&mut self, subject: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// The subject's live records that `responder` furnished, by record id, each with its flag.
+    fn records(&mut self, subject: &str, responder: &str) -> Result<Vec<Marked>, StoreError>;
+
+    /// The log's size now: the index the next entry gets.
+    fn log_size(&self) -> Result<u64, StoreError>;
+
+    /// Stores `inquiry` and appends `entry` to the log.
+    fn record(&mut self, inquiry: Inquiry, entry: Entry) -> Result<(), StoreError>;
+
+    /// The newest `max` inquiries about the subject, newest first (those recorded above included).
+    fn newest_inquiries(&mut self, subject: &str, max: usize) -> Result<Vec<Inquiry>, StoreError>;
+}
+
+/// Answers `inquiry` inside one write: the gate reads the subject's protection and may refuse
+/// (nothing is written); otherwise the responder's live records that `show` keeps are answered,
+/// their number goes into `entry`, the inquiry and its entry are recorded (the inquiry carrying
+/// its entry's index), and the newest `max_inquiries` inquiries come back with it.
+///
+/// A protection value the gate cannot decode is damage to the store: [`StoreError::Corrupt`].
+pub(crate) fn answer(
+    src: &mut impl AnswerSource,
+    mut inquiry: Inquiry,
+    mut entry: Entry,
+    max_inquiries: usize,
+    show: &RecordFilter,
+    gate: &AnswerGate,
+) -> Result<InquiryAnswer, StoreError> {
+    let subject = inquiry.subject_id.clone();
+    let protection = src.protection(&subject)?;
+    match gate(protection.as_deref()) {
+        Ok(()) => {}
+        Err(GateError::Refused(why)) => {
+            return Ok(InquiryAnswer { records: Vec::new(), inquiries: Vec::new(), protection, refused: Some(why) })
+        }
+        Err(GateError::Undecodable(why)) => {
+            return Err(StoreError::Corrupt { key: format!("protection {subject}"), why });
+        }
+    }
+    let records: Vec<CreditRecord> = src
+        .records(&subject, &inquiry.responder)?
+        .into_iter()
+        .filter_map(|(mut record, mark)| show(&mut record, mark.as_deref()).then_some(record))
+        .collect();
+    entry.record_count = records.len() as u32;
+    inquiry.log_index = Some(src.log_size()?);
+    src.record(inquiry, entry)?;
+    let inquiries = src.newest_inquiries(&subject, max_inquiries)?;
+    Ok(InquiryAnswer { records, inquiries, protection, refused: None })
+}
