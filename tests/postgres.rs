@@ -156,8 +156,15 @@ async fn kill_dash_nine_of_a_replica_loses_nothing_acknowledged() {
     let log = verify(&f, other.addr, state.path()).await;
     assert_eq!(log.problems, Vec::<String>::new());
     // The killed replica restarts and serves the same records and the same log.
+    // A statement the killed process had already sent may still commit after the read above
+    // (the server finishes what it received), so the restarted replica serves at least that.
     let restarted = bureau::server::start(on_postgres(&f, &url)).await.unwrap();
-    assert_eq!(all_record_ids(&f, restarted.addr, 8).await, stored);
+    let served = all_record_ids(&f, restarted.addr, 8).await;
+    assert!(
+        stored.is_subset(&served),
+        "{} records seen before the restart are gone",
+        stored.difference(&served).count()
+    );
     let again = verify(&f, restarted.addr, state.path()).await;
     assert_eq!((again.problems.len(), again.previous), (0, Some(log.size)), "{:?}", again.problems);
     restarted.shutdown().await.unwrap();
