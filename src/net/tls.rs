@@ -25,7 +25,7 @@ use tokio_rustls::{server::TlsStream, TlsAcceptor, TlsConnector};
 use tracing::{debug, info, warn};
 
 use crate::net::identity::Identity;
-pub use crate::net::revocation::{Revocation, Tracked};
+pub(crate) use crate::net::revocation::{Revocation, Tracked};
 
 /// Most TLS handshakes in progress at once. A new connection beyond it evicts the oldest
 /// pending handshake instead of waiting for a slot, so connections that never finish their
@@ -296,7 +296,7 @@ impl ServerCertVerifier for PeerVerifier {
 /// Accepts TCP connections, sets TCP_NODELAY and completes the TLS handshake of each in its own
 /// task under `handshake_timeout`, yielding only authenticated streams. The server config is
 /// read from `config` per connection, so a reloaded CRL applies to the next handshake.
-pub fn incoming(
+pub(crate) fn incoming(
     listener: TcpListener,
     config: watch::Receiver<Arc<ServerConfig>>,
     handshake_timeout: Duration,
@@ -386,7 +386,12 @@ fn handshake_reason(e: &std::io::Error) -> &'static str {
 
 /// Rebuilds the server config whenever the CRL file changes (checked every `every`), so a
 /// revocation takes effect on a running node without a restart. Stops when `tx` has no readers.
-pub fn watch_crl(files: TlsFiles, tx: watch::Sender<Arc<ServerConfig>>, revocation: Arc<Revocation>, every: Duration) {
+pub(crate) fn watch_crl(
+    files: TlsFiles,
+    tx: watch::Sender<Arc<ServerConfig>>,
+    revocation: Arc<Revocation>,
+    every: Duration,
+) {
     let Some(crl) = files.crl.clone() else { return };
     let mtime = move || fs::metadata(&crl).and_then(|m| m.modified()).ok();
     tokio::spawn(async move {
@@ -425,7 +430,7 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 /// Opens a lazily connected channel to `addr` over mTLS with `config`: one HTTP/2 connection,
 /// reused by every call, reconnected on failure.
-pub fn channel(
+pub(crate) fn channel(
     addr: &str,
     config: Arc<ClientConfig>,
     connect_timeout: Duration,
@@ -435,7 +440,7 @@ pub fn channel(
 
 /// [`channel`] whose connections `revocation` closes once it lists the server's certificate
 /// (a node's peer channels).
-pub fn channel_tracked(
+pub(crate) fn channel_tracked(
     addr: &str,
     config: Arc<ClientConfig>,
     connect_timeout: Duration,
