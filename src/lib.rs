@@ -10,10 +10,10 @@
 //! 3. `wire`, the protobuf types and their conversions: `domain`, `audit`;
 //! 4. `storage` (the store trait and its backends) and `net` (TLS, identities, PKI, the peer
 //!    client): beside each other, neither imports the other;
-//! 5. `app`, the use cases: `storage`, `net`'s peer client, `scoring`;
-//! 6. `config`: `net` (peer entries), `domain`;
-//! 7. `grpc`, the handlers: `app`, `config`, `net`;
-//! 8. `server`, the wiring: all of the above.
+//! 5. `app`, the use cases (`storage`, `net`'s peer client, `scoring`), and beside it `config`
+//!    (`net`'s peer entries, `domain`);
+//! 6. `grpc`, the handlers over `app` (with `config` and `net`'s identities);
+//! 7. `server`, the wiring: all of the above.
 //!
 //! Beside them, client-side: `regulator` (`wire`, `audit`), `report` (`wire`, `scoring`) and
 //! `backup` (`wire`, `audit`, and `storage` to restore).
