@@ -58,7 +58,8 @@ pub enum DisputesCommand {
     },
 }
 
-/// Why a subject disputes a record (the API's `DisputeReason`).
+/// Why a subject disputes a record: the command line's spelling of the API's `DisputeReason`
+/// (mapped to `pb`, like every client choice here).
 #[derive(Debug, Clone, Copy, ValueEnum)]
 #[value(rename_all = "snake_case")]
 pub enum Reason {

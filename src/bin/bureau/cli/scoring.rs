@@ -7,7 +7,8 @@ use super::conn::{print_status, Conn};
 use crate::show::print_score;
 use bureau::pb::bureau::v1::{self as pb, scoring_service_client::ScoringServiceClient};
 
-/// Why a score is asked for (the API's `Purpose`): peers answer only the purposes they accept.
+/// Why a score is asked for: the command line's spelling of the API's `Purpose` (a client speaks
+/// the wire, so it maps to `pb`, and the library's domain types stay free of clap).
 #[derive(Debug, Clone, Copy, ValueEnum)]
 #[value(rename_all = "snake_case")]
 pub enum Purpose {
