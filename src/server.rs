@@ -34,7 +34,7 @@ use crate::{
 };
 
 /// The encoded descriptors of the bureau.v1 API, served by reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("bureau_descriptor");
+pub(crate) const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("bureau_descriptor");
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]

@@ -19,7 +19,7 @@ const SECONDS: &[f64] =
 const GROUP_SIZES: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
 /// The process-wide recorder, installed on first use.
-pub fn handle() -> Option<&'static PrometheusHandle> {
+pub(crate) fn handle() -> Option<&'static PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
@@ -44,7 +44,7 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
 
 /// Serves `GET /metrics` on `listener` until the task is dropped. Plain HTTP/1.1, one response
 /// per connection; at most 16 connections at once, 5 s each.
-pub async fn serve(listener: TcpListener) {
+pub(crate) async fn serve(listener: TcpListener) {
     let Some(handle) = handle() else { return };
     let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(16));
     if let Ok(addr) = listener.local_addr() {
@@ -84,6 +84,6 @@ pub async fn serve(listener: TcpListener) {
 }
 
 /// Binds `addr` for [`serve`].
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }

@@ -78,7 +78,7 @@ fn no_backend_type_outside_its_folder() {
             "src/storage/open.rs",
             // Benchmark baselines time the raw backends on purpose.
             "src/testkit",
-            "src/bin/bureau/bench",
+            "src/bin/bureau/lab/bench",
         ],
     );
     assert!(found.is_empty(), "a backend type is named outside its folder:\n{}", found.join("\n"));

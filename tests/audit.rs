@@ -6,16 +6,14 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use bureau::{
-    audit::merkle,
-    audit::{Action, Entry},
-    net::identity::Role,
+    merkle,
     pb::bureau::v1::{
         self as pb, audit_service_client::AuditServiceClient, scoring_service_client::ScoringServiceClient,
         subjects_service_client::SubjectsServiceClient,
     },
     regulator::{self, KeySource, VerifiedLog},
-    server::RunningNode,
     testkit::tamper,
+    Action, Entry, Role, RunningNode,
 };
 use common::{fed, reason, record, subject, Fed};
 use tonic::Code;
@@ -57,7 +55,7 @@ async fn damaged(f: &Fed, node: RunningNode, damage: impl FnOnce(&Path)) -> Runn
     let inst = node.institution.clone();
     node.shutdown().await.unwrap();
     damage(&data_dir(f, &inst));
-    bureau::server::start(f.fed.node_config(&inst, &[])).await.unwrap()
+    bureau::start(f.fed.node_config(&inst, &[])).await.unwrap()
 }
 
 /// Rebuilds the stopped node's log from `edit(old entries)`: a self-consistent new history.
@@ -65,7 +63,7 @@ async fn rewrite(f: &Fed, node: RunningNode, edit: impl FnOnce(Vec<Entry>) -> Ve
     let inst = node.institution.clone();
     node.shutdown().await.unwrap();
     tamper::rewrite_log(&data_dir(f, &inst), edit).await.unwrap();
-    bureau::server::start(f.fed.node_config(&inst, &[])).await.unwrap()
+    bureau::start(f.fed.node_config(&inst, &[])).await.unwrap()
 }
 
 /// Every entry under the node's current checkpoint, read as the regulator.

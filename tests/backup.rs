@@ -9,10 +9,10 @@ use std::sync::{
 };
 
 use bureau::{
-    backup::{backup_to_file, restore_from_file, BackupError},
-    net::identity::Role,
+    backup_to_file,
     pb::bureau::v1::{self as pb, admin_service_client::AdminServiceClient},
     regulator::{self, KeySource},
+    restore_from_file, BackupError, Role,
 };
 use common::{all_record_ids, fed, record, subject};
 use tonic::Code;
@@ -95,7 +95,7 @@ async fn a_backup_taken_under_load_restores_the_log_and_every_record_acknowledge
     // A second restore into the same directory is refused.
     assert!(restore_from_file(&file, &cfg.node.data_dir).await.is_err());
 
-    let node = bureau::server::start(cfg).await.unwrap();
+    let node = bureau::start(cfg).await.unwrap();
     let stored = all_record_ids(&f, node.addr, 8).await;
     let missing: Vec<_> = before.iter().filter(|id| !stored.contains(*id)).collect();
     assert!(missing.is_empty(), "acknowledged before the backup, missing after restore: {missing:?}");
@@ -122,7 +122,7 @@ async fn a_postgresql_node_points_at_the_database_tools() {
         statement_timeout_ms: 5_000,
         connect_timeout_ms: 2_000,
     });
-    let node = bureau::server::start(cfg).await.unwrap();
+    let node = bureau::start(cfg).await.unwrap();
     let err = AdminServiceClient::new(f.channel(Role::Application, "bank", node.addr))
         .backup(pb::BackupRequest {})
         .await

@@ -7,7 +7,7 @@ mod common;
 
 use std::{net::SocketAddr, process::Command, time::Duration};
 
-use bureau::{net::identity::Role, pb::bureau::v1 as pb};
+use bureau::{pb::bureau::v1 as pb, Role};
 use common::{record, subject, Cluster};
 
 const INSTITUTIONS: [&str; 3] = ["payapp", "bikeshare", "bank"];

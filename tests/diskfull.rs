@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use bureau::{net::identity::Role, pb::bureau::v1 as pb};
+use bureau::{pb::bureau::v1 as pb, Role};
 use common::{fed, record, subject};
 use tonic::Code;
 use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
@@ -37,7 +37,7 @@ async fn a_full_disk_fails_writes_keeps_reads_and_never_serves_broken() {
     let mut cfg = f.fed.node_config("bank", &[]);
     cfg.node.data_dir = mnt.join("store");
     cfg.store.cache_capacity_bytes = 8 << 20;
-    let node = bureau::server::start(cfg.clone()).await.unwrap();
+    let node = bureau::start(cfg.clone()).await.unwrap();
     let mut c = f.records(Role::Application, "bank", node.addr);
     let mut acked = Vec::new();
     let full = loop {
@@ -90,7 +90,7 @@ async fn a_full_disk_fails_writes_keeps_reads_and_never_serves_broken() {
     let err = stopped.expect_err("a node that stops on a store failure says so");
     assert!(err.to_string().contains("No space left on device"), "{err}");
 
-    let node = bureau::server::start(cfg).await.expect("restarts once space is back");
+    let node = bureau::start(cfg).await.expect("restarts once space is back");
     let mut c = f.records(Role::Application, "bank", node.addr);
     c.furnish_records(pb::FurnishRecordsRequest { records: vec![record(&subject(1), "after", 1)] })
         .await

@@ -8,12 +8,11 @@ mod common;
 use std::time::Duration;
 
 use bureau::{
-    audit::{Action, Entry},
-    net::identity::Role,
     pb::bureau::v1::{
         self as pb, disputes_service_client::DisputesServiceClient, scoring_service_client::ScoringServiceClient,
     },
     regulator::{self, KeySource},
+    Action, Entry, Role,
 };
 use common::{reason, record, subject, violations, Cluster};
 use tonic::{transport::Channel, Code};

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use bureau::{net::identity::Role, pb::bureau::v1 as pb};
+use bureau::{pb::bureau::v1 as pb, Role};
 use common::{fed, record, subject};
 
 #[tokio::test]
@@ -68,7 +68,7 @@ async fn kill_dash_nine_loses_no_acknowledged_record() {
     }
     let acked = acked.lock().unwrap().clone();
 
-    let node = bureau::server::start(cfg).await.unwrap();
+    let node = bureau::start(cfg).await.unwrap();
     let stored = common::all_record_ids(&f, node.addr, 16).await;
     let lost: Vec<_> = acked.difference(&stored).collect();
     assert!(lost.is_empty(), "{} of {} acknowledged records lost, e.g. {:?}", lost.len(), acked.len(), lost.first());
@@ -99,7 +99,7 @@ async fn kill_dash_nine_right_after_a_streamed_acknowledgement() {
     child.wait().unwrap();
     assert_eq!(resp.accepted_count, 300);
 
-    let node = bureau::server::start(cfg).await.unwrap();
+    let node = bureau::start(cfg).await.unwrap();
     let stored = common::all_record_ids(&f, node.addr, 16).await;
     let lost: Vec<_> = ids.iter().filter(|id| !stored.contains(*id)).collect();
     assert!(lost.is_empty(), "{} of 300 acknowledged streamed records lost, e.g. {:?}", lost.len(), lost.first());
@@ -113,7 +113,7 @@ async fn kill_dash_nine_right_after_a_streamed_acknowledgement() {
 /// `BUREAU_KILL_CYCLES=N` runs more cycles (default 5).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_checkpoint_handed_out_is_contradicted_after_kill_dash_nine() {
-    use bureau::audit::merkle;
+    use bureau::merkle;
     use pb::audit_service_client::AuditServiceClient;
     let cycles: usize = std::env::var("BUREAU_KILL_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     let f = fed(&["bank"], &["pbc"]);
@@ -207,7 +207,7 @@ async fn a_damaged_store_is_refused_at_start_never_served_short() {
     let f = fed(&["bank"], &["pbc"]);
     let cfg = f.fed.node_config("bank", &[]);
     let dir = cfg.node.data_dir.clone();
-    let node = bureau::server::start(cfg.clone()).await.unwrap();
+    let node = bureau::start(cfg.clone()).await.unwrap();
     let mut c = f.records(Role::Application, "bank", node.addr);
     for b in 0..4 {
         let records = (0..50).map(|i| record(&subject(i % 8), &format!("d-{b}-{i}"), 1)).collect();
@@ -219,7 +219,7 @@ async fn a_damaged_store_is_refused_at_start_never_served_short() {
     copy_dir(&dir, &pristine);
 
     tamper::lose_tail(&dir, size - 2);
-    let err = bureau::server::start(cfg.clone()).await.err().expect("a store that lost its tail is refused");
+    let err = bureau::start(cfg.clone()).await.err().expect("a store that lost its tail is refused");
     let msg = err.to_string();
     assert!(msg.contains(&format!("has {} entries but {} were durable", size - 2, size)), "{msg}");
     assert!(msg.contains(&dir.display().to_string()), "{msg}");
@@ -232,7 +232,7 @@ async fn a_damaged_store_is_refused_at_start_never_served_short() {
         let mut bytes = std::fs::read(dir.join("db")).unwrap();
         bytes[at as usize] ^= 0x5a;
         std::fs::write(dir.join("db"), bytes).unwrap();
-        let started = tokio::time::timeout(Duration::from_secs(60), bureau::server::start(cfg.clone()))
+        let started = tokio::time::timeout(Duration::from_secs(60), bureau::start(cfg.clone()))
             .await
             .expect("opening a damaged store does not hang");
         match started {

@@ -18,9 +18,9 @@ use std::{
 
 use bureau::{
     config::{Backend, PostgresSection, StoreSection},
-    net::identity::Role,
     pb::bureau::v1 as pb,
     regulator::{self, KeySource},
+    Role,
 };
 use common::{all_record_ids, fed, record, subject};
 
@@ -70,7 +70,7 @@ async fn the_node_follows_the_new_primary_and_loses_nothing_acknowledged() {
         postgres: Some(PostgresSection { url, pool_size: 8, statement_timeout_ms: 5_000, connect_timeout_ms: 2_000 }),
         ..StoreSection::default()
     };
-    let node = bureau::server::start(cfg).await.unwrap();
+    let node = bureau::start(cfg).await.unwrap();
 
     let progress = Arc::new(Mutex::new(Progress::default()));
     let killed_at: Arc<Mutex<Option<Instant>>> = Arc::default();
@@ -190,7 +190,7 @@ async fn the_node_follows_the_new_primary_and_loses_nothing_acknowledged() {
         }),
         ..StoreSection::default()
     };
-    let restored = bureau::server::start(cfg).await.unwrap();
+    let restored = bureau::start(cfg).await.unwrap();
     let stored = all_record_ids(&f, restored.addr, 8).await;
     assert!(p.acked.is_subset(&stored), "the base backup holds every acknowledged record");
     let from_copy =

@@ -4,13 +4,11 @@
 mod common;
 
 use bureau::{
-    net::identity::Role,
+    convert,
     pb::bureau::v1::{
         self as pb, federation_service_client::FederationServiceClient, scoring_service_client::ScoringServiceClient,
     },
-    scoring::Model,
-    server::RunningNode,
-    wire::convert,
+    Model, Role, RunningNode,
 };
 use common::{fed, reason, record, subject, violations, Fed};
 use tonic::Code;
@@ -19,12 +17,7 @@ const INSTITUTIONS: [&str; 3] = ["bank", "payapp", "bikeshare"];
 
 /// Furnishes `per_node` records about `subject` at each node, with distinct balances and some
 /// delinquency, and returns them all as domain records.
-async fn furnish_everywhere(
-    f: &Fed,
-    nodes: &[RunningNode],
-    s: &str,
-    per_node: u32,
-) -> Vec<bureau::domain::record::CreditRecord> {
+async fn furnish_everywhere(f: &Fed, nodes: &[RunningNode], s: &str, per_node: u32) -> Vec<bureau::CreditRecord> {
     let mut all = Vec::new();
     for (n, node) in nodes.iter().enumerate() {
         let inst = node.institution.clone();
@@ -74,7 +67,7 @@ async fn a_federated_score_equals_the_score_of_the_union_of_all_records() {
     // First query ever about this subject: no earlier inquiries exist, and the current one
     // does not count against itself.
     let direct = Model::embedded_default().score(
-        &bureau::domain::record::merge_records(union.into_iter()),
+        &bureau::merge_records(union.into_iter()),
         &[],
         chrono::Utc::now().date_naive(),
     );
@@ -186,7 +179,7 @@ async fn purpose_and_consent_are_checked_with_documented_codes() {
         .fed
         .start_all(&INSTITUTIONS, |c| {
             if c.node.institution == "bikeshare" {
-                c.federation.accepted_purposes = vec![bureau::domain::inquiry::Purpose::AccountReview];
+                c.federation.accepted_purposes = vec![bureau::Purpose::AccountReview];
             }
         })
         .await
@@ -262,7 +255,7 @@ async fn a_regulator_may_neither_query_peers_nor_score_and_an_impostor_peer_is_r
     let mut cfg = f.fed.node_config("bikeshare", &[("bikeshare-typo", nodes[0].addr)]);
     cfg.peers[0].id = "bank".into();
     cfg.peers.push(bureau::config::PeerConfig::new("payapp", nodes[0].addr.to_string()));
-    let tricked = bureau::server::start(cfg).await.unwrap();
+    let tricked = bureau::start(cfg).await.unwrap();
     let s = subject(7);
     let score =
         scoring(&f, &tricked).get_score(get_score(&s, pb::Purpose::AccountReview, "")).await.unwrap().into_inner();
@@ -306,7 +299,7 @@ async fn policies_decide_on_the_federated_score() {
     let nodes = f
         .fed
         .start_all(&["bank", "payapp"], |c| {
-            use bureau::{config::PolicyConfig, domain::inquiry::Purpose};
+            use bureau::{config::PolicyConfig, Purpose};
             c.policies.insert("always".into(), PolicyConfig { min_score: 350, purpose: Purpose::DepositWaiver });
             c.policies.insert("never".into(), PolicyConfig { min_score: 951, purpose: Purpose::DepositWaiver });
         })

@@ -103,7 +103,7 @@ fn the_seeds_built_from_real_encoders_pass_every_target() {
             }
             "record" if !bytes.is_empty() => {
                 let r = <bureau::pb::bureau::v1::CreditRecord as prost::Message>::decode(&bytes[..]).expect("decodes");
-                bureau::wire::convert::record_from_stored(r).expect("the record seed is valid");
+                bureau::convert::record_from_stored(r).expect("the record seed is valid");
             }
             _ => {}
         }

@@ -9,12 +9,13 @@ use std::{
 };
 
 use bureau::{
-    net::identity::Role,
     pb::bureau::v1::{
         self as pb, scoring_service_client::ScoringServiceClient, subjects_service_client::SubjectsServiceClient,
     },
+    testkit::process::proc_status,
+    Role,
 };
-use common::{fed, proc_status, record, subject, violations};
+use common::{fed, record, subject, violations};
 use tonic::Code;
 use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
 
@@ -33,7 +34,7 @@ const SERVICES: [&str; 6] = [
 #[tokio::test]
 async fn shutdown_turns_every_service_not_serving() {
     let f = fed(&["bank"], &[]);
-    let node = bureau::server::start({
+    let node = bureau::start({
         let mut c = f.fed.node_config("bank", &[]);
         c.limits.drain_timeout_ms = 300; // the watch streams never end by themselves
         c

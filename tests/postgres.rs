@@ -14,10 +14,10 @@ use std::{
 
 use bureau::{
     config::{Backend, NodeConfig, PostgresSection, StoreSection},
-    net::identity::Role,
     pb::bureau::v1 as pb,
     regulator::{self, KeySource},
     testkit::postgres::{self, TestPostgres},
+    Role,
 };
 use common::{all_record_ids, fed, record, subject, Fed};
 use tonic::Code;
@@ -93,8 +93,8 @@ async fn verify(f: &Fed, addr: SocketAddr, state: &std::path::Path) -> regulator
 async fn two_replicas_on_one_database_make_one_log() {
     let f = fed(&["bank"], &["pbc"]);
     let url = postgres::shared().fresh_database().unwrap();
-    let a = bureau::server::start(on_postgres(&f, &url)).await.unwrap();
-    let b = bureau::server::start(on_postgres(&f, &url)).await.unwrap();
+    let a = bureau::start(on_postgres(&f, &url)).await.unwrap();
+    let b = bureau::start(on_postgres(&f, &url)).await.unwrap();
 
     let (ra, rb) = tokio::join!(furnish_through(&f, a.addr, "a", 8, 15), furnish_through(&f, b.addr, "b", 8, 15));
     let acked: BTreeSet<String> = ra.lock().unwrap().union(&rb.lock().unwrap()).cloned().collect();
@@ -134,7 +134,7 @@ async fn kill_dash_nine_of_a_replica_loses_nothing_acknowledged() {
     let f = fed(&["bank"], &["pbc"]);
     let url = postgres::shared().fresh_database().unwrap();
     let (mut child, addr) = common::spawn_serve(&f, &on_postgres(&f, &url));
-    let other = bureau::server::start(on_postgres(&f, &url)).await.unwrap();
+    let other = bureau::start(on_postgres(&f, &url)).await.unwrap();
 
     let (acked, tasks) = start_writers(&f, addr, "k", 8, u32::MAX);
     let enough = async {
@@ -158,7 +158,7 @@ async fn kill_dash_nine_of_a_replica_loses_nothing_acknowledged() {
     // The killed replica restarts and serves the same records and the same log.
     // A statement the killed process had already sent may still commit after the read above
     // (the server finishes what it received), so the restarted replica serves at least that.
-    let restarted = bureau::server::start(on_postgres(&f, &url)).await.unwrap();
+    let restarted = bureau::start(on_postgres(&f, &url)).await.unwrap();
     let served = all_record_ids(&f, restarted.addr, 8).await;
     assert!(
         stored.is_subset(&served),
@@ -192,7 +192,7 @@ async fn the_database_restarted_under_a_running_node() {
     let f = fed(&["bank"], &["pbc"]);
     let pg = TestPostgres::start().unwrap();
     let url = pg.fresh_database().unwrap();
-    let node = bureau::server::start(on_postgres(&f, &url)).await.unwrap();
+    let node = bureau::start(on_postgres(&f, &url)).await.unwrap();
     let mut c = f.records(Role::Application, "bank", node.addr);
     let furnish = |id: &str| pb::FurnishRecordsRequest { records: vec![record(&subject(1), id, 1)] };
     c.furnish_records(furnish("before")).await.unwrap();
@@ -231,7 +231,7 @@ async fn a_schema_newer_than_the_binary_is_refused() {
     let db = url.rsplit('/').next().unwrap().split('?').next().unwrap();
     pg.psql(db, "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES (99, 'future', now()::text, '0')")
         .unwrap();
-    let err = bureau::server::start(on_postgres(&f, &url)).await.err().expect("refused");
+    let err = bureau::start(on_postgres(&f, &url)).await.err().expect("refused");
     let msg = err.to_string();
     assert!(msg.contains("version 99") && msg.contains("binary's 2"), "{msg}");
 }
@@ -243,8 +243,8 @@ async fn a_peer_listed_by_both_replicas_is_answered_while_one_is_down() {
     use pb::scoring_service_client::ScoringServiceClient;
     let f = fed(&["bank", "payapp"], &[]);
     let url = postgres::shared().fresh_database().unwrap();
-    let a = bureau::server::start(on_postgres(&f, &url)).await.unwrap();
-    let b = bureau::server::start(on_postgres(&f, &url)).await.unwrap();
+    let a = bureau::start(on_postgres(&f, &url)).await.unwrap();
+    let b = bureau::start(on_postgres(&f, &url)).await.unwrap();
     let s = subject(1);
     f.records(Role::Application, "bank", a.addr)
         .furnish_records(pb::FurnishRecordsRequest { records: vec![record(&s, "bank-1", 1), record(&s, "bank-2", 1)] })
@@ -252,7 +252,7 @@ async fn a_peer_listed_by_both_replicas_is_answered_while_one_is_down() {
         .unwrap();
     let mut cfg = f.fed.node_config("payapp", &[("bank", a.addr)]);
     cfg.peers[0].addresses = vec![b.addr.to_string()];
-    let payapp = bureau::server::start(cfg).await.unwrap();
+    let payapp = bureau::start(cfg).await.unwrap();
     f.records(Role::Application, "payapp", payapp.addr)
         .furnish_records(pb::FurnishRecordsRequest { records: vec![record(&s, "pay-1", 1)] })
         .await

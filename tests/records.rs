@@ -2,7 +2,7 @@
 
 mod common;
 
-use bureau::{net::identity::Role, pb::bureau::v1 as pb, pb::google::r#type::Date};
+use bureau::{pb::bureau::v1 as pb, pb::google::r#type::Date, Role};
 use common::{fed, reason, record, subject, violations};
 use tonic::Code;
 
@@ -272,7 +272,7 @@ async fn oversized_messages_and_batches_are_refused_not_crashed() {
     let mut cfg = f.fed.node_config("bank", &[]);
     cfg.limits.max_message_bytes = 64 * 1024;
     cfg.limits.max_batch_records = 100;
-    let node = bureau::server::start(cfg).await.unwrap();
+    let node = bureau::start(cfg).await.unwrap();
     let mut c = f.records(Role::Application, "bank", node.addr);
     let s = subject(6);
     let big: Vec<_> = (0..800).map(|i| record(&s, &format!("r-{i}"), 1)).collect();

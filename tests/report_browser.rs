@@ -10,10 +10,10 @@ mod common;
 use std::process::Command;
 
 use bureau::{
-    net::identity::Role,
     pb::bureau::v1::{
         self as pb, disputes_service_client::DisputesServiceClient, scoring_service_client::ScoringServiceClient,
     },
+    Role,
 };
 use common::{record, subject, Cluster};
 

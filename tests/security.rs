@@ -4,7 +4,7 @@ mod common;
 
 use std::{sync::Arc, time::Duration};
 
-use bureau::{net::identity::Role, net::pki, net::tls, pb::bureau::v1 as pb, testkit::local::LocalFederation};
+use bureau::{pb::bureau::v1 as pb, pki, testkit::local::LocalFederation, testkit::tls_channel, Role};
 use common::{fed, reason, record, subject};
 use rustls::{
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
@@ -74,7 +74,7 @@ async fn a_client_without_a_certificate_is_refused_at_the_handshake() {
         .with_custom_certificate_verifier(Arc::new(AnyServer))
         .with_no_client_auth();
     cfg.alpn_protocols = vec![b"h2".to_vec()];
-    let ch = tls::channel(&node.addr.to_string(), Arc::new(cfg), Duration::from_secs(2)).unwrap();
+    let ch = tls_channel(&node.addr.to_string(), Arc::new(cfg), Duration::from_secs(2)).unwrap();
     let err = furnish_one(ch).await.unwrap_err();
     assert_refused(&err, "CertificateRequired");
     node.shutdown().await.unwrap();
@@ -106,7 +106,7 @@ async fn a_revoked_licence_is_refused_including_after_a_live_crl_reload() {
     let f = fed(&["bank"], &["pbc"]);
     let mut cfg = f.fed.node_config("bank", &[]);
     cfg.limits.crl_reload_ms = 50;
-    let node = bureau::server::start(cfg).await.unwrap();
+    let node = bureau::start(cfg).await.unwrap();
     // Before revocation the regulator completes the handshake (and is refused by role).
     let err = furnish_one(f.channel(Role::Regulator, "pbc", node.addr)).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
@@ -347,7 +347,7 @@ async fn applications_may_not_query_peers_and_nodes_may_not_use_application_serv
     let mut cfg = f.fed.node_config("bank", &[]);
     let app = f.fed.pki.member(Role::Application, "bank");
     (cfg.tls.cert, cfg.tls.key) = (app.cert, app.key);
-    let err = bureau::server::start(cfg).await.err().expect("an application certificate cannot start a node");
+    let err = bureau::start(cfg).await.err().expect("an application certificate cannot start a node");
     assert!(err.to_string().contains("institution/bank/app/cli"), "{err}");
     for n in nodes {
         n.shutdown().await.unwrap();

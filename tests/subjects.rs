@@ -8,13 +8,12 @@ mod common;
 use std::time::Duration;
 
 use bureau::{
-    audit::Action,
-    net::identity::Role,
     pb::bureau::v1::{
         self as pb, federation_service_client::FederationServiceClient, scoring_service_client::ScoringServiceClient,
         subjects_service_client::SubjectsServiceClient,
     },
     regulator::{check_report, KeySource},
+    Action, Role,
 };
 use common::{reason, record, subject, Cluster};
 use tonic::{transport::Channel, Code};
@@ -243,7 +242,7 @@ async fn a_fraud_alert_travels_with_answers_and_turns_approval_into_a_referral()
     for cfg in &mut c.cfgs {
         cfg.policies.insert(
             "deposit_waiver".into(),
-            bureau::config::PolicyConfig { min_score: 350, purpose: bureau::domain::inquiry::Purpose::DepositWaiver },
+            bureau::config::PolicyConfig { min_score: 350, purpose: bureau::Purpose::DepositWaiver },
         );
     }
     c.stop(ME).await;

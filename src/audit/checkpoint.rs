@@ -21,7 +21,7 @@ const ALG_ED25519: u8 = 0x01;
 
 /// A checkpoint's content.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Checkpoint {
+pub(crate) struct Checkpoint {
     /// The log's origin line (also the key name).
     pub origin: String,
     /// Number of entries.
@@ -32,7 +32,7 @@ pub struct Checkpoint {
 
 /// Why a signed checkpoint was not accepted.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum CheckpointError {
+pub(crate) enum CheckpointError {
     /// Not a signed note of a checkpoint.
     #[error("malformed checkpoint: {0}")]
     Malformed(&'static str),
@@ -55,12 +55,12 @@ fn key_id(name: &str, key: &VerifyingKey) -> [u8; 4] {
 
 impl Checkpoint {
     /// The note body: origin, size and root, one per line.
-    pub fn body(&self) -> String {
+    pub(crate) fn body(&self) -> String {
         format!("{}\n{}\n{}\n", self.origin, self.size, STANDARD.encode(self.root))
     }
 
     /// The signed note, signed by `key` under the name `origin`.
-    pub fn sign(&self, key: &SigningKey) -> String {
+    pub(crate) fn sign(&self, key: &SigningKey) -> String {
         let body = self.body();
         let sig = key.sign(body.as_bytes());
         let mut blob = key_id(&self.origin, &key.verifying_key()).to_vec();
@@ -69,7 +69,7 @@ impl Checkpoint {
     }
 
     /// Parses `note` and checks that `name`'s key signed it.
-    pub fn open(note: &str, name: &str, key: &VerifyingKey) -> Result<Self, CheckpointError> {
+    pub(crate) fn open(note: &str, name: &str, key: &VerifyingKey) -> Result<Self, CheckpointError> {
         let (body, sigs) = note.split_once("\n\n").ok_or(CheckpointError::Malformed("no blank line"))?;
         let body = format!("{body}\n");
         let want = key_id(name, key);
@@ -98,14 +98,14 @@ impl Checkpoint {
 }
 
 /// The verifier key string `<name>+<hex key id>+<base64(0x01 ‖ public key)>`.
-pub fn verifier_key(name: &str, key: &VerifyingKey) -> String {
+pub(crate) fn verifier_key(name: &str, key: &VerifyingKey) -> String {
     let mut blob = vec![ALG_ED25519];
     blob.extend_from_slice(key.as_bytes());
     format!("{name}+{}+{}", hex::encode(key_id(name, key)), STANDARD.encode(blob))
 }
 
 /// Parses a verifier key string into its name and key, checking the key id.
-pub fn parse_verifier_key(s: &str) -> Result<(String, VerifyingKey), CheckpointError> {
+pub(crate) fn parse_verifier_key(s: &str) -> Result<(String, VerifyingKey), CheckpointError> {
     let mut parts = s.trim().splitn(3, '+');
     let (Some(name), Some(id), Some(b64)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(CheckpointError::BadKey);

@@ -55,7 +55,7 @@ pub enum Action {
 /// The query an entry is about: the federated query id, the person, the purpose named and the
 /// consent given. Every entry of one query carries the same four.
 #[derive(Debug, Clone, Copy)]
-pub struct About<'a> {
+pub(crate) struct About<'a> {
     /// The federated query id.
     pub query_id: &'a str,
     /// The person's pseudonym.
@@ -138,7 +138,7 @@ impl Entry {
     }
 
     /// This node (`asker`) asked `peer` about a person; `outcome` is how the peer answered.
-    pub fn query_outbound(
+    pub(crate) fn query_outbound(
         now: DateTime<Utc>,
         asker: &str,
         q: &About<'_>,
@@ -153,19 +153,24 @@ impl Entry {
     }
 
     /// `inquirer` asked this node (`responder`); the store sets the number of records answered.
-    pub fn query_inbound(now: DateTime<Utc>, inquirer: &str, responder: &str, q: &About<'_>) -> Self {
+    pub(crate) fn query_inbound(now: DateTime<Utc>, inquirer: &str, responder: &str, q: &About<'_>) -> Self {
         let mut e = Self::at(now, Action::QueryInbound, inquirer, "answered").about(q);
         e.counterparty = responder.to_owned();
         e
     }
 
     /// A score this node was asked for and did not serve, logged after peers were asked.
-    pub fn score_refused(now: DateTime<Utc>, institution: &str, q: &About<'_>, why: impl std::fmt::Display) -> Self {
+    pub(crate) fn score_refused(
+        now: DateTime<Utc>,
+        institution: &str,
+        q: &About<'_>,
+        why: impl std::fmt::Display,
+    ) -> Self {
         Self::at(now, Action::Refusal, institution, format!("score not served: {why}")).about(q)
     }
 
     /// A score served: `outcome` is `score=641` with its ` partial` / ` fraud_alert` marks.
-    pub fn score_served(
+    pub(crate) fn score_served(
         now: DateTime<Utc>,
         institution: &str,
         q: &About<'_>,
@@ -181,7 +186,7 @@ impl Entry {
 
     /// A policy decision served: `outcome` is `policy:approved|declined|referred`, logged with
     /// the score and the threshold it was held against.
-    pub fn decision_served(
+    pub(crate) fn decision_served(
         now: DateTime<Utc>,
         institution: &str,
         q: &About<'_>,
@@ -197,7 +202,7 @@ impl Entry {
     }
 
     /// A person's own report served, resting on `records` records.
-    pub fn report_served(
+    pub(crate) fn report_served(
         now: DateTime<Utc>,
         institution: &str,
         q: &About<'_>,
@@ -212,7 +217,7 @@ impl Entry {
 
     /// A licensed caller refused for `reason` (an UPPER_SNAKE reason); `subject` is kept only
     /// when it is a valid pseudonym, `caller` is the caller's full identity.
-    pub fn refusal(
+    pub(crate) fn refusal(
         now: DateTime<Utc>,
         caller_id: &str,
         institution: &str,
@@ -230,7 +235,7 @@ impl Entry {
     }
 
     /// A regulator read `what` of this institution's log.
-    pub fn regulator_read(now: DateTime<Utc>, regulator: &str, institution: &str, what: &str) -> Self {
+    pub(crate) fn regulator_read(now: DateTime<Utc>, regulator: &str, institution: &str, what: &str) -> Self {
         let mut e = Self::at(now, Action::RegulatorRead, regulator, "ok");
         e.counterparty = institution.to_owned();
         e.detail = what.to_owned();
@@ -238,7 +243,7 @@ impl Entry {
     }
 
     /// `furnisher` sent `total` records of which those in `changed` (ids) were stored.
-    pub fn furnished(now: DateTime<Utc>, furnisher: &str, changed: &[&str], total: usize) -> Self {
+    pub(crate) fn furnished(now: DateTime<Utc>, furnisher: &str, changed: &[&str], total: usize) -> Self {
         let outcome = format!("accepted={} not_stored={}", changed.len(), total - changed.len());
         let mut e = Self::at(now, Action::RecordFurnished, furnisher, outcome);
         e.record_count = changed.len() as u32;
@@ -248,7 +253,7 @@ impl Entry {
 
     /// A correction of `record_id`: `outcome` names what the version rule did; `replaced` when
     /// it changed the record, now at `version`.
-    pub fn corrected(
+    pub(crate) fn corrected(
         now: DateTime<Utc>,
         furnisher: &str,
         subject: &str,
@@ -265,7 +270,7 @@ impl Entry {
     }
 
     /// A deletion of `record_id` at `version`, for `reason`.
-    pub fn deleted(
+    pub(crate) fn deleted(
         now: DateTime<Utc>,
         furnisher: &str,
         subject: &str,
@@ -281,7 +286,7 @@ impl Entry {
     }
 
     /// An expired inquiry's deletion: its keys (who asked whom, when), never its content.
-    pub fn inquiry_purged(
+    pub(crate) fn inquiry_purged(
         now: DateTime<Utc>,
         responder: &str,
         inquirer: &str,

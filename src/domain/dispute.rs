@@ -7,12 +7,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Longest subject statement accepted.
-pub const MAX_STATEMENT: usize = 500;
+pub(crate) const MAX_STATEMENT: usize = 500;
 
 /// What the subject says is wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum DisputeReason {
+pub(crate) enum DisputeReason {
     /// Not the subject's account.
     NotMine,
     /// Balance or limit wrong.
@@ -31,7 +31,7 @@ pub enum DisputeReason {
 
 impl DisputeReason {
     /// The reason's name in logs.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::NotMine => "not_mine",
             Self::InaccurateBalance => "inaccurate_balance",
@@ -47,7 +47,7 @@ impl DisputeReason {
 /// Where a dispute stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum DisputeStatus {
+pub(crate) enum DisputeStatus {
     /// Filed; the furnisher's node has not acknowledged it yet.
     PendingDelivery,
     /// Held by the furnisher's node; the record is flagged.
@@ -64,12 +64,12 @@ pub enum DisputeStatus {
 
 impl DisputeStatus {
     /// True once the dispute can no longer change.
-    pub fn is_final(self) -> bool {
+    pub(crate) fn is_final(self) -> bool {
         matches!(self, Self::Verified | Self::Corrected | Self::Deleted | Self::Rejected)
     }
 
     /// The status's name in logs.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::PendingDelivery => "pending_delivery",
             Self::Open => "open",
@@ -83,7 +83,7 @@ impl DisputeStatus {
 
 /// How a furnisher resolves a dispute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resolution {
+pub(crate) enum Resolution {
     /// Accurate as reported.
     Verified,
     /// Replaced by a corrected version.
@@ -94,7 +94,7 @@ pub enum Resolution {
 
 impl Resolution {
     /// The dispute status it leads to.
-    pub fn status(self) -> DisputeStatus {
+    pub(crate) fn status(self) -> DisputeStatus {
         match self {
             Self::Verified => DisputeStatus::Verified,
             Self::Corrected => DisputeStatus::Corrected,
@@ -105,7 +105,7 @@ impl Resolution {
 
 /// One dispute, as the filing and the furnishing node each keep it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Dispute {
+pub(crate) struct Dispute {
     /// Unique within the filer: derived from what identifies the filing.
     pub id: String,
     /// The filing institution.
@@ -144,7 +144,7 @@ pub struct Dispute {
 impl Dispute {
     /// The id of a filing: the same filer, record, subject, reason and statement give the same
     /// dispute, which makes filing idempotent.
-    pub fn id_for(
+    pub(crate) fn id_for(
         filer: &str,
         furnisher: &str,
         record_id: &str,
@@ -161,29 +161,29 @@ impl Dispute {
     }
 
     /// The key both nodes keep it under: `filer/id`.
-    pub fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         dispute_key(&self.filer, &self.id)
     }
 
     /// True while it is open past its deadline at `now`.
-    pub fn overdue(&self, now: DateTime<Utc>) -> bool {
+    pub(crate) fn overdue(&self, now: DateTime<Utc>) -> bool {
         self.status == DisputeStatus::Open && self.deadline.is_some_and(|d| now >= d)
     }
 }
 
 /// `filer/id`.
-pub fn dispute_key(filer: &str, id: &str) -> String {
+pub(crate) fn dispute_key(filer: &str, id: &str) -> String {
     format!("{filer}/{id}")
 }
 
 /// True for a dispute id this node could have made: 24 lowercase hex characters.
-pub fn is_valid_dispute_id(id: &str) -> bool {
+pub(crate) fn is_valid_dispute_id(id: &str) -> bool {
     id.len() == 24 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Checks a subject's statement: at most [`MAX_STATEMENT`] characters, printable. Says what
 /// is wrong, if anything.
-pub fn statement_problem(statement: &str) -> Option<String> {
+pub(crate) fn statement_problem(statement: &str) -> Option<String> {
     if statement.chars().count() > MAX_STATEMENT {
         return Some(format!("must be at most {MAX_STATEMENT} characters"));
     }
@@ -218,7 +218,7 @@ pub struct DisputeMark {
 /// What the furnisher's node keeps per disputed record: the flag, and the open disputes with
 /// the earliest deadline among them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecordMark {
+pub(crate) struct RecordMark {
     /// The flag and statement answers carry.
     pub mark: DisputeMark,
     /// Keys (`filer/id`) of the open disputes on the record.
@@ -231,7 +231,7 @@ pub struct RecordMark {
 
 impl RecordMark {
     /// True when the record must not be served at `now`: disputed past the deadline.
-    pub fn suppressed(&self, now: DateTime<Utc>) -> bool {
+    pub(crate) fn suppressed(&self, now: DateTime<Utc>) -> bool {
         self.mark.state == MarkState::Disputed && self.deadline.is_some_and(|d| now >= d)
     }
 }

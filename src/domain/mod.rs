@@ -2,10 +2,10 @@
 //! disputes, retention windows and the clock they read. No tonic, no storage backend, no async
 //! runtime.
 
-pub mod clock;
-pub mod dispute;
-pub mod inquiry;
-pub mod protection;
-pub mod record;
-pub mod retention;
-pub mod subject;
+pub(crate) mod clock;
+pub(crate) mod dispute;
+pub(crate) mod inquiry;
+pub(crate) mod protection;
+pub(crate) mod record;
+pub(crate) mod retention;
+pub(crate) mod subject;

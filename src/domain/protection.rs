@@ -7,12 +7,12 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 /// How long an initial fraud alert lasts (FCRA §605A(a)(1)).
-pub const ALERT_DAYS: i64 = 365;
+pub(crate) const ALERT_DAYS: i64 = 365;
 
 /// Which protection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A security freeze.
     SecurityFreeze,
     /// A fraud alert.
@@ -21,7 +21,7 @@ pub enum Kind {
 
 impl Kind {
     /// The kind's name in logs.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::SecurityFreeze => "freeze",
             Self::FraudAlert => "alert",
@@ -31,7 +31,7 @@ impl Kind {
 
 /// The latest change of one kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Change {
+pub(crate) struct Change {
     /// In force after the change.
     pub active: bool,
     /// When it changed.
@@ -54,7 +54,7 @@ impl Change {
 
 /// A person's protections as one node holds them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Protection {
+pub(crate) struct Protection {
     /// The freeze's latest change.
     #[serde(default)]
     pub freeze: Option<Change>,
@@ -65,28 +65,29 @@ pub struct Protection {
 
 impl Protection {
     /// Reads a stored value (JSON).
-    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, String> {
         serde_json::from_slice(bytes).map_err(|e| e.to_string())
     }
 
     /// The stored form (JSON).
-    pub fn encode(&self) -> Vec<u8> {
+    #[cfg(test)]
+    pub(crate) fn encode(&self) -> Vec<u8> {
         // Plain data always serialises.
         serde_json::to_vec(self).expect("protection serialises")
     }
 
     /// True while a freeze stands.
-    pub fn frozen(&self) -> bool {
+    pub(crate) fn frozen(&self) -> bool {
         self.freeze.as_ref().is_some_and(|c| c.active)
     }
 
     /// True while an alert stands at `now` (placed less than a year ago, not lifted).
-    pub fn alert_active(&self, now: DateTime<Utc>) -> bool {
+    pub(crate) fn alert_active(&self, now: DateTime<Utc>) -> bool {
         self.alert.as_ref().is_some_and(|c| c.active && now < c.placed_at + Duration::days(ALERT_DAYS))
     }
 
     /// When the alert lapses, if one stands.
-    pub fn alert_expires(&self) -> Option<DateTime<Utc>> {
+    pub(crate) fn alert_expires(&self) -> Option<DateTime<Utc>> {
         self.alert.as_ref().filter(|c| c.active).map(|c| c.placed_at + Duration::days(ALERT_DAYS))
     }
 
@@ -98,7 +99,7 @@ impl Protection {
     }
 
     /// Places (`active`) or lifts a protection through `by` at `now`; returns who had placed it.
-    pub fn set(&mut self, kind: Kind, active: bool, now: DateTime<Utc>, by: &str) -> Option<String> {
+    pub(crate) fn set(&mut self, kind: Kind, active: bool, now: DateTime<Utc>, by: &str) -> Option<String> {
         let slot = self.slot(kind);
         let before = slot.as_ref().filter(|c| c.active).map(|c| c.placed_by.clone());
         let (placed_by, placed_at) = match (active, slot.as_ref()) {
@@ -111,7 +112,7 @@ impl Protection {
     }
 
     /// Takes, per kind, the later of the two changes; true when anything changed.
-    pub fn merge(&mut self, other: &Protection) -> bool {
+    pub(crate) fn merge(&mut self, other: &Protection) -> bool {
         let mut changed = false;
         for kind in [Kind::SecurityFreeze, Kind::FraudAlert] {
             let theirs = match kind {

@@ -9,11 +9,11 @@ use serde::{Deserialize, Serialize};
 use crate::domain::subject;
 
 /// Most monthly statuses a payment history holds (two years).
-pub const MAX_PAYMENT_HISTORY: usize = 24;
+pub(crate) const MAX_PAYMENT_HISTORY: usize = 24;
 /// Longest record id a furnisher may use.
-pub const MAX_RECORD_ID_LEN: usize = 64;
+pub(crate) const MAX_RECORD_ID_LEN: usize = 64;
 /// Largest `days_past_due` accepted (ten years).
-pub const MAX_DAYS_PAST_DUE: u32 = 3650;
+pub(crate) const MAX_DAYS_PAST_DUE: u32 = 3650;
 
 /// The kind of account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -133,14 +133,14 @@ impl Violation {
 }
 
 /// True when `id` can name a record: 1–64 characters of `[A-Za-z0-9._:-]`.
-pub fn is_valid_record_id(id: &str) -> bool {
+pub(crate) fn is_valid_record_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_RECORD_ID_LEN
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
 /// True when `code` has the shape of an ISO 4217 alphabetic code (three upper-case letters).
-pub fn is_valid_currency(code: &str) -> bool {
+pub(crate) fn is_valid_currency(code: &str) -> bool {
     code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase())
 }
 

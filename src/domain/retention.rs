@@ -75,7 +75,7 @@ impl Retention {
 
 /// True when the record carries negative information: a derogatory status, a payment past due
 /// now, or a late month in its history.
-pub fn is_negative(r: &CreditRecord) -> bool {
+pub(crate) fn is_negative(r: &CreditRecord) -> bool {
     r.status.is_derogatory()
         || r.status == AccountStatus::Delinquent
         || r.days_past_due > 0
@@ -90,7 +90,7 @@ pub fn is_negative(r: &CreditRecord) -> bool {
 ///   adverse act the furnisher reports);
 /// - open and past due now: not ended;
 /// - open and current with late months in its history: the end of the latest late month.
-pub fn adverse_event_end(r: &CreditRecord) -> Option<NaiveDate> {
+pub(crate) fn adverse_event_end(r: &CreditRecord) -> Option<NaiveDate> {
     if !is_negative(r) {
         return None;
     }

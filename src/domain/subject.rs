@@ -6,7 +6,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 /// Length of a subject id: 32 bytes as hex.
-pub const SUBJECT_ID_LEN: usize = 64;
+pub(crate) const SUBJECT_ID_LEN: usize = 64;
 
 /// Derives the subject id of identity document `doc_type` / `number` under `federation_key`.
 ///

@@ -46,7 +46,7 @@ impl CrlRejection {
 
 /// Where a list stands in the authority's sequence, and when it expires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct CrlStanding {
+pub(crate) struct CrlStanding {
     /// The highest CRL number in the file (0 when none carries one).
     pub number: u64,
     /// The latest `thisUpdate`, seconds since the epoch.
@@ -58,14 +58,14 @@ pub struct CrlStanding {
 impl CrlStanding {
     /// True when `self` comes before `current` in the authority's sequence: installing it would
     /// take back revocations (a rollback).
-    pub fn is_older_than(&self, current: &CrlStanding) -> bool {
+    pub(crate) fn is_older_than(&self, current: &CrlStanding) -> bool {
         (self.number, self.this_update) < (current.number, current.this_update)
     }
 }
 
 /// A CRL file that passed every check.
 #[derive(Debug, Clone)]
-pub struct CheckedCrl {
+pub(crate) struct CheckedCrl {
     /// The CRLs, DER.
     pub ders: Vec<CertificateRevocationListDer<'static>>,
     /// Its place in the sequence and its expiry.
@@ -73,7 +73,7 @@ pub struct CheckedCrl {
 }
 
 /// Reads `path` and checks every CRL in it against the authority's certificates `ca`.
-pub fn read_checked(path: &Path, ca: &[CertificateDer<'_>]) -> Result<CheckedCrl, TlsError> {
+pub(crate) fn read_checked(path: &Path, ca: &[CertificateDer<'_>]) -> Result<CheckedCrl, TlsError> {
     let refuse = |reason: CrlRejection, why: String| TlsError::Crl { path: path.to_owned(), reason, why };
     let bytes = std::fs::read(path).map_err(|e| refuse(CrlRejection::Unreadable, e.to_string()))?;
     let ders: Vec<CertificateRevocationListDer<'static>> = CertificateRevocationListDer::pem_slice_iter(&bytes)

@@ -67,7 +67,7 @@ pub enum IdentityError {
 
 /// True when `id` can name an institution or regulator: 1–63 of `[a-z0-9-]`, not starting
 /// with `-`. Kept narrow so ids are safe in storage keys, file names and log lines.
-pub fn is_valid_member_id(id: &str) -> bool {
+pub(crate) fn is_valid_member_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 63
         && !id.starts_with('-')

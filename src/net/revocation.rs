@@ -155,16 +155,9 @@ fn revoked() -> io::Error {
 
 /// A connection that fails every read and write once its peer's certificate is revoked.
 #[derive(Debug)]
-pub struct Tracked<S> {
+pub(crate) struct Tracked<S> {
     io: S,
     switch: Arc<Switch>,
-}
-
-impl<S> Tracked<S> {
-    /// The wrapped connection.
-    pub fn get_ref(&self) -> &S {
-        &self.io
-    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {

@@ -25,7 +25,7 @@ use tokio_rustls::{server::TlsStream, TlsAcceptor, TlsConnector};
 use tracing::{debug, error, info, warn};
 
 use crate::net::identity::Identity;
-pub use crate::net::revocation::{Revocation, Tracked};
+pub(crate) use crate::net::revocation::{Revocation, Tracked};
 
 /// Most TLS handshakes in progress at once. A new connection beyond it evicts the oldest
 /// pending handshake instead of waiting for a slot, so connections that never finish their
@@ -141,7 +141,7 @@ impl TlsMaterial {
     }
 
     /// Where the revocation list read stands in the authority's sequence, and its expiry.
-    pub fn crl_standing(&self) -> crate::net::crl::CrlStanding {
+    pub(crate) fn crl_standing(&self) -> crate::net::crl::CrlStanding {
         self.crl_standing
     }
 
@@ -311,7 +311,7 @@ impl ServerCertVerifier for PeerVerifier {
 /// Accepts TCP connections, sets TCP_NODELAY and completes the TLS handshake of each in its own
 /// task under `handshake_timeout`, yielding only authenticated streams. The server config is
 /// read from `config` per connection, so a reloaded CRL applies to the next handshake.
-pub fn incoming(
+pub(crate) fn incoming(
     listener: TcpListener,
     config: watch::Receiver<Arc<ServerConfig>>,
     handshake_timeout: Duration,
@@ -405,7 +405,7 @@ fn handshake_reason(e: &std::io::Error) -> &'static str {
 /// the last good list stays, with a WARN and `bureau_crl_rejected_total{reason}`. At every
 /// check the list in force is held against its `nextUpdate` plus `grace`. Stops when `tx` has
 /// no readers.
-pub fn watch_crl(
+pub(crate) fn watch_crl(
     files: TlsFiles,
     tx: watch::Sender<Arc<ServerConfig>>,
     revocation: Arc<Revocation>,
@@ -501,7 +501,7 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 /// Opens a lazily connected channel to `addr` over mTLS with `config`: one HTTP/2 connection,
 /// reused by every call, reconnected on failure.
-pub fn channel(
+pub(crate) fn channel(
     addr: &str,
     config: Arc<ClientConfig>,
     connect_timeout: Duration,
@@ -511,7 +511,7 @@ pub fn channel(
 
 /// [`channel`] whose connections `revocation` closes once it lists the server's certificate
 /// (a node's peer channels).
-pub fn channel_tracked(
+pub(crate) fn channel_tracked(
     addr: &str,
     config: Arc<ClientConfig>,
     connect_timeout: Duration,

@@ -6,11 +6,11 @@
 use rand::RngCore;
 
 /// The gRPC metadata key (HTTP header) that carries the context.
-pub const HEADER: &str = "traceparent";
+pub(crate) const HEADER: &str = "traceparent";
 
 /// A trace context: trace id, this hop's span id, flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TraceContext {
+pub(crate) struct TraceContext {
     trace_id: [u8; 16],
     span_id: [u8; 8],
     flags: u8,
@@ -19,7 +19,7 @@ pub struct TraceContext {
 impl TraceContext {
     /// Parses a version-00 `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`); `None` when it is
     /// malformed or an all-zero id (invalid by the spec).
-    pub fn parse(header: &str) -> Option<Self> {
+    pub(crate) fn parse(header: &str) -> Option<Self> {
         let mut parts = header.trim().split('-');
         let (Some(version), Some(trace), Some(span), Some(flags), None) =
             (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
@@ -40,7 +40,7 @@ impl TraceContext {
     }
 
     /// A new trace (sampled), for a call that came without one.
-    pub fn new_root() -> Self {
+    pub(crate) fn new_root() -> Self {
         let mut rng = rand::thread_rng();
         let mut trace_id = [0u8; 16];
         rng.fill_bytes(&mut trace_id);
@@ -48,17 +48,17 @@ impl TraceContext {
     }
 
     /// The context of a call this hop makes: same trace, new span.
-    pub fn child(&self) -> Self {
+    pub(crate) fn child(&self) -> Self {
         Self { span_id: random_span(&mut rand::thread_rng()), ..*self }
     }
 
     /// The trace id as 32 lowercase hex digits (what the logs show).
-    pub fn trace_id(&self) -> String {
+    pub(crate) fn trace_id(&self) -> String {
         hex::encode(self.trace_id)
     }
 
     /// The `traceparent` header value.
-    pub fn header(&self) -> String {
+    pub(crate) fn header(&self) -> String {
         format!("00-{}-{}-{:02x}", hex::encode(self.trace_id), hex::encode(self.span_id), self.flags)
     }
 }

@@ -23,11 +23,11 @@ use crate::{domain::inquiry::Inquiry, domain::record::CreditRecord};
 mod facts;
 
 /// Lowest score.
-pub const MIN_SCORE: i32 = 350;
+pub(crate) const MIN_SCORE: i32 = 350;
 /// Highest score.
-pub const MAX_SCORE: i32 = 950;
+pub(crate) const MAX_SCORE: i32 = 950;
 /// Most reason codes given with a score, before the inquiry reason a fifth may add.
-pub const MAX_REASONS: usize = 4;
+pub(crate) const MAX_REASONS: usize = 4;
 /// The line whose loss earns a fifth reason when it is not among the first four (FCRA
 /// 15 U.S.C. 1681g(f)(9): inquiries that adversely affected the score must be disclosed).
 const INQUIRY_LINE: &str = "recent_hard_inquiries";

@@ -24,25 +24,12 @@ mod answer;
 pub mod conformance;
 mod ledger;
 pub(crate) mod open;
-mod postgres;
-mod sled;
+// `pub(crate)` so the test kit reaches the backends' own test parts (tamper hooks, PostgreSQL
+// harness, raw baselines) without this module re-exporting them.
+pub(crate) mod postgres;
+pub(crate) mod sled;
 
-use self::sled as embedded;
 pub(crate) use ledger::{corrected_entry, deleted_entry, furnished_entry, inquiry_purged_entry, version_rule};
-
-/// Test hooks that damage a stopped node's sled store, for tests that check tampering is caught.
-#[cfg(feature = "testkit")]
-pub(crate) mod tamper {
-    pub(crate) use super::embedded::tamper::*;
-}
-
-/// A real PostgreSQL server for tests and benchmarks.
-#[cfg(feature = "testkit")]
-pub use postgres::harness as postgres_harness;
-
-/// Raw sled, and a raw preallocated log file, for benchmark baselines.
-#[cfg(feature = "testkit")]
-pub use embedded::baseline::{PreallocatedLog, RawSled};
 
 /// Which records an answer shows (`false` drops one: expired, suppressed), and what the node
 /// adds to those it shows (their dispute flag). Runs inside the answering write, given the

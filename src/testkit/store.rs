@@ -3,9 +3,12 @@
 
 use std::path::Path;
 
+/// Raw sled, and a raw preallocated log file, for the benchmarks' same-run baselines (kept
+/// beside the sled backend they measure against).
+pub use crate::storage::sled::baseline::{PreallocatedLog, RawSled};
 pub use crate::storage::{
-    Applied, ApplyResult, Deleted, DynStorage, InquiryCursor, Page, PreallocatedLog, RawSled, RecordCursor, Storage,
-    StoreError, StoredRecord, TreeHead,
+    Applied, ApplyResult, Deleted, DynStorage, InquiryCursor, Page, RecordCursor, Storage, StoreError, StoredRecord,
+    TreeHead,
 };
 
 /// Opens (or creates) a sled store in `dir` with a page cache of `cache_capacity` bytes and

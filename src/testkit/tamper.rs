@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::{
     audit::Entry,
-    storage::{tamper as files, StoreError},
+    storage::{sled::tamper as files, StoreError},
     testkit::postgres,
 };
 

@@ -275,19 +275,19 @@ pub fn record_from_stored(r: pb::CreditRecord) -> Result<CreditRecord, String> {
 }
 
 /// `institutions/{filer}/disputes/{id}`.
-pub fn dispute_name(filer: &str, id: &str) -> String {
+pub(crate) fn dispute_name(filer: &str, id: &str) -> String {
     format!("institutions/{filer}/disputes/{id}")
 }
 
 /// The (filer, id) of a dispute name, if well-formed.
-pub fn parse_dispute_name(name: &str) -> Option<(&str, &str)> {
+pub(crate) fn parse_dispute_name(name: &str) -> Option<(&str, &str)> {
     let rest = name.strip_prefix("institutions/")?;
     let (filer, id) = rest.split_once("/disputes/")?;
     (!filer.is_empty() && !id.is_empty() && !id.contains('/')).then_some((filer, id))
 }
 
 /// The domain reason of a protobuf one; `None` for unspecified or unknown.
-pub fn dispute_reason_from_pb(v: i32) -> Option<DisputeReason> {
+pub(crate) fn dispute_reason_from_pb(v: i32) -> Option<DisputeReason> {
     Some(match pb::DisputeReason::try_from(v).ok()? {
         pb::DisputeReason::Unspecified => return None,
         pb::DisputeReason::NotMine => DisputeReason::NotMine,
@@ -336,7 +336,7 @@ fn dispute_status_from_pb(v: i32) -> Option<DisputeStatus> {
 }
 
 /// The domain resolution of a protobuf one; `None` for unspecified or unknown.
-pub fn resolution_from_pb(v: i32) -> Option<Resolution> {
+pub(crate) fn resolution_from_pb(v: i32) -> Option<Resolution> {
     Some(match pb::DisputeResolution::try_from(v).ok()? {
         pb::DisputeResolution::Unspecified => return None,
         pb::DisputeResolution::Verified => Resolution::Verified,
@@ -346,7 +346,7 @@ pub fn resolution_from_pb(v: i32) -> Option<Resolution> {
 }
 
 /// The protobuf form of a dispute as seen at `now` (for `overdue`).
-pub fn dispute_to_pb(d: &Dispute, now: DateTime<Utc>) -> pb::Dispute {
+pub(crate) fn dispute_to_pb(d: &Dispute, now: DateTime<Utc>) -> pb::Dispute {
     pb::Dispute {
         name: dispute_name(&d.filer, &d.id),
         filer: d.filer.clone(),
@@ -365,7 +365,7 @@ pub fn dispute_to_pb(d: &Dispute, now: DateTime<Utc>) -> pb::Dispute {
 }
 
 /// A dispute sent by a peer, checked; `Err` names the first field at fault.
-pub fn dispute_from_pb(p: &pb::Dispute) -> Result<Dispute, (&'static str, &'static str)> {
+pub(crate) fn dispute_from_pb(p: &pb::Dispute) -> Result<Dispute, (&'static str, &'static str)> {
     let (filer, id) = parse_dispute_name(&p.name).ok_or(("name", "must be institutions/{filer}/disputes/{id}"))?;
     if filer != p.filer {
         return Err(("filer", "must be the filer named in the dispute's name"));
@@ -403,7 +403,7 @@ pub fn dispute_from_pb(p: &pb::Dispute) -> Result<Dispute, (&'static str, &'stat
 }
 
 /// The protobuf form of a person's protections as seen at `now`.
-pub fn protection_to_pb(p: &Protection, now: DateTime<Utc>) -> pb::SubjectProtection {
+pub(crate) fn protection_to_pb(p: &Protection, now: DateTime<Utc>) -> pb::SubjectProtection {
     let freeze = p.freeze.as_ref().filter(|c| c.active);
     let alert = p.alert.as_ref().filter(|_| p.alert_active(now));
     pb::SubjectProtection {
@@ -422,7 +422,12 @@ fn change_to_pb(c: &Change) -> (Option<prost_types::Timestamp>, String) {
 
 /// A protection notice: the sender's whole state for the subject, with when and through whom
 /// each kind last changed (what copies merge by).
-pub fn protection_notice(change_id: &str, subject: &str, p: &Protection, now: DateTime<Utc>) -> pb::ProtectionNotice {
+pub(crate) fn protection_notice(
+    change_id: &str,
+    subject: &str,
+    p: &Protection,
+    now: DateTime<Utc>,
+) -> pb::ProtectionNotice {
     let (freeze_changed, freeze_changed_by) = p.freeze.as_ref().map(change_to_pb).unwrap_or_default();
     let (alert_changed, alert_changed_by) = p.alert.as_ref().map(change_to_pb).unwrap_or_default();
     let mut state = protection_to_pb(p, now);
@@ -449,7 +454,7 @@ pub fn protection_notice(change_id: &str, subject: &str, p: &Protection, now: Da
 }
 
 /// The state a protection notice carries; `Err` names the field at fault.
-pub fn protection_from_notice(n: &pb::ProtectionNotice) -> Result<Protection, (&'static str, &'static str)> {
+pub(crate) fn protection_from_notice(n: &pb::ProtectionNotice) -> Result<Protection, (&'static str, &'static str)> {
     if !crate::domain::subject::is_valid_subject_id(&n.subject_id) {
         return Err(("subject_id", "must be 64 lowercase hex characters"));
     }
@@ -488,7 +493,10 @@ pub fn protection_from_notice(n: &pb::ProtectionNotice) -> Result<Protection, (&
 }
 
 /// A checkpoint signed with `key`, in the form the API sends it.
-pub fn signed_checkpoint(cp: &crate::audit::checkpoint::Checkpoint, key: &ed25519_dalek::SigningKey) -> pb::Checkpoint {
+pub(crate) fn signed_checkpoint(
+    cp: &crate::audit::checkpoint::Checkpoint,
+    key: &ed25519_dalek::SigningKey,
+) -> pb::Checkpoint {
     pb::Checkpoint {
         origin: cp.origin.clone(),
         tree_size: cp.size,
@@ -498,7 +506,7 @@ pub fn signed_checkpoint(cp: &crate::audit::checkpoint::Checkpoint, key: &ed2551
 }
 
 /// The protobuf form of an inquiry.
-pub fn inquiry_to_pb(i: &Inquiry) -> pb::Inquiry {
+pub(crate) fn inquiry_to_pb(i: &Inquiry) -> pb::Inquiry {
     pb::Inquiry {
         inquirer: i.inquirer.clone(),
         responder: i.responder.clone(),
@@ -513,7 +521,7 @@ pub fn inquiry_to_pb(i: &Inquiry) -> pb::Inquiry {
 }
 
 /// An inquiry from its protobuf form; `None` when the purpose or time is missing.
-pub fn inquiry_from_pb(i: &pb::Inquiry) -> Option<Inquiry> {
+pub(crate) fn inquiry_from_pb(i: &pb::Inquiry) -> Option<Inquiry> {
     Some(Inquiry {
         inquirer: i.inquirer.clone(),
         responder: i.responder.clone(),

@@ -2,7 +2,7 @@
 //! conversions between its messages and the domain types. Storage reuses the record message as
 //! its on-disk codec, so this floor sits below storage.
 
-pub mod convert;
+pub(crate) mod convert;
 
 /// Code generated from `proto/bureau/v1` and the Google types it uses.
 #[allow(missing_docs, unreachable_pub)]

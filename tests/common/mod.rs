@@ -2,19 +2,14 @@
 //! stores in temporary directories, real gRPC.
 #![allow(dead_code)]
 
-use std::{
-    collections::BTreeSet,
-    io::{BufRead, BufReader},
-    net::SocketAddr,
-    process::{Child, Command, Stdio},
-};
+use std::{collections::BTreeSet, net::SocketAddr, path::Path, process::Command};
 
+pub use bureau::testkit::process::NodeProcess;
 use bureau::{
-    net::identity::Role,
     pb::bureau::v1::{self as pb, records_service_client::RecordsServiceClient},
     pb::google::r#type::Date,
-    server::{self, RunningNode},
     testkit::local::LocalFederation,
+    Role, RunningNode,
 };
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
@@ -33,7 +28,7 @@ pub fn fed(institutions: &[&str], regulators: &[&str]) -> Fed {
 
 impl Fed {
     pub async fn start(&self, institution: &str) -> RunningNode {
-        server::start(self.fed.node_config(institution, &[])).await.expect("node starts")
+        bureau::start(self.fed.node_config(institution, &[])).await.expect("node starts")
     }
 
     pub fn channel(&self, role: Role, id: &str, addr: SocketAddr) -> Channel {
@@ -45,83 +40,19 @@ impl Fed {
     }
 }
 
-/// A `bureau serve` child process, killed when dropped so a failing test leaves none behind.
-pub struct NodeProcess(Child, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>);
-
-impl NodeProcess {
-    /// The JSON log lines it has written so far (the last 10,000).
-    pub fn log(&self) -> Vec<serde_json::Value> {
-        self.1.lock().unwrap().clone()
-    }
-}
-
-impl std::ops::Deref for NodeProcess {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for NodeProcess {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Runs a node with `cfg` as a `bureau serve` child process (its own memory and threads, as in
 /// production); returns it once it listens, with its address.
-pub fn spawn_serve(f: &Fed, cfg: &bureau::config::NodeConfig) -> (NodeProcess, SocketAddr) {
+pub fn spawn_serve(f: &Fed, cfg: &bureau::NodeConfig) -> (NodeProcess, SocketAddr) {
     let cfg_path = f.tmp.path().join(format!("{}.toml", cfg.node.institution));
     std::fs::write(&cfg_path, toml::to_string(cfg).unwrap()).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bureau"))
-        .args(["--log-format", "json", "serve", "--config"])
-        .arg(&cfg_path)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr: SocketAddr = loop {
-        let line = lines.next().expect("node exited before listening").unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if v["fields"]["message"] == "node listening" {
-            break v["fields"]["addr"].as_str().unwrap().parse().unwrap();
-        }
-    };
-    // Keep draining the child's log so it never blocks on a full pipe, keeping the recent lines.
-    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let keep = log.clone();
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            let mut kept = keep.lock().unwrap();
-            if kept.len() == 10_000 {
-                kept.remove(0);
-            }
-            kept.push(serde_json::from_str(&line).unwrap_or_default());
-        }
-    });
-    (NodeProcess(child, log), addr)
-}
-
-/// A field of `/proc/PID/status` (`VmRSS` in KiB, `Threads`), 0 when unreadable.
-pub fn proc_status(pid: u32, field: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+    let node = NodeProcess::spawn(Path::new(env!("CARGO_BIN_EXE_bureau")), &cfg_path, None).expect("node listens");
+    let addr = node.addr;
+    (node, addr)
 }
 
 /// A deterministic, well-formed subject id.
 pub fn subject(n: u32) -> String {
-    bureau::domain::subject::derive_subject_id(b"test-key", "RESIDENT_ID", &format!("{n:018}"))
+    bureau::derive_subject_id(b"test-key", "RESIDENT_ID", &format!("{n:018}"))
 }
 
 fn date(y: i32, m: i32, d: i32) -> Option<Date> {
@@ -189,7 +120,7 @@ pub async fn all_record_ids(f: &Fed, addr: SocketAddr, subjects: u32) -> BTreeSe
 /// with a regulator `pbc`.
 pub struct Cluster {
     pub f: Fed,
-    pub clock: bureau::domain::clock::Clock,
+    pub clock: bureau::Clock,
     pub institutions: Vec<String>,
     pub cfgs: Vec<bureau::config::NodeConfig>,
     pub addrs: Vec<SocketAddr>,
@@ -215,10 +146,10 @@ impl Cluster {
 
     pub async fn start(institutions: &[&str]) -> Self {
         let f = fed(institutions, &["pbc"]);
-        let clock = bureau::domain::clock::Clock::system();
+        let clock = bureau::Clock::system();
         let mut listeners = Vec::new();
         for _ in institutions {
-            listeners.push(server::bind_loopback().await.unwrap());
+            listeners.push(bureau::bind_loopback().await.unwrap());
         }
         let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
         let mut cfgs = Vec::new();
@@ -233,7 +164,7 @@ impl Cluster {
         }
         let mut nodes = Vec::new();
         for (cfg, l) in cfgs.iter().zip(listeners) {
-            nodes.push(Some(server::start_on(cfg.clone(), l).await.unwrap()));
+            nodes.push(Some(bureau::start_on(cfg.clone(), l).await.unwrap()));
         }
         Self { f, clock, institutions: institutions.iter().map(|s| s.to_string()).collect(), cfgs, addrs, nodes }
     }
@@ -255,7 +186,7 @@ impl Cluster {
                 Err(e) => panic!("cannot bind {} again: {e}", self.addrs[i]),
             }
         };
-        self.nodes[i] = Some(server::start_on(self.cfgs[i].clone(), listener).await.unwrap());
+        self.nodes[i] = Some(bureau::start_on(self.cfgs[i].clone(), listener).await.unwrap());
     }
 
     pub fn app(&self, i: usize) -> Channel {
@@ -263,7 +194,7 @@ impl Cluster {
     }
 
     /// Every entry of node `i`'s log.
-    pub async fn entries(&self, i: usize) -> Vec<bureau::audit::Entry> {
+    pub async fn entries(&self, i: usize) -> Vec<bureau::Entry> {
         let mut c =
             pb::audit_service_client::AuditServiceClient::new(self.f.channel(Role::Regulator, "pbc", self.addrs[i]));
         let size = c.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap().into_inner().tree_size;
@@ -271,7 +202,7 @@ impl Cluster {
             .await
             .unwrap()
             .iter()
-            .map(|e| bureau::audit::Entry::from_bytes(&e.leaf_data).unwrap())
+            .map(|e| bureau::Entry::from_bytes(&e.leaf_data).unwrap())
             .collect()
     }
 

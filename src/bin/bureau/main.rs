@@ -1,8 +1,9 @@
-//! The `bureau` binary: see `bureau --help`.
+//! The `bureau` binary: see `bureau --help`. The production build is the server and the
+//! operator's and regulator's tools; with feature `lab` it also has `demo`, `bench` and `gen`.
 
-mod bench;
 mod cli;
-mod demo;
+#[cfg(feature = "lab")]
+mod lab;
 mod show;
 
 use clap::Parser;
@@ -18,20 +19,21 @@ async fn main() -> std::process::ExitCode {
     // One process-wide crypto provider, chosen before anything touches rustls.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = crate::cli::Cli::parse();
-    // Benchmarks time the node, not its request logging: quieter by default there.
     // One line per score and per peer query (trace and query ids) at info: an operator's access
-    // log. The demo and the benchmarks make thousands, so they start quieter.
+    // log. The demo and the benchmarks make thousands, so they start quieter (the benchmarks
+    // time the node, not its request logging).
     let default = match cli.command {
-        crate::cli::Command::Bench { .. } => "warn",
-        crate::cli::Command::Demo { .. } => "info,bureau::app::score=warn,bureau::grpc::federation=warn",
+        #[cfg(feature = "lab")]
+        crate::cli::Command::Bench(_) => "warn",
+        #[cfg(feature = "lab")]
+        crate::cli::Command::Demo(_) => "info,bureau::app::score=warn,bureau::grpc::federation=warn",
         _ => "info",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if cli.log_format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
+    match cli.log_format {
+        crate::cli::LogFormat::Json => builder.json().init(),
+        crate::cli::LogFormat::Text => builder.init(),
     }
     match crate::cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,30 +1,7 @@
-//! What the command line prints: scores and latency percentiles, shared by the commands, the
-//! demo and the benchmarks.
-
-use std::time::Duration;
+//! What the command line prints of a score, shared by `bureau score`, `bureau decide` and the
+//! demo.
 
 use bureau::pb::bureau::v1 as pb;
-
-/// Latency percentiles of a set of samples.
-#[derive(Debug, Clone, Copy)]
-pub struct Percentiles {
-    /// Median.
-    pub p50: Duration,
-    /// 99th percentile.
-    pub p99: Duration,
-    /// 99.9th percentile.
-    pub p999: Duration,
-}
-
-/// Percentiles of `samples` (sorted in place); all zero when there are none.
-pub fn percentiles(samples: &mut [Duration]) -> Percentiles {
-    samples.sort_unstable();
-    let at = |q: f64| {
-        let last = samples.len().saturating_sub(1);
-        samples.get(((samples.len() as f64 * q) as usize).min(last)).copied().unwrap_or_default()
-    };
-    Percentiles { p50: at(0.50), p99: at(0.99), p999: at(0.999) }
-}
 
 /// Prints a score with its reasons and coverage.
 pub fn print_score(s: &pb::Score) {

@@ -10,18 +10,16 @@ use anyhow::{Context, Result};
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
-use crate::show::{percentiles, print_score};
+use crate::{lab::percentiles, show::print_score};
 use bureau::{
     config::PolicyConfig,
-    domain::inquiry::Purpose,
-    net::identity::Role,
+    convert,
     pb::bureau::v1::{
         self as pb, records_service_client::RecordsServiceClient, scoring_service_client::ScoringServiceClient,
     },
-    server::RunningNode,
     testkit::gen::{self, GenConfig},
     testkit::local::LocalFederation,
-    wire::convert,
+    Purpose, Role, RunningNode,
 };
 
 /// The demo's institutions.
@@ -54,7 +52,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     let root = opts.dir.clone().unwrap_or_else(|| tmp.path().to_owned());
     let fed = LocalFederation::create(&root, "bureau.demo", &INSTITUTIONS, &["pbc"])?;
     println!("federation bureau.demo: licensing authority, 3 institutions, regulator pbc ({})", root.display());
-    let policies = |c: &mut bureau::config::NodeConfig| {
+    let policies = |c: &mut bureau::NodeConfig| {
         let min_score = match c.node.institution.as_str() {
             "payapp" => 550,
             "bikeshare" => 650,
@@ -87,7 +85,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         seed: 2026,
         institutions: INSTITUTIONS.iter().map(|s| s.to_string()).collect(),
         federation_key: fed.subject_key(),
-        as_of: bureau::domain::record::today(),
+        as_of: bureau::today(),
     };
     let started = Instant::now();
     let mut total = 0;
@@ -137,7 +135,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
             "{:<10} {:>5} {:<10} {:<16} {:>4}/{}  {:<16} {:<16}",
             &subject[..8],
             s.score,
-            bureau::scoring::Band::of(s.score).as_str(),
+            bureau::Band::of(s.score).as_str(),
             if reasons.is_empty() { "-".to_owned() } else { reasons.join(",") },
             answered,
             s.coverage.len(),
@@ -249,7 +247,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         let mut cfg = fed.node_config("bank", &peers);
         policies(&mut cfg);
         let listener = tokio::net::TcpListener::bind(bank_addr).await?;
-        nodes.push(bureau::server::start_on(cfg, listener).await?);
+        nodes.push(bureau::start_on(cfg, listener).await?);
         let pki = fed.pki.0.display();
         println!("\nthe federation keeps running (ctrl-c stops it). As the regulator pbc:");
         println!("  bureau audit verify    --pki {pki} --regulator pbc --federation bureau.demo --node 127.0.0.1:7101");
@@ -356,7 +354,7 @@ async fn report(
         .into_inner();
     let path =
         dir.map(|d| d.join("report.html")).unwrap_or_else(|| std::env::temp_dir().join("bureau-demo-report.html"));
-    std::fs::write(&path, bureau::report::render(&r)).with_context(|| path.display().to_string())?;
+    std::fs::write(&path, bureau::render_report(&r)).with_context(|| path.display().to_string())?;
     let check = bureau::regulator::check_report(&r, &bureau::regulator::KeySource::PkiDir(fed.pki.0.clone()))?;
     println!(
         "

@@ -1,0 +1,178 @@
+//! Running and keeping a node: `serve`, `subject-id`, `model show`, `backup`, `restore` and
+//! `retention purge`.
+
+use std::{fs, path::PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+
+use super::conn::{print_status, Conn};
+use bureau::{
+    config::Backend,
+    derive_subject_id,
+    pb::bureau::v1::{self as pb, admin_service_client::AdminServiceClient},
+    read_hex_key, Model, NodeConfig,
+};
+
+/// `bureau serve`
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The node's configuration file.
+    #[arg(long)]
+    config: PathBuf,
+}
+
+/// `bureau subject-id`
+#[derive(Args, Debug)]
+pub struct SubjectIdArgs {
+    /// Document type, e.g. RESIDENT_ID or PASSPORT.
+    #[arg(long = "type")]
+    doc_type: String,
+    /// Document number.
+    #[arg(long)]
+    number: String,
+    /// File with the federation's subject key (hex); or give --config.
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// A node configuration naming the subject key.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+/// `bureau model …`
+#[derive(Subcommand, Debug)]
+pub enum ModelCommand {
+    /// Print the model's version and its TOML.
+    Show {
+        /// A model file; the embedded default if absent.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// A node configuration whose `scoring.model` to show.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// `bureau backup`
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// The backup file to write.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// `bureau restore`
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// The node's configuration (its `node.data_dir` receives the store).
+    #[arg(long)]
+    config: PathBuf,
+    /// The backup file.
+    #[arg(long)]
+    from: PathBuf,
+}
+
+/// `bureau retention …`
+#[derive(Subcommand, Debug)]
+pub enum RetentionCommand {
+    /// Delete expired negative records and inquiries at a node now; each deletion is logged.
+    Purge {
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+/// Runs a node until ctrl-c or SIGTERM, then drains it.
+pub async fn serve(args: ServeArgs) -> Result<()> {
+    let cfg = NodeConfig::load(&args.config)?;
+    let node = bureau::start(cfg).await?;
+    let stop = node.stopper();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested; finishing in-flight requests");
+        let _ = stop.send(true);
+    });
+    node.wait().await?;
+    Ok(())
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Prints the subject id of an identity document.
+pub fn subject_id(args: SubjectIdArgs) -> Result<()> {
+    let key_file = match (args.key_file, args.config) {
+        (Some(k), _) => k,
+        (None, Some(c)) => {
+            NodeConfig::load(&c)?.federation.subject_key.context("configuration has no federation.subject_key")?
+        }
+        (None, None) => bail!("--key-file or --config is required"),
+    };
+    println!("{}", derive_subject_id(&read_hex_key(&key_file)?, &args.doc_type, &args.number));
+    Ok(())
+}
+
+/// Prints a scorecard model.
+pub fn model(cmd: ModelCommand) -> Result<()> {
+    let ModelCommand::Show { file, config } = cmd;
+    let path = match (file, config) {
+        (Some(f), _) => Some(f),
+        (None, Some(c)) => NodeConfig::load(&c)?.scoring.model,
+        (None, None) => None,
+    };
+    let model = match path {
+        Some(p) => Model::from_toml(&fs::read_to_string(&p).with_context(|| p.display().to_string())?)?,
+        None => Model::embedded_default(),
+    };
+    println!("# model version {}\n{}", model.version(), model.text());
+    Ok(())
+}
+
+/// Backs a running node's store up into a file.
+pub async fn backup(args: BackupArgs) -> Result<()> {
+    let s = bureau::backup_to_file(args.conn.channel()?, &args.out).await?;
+    println!("{}: {} pairs; audit log size {} root {}", args.out.display(), s.pairs, s.tree_size, hex::encode(s.root));
+    Ok(())
+}
+
+/// Restores a backup into a node's empty data directory.
+pub async fn restore(args: RestoreArgs) -> Result<()> {
+    let cfg = NodeConfig::load(&args.config)?;
+    if cfg.store.backend != Backend::Sled {
+        bail!("the node's store is PostgreSQL: restore it with the database's own tools");
+    }
+    let s = bureau::restore_from_file(&args.from, &cfg.node.data_dir).await?;
+    println!(
+        "{} restored: {} pairs; audit log size {} root {} (checked)",
+        cfg.node.data_dir.display(),
+        s.pairs,
+        s.tree_size,
+        hex::encode(s.root)
+    );
+    Ok(())
+}
+
+/// Purges what has expired at a node now.
+pub async fn retention(cmd: RetentionCommand) -> Result<()> {
+    let RetentionCommand::Purge { conn } = cmd;
+    let mut c = AdminServiceClient::new(conn.channel()?);
+    let r = c.purge_expired(pb::PurgeExpiredRequest {}).await.map_err(|s| print_status(&s))?.into_inner();
+    println!("purged: {} record(s), {} inquiry(ies); each deletion logged", r.records_deleted, r.inquiries_deleted);
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! The lab commands, built only with feature `lab` (on top of the library's test kit): `demo`,
+//! a local federation with sample data; `bench`, the benchmarks against same-run baselines;
+//! `gen`, synthetic records as JSON lines. None of this is in the production binary.
+
+mod bench;
+mod demo;
+
+use std::{io::Write as _, path::PathBuf, time::Duration};
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use bureau::{
+    read_hex_key,
+    testkit::gen::{self, GenConfig},
+};
+
+/// `bureau gen`
+#[derive(Args, Debug)]
+pub struct GenArgs {
+    /// Number of subjects.
+    #[arg(long, default_value_t = 1000)]
+    subjects: usize,
+    /// Seed: the same seed gives the same records.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Furnishing institutions (repeat); records are spread over them.
+    #[arg(long = "institution", default_values_t = ["payapp".to_string(), "bikeshare".to_string(), "bank".to_string()])]
+    institutions: Vec<String>,
+    /// Only write the records of this institution (to feed its node).
+    #[arg(long)]
+    only: Option<String>,
+    /// The federation's subject key file (hex); a fixed demo key if absent.
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// Output file; standard output if absent.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// `bureau bench`
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Small sizes: a smoke run in under a minute.
+    #[arg(long)]
+    quick: bool,
+    /// Run only these parts (repeatable): furnish, scoring, audit, score, postgres.
+    #[arg(long, value_enum)]
+    only: Vec<bench::Part>,
+}
+
+/// `bureau demo`
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Keep the federation's files here instead of a temporary directory.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Number of subjects to generate (at least 1: the demo scores some of them).
+    #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    subjects: u64,
+    /// Keep the federation running on ports 7101-7103 until ctrl-c (for `bureau audit`).
+    #[arg(long)]
+    serve: bool,
+}
+
+/// Latency percentiles of a set of samples.
+#[derive(Debug, Clone, Copy)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// 99.9th percentile.
+    pub p999: Duration,
+}
+
+/// Percentiles of `samples` (sorted in place); all zero when there are none.
+pub fn percentiles(samples: &mut [Duration]) -> Percentiles {
+    samples.sort_unstable();
+    let at = |q: f64| {
+        let last = samples.len().saturating_sub(1);
+        samples.get(((samples.len() as f64 * q) as usize).min(last)).copied().unwrap_or_default()
+    };
+    Percentiles { p50: at(0.50), p99: at(0.99), p999: at(0.999) }
+}
+
+/// Writes generated records as JSON lines.
+pub fn gen(args: GenArgs) -> Result<()> {
+    let federation_key = match &args.key_file {
+        Some(k) => read_hex_key(k)?,
+        None => {
+            eprintln!("note: no --key-file; subject ids use a fixed demo key");
+            b"bureau-demo-key".to_vec()
+        }
+    };
+    let cfg = GenConfig {
+        subjects: args.subjects,
+        seed: args.seed,
+        institutions: args.institutions,
+        federation_key,
+        as_of: bureau::today(),
+    };
+    let mut w: Box<dyn std::io::Write> = match &args.out {
+        Some(p) => {
+            Box::new(std::io::BufWriter::new(std::fs::File::create(p).with_context(|| p.display().to_string())?))
+        }
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    for r in gen::generate(&cfg).filter(|r| args.only.as_ref().is_none_or(|o| &r.furnisher == o)) {
+        serde_json::to_writer(&mut w, &r)?;
+        w.write_all(b"\n")?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// Runs the benchmarks.
+pub async fn bench(args: BenchArgs) -> Result<()> {
+    bench::run(bench::BenchOptions { quick: args.quick, only: args.only }).await
+}
+
+/// Runs the demo.
+pub async fn demo(args: DemoArgs) -> Result<()> {
+    demo::run(demo::DemoOptions { dir: args.dir, subjects: args.subjects as usize, serve: args.serve }).await
+}
