@@ -21,6 +21,7 @@ pub(crate) mod baseline;
 mod commits;
 mod keys;
 mod mark;
+mod replay;
 #[cfg(feature = "testkit")]
 pub(crate) mod tamper;
 mod wal;
@@ -198,7 +199,7 @@ impl SledStorage {
         // sled 0.34 keeps its log and pages in this one file.
         let data_file =
             std::fs::File::open(opts.path.join("db")).map_err(|e| unavailable(format!("sled data file: {e}")))?;
-        let found = wal::recover(&opts.path, &ledger).map_err(|e| damaged(format!("write-ahead log: {e}")))?;
+        let found = replay::recover(&opts.path, &ledger).map_err(|e| damaged(format!("write-ahead log: {e}")))?;
         if found.replayed > 0 {
             tracing::info!(records = found.replayed, "replayed the write-ahead log into sled");
         }
@@ -444,7 +445,8 @@ fn flusher(
     while let Some((at, needs_sync)) = commits.next() {
         if needs_sync {
             let started = std::time::Instant::now();
-            let result = if fsync { wal.sync() } else { Ok(()) };
+            // The mark of what this sync covers goes out with it (see [`wal`]).
+            let result = wal.sync(at.seq, fsync);
             metrics::histogram!("bureau_store_commit_duration_seconds", "backend" => "sled")
                 .record(started.elapsed().as_secs_f64());
             if let Err(e) = result {
@@ -454,10 +456,14 @@ fn flusher(
                 commits.failed(e.to_string());
                 return;
             }
-            commits.synced(at);
+            // The audit log's mark is moved before any writer hears "durable", so it never
+            // lags an acknowledgement.
+            marker.advance(commits.synced(at));
+            commits.release(at);
+        } else {
+            // The durable head: synced, and applied (which may finish after the sync).
+            marker.advance(commits.durable());
         }
-        // The durable head: synced, and applied (which may finish after the sync).
-        marker.advance(commits.durable());
     }
 }
 
