@@ -22,6 +22,7 @@ mod commits;
 mod keys;
 mod mark;
 mod replay;
+mod space;
 #[cfg(feature = "testkit")]
 pub(crate) mod tamper;
 mod wal;
@@ -127,8 +128,9 @@ struct Inner {
     commits: Arc<Commits>,
     checkpoints: std::sync::mpsc::Sender<CheckpointStop>,
     readers: Semaphore,
-    /// Set when a commit or flush failed with an I/O error: sled does not write again after one.
-    failure: Arc<Mutex<Option<String>>>,
+    /// Set when a commit or flush failed with an I/O error, or the disk is nearly full: no more
+    /// writes ([`space`]).
+    failure: Arc<space::Failure>,
     closed: AtomicBool,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
@@ -227,7 +229,7 @@ impl SledStorage {
         let commits = Arc::new(Commits::new(Point { seq: found.last_seq, size }));
         let (log, wal) = wal::start(&opts.path, found, wal::SEGMENT_BYTES, opts.fsync)
             .map_err(|e| unavailable(format!("write-ahead log: {e}")))?;
-        let failure: Arc<Mutex<Option<String>>> = Arc::default();
+        let failure = Arc::new(space::Failure::new(&opts.path));
         let (writes, write_rx) = mpsc::channel(WRITE_QUEUE);
         let (checkpoints, checkpoint_rx) = std::sync::mpsc::channel();
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
@@ -309,7 +311,7 @@ fn writer(
     mut log: wal::Writer,
     commits: Arc<Commits>,
     mut rx: mpsc::Receiver<WriteMsg>,
-    failure: Arc<Mutex<Option<String>>>,
+    failure: Arc<space::Failure>,
     mut log_size: u64,
 ) {
     let mut stop = None;
@@ -351,13 +353,12 @@ fn writer(
         }
         let new_size = ws.log_size;
         metrics::histogram!("bureau_store_commit_group_size", "backend" => "sled").record(finishers.len() as f64);
-        let failed_before = failure.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let result = match failed_before {
-            // sled writes nothing after an I/O error; neither do we, so a node never takes
-            // writes it could not checkpoint.
+        let result = match failure.get() {
+            // No write after an I/O error or with the disk nearly full, so a node never takes
+            // writes it could not checkpoint, and sled never errs (reads go on: [`space`]).
             Some(why) => Err(StoreError::Unavailable(why)),
             None if ws.is_empty() => Ok(()),
-            None => commit(ws, &mut log, &commits),
+            None => failure.check_space().and_then(|()| commit(ws, &mut log, &commits)),
         };
         match &result {
             Ok(()) => {
@@ -365,7 +366,7 @@ fn writer(
             }
             Err(e) => {
                 error!(error = %e, "storage write failed; nothing of its group was applied");
-                record_failure(&failure, e);
+                failure.record(e);
             }
         }
         for finish in finishers {
@@ -426,13 +427,6 @@ impl Marker {
     }
 }
 
-/// Keeps the first I/O failure: after one, sled fails every later write.
-fn record_failure(failure: &Mutex<Option<String>>, e: &StoreError) {
-    if let StoreError::Unavailable(why) = e {
-        failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| why.clone());
-    }
-}
-
 /// The flusher thread: one `fdatasync` of the write-ahead log for everything written since the
 /// last, started as soon as the writer has written (see [`commits`]).
 fn flusher(
@@ -440,7 +434,7 @@ fn flusher(
     fsync: bool,
     mut marker: Marker,
     commits: Arc<Commits>,
-    failure: Arc<Mutex<Option<String>>>,
+    failure: Arc<space::Failure>,
 ) {
     while let Some((at, needs_sync)) = commits.next() {
         if needs_sync {
@@ -452,7 +446,7 @@ fn flusher(
             if let Err(e) = result {
                 let e = unavailable(format!("fdatasync of the write-ahead log: {e}"));
                 error!(error = %e, "store sync failed");
-                record_failure(&failure, &e);
+                failure.record(&e);
                 commits.failed(e.to_string());
                 return;
             }
@@ -476,7 +470,7 @@ fn checkpointer(
     wal: Arc<wal::Shared>,
     commits: Arc<Commits>,
     rx: std::sync::mpsc::Receiver<CheckpointStop>,
-    failure: Arc<Mutex<Option<String>>>,
+    failure: Arc<space::Failure>,
 ) {
     use std::sync::mpsc::RecvTimeoutError;
     let mut done = commits.applied_seq();
@@ -495,6 +489,8 @@ fn checkpointer(
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => return,
         };
+        // A disk filled by someone else stops writes too, before sled finds it full.
+        let _ = failure.check_space();
         let covered = commits.applied_seq();
         let due = wal.full_segments() > 0 || (covered > done && last.elapsed() >= CHECKPOINT_EVERY);
         let result = if broken {
@@ -514,7 +510,7 @@ fn checkpointer(
         };
         if let Err(e) = &result {
             error!(error = %e, "store checkpoint failed; the store takes no more writes");
-            record_failure(&failure, e);
+            failure.record(e);
             broken = true;
         }
         if let Some(tx) = stop {
@@ -678,7 +674,7 @@ impl Storage for SledStorage {
     }
 
     fn write_failure(&self) -> Option<String> {
-        self.inner.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.inner.failure.get()
     }
 
     async fn furnish(&self, records: Vec<CreditRecord>, now: DateTime<Utc>) -> Result<Vec<ApplyResult>, StoreError> {
