@@ -291,10 +291,10 @@ pub(super) fn recover(store: &Path, ledger: &Tree) -> Result<Recovered, String> 
     if let Some((&next, _)) = records.range(missing..).next() {
         return Err(format!(
             "write-ahead record {missing} is missing but records after it are intact — {}; record {missing}: {}. \
-             Starting would lose acknowledged records {missing}..={} (sled holds up to {from}); {RESTORE}",
+             Starting would leave out acknowledged records from {missing} on (sled holds up to {from}; the \
+             next intact record is {next}); {RESTORE}",
             intact_after(&found, last),
             locate(&found, missing),
-            next - 1,
         ));
     }
     if mark >= missing {
