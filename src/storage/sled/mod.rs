@@ -7,8 +7,9 @@
 //!   appends the group to the write-ahead log ([`wal`]) and applies it to sled as one atomic
 //!   batch. Being the only writer, it needs no lock for read-then-write version checks and log
 //!   appends.
-//! - **one flusher thread** `fdatasync`s the write-ahead log whenever the writer has written
-//!   to it, while the writer applies the same group to sled ([`commits`]); [`Storage::sync`]
+//! - **one flusher thread** marks and `fdatasync`s the write-ahead log whenever the writer has
+//!   written to it, while the writer applies the same group to sled ([`commits`]), and moves the
+//!   audit log's mark ([`mark`]) before answering anyone; [`Storage::sync`]
 //!   waits for the `fdatasync` that covers what was applied before it (group commit: one device
 //!   wait for every caller). The audit log size both applied and synced is the durable head a
 //!   checkpoint may sign.

@@ -36,9 +36,10 @@ pub(super) struct Failure {
     reserve: PathBuf,
 }
 
-/// Free space on the filesystem holding `dir` (0 when it cannot be told).
-pub(super) fn free(dir: &Path) -> u64 {
-    fs2::available_space(dir).unwrap_or(0)
+/// Free space on the filesystem holding `dir`; `None` when it cannot be told (then writes go
+/// on, and a real write error stops them).
+fn free(dir: &Path) -> Option<u64> {
+    fs2::available_space(dir).ok()
 }
 
 impl Failure {
@@ -81,10 +82,10 @@ impl Failure {
         if let Some(why) = self.get() {
             return Err(StoreError::Unavailable(why));
         }
-        let free = free(&self.dir);
-        if free >= LOW_WATER {
-            return Ok(());
-        }
+        let free = match free(&self.dir) {
+            Some(free) if free < LOW_WATER => free,
+            _ => return Ok(()),
+        };
         let e = StoreError::Unavailable(format!(
             "No space left on device: {free} bytes free on the store's disk, under the {LOW_WATER} kept so \
              that reads go on; writes stop until space is freed and the node restarts"
