@@ -97,10 +97,10 @@ pub(super) fn parse(bytes: &[u8]) -> Segment<'_> {
     let (header, first) = if magic == MAGIC && bytes.len() >= SEGMENT_HEADER {
         let nonce = le_u64(&bytes[8..]);
         let first = le_u64(&bytes[16..]);
-        if small_crc(nonce, FIRST, first) != le_u32(&bytes[24..]) {
-            seg.damaged_header = true;
-            return seg;
-        }
+        // With its first number damaged, the records still check out under the nonce (if that
+        // is intact): read them, numbers unknown until the first.
+        seg.damaged_header = small_crc(nonce, FIRST, first) != le_u32(&bytes[24..]);
+        let first = (!seg.damaged_header).then_some(first);
         seg.mark = (0..2)
             .filter_map(|i| {
                 let slot = &bytes[MARK_SLOTS + 16 * i..];
@@ -108,12 +108,13 @@ pub(super) fn parse(bytes: &[u8]) -> Segment<'_> {
                 (small_crc(nonce, MARK, seq) == le_u32(&slot[8..])).then_some(seq)
             })
             .max();
-        (SEGMENT_HEADER, Some(first))
+        (SEGMENT_HEADER, first)
     } else if magic == MAGIC_V1 && bytes.len() >= SEGMENT_HEADER_V1 {
         (SEGMENT_HEADER_V1, None)
     } else {
-        // Zeroed (a spare, or retired) or never written: nothing in it.
-        seg.damaged_header = bytes[..bytes.len().min(SEGMENT_HEADER)].iter().any(|&b| b != 0);
+        // Zeroed (a spare, or retired: magic and nonce zeroed, in either format) or never
+        // written: nothing in it. Anything else is a damaged header.
+        seg.damaged_header = bytes[..bytes.len().min(SEGMENT_HEADER_V1)].iter().any(|&b| b != 0);
         return seg;
     };
     let nonce = le_u64(&bytes[8..]);
@@ -305,9 +306,18 @@ pub(super) fn recover(store: &Path, ledger: &Tree) -> Result<Recovered, String> 
             locate(&found, missing),
         ));
     }
-    if let Some((path, _)) = found.iter().find(|(_, s)| s.damaged_header) {
-        // Records behind a damaged header can only be past the end (a gap would have shown).
-        warn!(segment = %path.display(), "a write-ahead segment has a damaged header; the records after {last} were never marked durable");
+    for (path, seg) in found.iter().filter(|(_, s)| s.damaged_header) {
+        if seg.records.is_empty() {
+            // Spares and retired segments are zeroed; one in use has a valid header. This one
+            // may hold acknowledged records that nothing can check.
+            return Err(format!(
+                "{}'s header is damaged, so none of its records can be checked: it may hold acknowledged \
+                 records after {last}. If sled already holds everything (the log was being retired), move that \
+                 file aside; else {RESTORE}",
+                path.display()
+            ));
+        }
+        warn!(segment = %path.display(), records = seg.records.len(), "a write-ahead segment's header is damaged; its records check out on their own and were used");
     }
     Ok(Recovered { last_seq: last, replayed: (last - from) as usize, segments })
 }

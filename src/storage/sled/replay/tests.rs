@@ -236,3 +236,39 @@ fn a_first_format_segment_still_replays() {
     assert_eq!((found.last_seq, found.replayed), (3, 3));
     assert_eq!(t.get(b"k").unwrap().unwrap().as_ref(), 3u64.to_be_bytes());
 }
+
+/// A damaged segment header: with the nonce intact the records still check out and replay;
+/// with nothing readable the store is refused naming the segment (it may hold acknowledged
+/// records).
+#[test]
+fn a_damaged_segment_header_replays_what_checks_out_or_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut w, _s) = fresh(dir.path(), 1 << 20);
+    write(&mut w, 0..5);
+    let seg = only_segment(dir.path());
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[16] ^= 0xff; // the first record's number
+    std::fs::write(&seg, &bytes).unwrap();
+    let (_db, t) = ledger();
+    assert_eq!(recover(dir.path(), &t).unwrap().last_seq, 5);
+    bytes[8] ^= 0xff; // the nonce: nothing checks out
+    std::fs::write(&seg, &bytes).unwrap();
+    let (_db, t) = ledger();
+    let err = recover(dir.path(), &t).err().expect("refused");
+    assert!(err.contains(&format!("{}'s header is damaged", seg.display())), "{err}");
+}
+
+/// A segment the first format retired (only its 16-byte header zeroed, records behind it) is a
+/// spare, not damage.
+#[test]
+fn a_segment_retired_by_the_first_format_is_a_spare() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut w, _s) = fresh(dir.path(), 1 << 20);
+    write(&mut w, 0..5);
+    let seg = only_segment(dir.path());
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[..16].fill(0);
+    std::fs::write(&seg, &bytes).unwrap();
+    let (_db, t) = ledger_at(5);
+    assert_eq!(recover(dir.path(), &t).unwrap().last_seq, 5);
+}
