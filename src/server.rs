@@ -33,6 +33,12 @@ use crate::{
     },
 };
 
+impl From<crate::storage::StoreError> for ServeError {
+    fn from(e: crate::storage::StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
 /// The encoded descriptors of the bureau.v1 API, served by reflection.
 pub(crate) const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("bureau_descriptor");
 
@@ -42,9 +48,10 @@ pub enum ServeError {
     /// Certificates or keys.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
-    /// The store.
+    /// The store. Not its `source`: the message already holds it, and an error chain printed
+    /// with its sources would say it twice.
     #[error("store: {0}")]
-    Store(#[from] crate::storage::StoreError),
+    Store(crate::storage::StoreError),
     /// Binding the port.
     #[error("listen on {addr}: {source}")]
     Bind {
@@ -243,7 +250,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         AdminServiceServer::new(AdminApi::new(node.clone())),
         DisputesServiceServer::new(DisputesApi::new(node.clone())),
     );
-    for name in &services {
+    for name in services.iter().chain(&[READS, WRITES]) {
         health.set_service_status(*name, ServingStatus::Serving).await;
     }
 
@@ -358,7 +365,7 @@ async fn follow_reachability(
             (Ok(()), false) => {
                 info!(backend = store.backend(), "the store is reachable again: SERVING");
                 health.set_service_status("", ServingStatus::Serving).await;
-                for name in &services {
+                for name in services.iter().chain(&[READS, WRITES]) {
                     health.set_service_status(*name, ServingStatus::Serving).await;
                 }
                 reachable = true;
@@ -368,18 +375,27 @@ async fn follow_reachability(
     }
 }
 
-/// Reports NOT_SERVING for the server as a whole and for each of `services`.
+/// Health entries for the store's two paths: SERVING while reads of stored data (records,
+/// inquiries, the audit log) are answered, and while writes are taken. With the disk full the
+/// API services and the server report NOT_SERVING (most calls write, if only to the audit log)
+/// while [`READS`] stays SERVING: exactly what still works.
+pub const READS: &str = "bureau.store.reads";
+/// See [`READS`].
+pub const WRITES: &str = "bureau.store.writes";
+
+/// Reports NOT_SERVING for the server as a whole, for each of `services` and for the store.
 async fn not_serving(health: &tonic_health::server::HealthReporter, services: &[&'static str]) {
     health.set_service_status("", ServingStatus::NotServing).await;
-    for name in services {
+    for name in services.iter().chain(&[READS, WRITES]) {
         health.set_service_status(*name, ServingStatus::NotServing).await;
     }
 }
 
 /// Resolves once the store can no longer write and there is room on its disk again. From the
-/// first failed write the node reports NOT_SERVING (every service) but keeps answering reads;
-/// when space is back it stops, so that its supervisor restarts it with a fresh store handle
-/// (sled does not write again after an I/O error). Returns why the store failed.
+/// first failed write the node reports NOT_SERVING (every service, and [`WRITES`]) but keeps
+/// answering reads ([`READS`] stays SERVING); when space is freed it stops, so that its
+/// supervisor restarts it with a fresh store handle (sled does not write again after an I/O
+/// error). Returns why the store failed.
 async fn storage_failed(
     store: DynStorage,
     health: tonic_health::server::HealthReporter,
@@ -397,10 +413,15 @@ async fn storage_failed(
     };
     tracing::error!(error = %why, "the store cannot write: NOT_SERVING; reads still answered until space is back");
     not_serving(&health, &services).await;
+    health.set_service_status(READS, ServingStatus::Serving).await;
+    // A store may stop writing with some space left (kept for its own last writes, so reads go
+    // on): room is back when free space grew by ROOM over the least seen since.
+    let mut least = u64::MAX;
     loop {
         let dir = dir.clone();
         let free = tokio::task::spawn_blocking(move || fs2::available_space(&dir).unwrap_or(0)).await.unwrap_or(0);
-        if free >= ROOM {
+        least = least.min(free);
+        if free >= least.saturating_add(ROOM) {
             tracing::error!(free_bytes = free, "space is back; stopping so the node restarts with a fresh store");
             return why;
         }

@@ -76,3 +76,29 @@ pub async fn rewrite_log(dir: &Path, edit: impl FnOnce(Vec<Entry>) -> Vec<Entry>
     store.append_audit(edit(old)).await?;
     store.close().await
 }
+
+/// One valid record of a stopped node's write-ahead log, and where it lies.
+#[derive(Debug, Clone)]
+pub struct WalRecord {
+    /// Its segment file.
+    pub segment: std::path::PathBuf,
+    /// Its byte offset there (its header's).
+    pub offset: u64,
+    /// Header and body, bytes.
+    pub len: u64,
+    /// Its sequence number.
+    pub seq: u64,
+}
+
+/// The valid records of a stopped node's write-ahead log, by sequence number (embedded store).
+pub fn wal_records(dir: &Path) -> Vec<WalRecord> {
+    files::wal_records(dir)
+        .into_iter()
+        .map(|(segment, offset, len, seq)| WalRecord { segment, offset, len, seq })
+        .collect()
+}
+
+/// The last write-ahead record sled holds in a stopped node's store (embedded store only).
+pub fn applied_seq(dir: &Path) -> u64 {
+    files::applied_seq(dir)
+}

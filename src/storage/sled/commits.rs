@@ -118,13 +118,17 @@ impl Commits {
         }
     }
 
-    /// For the flusher: everything up to `at` is on the disk.
-    pub(super) fn synced(&self, at: Point) {
-        {
-            let mut s = self.lock();
-            s.synced = at;
-            self.durable.fetch_max(at.size.min(s.applied_size), Ordering::AcqRel);
-        }
+    /// For the flusher: everything up to `at` is on the disk. Returns the durable head (synced
+    /// and applied); no waiter is told yet ([`Commits::release`]).
+    pub(super) fn synced(&self, at: Point) -> u64 {
+        let mut s = self.lock();
+        s.synced = at;
+        let durable = at.size.min(s.applied_size);
+        self.durable.fetch_max(durable, Ordering::AcqRel).max(durable)
+    }
+
+    /// For the flusher, once the marks are moved: tells the waiters for records up to `at`.
+    pub(super) fn release(&self, at: Point) {
         self.synced.send_if_modified(|v| match v {
             Synced::Upto(n) if *n < at.seq => {
                 *v = Synced::Upto(at.seq);
@@ -167,8 +171,8 @@ mod tests {
         let c = Commits::new(Point { seq: 1, size: 10 });
         c.written(Point { seq: 2, size: 12 });
         assert_eq!(c.next(), Some((Point { seq: 2, size: 12 }, true)));
-        c.synced(Point { seq: 2, size: 12 });
-        assert_eq!(c.durable(), 10, "synced but not yet applied");
+        assert_eq!(c.synced(Point { seq: 2, size: 12 }), 10, "synced but not yet applied");
+        assert_eq!(c.durable(), 10);
         c.applied(Point { seq: 2, size: 12 });
         assert_eq!(c.durable(), 12);
         assert_eq!(c.next(), Some((Point { seq: 2, size: 12 }, false)), "the mark moves, no second sync");
@@ -190,9 +194,13 @@ mod tests {
             async move { c.wait(2).await }
         });
         c.synced(Point { seq: 1, size: 1 });
+        c.release(Point { seq: 1, size: 1 });
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
         c.synced(Point { seq: 3, size: 3 });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "synced, but not released before the marks move");
+        c.release(Point { seq: 3, size: 3 });
         assert_eq!(waiting.await.unwrap(), Ok(()));
         c.failed("disk gone".into());
         assert_eq!(c.wait(1).await, Err("disk gone".into()));

@@ -3,9 +3,12 @@
 //! opens without the last acknowledged writes; a log shorter than the mark, or with another root
 //! at the mark's size, is refused at open instead of served.
 //!
-//! Written after each flush, in place, without a sync of its own: it survives a process crash
-//! like any page-cache write; after a power loss it can only be older than the store (never
-//! ahead), so it never raises a false alarm. 48 bytes: size (big-endian) ‖ root ‖ checksum.
+//! Written after each `fdatasync` of the write-ahead log and before any writer waiting on it is
+//! answered, so it never lags an acknowledgement; in place, without a sync of its own: it
+//! survives a process crash like any page-cache write; after a power loss it can only be older
+//! than the store (never ahead), so it never raises a false alarm. What a power loss must not
+//! lose — which records a writer may have been told are durable — is the write-ahead log's own
+//! mark, synced with its records ([`super::wal`]). 48 bytes: size (big-endian) ‖ root ‖ checksum.
 
 use std::{fs::File, io, os::unix::fs::FileExt, path::Path};
 

@@ -7,20 +7,30 @@
 //!   appends the group to the write-ahead log ([`wal`]) and applies it to sled as one atomic
 //!   batch. Being the only writer, it needs no lock for read-then-write version checks and log
 //!   appends.
-//! - **one flusher thread** `fdatasync`s the write-ahead log whenever the writer has written
-//!   to it, while the writer applies the same group to sled ([`commits`]); [`Storage::sync`]
+//! - **one flusher thread** marks and `fdatasync`s the write-ahead log whenever the writer has
+//!   written to it, while the writer applies the same group to sled ([`commits`]), and moves the
+//!   audit log's mark ([`mark`]) before answering anyone; [`Storage::sync`]
 //!   waits for the `fdatasync` that covers what was applied before it (group commit: one device
 //!   wait for every caller). The audit log size both applied and synced is the durable head a
 //!   checkpoint may sign.
 //! - **one checkpointer thread** flushes sled and syncs its file in the background, then lets
 //!   the write-ahead log reuse what that covers.
 //! - **reads** run on tokio's blocking pool behind a semaphore of [`READERS`] permits.
+//!
+//! Files: the threads in [`engine`], the write-ahead log in [`wal`] (recovery in [`replay`]),
+//! room on the disk in [`space`], backup and restore in [`backup`], the value codec in [`codec`];
+//! opening the store and `impl Storage` here.
 
+mod backup;
 #[cfg(feature = "testkit")]
 pub(crate) mod baseline;
+mod codec;
 mod commits;
+mod engine;
 mod keys;
 mod mark;
+mod replay;
+mod space;
 #[cfg(feature = "testkit")]
 pub(crate) mod tamper;
 mod wal;
@@ -40,10 +50,12 @@ use chrono::{DateTime, Utc};
 use prost::Message as _;
 use sled::Tree;
 use tokio::sync::{mpsc, oneshot, Semaphore};
-use tracing::error;
 
+pub(crate) use self::backup::restore;
 use self::{
+    codec::{decode, decode_inquiry, encode_record, live},
     commits::{Commits, Point},
+    engine::{checkpointer, flusher, writer, CheckpointStop, Finish, Job, Marker, WriteMsg},
     writeset::WriteSet,
 };
 use crate::storage::answer::{self, AnswerSource};
@@ -58,17 +70,11 @@ use crate::{
         Deleted, InquiryAnswer, InquiryCursor, Page, RecordCursor, Space, StateChange, Storage, StoreError,
         StoredRecord, TreeHead,
     },
-    wire::{convert, pb::bureau::v1 as pb},
+    wire::convert,
 };
 
 /// Changes waiting for the writer thread; more wait asynchronously for a slot.
 const WRITE_QUEUE: usize = 1024;
-/// Most changes the writer applies as one batch.
-const MAX_GROUP: usize = 256;
-/// How often the checkpointer looks for work.
-const CHECKPOINT_POLL: std::time::Duration = std::time::Duration::from_millis(100);
-/// Most time sled's cache may hold writes that only the write-ahead log has on disk.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Reads running at once on the blocking pool.
 pub(super) const READERS: usize = 8;
 
@@ -84,36 +90,6 @@ pub(crate) struct SledOptions {
     pub fsync: bool,
 }
 
-/// The on-disk form of a record: the API's protobuf message (its wire format evolves safely)
-/// plus a tombstone.
-#[derive(Clone, PartialEq, prost::Message)]
-struct StoredValue {
-    #[prost(message, optional, tag = "1")]
-    record: Option<pb::CreditRecord>,
-    #[prost(bool, tag = "2")]
-    deleted: bool,
-    #[prost(string, tag = "3")]
-    deletion_reason: String,
-    #[prost(string, tag = "4")]
-    deletion_note: String,
-}
-
-/// What the writer calls once its group is committed (or failed).
-type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-/// One change: runs over the group's write set; says whether it failed (to be rolled back).
-type Job = Box<dyn FnOnce(&mut WriteSet<'_>) -> (bool, Finish) + Send>;
-
-enum WriteMsg {
-    Job(Job),
-    /// Finish the queue and stop.
-    Stop(oneshot::Sender<()>),
-    /// Commit what is applied, then stream the whole ledger while no write runs.
-    Backup(tokio::sync::mpsc::Sender<BackupPart>, oneshot::Sender<Result<(), StoreError>>),
-}
-
-/// Checkpoint a last time and stop.
-struct CheckpointStop(oneshot::Sender<Result<(), StoreError>>);
-
 /// The sled store. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct SledStorage {
@@ -127,8 +103,9 @@ struct Inner {
     commits: Arc<Commits>,
     checkpoints: std::sync::mpsc::Sender<CheckpointStop>,
     readers: Semaphore,
-    /// Set when a commit or flush failed with an I/O error: sled does not write again after one.
-    failure: Arc<Mutex<Option<String>>>,
+    /// Set when a commit or flush failed with an I/O error, or the disk is nearly full: no more
+    /// writes ([`space`]).
+    failure: Arc<space::Failure>,
     closed: AtomicBool,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
@@ -148,25 +125,6 @@ impl From<sled::Error> for StoreError {
             e => unavailable(e),
         }
     }
-}
-
-fn decode(key: &[u8], bytes: &[u8]) -> Result<StoredValue, StoreError> {
-    StoredValue::decode(bytes).map_err(|e| corrupt(key, e.to_string()))
-}
-
-fn live(key: &[u8], v: StoredValue) -> Result<Option<StoredRecord>, StoreError> {
-    if v.deleted {
-        return Ok(None);
-    }
-    let pb = v.record.ok_or_else(|| corrupt(key, "no record"))?;
-    let updated =
-        pb.update_time.and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)).unwrap_or_default();
-    let record = convert::record_from_stored(pb).map_err(|why| corrupt(key, why))?;
-    Ok(Some(StoredRecord { record, updated }))
-}
-
-fn encode_record(r: &CreditRecord, now: DateTime<Utc>) -> Vec<u8> {
-    StoredValue { record: Some(convert::record_to_stored(r, now)), ..Default::default() }.encode_to_vec()
 }
 
 /// Opens sled. A handle closed a moment ago in this process may still be letting go of the
@@ -199,7 +157,7 @@ impl SledStorage {
         // sled 0.34 keeps its log and pages in this one file.
         let data_file =
             std::fs::File::open(opts.path.join("db")).map_err(|e| unavailable(format!("sled data file: {e}")))?;
-        let found = wal::recover(&opts.path, &ledger).map_err(|e| damaged(format!("write-ahead log: {e}")))?;
+        let found = replay::recover(&opts.path, &ledger).map_err(|e| damaged(format!("write-ahead log: {e}")))?;
         if found.replayed > 0 {
             tracing::info!(records = found.replayed, "replayed the write-ahead log into sled");
         }
@@ -227,7 +185,7 @@ impl SledStorage {
         let commits = Arc::new(Commits::new(Point { seq: found.last_seq, size }));
         let (log, wal) = wal::start(&opts.path, found, wal::SEGMENT_BYTES, opts.fsync)
             .map_err(|e| unavailable(format!("write-ahead log: {e}")))?;
-        let failure: Arc<Mutex<Option<String>>> = Arc::default();
+        let failure = Arc::new(space::Failure::new(&opts.path));
         let (writes, write_rx) = mpsc::channel(WRITE_QUEUE);
         let (checkpoints, checkpoint_rx) = std::sync::mpsc::channel();
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
@@ -303,305 +261,6 @@ impl SledStorage {
     }
 }
 
-/// The writer thread: groups queued changes into one atomic batch each round.
-fn writer(
-    ledger: Tree,
-    mut log: wal::Writer,
-    commits: Arc<Commits>,
-    mut rx: mpsc::Receiver<WriteMsg>,
-    failure: Arc<Mutex<Option<String>>>,
-    mut log_size: u64,
-) {
-    let mut stop = None;
-    while stop.is_none() {
-        let Some(first) = rx.blocking_recv() else { break };
-        let mut backup = None;
-        let mut ws = WriteSet::new(&ledger, log_size);
-        let mut finishers: Vec<Finish> = Vec::new();
-        let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            match msg {
-                WriteMsg::Stop(tx) => {
-                    stop = Some(tx);
-                    break;
-                }
-                WriteMsg::Backup(tx, done) => {
-                    backup = Some((tx, done));
-                    break;
-                }
-                WriteMsg::Job(job) => {
-                    let savepoint = ws.savepoint();
-                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut ws))) {
-                        Ok((false, finish)) => finishers.push(finish),
-                        Ok((true, finish)) => {
-                            ws.rollback(savepoint);
-                            finish(Ok(()));
-                        }
-                        // The job's reply sender is gone with it; its caller learns of the panic.
-                        Err(_) => {
-                            ws.rollback(savepoint);
-                            error!("a storage change panicked; rolled back");
-                        }
-                    }
-                }
-            }
-            if finishers.len() < MAX_GROUP {
-                next = rx.try_recv().ok();
-            }
-        }
-        let new_size = ws.log_size;
-        metrics::histogram!("bureau_store_commit_group_size", "backend" => "sled").record(finishers.len() as f64);
-        let failed_before = failure.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let result = match failed_before {
-            // sled writes nothing after an I/O error; neither do we, so a node never takes
-            // writes it could not checkpoint.
-            Some(why) => Err(StoreError::Unavailable(why)),
-            None if ws.is_empty() => Ok(()),
-            None => commit(ws, &mut log, &commits),
-        };
-        match &result {
-            Ok(()) => {
-                log_size = new_size;
-            }
-            Err(e) => {
-                error!(error = %e, "storage write failed; nothing of its group was applied");
-                record_failure(&failure, e);
-            }
-        }
-        for finish in finishers {
-            finish(result.clone());
-        }
-        if let Some((tx, done)) = backup {
-            let _ = done.send(export(&ledger, log_size, &tx));
-        }
-    }
-    // Dropping the receiver fails whatever is still queued with `Closed`.
-    drop(rx);
-    if let Some(tx) = stop {
-        let _ = tx.send(());
-    }
-}
-
-/// Writes the group to the write-ahead log, then applies it to sled (taking the record back if
-/// sled refuses it).
-fn commit(mut ws: WriteSet<'_>, log: &mut wal::Writer, commits: &Commits) -> Result<(), StoreError> {
-    let at = Point { seq: log.next_seq(), size: ws.log_size };
-    ws.insert(wal::SEQ_KEY, &at.seq.to_be_bytes()[..]);
-    let written = log.append(ws.changes()).map_err(|e| unavailable(format!("write-ahead log: {e}")))?;
-    commits.written(at);
-    match ws.commit() {
-        Ok(()) => {
-            commits.applied(at);
-            Ok(())
-        }
-        Err(e) => {
-            if let Err(undo) = log.unwrite(written) {
-                error!(error = %undo, "could not take back a write-ahead record sled refused");
-            }
-            Err(e.into())
-        }
-    }
-}
-
-/// Keeps the high-water mark ([`mark`]) after each flush.
-struct Marker {
-    ledger: Tree,
-    file: std::fs::File,
-    marked: u64,
-}
-
-impl Marker {
-    fn advance(&mut self, size: u64) {
-        if size <= self.marked {
-            return;
-        }
-        let written = merkle::Tree::new(node_reader(&self.ledger))
-            .root(size)
-            .map_err(|e| e.to_string())
-            .and_then(|root| mark::write(&self.file, size, &root).map_err(|e| e.to_string()));
-        match written {
-            Ok(()) => self.marked = size,
-            Err(e) => error!(error = %e, "could not record the audit log's high-water mark"),
-        }
-    }
-}
-
-/// Keeps the first I/O failure: after one, sled fails every later write.
-fn record_failure(failure: &Mutex<Option<String>>, e: &StoreError) {
-    if let StoreError::Unavailable(why) = e {
-        failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| why.clone());
-    }
-}
-
-/// The flusher thread: one `fdatasync` of the write-ahead log for everything written since the
-/// last, started as soon as the writer has written (see [`commits`]).
-fn flusher(
-    wal: Arc<wal::Shared>,
-    fsync: bool,
-    mut marker: Marker,
-    commits: Arc<Commits>,
-    failure: Arc<Mutex<Option<String>>>,
-) {
-    while let Some((at, needs_sync)) = commits.next() {
-        if needs_sync {
-            let started = std::time::Instant::now();
-            let result = if fsync { wal.sync() } else { Ok(()) };
-            metrics::histogram!("bureau_store_commit_duration_seconds", "backend" => "sled")
-                .record(started.elapsed().as_secs_f64());
-            if let Err(e) = result {
-                let e = unavailable(format!("fdatasync of the write-ahead log: {e}"));
-                error!(error = %e, "store sync failed");
-                record_failure(&failure, &e);
-                commits.failed(e.to_string());
-                return;
-            }
-            commits.synced(at);
-        }
-        // The durable head: synced, and applied (which may finish after the sync).
-        marker.advance(commits.durable());
-    }
-}
-
-/// The checkpointer thread: flushes sled and syncs its file once a segment of the write-ahead
-/// log is full or [`CHECKPOINT_EVERY`] after a write, then lets the log reuse what that covers.
-/// A failure stops it (sled writes nothing after one) and fails the writer's next groups.
-fn checkpointer(
-    db: sled::Db,
-    data_file: Option<std::fs::File>,
-    wal: Arc<wal::Shared>,
-    commits: Arc<Commits>,
-    rx: std::sync::mpsc::Receiver<CheckpointStop>,
-    failure: Arc<Mutex<Option<String>>>,
-) {
-    use std::sync::mpsc::RecvTimeoutError;
-    let mut done = commits.applied_seq();
-    let mut last = std::time::Instant::now();
-    let mut broken = false;
-    let checkpoint = |covered: u64| -> Result<(), StoreError> {
-        db.flush()?;
-        if let Some(f) = &data_file {
-            f.sync_data().map_err(|e| unavailable(format!("fdatasync: {e}")))?;
-        }
-        wal.checkpointed(covered).map_err(|e| unavailable(format!("write-ahead log: {e}")))
-    };
-    loop {
-        let stop = match rx.recv_timeout(if broken { CHECKPOINT_EVERY } else { CHECKPOINT_POLL }) {
-            Ok(CheckpointStop(tx)) => Some(tx),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => return,
-        };
-        let covered = commits.applied_seq();
-        let due = wal.full_segments() > 0 || (covered > done && last.elapsed() >= CHECKPOINT_EVERY);
-        let result = if broken {
-            Ok(())
-        } else if due || stop.is_some() || !wal.spares_ready() {
-            let started = std::time::Instant::now();
-            let r = checkpoint(covered);
-            metrics::histogram!("bureau_store_checkpoint_duration_seconds", "backend" => "sled")
-                .record(started.elapsed().as_secs_f64());
-            if r.is_ok() {
-                done = covered;
-                last = std::time::Instant::now();
-            }
-            r
-        } else {
-            Ok(())
-        };
-        if let Err(e) = &result {
-            error!(error = %e, "store checkpoint failed; the store takes no more writes");
-            record_failure(&failure, e);
-            broken = true;
-        }
-        if let Some(tx) = stop {
-            let _ = tx.send(result);
-            return;
-        }
-    }
-}
-
-/// Streams the ledger (every key space lives in it) after its log state; runs on the writer
-/// thread between groups, so the snapshot is consistent.
-fn export(ledger: &Tree, size: u64, tx: &tokio::sync::mpsc::Sender<BackupPart>) -> Result<(), StoreError> {
-    const CHUNK: usize = 1000;
-    let root = merkle::Tree::new(node_reader(ledger)).root(size)?;
-    send_part(tx, BackupPart::Head(TreeHead { size, root }))?;
-    let mut chunk = Vec::with_capacity(CHUNK);
-    for kv in ledger.iter() {
-        let (k, v) = kv?;
-        chunk.push((k.to_vec(), v.to_vec()));
-        if chunk.len() == CHUNK {
-            send_part(tx, BackupPart::Pairs(std::mem::take(&mut chunk)))?;
-        }
-    }
-    if !chunk.is_empty() {
-        send_part(tx, BackupPart::Pairs(chunk))?;
-    }
-    Ok(())
-}
-
-/// Most time a backup's reader may leave one chunk untaken: writes wait while a backup runs, so
-/// a reader that stalls (slow or hostile) ends the backup instead of the node's writes.
-const BACKUP_STALL: std::time::Duration = std::time::Duration::from_secs(10);
-
-fn send_part(tx: &tokio::sync::mpsc::Sender<BackupPart>, part: BackupPart) -> Result<(), StoreError> {
-    use tokio::sync::mpsc::error::TrySendError;
-    let until = std::time::Instant::now() + BACKUP_STALL;
-    let mut part = part;
-    loop {
-        match tx.try_send(part) {
-            Ok(()) => return Ok(()),
-            Err(TrySendError::Closed(_)) => {
-                return Err(StoreError::Unavailable("the backup's reader went away".into()))
-            }
-            Err(TrySendError::Full(p)) if std::time::Instant::now() < until => {
-                part = p;
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
-            Err(TrySendError::Full(_)) => {
-                return Err(StoreError::Unavailable(format!(
-                    "the backup's reader took no data for {} s; backup abandoned so writes can go on",
-                    BACKUP_STALL.as_secs()
-                )))
-            }
-        }
-    }
-}
-
-/// Restores a backup into `dir`, which must not hold a store: writes the pairs, flushes and
-/// syncs, and writes the high-water mark (so opening it checks the log against `head`).
-pub(crate) fn restore(
-    dir: &std::path::Path,
-    head: TreeHead,
-    pairs: impl Iterator<Item = Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>>,
-) -> Result<(), StoreError> {
-    if dir.join("db").exists() || dir.join("conf").exists() {
-        return Err(StoreError::Unsupported(format!(
-            "{} already holds a store: restore into an empty directory",
-            dir.display()
-        )));
-    }
-    std::fs::create_dir_all(dir).map_err(|e| unavailable(format!("{}: {e}", dir.display())))?;
-    {
-        let db = open_db(&sled::Config::new().path(dir).flush_every_ms(None))?;
-        let ledger = db.open_tree(keys::LEDGER)?;
-        for chunk in pairs {
-            let mut batch = sled::Batch::default();
-            for (k, v) in chunk? {
-                batch.insert(k, v);
-            }
-            ledger.apply_batch(batch)?;
-        }
-        db.flush()?;
-        std::fs::File::open(dir.join("db"))
-            .and_then(|f| f.sync_all())
-            .map_err(|e| unavailable(format!("fdatasync: {e}")))?;
-        let mark_file = mark::open(dir).map_err(|e| unavailable(format!("{}: {e}", mark::FILE)))?;
-        mark::write(&mark_file, head.size, &head.root).map_err(|e| unavailable(format!("{}: {e}", mark::FILE)))?;
-        mark_file.sync_all().map_err(|e| unavailable(format!("{}: {e}", mark::FILE)))?;
-    }
-    Ok(())
-}
-
 fn node_reader(ledger: &Tree) -> impl FnMut(u8, u64) -> Result<Hash, StoreError> + '_ {
     move |level, index| {
         let key = keys::node(level, index);
@@ -661,11 +320,6 @@ fn indexed(ledger: &Tree, index_key: &[u8], subject: &str) -> Result<Option<Stor
     }
 }
 
-fn decode_inquiry(k: &[u8], v: &[u8]) -> Result<Inquiry, StoreError> {
-    let pb = pb::Inquiry::decode(v).map_err(|e| corrupt(k, e.to_string()))?;
-    convert::inquiry_from_pb(&pb).ok_or_else(|| corrupt(k, "incomplete inquiry"))
-}
-
 #[async_trait]
 impl Storage for SledStorage {
     fn backend(&self) -> &'static str {
@@ -673,7 +327,7 @@ impl Storage for SledStorage {
     }
 
     fn write_failure(&self) -> Option<String> {
-        self.inner.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.inner.failure.get()
     }
 
     async fn furnish(&self, records: Vec<CreditRecord>, now: DateTime<Utc>) -> Result<Vec<ApplyResult>, StoreError> {

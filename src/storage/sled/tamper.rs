@@ -72,3 +72,26 @@ pub(crate) async fn rewrite_log(dir: &Path, edit: impl FnOnce(Vec<Entry>) -> Vec
     store.sync().await?;
     store.close().await
 }
+
+/// The valid records of a stopped store's write-ahead log, by sequence number: segment file,
+/// byte offset, length (header and body) and sequence number.
+pub(crate) fn wal_records(dir: &Path) -> Vec<(std::path::PathBuf, u64, u64, u64)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir.join(super::wal::DIR)).expect("write-ahead log") {
+        let segment = e.expect("dir entry").path();
+        if segment.extension().is_none_or(|x| x != "seg") {
+            continue;
+        }
+        let bytes = std::fs::read(&segment).expect("segment");
+        for (offset, seq, body) in super::replay::parse(&bytes).records {
+            out.push((segment.clone(), offset, (super::wal::RECORD_HEADER + body.len()) as u64, seq));
+        }
+    }
+    out.sort_by_key(|r| r.3);
+    out
+}
+
+/// The sequence number of the last write-ahead record sled holds (sled opened as a node would).
+pub(crate) fn applied_seq(dir: &Path) -> u64 {
+    with_ledger(dir, |t| super::replay::sled_seq(t).expect("sled"))
+}

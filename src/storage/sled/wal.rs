@@ -9,27 +9,33 @@
 //! syncs sled's file in the background; segments whose records that covers are reused.
 //!
 //! Each group also stores its sequence number in sled ([`SEQ_KEY`], in the same atomic batch), so
-//! sled's state after any crash is the state after exactly one record `s`: recovery applies the
-//! records numbered `s + 1, s + 2, …` and stops at the first missing one (a torn tail was never
-//! acknowledged: acknowledgement waits for the `fdatasync` that covers it).
+//! sled's state after any crash is the state after exactly one record `s`: recovery
+//! ([`super::replay`]) applies the records numbered `s + 1, s + 2, …`.
 //!
 //! Segment files are `wal/<n>.seg`, [`SEGMENT_BYTES`] each (a larger one for a group that does not
-//! fit). A segment starts with a header — magic ‖ nonce — written afresh, with a new random
-//! nonce, each time the segment is taken into use; a record is `len u32 ‖ crc32 u32 ‖ seq u64 ‖
-//! body` with the checksum over nonce ‖ seq ‖ len ‖ body, so a reused segment's older records
-//! never check out. At start every segment found is retired (its header zeroed and synced) once
-//! its records are in sled and sled is synced.
+//! fit). A segment starts with a header — magic ‖ nonce ‖ first seq ‖ crc ‖ two mark slots —
+//! written afresh, with a new random nonce, each time the segment is taken into use; a record is
+//! `len u32 ‖ crc32 u32 ‖ seq u64 ‖ body` with the checksum over nonce ‖ seq ‖ len ‖ body, so a
+//! reused segment's older records never check out. At start every segment found is retired (its
+//! header zeroed and synced) once its records are in sled and sled is synced.
+//!
+//! **The acknowledged mark lives in the log.** Before each `fdatasync` the flusher writes, into a
+//! mark slot of the segment it syncs, the last sequence number that sync covers; the same
+//! `fdatasync` makes mark and records durable, and only then is any writer told "durable". So
+//! the mark is never behind an acknowledgement, survives a power loss, and costs no second
+//! device wait (a separate mark file would need its own `fdatasync`). Recovery refuses a log that
+//! ends before its mark: a record a writer may have been told is durable is missing. The price:
+//! a power loss *during* that one `fdatasync` may persist the mark without its record, and such
+//! a store is refused (by name) although nothing acknowledged was lost. Refused, never short.
 
 use std::{
-    collections::{BTreeMap, VecDeque},
+    collections::VecDeque,
     fs::{File, OpenOptions},
     io,
     os::unix::fs::FileExt,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
-
-use sled::{Batch, Tree};
 
 /// The directory of the log inside the store's.
 pub(super) const DIR: &str = "wal";
@@ -42,22 +48,28 @@ const SPARES: usize = 1;
 /// Most segments kept for reuse; more are deleted.
 const MAX_SPARES: usize = 2;
 
-const MAGIC: &[u8; 8] = b"bureauW1";
-/// magic ‖ nonce.
-const SEGMENT_HEADER: usize = 16;
+pub(super) const MAGIC: &[u8; 8] = b"bureauW2";
+/// The first format: magic ‖ nonce, no first sequence number, no mark. Still read.
+pub(super) const MAGIC_V1: &[u8; 8] = b"bureauW1";
+pub(super) const SEGMENT_HEADER_V1: usize = 16;
+/// magic ‖ nonce ‖ first seq ‖ crc32(nonce ‖ first) ‖ 4 zero bytes ‖ mark slot 0 ‖ mark slot 1.
+pub(super) const SEGMENT_HEADER: usize = 64;
+/// Where the two mark slots start; each is seq u64 ‖ crc32 u32 ‖ 4 zero bytes.
+pub(super) const MARK_SLOTS: usize = 32;
+const MARK_SLOT: usize = 16;
 /// len ‖ crc ‖ seq.
-const RECORD_HEADER: usize = 16;
+pub(super) const RECORD_HEADER: usize = 16;
 
 /// A body of zeros: a record taken back, applied as nothing.
-const PADDING: u8 = 0;
-const PUT: u8 = 1;
-const REMOVE: u8 = 2;
+pub(super) const PADDING: u8 = 0;
+pub(super) const PUT: u8 = 1;
+pub(super) const REMOVE: u8 = 2;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn seg_path(dir: &Path, n: u64) -> PathBuf {
+pub(super) fn seg_path(dir: &Path, n: u64) -> PathBuf {
     dir.join(format!("{n:016}.seg"))
 }
 
@@ -65,7 +77,8 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-fn crc(nonce: u64, seq: u64, body: &[u8]) -> u32 {
+/// A record's checksum.
+pub(super) fn crc(nonce: u64, seq: u64, body: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(&nonce.to_le_bytes());
     h.update(&seq.to_le_bytes());
@@ -74,13 +87,42 @@ fn crc(nonce: u64, seq: u64, body: &[u8]) -> u32 {
     h.finalize()
 }
 
+/// The checksum of a segment header's first sequence number, or of a mark slot (`what`).
+pub(super) fn small_crc(nonce: u64, what: &[u8], n: u64) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&nonce.to_le_bytes());
+    h.update(what);
+    h.update(&n.to_le_bytes());
+    h.finalize()
+}
+
+pub(super) const FIRST: &[u8] = b"first";
+pub(super) const MARK: &[u8] = b"mark";
+
+/// A mark slot saying records up to `seq` are covered by the `fdatasync` that follows.
+fn mark_slot(nonce: u64, seq: u64) -> [u8; MARK_SLOT] {
+    let mut slot = [0u8; MARK_SLOT];
+    slot[..8].copy_from_slice(&seq.to_le_bytes());
+    slot[8..12].copy_from_slice(&small_crc(nonce, MARK, seq).to_le_bytes());
+    slot
+}
+
 /// What the writer, the flusher and the checkpointer share.
 pub(super) struct Shared {
     dir: PathBuf,
     segment_bytes: u64,
     segs: Mutex<Segs>,
-    /// The segment the writer appends to, for the flusher's `fdatasync`.
-    current: Mutex<Option<Arc<File>>>,
+    /// The segment the writer appends to (once its header is written), for the flusher's mark
+    /// and `fdatasync`.
+    current: Mutex<Option<Current>>,
+}
+
+struct Current {
+    file: Arc<File>,
+    nonce: u64,
+    /// Marks written to it: the next goes to slot `marks % 2`, so a torn mark write leaves the
+    /// one before intact.
+    marks: u64,
 }
 
 struct Segs {
@@ -111,18 +153,11 @@ pub(super) struct Writer {
     len: u64,
     offset: u64,
     nonce: u64,
+    /// The sequence number of the current segment's first record.
+    first: u64,
     next_seq: u64,
     fsync: bool,
     buf: Vec<u8>,
-}
-
-/// What recovery found.
-pub(super) struct Recovered {
-    /// The last sequence number in sled after replay.
-    pub last_seq: u64,
-    /// Records applied to sled from the log.
-    pub replayed: usize,
-    segments: Vec<u64>,
 }
 
 /// Opens a segment for reading and writing.
@@ -132,7 +167,7 @@ fn open_seg(dir: &Path, n: u64) -> io::Result<File> {
 
 /// Creates segment `n` of `bytes` zeros, durably (data, size and name), under a temporary name
 /// until complete so a crash never leaves a short segment.
-fn create(dir: &Path, n: u64, bytes: u64) -> io::Result<File> {
+pub(super) fn create(dir: &Path, n: u64, bytes: u64) -> io::Result<File> {
     let tmp = dir.join(format!("{n:016}.tmp"));
     let made = (|| {
         let f = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&tmp)?;
@@ -154,115 +189,11 @@ fn create(dir: &Path, n: u64, bytes: u64) -> io::Result<File> {
     made
 }
 
-/// The valid records of one segment, in file order, up to the first that does not check out.
-fn parse(bytes: &[u8]) -> Vec<(u64, &[u8])> {
-    let mut out = Vec::new();
-    if bytes.len() < SEGMENT_HEADER || &bytes[..8] != MAGIC {
-        return out;
-    }
-    let nonce = u64::from_le_bytes(bytes[8..16].try_into().unwrap_or_default());
-    let mut at = SEGMENT_HEADER;
-    while at + RECORD_HEADER <= bytes.len() {
-        let h = &bytes[at..at + RECORD_HEADER];
-        let len = u32::from_le_bytes(h[..4].try_into().unwrap_or_default()) as usize;
-        let sum = u32::from_le_bytes(h[4..8].try_into().unwrap_or_default());
-        let seq = u64::from_le_bytes(h[8..16].try_into().unwrap_or_default());
-        let start = at + RECORD_HEADER;
-        if len == 0 || start + len > bytes.len() {
-            break;
-        }
-        let body = &bytes[start..start + len];
-        if crc(nonce, seq, body) != sum {
-            break;
-        }
-        out.push((seq, body));
-        at = start + len;
-    }
-    out
-}
-
-/// Decodes a record's body into the sled batch it was written from.
-fn decode(mut body: &[u8]) -> Option<Batch> {
-    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-        let (head, rest) = (b.get(..n)?, b.get(n..)?);
-        *b = rest;
-        Some(head)
-    }
-    fn take_len(b: &mut &[u8]) -> Option<usize> {
-        Some(u32::from_le_bytes(take(b, 4)?.try_into().ok()?) as usize)
-    }
-    let mut batch = Batch::default();
-    if body.first() == Some(&PADDING) {
-        return Some(batch);
-    }
-    while !body.is_empty() {
-        let tag = take(&mut body, 1)?[0];
-        let klen = take_len(&mut body)?;
-        let key = take(&mut body, klen)?;
-        match tag {
-            PUT => {
-                let vlen = take_len(&mut body)?;
-                batch.insert(key, take(&mut body, vlen)?);
-            }
-            REMOVE => batch.remove(key),
-            _ => return None,
-        }
-    }
-    Some(batch)
-}
-
-/// The sequence number sled holds (0 when the store never wrote through the log).
-fn sled_seq(ledger: &Tree) -> Result<u64, sled::Error> {
-    Ok(ledger.get(SEQ_KEY)?.and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok()).map_or(0, u64::from_be_bytes))
-}
-
-/// Applies to `ledger` every logged record after the one sled holds, in order, stopping at the
-/// first missing number. The caller flushes and syncs sled before [`start`] retires the log.
-pub(super) fn recover(store: &Path, ledger: &Tree) -> Result<Recovered, String> {
-    let dir = store.join(DIR);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let from = sled_seq(ledger).map_err(|e| e.to_string())?;
-    let mut segments = Vec::new();
-    let mut files = Vec::new();
-    for e in std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))? {
-        let path = e.map_err(|e| format!("{}: {e}", dir.display()))?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
-        if let Some(n) = name.strip_suffix(".tmp") {
-            // A segment whose creation a crash interrupted: never used.
-            if n.parse::<u64>().is_ok() {
-                std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            }
-        } else if let Some(n) = name.strip_suffix(".seg").and_then(|n| n.parse::<u64>().ok()) {
-            segments.push(n);
-            files.push(std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?);
-        }
-    }
-    segments.sort_unstable();
-    let mut records: BTreeMap<u64, &[u8]> = BTreeMap::new();
-    for bytes in &files {
-        for (seq, body) in parse(bytes) {
-            if seq > from {
-                records.entry(seq).or_insert(body);
-            }
-        }
-    }
-    let mut last = from;
-    for (seq, body) in records {
-        if seq != last + 1 {
-            break; // written after a record that never reached the disk: never acknowledged
-        }
-        let batch = decode(body).ok_or_else(|| format!("write-ahead record {seq} does not decode"))?;
-        ledger.apply_batch(batch).map_err(|e| e.to_string())?;
-        last = seq;
-    }
-    Ok(Recovered { last_seq: last, replayed: (last - from) as usize, segments })
-}
-
 /// Starts the log after [`recover`] (with sled flushed and synced): retires the segments found,
 /// keeps them as spares (deleting the extra and odd-sized ones) and takes one for writing.
 pub(super) fn start(
     store: &Path,
-    found: Recovered,
+    found: super::replay::Recovered,
     segment_bytes: u64,
     fsync: bool,
 ) -> io::Result<(Writer, Arc<Shared>)> {
@@ -293,11 +224,12 @@ pub(super) fn start(
         len,
         offset: 0,
         nonce: 0,
+        first: 0,
         next_seq: found.last_seq + 1,
         fsync,
         buf: Vec::new(),
     };
-    w.begin_segment();
+    w.begin_segment(found.last_seq + 1);
     if found.segments.is_empty() {
         sync_dir(&shared.dir)?;
     }
@@ -323,7 +255,6 @@ fn take_segment(shared: &Shared, first: u64, need: u64) -> io::Result<(Arc<File>
     let len = file.metadata()?.len();
     let file = Arc::new(file);
     segs.live.push_back(Live { number, first });
-    *lock(&shared.current) = Some(file.clone());
     Ok((file, len))
 }
 
@@ -333,9 +264,10 @@ impl Writer {
         self.next_seq
     }
 
-    /// A fresh nonce; the header goes out with the segment's first record.
-    fn begin_segment(&mut self) {
+    /// A fresh nonce; the header goes out with the segment's first record, `first`.
+    fn begin_segment(&mut self, first: u64) {
         self.nonce = rand::random();
+        self.first = first;
         self.offset = SEGMENT_HEADER as u64;
     }
 
@@ -373,7 +305,7 @@ impl Writer {
             let (file, len) = take_segment(&self.shared, seq, record_len)?;
             self.file = file;
             self.len = len;
-            self.begin_segment();
+            self.begin_segment(seq);
         }
         let first_in_segment = self.offset == SEGMENT_HEADER as u64;
         let sum = crc(self.nonce, seq, &buf[SEGMENT_HEADER + RECORD_HEADER..]);
@@ -382,13 +314,20 @@ impl Writer {
         h[4..8].copy_from_slice(&sum.to_le_bytes());
         h[8..].copy_from_slice(&seq.to_le_bytes());
         let (bytes, at) = if first_in_segment {
+            buf[..SEGMENT_HEADER].fill(0);
             buf[..8].copy_from_slice(MAGIC);
             buf[8..16].copy_from_slice(&self.nonce.to_le_bytes());
+            buf[16..24].copy_from_slice(&self.first.to_le_bytes());
+            buf[24..28].copy_from_slice(&small_crc(self.nonce, FIRST, self.first).to_le_bytes());
             (&buf[..], 0)
         } else {
             (&buf[SEGMENT_HEADER..], self.offset)
         };
         self.file.write_all_at(bytes, at)?;
+        if first_in_segment {
+            // Only now may the flusher mark and sync this segment: its header is there.
+            *lock(&self.shared.current) = Some(Current { file: self.file.clone(), nonce: self.nonce, marks: 0 });
+        }
         let written = Written { seq, offset: self.offset, body_len };
         self.offset += record_len;
         self.next_seq += 1;
@@ -419,11 +358,22 @@ impl Shared {
         lock(&self.segs).spares.len() >= SPARES
     }
 
-    /// Makes every record written so far durable. Records in earlier segments were synced when
-    /// the writer left them.
-    pub(super) fn sync(&self) -> io::Result<()> {
-        let file = lock(&self.current).clone();
-        file.map_or(Ok(()), |f| f.sync_data())
+    /// Marks record `upto` (written) as covered, then, with `fsync`, makes every record written
+    /// so far and the mark durable in one `fdatasync`. Records in earlier segments were synced
+    /// when the writer left them.
+    pub(super) fn sync(&self, upto: u64, fsync: bool) -> io::Result<()> {
+        let file = {
+            let mut current = lock(&self.current);
+            let Some(c) = current.as_mut() else { return Ok(()) };
+            let at = MARK_SLOTS + MARK_SLOT * (c.marks % 2) as usize;
+            c.marks += 1;
+            c.file.write_all_at(&mark_slot(c.nonce, upto), at as u64)?;
+            c.file.clone()
+        };
+        if fsync {
+            file.sync_data()?;
+        }
+        Ok(())
     }
 
     /// After sled is flushed and synced up to record `covered`: the segments holding only
@@ -450,122 +400,5 @@ impl Shared {
             segs.spares.push_back(n);
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ledger() -> (sled::Db, Tree) {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let t = db.open_tree("t").unwrap();
-        (db, t)
-    }
-
-    /// Writes `n` records of one put each (key i → value i), through rotations when small.
-    fn write(w: &mut Writer, range: std::ops::Range<u32>) {
-        for i in range {
-            let k = i.to_be_bytes();
-            let v = vec![i as u8; 300];
-            let seq = w.next_seq().to_be_bytes();
-            w.append([(&k[..], Some(&v[..])), (SEQ_KEY, Some(&seq[..]))].into_iter()).unwrap();
-        }
-    }
-
-    fn fresh(dir: &Path, segment_bytes: u64) -> (Writer, Arc<Shared>) {
-        let (_db, t) = ledger();
-        let found = recover(dir, &t).unwrap();
-        start(dir, found, segment_bytes, true).unwrap()
-    }
-
-    #[test]
-    fn every_record_is_replayed_into_a_sled_that_has_none_of_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut w, _s) = fresh(dir.path(), 8 << 10);
-        write(&mut w, 0..100); // ~30 rotations of 8 KiB segments
-        drop(w);
-        let (_db, t) = ledger();
-        let found = recover(dir.path(), &t).unwrap();
-        assert_eq!((found.last_seq, found.replayed), (100, 100));
-        assert_eq!(t.get(99u32.to_be_bytes()).unwrap().unwrap()[0], 99);
-        assert_eq!(sled_seq(&t).unwrap(), 100);
-    }
-
-    #[test]
-    fn replay_starts_after_what_sled_holds_and_stops_at_a_torn_record() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut w, _s) = fresh(dir.path(), 1 << 20);
-        write(&mut w, 0..10);
-        // Tear record 8 (the 8th written): flip a byte of its body.
-        let seg = std::fs::read_dir(dir.path().join(DIR)).unwrap().next().unwrap().unwrap().path();
-        let mut bytes = std::fs::read(&seg).unwrap();
-        let rec = RECORD_HEADER + 1 + 4 + 4 + 4 + 300 + 1 + 4 + SEQ_KEY.len() + 4 + 8;
-        bytes[SEGMENT_HEADER + 7 * rec + RECORD_HEADER + 20] ^= 1;
-        std::fs::write(&seg, bytes).unwrap();
-        let (_db, t) = ledger();
-        t.insert(SEQ_KEY, &3u64.to_be_bytes()[..]).unwrap();
-        let found = recover(dir.path(), &t).unwrap();
-        assert_eq!((found.last_seq, found.replayed), (7, 4), "4..=7 applied; 8 torn, so 9 and 10 never count");
-        assert!(t.get(2u32.to_be_bytes()).unwrap().is_none(), "records sled already had are not replayed");
-        assert!(t.get(6u32.to_be_bytes()).unwrap().is_some());
-        assert!(t.get(8u32.to_be_bytes()).unwrap().is_none());
-    }
-
-    #[test]
-    fn reused_segments_never_bring_back_old_records() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut w, s) = fresh(dir.path(), 8 << 10);
-        write(&mut w, 0..60);
-        s.checkpointed(60).unwrap();
-        assert!(lock(&s.segs).live.len() == 1, "every finished segment covered");
-        write(&mut w, 60..70);
-        drop((w, s));
-        // A store restored from before record 61 with sled at 60: only 61..=70 apply, and the
-        // retired and reused segments' older records (same keys, other values) do not.
-        let (_db, t) = ledger();
-        t.insert(SEQ_KEY, &60u64.to_be_bytes()[..]).unwrap();
-        let found = recover(dir.path(), &t).unwrap();
-        assert_eq!((found.last_seq, found.replayed), (70, 10));
-        assert!(t.get(10u32.to_be_bytes()).unwrap().is_none());
-        // After a restart the old segments are retired: nothing replays twice.
-        let (mut w, _s) = start(dir.path(), found, 8 << 10, true).unwrap();
-        write(&mut w, 70..72);
-        drop(w);
-        let (_db, t) = ledger();
-        t.insert(SEQ_KEY, &70u64.to_be_bytes()[..]).unwrap();
-        let found = recover(dir.path(), &t).unwrap();
-        assert_eq!((found.last_seq, found.replayed), (72, 2));
-    }
-
-    #[test]
-    fn a_group_larger_than_a_segment_gets_a_segment_of_its_own() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut w, s) = fresh(dir.path(), 8 << 10);
-        let big = vec![7u8; 20 << 10];
-        let seq = w.next_seq().to_be_bytes();
-        w.append([(&b"big"[..], Some(&big[..])), (SEQ_KEY, Some(&seq[..]))].into_iter()).unwrap();
-        write(&mut w, 0..3);
-        s.sync().unwrap();
-        let (_db, t) = ledger();
-        let found = recover(dir.path(), &t).unwrap();
-        assert_eq!(found.last_seq, 4);
-        assert_eq!(t.get(b"big").unwrap().unwrap().len(), 20 << 10);
-    }
-
-    #[test]
-    fn a_record_taken_back_is_never_replayed() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut w, _s) = fresh(dir.path(), 1 << 20);
-        write(&mut w, 0..2);
-        let seq = w.next_seq().to_be_bytes();
-        let written = w.append([(&b"refused"[..], Some(&b"x"[..])), (SEQ_KEY, Some(&seq[..]))].into_iter()).unwrap();
-        w.unwrite(written).unwrap();
-        write(&mut w, 2..3);
-        let (_db, t) = ledger();
-        let found = recover(dir.path(), &t).unwrap();
-        assert_eq!(found.last_seq, 4, "the padding keeps its number; the record after it follows");
-        assert!(t.get(b"refused").unwrap().is_none());
-        assert!(t.get(2u32.to_be_bytes()).unwrap().is_some());
     }
 }
