@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod dispute;
 pub mod inquiry;
+pub mod peer_time;
 pub mod protection;
 pub mod record;
 pub mod retention;
