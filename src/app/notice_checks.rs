@@ -153,3 +153,111 @@ pub(crate) fn check_adopted(now: DateTime<Utc>, c: &Change) -> Result<(), String
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::*;
+    use crate::domain::{
+        dispute::DisputeReason,
+        retention::{Profile, Retention},
+    };
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+    }
+
+    fn filing(filed: DateTime<Utc>) -> Dispute {
+        Dispute {
+            id: "0123456789abcdef01234567".into(),
+            filer: "payapp".into(),
+            furnisher: "bank".into(),
+            record_id: "r-1".into(),
+            subject_id: "ab".repeat(32),
+            reason: DisputeReason::NotMine,
+            statement: String::new(),
+            status: DisputeStatus::PendingDelivery,
+            filed,
+            deadline: Some(DateTime::<Utc>::MIN_UTC),
+            resolved: Some(filed),
+            corrected_version: 9,
+            rejection: "x".into(),
+            suppression_logged: true,
+        }
+    }
+
+    #[test]
+    fn a_filing_is_taken_only_within_the_window_and_with_its_deadline_ahead() {
+        let pbc = Retention::of(Profile::Pbc);
+        let taken = check_filing("payapp", "bank", now(), &pbc, filing(now() - Duration::days(6))).unwrap();
+        assert_eq!(taken.deadline, Some(now() + Duration::days(14)));
+        assert_eq!((taken.status, taken.resolved, taken.corrected_version), (DisputeStatus::Open, None, 0));
+        for filed in [now() - Duration::days(8), now() + Duration::minutes(6), DateTime::<Utc>::MAX_UTC] {
+            let e = check_filing("payapp", "bank", now(), &pbc, filing(filed)).unwrap_err();
+            assert!(matches!(e, DisputeError::Invalid("file_time", _)), "{e:?}");
+        }
+        // A window as short as the notice delay would leave no time: refused, never past due.
+        let short = Retention { dispute_days: 3, ..pbc };
+        let e = check_filing("payapp", "bank", now(), &short, filing(now() - Duration::days(4))).unwrap_err();
+        assert!(matches!(e, DisputeError::Invalid("file_time", _)), "{e:?}");
+        let e = check_filing("bank2", "bank", now(), &pbc, filing(now())).unwrap_err();
+        assert!(matches!(e, DisputeError::NotAllowed(_)), "{e:?}");
+    }
+
+    #[test]
+    fn a_resolution_is_taken_only_with_believable_times() {
+        let mut r = filing(now() - Duration::days(3));
+        r.deadline = Some(now() + Duration::days(17));
+        r.resolved = Some(now());
+        assert!(check_resolution(now(), r.filed, &r).is_ok());
+        r.resolved = Some(now() + Duration::days(1));
+        assert!(matches!(check_resolution(now(), r.filed, &r), Err(DisputeError::Invalid("resolve_time", _))));
+        r.resolved = None;
+        r.deadline = Some(r.filed - Duration::seconds(1));
+        assert!(matches!(check_resolution(now(), r.filed, &r), Err(DisputeError::Invalid("deadline", _))));
+    }
+
+    fn told(p: &Protection) -> pb::ProtectionNotice {
+        convert::protection_notice("change-1", &"ab".repeat(32), p, now())
+    }
+
+    #[test]
+    fn a_protection_change_is_taken_only_from_its_sender_and_within_the_window() {
+        let mut p = Protection::default();
+        p.set(Kind::SecurityFreeze, true, DateTime::<Utc>::MIN_UTC + Duration::days(1), "payapp");
+        p.set(Kind::SecurityFreeze, false, now(), "bank");
+        p.set(Kind::FraudAlert, true, now() - Duration::days(1), "bank");
+        // A lift keeps a placement from long ago, through another institution.
+        assert_eq!(check_notice("bank", now(), &told(&p)).unwrap(), p);
+        let e = check_notice("payapp", now(), &told(&p)).unwrap_err();
+        assert!(matches!(e, ProtectionError::NotSender("freeze_changed_by", _)), "{e:?}");
+        let mut q = Protection::default();
+        q.set(Kind::SecurityFreeze, true, now() + Duration::days(3650), "bank");
+        let e = check_notice("bank", now(), &told(&q)).unwrap_err();
+        assert!(matches!(e, ProtectionError::Invalid("freeze_changed", _)), "{e:?}");
+        let mut old = Protection::default();
+        old.set(Kind::FraudAlert, true, now() - Duration::days(8), "bank");
+        let e = check_notice("bank", now(), &told(&old)).unwrap_err();
+        assert!(matches!(e, ProtectionError::Invalid("alert_changed", _)), "{e:?}");
+        // A placement through another institution, told as this sender's change.
+        let mut n = told(&q);
+        n.freeze_changed = Some(convert::timestamp(now()));
+        n.protection.as_mut().unwrap().freeze_time = Some(convert::timestamp(now()));
+        n.protection.as_mut().unwrap().freeze_placed_by = "payapp".into();
+        let e = check_notice("bank", now(), &n).unwrap_err();
+        assert!(matches!(e, ProtectionError::NotSender("protection.freeze_placed_by", _)), "{e:?}");
+    }
+
+    #[test]
+    fn an_adopted_freeze_is_in_force_and_not_ahead_of_the_clock() {
+        let mut p = Protection::default();
+        p.set(Kind::SecurityFreeze, true, now() - Duration::days(400), "payapp");
+        let c = p.freeze.clone().unwrap();
+        assert_eq!(check_adopted(now(), &c), Ok(()), "an old freeze is harmless: the latest change wins");
+        p.set(Kind::SecurityFreeze, true, now() + Duration::hours(1), "payapp");
+        assert!(check_adopted(now(), p.freeze.as_ref().unwrap()).is_err());
+        p.set(Kind::SecurityFreeze, false, now(), "payapp");
+        assert!(check_adopted(now(), p.freeze.as_ref().unwrap()).is_err());
+    }
+}
