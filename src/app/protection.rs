@@ -182,7 +182,7 @@ impl Protections {
     /// what became of the freeze), so this node refuses the next hard inquiry itself. A freeze
     /// that fails [`check_adopted`] is not adopted; `log` is written all the same. True when
     /// this node's state changed.
-    pub(crate) async fn adopt(&self, a: Adoption<'_>, log: Vec<Entry>) -> Result<bool, ProtectionError> {
+    pub(crate) async fn adopt(&self, a: Adoption<'_>, log: Vec<Entry>) -> Result<bool, StoreError> {
         let checked = a.freeze.map(|c| check_adopted(self.life.clock.now(), c).map(|()| c.clone()));
         let (theirs, why) = match checked {
             Some(Ok(c)) => (Some(c), String::new()),
@@ -200,7 +200,7 @@ impl Protections {
                 metrics::counter!("bureau_freezes_adopted_total").increment(u64::from(changed));
                 Ok(changed)
             }
-            Settled::Contended => Err(busy().into()),
+            Settled::Contended => Err(busy()),
         }
     }
 
@@ -211,7 +211,7 @@ impl Protections {
         theirs: &Protection,
         why: &str,
         log: &[Entry],
-    ) -> Result<Step<bool>, ProtectionError> {
+    ) -> Result<Step<bool>, StoreError> {
         let (p, version) = self.state.get::<Protection>(a.subject).await?;
         let mut p = p.unwrap_or_default();
         let changed = p.merge(theirs);

@@ -10,7 +10,7 @@ use crate::{
     app::answer::{self as peer_query, PeerQuery, QueryRefusal},
     app::journal::Journal,
     app::lifecycle::Lifecycle,
-    app::protection::{Adoption, ProtectionError, Protections},
+    app::protection::{Adoption, Protections},
     audit::{About, Entry},
     domain::inquiry::{Inquiry, Purpose},
     domain::record::merge_records,
@@ -91,19 +91,6 @@ impl From<peer_query::AnswerError> for ScoreError {
             peer_query::AnswerError::Refused(r) => Self::Refused(r),
             peer_query::AnswerError::Frozen { .. } => Self::Refused(QueryRefusal::SubjectFrozen(peer_query::FROZEN)),
             peer_query::AnswerError::Store(s) => Self::Store(s),
-        }
-    }
-}
-
-impl From<ProtectionError> for ScoreError {
-    fn from(e: ProtectionError) -> Self {
-        match e {
-            ProtectionError::Store(s) => Self::Store(s),
-            ProtectionError::Refused(r) => Self::Refused(r),
-            // Adopting a peer's freeze never checks a request's fields.
-            e @ (ProtectionError::Invalid(..) | ProtectionError::NotSender(..)) => {
-                Self::Store(StoreError::Unavailable(format!("could not adopt a peer's freeze: {e}")))
-            }
         }
     }
 }
