@@ -52,6 +52,10 @@ mod wire;
 pub use config::{read_hex_key, NodeConfig};
 pub use domain::clock::Clock;
 pub use server::{bind_loopback, start, start_on, RunningNode, ServeError};
+/// The health entries of the store's two paths: reads stay SERVING while writes cannot be taken.
+pub mod health {
+    pub use crate::server::{READS, WRITES};
+}
 
 // Calling a node: the client side of mutual TLS, the federation's roles and its authority.
 pub use net::client::{ClientConfig, ClientError};

@@ -65,9 +65,9 @@ async fn a_full_disk_fails_writes_keeps_reads_and_never_serves_broken() {
     }
     assert_eq!(status, ServingStatus::NotServing as i32, "never SERVING while every write fails");
     let store = |service: &str| HealthCheckRequest { service: service.into() };
-    let writes = h.check(store(bureau::server::WRITES)).await.unwrap().into_inner().status;
+    let writes = h.check(store(bureau::health::WRITES)).await.unwrap().into_inner().status;
     assert_eq!(writes, ServingStatus::NotServing as i32, "the store's writes");
-    let reads = h.check(store(bureau::server::READS)).await.unwrap().into_inner().status;
+    let reads = h.check(store(bureau::health::READS)).await.unwrap().into_inner().status;
     assert_eq!(reads, ServingStatus::Serving as i32, "the store's reads go on");
     // Every acknowledged record is read while writes are refused: listed, and fetched one by one.
     let want: std::collections::BTreeSet<String> =

@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use bureau::{net::identity::Role, pb::bureau::v1 as pb, testkit::tamper};
+use bureau::{pb::bureau::v1 as pb, testkit::tamper, Role};
 use common::{fed, record, subject};
 
 /// A `bureau serve` child and everything it wrote to stderr up to listening (or exiting).
@@ -142,7 +142,7 @@ async fn starts_whole_or_refused(
     cfg: &bureau::config::NodeConfig,
     acked: &BTreeSet<String>,
 ) -> Result<(), String> {
-    let started = tokio::time::timeout(Duration::from_secs(60), bureau::server::start(cfg.clone()))
+    let started = tokio::time::timeout(Duration::from_secs(60), bureau::start(cfg.clone()))
         .await
         .expect("opening a damaged store does not hang");
     let node = started.map_err(|e| e.to_string())?;
@@ -220,7 +220,7 @@ async fn a_damaged_record_sled_already_holds_starts_whole_with_a_warn() {
     let f = fed(&["bank"], &[]);
     let cfg = f.fed.node_config("bank", &[]);
     let dir = cfg.node.data_dir.clone();
-    let node = bureau::server::start(cfg.clone()).await.unwrap();
+    let node = bureau::start(cfg.clone()).await.unwrap();
     let mut c = f.records(Role::Application, "bank", node.addr);
     let mut acked = BTreeSet::new();
     for n in 0..40u32 {

@@ -6,6 +6,7 @@ use crate::{
     app::lifecycle::Lifecycle,
     audit::{About, Entry},
     domain::inquiry::{Inquiry, Purpose},
+    domain::protection::Change,
     domain::record::CreditRecord,
     domain::subject::is_valid_subject_id,
     storage::{GateError, InquiryAnswer, Refusal, StoreError},
@@ -66,9 +67,17 @@ pub(crate) struct Answer {
 /// Why an answer was not made.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum AnswerError {
-    /// Refused (a freeze stands and the purpose is a hard inquiry): nothing was recorded.
+    /// Refused (a malformed query, a purpose not accepted, consent missing).
     #[error(transparent)]
     Refused(#[from] QueryRefusal),
+    /// A freeze stands and the purpose is a hard inquiry: nothing was recorded. Carries the
+    /// freeze's latest change as this node holds it, which the asking node adopts.
+    #[error("{}", QueryRefusal::SubjectFrozen(FROZEN))]
+    Frozen {
+        /// The freeze's latest change here (none only if the store held none, which a refusal
+        /// for a freeze rules out).
+        freeze: Option<Change>,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -152,14 +161,14 @@ pub(crate) async fn answer_unsynced(life: &Lifecycle, q: &PeerQuery, purpose: Pu
     // its entry (with the number of records answered) and what is read are one write.
     let InquiryAnswer { records, inquiries, protection, refused } =
         life.store.answer_inquiry(inquiry, entry, MAX_INQUIRIES_RETURNED, show, gate).await?;
-    if let Some(Refusal(why)) = refused {
-        return Err(QueryRefusal::SubjectFrozen(why).into());
-    }
     let protection = match protection {
         Some(b) => crate::domain::protection::Protection::decode(&b)
             .map_err(|why| StoreError::Corrupt { key: format!("protection {}", q.subject_id), why })?,
         None => Default::default(),
     };
+    if let Some(Refusal(_)) = refused {
+        return Err(AnswerError::Frozen { freeze: protection.freeze });
+    }
     Ok(Answer { records, inquiries: life.live_inquiries(inquiries, now), protection })
 }
 

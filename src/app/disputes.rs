@@ -12,15 +12,17 @@ use tracing::{info, warn};
 use crate::{
     app::{
         lifecycle::Lifecycle,
+        notice_checks::{check_filing, check_resolution},
         outbox::{Courier, Delivery, Kind, Outbox, Queued},
         state::{Change, Settled, State, Step, Version},
     },
     audit::Entry,
     domain::{
         dispute::{
-            dispute_key, statement_problem, Dispute, DisputeMark, DisputeReason, DisputeStatus, MarkState, RecordMark,
-            Resolution,
+            dispute_key, plausible_deadline, statement_problem, Dispute, DisputeMark, DisputeReason, DisputeStatus,
+            MarkState, RecordMark, Resolution,
         },
+        peer_time::Window,
         record::CreditRecord,
         subject::is_valid_subject_id,
     },
@@ -200,15 +202,10 @@ impl Disputes {
     /// A dispute arrives at the furnisher's node (from a peer's outbox, or filed here against
     /// this institution's own record): the record is marked disputed at once. Idempotent.
     pub(crate) async fn receive(&self, from: &str, d: Dispute) -> Result<Dispute, DisputeError> {
-        if d.furnisher != self.me() {
-            return Err(DisputeError::Invalid(
-                "record",
-                format!("{} is not furnished by {}", convert::record_name(&d.furnisher, &d.record_id), self.me()),
-            ));
-        }
-        if d.filer != from {
-            return Err(DisputeError::NotAllowed(format!("{from} may only deliver its own disputes")));
-        }
+        let now = self.life.clock.now();
+        let d = check_filing(from, self.me(), now, &self.life.retention, d).inspect_err(|e| {
+            warn!(from, error = %e, "dispute notice refused");
+        })?;
         let mkey = mark_key(&d.subject_id, &d.furnisher, &d.record_id);
         match self.state.compare_and_set(|| self.mark_disputed(&d, &mkey)).await? {
             Settled::Unchanged(held) => Ok(held),
@@ -245,10 +242,7 @@ impl Disputes {
             open: Vec::new(),
             deadline: None,
         });
-        let mut d = d.clone();
-        d.status = DisputeStatus::Open;
-        d.deadline = Some(self.life.retention.dispute_deadline(d.filed));
-        d.suppression_logged = false;
+        let d = d.clone();
         mark.mark.state = MarkState::Disputed;
         if !d.statement.is_empty() {
             mark.mark.statement = d.statement.clone();
@@ -448,6 +442,9 @@ impl Disputes {
         if !r.status.is_final() {
             return Err(DisputeError::Invalid("status", "a resolution must be VERIFIED, CORRECTED or DELETED".into()));
         }
+        check_resolution(self.life.clock.now(), d.filed, r).inspect_err(|e| {
+            warn!(from, dispute = %d.id, error = %e, "resolution notice refused");
+        })?;
         d.status = r.status;
         d.resolved = r.resolved.or(Some(self.life.clock.now()));
         d.corrected_version = r.corrected_version;
@@ -484,12 +481,15 @@ impl Disputes {
         let filed = q.kind == Kind::Filed;
         if filed {
             if let Some(theirs) = receipt.dispute.as_ref().and_then(|p| convert::dispute_from_pb(p).ok()) {
+                // The furnisher's times, checked: what this node's clock cannot believe is
+                // left out.
+                let window = Window::around(self.life.clock.now());
                 if !d.status.is_final() {
                     d.status = theirs.status;
-                    d.resolved = theirs.resolved;
+                    d.resolved = theirs.resolved.filter(|t| window.check(*t).is_ok() && *t >= d.filed);
                     d.corrected_version = theirs.corrected_version;
                 }
-                d.deadline = theirs.deadline;
+                d.deadline = theirs.deadline.filter(|t| plausible_deadline(d.filed, *t));
             } else if d.status == DisputeStatus::PendingDelivery {
                 d.status = DisputeStatus::Open;
             }

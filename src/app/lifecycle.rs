@@ -245,7 +245,7 @@ mod tests {
                 peer: "c".into(), outcome: PeerOutcome::Answered,
                 records: file.iter().cloned().map(|mut r| { r.furnisher = "c".into(); r }).collect(),
                 records_returned: file.len(), inquiries: answer.inquiries.clone(), latency: Duration::ZERO, error: None,
-                fraud_alert: false, proven: Vec::new(), checkpoint: None,
+                fraud_alert: false, proven: Vec::new(), checkpoint: None, frozen: None,
             }];
             let (records, inquiries, recorded) = score_input(&retention, now, answer, &mut coverage, "q", true);
             prop_assert!(recorded.iter().all(|i| !retention.inquiry_expired(i, now)), "an expired inquiry reached a report");

@@ -11,6 +11,7 @@ pub(crate) mod disputes;
 pub(crate) mod furnish;
 pub(crate) mod journal;
 pub(crate) mod lifecycle;
+pub(crate) mod notice_checks;
 pub(crate) mod outbox;
 pub(crate) mod proofs;
 pub(crate) mod protection;
@@ -106,6 +107,7 @@ impl UseCases {
             model: Arc::new(s.model),
             deadline: s.peer_deadline,
             life: life.clone(),
+            protections: protections.clone(),
         };
         Self {
             records: records::Records::new(life.clone()),

@@ -7,15 +7,17 @@ use tracing::{info, warn};
 
 use crate::{
     app::{
-        answer::{check_consent, is_valid_query_id, QueryRefusal},
+        answer::{check_consent, QueryRefusal},
         lifecycle::Lifecycle,
+        notice_checks::{check_adopted, check_change, check_notice, KINDS},
         outbox::{Courier, Kind, Outbox, Queued},
         state::{Change, Settled, State, Step},
     },
     audit::Entry,
     domain::{
         inquiry::Purpose,
-        protection::{Kind as ProtectionKind, Protection},
+        peer_time::Window,
+        protection::{Change as ProtectionChange, Kind as ProtectionKind, Protection},
         subject::is_valid_subject_id,
     },
     net::peers::{Refusal, RefusalReason},
@@ -26,9 +28,14 @@ use crate::{
 /// Why a protection change was refused or failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ProtectionError {
-    /// A malformed field in a peer's notice: (field, what is wrong).
+    /// A malformed field in a peer's notice, or a time outside what this node's clock allows:
+    /// (field, what is wrong).
     #[error("invalid {0}: {1}")]
     Invalid(&'static str, String),
+    /// A peer's notice names another institution as the one a change went through (or a
+    /// placement through another): (field, what is wrong). A node tells only its own changes.
+    #[error("{0} {1}")]
+    NotSender(&'static str, String),
     /// Refused as a subject request would be (consent missing, a malformed subject).
     #[error(transparent)]
     Refused(#[from] QueryRefusal),
@@ -121,10 +128,9 @@ impl Protections {
     /// A peer's protection state arrives: merged (the latest change of each kind wins) and
     /// logged, whether or not it changed anything here.
     pub(crate) async fn arrived(&self, from: &str, n: &pb::ProtectionNotice) -> Result<Protection, ProtectionError> {
-        let theirs = convert::protection_from_notice(n).map_err(|(f, why)| ProtectionError::Invalid(f, why.into()))?;
-        if !is_valid_query_id(&n.change_id) {
-            return Err(ProtectionError::Invalid("change_id", "must be 1 to 64 of [A-Za-z0-9-]".into()));
-        }
+        let theirs = check_notice(from, self.life.clock.now(), n).inspect_err(|e| {
+            warn!(from, subject = %n.subject_id, change = %n.change_id, error = %e, "protection notice refused");
+        })?;
         match self.state.compare_and_set(|| self.merge(from, n, &theirs)).await? {
             Settled::Written((p, changed)) | Settled::Unchanged((p, changed)) => {
                 if changed {
@@ -159,11 +165,100 @@ impl Protections {
     }
 }
 
-/// Protection's notices: a person's whole state now, to every peer.
+/// A freeze a peer refused a hard inquiry for, on its way to being adopted.
+pub(crate) struct Adoption<'a> {
+    /// The refusing peer.
+    pub from: &'a str,
+    /// The person.
+    pub subject: &'a str,
+    /// The freeze as the peer sent it, if it sent one.
+    pub freeze: Option<&'a ProtectionChange>,
+}
+
+impl Protections {
+    /// A peer refused a hard inquiry because a freeze stands there: its freeze is merged here
+    /// as a notice's would be (the latest change of each kind wins), in one write with `log`
+    /// (the scoring node's entries for the refused score, the refusal last, whose detail says
+    /// what became of the freeze), so this node refuses the next hard inquiry itself. A freeze
+    /// that fails [`check_adopted`] is not adopted; `log` is written all the same. True when
+    /// this node's state changed.
+    pub(crate) async fn adopt(&self, a: Adoption<'_>, log: Vec<Entry>) -> Result<bool, StoreError> {
+        let checked = a.freeze.map(|c| check_adopted(self.life.clock.now(), c).map(|()| c.clone()));
+        let (theirs, why) = match checked {
+            Some(Ok(c)) => (Some(c), String::new()),
+            Some(Err(why)) => (None, why),
+            None => (None, "the refusal carried no freeze".into()),
+        };
+        let theirs = Protection { freeze: theirs, alert: None };
+        match self.state.compare_and_set(|| self.take(&a, &theirs, &why, &log)).await? {
+            Settled::Written(changed) | Settled::Unchanged(changed) => {
+                if !why.is_empty() {
+                    warn!(from = a.from, subject = a.subject, why, "a peer's freeze not adopted");
+                } else if changed {
+                    info!(from = a.from, subject = a.subject, "freeze adopted from a peer's refusal");
+                }
+                metrics::counter!("bureau_freezes_adopted_total").increment(u64::from(changed));
+                Ok(changed)
+            }
+            Settled::Contended => Err(busy()),
+        }
+    }
+
+    /// One attempt of [`Protections::adopt`].
+    async fn take(
+        &self,
+        a: &Adoption<'_>,
+        theirs: &Protection,
+        why: &str,
+        log: &[Entry],
+    ) -> Result<Step<bool>, StoreError> {
+        let (p, version) = self.state.get::<Protection>(a.subject).await?;
+        let mut p = p.unwrap_or_default();
+        let changed = p.merge(theirs);
+        let detail = match (&theirs.freeze, changed) {
+            (Some(c), true) => {
+                format!("freeze adopted from {}: placed through {} at {}", a.from, c.placed_by, c.placed_at)
+            }
+            (Some(_), false) => format!("freeze from {} already held", a.from),
+            (None, _) => format!("freeze from {} not adopted: {why}", a.from),
+        };
+        let mut entries = log.to_vec();
+        if let Some(refusal) = entries.last_mut() {
+            refusal.detail = detail;
+        }
+        let mut change = Change::default();
+        for e in entries {
+            change.log(e);
+        }
+        change.expect::<Protection>(a.subject, &version);
+        if changed {
+            change.put(a.subject, &p);
+        }
+        Ok(Step::Write(change, changed))
+    }
+}
+
+/// Protection's notices: a person's state now, to every peer, each kind only as far as it
+/// changed through this node (a peer takes no node's word for another's change).
 impl Courier for Protections {
     async fn notice(&self, q: &Queued) -> Result<Option<pb::Notice>, StoreError> {
         let (p, _) = self.state.get::<Protection>(&q.about).await?;
-        let notice = convert::protection_notice(&q.change, &q.about, &p.unwrap_or_default(), self.life.clock.now());
+        let mut p = p.unwrap_or_default();
+        let now = self.life.clock.now();
+        let window = Window::around(now);
+        for kind in KINDS {
+            let slot = match kind {
+                ProtectionKind::SecurityFreeze => &mut p.freeze,
+                ProtectionKind::FraudAlert => &mut p.alert,
+            };
+            if let Some(Err(e)) = slot.as_ref().map(|c| check_change(self.me(), &window, kind, c)) {
+                if slot.as_ref().is_some_and(|c| c.by == self.me()) {
+                    warn!(to = %q.to, subject = %q.about, kind = kind.as_str(), error = %e, "own protection change too old for a notice; not sent");
+                }
+                *slot = None;
+            }
+        }
+        let notice = convert::protection_notice(&q.change, &q.about, &p, now);
         Ok(Some(pb::Notice { body: Some(pb::notice::Body::Protection(notice)) }))
     }
 

@@ -10,6 +10,7 @@ use crate::{
     app::answer::{self as peer_query, PeerQuery, QueryRefusal},
     app::journal::Journal,
     app::lifecycle::Lifecycle,
+    app::protection::{Adoption, Protections},
     audit::{About, Entry},
     domain::inquiry::{Inquiry, Purpose},
     domain::record::merge_records,
@@ -36,6 +37,8 @@ pub(crate) struct Scorer {
     pub deadline: Duration,
     /// Retention and dispute rules, and the clock.
     pub life: Lifecycle,
+    /// Where a freeze a peer refused for is adopted.
+    pub protections: Protections,
 }
 
 /// A subject's federated score and how it was reached.
@@ -86,6 +89,7 @@ impl From<peer_query::AnswerError> for ScoreError {
     fn from(e: peer_query::AnswerError) -> Self {
         match e {
             peer_query::AnswerError::Refused(r) => Self::Refused(r),
+            peer_query::AnswerError::Frozen { .. } => Self::Refused(QueryRefusal::SubjectFrozen(peer_query::FROZEN)),
             peer_query::AnswerError::Store(s) => Self::Store(s),
         }
     }
@@ -149,6 +153,18 @@ impl Scorer {
                 return Err(e.into());
             }
         };
+        // A freeze anywhere stops a hard inquiry: one peer's SUBJECT_FROZEN refuses the whole
+        // score, as this node's own freeze would, and this node adopts the freeze (with its
+        // side of the log, in one write) so it refuses the next one before asking anyone.
+        let frozen_at = coverage.iter().filter(|_| purpose.is_hard()).find_map(|c| Some((&c.peer, c.frozen.as_ref()?)));
+        if let Some((peer, frozen)) = frozen_at {
+            let refusal = QueryRefusal::SubjectFrozen(peer_query::FROZEN);
+            log.push(Entry::score_refused(now, &self.institution, &about, &refusal));
+            let adoption = Adoption { from: peer, subject: subject_id, freeze: frozen.change.as_ref() };
+            self.protections.adopt(adoption, log).await?;
+            info!(subject = %subject_id, query_id = %query_id, peer = %peer, purpose = purpose.as_str(), "score refused: a peer holds a freeze");
+            return Err(refusal.into());
+        }
         let today = now.date_naive();
         // Only a person's report shows every inquiry as each node recorded it.
         let keep_recorded = purpose == Purpose::SubjectRequest;

@@ -171,6 +171,17 @@ impl Dispute {
     }
 }
 
+/// The furthest a furnisher's deadline may lie after the filing, as a filer takes it from a
+/// peer (no jurisdiction allows a year).
+pub(crate) const MAX_DEADLINE_DAYS: i64 = 366;
+
+/// True when `deadline`, sent by a furnisher's node, can be the deadline of a dispute filed at
+/// `filed`: not before it, at most [`MAX_DEADLINE_DAYS`] after (checked, never overflowing).
+pub(crate) fn plausible_deadline(filed: DateTime<Utc>, deadline: DateTime<Utc>) -> bool {
+    deadline >= filed
+        && filed.checked_add_signed(chrono::Duration::days(MAX_DEADLINE_DAYS)).is_none_or(|last| deadline <= last)
+}
+
 /// `filer/id`.
 pub(crate) fn dispute_key(filer: &str, id: &str) -> String {
     format!("{filer}/{id}")

@@ -5,6 +5,7 @@
 pub(crate) mod clock;
 pub(crate) mod dispute;
 pub(crate) mod inquiry;
+pub(crate) mod peer_time;
 pub(crate) mod protection;
 pub(crate) mod record;
 pub(crate) mod retention;

@@ -59,7 +59,8 @@ impl Retention {
 
     /// True when `i` is older than the inquiry window at `now`.
     pub fn inquiry_expired(&self, i: &Inquiry, now: DateTime<Utc>) -> bool {
-        i.time + Duration::days(i64::from(self.inquiry_days)) <= now
+        // The time may be a peer's: checked, never overflowing (beyond the calendar is never).
+        i.time.checked_add_signed(Duration::days(i64::from(self.inquiry_days))).is_some_and(|end| end <= now)
     }
 
     /// The first moment inquiries are kept at `now`: anything before it has expired.
@@ -67,9 +68,10 @@ impl Retention {
         now - Duration::days(i64::from(self.inquiry_days))
     }
 
-    /// When a dispute filed at `filed` must be resolved.
-    pub fn dispute_deadline(&self, filed: DateTime<Utc>) -> DateTime<Utc> {
-        filed + Duration::days(i64::from(self.dispute_days))
+    /// When a dispute filed at `filed` must be resolved; `None` beyond the calendar (`filed`
+    /// may be a peer's time: checked, never overflowing).
+    pub fn dispute_deadline(&self, filed: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        filed.checked_add_signed(Duration::days(i64::from(self.dispute_days)))
     }
 }
 

@@ -52,6 +52,8 @@ pub(crate) enum Reason {
     NotDisputeParty,
     /// A security freeze stands on the subject.
     SubjectFrozen,
+    /// A peer's notice names another institution as the one a change went through.
+    NotNoticeSender,
 }
 
 impl Reason {
@@ -69,7 +71,8 @@ impl Reason {
             Self::NoLogKey => "NO_LOG_KEY",
             Self::NotSupportedByStore => "NOT_SUPPORTED_BY_STORE",
             Self::NotDisputeParty => "NOT_DISPUTE_PARTY",
-            Self::SubjectFrozen => "SUBJECT_FROZEN",
+            Self::SubjectFrozen => crate::domain::protection::FROZEN_REASON,
+            Self::NotNoticeSender => "NOT_NOTICE_SENDER",
         }
     }
 }
@@ -105,6 +108,16 @@ pub(crate) enum ApiError {
         reason: Reason,
         /// Summary.
         message: String,
+    },
+    /// A hard inquiry refused for a freeze, to a peer: FAILED_PRECONDITION with `ErrorInfo`
+    /// reason `SUBJECT_FROZEN` and the freeze's latest change in its metadata (see
+    /// `domain::protection::Change::to_metadata`), so the asking node adopts it.
+    #[error("{message}")]
+    Frozen {
+        /// Summary.
+        message: String,
+        /// The freeze's latest change as `ErrorInfo.metadata`.
+        freeze: HashMap<String, String>,
     },
     /// A size or count limit was exceeded. RESOURCE_EXHAUSTED.
     #[error("{0}")]
@@ -258,6 +271,9 @@ impl From<ProtectionError> for ApiError {
     fn from(e: ProtectionError) -> Self {
         match e {
             ProtectionError::Invalid(field, description) => Self::invalid(field, description),
+            ProtectionError::NotSender(field, why) => {
+                Self::PermissionDenied { reason: Reason::NotNoticeSender, message: format!("{field} {why}") }
+            }
             ProtectionError::Refused(r) => r.into(),
             ProtectionError::Store(s) => s.into(),
         }
@@ -268,6 +284,10 @@ impl From<crate::app::answer::AnswerError> for ApiError {
     fn from(e: crate::app::answer::AnswerError) -> Self {
         match e {
             crate::app::answer::AnswerError::Refused(r) => r.into(),
+            crate::app::answer::AnswerError::Frozen { freeze } => Self::Frozen {
+                message: QueryRefusal::SubjectFrozen(crate::app::answer::FROZEN).to_string(),
+                freeze: freeze.map(|c| c.to_metadata()).unwrap_or_default().into_iter().collect(),
+            },
             crate::app::answer::AnswerError::Store(s) => s.into(),
         }
     }
@@ -312,6 +332,11 @@ impl From<ApiError> for Status {
             }
             ApiError::FailedPrecondition { reason, message } => {
                 Status::with_error_details(Code::FailedPrecondition, message, info(reason.as_str()))
+            }
+            ApiError::Frozen { message, freeze } => {
+                let mut d = ErrorDetails::new();
+                d.set_error_info(Reason::SubjectFrozen.as_str(), ERROR_DOMAIN, freeze);
+                Status::with_error_details(Code::FailedPrecondition, message, d)
             }
             ApiError::ResourceExhausted(m) => {
                 Status::with_error_details(Code::ResourceExhausted, m, info("RESOURCE_EXHAUSTED"))

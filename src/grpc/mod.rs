@@ -35,6 +35,7 @@ pub(crate) async fn log_refusal(
     use crate::grpc::error::ApiError;
     let reason = match &e {
         ApiError::PermissionDenied { reason, .. } | ApiError::FailedPrecondition { reason, .. } => reason.as_str(),
+        ApiError::Frozen { .. } => error::Reason::SubjectFrozen.as_str(),
         _ => return e,
     };
     node.journal.refusal(&caller.id, caller.to_string(), subject, reason).await;

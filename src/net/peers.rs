@@ -14,6 +14,7 @@ use tracing::{debug, warn};
 
 use crate::{
     domain::inquiry::{Inquiry, Purpose},
+    domain::protection::{Change, FROZEN_REASON},
     domain::record::CreditRecord,
     net::tls::{self, Revocation, TlsError, TlsMaterial},
     wire::convert,
@@ -56,6 +57,32 @@ pub(crate) struct PeerResult {
     pub proven: Vec<pb::Inquiry>,
     /// For subject requests: its signed checkpoint, which the proofs are against.
     pub checkpoint: Option<pb::Checkpoint>,
+    /// It refused because a security freeze stands there (`SUBJECT_FROZEN`): a hard inquiry
+    /// fails as a whole, and the scoring node adopts the freeze.
+    pub frozen: Option<FrozenThere>,
+}
+
+/// A peer's refusal of a hard inquiry for a freeze, with the freeze as the peer sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FrozenThere {
+    /// The freeze's latest change at the peer, read from the refusal's `ErrorInfo.metadata`;
+    /// `None` when the peer sent none or a malformed one (the refusal still stands). Nothing
+    /// here is checked against a clock yet: the adopting node does that.
+    pub change: Option<Change>,
+}
+
+impl FrozenThere {
+    /// The freeze a status carries, when it is a `SUBJECT_FROZEN` refusal.
+    fn of(status: &tonic::Status) -> Option<Self> {
+        if status.code() != Code::FailedPrecondition {
+            return None;
+        }
+        let info = status.get_details_error_info().filter(|i| i.reason == FROZEN_REASON)?;
+        let change = Change::from_metadata(|k| info.metadata.get(k).cloned())
+            .inspect_err(|(key, why)| warn!(key, why, "a peer's freeze refusal carries no readable freeze"))
+            .ok();
+        Some(Self { change })
+    }
 }
 
 /// What to ask every peer.
@@ -352,6 +379,7 @@ fn judge(peer: &Peer, q: &Query, answer: Option<Answer>, waited: Duration, deadl
         fraud_alert: false,
         proven: Vec::new(),
         checkpoint: None,
+        frozen: None,
     };
     match result {
         None => {
@@ -365,6 +393,7 @@ fn judge(peer: &Peer, q: &Query, answer: Option<Answer>, waited: Duration, deadl
                 _ => PeerOutcome::Refused,
             };
             out.error = Some(format!("{:?}: {}", status.code(), status.message()));
+            out.frozen = FrozenThere::of(&status);
         }
         Some(Ok(resp)) => {
             let resp = resp.into_inner();
@@ -409,7 +438,7 @@ mod tests {
     use tonic::{Code, Status};
     use tonic_types::{ErrorDetails, StatusExt};
 
-    use super::{under_deadline, PeerError, Refusal, RefusalReason};
+    use super::{under_deadline, FrozenThere, PeerError, Refusal, RefusalReason};
 
     fn status(code: Code, message: &str, details: impl FnOnce(&mut ErrorDetails)) -> Status {
         let mut d = ErrorDetails::new();
@@ -444,6 +473,32 @@ mod tests {
         assert_eq!(PeerError::from(Status::not_found("gone")).to_string(), "NotFound: gone");
         let frozen = PeerError::from(Status::failed_precondition("frozen"));
         assert!(matches!(frozen, PeerError::Refused(Refusal { reason: RefusalReason::FailedPrecondition { .. }, .. })));
+    }
+
+    /// A `SUBJECT_FROZEN` refusal is read as a freeze there, with the change it carries (none
+    /// when it carries none); any other precondition is not.
+    #[test]
+    fn a_freeze_refusal_carries_its_change() {
+        let mut p = crate::domain::protection::Protection::default();
+        p.set(crate::domain::protection::Kind::SecurityFreeze, true, chrono::Utc::now(), "payapp");
+        let change = p.freeze.unwrap();
+        let with = status(Code::FailedPrecondition, "frozen", |d| {
+            d.set_error_info(
+                "SUBJECT_FROZEN",
+                "bureau.v1",
+                change.to_metadata().into_iter().collect::<std::collections::HashMap<_, _>>(),
+            );
+        });
+        assert_eq!(FrozenThere::of(&with), Some(FrozenThere { change: Some(change) }));
+        let bare = status(Code::FailedPrecondition, "frozen", |d| {
+            d.set_error_info("SUBJECT_FROZEN", "bureau.v1", std::collections::HashMap::new());
+        });
+        assert_eq!(FrozenThere::of(&bare), Some(FrozenThere { change: None }));
+        let consent = status(Code::FailedPrecondition, "consent", |d| {
+            d.set_error_info("CONSENT_REQUIRED", "bureau.v1", std::collections::HashMap::new());
+        });
+        assert_eq!(FrozenThere::of(&consent), None);
+        assert_eq!(FrozenThere::of(&Status::failed_precondition("SUBJECT_FROZEN")), None, "never from the text");
     }
 
     /// Anything but a refusal is worth trying again, and says which code it was.

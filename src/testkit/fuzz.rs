@@ -27,12 +27,13 @@ use crate::{
 pub type Target = fn(&[u8]);
 
 /// The targets, by the name their corpus folder and cargo-fuzz binary carry.
-pub const TARGETS: [(&str, Target); 5] = [
+pub const TARGETS: [(&str, Target); 6] = [
     ("record", record),
     ("checkpoint", checkpoint),
     ("page_token", page_token),
     ("config", config),
     ("audit_proof", audit_proof),
+    ("deliver_notice", deliver_notice),
 ];
 
 /// A record as a caller or peer sends it: protobuf bytes, validated and converted. An accepted
@@ -128,6 +129,99 @@ pub fn audit_proof(data: &[u8]) {
     assert!(merkle::verify_consistency(old, size, &old_root, &root, &cons));
 }
 
+/// The receiving node's clock in [`deliver_notice`].
+fn notice_now() -> chrono::DateTime<Utc> {
+    Utc.timestamp_opt(1_780_000_000, 0).single().expect("a time")
+}
+
+/// A notice a peer delivers (`DeliverNotice`): `Notice` protobuf, decoded and checked as the
+/// receiving node (`fuzz-bank`) checks it at a fixed time, never panicking whatever the times
+/// (the ends of the calendar included). Each notice is tried from the sender it names, so the
+/// fuzzer reaches the time checks, and from another. Whatever is accepted keeps its promises:
+/// times within the window and through the sender; a filing's deadline ahead; a protection
+/// change that re-encodes to a notice accepted as the same and merges once.
+pub fn deliver_notice(data: &[u8]) {
+    use crate::{
+        app::notice_checks::{check_filing, check_notice, check_resolution},
+        domain::{
+            peer_time::Window,
+            protection::Protection,
+            retention::{Profile, Retention},
+        },
+    };
+    let Ok(notice) = pb::Notice::decode(data) else { return };
+    let now = notice_now();
+    let window = Window::around(now);
+    match notice.body {
+        None => {}
+        Some(pb::notice::Body::DisputeFiled(p) | pb::notice::Body::DisputeResolved(p)) => {
+            let Ok(d) = convert::dispute_from_pb(&p) else { return };
+            for retention in [Retention::of(Profile::Pbc), Retention::of(Profile::Fcra)] {
+                for from in [d.filer.as_str(), "fuzz-other"] {
+                    if let Ok(taken) = check_filing(from, "fuzz-bank", now, &retention, d.clone()) {
+                        assert!(window.check(taken.filed).is_ok(), "an accepted filing was filed within the window");
+                        assert!(taken.deadline.is_some_and(|t| t > now), "an accepted filing's deadline lies ahead");
+                        assert_eq!(taken.filer, from, "only the filer delivers its dispute");
+                    }
+                }
+            }
+            if check_resolution(now, d.filed, &d).is_ok() {
+                assert!(d.resolved.is_none_or(|t| window.check(t).is_ok() && t >= d.filed));
+            }
+        }
+        Some(pb::notice::Body::Protection(n)) => {
+            for from in [n.freeze_changed_by.as_str(), n.alert_changed_by.as_str(), "fuzz-other"] {
+                let Ok(p) = check_notice(from, now, &n) else { continue };
+                for c in [&p.freeze, &p.alert].into_iter().flatten() {
+                    assert!(window.check(c.at).is_ok(), "an accepted change lies within the window");
+                    assert_eq!(c.by, from, "an accepted change went through the sender");
+                }
+                let again = convert::protection_notice(&n.change_id, &n.subject_id, &p, now);
+                assert_eq!(check_notice(from, now, &again).ok().as_ref(), Some(&p), "an accepted notice round-trips");
+                let mut held = Protection::default();
+                held.merge(&p);
+                assert!(!held.merge(&p), "a notice merged twice changes nothing the second time");
+                let _ = (held.alert_active(now), held.alert_expires(), convert::protection_to_pb(&held, now));
+            }
+        }
+    }
+}
+
+/// Seeds for [`deliver_notice`]: a filing, a resolution and a protection change as a peer's
+/// node sends them at the fuzz clock.
+fn notice_seeds() -> Vec<Vec<u8>> {
+    use crate::domain::protection::{Kind, Protection};
+    let now = notice_now();
+    let dispute = pb::Dispute {
+        name: "institutions/fuzz-peer/disputes/0123456789abcdef01234567".into(),
+        filer: "fuzz-peer".into(),
+        record: "institutions/fuzz-bank/records/loan-0001".into(),
+        subject_id: "ab".repeat(32),
+        reason: pb::DisputeReason::NotMine as i32,
+        statement: "not mine".into(),
+        status: pb::DisputeStatus::PendingDelivery as i32,
+        file_time: Some(convert::timestamp(now)),
+        ..Default::default()
+    };
+    let mut resolved = dispute.clone();
+    resolved.status = pb::DisputeStatus::Verified as i32;
+    resolved.resolve_time = Some(convert::timestamp(now));
+    resolved.deadline = Some(convert::timestamp(now + chrono::Duration::days(20)));
+    let mut p = Protection::default();
+    p.set(Kind::FraudAlert, true, now - chrono::Duration::days(2), "fuzz-peer");
+    p.set(Kind::FraudAlert, false, now - chrono::Duration::days(1), "fuzz-peer");
+    p.set(Kind::SecurityFreeze, true, now, "fuzz-peer");
+    let protection = convert::protection_notice("change-0001", &"ab".repeat(32), &p, now);
+    [
+        pb::notice::Body::DisputeFiled(dispute),
+        pb::notice::Body::DisputeResolved(resolved),
+        pb::notice::Body::Protection(protection),
+    ]
+    .into_iter()
+    .map(|body| pb::Notice { body: Some(body) }.encode_to_vec())
+    .collect()
+}
+
 /// The hash of the perfect subtree at `level` whose first leaf is `i << level`.
 fn subtree(leaves: &[Hash], level: u8, i: u64) -> Result<Hash, ()> {
     if level == 0 {
@@ -179,6 +273,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mut entry = Entry::new(crate::audit::Action::ScoreServed, "institution/fuzz-bank/app/cli", "ok");
     entry.time = updated;
     out.push(("audit_proof", entry.to_bytes()));
+    out.extend(notice_seeds().into_iter().map(|n| ("deliver_notice", n)));
     out
 }
 

@@ -438,8 +438,7 @@ pub(crate) fn protection_notice(
     }
     if let Some(c) = &p.alert {
         state.alert_placed_by = c.placed_by.clone();
-        state.alert_expire_time =
-            Some(timestamp(c.placed_at + chrono::Duration::days(crate::domain::protection::ALERT_DAYS)));
+        state.alert_expire_time = crate::domain::protection::alert_end(c.placed_at).map(timestamp);
         state.fraud_alert = c.active;
     }
     pb::ProtectionNotice {
@@ -475,11 +474,15 @@ pub(crate) fn protection_from_notice(n: &pb::ProtectionNotice) -> Result<Protect
             placed_at: placed_at.unwrap_or(at),
         }))
     };
-    let alert_placed = state
-        .alert_expire_time
-        .as_ref()
-        .and_then(from_timestamp)
-        .map(|t| t - chrono::Duration::days(crate::domain::protection::ALERT_DAYS));
+    // A peer's time meets a duration: checked, never overflowing.
+    let alert_placed = match state.alert_expire_time.as_ref() {
+        Some(t) => Some(
+            from_timestamp(t)
+                .and_then(crate::domain::protection::alert_start)
+                .ok_or(("protection.alert_expire_time", "must be a valid time"))?,
+        ),
+        None => None,
+    };
     Ok(Protection {
         freeze: change(
             &n.freeze_changed,
