@@ -26,7 +26,7 @@ pub(crate) fn escape(s: &str) -> String {
     out
 }
 
-fn date(d: Option<&crate::pb::google::r#type::Date>) -> String {
+fn date(d: Option<&crate::wire::pb::google::r#type::Date>) -> String {
     d.map(|d| format!("{:04}-{:02}-{:02}", d.year, d.month, d.day)).unwrap_or_else(|| "—".into())
 }
 

@@ -52,6 +52,16 @@ pub(crate) enum DisputeError {
     Store(#[from] StoreError),
 }
 
+impl From<crate::app::notice_checks::NoticeProblem> for DisputeError {
+    fn from(p: crate::app::notice_checks::NoticeProblem) -> Self {
+        use crate::app::notice_checks::NoticeProblem;
+        match p {
+            NoticeProblem::Invalid(field, why) => Self::Invalid(field, why),
+            NoticeProblem::NotSender(_, why) => Self::NotAllowed(why),
+        }
+    }
+}
+
 /// A filing as an application sends it.
 #[derive(Debug, Clone)]
 pub(crate) struct Filing {

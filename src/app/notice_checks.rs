@@ -10,7 +10,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::{
-    app::{answer::is_valid_query_id, disputes::DisputeError, protection::ProtectionError},
+    app::answer::is_valid_query_id,
     domain::{
         dispute::{plausible_deadline, Dispute, DisputeStatus},
         peer_time::{TimeProblem, Window},
@@ -20,6 +20,18 @@ use crate::{
     net::identity::is_valid_member_id,
     wire::{convert, pb::bureau::v1 as pb},
 };
+
+/// Why a peer's notice is refused. Disputes and protections turn it into their own errors.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum NoticeProblem {
+    /// A field that fails a check: (field, why). INVALID_ARGUMENT.
+    #[error("invalid {0}: {1}")]
+    Invalid(&'static str, String),
+    /// A value the sender may not assert, such as a change through another institution:
+    /// (field, why).
+    #[error("{0} {1}")]
+    NotSender(&'static str, String),
+}
 
 /// A dispute as the furnisher's node (`me`) takes it from `from` at `now`: delivered by its
 /// filer, against a record of `me`, filed within [`Window::around`] `now`, with a deadline
@@ -31,19 +43,19 @@ pub(crate) fn check_filing(
     now: DateTime<Utc>,
     retention: &Retention,
     d: Dispute,
-) -> Result<Dispute, DisputeError> {
+) -> Result<Dispute, NoticeProblem> {
     if d.furnisher != me {
-        return Err(DisputeError::Invalid(
+        return Err(NoticeProblem::Invalid(
             "record",
             format!("{} is not furnished by {me}", convert::record_name(&d.furnisher, &d.record_id)),
         ));
     }
     if d.filer != from {
-        return Err(DisputeError::NotAllowed(format!("{from} may only deliver its own disputes")));
+        return Err(NoticeProblem::NotSender("filer", format!("{from} may only deliver its own disputes")));
     }
-    Window::around(now).check(d.filed).map_err(|p| DisputeError::Invalid("file_time", p.to_string()))?;
+    Window::around(now).check(d.filed).map_err(|p| NoticeProblem::Invalid("file_time", p.to_string()))?;
     let deadline = retention.dispute_deadline(d.filed).filter(|t| *t > now).ok_or_else(|| {
-        DisputeError::Invalid("file_time", "leaves no time to answer: the deadline it starts has passed".into())
+        NoticeProblem::Invalid("file_time", "leaves no time to answer: the deadline it starts has passed".into())
     })?;
     Ok(Dispute {
         status: DisputeStatus::Open,
@@ -59,15 +71,15 @@ pub(crate) fn check_filing(
 /// A furnisher's resolution `r` of a dispute filed at `filed`, as the filer takes it at `now`:
 /// resolved within [`Window::around`] `now` and not before the filing; a deadline, if sent,
 /// plausible for that filing.
-pub(crate) fn check_resolution(now: DateTime<Utc>, filed: DateTime<Utc>, r: &Dispute) -> Result<(), DisputeError> {
+pub(crate) fn check_resolution(now: DateTime<Utc>, filed: DateTime<Utc>, r: &Dispute) -> Result<(), NoticeProblem> {
     if let Some(t) = r.resolved {
-        Window::around(now).check(t).map_err(|p| DisputeError::Invalid("resolve_time", p.to_string()))?;
+        Window::around(now).check(t).map_err(|p| NoticeProblem::Invalid("resolve_time", p.to_string()))?;
         if t < filed {
-            return Err(DisputeError::Invalid("resolve_time", "must not be before the dispute was filed".into()));
+            return Err(NoticeProblem::Invalid("resolve_time", "must not be before the dispute was filed".into()));
         }
     }
     if r.deadline.is_some_and(|t| !plausible_deadline(filed, t)) {
-        return Err(DisputeError::Invalid("deadline", "must lie within a year after the dispute was filed".into()));
+        return Err(NoticeProblem::Invalid("deadline", "must lie within a year after the dispute was filed".into()));
     }
     Ok(())
 }
@@ -82,10 +94,10 @@ pub(crate) fn check_notice(
     from: &str,
     now: DateTime<Utc>,
     n: &pb::ProtectionNotice,
-) -> Result<Protection, ProtectionError> {
-    let theirs = convert::protection_from_notice(n).map_err(|(f, why)| ProtectionError::Invalid(f, why.into()))?;
+) -> Result<Protection, NoticeProblem> {
+    let theirs = convert::protection_from_notice(n).map_err(|(f, why)| NoticeProblem::Invalid(f, why.into()))?;
     if !is_valid_query_id(&n.change_id) {
-        return Err(ProtectionError::Invalid("change_id", "must be 1 to 64 of [A-Za-z0-9-]".into()));
+        return Err(NoticeProblem::Invalid("change_id", "must be 1 to 64 of [A-Za-z0-9-]".into()));
     }
     let window = Window::around(now);
     for (kind, change) in KINDS.into_iter().zip([&theirs.freeze, &theirs.alert]) {
@@ -109,12 +121,12 @@ fn fields(kind: Kind) -> [&'static str; 4] {
 }
 
 /// One kind's change as `from` may tell it within `window`.
-pub(crate) fn check_change(from: &str, window: &Window, kind: Kind, c: &Change) -> Result<(), ProtectionError> {
+pub(crate) fn check_change(from: &str, window: &Window, kind: Kind, c: &Change) -> Result<(), NoticeProblem> {
     let [changed, changed_by, placed_by, placed_at] = fields(kind);
-    let time = |field: &'static str, p: TimeProblem| ProtectionError::Invalid(field, p.to_string());
+    let time = |field: &'static str, p: TimeProblem| NoticeProblem::Invalid(field, p.to_string());
     window.check(c.at).map_err(|p| time(changed, p))?;
     let not_sender = |field: &'static str, named: &str| {
-        ProtectionError::NotSender(field, format!("names {named:?}, but the notice comes from {from}"))
+        NoticeProblem::NotSender(field, format!("names {named:?}, but the notice comes from {from}"))
     };
     if c.by != from {
         return Err(not_sender(changed_by, &c.by));
@@ -130,7 +142,7 @@ pub(crate) fn check_change(from: &str, window: &Window, kind: Kind, c: &Change) 
         window.not_future(c.placed_at).map_err(|p| time(placed_at, p))?;
     }
     if c.placed_at > c.at {
-        return Err(ProtectionError::Invalid(placed_at, "must not be after the change".into()));
+        return Err(NoticeProblem::Invalid(placed_at, "must not be after the change".into()));
     }
     Ok(())
 }
@@ -195,14 +207,14 @@ mod tests {
         assert_eq!((taken.status, taken.resolved, taken.corrected_version), (DisputeStatus::Open, None, 0));
         for filed in [now() - Duration::days(8), now() + Duration::minutes(6), DateTime::<Utc>::MAX_UTC] {
             let e = check_filing("payapp", "bank", now(), &pbc, filing(filed)).unwrap_err();
-            assert!(matches!(e, DisputeError::Invalid("file_time", _)), "{e:?}");
+            assert!(matches!(e, NoticeProblem::Invalid("file_time", _)), "{e:?}");
         }
         // A window as short as the notice delay would leave no time: refused, never past due.
         let short = Retention { dispute_days: 3, ..pbc };
         let e = check_filing("payapp", "bank", now(), &short, filing(now() - Duration::days(4))).unwrap_err();
-        assert!(matches!(e, DisputeError::Invalid("file_time", _)), "{e:?}");
+        assert!(matches!(e, NoticeProblem::Invalid("file_time", _)), "{e:?}");
         let e = check_filing("bank2", "bank", now(), &pbc, filing(now())).unwrap_err();
-        assert!(matches!(e, DisputeError::NotAllowed(_)), "{e:?}");
+        assert!(matches!(e, NoticeProblem::NotSender(_, _)), "{e:?}");
     }
 
     #[test]
@@ -212,10 +224,10 @@ mod tests {
         r.resolved = Some(now());
         assert!(check_resolution(now(), r.filed, &r).is_ok());
         r.resolved = Some(now() + Duration::days(1));
-        assert!(matches!(check_resolution(now(), r.filed, &r), Err(DisputeError::Invalid("resolve_time", _))));
+        assert!(matches!(check_resolution(now(), r.filed, &r), Err(NoticeProblem::Invalid("resolve_time", _))));
         r.resolved = None;
         r.deadline = Some(r.filed - Duration::seconds(1));
-        assert!(matches!(check_resolution(now(), r.filed, &r), Err(DisputeError::Invalid("deadline", _))));
+        assert!(matches!(check_resolution(now(), r.filed, &r), Err(NoticeProblem::Invalid("deadline", _))));
     }
 
     fn told(p: &Protection) -> pb::ProtectionNotice {
@@ -231,22 +243,22 @@ mod tests {
         // A lift keeps a placement from long ago, through another institution.
         assert_eq!(check_notice("bank", now(), &told(&p)).unwrap(), p);
         let e = check_notice("payapp", now(), &told(&p)).unwrap_err();
-        assert!(matches!(e, ProtectionError::NotSender("freeze_changed_by", _)), "{e:?}");
+        assert!(matches!(e, NoticeProblem::NotSender("freeze_changed_by", _)), "{e:?}");
         let mut q = Protection::default();
         q.set(Kind::SecurityFreeze, true, now() + Duration::days(3650), "bank");
         let e = check_notice("bank", now(), &told(&q)).unwrap_err();
-        assert!(matches!(e, ProtectionError::Invalid("freeze_changed", _)), "{e:?}");
+        assert!(matches!(e, NoticeProblem::Invalid("freeze_changed", _)), "{e:?}");
         let mut old = Protection::default();
         old.set(Kind::FraudAlert, true, now() - Duration::days(8), "bank");
         let e = check_notice("bank", now(), &told(&old)).unwrap_err();
-        assert!(matches!(e, ProtectionError::Invalid("alert_changed", _)), "{e:?}");
+        assert!(matches!(e, NoticeProblem::Invalid("alert_changed", _)), "{e:?}");
         // A placement through another institution, told as this sender's change.
         let mut n = told(&q);
         n.freeze_changed = Some(convert::timestamp(now()));
         n.protection.as_mut().unwrap().freeze_time = Some(convert::timestamp(now()));
         n.protection.as_mut().unwrap().freeze_placed_by = "payapp".into();
         let e = check_notice("bank", now(), &n).unwrap_err();
-        assert!(matches!(e, ProtectionError::NotSender("protection.freeze_placed_by", _)), "{e:?}");
+        assert!(matches!(e, NoticeProblem::NotSender("protection.freeze_placed_by", _)), "{e:?}");
     }
 
     #[test]

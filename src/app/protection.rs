@@ -44,6 +44,16 @@ pub(crate) enum ProtectionError {
     Store(#[from] StoreError),
 }
 
+impl From<crate::app::notice_checks::NoticeProblem> for ProtectionError {
+    fn from(p: crate::app::notice_checks::NoticeProblem) -> Self {
+        use crate::app::notice_checks::NoticeProblem;
+        match p {
+            NoticeProblem::Invalid(field, why) => Self::Invalid(field, why),
+            NoticeProblem::NotSender(field, why) => Self::NotSender(field, why),
+        }
+    }
+}
+
 /// A node's side of people's protections: changes through this node and those arriving from
 /// peers; one user of the outbox. Cheap to clone.
 #[derive(Clone)]

@@ -14,8 +14,6 @@ use std::path::Path;
 
 use rustls::pki_types::{pem::PemObject, CertificateDer, CertificateRevocationListDer};
 
-use crate::net::tls::TlsError;
-
 /// Why a CRL file was refused: the `reason` label of `bureau_crl_rejected_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrlRejection {
@@ -72,9 +70,18 @@ pub(crate) struct CheckedCrl {
     pub standing: CrlStanding,
 }
 
+/// A CRL file refused: why, and the metric's reason (the caller names the file).
+#[derive(Debug, Clone)]
+pub(crate) struct Refused {
+    /// The `reason` label of `bureau_crl_rejected_total`.
+    pub reason: CrlRejection,
+    /// What is wrong.
+    pub why: String,
+}
+
 /// Reads `path` and checks every CRL in it against the authority's certificates `ca`.
-pub(crate) fn read_checked(path: &Path, ca: &[CertificateDer<'_>]) -> Result<CheckedCrl, TlsError> {
-    let refuse = |reason: CrlRejection, why: String| TlsError::Crl { path: path.to_owned(), reason, why };
+pub(crate) fn read_checked(path: &Path, ca: &[CertificateDer<'_>]) -> Result<CheckedCrl, Refused> {
+    let refuse = |reason: CrlRejection, why: String| Refused { reason, why };
     let bytes = std::fs::read(path).map_err(|e| refuse(CrlRejection::Unreadable, e.to_string()))?;
     let ders: Vec<CertificateRevocationListDer<'static>> = CertificateRevocationListDer::pem_slice_iter(&bytes)
         .collect::<Result<_, _>>()

@@ -132,7 +132,11 @@ impl TlsMaterial {
         let ca = certs(&files.ca)?;
         let (crls, crl_standing) = match &files.crl {
             Some(path) => {
-                let checked = crate::net::crl::read_checked(path, &ca)?;
+                let checked = crate::net::crl::read_checked(path, &ca).map_err(|r| TlsError::Crl {
+                    path: path.to_owned(),
+                    reason: r.reason,
+                    why: r.why,
+                })?;
                 (checked.ders, checked.standing)
             }
             None => (Vec::new(), Default::default()),

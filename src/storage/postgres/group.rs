@@ -9,9 +9,9 @@ use tokio_postgres::{types::ToSql, Row};
 use super::{
     frontier::Frontier,
     model::{self, InquiryColumns, LogColumns, RecordColumns, RecordRow},
+    op::Op,
     pool::{corrupt, db},
     statements,
-    writer::Op,
 };
 use crate::{
     audit::merkle::Hash,

@@ -39,8 +39,9 @@ use tokio_postgres::{types::ToSql, Row};
 use self::{
     frontier::{read_nodes, NodeReader},
     model::{inquiry, stored_record},
+    op::{Done, Op},
     pool::{corrupt, db, pool_error},
-    writer::{Done, Op, Writer},
+    writer::Writer,
 };
 use crate::{
     audit::{
@@ -60,6 +61,7 @@ mod group;
 pub mod harness;
 mod migrator;
 mod model;
+mod op;
 mod pool;
 mod statements;
 mod writer;

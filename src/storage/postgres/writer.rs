@@ -14,6 +14,7 @@ use super::{
     frontier::Frontier,
     group::{self, AnswerReads, GroupError, Pending},
     model::RecordRow,
+    op::{Done, Op},
     pool::{pool_error, unavailable},
 };
 use crate::{
@@ -21,8 +22,8 @@ use crate::{
     domain::{inquiry::Inquiry, record::CreditRecord},
     storage::{
         answer::{self, AnswerSource},
-        corrected_entry, deleted_entry, furnished_entry, inquiry_purged_entry, mark_key, version_rule, AnswerGate,
-        Applied, ApplyResult, Deleted, InquiryAnswer, RecordFilter, Space, StateChange, StoreError,
+        corrected_entry, deleted_entry, furnished_entry, inquiry_purged_entry, mark_key, version_rule, Applied,
+        ApplyResult, Deleted, Space, StateChange, StoreError,
     },
 };
 
@@ -32,46 +33,6 @@ pub(super) const GROUP: usize = 256;
 const QUEUE: usize = 1024;
 /// Most attempts at one group when other processes keep appending first.
 const ATTEMPTS: usize = 64;
-
-/// A change for the writer.
-pub(super) enum Op {
-    /// Store records under the version rules; one furnishing entry.
-    Furnish(Vec<CreditRecord>, DateTime<Utc>),
-    /// Replace a live record with a higher version.
-    Correct(CreditRecord, DateTime<Utc>),
-    /// Turn a live record into a tombstone.
-    Delete { furnisher: String, record_id: String, reason: String, note: String, now: DateTime<Utc> },
-    /// Record an inquiry and its entry.
-    AddInquiry(Inquiry, Entry),
-    /// Answer a peer ([`answer::answer`] over the group's view).
-    Answer { inquiry: Inquiry, entry: Entry, max: usize, show: RecordFilter, gate: AnswerGate },
-    /// Append entries to the log.
-    Append(Vec<Entry>),
-    /// Compare-and-set state values, with their entries.
-    State(StateChange),
-    /// Delete stored inquiries, one entry each.
-    PurgeInquiries(Vec<Inquiry>, DateTime<Utc>),
-}
-
-/// What a change did, one variant per [`Op`].
-pub(super) enum Done {
-    /// [`Op::Furnish`]: one result per record.
-    Furnished(Vec<ApplyResult>),
-    /// [`Op::Correct`]: `None` when no live record was there.
-    Corrected(Option<ApplyResult>),
-    /// [`Op::Delete`].
-    Deleted(Deleted),
-    /// [`Op::AddInquiry`].
-    Unit,
-    /// [`Op::Answer`].
-    Answer(InquiryAnswer),
-    /// [`Op::Append`]: the index of the first entry.
-    Appended(u64),
-    /// [`Op::State`]: whether the expectations held (and the change applied).
-    StateWritten(bool),
-    /// [`Op::PurgeInquiries`]: how many were still stored and deleted.
-    Purged(usize),
-}
 
 /// A write waiting for the writer.
 struct Job {

@@ -28,7 +28,9 @@ mod codec;
 mod commits;
 mod engine;
 mod keys;
+mod ledger;
 mod mark;
+mod open;
 mod replay;
 mod space;
 #[cfg(feature = "testkit")]
@@ -52,6 +54,7 @@ use sled::Tree;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 pub(crate) use self::backup::restore;
+use self::ledger::{append, apply, indexed, node_reader};
 use self::{
     codec::{decode, decode_inquiry, encode_record, live},
     commits::{Commits, Point},
@@ -140,183 +143,6 @@ fn open_db(config: &sled::Config) -> Result<sled::Db, sled::Error> {
             }
             other => return other,
         }
-    }
-}
-
-impl SledStorage {
-    /// Opens (or creates) the store: replays the write-ahead log into sled, checks the audit
-    /// log against its high-water mark, and starts the writer, flusher and checkpointer threads.
-    pub(crate) fn open(opts: &SledOptions) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(&opts.path).map_err(|e| unavailable(format!("{}: {e}", opts.path.display())))?;
-        // sled's own periodic flusher stays on: it is also what cleans sled's segments (its GC
-        // runs nowhere else). Nothing waits on it; the checkpointer's flush is what counts.
-        let db = open_db(&sled::Config::new().path(&opts.path).cache_capacity(opts.cache_capacity))?;
-        let ledger = db.open_tree(keys::LEDGER)?;
-        let store = opts.path.display().to_string();
-        let damaged = |why: String| StoreError::Corrupt { key: store.clone(), why };
-        // sled 0.34 keeps its log and pages in this one file.
-        let data_file =
-            std::fs::File::open(opts.path.join("db")).map_err(|e| unavailable(format!("sled data file: {e}")))?;
-        let found = replay::recover(&opts.path, &ledger).map_err(|e| damaged(format!("write-ahead log: {e}")))?;
-        if found.replayed > 0 {
-            tracing::info!(records = found.replayed, "replayed the write-ahead log into sled");
-        }
-        // Before the log's segments are retired, what sled holds must be on the disk: after a
-        // process crash sled's file may still be only in the page cache.
-        db.flush()?;
-        if opts.fsync {
-            data_file.sync_data().map_err(|e| unavailable(format!("fdatasync: {e}")))?;
-        }
-        let size = keys::decode_size(ledger.get(keys::SIZE)?.as_deref());
-        if let Some((marked, marked_root)) = mark::read(&opts.path).map_err(damaged)? {
-            if size < marked {
-                return Err(damaged(format!(
-                    "the audit log has {size} entries but {marked} were durable before: the store lost \
-                     acknowledged data (restore it from a backup)"
-                )));
-            }
-            if merkle::Tree::new(node_reader(&ledger)).root(marked)? != marked_root {
-                return Err(damaged(format!(
-                    "the audit log's first {marked} entries differ from what was durable: the store is damaged"
-                )));
-            }
-        }
-        let mark_file = mark::open(&opts.path).map_err(|e| unavailable(format!("{}: {e}", mark::FILE)))?;
-        let commits = Arc::new(Commits::new(Point { seq: found.last_seq, size }));
-        let (log, wal) = wal::start(&opts.path, found, wal::SEGMENT_BYTES, opts.fsync)
-            .map_err(|e| unavailable(format!("write-ahead log: {e}")))?;
-        let failure = Arc::new(space::Failure::new(&opts.path));
-        let (writes, write_rx) = mpsc::channel(WRITE_QUEUE);
-        let (checkpoints, checkpoint_rx) = std::sync::mpsc::channel();
-        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
-            std::thread::Builder::new().name(name.into()).spawn(f).map_err(|e| unavailable(format!("{name}: {e}")))
-        };
-        let writer = {
-            let (ledger, commits, failure) = (ledger.clone(), commits.clone(), failure.clone());
-            spawn("bureau-sled-writer", Box::new(move || writer(ledger, log, commits, write_rx, failure, size)))?
-        };
-        let flusher = {
-            let (commits, wal) = (commits.clone(), wal.clone());
-            let marker = Marker { ledger: ledger.clone(), file: mark_file, marked: size };
-            let (failure, fsync) = (failure.clone(), opts.fsync);
-            spawn("bureau-sled-flush", Box::new(move || flusher(wal, fsync, marker, commits, failure)))?
-        };
-        let checkpointer = {
-            let (failure, wal, commits) = (failure.clone(), wal.clone(), commits.clone());
-            let data_file = opts.fsync.then_some(data_file);
-            spawn(
-                "bureau-sled-checkpoint",
-                Box::new(move || checkpointer(db, data_file, wal, commits, checkpoint_rx, failure)),
-            )?
-        };
-        Ok(Self {
-            inner: Arc::new(Inner {
-                ledger: std::sync::RwLock::new(Some(ledger)),
-                writes,
-                commits,
-                checkpoints,
-                readers: Semaphore::new(READERS),
-                failure,
-                closed: AtomicBool::new(false),
-                threads: Mutex::new(vec![writer, flusher, checkpointer]),
-            }),
-        })
-    }
-
-    /// Queues `f` for the writer thread and waits for its group to commit.
-    async fn write<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut WriteSet<'_>) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        if self.inner.closed.load(Ordering::Acquire) {
-            return Err(StoreError::Closed);
-        }
-        let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |ws| {
-            let out = f(ws);
-            let failed = out.is_err();
-            let finish: Finish = Box::new(move |commit| {
-                let _ = tx.send(out.and_then(|v| commit.map(|()| v)));
-            });
-            (failed, finish)
-        });
-        self.inner.writes.send(WriteMsg::Job(job)).await.map_err(|_| StoreError::Closed)?;
-        match rx.await {
-            Ok(r) => r,
-            // The writer dropped the reply: the change panicked (and was rolled back) or the
-            // store closed before running it.
-            Err(_) if self.inner.closed.load(Ordering::Acquire) => Err(StoreError::Closed),
-            Err(_) => Err(StoreError::Panicked("a storage change panicked; it was rolled back".into())),
-        }
-    }
-
-    /// Runs `f` over the ledger on the blocking pool, at most [`READERS`] at once.
-    async fn read<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Tree) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let _permit = self.inner.readers.acquire().await.map_err(|_| StoreError::Closed)?;
-        let ledger = self.inner.ledger.read().unwrap_or_else(|p| p.into_inner()).clone().ok_or(StoreError::Closed)?;
-        tokio::task::spawn_blocking(move || f(&ledger)).await.map_err(|e| StoreError::Panicked(e.to_string()))?
-    }
-}
-
-fn node_reader(ledger: &Tree) -> impl FnMut(u8, u64) -> Result<Hash, StoreError> + '_ {
-    move |level, index| {
-        let key = keys::node(level, index);
-        match ledger.get(key)? {
-            Some(v) => v.as_ref().try_into().map_err(|_| corrupt(&key, "node hash is not 32 bytes")),
-            None => Err(corrupt(&key, "missing audit node")),
-        }
-    }
-}
-
-/// Appends `entries` in order to the log in `ws`; returns the index of the first.
-fn append(ws: &mut WriteSet<'_>, entries: &[Entry]) -> Result<u64, StoreError> {
-    let first = ws.log_size;
-    let mut size = first;
-    for e in entries {
-        let bytes = e.to_bytes();
-        let new = merkle::append_nodes(size, merkle::leaf_hash(&bytes), |level, index| {
-            let key = keys::node(level, index);
-            match ws.get(&key)? {
-                Some(v) => v.as_ref().try_into().map_err(|_| corrupt(&key, "node hash is not 32 bytes")),
-                None => Err(corrupt(&key, "missing audit node")),
-            }
-        })?;
-        ws.insert(keys::entry(size), bytes);
-        for ((level, index), h) in new {
-            ws.insert(keys::node(level, index), &h[..]);
-        }
-        size += 1;
-    }
-    ws.insert(keys::SIZE, &size.to_be_bytes()[..]);
-    ws.log_size = size;
-    Ok(first)
-}
-
-/// Stores one record under the version rule in `ws`.
-fn apply(ws: &mut WriteSet<'_>, r: &CreditRecord, value: Vec<u8>, must_exist: bool) -> Result<ApplyResult, StoreError> {
-    let key = keys::record(&r.furnisher, &r.record_id);
-    let existing = match ws.get(&key)? {
-        Some(bytes) => Some(decode(&key, &bytes)?),
-        None => None,
-    };
-    let shape =
-        existing.as_ref().and_then(|e| e.record.as_ref().map(|rec| (rec.version, !e.deleted, rec.subject_id.as_str())));
-    let a = version_rule(r, shape, must_exist);
-    if matches!(a.applied, crate::storage::Applied::Created | crate::storage::Applied::Replaced) {
-        ws.insert(key, value);
-        ws.insert(keys::subject(&r.subject_id, &r.furnisher, &r.record_id), &[][..]);
-    }
-    Ok(a)
-}
-
-fn indexed(ledger: &Tree, index_key: &[u8], subject: &str) -> Result<Option<StoredRecord>, StoreError> {
-    let rkey = keys::record_of_index(index_key, subject);
-    match ledger.get(&rkey)? {
-        Some(bytes) => live(&rkey, decode(&rkey, &bytes)?),
-        None => Ok(None),
     }
 }
 
@@ -770,63 +596,4 @@ impl Storage for SledStorage {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use futures::future::BoxFuture;
-
-    use super::{SledOptions, SledStorage};
-    use crate::storage::{conformance::Backend, DynStorage};
-
-    /// A sled store in a temporary directory of its own, reopened in place.
-    struct Sled(tempfile::TempDir);
-
-    impl Backend for Sled {
-        fn open(&self) -> BoxFuture<'_, DynStorage> {
-            let opts = SledOptions { path: self.0.path().join("store"), cache_capacity: 16 << 20, fsync: true };
-            Box::pin(async move {
-                let store = tokio::task::spawn_blocking(move || SledStorage::open(&opts)).await.unwrap().unwrap();
-                Arc::new(store) as DynStorage
-            })
-        }
-    }
-
-    crate::storage_conformance!(Sled(tempfile::tempdir().unwrap()));
-
-    /// Writing far more than a segment leaves the write-ahead log at its current segment and
-    /// its spares once the checkpointer has caught up, and nothing is lost on the way.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_write_ahead_log_stays_a_few_segments_however_much_is_written() {
-        use crate::{
-            audit::{Action, Entry},
-            storage::Storage,
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let opts = SledOptions { path: dir.path().join("store"), cache_capacity: 16 << 20, fsync: true };
-        let open = |opts: SledOptions| async move {
-            tokio::task::spawn_blocking(move || SledStorage::open(&opts)).await.unwrap().unwrap()
-        };
-        let store = open(opts.clone()).await;
-        let outcome = "x".repeat(4096);
-        for _ in 0..50 {
-            let entries = (0..100).map(|_| Entry::new(Action::QueryInbound, "bank", outcome.clone())).collect();
-            store.append_audit(entries).await.unwrap();
-            store.sync().await.unwrap();
-        }
-        // About 20 MiB: five segments' worth.
-        let segments = || std::fs::read_dir(dir.path().join("store").join(super::wal::DIR)).unwrap().count();
-        let mut n = segments();
-        for _ in 0..100 {
-            if n <= 3 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            n = segments();
-        }
-        assert!(n <= 3, "{n} segment files: the current one and at most two spares");
-        store.close().await.unwrap();
-        let store = open(opts).await;
-        assert_eq!(store.audit_size().await.unwrap(), 5000);
-        store.close().await.unwrap();
-    }
-}
+mod tests;

@@ -21,19 +21,9 @@ use sled::{Batch, Tree};
 use tracing::warn;
 
 use super::wal::{
-    crc, seg_path, small_crc, FIRST, MAGIC, MAGIC_V1, MARK, MARK_SLOTS, PADDING, PUT, RECORD_HEADER, REMOVE,
+    crc, seg_path, small_crc, Recovered, FIRST, MAGIC, MAGIC_V1, MARK, MARK_SLOTS, PADDING, PUT, RECORD_HEADER, REMOVE,
     SEGMENT_HEADER, SEGMENT_HEADER_V1, SEQ_KEY,
 };
-
-/// What recovery found.
-pub(super) struct Recovered {
-    /// The last sequence number in sled after replay.
-    pub last_seq: u64,
-    /// Records applied to sled from the log.
-    pub replayed: usize,
-    /// The segment files found (all retired by [`super::wal::start`]).
-    pub segments: Vec<u64>,
-}
 
 /// One segment, read.
 #[derive(Debug, Default)]

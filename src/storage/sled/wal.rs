@@ -189,11 +189,21 @@ pub(super) fn create(dir: &Path, n: u64, bytes: u64) -> io::Result<File> {
     made
 }
 
+/// What recovery found.
+pub(super) struct Recovered {
+    /// The last sequence number in sled after replay.
+    pub last_seq: u64,
+    /// Records applied to sled from the log.
+    pub replayed: usize,
+    /// The segment files found (all retired by [`start`]).
+    pub segments: Vec<u64>,
+}
+
 /// Starts the log after [`recover`] (with sled flushed and synced): retires the segments found,
 /// keeps them as spares (deleting the extra and odd-sized ones) and takes one for writing.
 pub(super) fn start(
     store: &Path,
-    found: super::replay::Recovered,
+    found: Recovered,
     segment_bytes: u64,
     fsync: bool,
 ) -> io::Result<(Writer, Arc<Shared>)> {
