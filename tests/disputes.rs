@@ -406,6 +406,7 @@ async fn expired_records_and_inquiries_are_never_served_and_the_purge_logs_each_
             parent: format!("subjects/{s}"),
             page_size: 0,
             page_token: String::new(),
+            ..common::own_listing()
         })
         .await
         .unwrap()

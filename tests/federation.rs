@@ -237,6 +237,7 @@ async fn purpose_and_consent_are_checked_with_documented_codes() {
             parent: format!("subjects/{s}"),
             page_size: 10,
             page_token: String::new(),
+            ..common::own_listing()
         })
         .await
         .unwrap()
