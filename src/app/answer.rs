@@ -111,9 +111,14 @@ pub(crate) fn check(q: &PeerQuery, accepted: &[Purpose]) -> Result<Purpose, Quer
     Ok(purpose)
 }
 
+/// True when a consent reference is not at most 128 printable characters.
+pub(crate) fn consent_malformed(consent: &str) -> bool {
+    consent.len() > MAX_CONSENT_REFERENCE || consent.chars().any(|c| c.is_control())
+}
+
 /// Checks the consent reference against what `purpose` needs.
 pub(crate) fn check_consent(purpose: Purpose, consent: &str) -> Result<(), QueryRefusal> {
-    if consent.len() > MAX_CONSENT_REFERENCE || consent.chars().any(|c| c.is_control()) {
+    if consent_malformed(consent) {
         return Err(QueryRefusal::Invalid("consent_reference", "must be at most 128 printable characters"));
     }
     if purpose.needs_consent() && consent.trim().is_empty() {

@@ -87,9 +87,15 @@ pub(crate) struct Filing {
 /// another institution holds a given record about a person.
 pub(crate) const NO_SUCH_RECORD: &str = "no record about this subject was found under that name";
 
-/// True for a miss: the furnisher has no such record, or it is another person's.
+/// True for a miss here: no such record, or another person's.
 fn is_miss(e: &DisputeError) -> bool {
     matches!(e, DisputeError::NotFound(_) | DisputeError::Invalid("subject_id", _))
+}
+
+/// True for a furnisher's refusal that is a miss: no such record, or another person's.
+fn refused_as_miss(r: &Refusal) -> bool {
+    matches!(r.reason, RefusalReason::NotFound)
+        || matches!(r.reason, RefusalReason::InvalidArgument { .. }) && r.names_field("subject_id")
 }
 
 /// A node's disputes: filing, receiving, resolving and the deadline sweep; one user of the
@@ -146,11 +152,10 @@ impl Disputes {
         if let Some(why) = statement_problem(&f.statement) {
             return Err(DisputeError::Invalid("statement", why));
         }
-        let consent = &f.consent_reference;
-        if consent.len() > crate::app::answer::MAX_CONSENT_REFERENCE || consent.chars().any(|c| c.is_control()) {
+        if crate::app::answer::consent_malformed(&f.consent_reference) {
             return Err(DisputeError::Invalid("consent_reference", "must be at most 128 printable characters".into()));
         }
-        if consent.trim().is_empty() {
+        if f.consent_reference.trim().is_empty() {
             return Err(DisputeError::ConsentRequired);
         }
         let local = f.furnisher == self.me();
@@ -201,13 +206,10 @@ impl Disputes {
         match self.outbox.attempt(self, &outbox, &queued, FIRST_ATTEMPT).await? {
             Delivery::Refused(r) => {
                 self.forget_refused(&outbox, &d, &r).await?;
-                let subject_mismatch = r.names_field("subject_id");
                 // No such record and another person's record are one answer to the caller.
                 Err(match r.reason {
                     RefusalReason::NotFound => DisputeError::NotFound(NO_SUCH_RECORD.into()),
-                    RefusalReason::InvalidArgument { .. } if subject_mismatch => {
-                        DisputeError::NotFound(NO_SUCH_RECORD.into())
-                    }
+                    _ if refused_as_miss(&r) => DisputeError::NotFound(NO_SUCH_RECORD.into()),
                     RefusalReason::InvalidArgument { .. } => DisputeError::Invalid("record", r.message),
                     RefusalReason::PermissionDenied { .. } | RefusalReason::FailedPrecondition { .. } => {
                         DisputeError::NotAllowed(r.message)
@@ -493,7 +495,13 @@ impl Disputes {
         let (Some(_), entry) = self.outbox.entry(outbox).await? else { return Ok(()) };
         let (Some(mut d), version) = self.load(&q.about).await? else { return Ok(()) };
         d.status = DisputeStatus::Rejected;
-        d.rejection = r.to_string().chars().take(500).collect();
+        // What the application reads later tells no more than a refusal at filing would: a
+        // miss is a miss (the log keeps the furnisher's exact code for the regulator).
+        d.rejection = if refused_as_miss(r) {
+            format!("NotFound: {NO_SUCH_RECORD}")
+        } else {
+            r.to_string().chars().take(500).collect()
+        };
         let mut change =
             Change::logged(Entry::dispute_rejected(self.life.clock.now(), &d, &record(&d), r.reason.code()));
         change.expect::<Queued>(outbox, &entry).expect::<Dispute>(&q.about, &version);

@@ -335,16 +335,9 @@ impl Storage for SledStorage {
                 max: usize,
                 since: Option<i64>,
             ) -> Result<Vec<Inquiry>, StoreError> {
-                let prefix = keys::prefixed(keys::INQUIRY, &[subject.as_bytes()]);
-                let mut from = prefix.clone();
-                if let Some(micros) = since {
-                    from.extend_from_slice(&keys::inquiry_time(micros));
-                }
-                // Past every key of this subject (subject ids are fixed-length hex).
-                let mut to = prefix;
-                to.push(0xff);
                 // Backwards from the newest, stopping at `max` or the window's start: never reads
                 // the subject's older inquiries.
+                let (from, to) = keys::inquiries_since(subject, since);
                 self.0.range_rev(&from, &to, max)?.iter().map(|(k, v)| decode_inquiry(k, v)).collect()
             }
         }
