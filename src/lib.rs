@@ -65,7 +65,7 @@ pub use net::pki;
 pub use net::tls::{TlsError, TlsFiles, TlsMaterial};
 
 // Subjects and their records.
-pub use domain::inquiry::Purpose;
+pub use domain::inquiry::{Inquiry, Purpose};
 pub use domain::record::{merge_records, today, AccountStatus, CreditRecord, PaymentStatus, RecordKind, Violation};
 pub use domain::subject::{derive_subject_id, is_valid_subject_id};
 

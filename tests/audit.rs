@@ -158,6 +158,7 @@ async fn a_federated_score_is_logged_at_both_ends_proven_and_reconciled() {
             parent: format!("subjects/{}", subject(1)),
             page_size: 0,
             page_token: String::new(),
+            ..common::own_listing()
         })
         .await
         .unwrap()

@@ -42,7 +42,7 @@ async fn the_readme_dispute_retention_and_freeze_steps_work_from_the_command_lin
         bank,
         &["disputes", "file", "--record", "institutions/payapp/records/bnpl-001", "--subject", &s]
             .into_iter()
-            .chain(["--reason", "inaccurate_payment_history", "--statement", "I have the receipt"])
+            .chain(["--reason", "inaccurate_payment_history", "--statement", "I have the receipt", "--consent", "c-7"])
             .collect::<Vec<_>>(),
     );
     assert!(ok && out.contains("status    OPEN") && out.contains("deadline  20"), "{out}");

@@ -63,6 +63,7 @@ fn filing(s: &str, record_id: &str, statement: &str) -> pb::FileDisputeRequest {
         subject_id: s.into(),
         reason: pb::DisputeReason::NotMine as i32,
         statement: statement.into(),
+        consent_reference: "consent-dispute".into(),
     }
 }
 
@@ -287,14 +288,23 @@ async fn bad_disputes_are_refused_with_precise_codes() {
     furnish(&t, &s).await;
     let mut filer = disputes(&t, FILER);
 
-    let e = filer.file_dispute(filing(&s, "no-such", "")).await.unwrap_err();
-    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    // Without the person's consent: refused as a score is, before anything is looked up.
+    let mut no_consent = filing(&s, "b-bad", "");
+    no_consent.consent_reference = " ".into();
+    let e = filer.file_dispute(no_consent).await.unwrap_err();
+    assert_eq!((e.code(), reason(&e).as_deref()), (Code::FailedPrecondition, Some("CONSENT_REQUIRED")));
+    assert_eq!(e.message(), "filing a dispute requires a consent reference");
 
+    // Every miss is one answer: no such record, another person's record, no such furnisher —
+    // the same NOT_FOUND, byte for byte, so the caller learns nothing about who holds what.
+    let missing = filer.file_dispute(filing(&s, "no-such", "")).await.unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
     let other = subject(5);
     let e = filer.file_dispute(filing(&other, "b-bad", "")).await.unwrap_err();
-    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
-    assert_eq!(violations(&e).first().map(|v| v.0.as_str()), Some("subject_id"));
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
     assert!(!e.message().contains(&s) && !e.message().contains("charged"), "reveals nothing: {}", e.message());
+    assert_eq!(e.message().as_bytes(), missing.message().as_bytes(), "another person's record answers as a miss");
+    assert_eq!(e.details(), missing.details());
 
     let e = filer.file_dispute(filing(&s, "b-bad", &"x".repeat(501))).await.unwrap_err();
     assert_eq!((e.code(), violations(&e)[0].0.as_str()), (Code::InvalidArgument, "statement"));
@@ -306,7 +316,9 @@ async fn bad_disputes_are_refused_with_precise_codes() {
     assert_eq!((e.code(), violations(&e)[0].0.as_str()), (Code::InvalidArgument, "reason"));
     let mut elsewhere = filing(&s, "b-bad", "");
     elsewhere.record = "institutions/nobody/records/b-bad".into();
-    assert_eq!(filer.file_dispute(elsewhere).await.unwrap_err().code(), Code::NotFound);
+    let e = filer.file_dispute(elsewhere).await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert_eq!(e.message().as_bytes(), missing.message().as_bytes(), "an unknown furnisher answers as a miss");
 
     let filed = filer.file_dispute(filing(&s, "b-bad", "")).await.unwrap().into_inner();
     let resolve = |name: &str| pb::ResolveDisputeRequest {
@@ -406,6 +418,7 @@ async fn expired_records_and_inquiries_are_never_served_and_the_purge_logs_each_
             parent: format!("subjects/{s}"),
             page_size: 0,
             page_token: String::new(),
+            ..common::own_listing()
         })
         .await
         .unwrap()

@@ -205,8 +205,12 @@ async fn inquiry_pages_never_repeat_and_foreign_or_tampered_tokens_are_refused()
     }
     let mut subjects = SubjectsServiceClient::new(f.channel(Role::Application, "payapp", payapp.addr));
     let parent = format!("subjects/{s}");
-    let list =
-        |token: String| pb::ListSubjectInquiriesRequest { parent: parent.clone(), page_size: 2, page_token: token };
+    let list = |token: String| pb::ListSubjectInquiriesRequest {
+        parent: parent.clone(),
+        page_size: 2,
+        page_token: token,
+        ..common::own_listing()
+    };
     let mut seen = Vec::new();
     let mut token = String::new();
     let mut pages = 0;
@@ -233,6 +237,7 @@ async fn inquiry_pages_never_repeat_and_foreign_or_tampered_tokens_are_refused()
         parent: format!("subjects/{}", subject(2)),
         page_size: 2,
         page_token: first.next_page_token.clone(),
+        ..common::own_listing()
     };
     let err = subjects.list_subject_inquiries(other).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);

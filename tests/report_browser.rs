@@ -88,6 +88,7 @@ async fn the_report_page_renders_in_a_real_browser_with_the_score_and_accounts()
             subject_id: s.clone(),
             reason: pb::DisputeReason::InaccuratePaymentHistory as i32,
             statement: "I paid <on time> & have the receipt".into(),
+            consent_reference: "consent-dispute".into(),
         })
         .await
         .unwrap();

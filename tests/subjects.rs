@@ -129,6 +129,119 @@ async fn a_report_gathers_every_node_and_proves_who_looked() {
     c.shutdown().await;
 }
 
+/// A score's peer answer carries only what the scorecard counts: hard inquiries by query id and
+/// time (no inquirer, no purpose, no soft ones), and the score still counts each federated
+/// hard inquiry once, however many nodes recorded it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoring_answer_carries_only_hard_inquiries_and_each_counts_once() {
+    let c = Cluster::start(&INSTITUTIONS).await;
+    let s = subject(9);
+    furnish(&c, &s).await;
+    // bank applies twice (hard, recorded at all three nodes), payapp reviews (soft).
+    let mut applied = Vec::new();
+    for n in 0..2 {
+        let req = score_req(&s, pb::Purpose::CreditApplication, &format!("loan-{n}"));
+        applied.push(scoring(&c, BANK).get_score(req).await.unwrap().into_inner().query_id);
+    }
+    scoring(&c, ME).get_score(score_req(&s, pb::Purpose::AccountReview, "")).await.unwrap();
+
+    let ask = |purpose: pb::Purpose, query_id: &str| pb::QueryRecordsRequest {
+        subject_id: s.clone(),
+        purpose: purpose as i32,
+        consent_reference: "loan-9".into(),
+        query_id: query_id.into(),
+    };
+    let mut as_bank = FederationServiceClient::new(c.f.channel(Role::Node, "bank", c.addrs[RENTAL]));
+    for (purpose, query_id) in
+        [(pb::Purpose::CreditApplication, "q-direct-1"), (pb::Purpose::AccountReview, "q-direct-2")]
+    {
+        let answer = as_bank.query_records(ask(purpose, query_id)).await.unwrap().into_inner();
+        assert!(answer.inquiries.is_empty(), "{purpose:?}: no inquirer, no purpose: {:?}", answer.inquiries);
+        assert!(answer.checkpoint.is_none());
+        let ids: Vec<_> = answer.hard_inquiries.iter().map(|h| h.query_id.as_str()).collect();
+        // Newest first; payapp's review and the soft q-direct-2 are not there.
+        assert_eq!(ids, ["q-direct-1", applied[1].as_str(), applied[0].as_str()], "{purpose:?}");
+        assert!(answer.hard_inquiries.iter().all(|h| h.inquiry_time.is_some()));
+        assert_eq!(answer.records.len(), 1);
+    }
+
+    // payapp's credit-application score counts bank's two applications and q-direct-1 once
+    // each (3), not once per node that recorded them (7).
+    let score = scoring(&c, ME).get_score(score_req(&s, pb::Purpose::CreditApplication, "loan-10")).await.unwrap();
+    let score = score.into_inner();
+    assert!(!score.partial);
+    let mut records = Vec::new();
+    for (i, inst) in [(ME, "payapp"), (RENTAL, "bikeshare")] {
+        let mut r = record(&s, &format!("{inst}-1"), 1);
+        if i == RENTAL {
+            r.kind = pb::RecordKind::DepositFreeRental as i32;
+            r.payment_history[2] = pb::PaymentStatus::Late30 as i32;
+        }
+        records.push(bureau::convert::record_from_pb(r, inst, chrono::NaiveDate::MAX).unwrap());
+    }
+    let now = chrono::Utc::now();
+    let hard = |n: usize| -> Vec<bureau::Inquiry> {
+        (0..n)
+            .map(|k| bureau::Inquiry {
+                inquirer: String::new(),
+                responder: String::new(),
+                subject_id: s.clone(),
+                purpose: bureau::Purpose::CreditApplication,
+                hard: true,
+                time: now,
+                query_id: format!("q-{k}"),
+                log_index: None,
+            })
+            .collect()
+    };
+    let model = bureau::Model::embedded_default();
+    let (once, per_node) =
+        (model.score(&records, &hard(3), now.date_naive()), model.score(&records, &hard(7), now.date_naive()));
+    assert_ne!(once.score, per_node.score, "the model tells the two counts apart");
+    assert_eq!(score.score, once.score);
+    c.shutdown().await;
+}
+
+/// Listing who looked is the person's own request: it needs that purpose and their consent,
+/// refused with a score's codes otherwise, and every listing is an audit entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_inquiries_needs_the_persons_request_and_consent_and_is_logged() {
+    let c = Cluster::start(&INSTITUTIONS).await;
+    let s = subject(10);
+    furnish(&c, &s).await;
+    scoring(&c, BANK).get_score(score_req(&s, pb::Purpose::CreditApplication, "loan-1")).await.unwrap();
+    let list = |purpose: pb::Purpose, consent: &str| pb::ListSubjectInquiriesRequest {
+        parent: format!("subjects/{s}"),
+        purpose: purpose as i32,
+        consent_reference: consent.into(),
+        ..Default::default()
+    };
+    let mut at_me = subjects(&c, ME);
+    let e = at_me.list_subject_inquiries(list(pb::Purpose::Unspecified, "c-1")).await.unwrap_err();
+    assert_eq!((e.code(), common::violations(&e)[0].0.as_str()), (Code::InvalidArgument, "purpose"));
+    let e = at_me.list_subject_inquiries(list(pb::Purpose::Collections, "c-1")).await.unwrap_err();
+    assert_eq!((e.code(), reason(&e).as_deref()), (Code::PermissionDenied, Some("PURPOSE_NOT_ACCEPTED")));
+    let e = at_me.list_subject_inquiries(list(pb::Purpose::SubjectRequest, "")).await.unwrap_err();
+    assert_eq!((e.code(), reason(&e).as_deref()), (Code::FailedPrecondition, Some("CONSENT_REQUIRED")));
+    assert_eq!(e.message(), "purpose subject_request requires a consent reference");
+    let before = c.entries(ME).await.iter().filter(|e| e.action == Action::InquiriesListed).count();
+    assert_eq!(before, 0, "a refused listing is not a listing");
+
+    let page = at_me.list_subject_inquiries(list(pb::Purpose::SubjectRequest, "c-list-1")).await.unwrap();
+    let page = page.into_inner();
+    assert_eq!(page.inquiries.len(), 1);
+    assert_eq!(page.inquiries[0].inquirer, "bank");
+    // The regulator sees the listing: who (the application), about whom, why, with what consent.
+    let entries = c.entries(ME).await;
+    let listed: Vec<_> = entries.iter().filter(|e| e.action == Action::InquiriesListed).collect();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let e = listed[0];
+    assert_eq!((e.actor.as_str(), e.counterparty.as_str()), ("payapp", "payapp"));
+    assert_eq!((e.subject_id.as_str(), e.consent_reference.as_str()), (s.as_str(), "c-list-1"));
+    assert_eq!((e.purpose, e.record_count), (Some(bureau::Purpose::SubjectRequest), 1));
+    c.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_with_a_peer_down_says_which_nodes_answered() {
     let mut c = Cluster::start(&INSTITUTIONS).await;

@@ -1,6 +1,8 @@
 //! Answering a peer's query about a subject: check purpose and consent, record an inquiry, and
-//! answer with the records this node's institution furnished itself plus the inquiries it holds.
-//! The node never passes on what it learnt from other peers (it never stores it). No gRPC here.
+//! answer with the records this node's institution furnished itself plus what the purpose needs
+//! of the inquiries it holds: every inquiry for the person's own report, only the hard ones
+//! inside the scorecard's window for anything else. The node never passes on what it learnt from
+//! other peers (it never stores it). No gRPC here.
 
 use crate::{
     app::lifecycle::Lifecycle,
@@ -58,7 +60,9 @@ pub(crate) enum QueryRefusal {
 pub(crate) struct Answer {
     /// Records the answering institution furnished.
     pub records: Vec<CreditRecord>,
-    /// Inquiries the answering node holds about the subject, newest first.
+    /// Inquiries the answering node holds about the subject, newest first: every one for a
+    /// subject request; otherwise only the hard ones inside the inquiry window (what a score
+    /// counts), which the wire strips to query id and time.
     pub inquiries: Vec<Inquiry>,
     /// The person's freeze and alert as this node holds them (read in the answering write).
     pub protection: crate::domain::protection::Protection,
@@ -107,9 +111,14 @@ pub(crate) fn check(q: &PeerQuery, accepted: &[Purpose]) -> Result<Purpose, Quer
     Ok(purpose)
 }
 
+/// True when a consent reference is not at most 128 printable characters.
+pub(crate) fn consent_malformed(consent: &str) -> bool {
+    consent.len() > MAX_CONSENT_REFERENCE || consent.chars().any(|c| c.is_control())
+}
+
 /// Checks the consent reference against what `purpose` needs.
 pub(crate) fn check_consent(purpose: Purpose, consent: &str) -> Result<(), QueryRefusal> {
-    if consent.len() > MAX_CONSENT_REFERENCE || consent.chars().any(|c| c.is_control()) {
+    if consent_malformed(consent) {
         return Err(QueryRefusal::Invalid("consent_reference", "must be at most 128 printable characters"));
     }
     if purpose.needs_consent() && consent.trim().is_empty() {
@@ -121,8 +130,13 @@ pub(crate) fn check_consent(purpose: Purpose, consent: &str) -> Result<(), Query
 /// Records the inquiry durably and answers with this node's own records and inquiries: only
 /// what retention still allows and no record suppressed by an overdue dispute, each with its
 /// dispute flag.
-pub(crate) async fn answer(life: &Lifecycle, q: &PeerQuery, purpose: Purpose) -> Result<Answer, AnswerError> {
-    let answer = answer_unsynced(life, q, purpose).await?;
+pub(crate) async fn answer(
+    life: &Lifecycle,
+    q: &PeerQuery,
+    purpose: Purpose,
+    window_days: u32,
+) -> Result<Answer, AnswerError> {
+    let answer = answer_unsynced(life, q, purpose, window_days).await?;
     life.store.sync().await?;
     Ok(answer)
 }
@@ -132,8 +146,21 @@ pub(crate) async fn answer(life: &Lifecycle, q: &PeerQuery, purpose: Purpose) ->
 ///
 /// A hard inquiry about a person whose file is frozen is refused inside the same write, from
 /// the freeze state that write reads: nothing is recorded, and no separate read is on the path.
-pub(crate) async fn answer_unsynced(life: &Lifecycle, q: &PeerQuery, purpose: Purpose) -> Result<Answer, AnswerError> {
+///
+/// Inquiries: a subject request gets the newest [`MAX_INQUIRIES_RETURNED`]; any other purpose
+/// only the hard ones of the last `window_days` (plus a day, for the scorecard's date boundary),
+/// and the store reads no further back than that.
+pub(crate) async fn answer_unsynced(
+    life: &Lifecycle,
+    q: &PeerQuery,
+    purpose: Purpose,
+    window_days: u32,
+) -> Result<Answer, AnswerError> {
     let (responder, now) = (life.institution.as_str(), life.clock.now());
+    let since = match purpose {
+        Purpose::SubjectRequest => None,
+        _ => now.checked_sub_signed(chrono::Duration::days(i64::from(window_days) + 1)),
+    };
     let show = life.rules(now);
     let gate: crate::storage::AnswerGate = if purpose.is_hard() {
         std::sync::Arc::new(|p: Option<&[u8]>| match p.map(crate::domain::protection::Protection::decode) {
@@ -160,7 +187,7 @@ pub(crate) async fn answer_unsynced(life: &Lifecycle, q: &PeerQuery, purpose: Pu
     // Only what this institution furnished, even if the store ever held more; the inquiry,
     // its entry (with the number of records answered) and what is read are one write.
     let InquiryAnswer { records, inquiries, protection, refused } =
-        life.store.answer_inquiry(inquiry, entry, MAX_INQUIRIES_RETURNED, show, gate).await?;
+        life.store.answer_inquiry(inquiry, entry, MAX_INQUIRIES_RETURNED, since, show, gate).await?;
     let protection = match protection {
         Some(b) => crate::domain::protection::Protection::decode(&b)
             .map_err(|why| StoreError::Corrupt { key: format!("protection {}", q.subject_id), why })?,
@@ -169,7 +196,11 @@ pub(crate) async fn answer_unsynced(life: &Lifecycle, q: &PeerQuery, purpose: Pu
     if let Some(Refusal(_)) = refused {
         return Err(AnswerError::Frozen { freeze: protection.freeze });
     }
-    Ok(Answer { records, inquiries: life.live_inquiries(inquiries, now), protection })
+    let mut inquiries = life.live_inquiries(inquiries, now);
+    if purpose != Purpose::SubjectRequest {
+        inquiries.retain(|i| i.hard);
+    }
+    Ok(Answer { records, inquiries, protection })
 }
 
 /// The answer-a-peer use case: the purposes this node accepts, its read rules, and (for a
@@ -182,6 +213,8 @@ pub(crate) struct Answers {
     accepted: Vec<Purpose>,
     /// Signs the checkpoint the person's proofs are against, if configured.
     prover: Option<crate::app::proofs::Prover>,
+    /// The scorecard's inquiry window in days: how far back a scoring answer's hard inquiries go.
+    window_days: u32,
 }
 
 /// A peer's answer as the node gives it: what it answered, when, and the proofs a person's own
@@ -197,16 +230,22 @@ pub(crate) struct Given {
 }
 
 impl Answers {
-    /// Answers over `life`, for `accepted` purposes, proving with `prover`.
-    pub(crate) fn new(life: Lifecycle, accepted: Vec<Purpose>, prover: Option<crate::app::proofs::Prover>) -> Self {
-        Self { life, accepted, prover }
+    /// Answers over `life`, for `accepted` purposes, proving with `prover`, with hard inquiries
+    /// of the last `window_days` for scoring purposes.
+    pub(crate) fn new(
+        life: Lifecycle,
+        accepted: Vec<Purpose>,
+        prover: Option<crate::app::proofs::Prover>,
+        window_days: u32,
+    ) -> Self {
+        Self { life, accepted, prover, window_days }
     }
 
     /// Checks `q`, records the inquiry durably and answers it.
     pub(crate) async fn answer(&self, q: &PeerQuery) -> Result<Given, AnswerError> {
         let purpose = check(q, &self.accepted)?;
         let time = self.life.clock.now();
-        let answer = answer(&self.life, q, purpose).await?;
+        let answer = answer(&self.life, q, purpose, self.window_days).await?;
         // The person asking for their own report gets proofs of who looked, from this log.
         let proofs = match (&self.prover, purpose) {
             (Some(prover), Purpose::SubjectRequest) => Some(prover.prove(&answer.inquiries).await?),

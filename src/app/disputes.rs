@@ -47,6 +47,9 @@ pub(crate) enum DisputeError {
     /// is not the sender of).
     #[error("{0}")]
     NotAllowed(String),
+    /// Filing needs the person's consent reference and none was given.
+    #[error("filing a dispute requires a consent reference")]
+    ConsentRequired,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -75,6 +78,24 @@ pub(crate) struct Filing {
     pub reason: Option<DisputeReason>,
     /// The subject's statement.
     pub statement: String,
+    /// The person's consent reference (their identity attested by the application); required.
+    pub consent_reference: String,
+}
+
+/// What every miss of a filing answers, whatever it was (no such furnisher, no such record at
+/// it, a record of another person): one message, so a filing never tells the caller whether
+/// another institution holds a given record about a person.
+pub(crate) const NO_SUCH_RECORD: &str = "no record about this subject was found under that name";
+
+/// True for a miss here: no such record, or another person's.
+fn is_miss(e: &DisputeError) -> bool {
+    matches!(e, DisputeError::NotFound(_) | DisputeError::Invalid("subject_id", _))
+}
+
+/// True for a furnisher's refusal that is a miss: no such record, or another person's.
+fn refused_as_miss(r: &Refusal) -> bool {
+    matches!(r.reason, RefusalReason::NotFound)
+        || matches!(r.reason, RefusalReason::InvalidArgument { .. }) && r.names_field("subject_id")
 }
 
 /// A node's disputes: filing, receiving, resolving and the deadline sweep; one user of the
@@ -131,13 +152,15 @@ impl Disputes {
         if let Some(why) = statement_problem(&f.statement) {
             return Err(DisputeError::Invalid("statement", why));
         }
+        if crate::app::answer::consent_malformed(&f.consent_reference) {
+            return Err(DisputeError::Invalid("consent_reference", "must be at most 128 printable characters".into()));
+        }
+        if f.consent_reference.trim().is_empty() {
+            return Err(DisputeError::ConsentRequired);
+        }
         let local = f.furnisher == self.me();
         if !local && !self.outbox.peers().knows(&f.furnisher) {
-            return Err(DisputeError::NotFound(format!(
-                "{} not found: {} is not an institution this node exchanges records with",
-                convert::record_name(&f.furnisher, &f.record_id),
-                f.furnisher
-            )));
+            return Err(DisputeError::NotFound(NO_SUCH_RECORD.into()));
         }
         let id = Dispute::id_for(self.me(), &f.furnisher, &f.record_id, &f.subject_id, reason, &f.statement);
         let key = dispute_key(self.me(), &id);
@@ -163,10 +186,15 @@ impl Disputes {
         };
         if local {
             // The filer furnished the record itself: no one to deliver to.
-            return self.receive(self.me(), d).await;
+            return match self.receive(self.me(), d).await {
+                Err(e) if is_miss(&e) => Err(DisputeError::NotFound(NO_SUCH_RECORD.into())),
+                other => other,
+            };
         }
         let queued = Queued { to: d.furnisher.clone(), kind: Kind::Filed, about: key.clone(), change: String::new() };
-        let mut filed = Change::logged(Entry::dispute_filed(self.life.clock.now(), &d, &record(&d)));
+        let mut entry = Entry::dispute_filed(self.life.clock.now(), &d, &record(&d));
+        entry.consent_reference = f.consent_reference;
+        let mut filed = Change::logged(entry);
         filed.expect::<Dispute>(&key, &Version::ABSENT).put(&key, &d);
         let outbox = Outbox::enqueue(&mut filed, now, &key, &queued);
         if !self.state.write(filed).await? {
@@ -178,12 +206,10 @@ impl Disputes {
         match self.outbox.attempt(self, &outbox, &queued, FIRST_ATTEMPT).await? {
             Delivery::Refused(r) => {
                 self.forget_refused(&outbox, &d, &r).await?;
-                let subject_mismatch = r.names_field("subject_id");
+                // No such record and another person's record are one answer to the caller.
                 Err(match r.reason {
-                    RefusalReason::NotFound => DisputeError::NotFound(r.message),
-                    RefusalReason::InvalidArgument { .. } if subject_mismatch => {
-                        DisputeError::Invalid("subject_id", "does not match the disputed record's subject".into())
-                    }
+                    RefusalReason::NotFound => DisputeError::NotFound(NO_SUCH_RECORD.into()),
+                    _ if refused_as_miss(&r) => DisputeError::NotFound(NO_SUCH_RECORD.into()),
                     RefusalReason::InvalidArgument { .. } => DisputeError::Invalid("record", r.message),
                     RefusalReason::PermissionDenied { .. } | RefusalReason::FailedPrecondition { .. } => {
                         DisputeError::NotAllowed(r.message)
@@ -469,7 +495,13 @@ impl Disputes {
         let (Some(_), entry) = self.outbox.entry(outbox).await? else { return Ok(()) };
         let (Some(mut d), version) = self.load(&q.about).await? else { return Ok(()) };
         d.status = DisputeStatus::Rejected;
-        d.rejection = r.to_string().chars().take(500).collect();
+        // What the application reads later tells no more than a refusal at filing would: a
+        // miss is a miss (the log keeps the furnisher's exact code for the regulator).
+        d.rejection = if refused_as_miss(r) {
+            format!("NotFound: {NO_SUCH_RECORD}")
+        } else {
+            r.to_string().chars().take(500).collect()
+        };
         let mut change =
             Change::logged(Entry::dispute_rejected(self.life.clock.now(), &d, &record(&d), r.reason.code()));
         change.expect::<Queued>(outbox, &entry).expect::<Dispute>(&q.about, &version);

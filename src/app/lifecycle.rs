@@ -228,7 +228,7 @@ mod tests {
                 let q = PeerQuery { inquirer: "b".into(), subject_id: subject.clone(), purpose: Some(Purpose::AccountReview), consent_reference: String::new(), query_id: "q".into() };
                 // The node judges at its own clock, read inside the call: no earlier than this.
                 let judged = life.clock.now();
-                let answer = answer_unsynced(&life, &q, Purpose::AccountReview).await.unwrap();
+                let answer = answer_unsynced(&life, &q, Purpose::AccountReview, 180).await.unwrap();
                 store.close().await.unwrap();
                 let mut expected: Vec<String> = file.iter().filter(|r| !retention.record_expired(r, life.clock.now().date_naive())).map(|r| r.record_id.clone()).collect();
                 expected.sort();

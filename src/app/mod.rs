@@ -100,6 +100,7 @@ impl UseCases {
         let outbox = outbox::Outbox::new(life.clone(), peers.clone(), s.outbox_retry_max);
         let disputes = disputes::Disputes::new(life.clone(), outbox.clone());
         let protections = protection::Protections::new(life.clone(), outbox.clone());
+        let window_days = s.model.window_days();
         let scorer = score::Scorer {
             institution: s.institution,
             journal: journal.clone(),
@@ -111,7 +112,7 @@ impl UseCases {
         };
         Self {
             records: records::Records::new(life.clone()),
-            answers: answer::Answers::new(life.clone(), s.accepted_purposes, prover.clone()),
+            answers: answer::Answers::new(life.clone(), s.accepted_purposes, prover.clone(), window_days),
             decisions: decide::Decisions::new(s.policies, scorer.clone(), journal.clone()),
             reports: report::Reports::new(scorer.clone(), disputes.clone(), prover.clone(), journal.clone()),
             audit: audit_log::AuditLog::new(store, prover, journal.clone()),

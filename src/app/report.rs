@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     app::{
+        answer::{check_consent, QueryRefusal},
         disputes::Disputes,
         journal::Journal,
         proofs::Prover,
@@ -20,7 +21,7 @@ use crate::{
         protection::Protection,
     },
     net::trace::TraceContext,
-    storage::{InquiryCursor, Page, StoreError},
+    storage::{InquiryCursor, Page},
     wire::{convert, pb::bureau::v1 as pb},
 };
 
@@ -92,17 +93,47 @@ impl Reports {
         Ok(Report { score, inquiries, checkpoints, disputes, protection, time })
     }
 
-    /// A page of the inquiries this node holds about `subject`, newest first, none expired.
-    pub(crate) async fn inquiries(
-        &self,
-        subject: &str,
-        before: Option<InquiryCursor>,
-        size: usize,
-    ) -> Result<Page<Inquiry, InquiryCursor>, StoreError> {
+    /// A page of the inquiries this node holds about `subject`, newest first, none expired, for
+    /// `caller` (one of this institution's applications). Who asked and why is the person's own
+    /// data: only purpose `SubjectRequest` with the person's consent reference is answered, and
+    /// each page listed is logged durably before it is returned.
+    pub(crate) async fn inquiries(&self, ask: &InquiryListing<'_>) -> Result<Page<Inquiry, InquiryCursor>, ScoreError> {
+        let purpose = ask.purpose.ok_or(QueryRefusal::PurposeRequired)?;
+        if purpose != Purpose::SubjectRequest {
+            return Err(QueryRefusal::PurposeNotAccepted(purpose).into());
+        }
+        check_consent(purpose, ask.consent)?;
         let life = &self.scorer.life;
-        let page = life.store.subject_inquiries(subject, before, size).await?;
-        Ok(Page { items: life.live_inquiries(page.items, life.clock.now()), next: page.next })
+        let page = life.store.subject_inquiries(ask.subject, ask.before.clone(), ask.size).await?;
+        let page = Page { items: life.live_inquiries(page.items, life.clock.now()), next: page.next };
+        let about = About { query_id: "", subject_id: ask.subject, purpose, consent_reference: ask.consent };
+        let entry = Entry::inquiries_listed(
+            self.journal.now(),
+            self.journal.institution(),
+            ask.caller,
+            &about,
+            page.items.len(),
+        );
+        self.journal.record(vec![entry]).await?;
+        Ok(page)
     }
+}
+
+/// One request to list a person's inquiries, as [`Reports::inquiries`] checks it.
+#[derive(Debug, Clone)]
+pub(crate) struct InquiryListing<'a> {
+    /// The asking application's identity.
+    pub caller: &'a str,
+    /// The person's pseudonym (already checked well-formed).
+    pub subject: &'a str,
+    /// The purpose named; `None` when unspecified or unknown.
+    pub purpose: Option<Purpose>,
+    /// The person's consent reference, possibly empty.
+    pub consent: &'a str,
+    /// Older than this cursor, if any.
+    pub before: Option<InquiryCursor>,
+    /// At most this many.
+    pub size: usize,
 }
 
 /// The report's inquiries: every one the score counted, newest first, each with its proof

@@ -131,7 +131,8 @@ impl Scorer {
         let fan_out = self.peers.query_all(&query, self.deadline);
         // `join!` polls in order: the fan-out's requests are on the wire before the own part
         // waits on its first storage call.
-        let (mut coverage, own) = tokio::join!(fan_out, peer_query::answer_unsynced(&self.life, &q, purpose));
+        let (mut coverage, own) =
+            tokio::join!(fan_out, peer_query::answer_unsynced(&self.life, &q, purpose, self.model.window_days()));
         // Every attempt, answered or not, and the score served, durable before the answer.
         let about = About { query_id: &query_id, subject_id, purpose, consent_reference: consent };
         let now = self.life.clock.now();

@@ -50,6 +50,8 @@ pub enum Action {
     ProtectionReceived,
     /// A person's own report was served.
     ReportServed,
+    /// The inquiries this node holds about a person were listed for one of its applications.
+    InquiriesListed,
 }
 
 /// The query an entry is about: the federated query id, the person, the purpose named and the
@@ -212,6 +214,22 @@ impl Entry {
         let mut e = Self::at(now, Action::ReportServed, institution, "served").about(q);
         e.record_count = records as u32;
         e.model_version = model_version.to_owned();
+        e
+    }
+
+    /// A page of `count` inquiries about a person listed for `caller` (one of `institution`'s
+    /// applications), with the purpose and consent it named; `query_id` is empty (no federated
+    /// query).
+    pub(crate) fn inquiries_listed(
+        now: DateTime<Utc>,
+        institution: &str,
+        caller: &str,
+        q: &About<'_>,
+        count: usize,
+    ) -> Self {
+        let mut e = Self::at(now, Action::InquiriesListed, institution, "listed").about(q);
+        e.counterparty = caller.to_owned();
+        e.record_count = count as u32;
         e
     }
 

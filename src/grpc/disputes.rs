@@ -59,6 +59,7 @@ impl DisputesService for DisputesApi {
             subject_id: r.subject_id.clone(),
             reason: convert::dispute_reason_from_pb(r.reason),
             statement: r.statement,
+            consent_reference: r.consent_reference,
         };
         let d = self.node.disputes.file(filing).await.map_err(ApiError::from)?;
         Ok(Response::new(self.to_pb(&d)))

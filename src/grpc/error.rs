@@ -262,6 +262,9 @@ impl From<DisputeError> for ApiError {
             DisputeError::Invalid(field, description) => Self::invalid(field, description),
             DisputeError::NotFound(m) => Self::NotFound(m),
             DisputeError::NotAllowed(message) => Self::PermissionDenied { reason: Reason::NotDisputeParty, message },
+            DisputeError::ConsentRequired => {
+                Self::FailedPrecondition { reason: Reason::ConsentRequired, message: e.to_string() }
+            }
             DisputeError::Store(s) => s.into(),
         }
     }

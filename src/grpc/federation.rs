@@ -105,9 +105,17 @@ impl FederationApi {
             "peer query answered"
         );
         let records = answer.records.iter().map(|r| convert::record_to_pb(r, now)).collect();
+        // Who asked and why only for the person's own report; a score gets what it counts.
+        let (inquiries, hard_inquiries) = match q.purpose {
+            Some(crate::domain::inquiry::Purpose::SubjectRequest) => {
+                (crate::app::report::inquiries_with_proofs(&answer.inquiries, proven), Vec::new())
+            }
+            _ => (Vec::new(), answer.inquiries.iter().filter(|i| i.hard).map(convert::hard_inquiry_to_pb).collect()),
+        };
         Ok(pb::QueryRecordsResponse {
             records,
-            inquiries: crate::app::report::inquiries_with_proofs(&answer.inquiries, proven),
+            inquiries,
+            hard_inquiries,
             responder: self.node.institution.clone(),
             answer_time: Some(convert::timestamp(now)),
             fraud_alert: answer.protection.alert_active(now),

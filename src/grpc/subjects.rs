@@ -5,6 +5,7 @@
 use tonic::{Request, Response, Status};
 
 use crate::{
+    app::report::InquiryListing,
     domain::{protection::Kind as ProtectionKind, subject::is_valid_subject_id},
     grpc::auth,
     grpc::error::ApiError,
@@ -97,7 +98,7 @@ impl SubjectsService for SubjectsApi {
         &self,
         req: Request<pb::ListSubjectInquiriesRequest>,
     ) -> Result<Response<pb::ListSubjectInquiriesResponse>, Status> {
-        self.authorise(&req, "").await?;
+        let caller = self.authorise(&req, "").await?;
         let r = req.into_inner();
         let subject = parse_subject_name(&r.parent)
             .filter(|s| is_valid_subject_id(s))
@@ -107,7 +108,18 @@ impl SubjectsService for SubjectsApi {
             Some(b) => Some(token::parse_inquiry_cursor(&b)?),
             None => None,
         };
-        let page = self.node.reports.inquiries(subject, before, size).await.map_err(ApiError::from)?;
+        let ask = InquiryListing {
+            caller: &caller.id,
+            subject,
+            purpose: convert::purpose_from_pb(r.purpose),
+            consent: &r.consent_reference,
+            before,
+            size,
+        };
+        let page = match self.node.reports.inquiries(&ask).await {
+            Ok(page) => page,
+            Err(e) => return Err(super::log_refusal(&self.node, &caller, subject, e.into()).await.into()),
+        };
         Ok(Response::new(pb::ListSubjectInquiriesResponse {
             inquiries: page.items.iter().map(convert::inquiry_to_pb).collect(),
             next_page_token: page

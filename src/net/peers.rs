@@ -409,6 +409,10 @@ fn judge(peer: &Peer, q: &Query, answer: Option<Answer>, waited: Duration, deadl
             }
             out.records_returned = out.records.len();
             out.inquiries = resp.inquiries.iter().filter_map(convert::inquiry_from_pb).collect();
+            // A scoring answer's hard inquiries: query id and time, counted and de-duplicated.
+            out.inquiries.extend(
+                resp.hard_inquiries.iter().filter_map(|h| convert::hard_inquiry_from_pb(h, &peer.id, &q.subject_id)),
+            );
             out.fraud_alert = resp.fraud_alert;
             if resp.checkpoint.is_some() {
                 // Only what the peer itself recorded can be proven by its log.

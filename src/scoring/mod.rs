@@ -347,7 +347,8 @@ impl Model {
         ScoreResult { score, band: Band::of(score), reasons, lines, disputed_excluded: facts.disputed_excluded }
     }
 
-    fn window_days(&self) -> u32 {
+    /// How many days back the inquiry line counts hard inquiries (180 unless the model says).
+    pub fn window_days(&self) -> u32 {
         self.spec.line.iter().find_map(|l| l.window_days).unwrap_or(180)
     }
 }

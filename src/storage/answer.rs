@@ -2,6 +2,8 @@
 //! Merkle code in `audit::merkle` is): each backend supplies the reads and the one write over its
 //! own snapshot ([`AnswerSource`]); the order and the policy live here. Names no backend.
 
+use chrono::{DateTime, Utc};
+
 use crate::{
     audit::Entry,
     domain::{inquiry::Inquiry, record::CreditRecord},
@@ -27,21 +29,24 @@ pub(crate) trait AnswerSource {
     /// Stores `inquiry` and appends `entry` to the log.
     fn record(&mut self, inquiry: Inquiry, entry: Entry) -> Result<(), StoreError>;
 
-    /// The newest `max` inquiries about the subject, newest first (those recorded above included).
-    fn newest_inquiries(&mut self, subject: &str, max: usize) -> Result<Vec<Inquiry>, StoreError>;
+    /// The newest `max` inquiries about the subject recorded at or after `since` (micros since the
+    /// epoch; any time when `None`), newest first, those recorded above included. Reads only what
+    /// it returns: never every inquiry the subject has.
+    fn newest_inquiries(&mut self, subject: &str, max: usize, since: Option<i64>) -> Result<Vec<Inquiry>, StoreError>;
 }
 
 /// Answers `inquiry` inside one write: the gate reads the subject's protection and may refuse
 /// (nothing is written); otherwise the responder's live records that `show` keeps are answered,
 /// their number goes into `entry`, the inquiry and its entry are recorded (the inquiry carrying
-/// its entry's index), and the newest `max_inquiries` inquiries come back with it.
+/// its entry's index), and the newest inquiries come back with it: at most `max`, none older than
+/// `since` (`inquiries` = (`max`, `since`)).
 ///
 /// A protection value the gate cannot decode is damage to the store: [`StoreError::Corrupt`].
 pub(crate) fn answer(
     src: &mut impl AnswerSource,
     mut inquiry: Inquiry,
     mut entry: Entry,
-    max_inquiries: usize,
+    (max, since): (usize, Option<DateTime<Utc>>),
     show: &RecordFilter,
     gate: &AnswerGate,
 ) -> Result<InquiryAnswer, StoreError> {
@@ -64,6 +69,6 @@ pub(crate) fn answer(
     entry.record_count = records.len() as u32;
     inquiry.log_index = Some(src.log_size()?);
     src.record(inquiry, entry)?;
-    let inquiries = src.newest_inquiries(&subject, max_inquiries)?;
+    let inquiries = src.newest_inquiries(&subject, max, since.map(|t| t.timestamp_micros()))?;
     Ok(InquiryAnswer { records, inquiries, protection, refused: None })
 }

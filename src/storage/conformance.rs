@@ -34,7 +34,7 @@ macro_rules! storage_conformance {
             version_rules, each_change_logs_one_entry, subject_listing_pages_by_key,
             inquiries_newest_first_page_by_key, audit_appends_and_proofs, concurrent_appends_make_one_log,
             durable_after_reopen, durable_head_covers_synced_writes, answering_an_inquiry_is_one_write,
-            an_undecodable_protection_fails_the_answer_as_corrupt, state_is_compare_and_set_and_scans_by_prefix, retention_scans_and_purges_log_each_deletion);
+            an_answer_reads_from_the_window_start, an_undecodable_protection_fails_the_answer_as_corrupt, state_is_compare_and_set_and_scans_by_prefix, retention_scans_and_purges_log_each_deletion);
     };
     (@tests $make:expr; $($check:ident),*) => {
         $(
@@ -425,7 +425,7 @@ pub async fn answering_an_inquiry_is_one_write(b: &dyn Backend) {
     let (i, mut e) = inquiry(&a, 30, "now");
     e.record_count = 99;
     let answer =
-        s.answer_inquiry(i.clone(), e, 3, crate::storage::show_all(), crate::storage::open_gate()).await.unwrap();
+        s.answer_inquiry(i.clone(), e, 3, None, crate::storage::show_all(), crate::storage::open_gate()).await.unwrap();
     assert_eq!(answer.records, vec![record("bank", "b1", &a, 1)], "the responder's live records only");
     let ids: Vec<_> = answer.inquiries.iter().map(|i| i.query_id.as_str()).collect();
     assert_eq!(ids, ["now", "old-2", "old-1"], "newest first, this one included, at most 3");
@@ -448,7 +448,7 @@ pub async fn answering_an_inquiry_is_one_write(b: &dyn Backend) {
     let hide: crate::storage::RecordFilter = std::sync::Arc::new(|_, mark| mark != Some(&b"hide"[..]));
     let size = s.audit_size().await.unwrap();
     let (i, e) = inquiry(&a, 40, "hidden");
-    assert!(s.answer_inquiry(i, e, 3, hide, crate::storage::open_gate()).await.unwrap().records.is_empty());
+    assert!(s.answer_inquiry(i, e, 3, None, hide, crate::storage::open_gate()).await.unwrap().records.is_empty());
     let (_, bytes) = s.audit_entries(size, 1).await.unwrap().remove(0);
     assert_eq!(Entry::from_bytes(&bytes).unwrap().record_count, 0);
 
@@ -467,14 +467,36 @@ pub async fn answering_an_inquiry_is_one_write(b: &dyn Backend) {
         }
     });
     let (i, e) = inquiry(&a, 50, "refused");
-    let refused = s.answer_inquiry(i, e, 3, crate::storage::show_all(), gate).await.unwrap();
+    let refused = s.answer_inquiry(i, e, 3, None, crate::storage::show_all(), gate).await.unwrap();
     assert_eq!((refused.refused, refused.records.len()), (Some(Refusal("frozen")), 0));
     assert_eq!(s.audit_size().await.unwrap(), size, "nothing logged");
     assert_eq!(s.subject_inquiries(&a, None, 100).await.unwrap().items.len(), inquiries, "nothing recorded");
     let (i, e) = inquiry(&a, 60, "open");
-    let answered = s.answer_inquiry(i, e, 3, crate::storage::show_all(), crate::storage::open_gate()).await.unwrap();
+    let answered =
+        s.answer_inquiry(i, e, 3, None, crate::storage::show_all(), crate::storage::open_gate()).await.unwrap();
     assert_eq!(answered.protection.as_deref(), Some(&b"frozen"[..]), "the protection comes with the answer");
     s.close().await.unwrap();
+}
+
+/// An answer bounded by a window's start returns (and reads) only the inquiries at or after it,
+/// newest first, the one it records included, still at most the limit.
+pub async fn an_answer_reads_from_the_window_start(b: &dyn Backend) {
+    let s = b.open().await;
+    let a = subject(12);
+    for n in 0..6 {
+        let (i, e) = inquiry(&a, n, &format!("old-{n}"));
+        s.add_inquiry(i, e).await.unwrap();
+    }
+    let all = crate::storage::show_all();
+    let (i, e) = inquiry(&a, 30, "now");
+    let since = Some(t0() + Duration::seconds(3));
+    let answer = s.answer_inquiry(i, e, 10, since, all.clone(), crate::storage::open_gate()).await.unwrap();
+    let ids: Vec<_> = answer.inquiries.iter().map(|i| i.query_id.as_str()).collect();
+    assert_eq!(ids, ["now", "old-5", "old-4", "old-3"], "from the window's start, newest first");
+    let (i, e) = inquiry(&a, 31, "later");
+    let answer = s.answer_inquiry(i, e, 2, since, all, crate::storage::open_gate()).await.unwrap();
+    let ids: Vec<_> = answer.inquiries.iter().map(|i| i.query_id.as_str()).collect();
+    assert_eq!(ids, ["later", "now"], "and never past the limit");
 }
 
 /// A protection value the gate cannot decode is damage to the store: the answer fails as
@@ -493,7 +515,7 @@ pub async fn an_undecodable_protection_fails_the_answer_as_corrupt(b: &dyn Backe
         _ => Ok(()),
     });
     let (i, e) = inquiry(&a, 10, "damaged");
-    match s.answer_inquiry(i, e, 3, crate::storage::show_all(), gate).await {
+    match s.answer_inquiry(i, e, 3, None, crate::storage::show_all(), gate).await {
         Err(StoreError::Corrupt { key, why }) => {
             assert!(key.contains(&a), "names the subject: {key}");
             assert_eq!(why, "not a protection");
@@ -504,7 +526,8 @@ pub async fn an_undecodable_protection_fails_the_answer_as_corrupt(b: &dyn Backe
     assert_eq!(s.subject_inquiries(&a, None, 100).await.unwrap().items.len(), inquiries, "nothing recorded");
     // The store still answers (the failed answer left nothing behind, on any connection).
     let (i, e) = inquiry(&a, 20, "after");
-    let answered = s.answer_inquiry(i, e, 3, crate::storage::show_all(), crate::storage::open_gate()).await.unwrap();
+    let answered =
+        s.answer_inquiry(i, e, 3, None, crate::storage::show_all(), crate::storage::open_gate()).await.unwrap();
     assert_eq!(answered.records, vec![record("bank", "b1", &a, 1)]);
     s.close().await.unwrap();
 }

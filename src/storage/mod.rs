@@ -318,13 +318,15 @@ pub trait Storage: Send + Sync + 'static {
     /// `gate` refuse (writing nothing); reads the subject's live records furnished by
     /// `inquiry.responder` and their flags, keeps those `show` keeps, sets `entry.record_count` to their number,
     /// records `inquiry` and `entry`, and reads the newest `max_inquiries` inquiries about the
-    /// subject (this one included). One storage round trip instead of three; records and the
-    /// count logged come from the same state.
+    /// subject recorded at or after `since` (this one included), reading only those: never every
+    /// inquiry the subject has. One storage round trip instead of three; records and the count
+    /// logged come from the same state.
     async fn answer_inquiry(
         &self,
         inquiry: Inquiry,
         entry: Entry,
         max_inquiries: usize,
+        since: Option<chrono::DateTime<chrono::Utc>>,
         show: RecordFilter,
         gate: AnswerGate,
     ) -> Result<InquiryAnswer, StoreError>;

@@ -537,6 +537,28 @@ pub(crate) fn inquiry_from_pb(i: &pb::Inquiry) -> Option<Inquiry> {
     })
 }
 
+/// A hard inquiry as a scoring answer carries it: its query id and time, nothing about who
+/// asked or why.
+pub(crate) fn hard_inquiry_to_pb(i: &Inquiry) -> pb::HardInquiry {
+    pb::HardInquiry { query_id: i.query_id.clone(), inquiry_time: Some(timestamp(i.time)) }
+}
+
+/// A hard inquiry `responder` answered about `subject_id`, from a scoring answer; `None` when
+/// its time is missing. Who asked is unknown (empty) and the purpose stands for "a hard one":
+/// a score reads only that it is hard, when, and under which query id.
+pub(crate) fn hard_inquiry_from_pb(h: &pb::HardInquiry, responder: &str, subject_id: &str) -> Option<Inquiry> {
+    Some(Inquiry {
+        inquirer: String::new(),
+        responder: responder.to_owned(),
+        subject_id: subject_id.to_owned(),
+        purpose: Purpose::CreditApplication,
+        hard: true,
+        time: from_timestamp(h.inquiry_time.as_ref()?)?,
+        query_id: h.query_id.clone(),
+        log_index: None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

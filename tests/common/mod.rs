@@ -77,6 +77,16 @@ pub fn record(subject: &str, id: &str, version: u64) -> pb::CreditRecord {
     }
 }
 
+/// What a listing of a person's inquiries names besides its page: the person's own request and
+/// a consent reference (`..own_listing()` in a request literal).
+pub fn own_listing() -> bureau::pb::bureau::v1::ListSubjectInquiriesRequest {
+    bureau::pb::bureau::v1::ListSubjectInquiriesRequest {
+        purpose: bureau::pb::bureau::v1::Purpose::SubjectRequest as i32,
+        consent_reference: "consent-own-listing".into(),
+        ..Default::default()
+    }
+}
+
 /// The `ErrorInfo.reason` of a status, if any.
 pub fn reason(s: &tonic::Status) -> Option<String> {
     s.get_error_details().error_info().map(|i| i.reason.clone())

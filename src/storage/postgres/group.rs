@@ -95,7 +95,7 @@ pub(super) async fn read_before(
     p: &mut Pending,
 ) -> Result<Vec<AnswerReads>, StoreError> {
     let answers = futures::future::try_join_all(ops.iter().filter_map(|op| match op {
-        Op::Answer { inquiry, max, .. } => Some(read_answer(c, inquiry, *max)),
+        Op::Answer { inquiry, max, since, .. } => Some(read_answer(c, inquiry, *max, *since)),
         _ => None,
     }));
     let (rows, answers, state, stored) =
@@ -132,17 +132,24 @@ async fn read_rows(c: &deadpool_postgres::Object, ops: &[Op]) -> Result<Vec<Row>
     c.query(&stmt, &[&furnishers, &ids]).await.map_err(db)
 }
 
-/// What answering `inquiry` needs from before the group, in three pipelined queries.
-async fn read_answer(c: &deadpool_postgres::Object, inquiry: &Inquiry, max: usize) -> Result<AnswerReads, StoreError> {
+/// What answering `inquiry` needs from before the group, in three pipelined queries; the
+/// inquiries read are only those answered (at most `max`, none before `since`).
+async fn read_answer(
+    c: &deadpool_postgres::Object,
+    inquiry: &Inquiry,
+    max: usize,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<AnswerReads, StoreError> {
     let (rs, is, ms) = (
         c.prepare_cached(statements::ANSWER_RECORDS).await.map_err(db)?,
-        c.prepare_cached(statements::NEWEST_INQUIRIES).await.map_err(db)?,
+        c.prepare_cached(statements::NEWEST_INQUIRIES_SINCE).await.map_err(db)?,
         c.prepare_cached(statements::ANSWER_MARKS_AND_PROTECTION).await.map_err(db)?,
     );
     let limit = max as i64;
     let prefix = format!("{}/", inquiry.subject_id);
     let rp: [&(dyn ToSql + Sync); 2] = [&inquiry.subject_id, &inquiry.responder];
-    let ip: [&(dyn ToSql + Sync); 2] = [&inquiry.subject_id, &limit];
+    let since = since.map_or(i64::MIN, |t| t.timestamp_micros());
+    let ip: [&(dyn ToSql + Sync); 3] = [&inquiry.subject_id, &since, &limit];
     let mp: [&(dyn ToSql + Sync); 2] = [&prefix, &inquiry.subject_id];
     let (records, newest, marks) =
         tokio::try_join!(c.query(&rs, &rp), c.query(&is, &ip), c.query(&ms, &mp)).map_err(db)?;

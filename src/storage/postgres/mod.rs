@@ -234,10 +234,11 @@ impl Storage for PostgresStorage {
         inquiry: Inquiry,
         entry: Entry,
         max_inquiries: usize,
+        since: Option<chrono::DateTime<chrono::Utc>>,
         show: RecordFilter,
         gate: AnswerGate,
     ) -> Result<InquiryAnswer, StoreError> {
-        let op = Op::Answer { inquiry, entry, max: max_inquiries, show, gate };
+        let op = Op::Answer { inquiry, entry, max: max_inquiries, since, show, gate };
         expect_done!(self.writer.submit(op).await, Answer)
     }
 

@@ -20,7 +20,14 @@ pub(super) enum Op {
     /// Record an inquiry and its entry.
     AddInquiry(Inquiry, Entry),
     /// Answer a peer ([`crate::storage::answer`] over the group's view).
-    Answer { inquiry: Inquiry, entry: Entry, max: usize, show: RecordFilter, gate: AnswerGate },
+    Answer {
+        inquiry: Inquiry,
+        entry: Entry,
+        max: usize,
+        since: Option<DateTime<Utc>>,
+        show: RecordFilter,
+        gate: AnswerGate,
+    },
     /// Append entries to the log.
     Append(Vec<Entry>),
     /// Compare-and-set state values, with their entries.

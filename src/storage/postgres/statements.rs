@@ -26,6 +26,11 @@ pub(super) const SUBJECT_RECORDS: &str = "SELECT furnisher, record_id, body, upd
 pub(super) const NEWEST_INQUIRIES: &str = "SELECT time_micros, query_id, body FROM inquiries WHERE subject_id = $1 \
      ORDER BY time_micros DESC, query_id DESC LIMIT $2";
 
+/// A subject's newest inquiries recorded at or after a time: `$1` subject, from `$2` (micros),
+/// at most `$3`. The primary key (subject, time, query id) bounds the read to what it returns.
+pub(super) const NEWEST_INQUIRIES_SINCE: &str = "SELECT time_micros, query_id, body FROM inquiries \
+     WHERE subject_id = $1 AND time_micros >= $2 ORDER BY time_micros DESC, query_id DESC LIMIT $3";
+
 /// A subject's inquiries older than a cursor: `$1` subject, strictly before (`$2` time, `$3`
 /// query id), at most `$4`.
 pub(super) const INQUIRIES_BEFORE_CURSOR: &str = "SELECT time_micros, query_id, body FROM inquiries \

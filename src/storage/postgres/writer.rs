@@ -189,10 +189,10 @@ fn apply_op(f: &mut Frontier, p: &mut Pending, op: &Op, reads: Option<AnswerRead
             delete(f, p, furnisher, record_id, (reason, note), *now).map(Done::Deleted)
         }
         Op::AddInquiry(inquiry, entry) => add_inquiry(f, p, inquiry, entry).map(|()| Done::Unit),
-        Op::Answer { inquiry, entry, max, show, gate } => {
+        Op::Answer { inquiry, entry, max, since, show, gate } => {
             let reads = reads.ok_or_else(|| StoreError::Panicked("an answer without its reads".into()))?;
             let mut view = AnswerView { f, p, reads };
-            answer::answer(&mut view, inquiry.clone(), entry.clone(), *max, show, gate).map(Done::Answer)
+            answer::answer(&mut view, inquiry.clone(), entry.clone(), (*max, *since), show, gate).map(Done::Answer)
         }
         Op::Append(entries) => log(f, p, entries).map(Done::Appended),
         Op::State(change) => compare_and_set(f, p, change).map(Done::StateWritten),
@@ -375,9 +375,10 @@ impl AnswerSource for AnswerView<'_> {
         Ok(())
     }
 
-    fn newest_inquiries(&mut self, subject: &str, max: usize) -> Result<Vec<Inquiry>, StoreError> {
+    fn newest_inquiries(&mut self, subject: &str, max: usize, since: Option<i64>) -> Result<Vec<Inquiry>, StoreError> {
         let mut all = std::mem::take(&mut self.reads.newest);
-        for i in self.p.inquiries.iter().filter(|i| i.subject_id == subject) {
+        let from = since.unwrap_or(i64::MIN);
+        for i in self.p.inquiries.iter().filter(|i| i.subject_id == subject && i.time.timestamp_micros() >= from) {
             all.retain(|o| !(o.time == i.time && o.query_id == i.query_id));
             all.push(i.clone());
         }

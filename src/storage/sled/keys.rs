@@ -58,6 +58,20 @@ pub(super) fn inquiry_time(time_micros: i64) -> [u8; 8] {
     (time_micros.max(0) as u64).to_be_bytes()
 }
 
+/// The key range `[from, to)` of a subject's inquiries recorded at or after `since` (micros; all
+/// of them when `None`).
+pub(super) fn inquiries_since(subject: &str, since: Option<i64>) -> (Vec<u8>, Vec<u8>) {
+    let prefix = prefixed(INQUIRY, &[subject.as_bytes()]);
+    let mut from = prefix.clone();
+    if let Some(micros) = since {
+        from.extend_from_slice(&inquiry_time(micros));
+    }
+    // Past every key of this subject (subject ids are fixed-length hex).
+    let mut to = prefix;
+    to.push(0xff);
+    (from, to)
+}
+
 /// The key of an inquiry.
 pub(super) fn inquiry(i: &crate::domain::inquiry::Inquiry) -> Vec<u8> {
     prefixed(INQUIRY, &[i.subject_id.as_bytes(), &inquiry_time(i.time.timestamp_micros()), i.query_id.as_bytes()])

@@ -291,6 +291,7 @@ impl Storage for SledStorage {
         inquiry: Inquiry,
         entry: Entry,
         max_inquiries: usize,
+        since: Option<chrono::DateTime<chrono::Utc>>,
         show: crate::storage::RecordFilter,
         gate: crate::storage::AnswerGate,
     ) -> Result<InquiryAnswer, StoreError> {
@@ -328,13 +329,21 @@ impl Storage for SledStorage {
                 Ok(())
             }
 
-            fn newest_inquiries(&mut self, subject: &str, max: usize) -> Result<Vec<Inquiry>, StoreError> {
-                let all = self.0.scan_prefix(&keys::prefixed(keys::INQUIRY, &[subject.as_bytes()]))?;
-                all.iter().rev().take(max).map(|(k, v)| decode_inquiry(k, v)).collect()
+            fn newest_inquiries(
+                &mut self,
+                subject: &str,
+                max: usize,
+                since: Option<i64>,
+            ) -> Result<Vec<Inquiry>, StoreError> {
+                // Backwards from the newest, stopping at `max` or the window's start: never reads
+                // the subject's older inquiries.
+                let (from, to) = keys::inquiries_since(subject, since);
+                self.0.range_rev(&from, &to, max)?.iter().map(|(k, v)| decode_inquiry(k, v)).collect()
             }
         }
 
-        self.write(move |ws| answer::answer(&mut Source(ws), inquiry, entry, max_inquiries, &show, &gate)).await
+        self.write(move |ws| answer::answer(&mut Source(ws), inquiry, entry, (max_inquiries, since), &show, &gate))
+            .await
     }
 
     async fn subject_inquiries(

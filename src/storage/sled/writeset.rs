@@ -52,6 +52,38 @@ impl<'a> WriteSet<'a> {
         Ok(merged.into_iter().collect())
     }
 
+    /// The last `max` (key, value) pairs in `[from, to)` as this set would leave them, last key
+    /// first: reads the tree backwards and stops after `max`, so it never reads what it does not
+    /// return (a pending removal costs one extra read each).
+    pub(super) fn range_rev(&self, from: &[u8], to: &[u8], max: usize) -> Result<Vec<(Vec<u8>, IVec)>, sled::Error> {
+        let mut stored = self.tree.range(from.to_vec()..to.to_vec()).rev();
+        let mut pending = self.pending.range(from.to_vec()..to.to_vec()).rev().peekable();
+        let mut next_stored = stored.next().transpose()?;
+        let mut out = Vec::new();
+        while out.len() < max {
+            // Take whichever side has the greater key; a pending write shadows the stored value.
+            let take_pending = match (&next_stored, pending.peek()) {
+                (_, None) => false,
+                (None, Some(_)) => true,
+                (Some((sk, _)), Some((pk, _))) => pk.as_slice() >= sk.as_ref(),
+            };
+            if take_pending {
+                let Some((k, v)) = pending.next() else { break };
+                if next_stored.as_ref().is_some_and(|(sk, _)| sk.as_ref() == k.as_slice()) {
+                    next_stored = stored.next().transpose()?;
+                }
+                if let Some(v) = v {
+                    out.push((k.clone(), v.clone()));
+                }
+            } else {
+                let Some((k, v)) = next_stored.take() else { break };
+                out.push((k.to_vec(), v));
+                next_stored = stored.next().transpose()?;
+            }
+        }
+        Ok(out)
+    }
+
     /// Sets `key` to `value`.
     pub(super) fn insert(&mut self, key: impl Into<Vec<u8>>, value: impl Into<IVec>) {
         self.put(key.into(), Some(value.into()));

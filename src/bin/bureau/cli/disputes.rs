@@ -27,6 +27,9 @@ pub enum DisputesCommand {
         /// The subject's statement (at most 500 characters).
         #[arg(long, default_value = "")]
         statement: String,
+        /// The person's consent reference (their identity attested by the application).
+        #[arg(long)]
+        consent: String,
     },
     /// Read a dispute by name.
     Get {
@@ -131,14 +134,17 @@ fn print_dispute(d: &pb::Dispute) {
 /// Runs a `bureau disputes` command.
 pub async fn run(cmd: DisputesCommand) -> Result<()> {
     match cmd {
-        DisputesCommand::File { conn, record, subject, reason, statement } => {
+        DisputesCommand::File { conn, record, subject, reason, statement, consent } => {
             let reason = pb::DisputeReason::from(reason);
             let mut c = DisputesServiceClient::new(conn.channel()?);
-            let d = c
-                .file_dispute(pb::FileDisputeRequest { record, subject_id: subject, reason: reason as i32, statement })
-                .await
-                .map_err(|s| print_status(&s))?
-                .into_inner();
+            let req = pb::FileDisputeRequest {
+                record,
+                subject_id: subject,
+                reason: reason as i32,
+                statement,
+                consent_reference: consent,
+            };
+            let d = c.file_dispute(req).await.map_err(|s| print_status(&s))?.into_inner();
             print_dispute(&d);
         }
         DisputesCommand::Get { conn, name } => {

@@ -294,6 +294,7 @@ a dispute: payapp's customer {} says bank's {} is not theirs",
             subject_id: r.subject_id.clone(),
             reason: pb::DisputeReason::NotMine as i32,
             statement: "I never had this account".into(),
+            consent_reference: format!("consent-dispute-{}", &r.subject_id[..8]),
         })
         .await?
         .into_inner();
