@@ -55,6 +55,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 pub(crate) use self::backup::restore;
 use self::ledger::{append, apply, indexed, node_reader};
+use self::open::open_db;
 use self::{
     codec::{decode, decode_inquiry, encode_record, live},
     commits::{Commits, Point},
@@ -126,22 +127,6 @@ impl From<sled::Error> for StoreError {
         match e {
             sled::Error::Corruption { .. } => StoreError::Corrupt { key: String::new(), why: e.to_string() },
             e => unavailable(e),
-        }
-    }
-}
-
-/// Opens sled. A handle closed a moment ago in this process may still be letting go of the
-/// file lock (sled's periodic flusher thread ends on its own time): retry for up to 10 s.
-fn open_db(config: &sled::Config) -> Result<sled::Db, sled::Error> {
-    let mut tries = 0;
-    loop {
-        match config.open() {
-            // sled reports a held lock as an `Other` I/O error with this text.
-            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && tries < 200 => {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            other => return other,
         }
     }
 }

@@ -120,3 +120,19 @@ impl SledStorage {
         tokio::task::spawn_blocking(move || f(&ledger)).await.map_err(|e| StoreError::Panicked(e.to_string()))?
     }
 }
+
+/// Opens sled. A handle closed a moment ago in this process may still be letting go of the
+/// file lock (sled's periodic flusher thread ends on its own time): retry for up to 10 s.
+pub(super) fn open_db(config: &sled::Config) -> Result<sled::Db, sled::Error> {
+    let mut tries = 0;
+    loop {
+        match config.open() {
+            // sled reports a held lock as an `Other` I/O error with this text.
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && tries < 200 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
