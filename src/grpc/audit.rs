@@ -69,6 +69,7 @@ pub(crate) fn entry_to_pb(index: u64, bytes: Vec<u8>, e: &Entry) -> pb::AuditEnt
             Action::ProtectionForwarded => pb::AuditAction::ProtectionForwarded,
             Action::ProtectionReceived => pb::AuditAction::ProtectionReceived,
             Action::ReportServed => pb::AuditAction::ReportServed,
+            Action::BackupTaken => pb::AuditAction::BackupTaken,
         } as i32,
         query_id: e.query_id.clone(),
         actor: e.actor.clone(),
