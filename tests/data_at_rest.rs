@@ -80,6 +80,13 @@ async fn a_backup_is_encrypted_0600_logged_and_restores_only_with_its_identity()
         other => panic!("a wrong identity must be refused: {other:?}"),
     }
     assert!(matches!(restore_from_file(&file, &target, &[]).await, Err(BackupError::Key(_))));
+    // A truncated file is refused by age's authentication, not read short.
+    let cut = dir.path().join("cut.backup");
+    std::fs::write(&cut, &bytes[..bytes.len() - 40]).unwrap();
+    match restore_from_file(&cut, &target, &identities).await {
+        Err(BackupError::Damaged(why)) => assert!(why.contains("cut.backup"), "{why}"),
+        other => panic!("a truncated backup must be refused: {other:?}"),
+    }
     assert!(!target.join("db").exists(), "nothing written without the identity");
     let restored = restore_from_file(&file, &target, &identities).await.unwrap();
     assert!(restored.pairs > 0 && restored.tree_size >= 1, "{restored:?}");
@@ -123,6 +130,25 @@ async fn only_an_application_named_administrator_may_take_a_backup() {
     }
     backup_to_file(app_channel(&f, "bank", "ops", node.addr), &file, &recipients).await.unwrap();
     assert_eq!(mode(&file), 0o600);
+
+    // The regulator sees both refusals and the one backup.
+    let mut audit = pb::audit_service_client::AuditServiceClient::new(f.channel(Role::Regulator, "pbc", node.addr));
+    let size = audit.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap().into_inner().tree_size;
+    let entries: Vec<bureau::Entry> = bureau::regulator::fetch_entries(&mut audit, size)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| bureau::Entry::from_bytes(&e.leaf_data).unwrap())
+        .collect();
+    let refused: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.action == bureau::Action::Refusal && e.outcome == "refused:NOT_ADMINISTRATOR")
+        .map(|e| e.detail.as_str())
+        .collect();
+    assert_eq!(refused, ["institution/bank/app/cli", "institution/bank/app/mobile"]);
+    let taken: Vec<&str> =
+        entries.iter().filter(|e| e.action == bureau::Action::BackupTaken).map(|e| e.detail.as_str()).collect();
+    assert_eq!(taken, ["institution/bank/app/ops"]);
     node.shutdown().await.unwrap();
 }
 
