@@ -4,7 +4,7 @@
 use std::{
     collections::BTreeMap,
     fs,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -65,6 +65,9 @@ pub struct NodeConfig {
     /// Prometheus metrics.
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// Who administers the node: backups.
+    #[serde(default)]
+    pub admin: AdminSection,
     /// Retention and dispute deadlines by jurisdiction.
     #[serde(default)]
     pub retention: RetentionSection,
@@ -106,8 +109,87 @@ impl RetentionSection {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsSection {
-    /// Where to serve `GET /metrics` (Prometheus text format, plain HTTP); off when unset.
+    /// Where to serve `GET /metrics` (Prometheus text format, plain HTTP); off when unset. An
+    /// address other than loopback needs `allow`.
     pub listen: Option<SocketAddr>,
+    /// Source addresses or networks (`10.0.0.0/8`, `::1`) whose scrapes are answered; any other
+    /// connection is closed unanswered. Loopback is always allowed.
+    #[serde(default)]
+    pub allow: Vec<IpNet>,
+}
+
+/// An address or network, `10.1.2.3` or `10.0.0.0/8` (IPv4 or IPv6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct IpNet {
+    /// The network's address.
+    pub addr: IpAddr,
+    /// Its prefix length.
+    pub prefix: u8,
+}
+
+impl IpNet {
+    /// True when `ip` is inside this network (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let (a, b, bits) = match (self.addr, ip) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => (u128::from(u32::from(a)), u128::from(u32::from(b)), 32),
+            (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128),
+            _ => return false,
+        };
+        let shift = bits - u32::from(self.prefix);
+        shift >= bits || (a >> shift) == (b >> shift)
+    }
+}
+
+impl TryFrom<String> for IpNet {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not an address or network (10.0.0.0/8, 192.0.2.7, fd00::/8)");
+        let (addr, prefix) = s.split_once('/').map_or((s.as_str(), None), |(a, p)| (a, Some(p)));
+        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
+        };
+        Ok(Self { addr, prefix })
+    }
+}
+
+impl From<IpNet> for String {
+    fn from(n: IpNet) -> String {
+        format!("{}/{}", n.addr, n.prefix)
+    }
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// The institution's applications (their certificate's `app/<name>`) that may take a
+    /// backup; any other application is refused with `NOT_ADMINISTRATOR`.
+    #[serde(default = "AdminSection::default_applications")]
+    pub applications: Vec<String>,
+    /// An age recipients file (`age1…`, one a line) `bureau backup --config` encrypts to.
+    #[serde(default)]
+    pub backup_recipients: Option<PathBuf>,
+}
+
+impl AdminSection {
+    fn default_applications() -> Vec<String> {
+        vec![crate::net::pki::DEFAULT_APP.to_owned()]
+    }
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        Self { applications: Self::default_applications(), backup_recipients: None }
+    }
 }
 
 /// `[node]`
@@ -345,6 +427,7 @@ impl NodeConfig {
         self.tls.log_key.as_mut().map(fix);
         self.federation.subject_key.as_mut().map(fix);
         self.scoring.model.as_mut().map(fix);
+        self.admin.backup_recipients.as_mut().map(fix);
     }
 
     /// Rejects values that parse but cannot work.
@@ -392,6 +475,14 @@ impl NodeConfig {
         }
         if self.scoring.peer_deadline_ms == 0 {
             return bad("scoring.peer_deadline_ms must be > 0".into());
+        }
+        if let Some(listen) = self.metrics.listen {
+            if !listen.ip().is_loopback() && self.metrics.allow.is_empty() {
+                return bad(format!(
+                    "metrics.listen = \"{listen}\" is not loopback: name who may scrape it with \
+                     metrics.allow = [\"10.0.0.0/8\", …] (the metrics name peers, outcomes and revoked members)"
+                ));
+            }
         }
         Ok(())
     }

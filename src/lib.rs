@@ -87,5 +87,5 @@ pub use audit::{merkle, Action, Entry};
 pub use scoring::{Band, Model, ModelError};
 
 // An operator's tools: backups of the embedded store, and a person's report as a web page.
-pub use backup::{backup_to_file, restore_from_file, BackupError, BackupSummary};
-pub use report::render as render_report;
+pub use backup::{backup_to_file, read_identities, read_recipients, restore_from_file, BackupError, BackupSummary};
+pub use report::{render as render_report, write as write_report};

@@ -1,7 +1,8 @@
 //! A person's report as one self-contained HTML page: no scripts, fonts or images from anywhere
 //! (styles inline), the score on its 350–950 scale, reasons in plain words, each account with a
 //! 24-month payment grid coloured as printed bureau reports colour them, who looked and why,
-//! disputes and how to file one, and print styles for A4.
+//! disputes and how to file one, and print styles for A4. The page is personal data: it is
+//! written readable by its owner only (0600).
 
 use std::fmt::Write as _;
 
@@ -142,6 +143,15 @@ table { width: 100%; border-collapse: collapse; font-size: 13px; } th, td { text
 @page { size: A4; margin: 14mm; }
 @media print { body { background: #fff; } main { max-width: none; padding: 0; } h2 { break-after: avoid; } .account { break-inside: avoid; } }
 "#;
+
+/// Writes `r`'s page to `path`, readable by its owner only (0600) from the first byte; a file
+/// already there is replaced.
+pub fn write(path: &std::path::Path, r: &pb::SubjectReport) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut file = crate::backup::create_private(path)?;
+    file.write_all(render(r).as_bytes())?;
+    file.sync_all()
+}
 
 /// Renders a person's report as one HTML page.
 pub fn render(r: &pb::SubjectReport) -> String {

@@ -147,7 +147,8 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
     let metrics_listener = match cfg.metrics.listen {
         Some(addr) => {
             crate::telemetry::handle();
-            Some(crate::telemetry::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?)
+            let listener = crate::telemetry::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
+            Some((listener, cfg.metrics.allow.clone()))
         }
         None => None,
     };
@@ -209,6 +210,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         peer_deadline: Duration::from_millis(cfg.scoring.peer_deadline_ms),
         outbox_retry_max: Duration::from_millis(cfg.limits.outbox_retry_max_ms),
         log_key,
+        administrators: cfg.admin.applications.clone(),
     };
     let app = UseCases::new(settings, store.clone(), Arc::new(peers));
     let node = Node {
@@ -330,9 +332,13 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
 
 /// Serves the metrics endpoint, if configured, and keeps the audit log's size current in it
 /// (every 5 s). Never returns; dropped when the node stops.
-async fn publish_metrics(store: DynStorage, listener: Option<tokio::net::TcpListener>, institution: String) {
-    let Some(listener) = listener else { return std::future::pending().await };
-    let serving = crate::telemetry::serve(listener);
+async fn publish_metrics(
+    store: DynStorage,
+    listener: Option<(tokio::net::TcpListener, Vec<crate::config::IpNet>)>,
+    institution: String,
+) {
+    let Some((listener, allow)) = listener else { return std::future::pending().await };
+    let serving = crate::telemetry::serve(listener, allow);
     let sizes = async {
         loop {
             if let Ok(head) = store.durable_head().await {

@@ -1,5 +1,7 @@
 //! Backups of a running node: taken during a furnishing load, restored into an empty directory,
-//! and the restored node's log is the one backed up. Damaged files and refusals are tried too.
+//! and the restored node's log is the one backed up. Damaged files and refusals are tried too;
+//! the file is encrypted to the institution's age recipient, 0600, taken only by an application
+//! the configuration names administrator, and logged.
 
 mod common;
 
@@ -14,8 +16,15 @@ use bureau::{
     regulator::{self, KeySource},
     restore_from_file, BackupError, Role,
 };
-use common::{all_record_ids, fed, record, subject};
+use common::{all_record_ids, fed, record, subject, Fed};
 use tonic::Code;
+
+/// The age recipients `bureau pki init` wrote for `institution`'s backups (what its node
+/// configuration's `admin.backup_recipients` names), and the identities that decrypt them.
+fn keys(f: &Fed, institution: &str) -> (Vec<age::x25519::Recipient>, Vec<age::x25519::Identity>) {
+    let key = f.fed.pki.member(Role::Node, institution).backup_key;
+    (bureau::read_recipients(&key.with_extension("pub")).unwrap(), bureau::read_identities(&key).unwrap())
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_taken_under_load_restores_the_log_and_every_record_acknowledged_before_it() {
@@ -52,7 +61,8 @@ async fn a_backup_taken_under_load_restores_the_log_and_every_record_acknowledge
     }
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bank.backup");
-    let summary = backup_to_file(f.channel(Role::Application, "bank", node.addr), &file).await.unwrap();
+    let (recipients, identities) = keys(&f, "bank");
+    let summary = backup_to_file(f.channel(Role::Application, "bank", node.addr), &file, &recipients).await.unwrap();
     stop.store(true, Ordering::Relaxed);
     for w in writers {
         w.await.unwrap();
@@ -75,7 +85,7 @@ async fn a_backup_taken_under_load_restores_the_log_and_every_record_acknowledge
     let damaged = dir.path().join("damaged.backup");
     std::fs::write(&damaged, &bytes).unwrap();
     let target = dir.path().join("restored-damaged");
-    match restore_from_file(&damaged, &target).await {
+    match restore_from_file(&damaged, &target, &identities).await {
         Err(BackupError::Damaged(why)) => assert!(why.contains("checksum") || why.contains("damaged"), "{why}"),
         other => panic!("a damaged backup must be refused: {other:?}"),
     }
@@ -84,7 +94,7 @@ async fn a_backup_taken_under_load_restores_the_log_and_every_record_acknowledge
     // Restore into an empty directory; the restored log is the one backed up.
     let mut cfg = f.fed.node_config("bank", &[]);
     cfg.node.data_dir = dir.path().join("restored");
-    let restored = restore_from_file(&file, &cfg.node.data_dir).await.unwrap();
+    let restored = restore_from_file(&file, &cfg.node.data_dir, &identities).await.unwrap();
     assert_eq!(restored, summary);
     {
         let store = bureau::testkit::store::open_sled(&cfg.node.data_dir, 16 << 20).await.unwrap();
@@ -93,7 +103,7 @@ async fn a_backup_taken_under_load_restores_the_log_and_every_record_acknowledge
         store.close().await.unwrap();
     }
     // A second restore into the same directory is refused.
-    assert!(restore_from_file(&file, &cfg.node.data_dir).await.is_err());
+    assert!(restore_from_file(&file, &cfg.node.data_dir, &identities).await.is_err());
 
     let node = bureau::start(cfg).await.unwrap();
     let stored = all_record_ids(&f, node.addr, 8).await;

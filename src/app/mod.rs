@@ -55,6 +55,8 @@ pub(crate) struct Settings {
     pub outbox_retry_max: Duration,
     /// The key that signs audit checkpoints, if configured.
     pub log_key: Option<Arc<ed25519_dalek::SigningKey>>,
+    /// The institution's applications that may take a backup (`admin.applications`).
+    pub administrators: Vec<String>,
 }
 
 /// Every use case of one node, built once over one store. Cheap to clone.
@@ -102,7 +104,7 @@ impl UseCases {
         let protections = protection::Protections::new(life.clone(), outbox.clone());
         let window_days = s.model.window_days();
         let scorer = score::Scorer {
-            institution: s.institution,
+            institution: s.institution.clone(),
             journal: journal.clone(),
             peers,
             model: Arc::new(s.model),
@@ -116,7 +118,7 @@ impl UseCases {
             decisions: decide::Decisions::new(s.policies, scorer.clone(), journal.clone()),
             reports: report::Reports::new(scorer.clone(), disputes.clone(), prover.clone(), journal.clone()),
             audit: audit_log::AuditLog::new(store, prover, journal.clone()),
-            admin: admin::Admin::new(life.clone()),
+            admin: admin::Admin::new(life.clone(), journal.clone(), s.administrators),
             scorer,
             disputes,
             protections,

@@ -52,6 +52,8 @@ pub enum Action {
     ReportServed,
     /// The inquiries this node holds about a person were listed for one of its applications.
     InquiriesListed,
+    /// A backup of the whole store was taken by one of the institution's administrators.
+    BackupTaken,
 }
 
 /// The query an entry is about: the federated query id, the person, the purpose named and the
@@ -249,6 +251,21 @@ impl Entry {
             e.subject_id = subject.to_owned();
         }
         e.detail = caller;
+        e
+    }
+
+    /// Administrator `caller` (its identity) took a backup of `institution`'s whole store: the
+    /// snapshot holds the log up to `tree_size` entries and `pairs` key-value pairs.
+    pub(crate) fn backup_taken(
+        now: DateTime<Utc>,
+        institution: &str,
+        caller: &str,
+        tree_size: u64,
+        pairs: u64,
+    ) -> Self {
+        let mut e = Self::at(now, Action::BackupTaken, institution, format!("tree_size={tree_size} pairs={pairs}"));
+        e.counterparty = institution.to_owned();
+        e.detail = caller.to_owned();
         e
     }
 

@@ -1,12 +1,16 @@
-//! AdminService: a consistent backup of the node's store, streamed to the institution's own
-//! applications while the node serves.
+//! AdminService: a consistent backup of the node's store, streamed while the node serves to the
+//! institution's applications its configuration names administrator; the purge on demand.
 
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::{
     app::{BackupPart, StoreError},
-    grpc::{auth, error::ApiError, node::Node},
+    grpc::{
+        auth,
+        error::{ApiError, Reason},
+        node::Node,
+    },
     wire::pb::bureau::v1::{self as pb, admin_service_server::AdminService},
 };
 
@@ -31,7 +35,17 @@ impl AdminService for AdminApi {
         if let Err(e) = auth::require_own_application(&caller, &self.node.institution) {
             return Err(super::log_refusal(&self.node, &caller, "", e).await.into());
         }
-        let (mut parts, reading) = self.node.admin.backup();
+        if !self.node.admin.is_administrator(&caller.app) {
+            let e = ApiError::PermissionDenied {
+                reason: Reason::NotAdministrator,
+                message: format!(
+                    "only the applications admin.applications names ({}) may take a backup; caller is {caller}",
+                    self.node.admin.administrators().join(", ")
+                ),
+            };
+            return Err(super::log_refusal(&self.node, &caller, "", e).await.into());
+        }
+        let (mut parts, reading) = self.node.admin.backup(caller.to_string());
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         // The first part decides the answer: a backend that cannot back up fails the call.
         let first = match parts.recv().await {

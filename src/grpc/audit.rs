@@ -70,6 +70,7 @@ pub(crate) fn entry_to_pb(index: u64, bytes: Vec<u8>, e: &Entry) -> pb::AuditEnt
             Action::ProtectionReceived => pb::AuditAction::ProtectionReceived,
             Action::ReportServed => pb::AuditAction::ReportServed,
             Action::InquiriesListed => pb::AuditAction::InquiriesListed,
+            Action::BackupTaken => pb::AuditAction::BackupTaken,
         } as i32,
         query_id: e.query_id.clone(),
         actor: e.actor.clone(),

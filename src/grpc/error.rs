@@ -54,6 +54,8 @@ pub(crate) enum Reason {
     SubjectFrozen,
     /// A peer's notice names another institution as the one a change went through.
     NotNoticeSender,
+    /// An application the node's configuration does not name administrator (`admin.applications`).
+    NotAdministrator,
 }
 
 impl Reason {
@@ -73,6 +75,7 @@ impl Reason {
             Self::NotDisputeParty => "NOT_DISPUTE_PARTY",
             Self::SubjectFrozen => crate::domain::protection::FROZEN_REASON,
             Self::NotNoticeSender => "NOT_NOTICE_SENDER",
+            Self::NotAdministrator => "NOT_ADMINISTRATOR",
         }
     }
 }

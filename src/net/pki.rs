@@ -68,6 +68,9 @@ pub struct MemberFiles {
     pub key: PathBuf,
     /// Ed25519 checkpoint signing key (PKCS#8 PEM, 0600); nodes only.
     pub log_key: PathBuf,
+    /// The age X25519 identity that decrypts the institution's backups (0600; its recipient
+    /// `age1…` beside it with the extension `pub`); nodes only.
+    pub backup_key: PathBuf,
 }
 
 /// File layout of a PKI directory.
@@ -111,6 +114,7 @@ impl PkiDir {
             cert: self.0.join(format!("{stem}.pem")),
             key: self.0.join(format!("{stem}.key")),
             log_key: self.0.join(format!("{stem}.log.key")),
+            backup_key: self.0.join(format!("{stem}.backup.key")),
         }
     }
 }
@@ -215,6 +219,15 @@ fn issue(
         let origin = format!("{}/institution/{}", member.federation, member.id);
         let vkey = crate::audit::checkpoint::verifier_key(&origin, &log_key.verifying_key());
         write_public(&files.log_key.with_extension("pub"), &format!("{vkey}\n"))?;
+        // The institution's backups are encrypted to this recipient (`admin.backup_recipients`).
+        use age::secrecy::ExposeSecret;
+        let backup = age::x25519::Identity::generate();
+        let recipient = backup.to_public();
+        write_secret(
+            &files.backup_key,
+            &format!("# recipient: {recipient}\n{}\n", backup.to_string().expose_secret()),
+        )?;
+        write_public(&files.backup_key.with_extension("pub"), &format!("{recipient}\n"))?;
     }
     Ok(())
 }
@@ -379,9 +392,15 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            for key in
-                [bank.key.clone(), bank.log_key.clone(), cli.key.clone(), mobile.key, dir.ca_key(), dir.subject_key()]
-            {
+            for key in [
+                bank.key.clone(),
+                bank.log_key.clone(),
+                bank.backup_key.clone(),
+                cli.key.clone(),
+                mobile.key,
+                dir.ca_key(),
+                dir.subject_key(),
+            ] {
                 let mode = fs::metadata(&key).unwrap().permissions().mode() & 0o777;
                 assert_eq!(mode, 0o600, "{}", key.display());
             }

@@ -10,7 +10,8 @@ use std::{
 
 use crate::{
     config::{
-        FederationSection, Limits, NodeConfig, NodeSection, PeerConfig, ScoringSection, StoreSection, TlsSection,
+        AdminSection, FederationSection, Limits, NodeConfig, NodeSection, PeerConfig, ScoringSection, StoreSection,
+        TlsSection,
     },
     net::client::ClientConfig,
     net::identity::Role,
@@ -58,7 +59,7 @@ impl LocalFederation {
                 cert: files.cert,
                 key: files.key,
                 crl: Some(self.pki.crl()),
-                log_key: Some(files.log_key),
+                log_key: Some(files.log_key.clone()),
             },
             federation: FederationSection {
                 name: self.federation.clone(),
@@ -71,6 +72,10 @@ impl LocalFederation {
             policies: BTreeMap::new(),
             scoring: ScoringSection::default(),
             metrics: Default::default(),
+            admin: AdminSection {
+                backup_recipients: Some(files.backup_key.with_extension("pub")),
+                ..Default::default()
+            },
             retention: Default::default(),
             clock: Default::default(),
         }

@@ -54,10 +54,12 @@ pub enum Command {
     #[command(subcommand)]
     Model(node::ModelCommand),
     /// Back up a running node's embedded store into a file (a consistent snapshot; writes wait
-    /// while it is read). As one of the institution's applications.
+    /// while it is read), age-encrypted to the institution's recipients and written 0600. As an
+    /// application the node's `admin.applications` names; the node logs each backup.
     Backup(node::BackupArgs),
     /// Restore a backup into the (empty) data directory of the node configured in `--config`,
-    /// checking the file's checksum first and the restored log's size and root after.
+    /// decrypting it with `--identity` and checking its authenticated checksum first and the
+    /// restored log's size and root after.
     Restore(node::RestoreArgs),
     /// Ask a node for a subject's federated score.
     Score(scoring::ScoreArgs),

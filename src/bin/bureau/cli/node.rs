@@ -58,9 +58,16 @@ pub enum ModelCommand {
 pub struct BackupArgs {
     #[command(flatten)]
     conn: Conn,
-    /// The backup file to write.
+    /// The backup file to write (0600, encrypted with age).
     #[arg(long)]
     out: PathBuf,
+    /// An age X25519 recipient (`age1…`) to encrypt to; repeatable. Without one, the
+    /// recipients file `admin.backup_recipients` of the `--config` node configuration.
+    #[arg(long = "recipient")]
+    recipients: Vec<String>,
+    /// An age recipients file (`age1…`, one a line), instead of the configuration's.
+    #[arg(long)]
+    recipients_file: Option<PathBuf>,
 }
 
 /// `bureau restore`
@@ -72,6 +79,10 @@ pub struct RestoreArgs {
     /// The backup file.
     #[arg(long)]
     from: PathBuf,
+    /// The age identity file (`AGE-SECRET-KEY-1…`) of one of the backup's recipients, e.g.
+    /// `pki/institution-<id>.backup.key` from `bureau pki init`.
+    #[arg(long)]
+    identity: PathBuf,
 }
 
 /// `bureau retention …`
@@ -146,7 +157,25 @@ pub fn model(cmd: ModelCommand) -> Result<()> {
 
 /// Backs a running node's store up into a file.
 pub async fn backup(args: BackupArgs) -> Result<()> {
-    let s = bureau::backup_to_file(args.conn.channel()?, &args.out).await?;
+    let recipients = if !args.recipients.is_empty() {
+        args.recipients
+            .iter()
+            .map(|r| r.parse().map_err(|e| anyhow::anyhow!("--recipient {r:?}: not an age X25519 recipient: {e}")))
+            .collect::<Result<Vec<_>>>()?
+    } else {
+        let file = match (&args.recipients_file, &args.conn.config) {
+            (Some(f), _) => f.clone(),
+            (None, Some(c)) => NodeConfig::load(c)?.admin.backup_recipients.with_context(|| {
+                format!("{} has no admin.backup_recipients: a backup is encrypted; give --recipient age1…", c.display())
+            })?,
+            (None, None) => bail!("a backup is encrypted: give --recipient age1…, --recipients-file or --config"),
+        };
+        bureau::read_recipients(&file)?
+    };
+    let s = bureau::backup_to_file(args.conn.channel()?, &args.out, &recipients).await.map_err(|e| match e {
+        bureau::BackupError::Node(s) => print_status(&s),
+        e => e.into(),
+    })?;
     println!("{}: {} pairs; audit log size {} root {}", args.out.display(), s.pairs, s.tree_size, hex::encode(s.root));
     Ok(())
 }
@@ -157,7 +186,8 @@ pub async fn restore(args: RestoreArgs) -> Result<()> {
     if cfg.store.backend != Backend::Sled {
         bail!("the node's store is PostgreSQL: restore it with the database's own tools");
     }
-    let s = bureau::restore_from_file(&args.from, &cfg.node.data_dir).await?;
+    let identities = bureau::read_identities(&args.identity)?;
+    let s = bureau::restore_from_file(&args.from, &cfg.node.data_dir, &identities).await?;
     println!(
         "{} restored: {} pairs; audit log size {} root {} (checked)",
         cfg.node.data_dir.display(),

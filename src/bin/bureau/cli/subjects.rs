@@ -80,7 +80,7 @@ pub async fn report(args: ReportArgs) -> Result<()> {
         .await
         .map_err(|s| print_status(&s))?
         .into_inner();
-    std::fs::write(&out, bureau::render_report(&report)).with_context(|| format!("{}", out.display()))?;
+    bureau::write_report(&out, &report).with_context(|| format!("{}", out.display()))?;
     let score = report.score.clone().unwrap_or_default();
     println!(
         "report written to {}: score {}, {} account(s), {} inquiry(ies), {} dispute(s){}{}",

@@ -355,7 +355,7 @@ async fn report(
         .into_inner();
     let path =
         dir.map(|d| d.join("report.html")).unwrap_or_else(|| std::env::temp_dir().join("bureau-demo-report.html"));
-    std::fs::write(&path, bureau::render_report(&r)).with_context(|| path.display().to_string())?;
+    bureau::write_report(&path, &r).with_context(|| path.display().to_string())?;
     let check = bureau::regulator::check_report(&r, &bureau::regulator::KeySource::PkiDir(fed.pki.0.clone()))?;
     println!(
         "
