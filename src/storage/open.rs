@@ -6,8 +6,19 @@ use std::sync::Arc;
 
 use super::{DynStorage, StoreError, TreeHead};
 
-pub(crate) use super::postgres::PostgresOptions;
-pub(crate) use super::sled::{SledOptions, SledStorage};
+use super::postgres as database;
+use super::sled as embedded;
+
+pub(crate) use database::PostgresOptions;
+pub(crate) use embedded::{SledOptions, SledStorage};
+
+/// The backends' own test parts, for the test kit: sled's damage hooks and raw baselines, a
+/// real PostgreSQL server.
+#[cfg(feature = "testkit")]
+pub(crate) mod test_parts {
+    pub use super::database::harness as postgres;
+    pub(crate) use super::embedded::{baseline, tamper};
+}
 
 /// Opens (or creates) a sled store off the async workers. sled panics on some damage to its
 /// files: that is a [`StoreError::Corrupt`] naming the store, never a crash.
@@ -36,7 +47,7 @@ pub(crate) async fn restore_sled(
     pairs: impl Iterator<Item = Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>> + Send + 'static,
 ) -> Result<(), StoreError> {
     let at = dir.clone();
-    tokio::task::spawn_blocking(move || super::sled::restore(&at, head, pairs))
+    tokio::task::spawn_blocking(move || embedded::restore(&at, head, pairs))
         .await
         .map_err(|e| StoreError::Panicked(e.to_string()))??;
     let store = open_sled(SledOptions { path: dir.clone(), cache_capacity: 16 << 20, fsync: true }).await?;
@@ -58,7 +69,7 @@ pub(crate) async fn restore_sled(
 
 /// Connects to a PostgreSQL store, applying the embedded schema migrations.
 pub(crate) async fn open_postgres(opts: PostgresOptions) -> Result<DynStorage, StoreError> {
-    Ok(Arc::new(super::postgres::PostgresStorage::open(&opts).await?))
+    Ok(Arc::new(database::PostgresStorage::open(&opts).await?))
 }
 
 /// True when `url` is a connection string the PostgreSQL backend can use (checked by config

@@ -14,7 +14,7 @@ pub mod tamper;
 
 pub use crate::storage::conformance;
 /// A real PostgreSQL server for tests and benchmarks (the PostgreSQL backend's own harness).
-pub use crate::storage::postgres::harness as postgres;
+pub use crate::storage::open::test_parts::postgres;
 
 /// A gRPC channel to `addr` over any rustls client configuration: for tests of what a node
 /// refuses to a client that is not a member (members' channels come from [`crate::ClientConfig`]).

@@ -5,7 +5,7 @@ use std::path::Path;
 
 /// Raw sled, and a raw preallocated log file, for the benchmarks' same-run baselines (kept
 /// beside the sled backend they measure against).
-pub use crate::storage::sled::baseline::{PreallocatedLog, RawSled};
+pub use crate::storage::open::test_parts::baseline::{PreallocatedLog, RawSled};
 pub use crate::storage::{
     Applied, ApplyResult, Deleted, DynStorage, InquiryCursor, Page, RecordCursor, Storage, StoreError, StoredRecord,
     TreeHead,

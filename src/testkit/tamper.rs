@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::{
     audit::Entry,
-    storage::{sled::tamper as files, StoreError},
+    storage::{open::test_parts::tamper as files, StoreError},
     testkit::postgres,
 };
 
