@@ -139,7 +139,7 @@ impl Scorer {
         let mut log: Vec<Entry> = coverage
             .iter()
             .map(|c| {
-                let outcome = outcome_name(c.outcome);
+                let outcome = c.outcome.as_str();
                 Entry::query_outbound(now, &self.institution, &about, &c.peer, outcome, c.records_returned)
             })
             .collect();
@@ -274,16 +274,6 @@ pub(crate) fn score_input(
     }
     let inquiries = merge_inquiries(all.into_iter(), query_id);
     (records, inquiries, recorded)
-}
-
-/// The outcome's name in log entries.
-pub(crate) fn outcome_name(o: PeerOutcome) -> &'static str {
-    match o {
-        PeerOutcome::Answered => "answered",
-        PeerOutcome::TimedOut => "timed_out",
-        PeerOutcome::Unreachable => "unreachable",
-        PeerOutcome::Refused => "refused",
-    }
 }
 
 /// Every purpose: the scoring node itself refuses only on consent, peers apply their own lists.

@@ -34,6 +34,18 @@ pub(crate) enum PeerOutcome {
     Refused,
 }
 
+impl PeerOutcome {
+    /// The outcome's name in log entries and metric labels.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Answered => "answered",
+            Self::TimedOut => "timed_out",
+            Self::Unreachable => "unreachable",
+            Self::Refused => "refused",
+        }
+    }
+}
+
 /// One peer's part in a fan-out.
 #[derive(Debug, Clone)]
 pub(crate) struct PeerResult {
@@ -422,12 +434,7 @@ fn judge(peer: &Peer, q: &Query, answer: Option<Answer>, waited: Duration, deadl
             }
         }
     }
-    let outcome = match out.outcome {
-        PeerOutcome::Answered => "answered",
-        PeerOutcome::TimedOut => "timed_out",
-        PeerOutcome::Unreachable => "unreachable",
-        PeerOutcome::Refused => "refused",
-    };
+    let outcome = out.outcome.as_str();
     metrics::counter!("bureau_peer_queries_total", "peer" => out.peer.clone(), "outcome" => outcome).increment(1);
     metrics::histogram!("bureau_peer_query_duration_seconds", "peer" => out.peer.clone()).record(latency.as_secs_f64());
     debug!(peer = %out.peer, outcome = ?out.outcome, records = out.records.len(), latency_us = latency.as_micros() as u64, "peer query");
