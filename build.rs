@@ -16,6 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/bureau/v1/subjects.proto",
         "proto/bureau/v1/admin.proto",
         "proto/bureau/v1/disputes.proto",
+        "proto/bureau/v1/locator.proto",
     ];
     let fds = protox::compile(files, ["proto"])?;
     let out = PathBuf::from(env::var("OUT_DIR")?);

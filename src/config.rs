@@ -233,6 +233,17 @@ pub struct FederationSection {
     /// Purposes this node answers peer queries for; all of them when unset.
     #[serde(default = "all_purposes")]
     pub accepted_purposes: Vec<Purpose>,
+    /// The licensing authority's signed member directory (`pki/directory.note`): the members
+    /// and the locator's shards, reloaded while the node runs. With it, `[[peers]]` stays empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<PathBuf>,
+    /// File with the authority's directory verifier key (`pki/directory.pub`); required with
+    /// `directory`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_key: Option<PathBuf>,
+    /// This node runs the record locator for the shards the directory names it in.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub locator: bool,
 }
 
 impl FederationSection {
@@ -426,6 +437,8 @@ impl NodeConfig {
         self.tls.crl.as_mut().map(fix);
         self.tls.log_key.as_mut().map(fix);
         self.federation.subject_key.as_mut().map(fix);
+        self.federation.directory.as_mut().map(fix);
+        self.federation.directory_key.as_mut().map(fix);
         self.scoring.model.as_mut().map(fix);
         self.admin.backup_recipients.as_mut().map(fix);
     }
@@ -441,6 +454,17 @@ impl NodeConfig {
             if !is_valid_member_id(&p.id) || p.id == self.node.institution || !seen.insert(&p.id) {
                 return bad(format!("peer id {:?} is invalid, duplicated or this node's own", p.id));
             }
+        }
+        match (&self.federation.directory, &self.federation.directory_key) {
+            (Some(_), None) => return bad("federation.directory needs federation.directory_key".into()),
+            (None, Some(_)) => return bad("federation.directory_key is set without federation.directory".into()),
+            (Some(_), Some(_)) if !self.peers.is_empty() => {
+                return bad("[[peers]] must be empty with federation.directory: members come from the directory".into())
+            }
+            (None, _) if self.federation.locator => {
+                return bad("federation.locator needs federation.directory, which names the locator's shards".into())
+            }
+            _ => {}
         }
         if self.tls.crl.is_none() {
             return bad("tls.crl is required: a node enforces the licensing authority's revocation list".into());

@@ -61,8 +61,8 @@ pub mod health {
 pub use net::client::{ClientConfig, ClientError};
 pub use net::crl::CrlRejection;
 pub use net::identity::{Identity, IdentityError, Role};
-pub use net::pki;
 pub use net::tls::{TlsError, TlsFiles, TlsMaterial};
+pub use net::{directory, pki};
 
 // Subjects and their records.
 pub use domain::inquiry::{Inquiry, Purpose};

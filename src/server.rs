@@ -14,9 +14,10 @@ use crate::{
     config::{Backend, NodeConfig},
     grpc::node::Node,
     grpc::{
-        admin::AdminApi, audit::AuditApi, disputes::DisputesApi, federation::FederationApi, records::RecordsApi,
-        scoring::ScoringApi, subjects::SubjectsApi,
+        admin::AdminApi, audit::AuditApi, disputes::DisputesApi, federation::FederationApi, locator::LocatorApi,
+        records::RecordsApi, scoring::ScoringApi, subjects::SubjectsApi,
     },
+    net::directory_watch::DirectorySource,
     net::identity::Identity,
     net::peers::Peers,
     net::tls::{self, TlsMaterial},
@@ -28,8 +29,8 @@ use crate::{
     wire::pb::bureau::v1::{
         admin_service_server::AdminServiceServer, audit_service_server::AuditServiceServer,
         disputes_service_server::DisputesServiceServer, federation_service_server::FederationServiceServer,
-        records_service_server::RecordsServiceServer, scoring_service_server::ScoringServiceServer,
-        subjects_service_server::SubjectsServiceServer,
+        locator_service_server::LocatorServiceServer, records_service_server::RecordsServiceServer,
+        scoring_service_server::ScoringServiceServer, subjects_service_server::SubjectsServiceServer,
     },
 };
 
@@ -69,6 +70,14 @@ pub enum ServeError {
     /// The scorecard model could not be loaded.
     #[error("scorecard model: {0}")]
     Model(String),
+    /// No valid signed directory at start: the file and why.
+    #[error("federation directory {path}: {why}")]
+    Directory {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
     /// Reflection could not be built.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -192,8 +201,8 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
             Some(Arc::new(key))
         }
     };
-    let peers =
-        Peers::new(&cfg.peers, &material, &cfg.federation.name, cfg.limits.max_message_bytes, revocation.clone())?;
+    let (peers, directory) = peers_of(&cfg, &material, revocation.clone())?;
+    let peers = Arc::new(peers);
     let store = open_storage(&cfg).await?;
     let settings = Settings {
         institution: cfg.node.institution.clone(),
@@ -211,8 +220,9 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         outbox_retry_max: Duration::from_millis(cfg.limits.outbox_retry_max_ms),
         log_key,
         administrators: cfg.admin.applications.clone(),
+        locator: cfg.federation.locator,
     };
-    let app = UseCases::new(settings, store.clone(), Arc::new(peers));
+    let app = UseCases::new(settings, store.clone(), peers.clone());
     let node = Node {
         institution: cfg.node.institution.clone(),
         federation: cfg.federation.name.clone(),
@@ -251,6 +261,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         SubjectsServiceServer::new(SubjectsApi::new(node.clone())),
         AdminServiceServer::new(AdminApi::new(node.clone())),
         DisputesServiceServer::new(DisputesApi::new(node.clone())),
+        LocatorServiceServer::new(LocatorApi::new(node.clone())),
     );
     for name in services.iter().chain(&[READS, WRITES]) {
         health.set_service_status(*name, ServingStatus::Serving).await;
@@ -271,7 +282,16 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
     // with the node (a notice in flight is retried after a restart).
     let tick = Duration::from_millis(cfg.limits.outbox_retry_max_ms.clamp(250, 1_000));
     let purge_every = cfg.retention.purge_every_s.unwrap_or(3_600);
-    let (life, outbox) = (node.life.clone(), node.outbox.clone());
+    let (life, outbox, holdings) = (node.life.clone(), node.outbox.clone(), node.holdings.clone());
+    let following = {
+        let (peers, every) = (peers.clone(), Duration::from_millis(cfg.limits.crl_reload_ms));
+        async move {
+            match directory {
+                Some(source) => crate::net::directory_watch::follow(source, every, peers).await,
+                None => std::future::pending().await,
+            }
+        }
+    };
     let (disputes, protections) = (node.disputes.clone(), node.protections.clone());
     let lifecycle = async move {
         let purging = async {
@@ -280,7 +300,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
                 s => life.purge_every(Duration::from_secs(s)).await,
             }
         };
-        tokio::join!(outbox.run(tick, disputes, protections), purging);
+        tokio::join!(outbox.run(tick, disputes, protections), purging, holdings.run(tick), following);
     };
     // Never finishes (both loops run until dropped).
     let task = tokio::spawn(async move {
@@ -388,6 +408,36 @@ async fn follow_reachability(
 pub const READS: &str = "bureau.store.reads";
 /// See [`READS`].
 pub const WRITES: &str = "bureau.store.writes";
+
+/// The node's peers: from the signed directory when it follows one (refusing to start without
+/// a valid one, naming the file), else the configured `[[peers]]`.
+fn peers_of(
+    cfg: &NodeConfig,
+    material: &TlsMaterial,
+    revocation: Arc<tls::Revocation>,
+) -> Result<(Peers, Option<DirectorySource>), ServeError> {
+    let (federation, max) = (&cfg.federation.name, cfg.limits.max_message_bytes);
+    let (Some(path), Some(key)) = (&cfg.federation.directory, &cfg.federation.directory_key) else {
+        return Ok((Peers::new(&cfg.peers, material, federation, max, revocation)?, None));
+    };
+    let refused = |why: String| ServeError::Directory { path: path.clone(), why };
+    let verifier =
+        std::fs::read_to_string(key).map_err(|e| refused(format!("directory key {}: {e}", key.display())))?;
+    let source =
+        DirectorySource { path: path.clone(), federation: federation.clone(), verifier: verifier.trim().to_owned() };
+    let directory = source.load().map_err(|e| refused(e.to_string()))?;
+    if cfg.federation.locator && !directory.is_locator(&cfg.node.institution) {
+        return Err(refused(format!(
+            "federation.locator is on but the directory names no locator shard {}",
+            cfg.node.institution
+        )));
+    }
+    crate::net::directory_watch::publish(&directory);
+    info!(file = %path.display(), serial = directory.serial, members = directory.members.len(), locators = directory.locators.len(), "directory in force");
+    let me = &cfg.node.institution;
+    let peers = Peers::from_directory(Arc::new(directory), me, material, federation, max, revocation)?;
+    Ok((peers, Some(source)))
+}
 
 /// Reports NOT_SERVING for the server as a whole, for each of `services` and for the store.
 async fn not_serving(health: &tonic_health::server::HealthReporter, services: &[&'static str]) {

@@ -159,6 +159,7 @@ async fn a_node_never_passes_on_records_it_learnt_from_peers() {
             purpose: pb::Purpose::AccountReview as i32,
             consent_reference: String::new(),
             query_id: "q-test-1".into(),
+            records_only: false,
         })
         .await
         .unwrap()
@@ -192,6 +193,7 @@ async fn purpose_and_consent_are_checked_with_documented_codes() {
         purpose: purpose as i32,
         consent_reference: consent.into(),
         query_id: "q-1".into(),
+        records_only: false,
     };
     for purpose in [pb::Purpose::CreditApplication, pb::Purpose::DepositWaiver, pb::Purpose::SubjectRequest] {
         let err = peer.query_records(q(purpose, "")).await.unwrap_err();
@@ -274,6 +276,7 @@ async fn a_regulator_may_neither_query_peers_nor_score_and_an_impostor_peer_is_r
             purpose: 2,
             consent_reference: String::new(),
             query_id: "q".into(),
+            records_only: false,
         })
         .await
         .unwrap_err();

@@ -321,6 +321,7 @@ async fn applications_may_not_query_peers_and_nodes_may_not_use_application_serv
         purpose: pb::Purpose::AccountReview as i32,
         consent_reference: String::new(),
         query_id: "q-app".into(),
+        records_only: false,
     };
     // bank's application asks payapp's node directly, bypassing its own node.
     let err =

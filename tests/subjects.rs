@@ -150,6 +150,7 @@ async fn a_scoring_answer_carries_only_hard_inquiries_and_each_counts_once() {
         purpose: purpose as i32,
         consent_reference: "loan-9".into(),
         query_id: query_id.into(),
+        records_only: false,
     };
     let mut as_bank = FederationServiceClient::new(c.f.channel(Role::Node, "bank", c.addrs[RENTAL]));
     for (purpose, query_id) in
@@ -277,6 +278,7 @@ async fn a_freeze_refuses_hard_inquiries_at_every_node_and_lets_existing_credito
         purpose: pb::Purpose::CreditApplication as i32,
         consent_reference: "x".into(),
         query_id: "direct-1".into(),
+        records_only: false,
     };
     let e = FederationServiceClient::new(c.f.channel(Role::Node, "bank", c.addrs[RENTAL]))
         .query_records(direct)

@@ -71,6 +71,7 @@ async fn a_freeze_placed_elsewhere_stops_a_hard_inquiry_at_once_and_the_scorer_a
             purpose: pb::Purpose::CreditApplication as i32,
             consent_reference: "c".into(),
             query_id: "direct-1".into(),
+            records_only: false,
         })
         .await
         .unwrap_err();

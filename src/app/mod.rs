@@ -9,8 +9,10 @@ pub(crate) mod audit_log;
 pub(crate) mod decide;
 pub(crate) mod disputes;
 pub(crate) mod furnish;
+pub(crate) mod holdings;
 pub(crate) mod journal;
 pub(crate) mod lifecycle;
+pub(crate) mod locator;
 pub(crate) mod notice_checks;
 pub(crate) mod outbox;
 pub(crate) mod proofs;
@@ -57,6 +59,8 @@ pub(crate) struct Settings {
     pub log_key: Option<Arc<ed25519_dalek::SigningKey>>,
     /// The institution's applications that may take a backup (`admin.applications`).
     pub administrators: Vec<String>,
+    /// This node runs the record locator (`federation.locator`).
+    pub locator: bool,
 }
 
 /// Every use case of one node, built once over one store. Cheap to clone.
@@ -86,6 +90,10 @@ pub(crate) struct UseCases {
     pub journal: journal::Journal,
     /// The read rules, the clock and the background purge.
     pub life: lifecycle::Lifecycle,
+    /// The record locator, when this node runs it.
+    pub locator: locator::Locator,
+    /// This member's registrations at the locator (run by the server's background loop).
+    pub holdings: holdings::Holdings,
 }
 
 impl UseCases {
@@ -103,6 +111,8 @@ impl UseCases {
         let disputes = disputes::Disputes::new(life.clone(), outbox.clone());
         let protections = protection::Protections::new(life.clone(), outbox.clone());
         let window_days = s.model.window_days();
+        let holdings = holdings::Holdings::new(life.clone(), peers.clone());
+        let locator = locator::Locator::new(s.locator, state::State::new(store.clone()), journal.clone());
         let scorer = score::Scorer {
             institution: s.institution.clone(),
             journal: journal.clone(),
@@ -125,6 +135,8 @@ impl UseCases {
             outbox,
             journal,
             life,
+            locator,
+            holdings,
         }
     }
 }

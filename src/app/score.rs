@@ -15,6 +15,7 @@ use crate::{
     domain::inquiry::{Inquiry, Purpose},
     domain::record::merge_records,
     net::{
+        locator_client::LocateError,
         peers::{PeerOutcome, PeerResult, Peers, Query},
         trace::TraceContext,
     },
@@ -65,6 +66,32 @@ pub(crate) struct FederatedScore {
     pub recorded: Vec<Inquiry>,
     /// This node or a peer that answered holds a fraud alert on the subject.
     pub fraud_alert: bool,
+    /// How the members asked were chosen.
+    pub route: Route,
+    /// Members asked (the locator not counted).
+    pub asked: usize,
+    /// Members this node could have asked.
+    pub members: usize,
+}
+
+/// How a score chose whom to ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// No record locator in the federation: every member.
+    Everyone,
+    /// The members the locator named as holding records.
+    Located,
+    /// The locator did not answer: every member instead.
+    LocatorDown,
+    /// A person's own report: the locator and every member.
+    Report,
+}
+
+/// Whom a score reached: the members' answers, and the locator's apart.
+struct Reach {
+    members: Vec<PeerResult>,
+    locator: Option<PeerResult>,
+    route: Route,
 }
 
 impl FederatedScore {
@@ -125,14 +152,20 @@ impl Scorer {
             consent_reference: consent.to_owned(),
             query_id: query_id.clone(),
             trace,
+            records_only: false,
         };
         // Peers first, so they work while this node reads its own part; that part is flushed
         // together with the log entries below, one fsync on the critical path instead of two.
-        let fan_out = self.peers.query_all(&query, self.deadline);
+        let fan_out = self.reach(&query);
         // `join!` polls in order: the fan-out's requests are on the wire before the own part
         // waits on its first storage call.
-        let (mut coverage, own) =
+        let (reach, own) =
             tokio::join!(fan_out, peer_query::answer_unsynced(&self.life, &q, purpose, self.model.window_days()));
+        let Reach { members: mut coverage, locator, route } = reach;
+        let (asked, members) = (coverage.len(), self.peers.member_count());
+        // A locator that did not answer leaves nothing out (every member was asked instead).
+        let partial = coverage.iter().any(|c| c.outcome != PeerOutcome::Answered);
+        coverage.extend(locator);
         // Every attempt, answered or not, and the score served, durable before the answer.
         let about = About { query_id: &query_id, subject_id, purpose, consent_reference: consent };
         let now = self.life.clock.now();
@@ -172,7 +205,6 @@ impl Scorer {
         let (records, inquiries, recorded) =
             score_input(&self.life.retention, now, own, &mut coverage, &query_id, keep_recorded);
         let result = self.model.score(&records, &inquiries, today);
-        let partial = coverage.iter().any(|c| c.outcome != PeerOutcome::Answered);
         let fraud_alert = protection.alert_active(now) || coverage.iter().any(|c| c.fraud_alert);
         let outcome = format!(
             "score={}{}{}",
@@ -190,7 +222,9 @@ impl Scorer {
             purpose = purpose.as_str(),
             score = result.score,
             records = records.len(),
-            peers = coverage.len(),
+            asked,
+            members,
+            route = ?route,
             partial,
             "federated score served"
         );
@@ -205,7 +239,53 @@ impl Scorer {
             records,
             recorded,
             fraud_alert,
+            route,
+            asked,
+            members,
         })
+    }
+
+    /// Asks the members that matter for `query`: with a record locator, the ones it names as
+    /// holding records about the person (with records only: the locator's answer carries the
+    /// hard inquiries a score counts); without one, or while it does not answer, every member.
+    /// A person's own report asks the locator and every member, since any may hold an inquiry.
+    async fn reach(&self, query: &Query) -> Reach {
+        let everyone = |route| async move {
+            let members = self.peers.query_all(query, self.deadline).await;
+            Reach { members, locator: None, route }
+        };
+        if !self.peers.has_locator() {
+            return everyone(Route::Everyone).await;
+        }
+        let started = std::time::Instant::now();
+        let report = query.purpose == Purpose::SubjectRequest;
+        let located = Query { records_only: !report, ..query.clone() };
+        if report {
+            let (found, members) =
+                tokio::join!(self.peers.locate(&located, self.deadline), self.peers.query_all(query, self.deadline));
+            let locator = match found {
+                Ok(l) => Some(l.answer),
+                Err(LocateError::Failed(r)) => Some(*r),
+                Err(LocateError::NoLocator) => None,
+            };
+            return Reach { members, locator, route: Route::Report };
+        }
+        match self.peers.locate(&located, self.deadline).await {
+            Ok(found) => {
+                let holders: Vec<String> = found.holders.into_iter().filter(|h| *h != self.institution).collect();
+                let rest = self.deadline.saturating_sub(started.elapsed());
+                let members = self.peers.query_some(&holders, &located, rest).await;
+                Reach { members, locator: Some(found.answer), route: Route::Located }
+            }
+            Err(LocateError::NoLocator) => everyone(Route::Everyone).await,
+            Err(LocateError::Failed(r)) => {
+                tracing::warn!(locator = %r.peer, error = r.error.as_deref().unwrap_or(""), "the record locator did not answer; asking every member");
+                metrics::counter!("bureau_locator_fallbacks_total").increment(1);
+                let rest = self.deadline.saturating_sub(started.elapsed());
+                let members = self.peers.query_all(query, rest).await;
+                Reach { members, locator: Some(*r), route: Route::LocatorDown }
+            }
+        }
     }
 
     /// While a freeze stands: hard inquiries are refused; account review and collections pass

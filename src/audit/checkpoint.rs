@@ -61,30 +61,12 @@ impl Checkpoint {
 
     /// The signed note, signed by `key` under the name `origin`.
     pub(crate) fn sign(&self, key: &SigningKey) -> String {
-        let body = self.body();
-        let sig = key.sign(body.as_bytes());
-        let mut blob = key_id(&self.origin, &key.verifying_key()).to_vec();
-        blob.extend_from_slice(&sig.to_bytes());
-        format!("{body}\n\u{2014} {} {}\n", self.origin, STANDARD.encode(blob))
+        sign_note(&self.body(), &self.origin, key)
     }
 
     /// Parses `note` and checks that `name`'s key signed it.
     pub(crate) fn open(note: &str, name: &str, key: &VerifyingKey) -> Result<Self, CheckpointError> {
-        let (body, sigs) = note.split_once("\n\n").ok_or(CheckpointError::Malformed("no blank line"))?;
-        let body = format!("{body}\n");
-        let want = key_id(name, key);
-        let signed = sigs.lines().filter_map(|l| l.strip_prefix("\u{2014} ")).any(|l| {
-            let Some((n, b64)) = l.split_once(' ') else { return false };
-            let Ok(blob) = STANDARD.decode(b64) else { return false };
-            if n != name || blob.len() != 68 || blob[..4] != want {
-                return false;
-            }
-            let Ok(sig) = Signature::from_slice(&blob[4..]) else { return false };
-            key.verify(body.as_bytes(), &sig).is_ok()
-        });
-        if !signed {
-            return Err(CheckpointError::BadSignature(name.to_owned()));
-        }
+        let body = open_note(note, name, key)?;
         let mut lines = body.lines();
         let origin = lines.next().filter(|o| !o.is_empty()).ok_or(CheckpointError::Malformed("no origin"))?;
         let size = lines.next().and_then(|s| s.parse().ok()).ok_or(CheckpointError::Malformed("bad size"))?;
@@ -95,6 +77,35 @@ impl Checkpoint {
             .ok_or(CheckpointError::Malformed("bad root hash"))?;
         Ok(Self { origin: origin.to_owned(), size, root })
     }
+}
+
+/// `body` (lines ending in a newline, none empty) as a signed note, signed by `key` under `name`.
+pub(crate) fn sign_note(body: &str, name: &str, key: &SigningKey) -> String {
+    let sig = key.sign(body.as_bytes());
+    let mut blob = key_id(name, &key.verifying_key()).to_vec();
+    blob.extend_from_slice(&sig.to_bytes());
+    format!("{body}\n\u{2014} {name} {}\n", STANDARD.encode(blob))
+}
+
+/// The body of signed note `note` (ending in a newline), once a signature by `name`'s `key`
+/// verifies over it.
+pub(crate) fn open_note(note: &str, name: &str, key: &VerifyingKey) -> Result<String, CheckpointError> {
+    let (body, sigs) = note.split_once("\n\n").ok_or(CheckpointError::Malformed("no blank line"))?;
+    let body = format!("{body}\n");
+    let want = key_id(name, key);
+    let signed = sigs.lines().filter_map(|l| l.strip_prefix("\u{2014} ")).any(|l| {
+        let Some((n, b64)) = l.split_once(' ') else { return false };
+        let Ok(blob) = STANDARD.decode(b64) else { return false };
+        if n != name || blob.len() != 68 || blob[..4] != want {
+            return false;
+        }
+        let Ok(sig) = Signature::from_slice(&blob[4..]) else { return false };
+        key.verify(body.as_bytes(), &sig).is_ok()
+    });
+    if !signed {
+        return Err(CheckpointError::BadSignature(name.to_owned()));
+    }
+    Ok(body)
 }
 
 /// The verifier key string `<name>+<hex key id>+<base64(0x01 ‖ public key)>`.

@@ -54,6 +54,10 @@ pub enum Action {
     InquiriesListed,
     /// A backup of the whole store was taken by one of the institution's administrators.
     BackupTaken,
+    /// At a record locator: a member registered where it holds records.
+    HoldingsRegistered,
+    /// At a member: its holdings were delivered to a locator.
+    HoldingsDelivered,
 }
 
 /// The query an entry is about: the federated query id, the person, the purpose named and the
@@ -266,6 +270,37 @@ impl Entry {
         let mut e = Self::at(now, Action::BackupTaken, institution, format!("tree_size={tree_size} pairs={pairs}"));
         e.counterparty = institution.to_owned();
         e.detail = caller.to_owned();
+        e
+    }
+
+    /// At a locator: `member` registered a batch whose SHA-256 is `digest`; `applied` were
+    /// newer than what was stored, `stale` were not.
+    pub(crate) fn holdings_registered(
+        now: DateTime<Utc>,
+        locator: &str,
+        member: &str,
+        applied: u32,
+        stale: u32,
+        digest: &str,
+    ) -> Self {
+        let mut e = Self::at(now, Action::HoldingsRegistered, member, "registered");
+        e.counterparty = locator.to_owned();
+        e.record_count = applied;
+        e.detail = format!("stale={stale} sha256={digest}");
+        e
+    }
+
+    /// At a member: `sent` holdings, covering its log up to `through`, were taken by `locator`.
+    pub(crate) fn holdings_delivered(
+        now: DateTime<Utc>,
+        institution: &str,
+        locator: &str,
+        sent: u32,
+        through: u64,
+    ) -> Self {
+        let mut e = Self::at(now, Action::HoldingsDelivered, institution, format!("through={through}"));
+        e.counterparty = locator.to_owned();
+        e.record_count = sent;
         e
     }
 

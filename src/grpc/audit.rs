@@ -71,6 +71,8 @@ pub(crate) fn entry_to_pb(index: u64, bytes: Vec<u8>, e: &Entry) -> pb::AuditEnt
             Action::ReportServed => pb::AuditAction::ReportServed,
             Action::InquiriesListed => pb::AuditAction::InquiriesListed,
             Action::BackupTaken => pb::AuditAction::BackupTaken,
+            Action::HoldingsRegistered => pb::AuditAction::HoldingsRegistered,
+            Action::HoldingsDelivered => pb::AuditAction::HoldingsDelivered,
         } as i32,
         query_id: e.query_id.clone(),
         actor: e.actor.clone(),

@@ -6,6 +6,7 @@ use tonic::Request;
 use crate::{
     grpc::error::{ApiError, Reason},
     net::identity::{Identity, Role},
+    net::peers::{Peers, Standing},
 };
 
 /// The caller's identity, read from the client certificate the TLS layer verified.
@@ -55,6 +56,23 @@ pub(crate) fn require_node(id: &Identity) -> Result<(), ApiError> {
         Role::Application | Role::Regulator => Err(ApiError::PermissionDenied {
             reason: Reason::WrongRole,
             message: format!("only institutions' nodes may query peers; caller is {id}"),
+        }),
+    }
+}
+
+/// Only a member node the federation's directory lists as active (any licensed node when the
+/// node follows no directory): a suspended or unlisted member is refused like a revoked one.
+pub(crate) fn require_member(id: &Identity, peers: &Peers) -> Result<(), ApiError> {
+    require_node(id)?;
+    match peers.standing(&id.id) {
+        Standing::Licensed | Standing::Member => Ok(()),
+        Standing::Suspended => Err(ApiError::PermissionDenied {
+            reason: Reason::MemberSuspended,
+            message: format!("{id} is suspended in the federation's directory"),
+        }),
+        Standing::NotListed | Standing::Locator => Err(ApiError::PermissionDenied {
+            reason: Reason::NotAMember,
+            message: format!("{id} is not a member in the federation's directory"),
         }),
     }
 }

@@ -56,6 +56,12 @@ pub(crate) enum Reason {
     NotNoticeSender,
     /// An application the node's configuration does not name administrator (`admin.applications`).
     NotAdministrator,
+    /// An institution the federation's directory does not list.
+    NotAMember,
+    /// A member the directory lists as suspended.
+    MemberSuspended,
+    /// This node does not run the record locator.
+    NotALocator,
 }
 
 impl Reason {
@@ -76,6 +82,9 @@ impl Reason {
             Self::SubjectFrozen => crate::domain::protection::FROZEN_REASON,
             Self::NotNoticeSender => "NOT_NOTICE_SENDER",
             Self::NotAdministrator => "NOT_ADMINISTRATOR",
+            Self::NotAMember => "NOT_A_MEMBER",
+            Self::MemberSuspended => "MEMBER_SUSPENDED",
+            Self::NotALocator => "NOT_A_LOCATOR",
         }
     }
 }
@@ -295,6 +304,20 @@ impl From<crate::app::answer::AnswerError> for ApiError {
                 freeze: freeze.map(|c| c.to_metadata()).unwrap_or_default().into_iter().collect(),
             },
             crate::app::answer::AnswerError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<crate::app::locator::LocatorError> for ApiError {
+    fn from(e: crate::app::locator::LocatorError) -> Self {
+        use crate::app::locator::LocatorError;
+        match e {
+            LocatorError::NotALocator => {
+                Self::FailedPrecondition { reason: Reason::NotALocator, message: e.to_string() }
+            }
+            LocatorError::Invalid(field, why) => Self::invalid(field, why),
+            LocatorError::Contended => Self::Unavailable(e.to_string()),
+            LocatorError::Store(s) => s.into(),
         }
     }
 }

@@ -35,7 +35,7 @@ impl FederationService for FederationApi {
         let trace = super::trace_of(&req);
         let r = req.into_inner();
         let subject = r.subject_id.clone();
-        match self.answer(&caller, r, trace).await {
+        match answer_query(&self.node, &caller, r, trace).await {
             Ok(resp) => Ok(Response::new(resp)),
             Err(e) => Err(super::log_refusal(&self.node, &caller, &subject, e).await.into()),
         }
@@ -43,7 +43,7 @@ impl FederationService for FederationApi {
 
     async fn deliver_notice(&self, req: Request<pb::Notice>) -> Result<Response<pb::NoticeReceipt>, Status> {
         let caller = auth::caller(&req, &self.node.federation)?;
-        if let Err(e) = auth::require_node(&caller) {
+        if let Err(e) = auth::require_member(&caller, &self.node.scorer.peers) {
             return Err(super::log_refusal(&self.node, &caller, "", e).await.into());
         }
         let body = req.into_inner().body.ok_or_else(|| ApiError::invalid("body", "a notice needs a body"))?;
@@ -74,14 +74,17 @@ impl FederationService for FederationApi {
     }
 }
 
-impl FederationApi {
-    async fn answer(
-        &self,
-        caller: &Identity,
-        r: pb::QueryRecordsRequest,
-        trace: crate::net::trace::TraceContext,
-    ) -> Result<pb::QueryRecordsResponse, ApiError> {
-        auth::require_node(caller)?;
+/// Answers a member's query (a peer query, or the locator's own part of a lookup): records
+/// this institution furnished and what the purpose needs of the inquiries held here.
+pub(super) async fn answer_query(
+    node: &Node,
+    caller: &Identity,
+    r: pb::QueryRecordsRequest,
+    trace: crate::net::trace::TraceContext,
+) -> Result<pb::QueryRecordsResponse, ApiError> {
+    {
+        auth::require_member(caller, &node.scorer.peers)?;
+        let records_only = r.records_only;
         let caller = caller.clone();
         let q = PeerQuery {
             inquirer: caller.id,
@@ -90,7 +93,7 @@ impl FederationApi {
             consent_reference: r.consent_reference,
             query_id: r.query_id,
         };
-        let Given { answer, time: now, proofs } = self.node.answers.answer(&q).await?;
+        let Given { answer, time: now, proofs } = node.answers.answer(&q).await?;
         let (checkpoint, proven) = match proofs {
             Some(p) => (Some(p.checkpoint), p.proven),
             None => (None, Vec::new()),
@@ -106,17 +109,19 @@ impl FederationApi {
         );
         let records = answer.records.iter().map(|r| convert::record_to_pb(r, now)).collect();
         // Who asked and why only for the person's own report; a score gets what it counts.
+        // (and nothing at all when the caller counts them at the record locator).
         let (inquiries, hard_inquiries) = match q.purpose {
             Some(crate::domain::inquiry::Purpose::SubjectRequest) => {
                 (crate::app::report::inquiries_with_proofs(&answer.inquiries, proven), Vec::new())
             }
+            _ if records_only => (Vec::new(), Vec::new()),
             _ => (Vec::new(), answer.inquiries.iter().filter(|i| i.hard).map(convert::hard_inquiry_to_pb).collect()),
         };
         Ok(pb::QueryRecordsResponse {
             records,
             inquiries,
             hard_inquiries,
-            responder: self.node.institution.clone(),
+            responder: node.institution.clone(),
             answer_time: Some(convert::timestamp(now)),
             fraud_alert: answer.protection.alert_active(now),
             checkpoint,

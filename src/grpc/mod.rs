@@ -7,6 +7,7 @@ pub(crate) mod auth;
 pub(crate) mod disputes;
 pub(crate) mod error;
 pub(crate) mod federation;
+pub(crate) mod locator;
 pub(crate) mod metrics;
 pub(crate) mod node;
 pub(crate) mod records;

@@ -3,7 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use crate::{
-    app::score::FederatedScore,
+    app::score::{FederatedScore, Route},
     grpc::auth,
     grpc::error::ApiError,
     grpc::node::Node,
@@ -75,6 +75,14 @@ pub(crate) fn score_to_pb(s: &FederatedScore) -> pb::Score {
         partial: s.partial,
         query_id: s.query_id.clone(),
         records_used: s.records_used as u32,
+        route: match s.route {
+            Route::Everyone => pb::ScoreRoute::Everyone,
+            Route::Located => pb::ScoreRoute::Located,
+            Route::LocatorDown => pb::ScoreRoute::LocatorDown,
+            Route::Report => pb::ScoreRoute::Report,
+        } as i32,
+        members_asked: s.asked as u32,
+        members: s.members as u32,
     }
 }
 

@@ -3,7 +3,11 @@
 
 pub(crate) mod client;
 pub(crate) mod crl;
+pub mod directory;
+pub(crate) mod directory_watch;
 pub(crate) mod identity;
+pub(crate) mod locator_client;
+pub(crate) mod peer_error;
 pub(crate) mod peers;
 pub mod pki;
 mod revocation;

@@ -3,7 +3,10 @@
 //! under one deadline. Late or failing peers are reported, never waited for.
 
 use std::{
-    sync::Arc,
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc, RwLock,
+    },
     time::{Duration, Instant},
 };
 
@@ -16,10 +19,15 @@ use crate::{
     domain::inquiry::{Inquiry, Purpose},
     domain::protection::{Change, FROZEN_REASON},
     domain::record::CreditRecord,
+    net::directory::{Directory, Status},
     net::tls::{self, Revocation, TlsError, TlsMaterial},
     wire::convert,
-    wire::pb::bureau::v1::{self as pb, federation_service_client::FederationServiceClient},
+    wire::pb::bureau::v1::{
+        self as pb, federation_service_client::FederationServiceClient, locator_service_client::LocatorServiceClient,
+    },
 };
+
+pub(crate) use crate::net::peer_error::{PeerError, Refusal, RefusalReason};
 
 /// How a peer answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +118,8 @@ pub(crate) struct Query {
     pub query_id: String,
     /// The trace this query belongs to; each peer gets a child span of it.
     pub trace: super::trace::TraceContext,
+    /// The person's hard inquiries are counted at the locator: peers return records only.
+    pub records_only: bool,
 }
 
 /// `[[peers]]` in a node's configuration: one other institution's node.
@@ -138,21 +148,96 @@ impl PeerConfig {
     }
 }
 
-struct Peer {
-    id: String,
-    /// One client per address of the peer.
-    clients: Vec<FederationServiceClient<Channel>>,
-    /// Where the next query starts (round robin over the addresses).
-    next: std::sync::atomic::AtomicUsize,
+/// One member (or locator) node set: a lazy channel per address, and its recent latency.
+pub(super) struct Peer {
+    pub(super) id: String,
+    addresses: Vec<String>,
+    /// One channel per address of the peer.
+    channels: Vec<Channel>,
+    max_message: usize,
+    /// Where the next call starts (round robin over the addresses).
+    next: AtomicUsize,
+    /// Smoothed latency of its answers and its mean deviation, microseconds (RFC 6298's
+    /// estimators): a hedge goes out after `srtt + 4 × rttvar`.
+    srtt_us: AtomicU64,
+    rttvar_us: AtomicU64,
 }
 
-/// The configured peers, each with its own reused channel.
+/// First hedge delay, before a peer has answered at all.
+const HEDGE_UNKNOWN: Duration = Duration::from_millis(50);
+/// Bounds of the hedge delay.
+const HEDGE_MIN: Duration = Duration::from_millis(2);
+const HEDGE_MAX: Duration = Duration::from_millis(500);
+
+/// What makes a [`Peer`]: the TLS material, the federation, the message limit and the CRL.
+struct Connector {
+    material: TlsMaterial,
+    federation: String,
+    max_message: usize,
+    revocation: Arc<Revocation>,
+}
+
+impl Connector {
+    /// A peer `id` at `addresses`; its certificate must name `id`. Nothing connects yet.
+    fn peer(&self, id: &str, addresses: &[String]) -> Result<Peer, TlsError> {
+        let cfg = self.material.client_config_with(&self.federation, Some(id), self.revocation.clone())?;
+        let mut channels = Vec::new();
+        for address in addresses {
+            let channel =
+                tls::channel_tracked(address, cfg.clone(), Duration::from_secs(2), Some(self.revocation.clone()))
+                    .map_err(|e| {
+                        TlsError::Rustls(rustls::Error::General(format!("peer {id} address {address}: {e}")))
+                    })?;
+            channels.push(channel);
+        }
+        Ok(Peer {
+            id: id.to_owned(),
+            addresses: addresses.to_vec(),
+            channels,
+            max_message: self.max_message,
+            next: AtomicUsize::new(0),
+            srtt_us: AtomicU64::new(0),
+            rttvar_us: AtomicU64::new(0),
+        })
+    }
+}
+
+/// Who the node asks, as one snapshot: replaced whole when the directory changes.
+#[derive(Default)]
+pub(super) struct PeerSet {
+    /// The members it asks: every active one but itself (or the configured `[[peers]]`).
+    pub(super) members: Vec<Arc<Peer>>,
+    /// The directory in force; `None` for a static `[[peers]]` federation.
+    pub(super) directory: Option<Arc<Directory>>,
+    /// The locator's nodes, by shard id.
+    pub(super) locators: Vec<Arc<Peer>>,
+}
+
+/// What the directory says of a caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Standing {
+    /// No directory: any node the authority licensed (a static `[[peers]]` federation).
+    Licensed,
+    /// An active member.
+    Member,
+    /// One of the locator's nodes.
+    Locator,
+    /// Not in the directory.
+    NotListed,
+    /// Listed, suspended.
+    Suspended,
+}
+
+/// The node's peers, each with its own reused channels: from `[[peers]]`, or from the signed
+/// directory and replaced as it changes.
 pub(crate) struct Peers {
-    peers: Vec<Peer>,
+    me: String,
+    connector: Connector,
+    set: RwLock<Arc<PeerSet>>,
 }
 
 impl Peers {
-    /// One lazy channel per peer; nothing connects until the first query.
+    /// The configured `[[peers]]`; nothing connects until the first query.
     pub(crate) fn new(
         configs: &[PeerConfig],
         material: &TlsMaterial,
@@ -160,59 +245,128 @@ impl Peers {
         max_message: usize,
         revocation: Arc<Revocation>,
     ) -> Result<Self, TlsError> {
-        let mut peers = Vec::with_capacity(configs.len());
+        let connector =
+            Connector { material: material.clone(), federation: federation.to_owned(), max_message, revocation };
+        let mut members = Vec::with_capacity(configs.len());
         for p in configs {
-            let cfg = material.client_config_with(federation, Some(&p.id), revocation.clone())?;
-            let mut clients = Vec::new();
-            for address in p.all_addresses() {
-                let channel =
-                    tls::channel_tracked(address, cfg.clone(), Duration::from_secs(2), Some(revocation.clone()))
-                        .map_err(|e| {
-                            TlsError::Rustls(rustls::Error::General(format!("peer {} address {address}: {e}", p.id)))
-                        })?;
-                clients.push(FederationServiceClient::new(channel).max_decoding_message_size(max_message));
-            }
-            peers.push(Peer { id: p.id.clone(), clients, next: Default::default() });
+            let addresses: Vec<String> = p.all_addresses().map(str::to_owned).collect();
+            members.push(Arc::new(connector.peer(&p.id, &addresses)?));
         }
-        Ok(Self { peers })
+        let set = PeerSet { members, directory: None, locators: Vec::new() };
+        Ok(Self { me: String::new(), connector, set: RwLock::new(Arc::new(set)) })
     }
 
-    /// Asks every peer concurrently; returns when all have answered or `deadline` has passed,
-    /// with one result per peer in configuration order.
+    /// The members `directory` lists for node `me`; [`Peers::adopt`] follows later editions.
+    pub(crate) fn from_directory(
+        directory: Arc<Directory>,
+        me: &str,
+        material: &TlsMaterial,
+        federation: &str,
+        max_message: usize,
+        revocation: Arc<Revocation>,
+    ) -> Result<Self, TlsError> {
+        let connector =
+            Connector { material: material.clone(), federation: federation.to_owned(), max_message, revocation };
+        let peers = Self { me: me.to_owned(), connector, set: RwLock::new(Arc::default()) };
+        peers.adopt(directory)?;
+        Ok(peers)
+    }
+
+    /// Puts `directory` in force: active members but this node are asked from now on, a member
+    /// whose addresses did not change keeps its channels, calls in flight finish as they were.
+    pub(crate) fn adopt(&self, directory: Arc<Directory>) -> Result<(), TlsError> {
+        let old = self.snapshot();
+        let reuse = |id: &str, addresses: &[String], from: &[Arc<Peer>]| -> Result<Arc<Peer>, TlsError> {
+            match from.iter().find(|p| p.id == id && p.addresses == addresses) {
+                Some(p) => Ok(p.clone()),
+                None => Ok(Arc::new(self.connector.peer(id, addresses)?)),
+            }
+        };
+        let mut members = Vec::new();
+        for m in directory.members.iter().filter(|m| m.status == Status::Active && m.id != self.me) {
+            members.push(reuse(&m.id, &m.addresses, &old.members)?);
+        }
+        let mut locators = Vec::new();
+        for l in &directory.locators {
+            // One node set per locator, however many prefixes it serves.
+            if !locators.iter().any(|p: &Arc<Peer>| p.id == l.id) {
+                locators.push(reuse(&l.id, &l.addresses, &old.locators)?);
+            }
+        }
+        let set = PeerSet { members, directory: Some(directory), locators };
+        *self.set.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(set);
+        Ok(())
+    }
+
+    /// The peers as they stand now.
+    pub(super) fn snapshot(&self) -> Arc<PeerSet> {
+        self.set.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// The directory in force, if the node follows one.
+    pub(crate) fn directory(&self) -> Option<Arc<Directory>> {
+        self.snapshot().directory.clone()
+    }
+
+    /// What the directory says of institution `id`.
+    pub(crate) fn standing(&self, id: &str) -> Standing {
+        let set = self.snapshot();
+        let Some(dir) = &set.directory else { return Standing::Licensed };
+        match dir.member(id) {
+            Some(m) if m.status == Status::Active => Standing::Member,
+            Some(_) => Standing::Suspended,
+            None if dir.is_locator(id) => Standing::Locator,
+            None => Standing::NotListed,
+        }
+    }
+
+    /// Asks every member concurrently; returns when all have answered or `deadline` has passed,
+    /// with one result per member in the directory's (or configuration's) order.
     pub(crate) async fn query_all(&self, q: &Query, deadline: Duration) -> Vec<PeerResult> {
-        let started = Instant::now();
-        let calls = self.peers.iter().map(|p| ask(p, q, deadline));
-        let answers = under_deadline(calls, deadline).await;
-        self.peers.iter().zip(answers).map(|(p, a)| judge(p, q, a, started.elapsed(), deadline)).collect()
+        let set = self.snapshot();
+        ask_each(&set.members, q, deadline).await
     }
-}
 
-impl Peers {
-    /// Every configured peer's institution id.
+    /// Asks the members among `ids` (any other id is skipped: not an active member), as
+    /// [`Peers::query_all`] does.
+    pub(crate) async fn query_some(&self, ids: &[String], q: &Query, deadline: Duration) -> Vec<PeerResult> {
+        let set = self.snapshot();
+        let chosen: Vec<Arc<Peer>> = set.members.iter().filter(|p| ids.contains(&p.id)).cloned().collect();
+        ask_each(&chosen, q, deadline).await
+    }
+
+    /// How many members the node could ask.
+    pub(crate) fn member_count(&self) -> usize {
+        self.snapshot().members.len()
+    }
+
+    /// Every member's institution id.
     pub(crate) fn ids(&self) -> Vec<String> {
-        self.peers.iter().map(|p| p.id.clone()).collect()
+        self.snapshot().members.iter().map(|p| p.id.clone()).collect()
     }
 
-    /// True when `id` is a configured peer.
+    /// True when `id` is a member the node asks.
     pub(crate) fn knows(&self, id: &str) -> bool {
-        self.peers.iter().any(|p| p.id == id)
+        self.snapshot().members.iter().any(|p| p.id == id)
     }
 
-    /// Delivers a notice to peer `id` (its addresses in turn, moving on from an unreachable
-    /// one) within `timeout`. [`PeerError::Unavailable`] for a peer that is not configured.
+    /// Delivers a notice to member `id` (its addresses in turn, moving on from an unreachable
+    /// one) within `timeout`. [`PeerError::Unavailable`] for an id that is not a member.
     pub(crate) async fn deliver(
         &self,
         id: &str,
         notice: pb::Notice,
         timeout: Duration,
     ) -> Result<pb::NoticeReceipt, PeerError> {
-        let Some(peer) = self.peers.iter().find(|p| p.id == id) else {
-            return Err(PeerError::from(tonic::Status::unavailable(format!("{id} is not a configured peer"))));
+        let set = self.snapshot();
+        let Some(peer) = set.members.iter().find(|p| p.id == id) else {
+            return Err(PeerError::from(tonic::Status::unavailable(format!("{id} is not a member this node asks"))));
         };
         let started = Instant::now();
-        let delivery = peer.each_address(|mut client| {
+        let delivery = peer.each_address(|channel| {
             let mut req = tonic::Request::new(notice.clone());
             req.set_timeout(timeout.saturating_sub(started.elapsed()));
+            let mut client = peer.federation(channel);
             async move { client.deliver_notice(req).await }
         });
         match tokio::time::timeout(timeout, delivery).await {
@@ -222,94 +376,11 @@ impl Peers {
     }
 }
 
-/// Why a peer did not take a call, as the use cases see it: a refusal it would give again, or
-/// a failure worth retrying. Read from the gRPC status and its `google.rpc` details, so
-/// callers match on a type, never on a message's text.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum PeerError {
-    /// The peer answered and refused: the same call would be refused again.
-    #[error("{0}")]
-    Refused(Refusal),
-    /// Not now: unreachable, timed out, overloaded or failing (`code: message`).
-    #[error("{0}")]
-    Unavailable(String),
-}
-
-/// A peer's refusal: why (from the status code and its details) and its message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Refusal {
-    /// Why, typed.
-    pub reason: RefusalReason,
-    /// The peer's message, for logs and for the caller.
-    pub message: String,
-}
-
-/// Why a peer refused, after the gRPC code it answered with and its `google.rpc` details.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum RefusalReason {
-    /// NOT_FOUND: it holds no such thing.
-    NotFound,
-    /// INVALID_ARGUMENT: the request's fields it named (`google.rpc.BadRequest`), maybe none.
-    InvalidArgument {
-        /// The request paths of the fields at fault.
-        fields: Vec<String>,
-    },
-    /// PERMISSION_DENIED, with its `google.rpc.ErrorInfo` reason (e.g. `NOT_DISPUTE_PARTY`).
-    PermissionDenied {
-        /// The `ErrorInfo.reason`, empty when the peer sent none.
-        reason: String,
-    },
-    /// FAILED_PRECONDITION, with its `google.rpc.ErrorInfo` reason (e.g. `SUBJECT_FROZEN`).
-    FailedPrecondition {
-        /// The `ErrorInfo.reason`, empty when the peer sent none.
-        reason: String,
-    },
-}
-
-impl RefusalReason {
-    /// The gRPC code's name as logs and stored rejections have always spelled it
-    /// (`NotFound`, `InvalidArgument`, …).
-    pub(crate) fn code(&self) -> &'static str {
-        match self {
-            Self::NotFound => "NotFound",
-            Self::InvalidArgument { .. } => "InvalidArgument",
-            Self::PermissionDenied { .. } => "PermissionDenied",
-            Self::FailedPrecondition { .. } => "FailedPrecondition",
-        }
-    }
-}
-
-impl Refusal {
-    /// True when the peer named `field` as at fault.
-    pub(crate) fn names_field(&self, field: &str) -> bool {
-        matches!(&self.reason, RefusalReason::InvalidArgument { fields } if fields.iter().any(|f| f == field))
-    }
-}
-
-impl std::fmt::Display for Refusal {
-    /// `Code: message`, as a stored rejection reads.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.reason.code(), self.message)
-    }
-}
-
-impl From<tonic::Status> for PeerError {
-    fn from(s: tonic::Status) -> Self {
-        let info = || s.get_details_error_info().map(|i| i.reason).unwrap_or_default();
-        let reason = match s.code() {
-            Code::NotFound => RefusalReason::NotFound,
-            Code::InvalidArgument => RefusalReason::InvalidArgument {
-                fields: s
-                    .get_details_bad_request()
-                    .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
-                    .unwrap_or_default(),
-            },
-            Code::PermissionDenied => RefusalReason::PermissionDenied { reason: info() },
-            Code::FailedPrecondition => RefusalReason::FailedPrecondition { reason: info() },
-            code => return Self::Unavailable(format!("{code:?}: {}", s.message())),
-        };
-        Self::Refused(Refusal { reason, message: s.message().to_owned() })
-    }
+/// Asks each of `peers` under one deadline; one result each, in order.
+async fn ask_each(peers: &[Arc<Peer>], q: &Query, deadline: Duration) -> Vec<PeerResult> {
+    let started = Instant::now();
+    let answers = under_deadline(peers.iter().map(|p| ask(p, q, deadline)), deadline).await;
+    peers.iter().zip(answers).map(|(p, a)| judge(p, q, a, started.elapsed(), deadline)).collect()
 }
 
 /// Runs `calls` concurrently under one deadline. Returns as soon as every call has finished
@@ -325,21 +396,31 @@ pub(crate) async fn under_deadline<T>(
 }
 
 /// One peer's answer, with its own latency.
-type Answer = (Duration, Result<tonic::Response<pb::QueryRecordsResponse>, tonic::Status>);
+pub(super) type Answer = (Duration, Result<tonic::Response<pb::QueryRecordsResponse>, tonic::Status>);
 
 impl Peer {
+    /// A FederationService client over `channel`.
+    pub(super) fn federation(&self, channel: Channel) -> FederationServiceClient<Channel> {
+        FederationServiceClient::new(channel).max_decoding_message_size(self.max_message)
+    }
+
+    /// A LocatorService client over `channel`.
+    pub(super) fn locator(&self, channel: Channel) -> LocatorServiceClient<Channel> {
+        LocatorServiceClient::new(channel).max_decoding_message_size(self.max_message)
+    }
+
     /// Calls the peer at one of its addresses, starting at the next in turn; an address that
     /// cannot be reached (UNAVAILABLE) passes the call to the next. The caller bounds the time.
-    async fn each_address<T, F, Fut>(&self, mut call: F) -> Result<T, tonic::Status>
+    pub(super) async fn each_address<T, F, Fut>(&self, mut call: F) -> Result<T, tonic::Status>
     where
-        F: FnMut(FederationServiceClient<Channel>) -> Fut,
+        F: FnMut(Channel) -> Fut,
         Fut: std::future::Future<Output = Result<T, tonic::Status>>,
     {
-        let n = self.clients.len();
-        let first = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self.channels.len();
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
         let mut k = 0;
         loop {
-            let result = call(self.clients[(first + k) % n].clone()).await;
+            let result = call(self.channels[(first + k) % n].clone()).await;
             k += 1;
             match result {
                 Err(s) if s.code() == Code::Unavailable && k < n => {
@@ -349,33 +430,107 @@ impl Peer {
             }
         }
     }
+
+    /// Calls the peer at one address and, when it has several and no answer came within the
+    /// hedge delay, at a second one too; the first answer wins and the other call is dropped.
+    /// One address: as [`Peer::each_address`].
+    pub(super) async fn hedged<T, F, Fut>(&self, call: F) -> Result<T, tonic::Status>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        let n = self.channels.len();
+        if n < 2 {
+            return self.each_address(call).await;
+        }
+        let first = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let second = || call(self.channels[(first + 1) % n].clone());
+        let started = Instant::now();
+        let primary = call(self.channels[first].clone());
+        tokio::pin!(primary);
+        tokio::select! {
+            r = &mut primary => {
+                return match r {
+                    Err(s) if s.code() == Code::Unavailable => second().await,
+                    r => r.inspect(|_| self.observe(started.elapsed())),
+                };
+            }
+            () = tokio::time::sleep(self.hedge_delay()) => {}
+        }
+        metrics::counter!("bureau_peer_hedged_total", "peer" => self.id.clone()).increment(1);
+        let backup = second();
+        tokio::pin!(backup);
+        let r = tokio::select! {
+            r = &mut primary => match r { Ok(v) => Ok(v), Err(_) => backup.await },
+            r = &mut backup => match r { Ok(v) => Ok(v), Err(_) => primary.await },
+        };
+        r.inspect(|_| self.observe(started.elapsed()))
+    }
+
+    /// The wait before a hedge: `srtt + 4 × rttvar` of its recent answers, within bounds.
+    fn hedge_delay(&self) -> Duration {
+        let srtt = self.srtt_us.load(Ordering::Relaxed);
+        if srtt == 0 {
+            return HEDGE_UNKNOWN;
+        }
+        let us = srtt + 4 * self.rttvar_us.load(Ordering::Relaxed);
+        Duration::from_micros(us).clamp(HEDGE_MIN, HEDGE_MAX)
+    }
+
+    /// Takes one answer's latency into the estimators (RFC 6298: α = 1/8, β = 1/4). Racing
+    /// updates may lose a sample, which only makes the estimate a little older.
+    fn observe(&self, latency: Duration) {
+        let r = latency.as_micros().min(u128::from(u32::MAX)) as u64;
+        let srtt = self.srtt_us.load(Ordering::Relaxed);
+        if srtt == 0 {
+            self.srtt_us.store(r.max(1), Ordering::Relaxed);
+            self.rttvar_us.store(r / 2, Ordering::Relaxed);
+            return;
+        }
+        let var = self.rttvar_us.load(Ordering::Relaxed);
+        self.rttvar_us.store((3 * var + srtt.abs_diff(r)) / 4, Ordering::Relaxed);
+        self.srtt_us.store(((7 * srtt + r) / 8).max(1), Ordering::Relaxed);
+    }
 }
 
-/// Asks the peer (one of its addresses, moving on from an unreachable one), under the one
-/// deadline.
+/// Asks the peer under the one deadline: hedged over its replicas, moving on from an
+/// unreachable address.
 async fn ask(peer: &Peer, q: &Query, deadline: Duration) -> Answer {
     let started = Instant::now();
     let result = peer
-        .each_address(|mut client| {
-            let mut req = tonic::Request::new(pb::QueryRecordsRequest {
-                subject_id: q.subject_id.clone(),
-                purpose: convert::purpose_to_pb(q.purpose) as i32,
-                consent_reference: q.consent_reference.clone(),
-                query_id: q.query_id.clone(),
-            });
+        .hedged(|channel| {
+            let mut req = tonic::Request::new(request(q));
             // The peer learns the deadline too, so it can drop work nobody will wait for.
             req.set_timeout(deadline.saturating_sub(started.elapsed()));
             if let Ok(v) = q.trace.child().header().parse() {
                 req.metadata_mut().insert(super::trace::HEADER, v);
             }
+            let mut client = peer.federation(channel);
             async move { client.query_records(req).await }
         })
         .await;
     (started.elapsed(), result)
 }
 
+/// The wire form of `q`.
+pub(super) fn request(q: &Query) -> pb::QueryRecordsRequest {
+    pb::QueryRecordsRequest {
+        subject_id: q.subject_id.clone(),
+        purpose: convert::purpose_to_pb(q.purpose) as i32,
+        consent_reference: q.consent_reference.clone(),
+        query_id: q.query_id.clone(),
+        records_only: q.records_only,
+    }
+}
+
 /// What a peer's answer (or its absence at the deadline) means for the score.
-fn judge(peer: &Peer, q: &Query, answer: Option<Answer>, waited: Duration, deadline: Duration) -> PeerResult {
+pub(super) fn judge(
+    peer: &Peer,
+    q: &Query,
+    answer: Option<Answer>,
+    waited: Duration,
+    deadline: Duration,
+) -> PeerResult {
     let (latency, result) = match answer {
         Some((latency, r)) => (latency, Some(r)),
         None => (waited, None),
@@ -449,41 +604,12 @@ mod tests {
     use tonic::{Code, Status};
     use tonic_types::{ErrorDetails, StatusExt};
 
-    use super::{under_deadline, FrozenThere, PeerError, Refusal, RefusalReason};
+    use super::{under_deadline, FrozenThere};
 
     fn status(code: Code, message: &str, details: impl FnOnce(&mut ErrorDetails)) -> Status {
         let mut d = ErrorDetails::new();
         details(&mut d);
         Status::with_error_details(code, message, d)
-    }
-
-    /// A peer's refusal reads from its code and `google.rpc` details, not its message: the
-    /// field it names, the `ErrorInfo` reason it gives; the code's name stays as logs and
-    /// stored rejections have always spelt it.
-    #[test]
-    fn a_refusal_is_typed_from_the_code_and_its_details() {
-        let mismatch = PeerError::from(status(Code::InvalidArgument, "no word of the field here", |d| {
-            d.set_error_info("INVALID_ARGUMENT", "bureau.v1", std::collections::HashMap::new());
-            d.add_bad_request_violation("subject_id", "does not match the disputed record's subject");
-        }));
-        let PeerError::Refused(r) = mismatch else { panic!("a refusal: {mismatch:?}") };
-        assert!(r.names_field("subject_id"));
-        assert!(!r.names_field("record"));
-        assert_eq!(r.to_string(), "InvalidArgument: no word of the field here");
-
-        let denied = PeerError::from(status(Code::PermissionDenied, "only b resolves it", |d| {
-            d.set_error_info("NOT_DISPUTE_PARTY", "bureau.v1", std::collections::HashMap::new());
-        }));
-        let reason = RefusalReason::PermissionDenied { reason: "NOT_DISPUTE_PARTY".into() };
-        assert_eq!(denied, PeerError::Refused(Refusal { reason, message: "only b resolves it".into() }));
-
-        // A message that names a field is not a field violation.
-        let bare = PeerError::from(Status::invalid_argument("invalid subject_id: whatever"));
-        let PeerError::Refused(r) = bare else { panic!("a refusal") };
-        assert!(!r.names_field("subject_id"), "read from the details, never from the text");
-        assert_eq!(PeerError::from(Status::not_found("gone")).to_string(), "NotFound: gone");
-        let frozen = PeerError::from(Status::failed_precondition("frozen"));
-        assert!(matches!(frozen, PeerError::Refused(Refusal { reason: RefusalReason::FailedPrecondition { .. }, .. })));
     }
 
     /// A `SUBJECT_FROZEN` refusal is read as a freeze there, with the change it carries (none
@@ -510,19 +636,6 @@ mod tests {
         });
         assert_eq!(FrozenThere::of(&consent), None);
         assert_eq!(FrozenThere::of(&Status::failed_precondition("SUBJECT_FROZEN")), None, "never from the text");
-    }
-
-    /// Anything but a refusal is worth trying again, and says which code it was.
-    #[test]
-    fn failures_are_unavailable_with_their_code() {
-        for (code, name) in [
-            (Code::Unavailable, "Unavailable"),
-            (Code::DeadlineExceeded, "DeadlineExceeded"),
-            (Code::Internal, "Internal"),
-            (Code::ResourceExhausted, "ResourceExhausted"),
-        ] {
-            assert_eq!(PeerError::from(Status::new(code, "x")), PeerError::Unavailable(format!("{name}: x")));
-        }
     }
 
     /// Late calls are cut off at the deadline and reported as such; the fan-out returns at the

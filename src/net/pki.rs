@@ -15,7 +15,10 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-use crate::net::identity::{is_valid_member_id, Identity, Role};
+use crate::net::{
+    directory::Directory,
+    identity::{is_valid_member_id, Identity, Role},
+};
 
 /// How long leaf certificates (licences) are valid.
 const LEAF_VALIDITY: Duration = Duration::days(365);
@@ -94,6 +97,18 @@ impl PkiDir {
     pub fn subject_key(&self) -> PathBuf {
         self.0.join("subject-key.hex")
     }
+    /// The signed member directory nodes load (`federation.directory`).
+    pub fn directory(&self) -> PathBuf {
+        self.0.join("directory.note")
+    }
+    /// The authority's directory signing key (Ed25519, PKCS#8).
+    pub fn directory_key(&self) -> PathBuf {
+        self.0.join("directory.key")
+    }
+    /// Its verifier key string, which nodes are given (`federation.directory_key`).
+    pub fn directory_verifier(&self) -> PathBuf {
+        self.0.join("directory.pub")
+    }
     /// One member's files: institution `id`'s node, its [`DEFAULT_APP`] application, or
     /// regulator `id`.
     pub fn member(&self, role: Role, id: &str) -> MemberFiles {
@@ -167,7 +182,61 @@ pub fn init(spec: &PkiSpec, out: &Path) -> Result<PkiDir, PkiError> {
     write_crl(&dir, &issuer, Vec::new(), 1, now)?;
     let subject_key: [u8; 32] = rand::random();
     write_secret(&dir.subject_key(), &format!("{}\n", hex::encode(subject_key)))?;
+    init_directory(&dir, &spec.federation)?;
     Ok(dir)
+}
+
+/// Makes the authority's directory key and a first, empty edition (serial 1) of the directory.
+fn init_directory(dir: &PkiDir, federation: &str) -> Result<(), PkiError> {
+    use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey};
+    let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let pem =
+        key.to_pkcs8_pem(LineEnding::LF).map_err(|e| PkiError::Invalid(format!("encoding directory key: {e}")))?;
+    write_secret(&dir.directory_key(), &pem)?;
+    let name = crate::net::directory::origin(federation);
+    let vkey = crate::audit::checkpoint::verifier_key(&name, &key.verifying_key());
+    write_public(&dir.directory_verifier(), &format!("{vkey}\n"))?;
+    let mut first = Directory::new(federation);
+    first.serial = 1;
+    write_atomically(&dir.directory(), &first.sign(&key))
+}
+
+/// The directory in force in `dir`, checked against the authority's own verifier key.
+pub fn read_directory(dir: &PkiDir, federation: &str) -> Result<Directory, PkiError> {
+    let verifier = read(&dir.directory_verifier())?;
+    Directory::load(&dir.directory(), federation, verifier.trim()).map_err(|e| PkiError::Invalid(e.to_string()))
+}
+
+/// Publishes a new edition of the directory: the one in force with `change` applied, under the
+/// next serial, signed with the authority's directory key, replacing the file atomically (a
+/// node reading it meanwhile sees the old edition or the new one, never half of one).
+pub fn edit_directory(
+    dir: &PkiDir,
+    federation: &str,
+    change: impl FnOnce(&mut Directory) -> Result<(), String>,
+) -> Result<Directory, PkiError> {
+    use ed25519_dalek::pkcs8::DecodePrivateKey;
+    let mut next = read_directory(dir, federation)?;
+    change(&mut next).map_err(PkiError::Invalid)?;
+    next.serial += 1;
+    let key = ed25519_dalek::SigningKey::from_pkcs8_pem(&read(&dir.directory_key())?)
+        .map_err(|e| PkiError::Invalid(format!("{}: {e}", dir.directory_key().display())))?;
+    let note = next.sign(&key);
+    // What is written must open: a change that breaks the directory's rules is refused here.
+    let verifier = read(&dir.directory_verifier())?;
+    Directory::open(&note, federation, verifier.trim()).map_err(|e| PkiError::Invalid(e.to_string()))?;
+    write_atomically(&dir.directory(), &note)?;
+    Ok(next)
+}
+
+/// Writes `text` to a temporary file beside `path`, syncs it and renames it over `path`.
+fn write_atomically(path: &Path, text: &str) -> Result<(), PkiError> {
+    let tmp = path.with_extension("tmp");
+    let io = |source| PkiError::Io { path: path.to_owned(), source };
+    let mut f = fs::File::create(&tmp).map_err(io)?;
+    f.write_all(text.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    fs::rename(&tmp, path).map_err(io)
 }
 
 /// Issues one member's certificate and key (and, for institutions, a checkpoint key).

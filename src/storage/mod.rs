@@ -209,9 +209,18 @@ pub enum Space {
     Outbox,
     /// A person's freeze and fraud alert, by subject id.
     Protection,
+    /// At a record locator: which institution holds records about which person, by
+    /// `subject/institution` (so one prefix scan finds a person's holders).
+    Holding,
+    /// Background work's progress marks, by name (how far the log's holdings were delivered).
+    Progress,
 }
 
 impl Space {
+    /// Every space.
+    pub const ALL: [Space; 6] =
+        [Self::Dispute, Self::Mark, Self::Outbox, Self::Protection, Self::Holding, Self::Progress];
+
     /// The space's name in a backend (a key prefix, a column value).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -219,6 +228,8 @@ impl Space {
             Self::Mark => "mark",
             Self::Outbox => "outbox",
             Self::Protection => "protection",
+            Self::Holding => "holding",
+            Self::Progress => "progress",
         }
     }
 
@@ -229,6 +240,8 @@ impl Space {
             Self::Mark => b'm',
             Self::Outbox => b'o',
             Self::Protection => b'p',
+            Self::Holding => b'h',
+            Self::Progress => b'g',
         }
     }
 }

@@ -65,6 +65,9 @@ impl LocalFederation {
                 name: self.federation.clone(),
                 subject_key: Some(self.pki.subject_key()),
                 accepted_purposes: FederationSection::default_purposes(),
+                directory: None,
+                directory_key: None,
+                locator: false,
             },
             peers: peers.iter().map(|(id, addr)| PeerConfig::new(*id, addr.to_string())).collect(),
             limits: Limits::default(),
@@ -129,6 +132,109 @@ impl LocalFederation {
             nodes.push(server::start_on(cfg, listener).await?);
         }
         Ok(nodes)
+    }
+
+    /// Publishes a new edition of the federation's signed directory: `members` active at their
+    /// addresses (with their log verifier keys), and `locators` splitting the pseudonyms
+    /// between them by first hex digit (one locator serves them all).
+    pub fn publish_directory(
+        &self,
+        members: &[(&str, SocketAddr)],
+        locators: &[(&str, SocketAddr)],
+    ) -> Result<crate::net::directory::Directory, PkiError> {
+        use crate::net::directory::{LocatorShard, Member, Status};
+        let log_key = |id: &str| {
+            std::fs::read_to_string(self.pki.member(Role::Node, id).log_key.with_extension("pub"))
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_default()
+        };
+        let members: Vec<Member> = members
+            .iter()
+            .map(|(id, addr)| Member {
+                id: (*id).to_owned(),
+                addresses: vec![addr.to_string()],
+                log_key: log_key(id),
+                status: Status::Active,
+            })
+            .collect();
+        let shards: Vec<LocatorShard> = match locators {
+            [] => Vec::new(),
+            [(id, addr)] => vec![LocatorShard {
+                id: (*id).to_owned(),
+                prefix: String::new(),
+                addresses: vec![addr.to_string()],
+                log_key: log_key(id),
+            }],
+            many => "0123456789abcdef"
+                .chars()
+                .enumerate()
+                .map(|(i, digit)| {
+                    let (id, addr) = many[i % many.len()];
+                    LocatorShard {
+                        id: id.to_owned(),
+                        prefix: digit.to_string(),
+                        addresses: vec![addr.to_string()],
+                        log_key: log_key(id),
+                    }
+                })
+                .collect(),
+        };
+        pki::edit_directory(&self.pki, &self.federation, move |d| {
+            d.members = members;
+            d.locators = shards;
+            Ok(())
+        })
+    }
+
+    /// A configuration for `institution`'s node that follows the federation's directory (no
+    /// `[[peers]]`); `locator` turns on the record locator.
+    pub fn directory_config(&self, institution: &str, locator: bool) -> NodeConfig {
+        let mut cfg = self.node_config(institution, &[]);
+        cfg.federation.directory = Some(self.pki.directory());
+        cfg.federation.directory_key = Some(self.pki.directory_verifier());
+        cfg.federation.locator = locator;
+        cfg
+    }
+
+    /// Starts `locators` and `institutions` on loopback, all following a directory published
+    /// first that lists them (institutions as active members); `tweak` may adjust each
+    /// configuration. Returns the members' nodes, then the locators'.
+    pub async fn start_with_directory(
+        &self,
+        institutions: &[&str],
+        locators: &[&str],
+        tweak: impl Fn(&mut NodeConfig),
+    ) -> Result<(Vec<RunningNode>, Vec<RunningNode>), ServeError> {
+        let bind = || async {
+            server::bind_loopback()
+                .await
+                .map_err(|source| ServeError::Bind { addr: SocketAddr::from(([127, 0, 0, 1], 0)), source })
+        };
+        let (mut member_l, mut locator_l) = (Vec::new(), Vec::new());
+        for _ in institutions {
+            member_l.push(bind().await?);
+        }
+        for _ in locators {
+            locator_l.push(bind().await?);
+        }
+        let addr = |l: &tokio::net::TcpListener| l.local_addr().expect("bound listener has an address");
+        let members: Vec<(&str, SocketAddr)> = institutions.iter().copied().zip(member_l.iter().map(addr)).collect();
+        let shards: Vec<(&str, SocketAddr)> = locators.iter().copied().zip(locator_l.iter().map(addr)).collect();
+        self.publish_directory(&members, &shards)
+            .map_err(|e| ServeError::Mismatch(format!("publishing the directory: {e}")))?;
+        let mut located = Vec::new();
+        for (id, listener) in locators.iter().zip(locator_l) {
+            let mut cfg = self.directory_config(id, true);
+            tweak(&mut cfg);
+            located.push(server::start_on(cfg, listener).await?);
+        }
+        let mut nodes = Vec::new();
+        for (id, listener) in institutions.iter().zip(member_l) {
+            let mut cfg = self.directory_config(id, false);
+            tweak(&mut cfg);
+            nodes.push(server::start_on(cfg, listener).await?);
+        }
+        Ok((nodes, located))
     }
 
     /// The federation's subject key.

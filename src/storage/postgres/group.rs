@@ -185,8 +185,7 @@ async fn read_state(
     let keys: Vec<&str> = out.keys().map(|(_, k)| k.as_str()).collect();
     let stmt = c.prepare_cached(statements::GROUP_STATE).await.map_err(db)?;
     let rows = c.query(&stmt, &[&spaces, &keys]).await.map_err(db)?;
-    let by_name: HashMap<&str, Space> =
-        [Space::Dispute, Space::Mark, Space::Outbox, Space::Protection].into_iter().map(|s| (s.as_str(), s)).collect();
+    let by_name: HashMap<&str, Space> = Space::ALL.into_iter().map(|s| (s.as_str(), s)).collect();
     let mut found = Vec::new();
     for row in rows {
         let space: &str = row.get("space");

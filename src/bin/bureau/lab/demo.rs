@@ -198,6 +198,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         purpose: pb::Purpose::AccountReview as i32,
         consent_reference: String::new(),
         query_id: "demo-direct".into(),
+        records_only: false,
     };
     print_refusal(
         "bikeshare's application queries payapp's node directly, bypassing its own node",

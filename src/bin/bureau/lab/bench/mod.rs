@@ -275,6 +275,7 @@ async fn peer_query_latency(
             purpose: pb::Purpose::AccountReview as i32,
             consent_reference: String::new(),
             query_id: uuid::Uuid::new_v4().to_string(),
+            records_only: false,
         };
         async move {
             fc.query_records(req).await?;

@@ -1,0 +1,63 @@
+//! LocatorService: members register where they hold records, and look up who holds records
+//! about a person. A lookup is a peer query like any other (purpose, consent, an inquiry
+//! recorded and logged); its answer adds the holders.
+
+use tonic::{Request, Response, Status};
+
+use crate::{
+    app::locator::Registration,
+    grpc::{auth, error::ApiError, federation::answer_query, node::Node},
+    wire::pb::bureau::v1::{self as pb, locator_service_server::LocatorService},
+};
+
+/// The LocatorService handlers.
+pub(crate) struct LocatorApi {
+    node: Node,
+}
+
+impl LocatorApi {
+    /// Handlers over `node`.
+    pub(crate) fn new(node: Node) -> Self {
+        Self { node }
+    }
+}
+
+#[tonic::async_trait]
+impl LocatorService for LocatorApi {
+    async fn register(&self, req: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
+        let caller = auth::caller(&req, &self.node.federation)?;
+        if let Err(e) = auth::require_member(&caller, &self.node.scorer.peers) {
+            return Err(super::log_refusal(&self.node, &caller, "", e).await.into());
+        }
+        let batch = req
+            .into_inner()
+            .holdings
+            .into_iter()
+            .map(|h| Registration { subject_id: h.subject_id, holds: h.holds, version: h.version })
+            .collect();
+        match self.node.locator.register(&caller.id, batch).await {
+            Ok(done) => Ok(Response::new(pb::RegisterResponse { applied: done.applied, stale: done.stale })),
+            Err(e) => Err(super::log_refusal(&self.node, &caller, "", e.into()).await.into()),
+        }
+    }
+
+    async fn locate(&self, req: Request<pb::QueryRecordsRequest>) -> Result<Response<pb::LocateResponse>, Status> {
+        let caller = auth::caller(&req, &self.node.federation)?;
+        let trace = super::trace_of(&req);
+        let r = req.into_inner();
+        let subject = r.subject_id.clone();
+        let located = async {
+            if !self.node.locator.serving() {
+                return Err(ApiError::from(crate::app::locator::LocatorError::NotALocator));
+            }
+            // Checked, recorded and logged as any peer query, before anyone is named.
+            let answer = answer_query(&self.node, &caller, r, trace).await?;
+            let holders = self.node.locator.holders(&subject).await?;
+            Ok(pb::LocateResponse { holders, answer: Some(answer) })
+        };
+        match located.await {
+            Ok(resp) => Ok(Response::new(resp)),
+            Err(e) => Err(super::log_refusal(&self.node, &caller, &subject, e).await.into()),
+        }
+    }
+}
