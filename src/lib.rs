@@ -52,9 +52,10 @@ mod wire;
 pub use config::{read_hex_key, NodeConfig};
 pub use domain::clock::Clock;
 pub use server::{bind_loopback, start, start_on, RunningNode, ServeError};
-/// The health entries of the store's two paths: reads stay SERVING while writes cannot be taken.
+/// The health entries beside the services': the store's two paths (reads stay SERVING while
+/// writes cannot be taken) and the record locator as this node sees it.
 pub mod health {
-    pub use crate::server::{READS, WRITES};
+    pub use crate::server::{LOCATOR, READS, WRITES};
 }
 
 // Calling a node: the client side of mutual TLS, the federation's roles and its authority.

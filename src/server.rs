@@ -277,6 +277,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
     let drain = Duration::from_millis(cfg.limits.drain_timeout_ms);
     let failed = storage_failed(store.clone(), health.clone(), services.clone(), cfg.node.data_dir.clone());
     let (probe_store, probe_health, probe_services) = (store.clone(), health.clone(), services.clone());
+    let (locator_peers, locator_health) = (peers.clone(), health.clone());
     let (metrics_store, metrics_institution) = (store.clone(), cfg.node.institution.clone());
     // The outbox and dispute deadlines, and the retention purge: background work that stops
     // with the node (a notice in flight is retried after a restart).
@@ -311,6 +312,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
                 () = async { let _ = stop_rx.wait_for(|s| *s).await; } => {}
                 why = failed => failure = Some(why),
                 () = follow_reachability(probe_store, probe_health, probe_services) => {}
+                () = follow_locator(locator_peers, locator_health) => {}
                 () = publish_metrics(metrics_store, metrics_listener, metrics_institution) => {}
                 () = lifecycle => {}
             }
@@ -408,6 +410,35 @@ async fn follow_reachability(
 pub const READS: &str = "bureau.store.reads";
 /// See [`READS`].
 pub const WRITES: &str = "bureau.store.writes";
+/// The health entry of the record locator as this node sees it: SERVING while every locator
+/// node set answers its health check, NOT_SERVING while one does not (scores then ask every
+/// member). Absent when the federation runs no locator.
+pub const LOCATOR: &str = "bureau.locator";
+
+/// Follows the locator's reachability into [`LOCATOR`] until dropped.
+async fn follow_locator(peers: Arc<Peers>, health: tonic_health::server::HealthReporter) {
+    const EVERY: Duration = Duration::from_millis(500);
+    let mut was = None;
+    loop {
+        let now = peers.locators_serving(Duration::from_secs(1)).await;
+        if now != was {
+            match now {
+                Some(true) => info!("the record locator is reachable: scores ask only the members it names"),
+                Some(false) => {
+                    tracing::warn!("the record locator cannot be reached: scores ask every member until it can")
+                }
+                None => {}
+            }
+            let status = if now == Some(false) { ServingStatus::NotServing } else { ServingStatus::Serving };
+            if now.is_some() {
+                health.set_service_status(LOCATOR, status).await;
+            }
+            metrics::gauge!("bureau_locator_up").set(if now == Some(false) { 0.0 } else { 1.0 });
+            was = now;
+        }
+        tokio::time::sleep(EVERY).await;
+    }
+}
 
 /// The node's peers: from the signed directory when it follows one (refusing to start without
 /// a valid one, naming the file), else the configured `[[peers]]`.

@@ -4,15 +4,18 @@
 
 mod common;
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use bureau::{
     pb::bureau::v1::{
-        self as pb, records_service_client::RecordsServiceClient, scoring_service_client::ScoringServiceClient,
+        self as pb, locator_service_client::LocatorServiceClient, records_service_client::RecordsServiceClient,
+        scoring_service_client::ScoringServiceClient, subjects_service_client::SubjectsServiceClient,
     },
-    Role, RunningNode,
+    regulator::{self, check_report, KeySource},
+    Action, Role, RunningNode,
 };
-use common::{fed, record, subject, Fed};
+use common::{fed, reason, record, subject, Fed};
+use tonic::Code;
 
 const MEMBERS: [&str; 5] = ["bank", "payapp", "bikeshare", "lender", "charger"];
 
@@ -63,6 +66,277 @@ async fn a_score_asks_only_the_members_that_hold_records() {
     let asked: Vec<&str> = score.coverage.iter().map(|c| c.peer.as_str()).collect();
     assert_eq!(asked, ["payapp", "bikeshare", "locator"], "holders in directory order, then the locator");
     assert!(!score.partial);
+    for n in nodes.into_iter().chain(locators) {
+        n.shutdown().await.unwrap();
+    }
+}
+
+/// Starts `id`'s node again on `addr` (the directory names it there), over its own store.
+async fn restart(f: &Fed, id: &str, addr: SocketAddr, locator: bool) -> RunningNode {
+    let mut cfg = f.fed.directory_config(id, locator);
+    cfg.limits.outbox_retry_max_ms = 300;
+    for _ in 0..50 {
+        if let Ok(l) = tokio::net::TcpListener::bind(addr).await {
+            return bureau::start_on(cfg, l).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("cannot bind {addr} again");
+}
+
+/// The holders of `s` as the locator at `locator` names them to member `asker`'s node.
+async fn holders(f: &Fed, asker: &str, locator: SocketAddr, s: &str) -> Vec<String> {
+    let mut c = LocatorServiceClient::new(f.channel(Role::Node, asker, locator));
+    let req = pb::QueryRecordsRequest {
+        subject_id: s.into(),
+        purpose: pb::Purpose::AccountReview as i32,
+        query_id: uuid::Uuid::new_v4().to_string(),
+        records_only: true,
+        ..Default::default()
+    };
+    c.locate(req).await.unwrap().into_inner().holders
+}
+
+/// Waits until the locator names exactly `want` as holders of `s`.
+async fn until_holders(f: &Fed, locator: SocketAddr, s: &str, want: &[&str]) {
+    let mut last = Vec::new();
+    for _ in 0..100 {
+        last = holders(f, "bank", locator, s).await;
+        if last == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the locator names {last:?} as holders of {s}, expected {want:?}");
+}
+
+/// Registrations follow the records: the first record registers its furnisher, deleting the
+/// last one unregisters it, across restarts of both the member and the locator (the change is
+/// read from the member's log, so one made while the locator is down arrives when it is back).
+#[tokio::test]
+async fn registrations_follow_records_across_restarts_of_either_side() {
+    let f = fed(&["bank", "payapp", "locator"], &["pbc"]);
+    let tweak = |c: &mut bureau::NodeConfig| c.limits.outbox_retry_max_ms = 300;
+    let (mut nodes, mut locators) = f.fed.start_with_directory(&["bank", "payapp"], &["locator"], tweak).await.unwrap();
+    let s = subject(7);
+    furnish(&f, &nodes[1], &s, "p-1").await;
+    furnish(&f, &nodes[1], &s, "p-2").await;
+    let loc = locators[0].addr;
+    until_holders(&f, loc, &s, &["payapp"]).await;
+
+    // The locator goes down; payapp deletes both records and restarts meanwhile.
+    locators.pop().unwrap().shutdown().await.unwrap();
+    let mut records = RecordsServiceClient::new(f.channel(Role::Application, "payapp", nodes[1].addr));
+    for id in ["p-1", "p-2"] {
+        let name = format!("institutions/payapp/records/{id}");
+        let reason = pb::DeletionReason::FurnishedInError as i32;
+        records.delete_record(pb::DeleteRecordRequest { name, reason, note: String::new() }).await.unwrap();
+    }
+    let payapp_addr = nodes[1].addr;
+    nodes.pop().unwrap().shutdown().await.unwrap();
+    nodes.push(restart(&f, "payapp", payapp_addr, false).await);
+    locators.push(restart(&f, "locator", loc, true).await);
+    until_holders(&f, loc, &s, &[]).await;
+
+    // A new record registers payapp again; restarting the locator loses nothing.
+    furnish(&f, &nodes[1], &s, "p-3").await;
+    until_holders(&f, loc, &s, &["payapp"]).await;
+    locators.pop().unwrap().shutdown().await.unwrap();
+    locators.push(restart(&f, "locator", loc, true).await);
+    assert_eq!(holders(&f, "bank", loc, &s).await, ["payapp"]);
+
+    // What payapp delivered and what the locator registered are both logged.
+    let log = entries(&f, &locators[0]).await;
+    assert!(log.iter().any(|e| e.action == Action::HoldingsRegistered && e.actor == "payapp" && e.record_count >= 1));
+    let log = entries(&f, &nodes[1]).await;
+    assert!(log.iter().any(|e| e.action == Action::HoldingsDelivered && e.counterparty == "locator"));
+    for n in nodes.into_iter().chain(locators) {
+        n.shutdown().await.unwrap();
+    }
+}
+
+/// Every entry of `node`'s log, read as the regulator.
+async fn entries(f: &Fed, node: &RunningNode) -> Vec<bureau::Entry> {
+    let mut c = pb::audit_service_client::AuditServiceClient::new(f.channel(Role::Regulator, "pbc", node.addr));
+    let size = c.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap().into_inner().tree_size;
+    regulator::fetch_entries(&mut c, size)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| bureau::Entry::from_bytes(&e.leaf_data).unwrap())
+        .collect()
+}
+
+/// A lookup is an inquiry: refused without the consent its purpose needs, refused to a caller
+/// that is not a member's node, and logged at the locator so the regulator reconciles it with
+/// the asker's log like any peer query.
+#[tokio::test]
+async fn a_lookup_needs_purpose_and_consent_and_every_lookup_is_reconciled() {
+    let mut ids = MEMBERS.to_vec();
+    ids.push("locator");
+    let f = fed(&ids, &["pbc"]);
+    let (nodes, locators) = f.fed.start_with_directory(&MEMBERS, &["locator"], |_| {}).await.unwrap();
+    let loc = locators[0].addr;
+    let s = subject(3);
+    furnish(&f, &nodes[1], &s, "p-1").await;
+    score_once_located(&f, &nodes[3], &s, 1).await;
+
+    let mut c = LocatorServiceClient::new(f.channel(Role::Node, "bank", loc));
+    let ask = |purpose: pb::Purpose, consent: &str| pb::QueryRecordsRequest {
+        subject_id: s.clone(),
+        purpose: purpose as i32,
+        consent_reference: consent.into(),
+        query_id: uuid::Uuid::new_v4().to_string(),
+        records_only: true,
+    };
+    let e = c.locate(ask(pb::Purpose::CreditApplication, "")).await.unwrap_err();
+    assert_eq!((e.code(), reason(&e).as_deref()), (Code::FailedPrecondition, Some("CONSENT_REQUIRED")));
+    let e = c.locate(ask(pb::Purpose::Unspecified, "x")).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    let mut app = LocatorServiceClient::new(f.channel(Role::Application, "bank", loc));
+    let e = app.locate(ask(pb::Purpose::AccountReview, "")).await.unwrap_err();
+    assert_eq!((e.code(), reason(&e).as_deref()), (Code::PermissionDenied, Some("WRONG_ROLE")));
+    // A registration for someone else's shard or a malformed pseudonym is refused.
+    let bad = pb::Holding { subject_id: "not-a-pseudonym".into(), holds: true, version: 1 };
+    let e = c.register(pb::RegisterRequest { holdings: vec![bad] }).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+
+    // Scores at two members, each a lookup at the locator: every lookup reconciles.
+    let mut score = scoring(&f, &nodes[0]);
+    let consent = pb::GetScoreRequest {
+        subject_id: s.clone(),
+        purpose: pb::Purpose::CreditApplication as i32,
+        consent_reference: "loan-app-1".into(),
+    };
+    let made = score.get_score(consent).await.unwrap().into_inner();
+    assert_eq!((made.route, made.members_asked), (pb::ScoreRoute::Located as i32, 1));
+    scoring(&f, &nodes[2]).get_score(review(&s)).await.unwrap();
+    let looked = entries(&f, &locators[0]).await;
+    let inbound = looked
+        .iter()
+        .find(|e| e.action == Action::QueryInbound && e.query_id == made.query_id)
+        .expect("the lookup is logged at the locator");
+    assert_eq!((inbound.actor.as_str(), inbound.consent_reference.as_str()), ("bank", "loan-app-1"));
+    let state = tempfile::tempdir().unwrap();
+    let keys = KeySource::PkiDir(f.fed.pki.0.clone());
+    let mut logs = Vec::new();
+    for n in nodes.iter().chain(&locators) {
+        let log = regulator::verify(f.channel(Role::Regulator, "pbc", n.addr), &keys, state.path()).await.unwrap();
+        assert_eq!(log.problems, Vec::<String>::new(), "{}", log.origin);
+        logs.push(log);
+    }
+    assert_eq!(regulator::reconcile(&logs), Vec::<String>::new());
+    // A member that looks someone up without logging it (here: bank's node key used by hand)
+    // is caught: the locator logged the lookup, bank's log has no entry sending it.
+    let quiet = uuid::Uuid::new_v4().to_string();
+    let sneak = pb::QueryRecordsRequest { query_id: quiet.clone(), ..ask(pb::Purpose::AccountReview, "") };
+    assert_eq!(c.locate(sneak).await.unwrap().into_inner().holders, ["payapp"]);
+    let locator_log = regulator::verify(f.channel(Role::Regulator, "pbc", loc), &keys, state.path()).await.unwrap();
+    let last = logs.len() - 1;
+    logs[last] = locator_log;
+    let caught = regulator::reconcile(&logs);
+    assert_eq!(caught.len(), 1, "{caught:?}");
+    assert!(caught[0].contains(&quiet) && caught[0].contains("bank has no entry sending it"), "{caught:?}");
+    // The asker's outbound entry to the locator is what the regulator matched.
+    let bank = entries(&f, &nodes[0]).await;
+    assert!(bank.iter().any(|e| e.action == Action::QueryOutbound
+        && e.counterparty == "locator"
+        && e.query_id == made.query_id
+        && e.outcome == "answered"));
+    for n in nodes.into_iter().chain(locators) {
+        n.shutdown().await.unwrap();
+    }
+}
+
+/// While the locator cannot be reached, scores ask every member and are complete (route
+/// LOCATOR_DOWN), and each member's health says so; once it is back, scores ask only the
+/// holders again.
+#[tokio::test]
+async fn while_the_locator_is_down_scores_ask_everyone_and_health_says_so() {
+    use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+    let mut ids = MEMBERS.to_vec();
+    ids.push("locator");
+    let f = fed(&ids, &["pbc"]);
+    let (nodes, mut locators) = f.fed.start_with_directory(&MEMBERS, &["locator"], |_| {}).await.unwrap();
+    let loc = locators[0].addr;
+    let s = subject(4);
+    furnish(&f, &nodes[1], &s, "p-1").await;
+    furnish(&f, &nodes[2], &s, "b-1").await;
+    let located = score_once_located(&f, &nodes[0], &s, 2).await;
+    let health = |status: ServingStatus| {
+        let f = &f;
+        let addr = nodes[0].addr;
+        async move {
+            let mut h = HealthClient::new(f.channel(Role::Application, "bank", addr));
+            for _ in 0..100 {
+                let req = HealthCheckRequest { service: bureau::health::LOCATOR.into() };
+                if h.check(req).await.is_ok_and(|r| r.into_inner().status == status as i32) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("{} never became {status:?}", bureau::health::LOCATOR);
+        }
+    };
+    health(ServingStatus::Serving).await;
+
+    locators.pop().unwrap().shutdown().await.unwrap();
+    let down = scoring(&f, &nodes[0]).get_score(review(&s)).await.unwrap().into_inner();
+    assert_eq!(down.route, pb::ScoreRoute::LocatorDown as i32);
+    assert_eq!((down.members_asked, down.members), (4, 4));
+    assert!(!down.partial, "every member answered");
+    assert_eq!((down.records_used, down.score), (located.records_used, located.score));
+    health(ServingStatus::NotServing).await;
+
+    locators.push(restart(&f, "locator", loc, true).await);
+    health(ServingStatus::Serving).await;
+    let back = scoring(&f, &nodes[0]).get_score(review(&s)).await.unwrap().into_inner();
+    assert_eq!((back.route, back.members_asked), (pb::ScoreRoute::Located as i32, 2));
+    for n in nodes.into_iter().chain(locators) {
+        n.shutdown().await.unwrap();
+    }
+}
+
+/// Hard inquiries stay visible federation-wide: a member that holds nothing asks three times
+/// for credit; a later score elsewhere asks only the holders, yet counts those inquiries (the
+/// locator saw every lookup), and a person's report lists every inquiry with its proof.
+#[tokio::test]
+async fn hard_inquiries_count_everywhere_and_the_report_proves_every_one() {
+    let mut ids = MEMBERS.to_vec();
+    ids.push("locator");
+    let f = fed(&ids, &["pbc"]);
+    let (nodes, locators) = f.fed.start_with_directory(&MEMBERS, &["locator"], |_| {}).await.unwrap();
+    let s = subject(5);
+    furnish(&f, &nodes[1], &s, "p-1").await;
+    furnish(&f, &nodes[2], &s, "b-1").await;
+    let before = score_once_located(&f, &nodes[1], &s, 1).await;
+    for n in 0..3 {
+        let req = pb::GetScoreRequest {
+            subject_id: s.clone(),
+            purpose: pb::Purpose::CreditApplication as i32,
+            consent_reference: format!("loan-app-{n}"),
+        };
+        let asked = scoring(&f, &nodes[4]).get_score(req).await.unwrap().into_inner();
+        assert_eq!((asked.route, asked.members_asked), (pb::ScoreRoute::Located as i32, 2));
+    }
+    let after = scoring(&f, &nodes[1]).get_score(review(&s)).await.unwrap().into_inner();
+    assert_eq!(after.members_asked, 1, "charger, who asked, holds nothing and is not asked");
+    assert!(after.score < before.score, "three hard inquiries cost points: {} -> {}", before.score, after.score);
+
+    let report = SubjectsServiceClient::new(f.channel(Role::Application, "payapp", nodes[1].addr))
+        .get_report(pb::GetReportRequest { subject_id: s.clone(), consent_reference: "report-1".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let score = report.score.clone().unwrap();
+    assert_eq!(score.route, pb::ScoreRoute::Report as i32);
+    let by_charger: Vec<_> = report.inquiries.iter().filter(|i| i.inquirer == "charger").collect();
+    // Each application: one lookup at the locator, one query at each of the two holders, and
+    // the inquiry charger's own node recorded.
+    let at = |who: &str| by_charger.iter().filter(|i| i.responder == who).count();
+    assert_eq!([at("locator"), at("payapp"), at("bikeshare"), at("charger"), by_charger.len()], [3, 3, 3, 3, 12]);
+    let check = check_report(&report, &KeySource::PkiDir(f.fed.pki.0.clone())).unwrap();
+    assert_eq!((check.proven, check.unproven, check.problems), (report.inquiries.len(), 0, vec![]));
     for n in nodes.into_iter().chain(locators) {
         n.shutdown().await.unwrap();
     }

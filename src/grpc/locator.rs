@@ -29,9 +29,17 @@ impl LocatorService for LocatorApi {
         if let Err(e) = auth::require_member(&caller, &self.node.scorer.peers) {
             return Err(super::log_refusal(&self.node, &caller, "", e).await.into());
         }
-        let batch = req
-            .into_inner()
-            .holdings
+        let holdings = req.into_inner().holdings;
+        // Only the subjects of this node's shards: a holding sent to the wrong shard would
+        // never be found by a lookup.
+        if let Some(dir) = self.node.scorer.peers.directory() {
+            let me = self.node.institution.as_str();
+            if let Some(h) = holdings.iter().find(|h| dir.locator_for(&h.subject_id).is_none_or(|l| l.id != me)) {
+                let why = format!("{:?} is not in a shard this locator serves", h.subject_id);
+                return Err(ApiError::invalid("holdings.subject_id", why).into());
+            }
+        }
+        let batch = holdings
             .into_iter()
             .map(|h| Registration { subject_id: h.subject_id, holds: h.holds, version: h.version })
             .collect();

@@ -100,3 +100,29 @@ impl Peers {
         }
     }
 }
+
+impl Peers {
+    /// Asks every locator node set whether its LocatorService is serving (the standard gRPC
+    /// health check, which logs nothing): `None` without a locator, else whether all answered
+    /// SERVING within `timeout`.
+    pub(crate) async fn locators_serving(&self, timeout: Duration) -> Option<bool> {
+        use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+        let set = self.snapshot();
+        if set.locators.is_empty() {
+            return None;
+        }
+        let checks = set.locators.iter().map(|peer| async move {
+            peer.each_address(|channel| async move {
+                let service = "bureau.v1.LocatorService".to_owned();
+                let mut req = tonic::Request::new(HealthCheckRequest { service });
+                req.set_timeout(timeout);
+                let status = HealthClient::new(channel).check(req).await?.into_inner().status;
+                Ok(status == ServingStatus::Serving as i32)
+            })
+            .await
+            .unwrap_or(false)
+        });
+        let all = tokio::time::timeout(timeout, futures::future::join_all(checks)).await;
+        Some(all.is_ok_and(|r| r.iter().all(|ok| *ok)))
+    }
+}

@@ -604,7 +604,60 @@ mod tests {
     use tonic::{Code, Status};
     use tonic_types::{ErrorDetails, StatusExt};
 
-    use super::{under_deadline, FrozenThere};
+    use super::{under_deadline, FrozenThere, Peer};
+
+    /// A peer with `replicas` addresses that nothing listens on (the calls below never use them).
+    fn peer(replicas: usize) -> Peer {
+        let channel = || tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+        Peer {
+            id: "holder".into(),
+            addresses: (0..replicas).map(|i| format!("127.0.0.1:{i}")).collect(),
+            channels: (0..replicas).map(|_| channel()).collect(),
+            max_message: 1 << 20,
+            next: Default::default(),
+            srtt_us: Default::default(),
+            rttvar_us: Default::default(),
+        }
+    }
+
+    /// A hung replica does not hold up the answer: after the hedge delay (srtt + 4 rttvar of
+    /// the peer's recent answers) the second replica is asked and its answer wins. Paused time.
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_replica_is_hedged_after_the_peers_own_latency() {
+        let p = peer(2);
+        for _ in 0..20 {
+            p.observe(Duration::from_millis(4));
+        }
+        let delay = p.hedge_delay();
+        assert!(delay >= Duration::from_millis(4) && delay <= Duration::from_millis(8), "{delay:?}");
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let started = Instant::now();
+        let answer = p
+            .hedged(|_| {
+                let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async move {
+                    // The first replica is hung; the second answers in 4 ms.
+                    sleep(Duration::from_millis(if n == 0 { 60_000 } else { 4 })).await;
+                    Ok::<_, Status>(n)
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(answer, 1, "the second replica's answer");
+        // (the timer rounds each sleep up to its millisecond)
+        let took = started.elapsed();
+        assert!(took >= delay + Duration::from_millis(4) && took <= delay + Duration::from_millis(6), "{took:?}");
+        // One address: no hedge, the call is waited for.
+        let single = peer(1);
+        let started = Instant::now();
+        let r = single
+            .hedged(|_| async {
+                sleep(Duration::from_millis(300)).await;
+                Ok::<_, Status>(7)
+            })
+            .await;
+        assert_eq!((r.unwrap(), started.elapsed()), (7, Duration::from_millis(300)));
+    }
 
     fn status(code: Code, message: &str, details: impl FnOnce(&mut ErrorDetails)) -> Status {
         let mut d = ErrorDetails::new();

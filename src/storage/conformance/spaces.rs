@@ -1,0 +1,54 @@
+//! The conformance checks of the state spaces the record locator adds: every space keeps its
+//! own keys, and a person's holdings are one prefix scan, compare-and-set and durable.
+
+use super::*;
+
+/// The same key in every space holds that space's own value: no space reads another's, the
+/// locator's holdings and progress marks included.
+pub async fn every_space_keeps_its_own_keys(b: &dyn Backend) {
+    let s = b.open().await;
+    let puts = Space::ALL.iter().map(|sp| put(*sp, "same/key", Some(sp.as_str()))).collect();
+    assert!(s.state_write(StateChange { expect: vec![], put: puts, entries: vec![entry(1)] }).await.unwrap());
+    for sp in Space::ALL {
+        assert_eq!(s.state_get(sp, "same/key").await.unwrap().as_deref(), Some(sp.as_str().as_bytes()), "{sp:?}");
+        assert_eq!(s.state_scan(sp, "same/", None, 10).await.unwrap().len(), 1, "{sp:?}");
+    }
+    s.close().await.unwrap();
+}
+
+/// A person's holdings (`subject/member`) are found by one prefix scan and never include
+/// another person's; a holding is replaced only by a change expecting what it read; all of it
+/// survives a reopen.
+pub async fn holdings_scan_by_person_and_survive_reopen(b: &dyn Backend) {
+    let s = b.open().await;
+    let (a, other) = (subject(20), subject(21));
+    let held = |v: u64| format!("{{\"v\":{v},\"h\":true}}");
+    let mut puts = Vec::new();
+    for m in ["m0001", "m0002", "m2083"] {
+        puts.push(put(Space::Holding, &format!("{a}/{m}"), Some(&held(1))));
+    }
+    puts.push(put(Space::Holding, &format!("{other}/m0001"), Some(&held(1))));
+    assert!(s.state_write(StateChange { expect: vec![], put: puts, entries: vec![entry(1)] }).await.unwrap());
+    let found = s.state_scan(Space::Holding, &format!("{a}/"), None, 64).await.unwrap();
+    let members: Vec<&str> = found.iter().map(|(k, _)| k.rsplit('/').next().unwrap_or_default()).collect();
+    assert_eq!(members, ["m0001", "m0002", "m2083"]);
+    let key = format!("{a}/m0002");
+    let stale = StateChange {
+        expect: vec![put(Space::Holding, &key, Some(&held(0)))],
+        put: vec![put(Space::Holding, &key, Some("{\"v\":2,\"h\":false}"))],
+        entries: vec![entry(2)],
+    };
+    assert!(!s.state_write(stale).await.unwrap(), "a holding changed since it was read is not replaced");
+    let newer = StateChange {
+        expect: vec![put(Space::Holding, &key, Some(&held(1)))],
+        put: vec![put(Space::Holding, &key, Some("{\"v\":2,\"h\":false}"))],
+        entries: vec![entry(3)],
+    };
+    assert!(s.state_write(newer).await.unwrap());
+    s.sync().await.unwrap();
+    s.close().await.unwrap();
+    let s = b.open().await;
+    assert_eq!(s.state_get(Space::Holding, &key).await.unwrap().as_deref(), Some(&b"{\"v\":2,\"h\":false}"[..]));
+    assert_eq!(s.state_scan(Space::Holding, &format!("{a}/"), None, 64).await.unwrap().len(), 3);
+    s.close().await.unwrap();
+}
