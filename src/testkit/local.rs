@@ -205,36 +205,50 @@ impl LocalFederation {
         locators: &[&str],
         tweak: impl Fn(&mut NodeConfig),
     ) -> Result<(Vec<RunningNode>, Vec<RunningNode>), ServeError> {
-        let bind = || async {
-            server::bind_loopback()
+        let mut bound = Vec::new();
+        for id in institutions.iter().chain(locators) {
+            let l = server::bind_loopback()
                 .await
-                .map_err(|source| ServeError::Bind { addr: SocketAddr::from(([127, 0, 0, 1], 0)), source })
+                .map_err(|source| ServeError::Bind { addr: SocketAddr::from(([127, 0, 0, 1], 0)), source })?;
+            bound.push((*id, l));
+        }
+        let shards = bound.split_off(institutions.len());
+        self.start_with_directory_on(bound, shards, tweak).await
+    }
+
+    /// Like [`LocalFederation::start_with_directory`], on listeners the caller bound.
+    pub async fn start_with_directory_on(
+        &self,
+        members: Vec<(&str, tokio::net::TcpListener)>,
+        locators: Vec<(&str, tokio::net::TcpListener)>,
+        tweak: impl Fn(&mut NodeConfig),
+    ) -> Result<(Vec<RunningNode>, Vec<RunningNode>), ServeError> {
+        let addr = |(id, l): &(&str, tokio::net::TcpListener)| -> Result<(String, SocketAddr), ServeError> {
+            let a = l
+                .local_addr()
+                .map_err(|source| ServeError::Bind { addr: SocketAddr::from(([127, 0, 0, 1], 0)), source })?;
+            Ok((id.to_string(), a))
         };
-        let (mut member_l, mut locator_l) = (Vec::new(), Vec::new());
-        for _ in institutions {
-            member_l.push(bind().await?);
+        let listed: Vec<(String, SocketAddr)> = members.iter().map(addr).collect::<Result<_, _>>()?;
+        let shards: Vec<(String, SocketAddr)> = locators.iter().map(addr).collect::<Result<_, _>>()?;
+        fn refs(v: &[(String, SocketAddr)]) -> Vec<(&str, SocketAddr)> {
+            v.iter().map(|(i, a)| (i.as_str(), *a)).collect()
         }
-        for _ in locators {
-            locator_l.push(bind().await?);
-        }
-        let addr = |l: &tokio::net::TcpListener| l.local_addr().expect("bound listener has an address");
-        let members: Vec<(&str, SocketAddr)> = institutions.iter().copied().zip(member_l.iter().map(addr)).collect();
-        let shards: Vec<(&str, SocketAddr)> = locators.iter().copied().zip(locator_l.iter().map(addr)).collect();
-        self.publish_directory(&members, &shards)
+        self.publish_directory(&refs(&listed), &refs(&shards))
             .map_err(|e| ServeError::Mismatch(format!("publishing the directory: {e}")))?;
-        let mut located = Vec::new();
-        for (id, listener) in locators.iter().zip(locator_l) {
+        let mut started = Vec::new();
+        for (id, listener) in locators {
             let mut cfg = self.directory_config(id, true);
             tweak(&mut cfg);
-            located.push(server::start_on(cfg, listener).await?);
+            started.push(server::start_on(cfg, listener).await?);
         }
         let mut nodes = Vec::new();
-        for (id, listener) in institutions.iter().zip(member_l) {
+        for (id, listener) in members {
             let mut cfg = self.directory_config(id, false);
             tweak(&mut cfg);
             nodes.push(server::start_on(cfg, listener).await?);
         }
-        Ok((nodes, located))
+        Ok((nodes, started))
     }
 
     /// The federation's subject key.

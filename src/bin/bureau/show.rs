@@ -23,6 +23,12 @@ pub fn print_score(s: &pb::Score) {
             s.disputed_records_excluded
         );
     }
+    let route = pb::ScoreRoute::try_from(s.route)
+        .map(|r| r.as_str_name().trim_start_matches("SCORE_ROUTE_").to_lowercase())
+        .unwrap_or_default();
+    if s.members > 0 {
+        println!("  asked {} of {} members ({})", s.members_asked, s.members, route.replace('_', " "));
+    }
     for c in &s.coverage {
         let outcome = pb::PeerOutcome::try_from(c.outcome)
             .map(|o| o.as_str_name().trim_start_matches("PEER_OUTCOME_"))

@@ -1,8 +1,9 @@
 //! `bureau demo`: a local federation with sample data, from nothing. Makes a throw-away
-//! authority, starts three institutions' nodes in this process on loopback (a payment app that
-//! waives deposits at 550, a bike-share operator that waives them at 650, and a bank), furnishes
-//! generated records, prints scores and decisions for sample subjects, takes one peer down to
-//! show a partial score, and shows what refused requests look like.
+//! authority with a signed member directory, starts twelve institutions' nodes and the record
+//! locator in this process on loopback (among them a payment app that waives deposits at 550, a
+//! bike-share operator that waives them at 650, and a bank), furnishes generated records, prints
+//! scores and decisions for sample subjects (each asking only the members that hold records),
+//! takes the locator and then one holder down, and shows what refused requests look like.
 
 use std::{path::PathBuf, time::Instant};
 
@@ -22,8 +23,23 @@ use bureau::{
     Purpose, Role, RunningNode,
 };
 
-/// The demo's institutions.
-pub const INSTITUTIONS: [&str; 3] = ["payapp", "bikeshare", "bank"];
+/// The demo's institutions: the three the walk-through follows, then nine more members.
+pub const INSTITUTIONS: [&str; 12] = [
+    "payapp",
+    "bikeshare",
+    "bank",
+    "charger",
+    "lender",
+    "telco",
+    "rental",
+    "insurer",
+    "microloan",
+    "ecommerce",
+    "utility",
+    "carloan",
+];
+/// The record locator's node (one shard: every pseudonym).
+pub const LOCATOR: &str = "locator";
 
 /// Options of `bureau demo`.
 #[derive(Debug, Clone)]
@@ -32,13 +48,14 @@ pub struct DemoOptions {
     pub dir: Option<PathBuf>,
     /// How many subjects to generate.
     pub subjects: usize,
-    /// Keep the federation running afterwards (on ports 7101–7103) until ctrl-c, for the
-    /// regulator's walk-through.
+    /// Keep the federation running afterwards (members on ports 7101–7112, the locator on
+    /// 7113) until ctrl-c, for the regulator's walk-through.
     pub serve: bool,
 }
 
-/// Fixed ports used with `--serve`, so the README's commands name them.
-pub const SERVE_PORTS: [u16; 3] = [7101, 7102, 7103];
+/// The first fixed port used with `--serve` (member `i` on `FIRST_PORT + i`, the locator
+/// after the last member), so the README's commands name them.
+pub const FIRST_PORT: u16 = 7101;
 /// The nodes' Prometheus endpoints with `--serve`, in the same order.
 pub const METRICS_PORTS: [u16; 3] = [9101, 9102, 9103];
 
@@ -50,8 +67,14 @@ fn node<'a>(nodes: &'a [RunningNode], inst: &str) -> &'a RunningNode {
 pub async fn run(opts: DemoOptions) -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let root = opts.dir.clone().unwrap_or_else(|| tmp.path().to_owned());
-    let fed = LocalFederation::create(&root, "bureau.demo", &INSTITUTIONS, &["pbc"])?;
-    println!("federation bureau.demo: licensing authority, 3 institutions, regulator pbc ({})", root.display());
+    let mut ids = INSTITUTIONS.to_vec();
+    ids.push(LOCATOR);
+    let fed = LocalFederation::create(&root, "bureau.demo", &ids, &["pbc"])?;
+    println!(
+        "federation bureau.demo: licensing authority, {} institutions, the record locator, regulator pbc ({})",
+        INSTITUTIONS.len(),
+        root.display()
+    );
     let policies = |c: &mut bureau::NodeConfig| {
         let min_score = match c.node.institution.as_str() {
             "payapp" => 550,
@@ -59,25 +82,35 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
             _ => 600,
         };
         c.policies.insert("deposit_waiver".into(), PolicyConfig { min_score, purpose: Purpose::DepositWaiver });
+        c.limits.outbox_retry_max_ms = 250;
         if opts.serve {
-            let i = INSTITUTIONS.iter().position(|i| *i == c.node.institution).unwrap_or(0);
-            c.metrics.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], METRICS_PORTS[i])));
+            if let Some(i) = INSTITUTIONS.iter().take(METRICS_PORTS.len()).position(|i| *i == c.node.institution) {
+                c.metrics.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], METRICS_PORTS[i])));
+            }
         }
     };
-    let mut nodes = if opts.serve {
-        let mut listeners = Vec::new();
-        for port in SERVE_PORTS {
-            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-            listeners.push(tokio::net::TcpListener::bind(addr).await.with_context(|| format!("port {port} is taken"))?);
-        }
-        fed.start_all_on(&INSTITUTIONS, listeners, policies).await
-    } else {
-        fed.start_all(&INSTITUTIONS, policies).await
+    let bind = |i: usize| async move {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], if opts.serve { FIRST_PORT + i as u16 } else { 0 }));
+        tokio::net::TcpListener::bind(addr).await.with_context(|| format!("{addr} is taken"))
+    };
+    let mut members = Vec::new();
+    for (i, id) in INSTITUTIONS.iter().enumerate() {
+        members.push((*id, bind(i).await?));
     }
-    .context("starting nodes")?;
-    for n in &nodes {
-        println!("  node {:<10} {}  peers: the other two", n.institution, n.addr);
+    let locators = vec![(LOCATOR, bind(INSTITUTIONS.len()).await?)];
+    let (mut nodes, mut locator) =
+        fed.start_with_directory_on(members, locators, policies).await.context("starting nodes")?;
+    let directory = bureau::pki::read_directory(&fed.pki, "bureau.demo")?;
+    println!(
+        "  signed member directory serial {}: {} active members, locator shard \"\" (every pseudonym) at {}",
+        directory.serial,
+        directory.members.len(),
+        locator[0].addr
+    );
+    for n in nodes.iter().take(3) {
+        println!("  node {:<10} {}", n.institution, n.addr);
     }
+    println!("  … and {} more members; no node's configuration lists another", nodes.len() - 3);
 
     // Each institution furnishes its own share of a generated population.
     let cfg = GenConfig {
@@ -102,6 +135,10 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         println!("  {inst:<10} furnished {:>6} records", resp.accepted_count);
     }
     println!("{total} records about {} subjects furnished over mTLS in {:.2?}", opts.subjects, started.elapsed());
+    let registered = until_registered(&fed, &locator[0]).await?;
+    println!(
+        "each member registered where it holds records with the locator, from its own log: {registered} log entries there"
+    );
 
     let scoring = |inst: &str| -> Result<ScoringServiceClient<Channel>> {
         Ok(ScoringServiceClient::new(fed.client(Role::Application, inst, node(&nodes, inst).addr).channel()?))
@@ -110,8 +147,8 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     let (doc, number) = gen::subject_identity(cfg.seed, 0);
     println!("\nsubjects are pseudonyms: {doc} {number} -> {}", gen::subject_id(&cfg, 0));
     println!(
-        "\n{:<10} {:>5} {:<10} {:<16} {:>6}  {:<16} {:<16}",
-        "subject", "score", "band", "top reasons", "peers", "payapp @550", "bikeshare @650"
+        "\n{:<10} {:>5} {:<10} {:<16} {:>8}  {:<16} {:<16}",
+        "subject", "score", "band", "top reasons", "asked", "payapp @550", "bikeshare @650"
     );
     let samples: Vec<usize> = (0..opts.subjects.min(40)).step_by(3).take(12).collect();
     for &i in &samples {
@@ -125,31 +162,31 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         let at_payapp = payapp.decide(decide("deposit_waiver")).await?.into_inner();
         let at_bikeshare = bikeshare.decide(decide("deposit_waiver")).await?.into_inner();
         let s = at_payapp.score.clone().unwrap_or_default();
-        let answered = s.coverage.iter().filter(|c| c.outcome == pb::PeerOutcome::Answered as i32).count();
         let reasons: Vec<&str> = s.reasons.iter().take(3).map(|r| r.code.as_str()).collect();
         let verdict = |d: &pb::Decision| {
             let score = d.score.as_ref().map_or(0, |s| s.score);
             format!("{} ({score})", if d.approved { "waive" } else { "deposit" })
         };
         println!(
-            "{:<10} {:>5} {:<10} {:<16} {:>4}/{}  {:<16} {:<16}",
+            "{:<10} {:>5} {:<10} {:<16} {:>2} of {:<2}  {:<16} {:<16}",
             &subject[..8],
             s.score,
             bureau::Band::of(s.score).as_str(),
             if reasons.is_empty() { "-".to_owned() } else { reasons.join(",") },
-            answered,
-            s.coverage.len(),
+            s.members_asked,
+            s.members,
             verdict(&at_payapp),
             verdict(&at_bikeshare)
         );
     }
-    println!("(a decision's score counts earlier hard inquiries: bikeshare sees the one payapp just made)");
+    println!("(\"asked 2 of 11\": the locator named the members that hold records; no one else was asked)");
+    println!("(a decision's score counts earlier hard inquiries: bikeshare sees the one payapp just made, counted at the locator)");
     if let Some(r) = payapp.get_score(score_req(&gen::subject_id(&cfg, samples[0]))).await?.into_inner().reasons.first()
     {
         println!("reason {}: {} (-{} points)", r.code, r.description, r.points_lost);
     }
 
-    // Latency of one federated score (own store + two peers), median over many calls.
+    // Latency of one federated score (a lookup, then the holders), median over many calls.
     let subjects: Vec<String> = (0..200).map(|i| gen::subject_id(&cfg, i % opts.subjects.max(1))).collect();
     for s in subjects.iter().take(20) {
         payapp.get_score(score_req(s)).await?;
@@ -171,13 +208,35 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     dispute(&fed, &nodes, &cfg, &mut payapp).await?;
     report(&fed, &nodes, &gen::subject_id(&cfg, samples[0]), opts.dir.as_deref()).await?;
 
-    // One peer goes down: the answer is partial and says so, and does not wait for it.
-    let bank = nodes.remove(nodes.iter().position(|n| n.institution == "bank").unwrap_or(2));
+    // The locator goes down: scores still work, asking every member.
+    let locator_addr = locator[0].addr;
+    locator.remove(0).shutdown().await?;
+    println!("\nthe locator is down; payapp scores {} by asking every member:", &subjects[0][..8]);
+    let s = payapp.get_score(score_req(&subjects[0])).await?.into_inner();
+    print_score(&s);
+    let mut locator_cfg = fed.directory_config(LOCATOR, true);
+    policies(&mut locator_cfg);
+    locator.push(bureau::start_on(locator_cfg, tokio::net::TcpListener::bind(locator_addr).await?).await?);
+    until_registered(&fed, &locator[0]).await?;
+
+    // One holder goes down: the answer is partial and says so, and does not wait for it.
+    let (subject_of_bank, bank) = {
+        let mut held = None;
+        for s in &subjects {
+            let score = payapp.get_score(score_req(s)).await?.into_inner();
+            if score.coverage.iter().any(|c| c.peer == "bank") {
+                held = Some(s.clone());
+                break;
+            }
+        }
+        let bank = nodes.remove(nodes.iter().position(|n| n.institution == "bank").unwrap_or(2));
+        (held.unwrap_or_else(|| subjects[0].clone()), bank)
+    };
     let bank_addr = bank.addr;
     bank.shutdown().await?;
-    println!("\nbank's node is down; payapp scores {}:", &subjects[0][..8]);
+    println!("\nbank's node is down; payapp scores {}, whose records bank holds:", &subject_of_bank[..8]);
     let t = Instant::now();
-    let s = payapp.get_score(score_req(&subjects[0])).await?.into_inner();
+    let s = payapp.get_score(score_req(&subject_of_bank)).await?.into_inner();
     print_score(&s);
     println!("  answered in {:.1?}", t.elapsed());
 
@@ -244,23 +303,25 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
 
     if opts.serve {
         // Bring the bank back for the regulator's walk-through.
-        let peers: Vec<(&str, std::net::SocketAddr)> = nodes.iter().map(|n| (n.institution.as_str(), n.addr)).collect();
-        let mut cfg = fed.node_config("bank", &peers);
-        policies(&mut cfg);
+        let mut bank_cfg = fed.directory_config("bank", false);
+        policies(&mut bank_cfg);
         let listener = tokio::net::TcpListener::bind(bank_addr).await?;
-        nodes.push(bureau::start_on(cfg, listener).await?);
+        nodes.push(bureau::start_on(bank_cfg, listener).await?);
         let pki = fed.pki.0.display();
+        let last = FIRST_PORT + INSTITUTIONS.len() as u16;
         println!("\nthe federation keeps running (ctrl-c stops it). As the regulator pbc:");
         println!("  bureau audit verify    --pki {pki} --regulator pbc --federation bureau.demo --node 127.0.0.1:7101");
-        println!("  bureau audit reconcile --pki {pki} --regulator pbc --federation bureau.demo --node 127.0.0.1:7101 --node 127.0.0.1:7102 --node 127.0.0.1:7103");
-        println!("  bureau audit entries   --pki {pki} --regulator pbc --federation bureau.demo --node 127.0.0.1:7101 --subject {}", subjects[0]);
-        println!("Prometheus metrics (one process, so the three serve the same figures):");
+        println!("  bureau audit verify    --pki {pki} --regulator pbc --federation bureau.demo --node 127.0.0.1:{last}   # the locator");
+        println!("  bureau audit reconcile --pki {pki} --regulator pbc --federation bureau.demo --node 127.0.0.1:7101 --node 127.0.0.1:7102 --node 127.0.0.1:7103 --node 127.0.0.1:{last}");
+        println!("  bureau audit entries   --pki {pki} --regulator pbc --federation bureau.demo --node 127.0.0.1:{last} --subject {}", subjects[0]);
+        println!("  bureau pki directory show --dir {pki} --federation bureau.demo");
+        println!("Prometheus metrics (one process, so the nodes serve the same figures):");
         for (inst, port) in INSTITUTIONS.iter().zip(METRICS_PORTS) {
             println!("  {inst:<10} http://127.0.0.1:{port}/metrics");
         }
         tokio::signal::ctrl_c().await?;
     }
-    for n in nodes {
+    for n in nodes.into_iter().chain(locator) {
         n.shutdown().await?;
     }
     println!("\nnodes stopped");
@@ -368,6 +429,24 @@ async fn report(
         path.display()
     );
     Ok(())
+}
+
+/// Waits until the locator's log stops growing (every member's registrations delivered), but
+/// for the one entry each of these reads adds (a regulator's read is logged); returns its size.
+async fn until_registered(fed: &LocalFederation, locator: &RunningNode) -> Result<u64> {
+    let mut audit =
+        pb::audit_service_client::AuditServiceClient::new(fed.client(Role::Regulator, "pbc", locator.addr).channel()?);
+    let (mut last, mut still) = (0, 0);
+    for _ in 0..200 {
+        let size = audit.get_checkpoint(pb::GetCheckpointRequest {}).await?.into_inner().tree_size;
+        still = if size <= last + 1 && size > 1 { still + 1 } else { 0 };
+        if still == 4 {
+            return Ok(size);
+        }
+        last = size;
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    anyhow::bail!("the locator's log kept growing for 50 s")
 }
 
 fn score_req(subject: &str) -> pb::GetScoreRequest {
