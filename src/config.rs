@@ -355,6 +355,11 @@ pub struct PostgresSection {
     /// Longest to wait for a connection, milliseconds.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
+    /// The certificate (PEM) of the authority that signed the database server's certificate.
+    /// With it every connection is TLS, the server's certificate and host name are verified, and
+    /// nothing falls back to plain TCP; without it, plain TCP (a WARN when the host is remote).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 fn default_pool_size() -> usize {
@@ -441,6 +446,9 @@ impl NodeConfig {
         self.federation.directory_key.as_mut().map(fix);
         self.scoring.model.as_mut().map(fix);
         self.admin.backup_recipients.as_mut().map(fix);
+        if let Some(pg) = self.store.postgres.as_mut() {
+            pg.tls_ca.as_mut().map(fix);
+        }
     }
 
     /// Rejects values that parse but cannot work.

@@ -523,13 +523,23 @@ fn name_of<S: NamedService>(_: &S) -> &'static str {
 /// Opens the configured storage backend, off the async workers.
 async fn open_storage(cfg: &NodeConfig) -> Result<DynStorage, ServeError> {
     match (cfg.store.backend, &cfg.store.postgres) {
-        (Backend::Postgres, Some(pg)) => Ok(crate::storage::open::open_postgres(PostgresOptions {
-            url: pg.url.clone(),
-            pool_size: pg.pool_size,
-            statement_timeout: Duration::from_millis(pg.statement_timeout_ms),
-            connect_timeout: Duration::from_millis(pg.connect_timeout_ms),
-        })
-        .await?),
+        (Backend::Postgres, Some(pg)) => {
+            let tls_ca = match &pg.tls_ca {
+                Some(path) => Some(
+                    std::fs::read(path)
+                        .map_err(|e| ServeError::Mismatch(format!("store.postgres.tls_ca {}: {e}", path.display())))?,
+                ),
+                None => None,
+            };
+            Ok(crate::storage::open::open_postgres(PostgresOptions {
+                url: pg.url.clone(),
+                pool_size: pg.pool_size,
+                statement_timeout: Duration::from_millis(pg.statement_timeout_ms),
+                connect_timeout: Duration::from_millis(pg.connect_timeout_ms),
+                tls_ca,
+            })
+            .await?)
+        }
         _ => {
             let opts = SledOptions {
                 path: cfg.node.data_dir.clone(),

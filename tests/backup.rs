@@ -131,6 +131,7 @@ async fn a_postgresql_node_points_at_the_database_tools() {
         pool_size: 4,
         statement_timeout_ms: 5_000,
         connect_timeout_ms: 2_000,
+        tls_ca: None,
     });
     let node = bureau::start(cfg).await.unwrap();
     let err = AdminServiceClient::new(f.channel(Role::Application, "bank", node.addr))

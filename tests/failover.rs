@@ -67,7 +67,13 @@ async fn the_node_follows_the_new_primary_and_loses_nothing_acknowledged() {
     let mut cfg = f.fed.node_config("bank", &[]);
     cfg.store = StoreSection {
         backend: Backend::Postgres,
-        postgres: Some(PostgresSection { url, pool_size: 8, statement_timeout_ms: 5_000, connect_timeout_ms: 2_000 }),
+        postgres: Some(PostgresSection {
+            url,
+            pool_size: 8,
+            statement_timeout_ms: 5_000,
+            connect_timeout_ms: 2_000,
+            tls_ca: None,
+        }),
         ..StoreSection::default()
     };
     let node = bureau::start(cfg).await.unwrap();
@@ -187,6 +193,7 @@ async fn the_node_follows_the_new_primary_and_loses_nothing_acknowledged() {
             pool_size: 4,
             statement_timeout_ms: 5_000,
             connect_timeout_ms: 2_000,
+            tls_ca: None,
         }),
         ..StoreSection::default()
     };

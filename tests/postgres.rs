@@ -33,6 +33,7 @@ fn on_postgres(f: &Fed, url: &str) -> NodeConfig {
             pool_size: 8,
             statement_timeout_ms: 5_000,
             connect_timeout_ms: 1_000,
+            tls_ca: None,
         }),
         ..StoreSection::default()
     };
@@ -279,4 +280,49 @@ async fn a_peer_listed_by_both_replicas_is_answered_while_one_is_down() {
     }
     payapp.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
+}
+
+/// The store reaches PostgreSQL over TLS with the server verified: against a server that takes
+/// TLS connections only, a node given the database's authority (`store.postgres.tls_ca`) starts,
+/// stores and reads, and the server reports its sessions encrypted; without it the server turns
+/// it away (nothing falls back to plain TCP); with another authority's certificate the node
+/// refuses the server.
+#[tokio::test]
+async fn the_database_is_reached_over_tls_with_the_server_verified() {
+    let (pg, ca) = TestPostgres::start_tls().unwrap();
+    let url = pg.fresh_database().unwrap();
+    let database = url.rsplit('/').next().unwrap().split('?').next().unwrap().to_owned();
+    let f = fed(&["bank"], &["pbc"]);
+    let with_ca = |ca: Option<std::path::PathBuf>| {
+        let mut cfg = on_postgres(&f, &url);
+        if let Some(pg) = cfg.store.postgres.as_mut() {
+            pg.tls_ca = ca;
+        }
+        cfg
+    };
+    let plain = bureau::start(with_ca(None)).await.err().expect("a plain connection is refused by the server");
+    assert!(plain.to_string().contains("store"), "{plain}");
+    let stranger = f.tmp.path().join("other-ca.pem");
+    std::fs::copy(f.fed.pki.ca_cert(), &stranger).unwrap();
+    let wrong = bureau::start(with_ca(Some(stranger))).await.err().expect("an unknown server is refused");
+    assert!(wrong.to_string().to_lowercase().contains("certificate"), "{wrong}");
+
+    let node = bureau::start(with_ca(Some(ca))).await.unwrap();
+    let mut c = f.records(Role::Application, "bank", node.addr);
+    c.furnish_records(pb::FurnishRecordsRequest { records: vec![record(&subject(1), "tls-1", 1)] }).await.unwrap();
+    let got = c.get_record(pb::GetRecordRequest { name: "institutions/bank/records/tls-1".into() }).await.unwrap();
+    assert_eq!(got.into_inner().record_id, "tls-1");
+    let sessions = pg
+        .psql(
+            "postgres",
+            &format!(
+                "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl) FROM pg_stat_ssl s \
+                 JOIN pg_stat_activity a USING (pid) WHERE a.datname = '{database}'"
+            ),
+        )
+        .unwrap();
+    let (tls, plain) = sessions.split_once('|').unwrap();
+    assert!(tls.parse::<u32>().unwrap() >= 1, "the node's sessions: {sessions}");
+    assert_eq!(plain, "0", "no plain session: {sessions}");
+    node.shutdown().await.unwrap();
 }

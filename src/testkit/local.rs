@@ -272,6 +272,7 @@ pub fn test_store(data_dir: &Path) -> StoreSection {
                     pool_size: 8,
                     statement_timeout_ms: 5_000,
                     connect_timeout_ms: 2_000,
+                    tls_ca: None,
                 }),
                 ..StoreSection::default()
             }

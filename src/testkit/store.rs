@@ -30,6 +30,7 @@ pub async fn open_postgres(url: &str) -> Result<DynStorage, StoreError> {
         pool_size: 16,
         statement_timeout: std::time::Duration::from_secs(5),
         connect_timeout: std::time::Duration::from_secs(2),
+        tls_ca: None,
     })
     .await
 }

@@ -82,6 +82,67 @@ impl TestPostgres {
         Ok(pg)
     }
 
+    /// Like [`TestPostgres::start`], but the server accepts TLS connections only (`hostssl`),
+    /// with a certificate for 127.0.0.1 and `localhost` from a throw-away authority whose PEM
+    /// file is returned with it.
+    pub fn start_tls() -> Result<(Self, PathBuf), PgError> {
+        let bin = bin_dir()?;
+        let as_postgres = is_root();
+        let dir = tempfile::Builder::new()
+            .prefix("bureau-pgtls-")
+            .tempdir()
+            .map_err(|e| PgError::Command { command: "tempdir".into(), detail: e.to_string() })?;
+        let pg = Self { bin, dir, port: free_port(), as_postgres };
+        if as_postgres {
+            pg.run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(pg.dir.path()), false)?;
+        }
+        let data = pg.data().display().to_string();
+        pg.run(pg.tool("initdb").args(["-D", &data, "-A", "trust", "-U", "bureau", "--no-sync", "-E", "UTF8"]), true)?;
+        let ca = pg.tls_files()?;
+        pg.start_server()?;
+        pg.watch_parent();
+        Ok((pg, ca))
+    }
+
+    /// Writes the server's certificate and key into the data directory, turns TLS on and makes
+    /// every TCP connection need it; returns the authority's certificate.
+    fn tls_files(&self) -> Result<PathBuf, PgError> {
+        let fail =
+            |what: &str, e: &dyn std::fmt::Display| PgError::Command { command: what.into(), detail: e.to_string() };
+        let ca_key = rcgen::KeyPair::generate().map_err(|e| fail("ca key", &e))?;
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| fail("ca params", &e))?;
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(rcgen::DnType::CommonName, "bureau test database authority");
+        let ca_cert = ca.self_signed(&ca_key).map_err(|e| fail("ca cert", &e))?;
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let key = rcgen::KeyPair::generate().map_err(|e| fail("server key", &e))?;
+        let server = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .map_err(|e| fail("server params", &e))?;
+        let cert = server.signed_by(&key, &issuer).map_err(|e| fail("server cert", &e))?;
+        let data = self.data();
+        let write = |name: &str, text: &str| std::fs::write(data.join(name), text).map_err(|e| fail(name, &e));
+        write("server.crt", &cert.pem())?;
+        write("server.key", &key.serialize_pem())?;
+        let mut conf =
+            std::fs::read_to_string(data.join("postgresql.conf")).map_err(|e| fail("postgresql.conf", &e))?;
+        conf.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        write("postgresql.conf", &conf)?;
+        let hba = std::fs::read_to_string(data.join("pg_hba.conf")).map_err(|e| fail("pg_hba.conf", &e))?;
+        let hba: String = hba
+            .lines()
+            .map(|l| l.strip_prefix("host ").map_or(l.to_owned(), |rest| format!("hostssl {rest}")) + "\n")
+            .collect();
+        write("pg_hba.conf", &hba)?;
+        let key_path = data.join("server.key").display().to_string();
+        self.run(Command::new("chmod").args(["600", &key_path]), false)?;
+        if self.as_postgres {
+            self.run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&data), false)?;
+        }
+        let ca_path = self.dir.path().join("ca.pem");
+        std::fs::write(&ca_path, ca_cert.pem()).map_err(|e| fail("ca.pem", &e))?;
+        Ok(ca_path)
+    }
+
     fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }

@@ -77,6 +77,8 @@ pub(crate) struct PostgresOptions {
     pub statement_timeout: Duration,
     /// Longest to wait for a connection (to connect, or for a free one in the pool).
     pub connect_timeout: Duration,
+    /// The database server's authority (PEM): TLS with verification when set, else plain TCP.
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 /// The ledger in a PostgreSQL database.
@@ -382,6 +384,7 @@ mod tests {
                     pool_size: 16,
                     statement_timeout: std::time::Duration::from_secs(5),
                     connect_timeout: std::time::Duration::from_secs(2),
+                    tls_ca: None,
                 };
                 crate::storage::open::open_postgres(opts).await.unwrap()
             })

@@ -1,11 +1,13 @@
-//! Connections: the pool every read and the group writer draw from (plain TCP as today; TLS to
-//! the database is the deployment's), the session settings every write relies on, and how the
-//! driver's errors read as [`StoreError`]s.
+//! Connections: the pool every read and the group writer draw from (TLS with the server's
+//! certificate and name verified when the configuration names the database's authority, else
+//! plain TCP), the session settings every write relies on, and how the driver's errors read as
+//! [`StoreError`]s.
 
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::PostgresOptions;
 use crate::storage::StoreError;
@@ -25,7 +27,26 @@ pub(super) fn connect(opts: &PostgresOptions) -> Result<Pool, StoreError> {
     // A primary that vanishes without a reset must not hold a caller past the timeouts.
     config.keepalives_idle(Duration::from_secs(5));
     config.tcp_user_timeout(opts.connect_timeout + opts.statement_timeout);
-    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let recycling = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+    let manager = match &opts.tls_ca {
+        Some(pem) => {
+            // TLS or nothing: never fall back to plain TCP.
+            config.ssl_mode(tokio_postgres::config::SslMode::Require);
+            Manager::from_config(config, MakeRustlsConnect::new(tls_config(pem)?), recycling)
+        }
+        None => {
+            let remote = config.get_hosts().iter().any(|h| match h {
+                tokio_postgres::config::Host::Tcp(name) => {
+                    !(name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()))
+                }
+                _ => false,
+            });
+            if remote {
+                tracing::warn!("store.postgres: plain TCP to a remote database; set store.postgres.tls_ca to use TLS");
+            }
+            Manager::from_config(config, NoTls, recycling)
+        }
+    };
     Pool::builder(manager)
         .max_size(opts.pool_size.max(2))
         .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -34,6 +55,25 @@ pub(super) fn connect(opts: &PostgresOptions) -> Result<Pool, StoreError> {
         .recycle_timeout(Some(opts.connect_timeout))
         .build()
         .map_err(unavailable)
+}
+
+/// A rustls client trusting only the certificates in `pem` (the database's authority).
+fn tls_config(pem: &[u8]) -> Result<rustls::ClientConfig, StoreError> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| unavailable(format!("store.postgres.tls_ca: {e}")))?;
+        roots.add(cert).map_err(|e| unavailable(format!("store.postgres.tls_ca: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(unavailable("store.postgres.tls_ca holds no certificate"));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| unavailable(format!("tls: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// The database cannot be used right now; the caller may retry.
@@ -46,7 +86,16 @@ pub(super) fn db(e: tokio_postgres::Error) -> StoreError {
     // `Display` of a server error is only "db error"; the source carries the message.
     match e.as_db_error() {
         Some(d) => unavailable(format!("{}: {}", d.code().code(), d.message())),
-        None => unavailable(e),
+        None => {
+            // The cause (a refused certificate, a reset connection) is in the source chain.
+            let mut why = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                why = format!("{why}: {s}");
+                source = s.source();
+            }
+            unavailable(why)
+        }
     }
 }
 

@@ -288,5 +288,5 @@ async fn peer_query_latency(
 /// A node's PostgreSQL store at `url`, as the benchmarks run it: a pool of 16, a 5 s statement
 /// timeout.
 fn pg_section(url: String) -> PostgresSection {
-    PostgresSection { url, pool_size: 16, statement_timeout_ms: 5_000, connect_timeout_ms: 2_000 }
+    PostgresSection { url, pool_size: 16, statement_timeout_ms: 5_000, connect_timeout_ms: 2_000, tls_ca: None }
 }
