@@ -217,6 +217,12 @@ impl Directory {
     }
 }
 
+/// Checks that `key` is a checkpoint verifier key string (`name+id+key`), as a member's
+/// `log_key` must be for regulators and witnesses to use it.
+pub fn check_log_key(key: &str) -> Result<(), String> {
+    parse_verifier_key(key).map(|_| ()).map_err(|e| e.to_string())
+}
+
 /// True when every pseudonym (lowercase hex) starts with some shard's prefix.
 fn covers_every_pseudonym(shards: &[LocatorShard]) -> bool {
     fn covered(prefix: &str, shards: &[LocatorShard], depth: usize) -> bool {

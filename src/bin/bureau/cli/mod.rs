@@ -4,6 +4,7 @@
 
 mod audit;
 mod conn;
+mod directory;
 mod disputes;
 mod node;
 mod pki;

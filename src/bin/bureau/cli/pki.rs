@@ -1,5 +1,5 @@
 //! `bureau pki …`: the federation's licensing authority — create it, issue an application's
-//! certificate, revoke a member.
+//! certificate, revoke a member, keep the signed member directory.
 
 use std::path::PathBuf;
 
@@ -59,6 +59,9 @@ pub enum PkiCommand {
     /// The authority's revocation list.
     #[command(subcommand)]
     Crl(CrlCommand),
+    /// The signed member directory the nodes follow (who is a member, where, active or not).
+    #[command(subcommand)]
+    Directory(super::directory::DirectoryCommand),
 }
 
 /// `bureau pki crl …`
@@ -98,6 +101,7 @@ pub fn run(cmd: PkiCommand) -> Result<()> {
             let number = pki::refresh_crl(&PkiDir(dir))?;
             println!("revocation list re-signed: number {number}, valid 30 days");
         }
+        PkiCommand::Directory(cmd) => super::directory::run(cmd)?,
     }
     Ok(())
 }
