@@ -284,6 +284,8 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
     let tick = Duration::from_millis(cfg.limits.outbox_retry_max_ms.clamp(250, 1_000));
     let purge_every = cfg.retention.purge_every_s.unwrap_or(3_600);
     let (life, outbox, holdings) = (node.life.clone(), node.outbox.clone(), node.holdings.clone());
+    // A locator holds no records of its own: nothing to register.
+    let registering = !cfg.federation.locator;
     let following = {
         let (peers, every) = (peers.clone(), Duration::from_millis(cfg.limits.crl_reload_ms));
         async move {
@@ -301,7 +303,13 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
                 s => life.purge_every(Duration::from_secs(s)).await,
             }
         };
-        tokio::join!(outbox.run(tick, disputes, protections), purging, holdings.run(tick), following);
+        let registrations = async {
+            match registering {
+                true => holdings.run(tick).await,
+                false => std::future::pending().await,
+            }
+        };
+        tokio::join!(outbox.run(tick, disputes, protections), purging, registrations, following);
     };
     // Never finishes (both loops run until dropped).
     let task = tokio::spawn(async move {

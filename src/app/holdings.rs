@@ -75,14 +75,27 @@ impl Holdings {
         Self { life, state, peers, next: Arc::new(AtomicU64::new(u64::MAX)) }
     }
 
-    /// Runs passes every `tick` until dropped; a failed pass is retried at the next tick.
+    /// Runs passes every `tick` until dropped; a failed pass is retried at the next tick (one
+    /// WARN when delivery starts failing, one INFO when it works again).
     pub(crate) async fn run(self, tick: Duration) {
+        let mut failing = false;
         loop {
             if self.peers.has_locator() {
                 match self.pass().await {
-                    Ok(p) if p.read == PASS => continue,
-                    Ok(_) => {}
-                    Err(e) => warn!(error = %e, "holdings not delivered to the record locator; retried"),
+                    Ok(p) => {
+                        if failing {
+                            info!("holdings are delivered to the record locator again");
+                            failing = false;
+                        }
+                        if p.read == PASS {
+                            continue;
+                        }
+                    }
+                    Err(e) if !failing => {
+                        warn!(error = %e, "holdings not delivered to the record locator; retried every tick");
+                        failing = true;
+                    }
+                    Err(e) => debug!(error = %e, "holdings still not delivered"),
                 }
             }
             tokio::time::sleep(tick).await;
