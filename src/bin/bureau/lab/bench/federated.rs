@@ -107,7 +107,7 @@ pub(super) async fn federation(
 }
 
 /// Waits until the node at `addr` answers a health check (20 s at most).
-async fn wait_ready(fed: &LocalFederation, addr: std::net::SocketAddr) -> Result<()> {
+pub(super) async fn wait_ready(fed: &LocalFederation, addr: std::net::SocketAddr) -> Result<()> {
     let until = Instant::now() + Duration::from_secs(20);
     loop {
         let mut h = HealthClient::new(fed.client(Role::Application, "scorer", addr).channel()?);
