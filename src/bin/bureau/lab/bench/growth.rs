@@ -172,7 +172,7 @@ async fn one_size(fed: &LocalFederation, n: usize, scale: &Scale, extras: &mut E
         extras.calls_made = scale.calls + scale.calls / 10;
     }
     // Before the locator: the same processes, a directory that names none.
-    publish(fed, &members, &[], replica.then_some(fleet.nodes[n + 1].process.addr))?;
+    publish(fed, &members, &[], replica.then(|| fleet.nodes[n + 1].process.addr))?;
     wait_route(&scorer, &sample[0], pb::ScoreRoute::Everyone).await?;
     let everyone = measure(fed, &fleet, &scorer, &sample, scale).await?;
     if replica {
@@ -186,9 +186,12 @@ async fn one_size(fed: &LocalFederation, n: usize, scale: &Scale, extras: &mut E
     Ok(Size { n, located, everyone })
 }
 
-/// Binds a free loopback port and releases it, for a node to take.
-fn free_port() -> Result<SocketAddr> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+/// `count` distinct free loopback ports: all held until all are chosen (a port released early
+/// may be handed out again), then released for the nodes to take.
+fn free_ports(count: usize) -> Result<Vec<SocketAddr>> {
+    let held: Vec<std::net::TcpListener> =
+        (0..count).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
+    Ok(held.iter().map(|l| l.local_addr()).collect::<Result<_, _>>()?)
 }
 
 /// Publishes a directory of `members` (and `m01`'s second replica at `replica`) and `locators`.
@@ -220,10 +223,8 @@ async fn start(fed: &LocalFederation, n: usize, replica: bool) -> Result<(Fleet,
     if replica {
         plan.push(("m01".into(), false, "m01-b".into()));
     }
-    let mut ports = Vec::new();
-    for _ in &plan {
-        ports.push((free_port()?, free_port()?));
-    }
+    let free = free_ports(2 * plan.len())?;
+    let ports: Vec<(SocketAddr, SocketAddr)> = free.chunks(2).map(|p| (p[0], p[1])).collect();
     let members: Vec<(String, SocketAddr)> = plan[..n].iter().zip(&ports).map(|(p, a)| (p.0.clone(), a.0)).collect();
     publish(fed, &members, &[("locator", ports[n].0)], replica.then(|| ports[n + 1].0))?;
     let root = fed.root.join(format!("n{n}"));
@@ -251,7 +252,7 @@ async fn start(fed: &LocalFederation, n: usize, replica: bool) -> Result<(Fleet,
         return Err(e);
     }
     for node in &fleet.nodes {
-        wait_ready(fed, node.process.addr).await?;
+        wait_ready(fed, "m00", node.process.addr).await?;
     }
     Ok((fleet, members))
 }
