@@ -16,17 +16,20 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use anyhow::Result;
 use tonic::transport::Channel;
 
-use super::{federated::wait_ready, latency, score_req, throughput};
+use super::{
+    federated::wait_ready,
+    latency,
+    probes::{cpu_split, cpu_ticks, grpc_bytes, log_entries, USER_HZ},
+    score_req, throughput,
+};
 use crate::lab::Percentiles;
 use bureau::{
     config::NodeConfig,
     pb::bureau::v1::{
-        self as pb, audit_service_client::AuditServiceClient, records_service_client::RecordsServiceClient,
-        scoring_service_client::ScoringServiceClient,
+        self as pb, records_service_client::RecordsServiceClient, scoring_service_client::ScoringServiceClient,
     },
     pki,
     testkit::{local::LocalFederation, process::NodeProcess},
@@ -55,20 +58,21 @@ const FULL: Scale = Scale { members: &[3, 8, 16, 32, 48], people: 300, calls: 30
 const QUICK: Scale = Scale { members: &[3, 8, 16, 32, 48], people: 100, calls: 100, secs: 2, hung_calls: 5 };
 
 /// One process of the fleet: its institution, its `/metrics` address, the process.
-struct Node {
-    id: String,
-    metrics: SocketAddr,
-    process: NodeProcess,
+pub(super) struct Node {
+    pub(super) id: String,
+    pub(super) metrics: SocketAddr,
+    pub(super) process: NodeProcess,
 }
 
 /// The processes of one federation size: members (`m00` first), the locator, and at
 /// [`EXTRAS_AT`] a second replica of `m01`. Dropping it resumes stopped ones and kills all.
-struct Fleet {
-    nodes: Vec<Node>,
+pub(super) struct Fleet {
+    pub(super) nodes: Vec<Node>,
 }
 
 impl Fleet {
-    fn pid(&self, i: usize) -> u32 {
+    /// The process id of node `i`.
+    pub(super) fn pid(&self, i: usize) -> u32 {
         self.nodes[i].process.id()
     }
     /// Sends `signal` (`STOP`, `CONT`) to node `i`.
@@ -98,6 +102,8 @@ struct Figures {
     lat: Percentiles,
     per_sec: f64,
     cpu_ms: f64,
+    /// The same less what the idle fleet burns in as long (timers, directory and CRL reloads).
+    net_cpu_ms: f64,
     bytes: f64,
     entries: f64,
 }
@@ -419,7 +425,11 @@ async fn measure(
     let done = Arc::new(AtomicUsize::new(0));
     let entries0 = log_entries(fed, fleet).await?;
     let bytes0 = grpc_bytes(fleet).await?;
-    let cpu0 = cpu_ticks(fleet);
+    // The idle fleet's own CPU, measured over as long as the throughput run lasts.
+    let idle0 = (cpu_ticks(fleet), Instant::now());
+    tokio::time::sleep(Duration::from_secs(scale.secs)).await;
+    let idle_per_sec = (cpu_ticks(fleet) - idle0.0) as f64 / idle0.1.elapsed().as_secs_f64();
+    let (cpu0, split0) = ((cpu_ticks(fleet), Instant::now()), cpu_split(fleet));
     let (s, sample, count) = (scorer.clone(), Arc::new(sample.to_vec()), done.clone());
     let per_sec = throughput(CALLERS, scale.secs, move |i| {
         let mut s = s.clone();
@@ -432,66 +442,22 @@ async fn measure(
         }
     })
     .await?;
-    let cpu1 = cpu_ticks(fleet);
+    let (cpu1, split1) = (cpu_ticks(fleet), cpu_split(fleet));
+    let idle = idle_per_sec * cpu0.1.elapsed().as_secs_f64();
     let bytes1 = grpc_bytes(fleet).await?;
     // Each read of a checkpoint logs the regulator's read: one entry per node to take off.
     let entries1 = log_entries(fed, fleet).await?.saturating_sub(fleet.nodes.len() as u64);
     let scores = done.load(Ordering::Relaxed).max(1) as f64;
+    let part = |k: usize| (split1[k] - split0[k]) as f64 * 1000.0 / USER_HZ / scores;
+    eprintln!("    CPU per score: m00 {:.3} ms, locator {:.3} ms, other members {:.3} ms", part(0), part(1), part(2));
     Ok(Figures {
         lat,
         per_sec,
-        cpu_ms: (cpu1 - cpu0) as f64 * 1000.0 / clock_ticks() / scores,
+        cpu_ms: (cpu1 - cpu0.0) as f64 * 1000.0 / USER_HZ / scores,
+        net_cpu_ms: ((cpu1 - cpu0.0) as f64 - idle).max(0.0) * 1000.0 / USER_HZ / scores,
         bytes: (bytes1 - bytes0) / scores,
         entries: entries1.saturating_sub(entries0) as f64 / scores,
     })
-}
-
-/// Clock ticks per second of `/proc/PID/stat` times (`USER_HZ`, 100 on every Linux ABI).
-fn clock_ticks() -> f64 {
-    100.0
-}
-
-/// User plus system CPU of every node process so far, in clock ticks.
-fn cpu_ticks(fleet: &Fleet) -> u64 {
-    (0..fleet.nodes.len())
-        .map(|i| {
-            let stat = std::fs::read_to_string(format!("/proc/{}/stat", fleet.pid(i))).unwrap_or_default();
-            // Fields after the command name (which may hold spaces) start at field 3.
-            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-            let f: Vec<u64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
-            f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0) // utime, stime
-        })
-        .sum()
-}
-
-/// Bytes every node has read and written on the connections it serves
-/// (`bureau_grpc_bytes_total`, both directions), scraped from each node's `/metrics`.
-async fn grpc_bytes(fleet: &Fleet) -> Result<f64> {
-    let mut total = 0.0;
-    for node in &fleet.nodes {
-        let mut tcp = tokio::net::TcpStream::connect(node.metrics).await?;
-        tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await?;
-        let mut text = String::new();
-        tcp.read_to_string(&mut text).await?;
-        total += text
-            .lines()
-            .filter(|l| l.starts_with("bureau_grpc_bytes_total{"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>();
-    }
-    Ok(total)
-}
-
-/// The sum of every node's audit log size, read as the regulator.
-async fn log_entries(fed: &LocalFederation, fleet: &Fleet) -> Result<u64> {
-    let mut total = 0;
-    for node in &fleet.nodes {
-        let mut c = AuditServiceClient::new(fed.client(Role::Regulator, "pbc", node.process.addr).channel()?);
-        let cp =
-            c.get_checkpoint(pb::GetCheckpointRequest {}).await.with_context(|| format!("{}'s checkpoint", node.id))?;
-        total += cp.into_inner().tree_size;
-    }
-    Ok(total)
 }
 
 /// Milliseconds with two decimals.
@@ -515,34 +481,38 @@ fn print_tables(sizes: &[Size], x: &Extras) {
         let base = fig(first);
         println!("\nscores at m00, {title}");
         println!(
-            "{:>3} {:>10} {:>10} {:>10} {:>12} {:>12} {:>10} | ratios to N={}: {:>6} {:>6} {:>6} {:>6}",
+            "{:>3} {:>10} {:>10} {:>10} {:>12} {:>12} {:>12} {:>10} | ratios to N={}: {:>6} {:>6} {:>7} {:>6} {:>6}",
             "N",
             "p50",
             "p99",
             "scores/s",
             "CPU/score",
+            "net CPU",
             "bytes/score",
             "entries",
             first.n,
             "p50",
             "CPU",
+            "net CPU",
             "bytes",
             "entries"
         );
         for s in sizes {
             let f = fig(s);
             println!(
-                "{:>3} {:>10} {:>10} {:>10.0} {:>9.3} ms {:>12.0} {:>10.2} | {:>18} {:>6} {:>6} {:>6} {:>6}",
+                "{:>3} {:>10} {:>10} {:>10.0} {:>9.3} ms {:>9.3} ms {:>12.0} {:>10.2} | {:>18} {:>6} {:>6} {:>7} {:>6} {:>6}",
                 s.n,
                 ms(f.lat.p50),
                 ms(f.lat.p99),
                 f.per_sec,
                 f.cpu_ms,
+                f.net_cpu_ms,
                 f.bytes,
                 f.entries,
                 "",
                 ratio(f.lat.p50.as_secs_f64(), base.lat.p50.as_secs_f64()),
                 ratio(f.cpu_ms, base.cpu_ms),
+                ratio(f.net_cpu_ms, base.net_cpu_ms),
                 ratio(f.bytes, base.bytes),
                 ratio(f.entries, base.entries),
             );
@@ -555,6 +525,7 @@ fn print_tables(sizes: &[Size], x: &Extras) {
         };
         println!("\ntargets, with the locator, N={} against N={}:", last.n, first.n);
         println!("  CPU per score      {}", verdict(b.cpu_ms / a.cpu_ms, 1.25));
+        println!("  ... less idle CPU  {}", verdict(b.net_cpu_ms / a.net_cpu_ms, 1.25));
         println!("  bytes per score    {}", verdict(b.bytes / a.bytes, 1.25));
         println!("  entries per score  {}", verdict(b.entries / a.entries, 1.25));
         println!("  p50                {}", verdict(b.lat.p50.as_secs_f64() / a.lat.p50.as_secs_f64(), 1.5));

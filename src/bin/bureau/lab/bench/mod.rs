@@ -6,6 +6,7 @@
 mod federated;
 mod growth;
 mod postgres;
+mod probes;
 mod store;
 
 use std::{
