@@ -125,7 +125,7 @@ impl Revocation {
             }
             None => warn!("an authenticated connection without a readable certificate is not tracked for revocation"),
         }
-        Tracked { io, switch }
+        Tracked { io, switch, counted: None }
     }
 }
 
@@ -158,6 +158,21 @@ fn revoked() -> io::Error {
 pub(crate) struct Tracked<S> {
     io: S,
     switch: Arc<Switch>,
+    /// Bytes read and written, when counted (see [`Tracked::counted`]).
+    counted: Option<Box<(metrics::Counter, metrics::Counter)>>,
+}
+
+impl<S> Tracked<S> {
+    /// Counts the bytes this connection reads and writes (HTTP/2 frames inside TLS) into
+    /// `bureau_grpc_bytes_total{direction="in"|"out"}`. Only served connections are counted,
+    /// so each byte between two nodes is counted once, at the end that serves it.
+    pub(crate) fn counted(mut self) -> Self {
+        self.counted = Some(Box::new((
+            metrics::counter!("bureau_grpc_bytes_total", "direction" => "in"),
+            metrics::counter!("bureau_grpc_bytes_total", "direction" => "out"),
+        )));
+        self
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
@@ -165,7 +180,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
         if self.switch.closed(cx) {
             return Poll::Ready(Err(revoked()));
         }
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.io).poll_read(cx, buf);
+        if let (Poll::Ready(Ok(())), Some(c)) = (&r, &self.counted) {
+            c.0.increment((buf.filled().len() - before) as u64);
+        }
+        r
     }
 }
 
@@ -174,7 +194,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
         if self.switch.closed(cx) {
             return Poll::Ready(Err(revoked()));
         }
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let r = Pin::new(&mut self.io).poll_write(cx, buf);
+        if let (Poll::Ready(Ok(n)), Some(c)) = (&r, &self.counted) {
+            c.1.increment(*n as u64);
+        }
+        r
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

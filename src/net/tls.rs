@@ -370,7 +370,7 @@ pub(crate) fn incoming(
                 match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {
                         let peer = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).cloned();
-                        let _ = tx.send(Ok(revocation.track(tls, peer.as_ref()))).await;
+                        let _ = tx.send(Ok(revocation.track(tls, peer.as_ref()).counted())).await;
                     }
                     Ok(Err(e)) => {
                         metrics::counter!("bureau_tls_handshake_failures_total", "reason" => handshake_reason(&e))

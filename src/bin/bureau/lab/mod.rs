@@ -44,7 +44,8 @@ pub struct BenchArgs {
     /// Small sizes: a smoke run in under a minute.
     #[arg(long)]
     quick: bool,
-    /// Run only these parts (repeatable): furnish, scoring, audit, score, postgres.
+    /// Run only these parts (repeatable): furnish, scoring, audit, score, postgres; `federation`
+    /// (a federation that grows to 48 member processes) runs only when named.
     #[arg(long, value_enum)]
     only: Vec<bench::Part>,
 }

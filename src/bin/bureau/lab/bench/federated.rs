@@ -101,16 +101,17 @@ pub(super) async fn federation(
         nodes.push(start.await?.with_context(|| format!("starting {inst}'s node"))?);
     }
     for n in &nodes {
-        wait_ready(fed, n.addr).await?;
+        wait_ready(fed, "scorer", n.addr).await?;
     }
     Ok((nodes, sample))
 }
 
-/// Waits until the node at `addr` answers a health check (20 s at most).
-async fn wait_ready(fed: &LocalFederation, addr: std::net::SocketAddr) -> Result<()> {
+/// Waits until the node at `addr` answers a health check asked as `app`'s application (20 s at
+/// most).
+pub(super) async fn wait_ready(fed: &LocalFederation, app: &str, addr: std::net::SocketAddr) -> Result<()> {
     let until = Instant::now() + Duration::from_secs(20);
     loop {
-        let mut h = HealthClient::new(fed.client(Role::Application, "scorer", addr).channel()?);
+        let mut h = HealthClient::new(fed.client(Role::Application, app, addr).channel()?);
         if h.check(HealthCheckRequest { service: String::new() }).await.is_ok() {
             return Ok(());
         }

@@ -4,7 +4,9 @@
 //! records with the same durability (one flush and `fdatasync` per batch).
 
 mod federated;
+mod growth;
 mod postgres;
+mod probes;
 mod store;
 
 use std::{
@@ -51,6 +53,10 @@ pub enum Part {
     /// The PostgreSQL backend: furnishing, durable appends and scores, against raw PostgreSQL
     /// through the same client library and against the same federation on sled.
     Postgres,
+    /// What one score costs as the federation grows from 3 to 48 member processes, with the
+    /// record locator and without; run only when named (`--only federation`): it starts
+    /// hundreds of processes.
+    Federation,
 }
 
 /// How much each part does.
@@ -118,7 +124,7 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
     )?;
     let mut rows = Vec::new();
 
-    let runs = |p: Part| opts.only.is_empty() || opts.only.contains(&p);
+    let runs = |p: Part| (opts.only.is_empty() && p != Part::Federation) || opts.only.contains(&p);
 
     if runs(Part::Furnish) {
         eprintln!("[1/6] furnishing throughput ({} records)", sizes.furnish_records);
@@ -139,6 +145,10 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
     if runs(Part::Postgres) {
         eprintln!("[5/6] PostgreSQL backend ({} records, {} subjects)", sizes.pg_records, sizes.pg_subjects);
         postgres::postgres(&fed, &sizes, &mut rows).await?;
+    }
+    if runs(Part::Federation) {
+        eprintln!("[federation] a federation that grows (member processes, a locator)");
+        growth::growth(opts.quick).await?;
     }
     rows.push(Row {
         what: "peak RSS of the bench process itself (loaders, clients, in-process parts)".into(),

@@ -1,0 +1,556 @@
+//! `bench --only federation`: what one score costs as the federation grows. For each size, that
+//! many members and one record locator run as real `bureau serve` processes following a signed
+//! directory; people's records sit at exactly two members each; scores made at one member are
+//! measured for latency, throughput, and per score: CPU summed over every node process, bytes
+//! on the wire (`bureau_grpc_bytes_total`, scraped from each node) and audit entries (every
+//! node's log size, read as a regulator). The same processes are then switched to a directory
+//! without a locator (every member asked, as before the locator) and measured again.
+
+use std::{
+    net::SocketAddr,
+    path::Path,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Result;
+use tonic::transport::Channel;
+
+use super::{
+    federated::wait_ready,
+    latency,
+    probes::{cpu_split, cpu_ticks, grpc_bytes, log_entries, USER_HZ},
+    score_req, throughput,
+};
+use crate::lab::Percentiles;
+use bureau::{
+    config::NodeConfig,
+    pb::bureau::v1::{
+        self as pb, records_service_client::RecordsServiceClient, scoring_service_client::ScoringServiceClient,
+    },
+    pki,
+    testkit::{local::LocalFederation, process::NodeProcess},
+    Role,
+};
+
+/// The log filter of the nodes: warnings, and the line saying each listens.
+const QUIET: &str = "warn,bureau::server=info";
+/// The largest federation; institutions are `m00` … `m47`.
+const MOST: usize = 48;
+/// The size with the extra rows (a hung member, a hung replica).
+const EXTRAS_AT: usize = 16;
+/// Concurrent callers of the throughput run.
+const CALLERS: usize = 16;
+
+/// How much the growth part does.
+struct Scale {
+    members: &'static [usize],
+    people: usize,
+    calls: usize,
+    secs: u64,
+    hung_calls: usize,
+}
+
+const FULL: Scale = Scale { members: &[3, 8, 16, 32, 48], people: 300, calls: 300, secs: 5, hung_calls: 20 };
+const QUICK: Scale = Scale { members: &[3, 8, 16, 32, 48], people: 100, calls: 100, secs: 2, hung_calls: 5 };
+
+/// One process of the fleet: its institution, its `/metrics` address, the process.
+pub(super) struct Node {
+    pub(super) id: String,
+    pub(super) metrics: SocketAddr,
+    pub(super) process: NodeProcess,
+}
+
+/// The processes of one federation size: members (`m00` first), the locator, and at
+/// [`EXTRAS_AT`] a second replica of `m01`. Dropping it resumes stopped ones and kills all.
+pub(super) struct Fleet {
+    pub(super) nodes: Vec<Node>,
+}
+
+impl Fleet {
+    /// The process id of node `i`.
+    pub(super) fn pid(&self, i: usize) -> u32 {
+        self.nodes[i].process.id()
+    }
+    /// Sends `signal` (`STOP`, `CONT`) to node `i`.
+    fn signal(&self, i: usize, signal: &str) -> Result<()> {
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid(i).to_string())
+            .status()?
+            .success();
+        anyhow::ensure!(ok, "kill -{signal} {} failed", self.pid(i));
+        Ok(())
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            let _ = self.signal(i, "CONT");
+        }
+        // Each NodeProcess kills and reaps its child as it drops.
+    }
+}
+
+/// What one configuration measured.
+#[derive(Clone, Copy)]
+struct Figures {
+    lat: Percentiles,
+    per_sec: f64,
+    cpu_ms: f64,
+    /// The same less what the idle fleet burns in as long (timers, directory and CRL reloads).
+    net_cpu_ms: f64,
+    bytes: f64,
+    entries: f64,
+}
+
+/// Everything measured at one size.
+struct Size {
+    n: usize,
+    located: Figures,
+    everyone: Figures,
+}
+
+/// The extra rows at [`EXTRAS_AT`] members.
+#[derive(Default)]
+struct Extras {
+    unhung_p50: Duration,
+    idle_hung_p50: Duration,
+    holder_p99: Duration,
+    replica_hung_p99: Duration,
+    replica_hung_partial: usize,
+    everyone_idle_hung_p50: Duration,
+    everyone_idle_hung_partial: usize,
+    /// Calls made in (b) and in the hung run before the locator, warm-up included.
+    calls_made: usize,
+    hung_calls_made: usize,
+}
+
+/// Runs the growth part and prints its tables.
+pub(super) async fn growth(quick: bool) -> Result<()> {
+    let scale = if quick { QUICK } else { FULL };
+    let tmp = tempfile::tempdir()?;
+    let mut ids: Vec<String> = (0..MOST).map(|i| format!("m{i:02}")).collect();
+    ids.push("locator".into());
+    let names: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let fed = LocalFederation::create(tmp.path(), "growth.test", &names, &["pbc"])?;
+    let mut sizes = Vec::new();
+    let mut extras = Extras::default();
+    for &n in scale.members {
+        let started = Instant::now();
+        eprintln!("  federation of {n} members and a locator");
+        sizes.push(one_size(&fed, n, &scale, &mut extras).await?);
+        eprintln!("  … {n} members done in {:.0?}", started.elapsed());
+        let _ = std::fs::remove_dir_all(tmp.path().join(format!("n{n}")));
+    }
+    print_tables(&sizes, &extras);
+    Ok(())
+}
+
+/// Starts `n` members and the locator, furnishes, measures with the locator and without.
+async fn one_size(fed: &LocalFederation, n: usize, scale: &Scale, extras: &mut Extras) -> Result<Size> {
+    let replica = n == EXTRAS_AT;
+    let (fleet, members) = start(fed, n, replica).await?;
+    let people = people(n, scale.people);
+    furnish(fed, &fleet, n, &people).await?;
+    let scorer =
+        ScoringServiceClient::new(fed.client(Role::Application, "m00", fleet.nodes[0].process.addr).channel()?);
+    let sample: Vec<String> = people.iter().map(|p| p.subject.clone()).collect();
+    wait_located(&scorer, &sample).await?;
+    let located = measure(fed, &fleet, &scorer, &sample, scale).await?;
+    if replica {
+        // (a) A member that holds nothing hangs: with the locator, nobody asks it.
+        extras.unhung_p50 = located.lat.p50;
+        fleet.signal(n - 1, "STOP")?;
+        extras.idle_hung_p50 = latency_of(&scorer, &sample, scale.calls, true).await?.0.p50;
+        fleet.signal(n - 1, "CONT")?;
+        // (b) One of m01's two replicas hangs: the hedge to the other must keep the score whole.
+        let held: Vec<String> = people.iter().filter(|p| p.holders.contains(&1)).map(|p| p.subject.clone()).collect();
+        extras.holder_p99 = latency_of(&scorer, &held, scale.calls, true).await?.0.p99;
+        fleet.signal(1, "STOP")?;
+        let (hung, partial) = latency_of(&scorer, &held, scale.calls, false).await?;
+        fleet.signal(1, "CONT")?;
+        (extras.replica_hung_p99, extras.replica_hung_partial) = (hung.p99, partial);
+        extras.calls_made = scale.calls + scale.calls / 10;
+    }
+    // Before the locator: the same processes, a directory that names none.
+    publish(fed, &members, &[], replica.then(|| fleet.nodes[n + 1].process.addr))?;
+    wait_route(&scorer, &sample[0], pb::ScoreRoute::Everyone).await?;
+    let everyone = measure(fed, &fleet, &scorer, &sample, scale).await?;
+    if replica {
+        fleet.signal(n - 1, "STOP")?;
+        let (hung, partial) = latency_of(&scorer, &sample, scale.hung_calls, false).await?;
+        fleet.signal(n - 1, "CONT")?;
+        (extras.everyone_idle_hung_p50, extras.everyone_idle_hung_partial) = (hung.p50, partial);
+        extras.hung_calls_made = scale.hung_calls + scale.hung_calls / 10;
+    }
+    drop(fleet);
+    Ok(Size { n, located, everyone })
+}
+
+/// `count` distinct free loopback ports: all held until all are chosen (a port released early
+/// may be handed out again), then released for the nodes to take.
+fn free_ports(count: usize) -> Result<Vec<SocketAddr>> {
+    let held: Vec<std::net::TcpListener> =
+        (0..count).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
+    Ok(held.iter().map(|l| l.local_addr()).collect::<Result<_, _>>()?)
+}
+
+/// Publishes a directory of `members` (and `m01`'s second replica at `replica`) and `locators`.
+fn publish(
+    fed: &LocalFederation,
+    members: &[(String, SocketAddr)],
+    locators: &[(&str, SocketAddr)],
+    replica: Option<SocketAddr>,
+) -> Result<()> {
+    let named: Vec<(&str, SocketAddr)> = members.iter().map(|(id, a)| (id.as_str(), *a)).collect();
+    fed.publish_directory(&named, locators)?;
+    if let Some(second) = replica {
+        pki::edit_directory(&fed.pki, &fed.federation, |d| {
+            let m = d.members.iter_mut().find(|m| m.id == "m01").ok_or("no m01")?;
+            m.addresses.push(second.to_string());
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+/// Starts `n` members, the locator and (with `replica`) a second `m01`, each its own process
+/// with its own sled store; returns the fleet (members, locator, replica) and the members'
+/// addresses.
+async fn start(fed: &LocalFederation, n: usize, replica: bool) -> Result<(Fleet, Vec<(String, SocketAddr)>)> {
+    let mut plan: Vec<(String, bool, String)> =
+        (0..n).map(|i| (format!("m{i:02}"), false, format!("m{i:02}"))).collect();
+    plan.push(("locator".into(), true, "locator".into()));
+    if replica {
+        plan.push(("m01".into(), false, "m01-b".into()));
+    }
+    let free = free_ports(2 * plan.len())?;
+    let ports: Vec<(SocketAddr, SocketAddr)> = free.chunks(2).map(|p| (p[0], p[1])).collect();
+    let members: Vec<(String, SocketAddr)> = plan[..n].iter().zip(&ports).map(|(p, a)| (p.0.clone(), a.0)).collect();
+    publish(fed, &members, &[("locator", ports[n].0)], replica.then(|| ports[n + 1].0))?;
+    let root = fed.root.join(format!("n{n}"));
+    std::fs::create_dir_all(&root)?;
+    let exe = std::env::current_exe()?;
+    let mut starting = Vec::new();
+    for ((id, is_locator, dir), (addr, metrics)) in plan.iter().zip(&ports) {
+        let cfg = config(fed, id, *is_locator, &root.join(dir), *addr, *metrics);
+        let path = root.join(format!("{dir}.toml"));
+        std::fs::write(&path, toml::to_string(&cfg)?)?;
+        let exe = exe.clone();
+        starting.push(tokio::task::spawn_blocking(move || NodeProcess::spawn(&exe, &path, Some(QUIET))));
+    }
+    let mut nodes = Vec::new();
+    // Collected even past a failure, so every started child is in the fleet and is killed.
+    let mut failed = None;
+    for (start, ((id, _, dir), (_, metrics))) in starting.into_iter().zip(plan.iter().zip(&ports)) {
+        match start.await? {
+            Ok(process) => nodes.push(Node { id: id.clone(), metrics: *metrics, process }),
+            Err(e) => failed = Some(anyhow::Error::from(e).context(format!("starting {dir}"))),
+        }
+    }
+    let fleet = Fleet { nodes };
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    for node in &fleet.nodes {
+        wait_ready(fed, "m00", node.process.addr).await?;
+    }
+    Ok((fleet, members))
+}
+
+/// A node's configuration: following the directory, small caches, quick directory reloads,
+/// `/metrics` on `metrics`.
+fn config(
+    fed: &LocalFederation,
+    id: &str,
+    locator: bool,
+    data: &Path,
+    addr: SocketAddr,
+    metrics: SocketAddr,
+) -> NodeConfig {
+    let mut cfg = fed.directory_config(id, locator);
+    cfg.node.listen = addr;
+    cfg.node.data_dir = data.to_owned();
+    cfg.store.cache_capacity_bytes = 4 << 20;
+    cfg.limits.crl_reload_ms = 300;
+    cfg.metrics.listen = Some(metrics);
+    cfg
+}
+
+/// One generated person: their pseudonym and the two members (by number) holding a record.
+struct Person {
+    subject: String,
+    holders: [usize; 2],
+}
+
+/// `count` people, each with records at exactly two members other than the scoring node
+/// `m00`; above three members the last one holds nothing (the one hung in extra row (a)).
+fn people(n: usize, count: usize) -> Vec<Person> {
+    let h = if n > 3 { n - 2 } else { n - 1 }; // holders are m01 … m(h)
+    (0..count)
+        .map(|k| {
+            let first = k % h;
+            let second = (first + 1 + (k / h) % (h - 1)) % h;
+            Person {
+                subject: bureau::derive_subject_id(b"growth-bench", "RESIDENT_ID", &format!("{n:04}{k:014}")),
+                holders: [1 + first, 1 + second],
+            }
+        })
+        .collect()
+}
+
+/// A credit-card record of `subject`, numbered `id`, furnished by `furnisher`.
+fn record(subject: &str, id: String, furnisher: &str) -> pb::CreditRecord {
+    let date = |year, month, day| Some(bureau::pb::google::r#type::Date { year, month, day });
+    pb::CreditRecord {
+        record_id: id,
+        subject_id: subject.to_owned(),
+        furnisher: furnisher.to_owned(),
+        kind: pb::RecordKind::CreditCard as i32,
+        opened_date: date(2021, 3, 1),
+        reported_date: date(2026, 10, 31),
+        credit_limit_minor: 2_000_000,
+        balance_minor: 500_000,
+        currency_code: "CNY".into(),
+        status: pb::AccountStatus::Current as i32,
+        payment_history: vec![pb::PaymentStatus::Current as i32; 12],
+        version: 1,
+        ..Default::default()
+    }
+}
+
+/// Each holder furnishes its people's records through its own RecordsService, as its own
+/// application (both replicas of `m01` get the same records).
+async fn furnish(fed: &LocalFederation, fleet: &Fleet, n: usize, people: &[Person]) -> Result<()> {
+    for (i, node) in fleet.nodes.iter().enumerate() {
+        let member = if i < n {
+            i
+        } else if node.id == "m01" {
+            1
+        } else {
+            continue;
+        };
+        let records: Vec<pb::CreditRecord> = people
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.holders.contains(&member))
+            .map(|(k, p)| record(&p.subject, format!("{}-{k}", node.id), &node.id))
+            .collect();
+        if records.is_empty() {
+            continue;
+        }
+        let mut c = RecordsServiceClient::new(fed.client(Role::Application, &node.id, node.process.addr).channel()?);
+        for batch in records.chunks(500) {
+            let r = c.furnish_records(pb::FurnishRecordsRequest { records: batch.to_vec() }).await?.into_inner();
+            anyhow::ensure!(r.accepted_count as usize == batch.len(), "{} refused records: {r:?}", node.id);
+        }
+    }
+    Ok(())
+}
+
+/// Scores every person until the locator names their two holders (registrations go out in the
+/// background): 60 s at most.
+async fn wait_located(scorer: &ScoringServiceClient<Channel>, sample: &[String]) -> Result<()> {
+    let until = Instant::now() + Duration::from_secs(60);
+    let mut c = scorer.clone();
+    for s in sample {
+        loop {
+            let score = c.get_score(score_req(s)).await?.into_inner();
+            if score.route == pb::ScoreRoute::Located as i32 && score.members_asked == 2 {
+                break;
+            }
+            anyhow::ensure!(Instant::now() < until, "the locator never named 2 holders of {s}: {score:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Scores `subject` until its route is `route` (a new directory is picked up): 20 s at most.
+async fn wait_route(scorer: &ScoringServiceClient<Channel>, subject: &str, route: pb::ScoreRoute) -> Result<()> {
+    let until = Instant::now() + Duration::from_secs(20);
+    let mut c = scorer.clone();
+    loop {
+        let score = c.get_score(score_req(subject)).await?.into_inner();
+        if score.route == route as i32 {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < until, "scores never took route {route:?}: {score:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Latency of `calls` scores over `sample`, and how many of all the calls made (a tenth more,
+/// to warm up) were partial; with `whole`, a partial score fails the run.
+async fn latency_of(
+    scorer: &ScoringServiceClient<Channel>,
+    sample: &[String],
+    calls: usize,
+    whole: bool,
+) -> Result<(Percentiles, usize)> {
+    let partial = Arc::new(AtomicUsize::new(0));
+    let (s, sample, count) = (scorer.clone(), sample.to_vec(), partial.clone());
+    let p = latency(calls, move |i| {
+        let mut s = s.clone();
+        let subject = sample[i % sample.len()].clone();
+        let count = count.clone();
+        async move {
+            let score = s.get_score(score_req(&subject)).await?.into_inner();
+            anyhow::ensure!(!whole || !score.partial, "partial score in benchmark: {:?}", score.coverage);
+            if score.partial {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    Ok((p, partial.load(Ordering::Relaxed)))
+}
+
+/// Latency, then throughput with [`CALLERS`] callers, with CPU, bytes and log entries per score
+/// over the throughput run.
+async fn measure(
+    fed: &LocalFederation,
+    fleet: &Fleet,
+    scorer: &ScoringServiceClient<Channel>,
+    sample: &[String],
+    scale: &Scale,
+) -> Result<Figures> {
+    let (lat, _) = latency_of(scorer, sample, scale.calls, true).await?;
+    let done = Arc::new(AtomicUsize::new(0));
+    let entries0 = log_entries(fed, fleet).await?;
+    let bytes0 = grpc_bytes(fleet).await?;
+    // The idle fleet's own CPU, measured over as long as the throughput run lasts.
+    let idle0 = (cpu_ticks(fleet), Instant::now());
+    tokio::time::sleep(Duration::from_secs(scale.secs)).await;
+    let idle_per_sec = (cpu_ticks(fleet) - idle0.0) as f64 / idle0.1.elapsed().as_secs_f64();
+    let (cpu0, split0) = ((cpu_ticks(fleet), Instant::now()), cpu_split(fleet));
+    let (s, sample, count) = (scorer.clone(), Arc::new(sample.to_vec()), done.clone());
+    let per_sec = throughput(CALLERS, scale.secs, move |i| {
+        let mut s = s.clone();
+        let subject = sample[i % sample.len()].clone();
+        let count = count.clone();
+        async move {
+            s.get_score(score_req(&subject)).await?;
+            count.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+    })
+    .await?;
+    let (cpu1, split1) = (cpu_ticks(fleet), cpu_split(fleet));
+    let idle = idle_per_sec * cpu0.1.elapsed().as_secs_f64();
+    let bytes1 = grpc_bytes(fleet).await?;
+    // Each read of a checkpoint logs the regulator's read: one entry per node to take off.
+    let entries1 = log_entries(fed, fleet).await?.saturating_sub(fleet.nodes.len() as u64);
+    let scores = done.load(Ordering::Relaxed).max(1) as f64;
+    let part = |k: usize| (split1[k] - split0[k]) as f64 * 1000.0 / USER_HZ / scores;
+    eprintln!("    CPU per score: m00 {:.3} ms, locator {:.3} ms, other members {:.3} ms", part(0), part(1), part(2));
+    Ok(Figures {
+        lat,
+        per_sec,
+        cpu_ms: (cpu1 - cpu0.0) as f64 * 1000.0 / USER_HZ / scores,
+        net_cpu_ms: ((cpu1 - cpu0.0) as f64 - idle).max(0.0) * 1000.0 / USER_HZ / scores,
+        bytes: (bytes1 - bytes0) / scores,
+        entries: entries1.saturating_sub(entries0) as f64 / scores,
+    })
+}
+
+/// Milliseconds with two decimals.
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// `a / b` as a ratio.
+fn ratio(a: f64, b: f64) -> String {
+    format!("{:.2}x", a / b)
+}
+
+/// Prints the table of each route, the ratios to the smallest size, the targets and the extras.
+fn print_tables(sizes: &[Size], x: &Extras) {
+    let Some(first) = sizes.first() else { return };
+    for (title, pick) in [
+        ("with the locator (route LOCATED: the two holders and the locator asked)", 0),
+        ("before the locator (route EVERYONE: every member asked), same processes", 1),
+    ] {
+        let fig = |s: &Size| if pick == 0 { s.located } else { s.everyone };
+        let base = fig(first);
+        println!("\nscores at m00, {title}");
+        println!(
+            "{:>3} {:>10} {:>10} {:>10} {:>12} {:>12} {:>12} {:>10} | ratios to N={}: {:>6} {:>6} {:>7} {:>6} {:>6}",
+            "N",
+            "p50",
+            "p99",
+            "scores/s",
+            "CPU/score",
+            "net CPU",
+            "bytes/score",
+            "entries",
+            first.n,
+            "p50",
+            "CPU",
+            "net CPU",
+            "bytes",
+            "entries"
+        );
+        for s in sizes {
+            let f = fig(s);
+            println!(
+                "{:>3} {:>10} {:>10} {:>10.0} {:>9.3} ms {:>9.3} ms {:>12.0} {:>10.2} | {:>18} {:>6} {:>6} {:>7} {:>6} {:>6}",
+                s.n,
+                ms(f.lat.p50),
+                ms(f.lat.p99),
+                f.per_sec,
+                f.cpu_ms,
+                f.net_cpu_ms,
+                f.bytes,
+                f.entries,
+                "",
+                ratio(f.lat.p50.as_secs_f64(), base.lat.p50.as_secs_f64()),
+                ratio(f.cpu_ms, base.cpu_ms),
+                ratio(f.net_cpu_ms, base.net_cpu_ms),
+                ratio(f.bytes, base.bytes),
+                ratio(f.entries, base.entries),
+            );
+        }
+    }
+    if let Some(last) = sizes.last() {
+        let (a, b) = (first.located, last.located);
+        let verdict = |r: f64, target: f64| {
+            format!("{r:.2}x (target <= {target}x: {})", if r <= target { "met" } else { "MISSED" })
+        };
+        println!("\ntargets, with the locator, N={} against N={}:", last.n, first.n);
+        println!("  CPU per score      {}", verdict(b.cpu_ms / a.cpu_ms, 1.25));
+        println!("  ... less idle CPU  {}", verdict(b.net_cpu_ms / a.net_cpu_ms, 1.25));
+        println!("  bytes per score    {}", verdict(b.bytes / a.bytes, 1.25));
+        println!("  entries per score  {}", verdict(b.entries / a.entries, 1.25));
+        println!("  p50                {}", verdict(b.lat.p50.as_secs_f64() / a.lat.p50.as_secs_f64(), 1.5));
+    }
+    if x.unhung_p50 > Duration::ZERO {
+        println!("\nat N={EXTRAS_AT}, with the locator:");
+        println!(
+            "  (a) a member holding nothing SIGSTOPped: p50 {} against {} unhung ({})",
+            ms(x.idle_hung_p50),
+            ms(x.unhung_p50),
+            ratio(x.idle_hung_p50.as_secs_f64(), x.unhung_p50.as_secs_f64())
+        );
+        println!(
+            "  (b) a holder's first replica SIGSTOPped: p99 {} against {} unhung ({}; target <= 3x), {} of {} partial",
+            ms(x.replica_hung_p99),
+            ms(x.holder_p99),
+            ratio(x.replica_hung_p99.as_secs_f64(), x.holder_p99.as_secs_f64()),
+            x.replica_hung_partial,
+            x.calls_made
+        );
+        println!(
+            "  before the locator, (a) again: p50 {}, {} of {} scores partial",
+            ms(x.everyone_idle_hung_p50),
+            x.everyone_idle_hung_partial,
+            x.hung_calls_made
+        );
+    }
+}

@@ -1,0 +1,72 @@
+//! What the growth bench reads from a running fleet of node processes: CPU from `/proc`, bytes
+//! from each node's `/metrics`, audit log sizes from each node's checkpoint.
+
+use anyhow::{Context, Result};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::growth::Fleet;
+use bureau::{
+    pb::bureau::v1::{self as pb, audit_service_client::AuditServiceClient},
+    testkit::local::LocalFederation,
+    Role,
+};
+
+/// Clock ticks per second of `/proc/PID/stat` times (`USER_HZ`, 100 on every Linux ABI).
+pub(super) const USER_HZ: f64 = 100.0;
+
+/// User plus system CPU of every node process so far, in clock ticks.
+pub(super) fn cpu_ticks(fleet: &Fleet) -> u64 {
+    cpu_split(fleet).iter().sum()
+}
+
+/// [`cpu_ticks`] split: the scoring node `m00`, the locator, the other members.
+pub(super) fn cpu_split(fleet: &Fleet) -> [u64; 3] {
+    let mut split = [0; 3];
+    for i in 0..fleet.nodes.len() {
+        let who = if i == 0 {
+            0
+        } else if fleet.nodes[i].id == "locator" {
+            1
+        } else {
+            2
+        };
+        split[who] += {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", fleet.pid(i))).unwrap_or_default();
+            // Fields after the command name (which may hold spaces) start at field 3.
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            let f: Vec<u64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+            f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0) // utime, stime
+        };
+    }
+    split
+}
+
+/// Bytes every node has read and written on the connections it serves
+/// (`bureau_grpc_bytes_total`, both directions), scraped from each node's `/metrics`.
+pub(super) async fn grpc_bytes(fleet: &Fleet) -> Result<f64> {
+    let mut total = 0.0;
+    for node in &fleet.nodes {
+        let mut tcp = tokio::net::TcpStream::connect(node.metrics).await?;
+        tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await?;
+        let mut text = String::new();
+        tcp.read_to_string(&mut text).await?;
+        total += text
+            .lines()
+            .filter(|l| l.starts_with("bureau_grpc_bytes_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    Ok(total)
+}
+
+/// The sum of every node's audit log size, read as the regulator.
+pub(super) async fn log_entries(fed: &LocalFederation, fleet: &Fleet) -> Result<u64> {
+    let mut total = 0;
+    for node in &fleet.nodes {
+        let mut c = AuditServiceClient::new(fed.client(Role::Regulator, "pbc", node.process.addr).channel()?);
+        let cp =
+            c.get_checkpoint(pb::GetCheckpointRequest {}).await.with_context(|| format!("{}'s checkpoint", node.id))?;
+        total += cp.into_inner().tree_size;
+    }
+    Ok(total)
+}
