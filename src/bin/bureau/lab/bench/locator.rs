@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use super::{latency, throughput, us, Row};
 use bureau::{
     testkit::postgres::TestPostgres,
+    testkit::process::proc_status,
     testkit::store::{open_postgres, open_sled, DynStorage, Space, StateChange},
     Action, Entry,
 };
@@ -81,6 +82,12 @@ fn free_bytes(dir: &Path) -> Result<u64> {
     text.lines().nth(1).and_then(|l| l.trim().parse().ok()).context("df gave no free space")
 }
 
+/// This process's resident memory now and at its peak (sled's memory grows with the tree).
+fn rss() -> String {
+    let me = std::process::id();
+    format!("RSS {} MiB, peak {} MiB", proc_status(me, "VmRSS") / 1024, proc_status(me, "VmHWM") / 1024)
+}
+
 /// Bytes allocated on disk under `dir`, every file counted (the store and its write-ahead log).
 fn disk_usage(dir: &Path) -> Result<u64> {
     use std::os::unix::fs::MetadataExt as _;
@@ -126,11 +133,12 @@ async fn load(store: &DynStorage, people: u64, disk: &Path, tag: &str) -> Result
             let rate = (regs - mark_regs) as f64 / mark_t.elapsed().as_secs_f64();
             let free = free_bytes(disk)?;
             eprintln!(
-                "    {tag}: {} people, {regs} registrations, {:.0}/s lately, {:.0} s, {} GiB free",
+                "    {tag}: {} people, {regs} registrations, {:.0}/s lately, {:.0} s, {} GiB free, {}",
                 i + 1,
                 rate,
                 started.elapsed().as_secs_f64(),
-                free >> 30
+                free >> 30,
+                rss()
             );
             (mark_t, mark_regs) = (Instant::now(), regs);
             if free < MIN_FREE {
@@ -234,12 +242,14 @@ async fn on_sled(root: &Path, people: u64, secs: u64, rows: &mut Vec<Row>) -> Re
     store.sync().await?;
     store.close().await?;
     drop(store);
-    eprintln!("    sled: sync and close {:.1?}", t.elapsed());
+    eprintln!("    sled: sync and close {:.1?}, {}", t.elapsed(), rss());
     let bytes = disk_usage(&dir)?;
     let t = Instant::now();
     let store = open_sled(&dir, cache).await?;
     let reopen = t.elapsed();
+    eprintln!("    sled: reopened in {reopen:.1?}, {}", rss());
     let (lat, tp) = lookups(&store, loaded, secs).await?;
+    eprintln!("    sled: after the lookups, {}", rss());
     store.close().await?;
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
