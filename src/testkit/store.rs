@@ -7,8 +7,8 @@ use std::path::Path;
 /// beside the sled backend they measure against).
 pub use crate::storage::open::test_parts::baseline::{PreallocatedLog, RawSled};
 pub use crate::storage::{
-    Applied, ApplyResult, Deleted, DynStorage, InquiryCursor, Page, RecordCursor, Storage, StoreError, StoredRecord,
-    TreeHead,
+    Applied, ApplyResult, Deleted, DynStorage, InquiryCursor, Page, RecordCursor, Space, StateChange, Storage,
+    StoreError, StoredRecord, TreeHead,
 };
 
 /// Opens (or creates) a sled store in `dir` with a page cache of `cache_capacity` bytes and

@@ -44,10 +44,16 @@ pub struct BenchArgs {
     /// Small sizes: a smoke run in under a minute.
     #[arg(long)]
     quick: bool,
-    /// Run only these parts (repeatable): furnish, scoring, audit, score, postgres; `federation`
-    /// (a federation that grows to 48 member processes) runs only when named.
+    /// Run only these parts (repeatable): furnish, scoring, audit, score, postgres, locator;
+    /// `federation` (a federation that grows to 48 member processes) runs only when named.
     #[arg(long, value_enum)]
     only: Vec<bench::Part>,
+    /// People registered in the locator part (each held by 2 or 3 of 2,084 members).
+    #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..))]
+    people: u64,
+    /// The stores the locator part measures (repeatable): sled, postgres; both if absent.
+    #[arg(long = "locator-backend", value_enum)]
+    locator_backends: Vec<bench::LocatorBackend>,
 }
 
 /// `bureau demo`
@@ -117,7 +123,13 @@ pub fn gen(args: GenArgs) -> Result<()> {
 
 /// Runs the benchmarks.
 pub async fn bench(args: BenchArgs) -> Result<()> {
-    bench::run(bench::BenchOptions { quick: args.quick, only: args.only }).await
+    bench::run(bench::BenchOptions {
+        quick: args.quick,
+        only: args.only,
+        people: args.people,
+        locator_backends: args.locator_backends,
+    })
+    .await
 }
 
 /// Runs the demo.

@@ -5,6 +5,7 @@
 
 mod federated;
 mod growth;
+mod locator;
 mod postgres;
 mod probes;
 mod store;
@@ -37,7 +38,13 @@ pub struct BenchOptions {
     pub quick: bool,
     /// Only these parts; all when empty.
     pub only: Vec<Part>,
+    /// People registered with the locator part (each held by 2 or 3 members).
+    pub people: u64,
+    /// The stores the locator part measures; both when empty.
+    pub locator_backends: Vec<LocatorBackend>,
 }
+
+pub use locator::LocatorBackend;
 
 /// One part of the suite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -57,6 +64,8 @@ pub enum Part {
     /// record locator and without; run only when named (`--only federation`): it starts
     /// hundreds of processes.
     Federation,
+    /// The record locator's store at the anchor's scale: load, bytes per registration, lookups.
+    Locator,
 }
 
 /// How much each part does.
@@ -127,28 +136,38 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
     let runs = |p: Part| (opts.only.is_empty() && p != Part::Federation) || opts.only.contains(&p);
 
     if runs(Part::Furnish) {
-        eprintln!("[1/6] furnishing throughput ({} records)", sizes.furnish_records);
+        eprintln!("[1/7] furnishing throughput ({} records)", sizes.furnish_records);
         store::furnish_throughput(&fed, sizes.furnish_records, &mut rows).await?;
     }
     if runs(Part::Scoring) {
-        eprintln!("[2/6] scoring alone ({} records)", sizes.scoring_records);
+        eprintln!("[2/7] scoring alone ({} records)", sizes.scoring_records);
         store::scoring_alone(sizes.scoring_records, &mut rows);
     }
     if runs(Part::Audit) {
-        eprintln!("[3/6] audit appends and verification");
+        eprintln!("[3/7] audit appends and verification");
         store::audit(&fed, &sizes, &mut rows).await?;
     }
     if runs(Part::Score) {
-        eprintln!("[4/6] federated score latency and throughput");
+        eprintln!("[4/7] federated score latency and throughput");
         federated::federated(&fed, &sizes, &mut rows).await?;
     }
     if runs(Part::Postgres) {
-        eprintln!("[5/6] PostgreSQL backend ({} records, {} subjects)", sizes.pg_records, sizes.pg_subjects);
+        eprintln!("[5/7] PostgreSQL backend ({} records, {} subjects)", sizes.pg_records, sizes.pg_subjects);
         postgres::postgres(&fed, &sizes, &mut rows).await?;
     }
     if runs(Part::Federation) {
         eprintln!("[federation] a federation that grows (member processes, a locator)");
         growth::growth(opts.quick).await?;
+    }
+    if runs(Part::Locator) {
+        let people = if opts.quick { opts.people.min(20_000) } else { opts.people };
+        let backends = if opts.locator_backends.is_empty() {
+            vec![LocatorBackend::Sled, LocatorBackend::Postgres]
+        } else {
+            opts.locator_backends.clone()
+        };
+        eprintln!("[6/7] record locator store ({people} people, {backends:?})");
+        locator::locator(&fed.root, people, &backends, sizes.throughput_secs * 2, &mut rows).await?;
     }
     rows.push(Row {
         what: "peak RSS of the bench process itself (loaders, clients, in-process parts)".into(),
@@ -156,7 +175,7 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
         baseline: "-".into(),
         ratio: "-".into(),
     });
-    eprintln!("[6/6] done in {:.1?}", started.elapsed());
+    eprintln!("[7/7] done in {:.1?}", started.elapsed());
 
     println!("\n{:<58} {:>22} {:>22} {:>10}", "benchmark", "bureau", "baseline", "ratio");
     for r in rows {
