@@ -133,13 +133,21 @@ impl Peer {
             () = tokio::time::sleep(self.hedge_delay()) => {}
         }
         metrics::counter!("bureau_peer_hedged_total", "peer" => self.id.clone()).increment(1);
+        let hedged_at = Instant::now();
         let backup = second();
         tokio::pin!(backup);
-        let r = tokio::select! {
-            r = &mut primary => match r { Ok(v) => Ok(v), Err(_) => backup.await },
-            r = &mut backup => match r { Ok(v) => Ok(v), Err(_) => primary.await },
-        };
-        r.inspect(|_| self.observe(started.elapsed()))
+        // Only an answer's own time feeds the estimators: a replica that hangs must not raise
+        // the delay before the next hedge (which would make every hedge come late).
+        tokio::select! {
+            r = &mut primary => match r {
+                Ok(v) => Ok(v).inspect(|_| self.observe(started.elapsed())),
+                Err(_) => backup.await.inspect(|_| self.observe(hedged_at.elapsed())),
+            },
+            r = &mut backup => match r {
+                Ok(v) => Ok(v).inspect(|_| self.observe(hedged_at.elapsed())),
+                Err(_) => primary.await,
+            },
+        }
     }
 
     /// The wait before a hedge: `srtt + 4 × rttvar` of its recent answers, within bounds.
@@ -215,6 +223,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(answer, 1, "the second replica's answer");
+        assert!(p.hedge_delay() <= delay + Duration::from_millis(1), "a hung replica does not raise the next delay");
         // (the timer rounds each sleep up to its millisecond)
         let took = started.elapsed();
         assert!(took >= delay + Duration::from_millis(4) && took <= delay + Duration::from_millis(6), "{took:?}");
