@@ -94,13 +94,14 @@ impl From<tonic::Status> for PeerError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use tonic::{Code, Status};
     use tonic_types::{ErrorDetails, StatusExt};
 
     use super::{PeerError, Refusal, RefusalReason};
 
-    fn status(code: Code, message: &str, details: impl FnOnce(&mut ErrorDetails)) -> Status {
+    /// A status with `google.rpc` details, as a peer sends one (shared with the peer client's tests).
+    pub(crate) fn status(code: Code, message: &str, details: impl FnOnce(&mut ErrorDetails)) -> Status {
         let mut d = ErrorDetails::new();
         details(&mut d);
         Status::with_error_details(code, message, d)

@@ -451,15 +451,9 @@ mod tests {
 
     use tokio::time::{sleep, Instant};
     use tonic::{Code, Status};
-    use tonic_types::{ErrorDetails, StatusExt};
 
     use super::{under_deadline, FrozenThere};
-
-    fn status(code: Code, message: &str, details: impl FnOnce(&mut ErrorDetails)) -> Status {
-        let mut d = ErrorDetails::new();
-        details(&mut d);
-        Status::with_error_details(code, message, d)
-    }
+    use crate::net::peer_error::tests::status;
 
     /// A `SUBJECT_FROZEN` refusal is read as a freeze there, with the change it carries (none
     /// when it carries none); any other precondition is not.
