@@ -4,6 +4,7 @@
 //! failing members are reported, never waited for.
 
 use std::{
+    collections::HashMap,
     sync::{Arc, RwLock},
     time::{Duration, Instant},
 };
@@ -155,6 +156,29 @@ pub(super) struct PeerSet {
     pub(super) directory: Option<Arc<Directory>>,
     /// The locator's nodes, by shard id.
     pub(super) locators: Vec<Arc<Peer>>,
+    /// Where each member is in `members`, so a score's holders and a caller's standing are
+    /// found without walking a federation of thousands.
+    position: HashMap<String, usize>,
+    /// What the directory says of each institution it names.
+    listed: HashMap<String, Standing>,
+}
+
+impl PeerSet {
+    /// The set of `members` (and `locators`) under `directory`, indexed.
+    fn new(members: Vec<Arc<Peer>>, directory: Option<Arc<Directory>>, locators: Vec<Arc<Peer>>) -> Self {
+        let position = members.iter().enumerate().map(|(i, p)| (p.id.clone(), i)).collect();
+        let mut listed = HashMap::new();
+        if let Some(dir) = &directory {
+            for l in &dir.locators {
+                listed.insert(l.id.clone(), Standing::Locator);
+            }
+            for m in &dir.members {
+                let standing = if m.status == Status::Active { Standing::Member } else { Standing::Suspended };
+                listed.insert(m.id.clone(), standing);
+            }
+        }
+        Self { members, directory, locators, position, listed }
+    }
 }
 
 /// What the directory says of a caller.
@@ -189,15 +213,15 @@ impl Peers {
         max_message: usize,
         revocation: Arc<Revocation>,
     ) -> Result<Self, TlsError> {
-        let connector =
-            Connector { material: material.clone(), federation: federation.to_owned(), max_message, revocation };
+        let peers = Self::none("", material, federation, max_message, revocation);
         let mut members = Vec::with_capacity(configs.len());
         for p in configs {
             let addresses: Vec<String> = p.all_addresses().map(str::to_owned).collect();
-            members.push(Arc::new(connector.peer(&p.id, &addresses)?));
+            members.push(Arc::new(peers.connector.peer(&p.id, &addresses)?));
         }
-        let set = PeerSet { members, directory: None, locators: Vec::new() };
-        Ok(Self { me: String::new(), connector, set: RwLock::new(Arc::new(set)) })
+        *peers.set.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Arc::new(PeerSet::new(members, None, Vec::new()));
+        Ok(peers)
     }
 
     /// The members `directory` lists for node `me`; [`Peers::adopt`] follows later editions.
@@ -209,11 +233,22 @@ impl Peers {
         max_message: usize,
         revocation: Arc<Revocation>,
     ) -> Result<Self, TlsError> {
-        let connector =
-            Connector { material: material.clone(), federation: federation.to_owned(), max_message, revocation };
-        let peers = Self { me: me.to_owned(), connector, set: RwLock::new(Arc::default()) };
+        let peers = Self::none(me, material, federation, max_message, revocation);
         peers.adopt(directory)?;
         Ok(peers)
+    }
+
+    /// Node `me`'s client with nobody to ask yet.
+    fn none(
+        me: &str,
+        material: &TlsMaterial,
+        federation: &str,
+        max_message: usize,
+        revocation: Arc<Revocation>,
+    ) -> Self {
+        let connector =
+            Connector { material: material.clone(), federation: federation.to_owned(), max_message, revocation };
+        Self { me: me.to_owned(), connector, set: RwLock::new(Arc::default()) }
     }
 
     /// Puts `directory` in force: active members but this node are asked from now on, a member
@@ -237,7 +272,7 @@ impl Peers {
                 locators.push(reuse(&l.id, &l.addresses, &old.locators)?);
             }
         }
-        let set = PeerSet { members, directory: Some(directory), locators };
+        let set = PeerSet::new(members, Some(directory), locators);
         *self.set.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(set);
         Ok(())
     }
@@ -255,13 +290,10 @@ impl Peers {
     /// What the directory says of institution `id`.
     pub(crate) fn standing(&self, id: &str) -> Standing {
         let set = self.snapshot();
-        let Some(dir) = &set.directory else { return Standing::Licensed };
-        match dir.member(id) {
-            Some(m) if m.status == Status::Active => Standing::Member,
-            Some(_) => Standing::Suspended,
-            None if dir.is_locator(id) => Standing::Locator,
-            None => Standing::NotListed,
+        if set.directory.is_none() {
+            return Standing::Licensed;
         }
+        set.listed.get(id).copied().unwrap_or(Standing::NotListed)
     }
 
     /// Asks every member concurrently; returns when all have answered or `deadline` has passed,
@@ -275,7 +307,11 @@ impl Peers {
     /// [`Peers::query_all`] does.
     pub(crate) async fn query_some(&self, ids: &[String], q: &Query, deadline: Duration) -> Vec<PeerResult> {
         let set = self.snapshot();
-        let chosen: Vec<Arc<Peer>> = set.members.iter().filter(|p| ids.contains(&p.id)).cloned().collect();
+        // In the directory's order, whatever order `ids` came in.
+        let mut at: Vec<usize> = ids.iter().filter_map(|id| set.position.get(id).copied()).collect();
+        at.sort_unstable();
+        at.dedup();
+        let chosen: Vec<Arc<Peer>> = at.into_iter().map(|i| set.members[i].clone()).collect();
         ask_each(&chosen, q, deadline).await
     }
 
@@ -291,7 +327,7 @@ impl Peers {
 
     /// True when `id` is a member the node asks.
     pub(crate) fn knows(&self, id: &str) -> bool {
-        self.snapshot().members.iter().any(|p| p.id == id)
+        self.snapshot().position.contains_key(id)
     }
 
     /// Delivers a notice to member `id` (its addresses in turn, moving on from an unreachable
@@ -303,7 +339,7 @@ impl Peers {
         timeout: Duration,
     ) -> Result<pb::NoticeReceipt, PeerError> {
         let set = self.snapshot();
-        let Some(peer) = set.members.iter().find(|p| p.id == id) else {
+        let Some(peer) = set.position.get(id).map(|&i| &set.members[i]) else {
             return Err(PeerError::from(tonic::Status::unavailable(format!("{id} is not a member this node asks"))));
         };
         let started = Instant::now();

@@ -65,10 +65,19 @@ fn free_port() -> u16 {
 impl TestPostgres {
     /// Creates a cluster (superuser `bureau`, trust on loopback) and starts it.
     pub fn start() -> Result<Self, PgError> {
+        let pg = Self::init("bureau-pg-")?;
+        pg.start_server()?;
+        pg.watch_parent();
+        Ok(pg)
+    }
+
+    /// A new cluster (superuser `bureau`, trust on loopback) in a temporary directory named
+    /// `prefix…`, not started.
+    fn init(prefix: &str) -> Result<Self, PgError> {
         let bin = bin_dir()?;
         let as_postgres = is_root();
         let dir = tempfile::Builder::new()
-            .prefix("bureau-pg-")
+            .prefix(prefix)
             .tempdir()
             .map_err(|e| PgError::Command { command: "tempdir".into(), detail: e.to_string() })?;
         let pg = Self { bin, dir, port: free_port(), as_postgres };
@@ -77,8 +86,6 @@ impl TestPostgres {
         }
         let data = pg.data().display().to_string();
         pg.run(pg.tool("initdb").args(["-D", &data, "-A", "trust", "-U", "bureau", "--no-sync", "-E", "UTF8"]), true)?;
-        pg.start_server()?;
-        pg.watch_parent();
         Ok(pg)
     }
 
@@ -86,18 +93,7 @@ impl TestPostgres {
     /// with a certificate for 127.0.0.1 and `localhost` from a throw-away authority whose PEM
     /// file is returned with it.
     pub fn start_tls() -> Result<(Self, PathBuf), PgError> {
-        let bin = bin_dir()?;
-        let as_postgres = is_root();
-        let dir = tempfile::Builder::new()
-            .prefix("bureau-pgtls-")
-            .tempdir()
-            .map_err(|e| PgError::Command { command: "tempdir".into(), detail: e.to_string() })?;
-        let pg = Self { bin, dir, port: free_port(), as_postgres };
-        if as_postgres {
-            pg.run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(pg.dir.path()), false)?;
-        }
-        let data = pg.data().display().to_string();
-        pg.run(pg.tool("initdb").args(["-D", &data, "-A", "trust", "-U", "bureau", "--no-sync", "-E", "UTF8"]), true)?;
+        let pg = Self::init("bureau-pgtls-")?;
         let ca = pg.tls_files()?;
         pg.start_server()?;
         pg.watch_parent();
