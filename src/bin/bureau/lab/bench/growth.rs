@@ -22,7 +22,7 @@ use tonic::transport::Channel;
 use super::{
     federated::wait_ready,
     latency,
-    probes::{cpu_split, cpu_ticks, grpc_bytes, log_entries, USER_HZ},
+    probes::{cpu_split, cpu_ticks, grpc_bytes, log_entries, switches, USER_HZ},
     score_req, throughput,
 };
 use crate::lab::Percentiles;
@@ -41,7 +41,7 @@ const QUIET: &str = "warn,bureau::server=info";
 /// The largest federation; institutions are `m00` … `m47`.
 const MOST: usize = 48;
 /// The size with the extra rows (a hung member, a hung replica).
-const EXTRAS_AT: usize = 16;
+pub(super) const EXTRAS_AT: usize = 16;
 /// Concurrent callers of the throughput run.
 const CALLERS: usize = 16;
 
@@ -98,36 +98,44 @@ impl Drop for Fleet {
 
 /// What one configuration measured.
 #[derive(Clone, Copy)]
-struct Figures {
-    lat: Percentiles,
-    per_sec: f64,
-    cpu_ms: f64,
+pub(super) struct Figures {
+    pub(super) lat: Percentiles,
+    pub(super) per_sec: f64,
+    pub(super) cpu_ms: f64,
     /// The same less what the idle fleet burns in as long (timers, directory and CRL reloads).
-    net_cpu_ms: f64,
-    bytes: f64,
-    entries: f64,
+    pub(super) net_cpu_ms: f64,
+    pub(super) bytes: f64,
+    pub(super) entries: f64,
+    /// Net CPU per score of the one-caller latency run: no node ever has two requests to
+    /// batch, so this is a score's own work at any size.
+    pub(super) one_caller_cpu_ms: f64,
+    /// Context switches of every node thread per score in the throughput run.
+    pub(super) switches: f64,
 }
 
 /// Everything measured at one size.
-struct Size {
-    n: usize,
-    located: Figures,
-    everyone: Figures,
+pub(super) struct Size {
+    pub(super) n: usize,
+    pub(super) located: Figures,
+    pub(super) everyone: Figures,
+    /// With the locator, people all held by the same two members (`m01`, `m02`) at every size:
+    /// the holders' load does not thin out as the federation grows.
+    pub(super) pair: Figures,
 }
 
 /// The extra rows at [`EXTRAS_AT`] members.
 #[derive(Default)]
-struct Extras {
-    unhung_p50: Duration,
-    idle_hung_p50: Duration,
-    holder_p99: Duration,
-    replica_hung_p99: Duration,
-    replica_hung_partial: usize,
-    everyone_idle_hung_p50: Duration,
-    everyone_idle_hung_partial: usize,
+pub(super) struct Extras {
+    pub(super) unhung_p50: Duration,
+    pub(super) idle_hung_p50: Duration,
+    pub(super) holder_p99: Duration,
+    pub(super) replica_hung_p99: Duration,
+    pub(super) replica_hung_partial: usize,
+    pub(super) everyone_idle_hung_p50: Duration,
+    pub(super) everyone_idle_hung_partial: usize,
     /// Calls made in (b) and in the hung run before the locator, warm-up included.
-    calls_made: usize,
-    hung_calls_made: usize,
+    pub(super) calls_made: usize,
+    pub(super) hung_calls_made: usize,
 }
 
 /// Runs the growth part and prints its tables.
@@ -147,7 +155,7 @@ pub(super) async fn growth(quick: bool) -> Result<()> {
         eprintln!("  … {n} members done in {:.0?}", started.elapsed());
         let _ = std::fs::remove_dir_all(tmp.path().join(format!("n{n}")));
     }
-    print_tables(&sizes, &extras);
+    super::growth_tables::print_tables(&sizes, &extras);
     Ok(())
 }
 
@@ -156,12 +164,16 @@ async fn one_size(fed: &LocalFederation, n: usize, scale: &Scale, extras: &mut E
     let replica = n == EXTRAS_AT;
     let (fleet, members) = start(fed, n, replica).await?;
     let people = people(n, scale.people);
-    furnish(fed, &fleet, n, &people).await?;
+    let pair = pair_people(n, scale.people);
+    furnish(fed, &fleet, n, &[&people[..], &pair[..]].concat()).await?;
     let scorer =
         ScoringServiceClient::new(fed.client(Role::Application, "m00", fleet.nodes[0].process.addr).channel()?);
     let sample: Vec<String> = people.iter().map(|p| p.subject.clone()).collect();
+    let pair: Vec<String> = pair.into_iter().map(|p| p.subject).collect();
     wait_located(&scorer, &sample).await?;
+    wait_located(&scorer, &pair).await?;
     let located = measure(fed, &fleet, &scorer, &sample, scale).await?;
+    let pair = measure(fed, &fleet, &scorer, &pair, scale).await?;
     if replica {
         // (a) A member that holds nothing hangs: with the locator, nobody asks it.
         extras.unhung_p50 = located.lat.p50;
@@ -189,7 +201,7 @@ async fn one_size(fed: &LocalFederation, n: usize, scale: &Scale, extras: &mut E
         extras.hung_calls_made = scale.hung_calls + scale.hung_calls / 10;
     }
     drop(fleet);
-    Ok(Size { n, located, everyone })
+    Ok(Size { n, located, everyone, pair })
 }
 
 /// `count` distinct free loopback ports: all held until all are chosen (a port released early
@@ -283,6 +295,7 @@ fn config(
 }
 
 /// One generated person: their pseudonym and the two members (by number) holding a record.
+#[derive(Clone)]
 struct Person {
     subject: String,
     holders: [usize; 2],
@@ -300,6 +313,16 @@ fn people(n: usize, count: usize) -> Vec<Person> {
                 subject: bureau::derive_subject_id(b"growth-bench", "RESIDENT_ID", &format!("{n:04}{k:014}")),
                 holders: [1 + first, 1 + second],
             }
+        })
+        .collect()
+}
+
+/// `count` people held by `m01` and `m02` alone, whatever the size.
+fn pair_people(n: usize, count: usize) -> Vec<Person> {
+    (0..count)
+        .map(|k| Person {
+            subject: bureau::derive_subject_id(b"growth-bench-pair", "RESIDENT_ID", &format!("{n:04}{k:014}")),
+            holders: [1, 2],
         })
         .collect()
 }
@@ -421,15 +444,18 @@ async fn measure(
     sample: &[String],
     scale: &Scale,
 ) -> Result<Figures> {
-    let (lat, _) = latency_of(scorer, sample, scale.calls, true).await?;
-    let done = Arc::new(AtomicUsize::new(0));
-    let entries0 = log_entries(fed, fleet).await?;
-    let bytes0 = grpc_bytes(fleet).await?;
     // The idle fleet's own CPU, measured over as long as the throughput run lasts.
     let idle0 = (cpu_ticks(fleet), Instant::now());
     tokio::time::sleep(Duration::from_secs(scale.secs)).await;
     let idle_per_sec = (cpu_ticks(fleet) - idle0.0) as f64 / idle0.1.elapsed().as_secs_f64();
+    let one0 = (cpu_ticks(fleet), Instant::now());
+    let (lat, _) = latency_of(scorer, sample, scale.calls, true).await?;
+    let one_caller = (cpu_ticks(fleet) - one0.0) as f64 - idle_per_sec * one0.1.elapsed().as_secs_f64();
+    let done = Arc::new(AtomicUsize::new(0));
+    let entries0 = log_entries(fed, fleet).await?;
+    let bytes0 = grpc_bytes(fleet).await?;
     let (cpu0, split0) = ((cpu_ticks(fleet), Instant::now()), cpu_split(fleet));
+    let switches0 = switches(fleet);
     let (s, sample, count) = (scorer.clone(), Arc::new(sample.to_vec()), done.clone());
     let per_sec = throughput(CALLERS, scale.secs, move |i| {
         let mut s = s.clone();
@@ -450,6 +476,7 @@ async fn measure(
     let scores = done.load(Ordering::Relaxed).max(1) as f64;
     let part = |k: usize| (split1[k] - split0[k]) as f64 * 1000.0 / USER_HZ / scores;
     eprintln!("    CPU per score: m00 {:.3} ms, locator {:.3} ms, other members {:.3} ms", part(0), part(1), part(2));
+    let calls_made = (scale.calls + scale.calls / 10) as f64;
     Ok(Figures {
         lat,
         per_sec,
@@ -457,100 +484,7 @@ async fn measure(
         net_cpu_ms: ((cpu1 - cpu0.0) as f64 - idle).max(0.0) * 1000.0 / USER_HZ / scores,
         bytes: (bytes1 - bytes0) / scores,
         entries: entries1.saturating_sub(entries0) as f64 / scores,
+        one_caller_cpu_ms: one_caller.max(0.0) * 1000.0 / USER_HZ / calls_made,
+        switches: switches(fleet).saturating_sub(switches0) as f64 / scores,
     })
-}
-
-/// Milliseconds with two decimals.
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1e3)
-}
-
-/// `a / b` as a ratio.
-fn ratio(a: f64, b: f64) -> String {
-    format!("{:.2}x", a / b)
-}
-
-/// Prints the table of each route, the ratios to the smallest size, the targets and the extras.
-fn print_tables(sizes: &[Size], x: &Extras) {
-    let Some(first) = sizes.first() else { return };
-    for (title, pick) in [
-        ("with the locator (route LOCATED: the two holders and the locator asked)", 0),
-        ("before the locator (route EVERYONE: every member asked), same processes", 1),
-    ] {
-        let fig = |s: &Size| if pick == 0 { s.located } else { s.everyone };
-        let base = fig(first);
-        println!("\nscores at m00, {title}");
-        println!(
-            "{:>3} {:>10} {:>10} {:>10} {:>12} {:>12} {:>12} {:>10} | ratios to N={}: {:>6} {:>6} {:>7} {:>6} {:>6}",
-            "N",
-            "p50",
-            "p99",
-            "scores/s",
-            "CPU/score",
-            "net CPU",
-            "bytes/score",
-            "entries",
-            first.n,
-            "p50",
-            "CPU",
-            "net CPU",
-            "bytes",
-            "entries"
-        );
-        for s in sizes {
-            let f = fig(s);
-            println!(
-                "{:>3} {:>10} {:>10} {:>10.0} {:>9.3} ms {:>9.3} ms {:>12.0} {:>10.2} | {:>18} {:>6} {:>6} {:>7} {:>6} {:>6}",
-                s.n,
-                ms(f.lat.p50),
-                ms(f.lat.p99),
-                f.per_sec,
-                f.cpu_ms,
-                f.net_cpu_ms,
-                f.bytes,
-                f.entries,
-                "",
-                ratio(f.lat.p50.as_secs_f64(), base.lat.p50.as_secs_f64()),
-                ratio(f.cpu_ms, base.cpu_ms),
-                ratio(f.net_cpu_ms, base.net_cpu_ms),
-                ratio(f.bytes, base.bytes),
-                ratio(f.entries, base.entries),
-            );
-        }
-    }
-    if let Some(last) = sizes.last() {
-        let (a, b) = (first.located, last.located);
-        let verdict = |r: f64, target: f64| {
-            format!("{r:.2}x (target <= {target}x: {})", if r <= target { "met" } else { "MISSED" })
-        };
-        println!("\ntargets, with the locator, N={} against N={}:", last.n, first.n);
-        println!("  CPU per score      {}", verdict(b.cpu_ms / a.cpu_ms, 1.25));
-        println!("  ... less idle CPU  {}", verdict(b.net_cpu_ms / a.net_cpu_ms, 1.25));
-        println!("  bytes per score    {}", verdict(b.bytes / a.bytes, 1.25));
-        println!("  entries per score  {}", verdict(b.entries / a.entries, 1.25));
-        println!("  p50                {}", verdict(b.lat.p50.as_secs_f64() / a.lat.p50.as_secs_f64(), 1.5));
-    }
-    if x.unhung_p50 > Duration::ZERO {
-        println!("\nat N={EXTRAS_AT}, with the locator:");
-        println!(
-            "  (a) a member holding nothing SIGSTOPped: p50 {} against {} unhung ({})",
-            ms(x.idle_hung_p50),
-            ms(x.unhung_p50),
-            ratio(x.idle_hung_p50.as_secs_f64(), x.unhung_p50.as_secs_f64())
-        );
-        println!(
-            "  (b) a holder's first replica SIGSTOPped: p99 {} against {} unhung ({}; target <= 3x), {} of {} partial",
-            ms(x.replica_hung_p99),
-            ms(x.holder_p99),
-            ratio(x.replica_hung_p99.as_secs_f64(), x.holder_p99.as_secs_f64()),
-            x.replica_hung_partial,
-            x.calls_made
-        );
-        println!(
-            "  before the locator, (a) again: p50 {}, {} of {} scores partial",
-            ms(x.everyone_idle_hung_p50),
-            x.everyone_idle_hung_partial,
-            x.hung_calls_made
-        );
-    }
 }

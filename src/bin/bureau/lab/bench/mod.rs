@@ -5,6 +5,7 @@
 
 mod federated;
 mod growth;
+mod growth_tables;
 mod locator;
 mod postgres;
 mod probes;

@@ -70,3 +70,20 @@ pub(super) async fn log_entries(fed: &LocalFederation, fleet: &Fleet) -> Result<
     }
     Ok(total)
 }
+
+/// Context switches of every thread of every node process so far.
+pub(super) fn switches(fleet: &Fleet) -> u64 {
+    let mut total = 0;
+    for i in 0..fleet.nodes.len() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", fleet.pid(i))) else { continue };
+        for t in tasks.flatten() {
+            let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+            total += status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches"))
+                .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+    }
+    total
+}
