@@ -329,6 +329,12 @@ async fn the_persons_own_report_needs_their_request_and_is_limited_per_person_an
     subjects.get_report(report(x.token("bank", &other, Purpose::SubjectRequest), &other)).await.unwrap();
     x.clock.advance(chrono::Duration::days(2));
     subjects.get_report(report(x.token("bank", &s, Purpose::SubjectRequest), &s)).await.unwrap();
+    // The spent nonces of the tokens now expired are forgotten by the retention purge.
+    let mut admin = pb::admin_service_client::AdminServiceClient::new(x.app(0));
+    admin.purge_expired(pb::PurgeExpiredRequest {}).await.unwrap();
+    let purged: u32 =
+        x.entries(0).await.iter().filter(|e| e.action == Action::ConsentNoncesPurged).map(|e| e.record_count).sum();
+    assert_eq!(purged, 3, "the three tokens spent here before the clock moved; the fresh one stays");
     x.stop().await;
 }
 
