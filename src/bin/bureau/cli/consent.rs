@@ -18,10 +18,10 @@ pub enum ConsentCommand {
     /// Sign a consent token (JWS, ES256, with the application's certificate in x5c) and print it.
     Issue {
         /// The application's private key (PKCS#8 PEM).
-        #[arg(long)]
+        #[arg(long, env = "BUREAU_KEY")]
         key: PathBuf,
         /// The application's certificate (PEM), issued by the federation's authority.
-        #[arg(long)]
+        #[arg(long, env = "BUREAU_CERT")]
         cert: PathBuf,
         /// The person's subject id (64 hex).
         #[arg(long)]
