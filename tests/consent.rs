@@ -368,3 +368,47 @@ fn a_node_configured_without_a_consent_section_requires_tokens() {
     assert_eq!(parsed.consent.tokens, bureau::config::ConsentTokens::Required);
     assert_eq!(parsed.consent.reports_per_window, 2);
 }
+
+/// PyJWT (Debian's `python3-jwt`, installed by scripts/deps) verifies the tokens we sign and
+/// refuses a tampered one; a token PyJWT signs with the application's key is accepted by a node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyjwt_verifies_our_tokens_and_signs_tokens_our_nodes_accept() {
+    let python = "/usr/bin/python3";
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/pyjwt_consent.py");
+    let probe = std::process::Command::new(python).args(["-c", "import jwt, cryptography"]).output();
+    assert!(
+        probe.as_ref().is_ok_and(|o| o.status.success()),
+        "PyJWT missing: install Debian's python3-jwt (scripts/deps does): {probe:?}"
+    );
+    let x = Fixture::start(365).await;
+    let s = subject(10);
+    let token = x.token("bank", &s, Purpose::CreditApplication);
+    let out = std::process::Command::new(python).args([script, "verify", &token]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let claims: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((claims["iss"].as_str(), claims["sub"].as_str()), (Some("bank"), Some(s.as_str())));
+    assert_eq!(claims["purpose"], "credit_application");
+    assert_eq!(claims["evidence_sha256"].as_str(), Some(consent_token::evidence_hash(EVIDENCE).as_str()));
+    let tampered = with_payload(&token, |c| c["purpose"] = "deposit_waiver".into());
+    let out = std::process::Command::new(python).args([script, "verify", &tampered]).output().unwrap();
+    assert!(!out.status.success(), "PyJWT accepted a tampered token");
+
+    let app = x.f.fed.pki.app("bank", bureau::pki::DEFAULT_APP);
+    let now = x.clock.now().timestamp();
+    let claims = serde_json::json!({
+        "iss": "bank", "sub": s, "purpose": "credit_application", "iat": now, "exp": now + 600,
+        "jti": "0123456789abcdef0123456789abcdef", "evidence_sha256": consent_token::evidence_hash(EVIDENCE),
+    });
+    let out = std::process::Command::new(python)
+        .args([script, "sign"])
+        .arg(&app.key)
+        .arg(&app.cert)
+        .arg(claims.to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let theirs = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let score = x.score(&s, pb::Purpose::CreditApplication, &theirs).await.unwrap();
+    assert!(!score.partial, "{score:?}");
+    x.stop().await;
+}
