@@ -412,3 +412,53 @@ async fn pyjwt_verifies_our_tokens_and_signs_tokens_our_nodes_accept() {
     assert!(!score.partial, "{score:?}");
     x.stop().await;
 }
+
+/// What the person asks for through an institution — a freeze, a listing of who looked, a
+/// dispute — needs their token as a report does; a string is refused, and a dispute filed again
+/// with its token is the same dispute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freezes_listings_and_disputes_need_the_persons_token() {
+    let x = Fixture::start(365).await;
+    let s = subject(11);
+    let own = |s: &str| x.token("bank", s, Purpose::SubjectRequest);
+    let mut subjects = SubjectsServiceClient::new(x.app(0));
+    let freeze = |consent: String| pb::ProtectionRequest {
+        subject_id: s.clone(),
+        kind: pb::ProtectionKind::SecurityFreeze as i32,
+        consent_reference: consent,
+    };
+    refused(subjects.place_protection(freeze("id-check-1".into())).await, Code::PermissionDenied, "CONSENT_INVALID");
+    let waiver = x.token("bank", &s, Purpose::DepositWaiver);
+    refused(subjects.place_protection(freeze(waiver)).await, Code::PermissionDenied, "CONSENT_MISMATCH");
+    subjects.place_protection(freeze(own(&s))).await.unwrap();
+    subjects.lift_protection(freeze(own(&s))).await.unwrap();
+
+    let listing = |consent: String| pb::ListSubjectInquiriesRequest {
+        parent: format!("subjects/{s}"),
+        page_size: 10,
+        page_token: String::new(),
+        purpose: pb::Purpose::SubjectRequest as i32,
+        consent_reference: consent,
+    };
+    refused(subjects.list_subject_inquiries(listing("c".into())).await, Code::PermissionDenied, "CONSENT_INVALID");
+    let spent = own(&s);
+    subjects.list_subject_inquiries(listing(spent.clone())).await.unwrap();
+    refused(subjects.list_subject_inquiries(listing(spent)).await, Code::PermissionDenied, "CONSENT_REPLAYED");
+
+    let mut at_payapp = x.f.records(Role::Application, "payapp", x.nodes[1].addr);
+    at_payapp.furnish_records(pb::FurnishRecordsRequest { records: vec![record(&s, "loan-1", 1)] }).await.unwrap();
+    let mut disputes = pb::disputes_service_client::DisputesServiceClient::new(x.app(0));
+    let file = |consent: String| pb::FileDisputeRequest {
+        record: "institutions/payapp/records/loan-1".into(),
+        subject_id: s.clone(),
+        reason: pb::DisputeReason::NotMine as i32,
+        statement: "not mine".into(),
+        consent_reference: consent,
+    };
+    refused(disputes.file_dispute(file("dispute-consent-7".into())).await, Code::PermissionDenied, "CONSENT_INVALID");
+    let token = own(&s);
+    let first = disputes.file_dispute(file(token.clone())).await.unwrap().into_inner();
+    let again = disputes.file_dispute(file(token)).await.unwrap().into_inner();
+    assert_eq!(first.name, again.name);
+    x.stop().await;
+}
