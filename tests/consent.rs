@@ -237,6 +237,21 @@ async fn every_peer_verifies_the_token_logs_its_evidence_hash_and_spends_it_once
         .iter()
         .all(|u| u.query_id == score.query_id && u.asker == "bank" && u.purpose == "credit_application"));
     assert!(bureau::regulator::consents_by_hash(&logs, Some(&"0".repeat(64))).is_empty());
+    // The same from the regulator's command line.
+    let state = x.f.tmp.path().join("cli-regulator-state");
+    let mut cli = std::process::Command::new(env!("CARGO_BIN_EXE_bureau"));
+    cli.args(["audit", "consents", "--regulator", "pbc", "--federation", "fed.test", "--hash", &hash, "--pki"])
+        .arg(&x.f.fed.pki.0)
+        .arg("--state")
+        .arg(&state);
+    for n in &x.nodes {
+        cli.args(["--node", &n.addr.to_string()]);
+    }
+    let out = cli.output().unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(listed.lines().filter(|l| l.starts_with(&hash)).count(), 2, "{listed}");
+    assert!(listed.contains("2 consent verification(s)"), "{listed}");
     let evidence = x.f.tmp.path().join("evidence.txt");
     std::fs::write(&evidence, EVIDENCE).unwrap();
     let check = |file: &std::path::Path| {
