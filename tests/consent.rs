@@ -213,6 +213,13 @@ async fn every_peer_verifies_the_token_logs_its_evidence_hash_and_spends_it_once
         "CONSENT_INVALID",
     );
 
+    // Each refusal is logged where it was made: the replay at the scoring node and at the peer,
+    // the peer-side mismatch and junk at the node that was asked.
+    let (at_bank, at_payapp) = (x.entries(0).await, x.entries(1).await);
+    assert_eq!(logged_refusals(&at_bank, "CONSENT_REPLAYED"), 1);
+    assert_eq!(logged_refusals(&at_payapp, "CONSENT_REPLAYED"), 1);
+    assert_eq!((logged_refusals(&at_bank, "CONSENT_MISMATCH"), logged_refusals(&at_bank, "CONSENT_INVALID")), (1, 1));
+
     // Both nodes logged the token's verification with its evidence hash, and the query's
     // entries carry the hash, never the token.
     for i in 0..2 {
