@@ -71,10 +71,52 @@ pub struct NodeConfig {
     /// Retention and dispute deadlines by jurisdiction.
     #[serde(default)]
     pub retention: RetentionSection,
+    /// How consent is proven: signed tokens (the default) or legacy reference strings.
+    #[serde(default)]
+    pub consent: ConsentSection,
     /// The clock deadlines and retention windows read: the system clock. Not configurable;
     /// tests that start nodes in process share one they can move forward.
     #[serde(skip)]
     pub clock: crate::domain::clock::Clock,
+}
+
+/// `[consent]`: what a query's consent must be, and the person's free reports a year.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsentSection {
+    /// `required` (the default): a purpose that needs consent needs a consent token signed by
+    /// the asking institution's application, and any consent given is verified. `legacy`: any
+    /// non-empty reference string is taken on the caller's word (old test federations only;
+    /// the node warns at start).
+    pub tokens: ConsentTokens,
+    /// The person's own reports one institution may ask for them in `report_window_days`.
+    pub reports_per_window: u32,
+    /// The window of the report allowance, in days (PBC: two free reports a year).
+    pub report_window_days: u32,
+}
+
+/// See [`ConsentSection::tokens`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentTokens {
+    /// Signed consent tokens, verified at every answering node.
+    #[default]
+    Required,
+    /// Reference strings, unverified.
+    Legacy,
+}
+
+impl Default for ConsentSection {
+    fn default() -> Self {
+        Self { tokens: ConsentTokens::Required, reports_per_window: 2, report_window_days: 365 }
+    }
+}
+
+impl ConsentSection {
+    /// Reference strings on the caller's word: for test federations written before tokens.
+    pub fn legacy() -> Self {
+        Self { tokens: ConsentTokens::Legacy, ..Self::default() }
+    }
 }
 
 /// `[retention]`: a jurisdiction profile (`pbc`: negative information 5 years, inquiries 2,
@@ -504,6 +546,9 @@ impl NodeConfig {
                 return bad("store.postgres needs pool_size >= 2 and timeouts > 0".into())
             }
             _ => {}
+        }
+        if self.consent.reports_per_window == 0 || self.consent.report_window_days == 0 {
+            return bad("consent.reports_per_window and consent.report_window_days must be > 0".into());
         }
         if self.scoring.peer_deadline_ms == 0 {
             return bad("scoring.peer_deadline_ms must be > 0".into());

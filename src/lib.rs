@@ -63,7 +63,7 @@ pub use net::client::{ClientConfig, ClientError};
 pub use net::crl::CrlRejection;
 pub use net::identity::{Identity, IdentityError, Role};
 pub use net::tls::{TlsError, TlsFiles, TlsMaterial};
-pub use net::{directory, pki};
+pub use net::{consent_token, directory, pki};
 
 // Subjects and their records.
 pub use domain::inquiry::{Inquiry, Purpose};

@@ -221,7 +221,11 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         log_key,
         administrators: cfg.admin.applications.clone(),
         locator: cfg.federation.locator,
+        consent: consent_policy(&cfg, &material, revocation.clone())?,
     };
+    if cfg.consent.tokens == crate::config::ConsentTokens::Legacy {
+        warn!("consent.tokens = \"legacy\": consent references are taken on the caller's word, unverified");
+    }
     let app = UseCases::new(settings, store.clone(), peers.clone());
     let node = Node {
         institution: cfg.node.institution.clone(),
@@ -557,4 +561,21 @@ async fn open_storage(cfg: &NodeConfig) -> Result<DynStorage, ServeError> {
             Ok(crate::storage::open::open_sled(opts).await?)
         }
     }
+}
+
+/// How this node checks consent: tokens verified against the authority and the revocation
+/// list in force (which follows CRL reloads), unless the configuration opts out.
+fn consent_policy(
+    cfg: &NodeConfig,
+    material: &TlsMaterial,
+    revocation: Arc<tls::Revocation>,
+) -> Result<crate::app::consent::ConsentPolicy, ServeError> {
+    let verifier = crate::net::consent_token::TokenVerifier::new(material.ca(), revocation, &cfg.federation.name)
+        .map_err(|e| ServeError::Mismatch(format!("consent token verifier: {e}")))?;
+    Ok(crate::app::consent::ConsentPolicy {
+        tokens: cfg.consent.tokens,
+        verifier: Some(verifier),
+        reports_per_window: cfg.consent.reports_per_window,
+        report_window: chrono::Duration::days(i64::from(cfg.consent.report_window_days)),
+    })
 }

@@ -16,7 +16,8 @@ use crate::{
 
 /// Most inquiries returned with an answer.
 pub(crate) const MAX_INQUIRIES_RETURNED: usize = 100;
-/// Longest consent reference accepted.
+/// Longest legacy consent reference accepted (a token may be up to
+/// [`MAX_TOKEN_LEN`](crate::net::consent_token::MAX_TOKEN_LEN)).
 pub(crate) const MAX_CONSENT_REFERENCE: usize = 128;
 
 /// A query as received, before checks.
@@ -49,6 +50,27 @@ pub(crate) enum QueryRefusal {
     /// The purpose needs a consent reference and none was given.
     #[error("purpose {} requires a consent reference", .0.as_str())]
     ConsentRequired(Purpose),
+    /// The consent token is not one: malformed, badly signed, or signed by a certificate that
+    /// does not chain to the authority or is revoked.
+    #[error("consent token refused: {0}")]
+    ConsentInvalid(String),
+    /// The consent token has expired (or claims a life it may not have).
+    #[error("consent token refused: {0}")]
+    ConsentExpired(String),
+    /// The consent token is valid but for another query: this field differs.
+    #[error("consent token is for another {0}")]
+    ConsentMismatch(&'static str),
+    /// The consent token's nonce was already spent on another query.
+    #[error("consent token was already used for another query")]
+    ConsentReplayed,
+    /// The person's own reports this institution may ask for in the window are spent.
+    #[error("the person's own reports through this institution are limited to {limit} in {days} days")]
+    ReportLimit {
+        /// Reports allowed in the window.
+        limit: u32,
+        /// The window, in days.
+        days: i64,
+    },
     /// A security freeze stands: no hard inquiry (nor, at the asking node, a review by an
     /// institution that furnishes nothing about the person).
     #[error("the subject's file is frozen: {0}")]
@@ -87,6 +109,15 @@ pub(crate) enum AnswerError {
     Store(#[from] StoreError),
 }
 
+impl From<crate::app::consent::ConsentError> for AnswerError {
+    fn from(e: crate::app::consent::ConsentError) -> Self {
+        match e {
+            crate::app::consent::ConsentError::Refused(r) => Self::Refused(r),
+            crate::app::consent::ConsentError::Store(s) => Self::Store(s),
+        }
+    }
+}
+
 /// What a freeze refuses: hard inquiries.
 pub(crate) const FROZEN: &str = "hard inquiries are refused while a security freeze stands";
 
@@ -111,15 +142,36 @@ pub(crate) fn check(q: &PeerQuery, accepted: &[Purpose]) -> Result<Purpose, Quer
     Ok(purpose)
 }
 
-/// True when a consent reference is not at most 128 printable characters.
+/// True when a consent is neither a reference of at most 128 printable characters nor a
+/// token's shape of at most [`MAX_TOKEN_LEN`](crate::net::consent_token::MAX_TOKEN_LEN).
 pub(crate) fn consent_malformed(consent: &str) -> bool {
-    consent.len() > MAX_CONSENT_REFERENCE || consent.chars().any(|c| c.is_control())
+    let max = match crate::net::consent_token::looks_like_token(consent) {
+        true => crate::net::consent_token::MAX_TOKEN_LEN,
+        false => MAX_CONSENT_REFERENCE,
+    };
+    consent.len() > max || consent.chars().any(|c| c.is_control())
 }
+
+/// What the audit log records as a query's consent: a token's evidence hash (`sha256:…`),
+/// `relationship` for an account review or collections asked without consent (resting on a
+/// relationship with the person, which `bureau audit reconcile` checks), else the reference.
+pub(crate) fn logged_consent(purpose: Purpose, consent: &str) -> String {
+    if consent.is_empty() && !purpose.needs_consent() {
+        return RELATIONSHIP.to_owned();
+    }
+    crate::net::consent_token::logged_form(consent)
+}
+
+/// The logged consent of a query that rests on a relationship with the person.
+pub(crate) const RELATIONSHIP: &str = "relationship";
 
 /// Checks the consent reference against what `purpose` needs.
 pub(crate) fn check_consent(purpose: Purpose, consent: &str) -> Result<(), QueryRefusal> {
     if consent_malformed(consent) {
-        return Err(QueryRefusal::Invalid("consent_reference", "must be at most 128 printable characters"));
+        return Err(QueryRefusal::Invalid(
+            "consent_reference",
+            "must be a consent token or at most 128 printable characters",
+        ));
     }
     if purpose.needs_consent() && consent.trim().is_empty() {
         return Err(QueryRefusal::ConsentRequired(purpose));
@@ -181,8 +233,8 @@ pub(crate) async fn answer_unsynced(
         query_id: q.query_id.clone(),
         log_index: None,
     };
-    let about =
-        About { query_id: &q.query_id, subject_id: &q.subject_id, purpose, consent_reference: &q.consent_reference };
+    let logged = logged_consent(purpose, &q.consent_reference);
+    let about = About { query_id: &q.query_id, subject_id: &q.subject_id, purpose, consent_reference: &logged };
     let entry = Entry::query_inbound(now, &q.inquirer, responder, &about);
     // Only what this institution furnished, even if the store ever held more; the inquiry,
     // its entry (with the number of records answered) and what is read are one write.
@@ -215,6 +267,8 @@ pub(crate) struct Answers {
     prover: Option<crate::app::proofs::Prover>,
     /// The scorecard's inquiry window in days: how far back a scoring answer's hard inquiries go.
     window_days: u32,
+    /// Verifies the consent a peer's query carries.
+    consents: crate::app::consent::Consents,
 }
 
 /// A peer's answer as the node gives it: what it answered, when, and the proofs a person's own
@@ -237,13 +291,23 @@ impl Answers {
         accepted: Vec<Purpose>,
         prover: Option<crate::app::proofs::Prover>,
         window_days: u32,
+        consents: crate::app::consent::Consents,
     ) -> Self {
-        Self { life, accepted, prover, window_days }
+        Self { life, accepted, prover, window_days, consents }
     }
 
     /// Checks `q`, records the inquiry durably and answers it.
     pub(crate) async fn answer(&self, q: &PeerQuery) -> Result<Given, AnswerError> {
         let purpose = check(q, &self.accepted)?;
+        let asked = crate::app::consent::Asked {
+            inquirer: &q.inquirer,
+            subject: &q.subject_id,
+            purpose,
+            query_id: &q.query_id,
+            consent: &q.consent_reference,
+            counts_as_report: false,
+        };
+        self.consents.check(&asked).await?;
         let time = self.life.clock.now();
         let answer = answer(&self.life, q, purpose, self.window_days).await?;
         // The person asking for their own report gets proofs of who looked, from this log.

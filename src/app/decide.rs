@@ -93,7 +93,7 @@ impl Decisions {
             query_id: &score.query_id,
             subject_id: subject,
             purpose: policy.purpose,
-            consent_reference: consent,
+            consent_reference: &crate::app::answer::logged_consent(policy.purpose, consent),
         };
         let entry = Entry::decision_served(
             self.journal.now(),

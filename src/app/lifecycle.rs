@@ -140,7 +140,11 @@ impl Lifecycle {
                 break;
             }
         }
+        let nonces = crate::app::consent::purge_nonces(&self.store, &self.institution, now).await?;
         self.store.sync().await?;
+        if nonces > 0 {
+            info!(nonces, "expired consent nonces forgotten");
+        }
         if records + inquiries > 0 {
             info!(records, inquiries, "expired data purged");
         }

@@ -6,6 +6,7 @@
 pub(crate) mod admin;
 pub(crate) mod answer;
 pub(crate) mod audit_log;
+pub(crate) mod consent;
 pub(crate) mod decide;
 pub(crate) mod disputes;
 pub(crate) mod furnish;
@@ -61,6 +62,8 @@ pub(crate) struct Settings {
     pub administrators: Vec<String>,
     /// This node runs the record locator (`federation.locator`).
     pub locator: bool,
+    /// How consent is checked (`[consent]`).
+    pub consent: consent::ConsentPolicy,
 }
 
 /// Every use case of one node, built once over one store. Cheap to clone.
@@ -105,11 +108,12 @@ impl UseCases {
             clock: s.clock.clone(),
             retention: s.retention,
         };
+        let consents = consent::Consents::new(life.clone(), s.consent);
         let journal = journal::Journal::new(s.institution.clone(), store.clone(), s.clock);
         let prover = s.log_key.map(|key| proofs::Prover::new(store.clone(), key, s.origin, s.institution.clone()));
         let outbox = outbox::Outbox::new(life.clone(), peers.clone(), s.outbox_retry_max);
-        let disputes = disputes::Disputes::new(life.clone(), outbox.clone());
-        let protections = protection::Protections::new(life.clone(), outbox.clone());
+        let disputes = disputes::Disputes::new(life.clone(), outbox.clone(), consents.clone());
+        let protections = protection::Protections::new(life.clone(), outbox.clone(), consents.clone());
         let window_days = s.model.window_days();
         let holdings = holdings::Holdings::new(life.clone(), peers.clone());
         let locator = locator::Locator::new(s.locator, state::State::new(store.clone()), journal.clone());
@@ -121,10 +125,17 @@ impl UseCases {
             deadline: s.peer_deadline,
             life: life.clone(),
             protections: protections.clone(),
+            consents: consents.clone(),
         };
         Self {
             records: records::Records::new(life.clone()),
-            answers: answer::Answers::new(life.clone(), s.accepted_purposes, prover.clone(), window_days),
+            answers: answer::Answers::new(
+                life.clone(),
+                s.accepted_purposes,
+                prover.clone(),
+                window_days,
+                consents.clone(),
+            ),
             decisions: decide::Decisions::new(s.policies, scorer.clone(), journal.clone()),
             reports: report::Reports::new(scorer.clone(), disputes.clone(), prover.clone(), journal.clone()),
             audit: audit_log::AuditLog::new(store, prover, journal.clone()),

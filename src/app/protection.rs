@@ -64,6 +64,8 @@ pub(crate) struct Protections {
     state: State,
     /// Where notices to peers wait.
     outbox: Outbox,
+    /// Verifies the person's consent token for a change.
+    consents: crate::app::consent::Consents,
 }
 
 /// The error when other writers kept changing the person's protections first.
@@ -73,8 +75,8 @@ fn busy() -> StoreError {
 
 impl Protections {
     /// Protections over `life`, telling peers through `outbox`.
-    pub(crate) fn new(life: Lifecycle, outbox: Outbox) -> Self {
-        Self { state: State::new(life.store.clone()), life, outbox }
+    pub(crate) fn new(life: Lifecycle, outbox: Outbox, consents: crate::app::consent::Consents) -> Self {
+        Self { state: State::new(life.store.clone()), life, outbox, consents }
     }
 
     fn me(&self) -> &str {
@@ -95,6 +97,20 @@ impl Protections {
             return Err(QueryRefusal::Invalid("subject_id", "must be 64 lowercase hex characters").into());
         }
         check_consent(Purpose::SubjectRequest, consent)?;
+        let spent_on = format!("protect-{}", uuid::Uuid::new_v4());
+        let asked = crate::app::consent::Asked {
+            inquirer: self.me(),
+            subject,
+            purpose: Purpose::SubjectRequest,
+            query_id: &spent_on,
+            consent,
+            counts_as_report: false,
+        };
+        self.consents.check(&asked).await.map_err(|e| match e {
+            crate::app::consent::ConsentError::Refused(r) => ProtectionError::Refused(r),
+            crate::app::consent::ConsentError::Store(s) => ProtectionError::Store(s),
+        })?;
+        let consent = &crate::net::consent_token::logged_form(consent);
         match self.state.compare_and_set(|| self.set(subject, (kind, active), consent)).await? {
             Settled::Written(p) | Settled::Unchanged(p) => {
                 self.outbox.wake();

@@ -84,7 +84,7 @@ impl Reports {
             query_id: &score.query_id,
             subject_id: subject,
             purpose: Purpose::SubjectRequest,
-            consent_reference: consent,
+            consent_reference: &crate::net::consent_token::logged_form(consent),
         };
         let entry =
             Entry::report_served(time, self.journal.institution(), &about, score.records.len(), &score.model_version);
@@ -103,10 +103,22 @@ impl Reports {
             return Err(QueryRefusal::PurposeNotAccepted(purpose).into());
         }
         check_consent(purpose, ask.consent)?;
+        // Listing is the person's own request: a token is spent on this one listing.
+        let spent_on = format!("list-{}", uuid::Uuid::new_v4());
+        let asked = crate::app::consent::Asked {
+            inquirer: self.journal.institution(),
+            subject: ask.subject,
+            purpose,
+            query_id: &spent_on,
+            consent: ask.consent,
+            counts_as_report: false,
+        };
+        self.scorer.consents.check(&asked).await?;
         let life = &self.scorer.life;
         let page = life.store.subject_inquiries(ask.subject, ask.before.clone(), ask.size).await?;
         let page = Page { items: life.live_inquiries(page.items, life.clock.now()), next: page.next };
-        let about = About { query_id: "", subject_id: ask.subject, purpose, consent_reference: ask.consent };
+        let logged = crate::net::consent_token::logged_form(ask.consent);
+        let about = About { query_id: "", subject_id: ask.subject, purpose, consent_reference: &logged };
         let entry = Entry::inquiries_listed(
             self.journal.now(),
             self.journal.institution(),

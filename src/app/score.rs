@@ -40,6 +40,8 @@ pub(crate) struct Scorer {
     pub life: Lifecycle,
     /// Where a freeze a peer refused for is adopted.
     pub protections: Protections,
+    /// Verifies the consent a score is asked with, and counts the person's own reports.
+    pub consents: crate::app::consent::Consents,
 }
 
 /// A subject's federated score and how it was reached.
@@ -112,6 +114,15 @@ pub(crate) enum ScoreError {
     Store(#[from] StoreError),
 }
 
+impl From<crate::app::consent::ConsentError> for ScoreError {
+    fn from(e: crate::app::consent::ConsentError) -> Self {
+        match e {
+            crate::app::consent::ConsentError::Refused(r) => Self::Refused(r),
+            crate::app::consent::ConsentError::Store(s) => Self::Store(s),
+        }
+    }
+}
+
 impl From<peer_query::AnswerError> for ScoreError {
     fn from(e: peer_query::AnswerError) -> Self {
         match e {
@@ -142,6 +153,17 @@ impl Scorer {
         };
         // Refuse locally what every peer would refuse, before anyone is asked.
         let purpose = peer_query::check(&q, &ALL_PURPOSES)?;
+        // The token is verified and its nonce spent on this query here first: peers see the
+        // same query id and accept it once each. A person's own report is counted here.
+        let asked = crate::app::consent::Asked {
+            inquirer: &self.institution,
+            subject: subject_id,
+            purpose,
+            query_id: &query_id,
+            consent,
+            counts_as_report: purpose == Purpose::SubjectRequest,
+        };
+        self.consents.check(&asked).await?;
         let (protection, _) = self.life.protection(subject_id).await?;
         if protection.frozen() {
             self.check_freeze(subject_id, purpose).await?;
@@ -167,7 +189,8 @@ impl Scorer {
         let partial = coverage.iter().any(|c| c.outcome != PeerOutcome::Answered);
         coverage.extend(locator);
         // Every attempt, answered or not, and the score served, durable before the answer.
-        let about = About { query_id: &query_id, subject_id, purpose, consent_reference: consent };
+        let logged = peer_query::logged_consent(purpose, consent);
+        let about = About { query_id: &query_id, subject_id, purpose, consent_reference: &logged };
         let now = self.life.clock.now();
         let mut log: Vec<Entry> = coverage
             .iter()

@@ -58,6 +58,11 @@ pub enum Action {
     HoldingsRegistered,
     /// At a member: its holdings were delivered to a locator.
     HoldingsDelivered,
+    /// A consent token was verified and its nonce recorded, or a relationship purpose was
+    /// asked without one (outcome `relationship`).
+    ConsentVerified,
+    /// Expired consent nonces were forgotten.
+    ConsentNoncesPurged,
 }
 
 /// The query an entry is about: the federated query id, the person, the purpose named and the
@@ -301,6 +306,30 @@ impl Entry {
         let mut e = Self::at(now, Action::HoldingsDelivered, institution, format!("through={through}"));
         e.counterparty = locator.to_owned();
         e.record_count = sent;
+        e
+    }
+
+    /// `q.consent_reference` (the logged form: `sha256:` and the evidence hash) was verified for
+    /// `inquirer`'s query at `responder`: signed by `signer`, nonce `nonce`, expiring `exp`.
+    /// `outcome` is `verified`, or `relationship` for a relationship purpose asked without one.
+    pub(crate) fn consent_verified(
+        now: DateTime<Utc>,
+        inquirer: &str,
+        responder: &str,
+        q: &About<'_>,
+        outcome: &str,
+        detail: String,
+    ) -> Self {
+        let mut e = Self::at(now, Action::ConsentVerified, inquirer, outcome).about(q);
+        e.counterparty = responder.to_owned();
+        e.detail = detail;
+        e
+    }
+
+    /// `count` expired consent nonces were forgotten at `institution`.
+    pub(crate) fn consent_nonces_purged(now: DateTime<Utc>, institution: &str, count: usize) -> Self {
+        let mut e = Self::at(now, Action::ConsentNoncesPurged, institution, "purged");
+        e.record_count = count as u32;
         e
     }
 

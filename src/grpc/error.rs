@@ -62,6 +62,17 @@ pub(crate) enum Reason {
     MemberSuspended,
     /// This node does not run the record locator.
     NotALocator,
+    /// The consent given is not a valid consent token (malformed, forged, or signed by a
+    /// certificate that does not chain to the authority or is revoked).
+    ConsentInvalid,
+    /// The consent token has expired.
+    ConsentExpired,
+    /// The consent token is for another person, purpose or institution.
+    ConsentMismatch,
+    /// The consent token was already spent on another query.
+    ConsentReplayed,
+    /// The person's own reports through this institution are spent for the window.
+    ReportLimitExceeded,
 }
 
 impl Reason {
@@ -85,6 +96,11 @@ impl Reason {
             Self::NotAMember => "NOT_A_MEMBER",
             Self::MemberSuspended => "MEMBER_SUSPENDED",
             Self::NotALocator => "NOT_A_LOCATOR",
+            Self::ConsentInvalid => "CONSENT_INVALID",
+            Self::ConsentExpired => "CONSENT_EXPIRED",
+            Self::ConsentMismatch => "CONSENT_MISMATCH",
+            Self::ConsentReplayed => "CONSENT_REPLAYED",
+            Self::ReportLimitExceeded => "REPORT_LIMIT_EXCEEDED",
         }
     }
 }
@@ -134,6 +150,15 @@ pub(crate) enum ApiError {
     /// A size or count limit was exceeded. RESOURCE_EXHAUSTED.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// A quota of the caller's is spent (the person's free reports). RESOURCE_EXHAUSTED with an
+    /// `ErrorInfo` reason.
+    #[error("{message}")]
+    Quota {
+        /// Why, e.g. [`Reason::ReportLimitExceeded`].
+        reason: Reason,
+        /// Summary.
+        message: String,
+    },
     /// Try again later (shutting down, overloaded). UNAVAILABLE.
     #[error("{0}")]
     Unavailable(String),
@@ -264,6 +289,13 @@ impl From<QueryRefusal> for ApiError {
             }
             QueryRefusal::ConsentRequired(_) => Self::FailedPrecondition { reason: Reason::ConsentRequired, message },
             QueryRefusal::SubjectFrozen(_) => Self::FailedPrecondition { reason: Reason::SubjectFrozen, message },
+            // A consent that does not authorise this query: PERMISSION_DENIED, each with its
+            // reason; an expired one is a state the caller fixes with a fresh token.
+            QueryRefusal::ConsentInvalid(_) => Self::PermissionDenied { reason: Reason::ConsentInvalid, message },
+            QueryRefusal::ConsentMismatch(_) => Self::PermissionDenied { reason: Reason::ConsentMismatch, message },
+            QueryRefusal::ConsentReplayed => Self::PermissionDenied { reason: Reason::ConsentReplayed, message },
+            QueryRefusal::ConsentExpired(_) => Self::FailedPrecondition { reason: Reason::ConsentExpired, message },
+            QueryRefusal::ReportLimit { .. } => Self::Quota { reason: Reason::ReportLimitExceeded, message },
         }
     }
 }
@@ -277,6 +309,7 @@ impl From<DisputeError> for ApiError {
             DisputeError::ConsentRequired => {
                 Self::FailedPrecondition { reason: Reason::ConsentRequired, message: e.to_string() }
             }
+            DisputeError::Consent(r) => r.into(),
             DisputeError::Store(s) => s.into(),
         }
     }
@@ -369,6 +402,9 @@ impl From<ApiError> for Status {
             }
             ApiError::ResourceExhausted(m) => {
                 Status::with_error_details(Code::ResourceExhausted, m, info("RESOURCE_EXHAUSTED"))
+            }
+            ApiError::Quota { reason, message } => {
+                Status::with_error_details(Code::ResourceExhausted, message, info(reason.as_str()))
             }
             ApiError::Unavailable(m) => Status::unavailable(m),
             ApiError::Internal(detail) => {

@@ -35,7 +35,9 @@ pub(crate) async fn log_refusal(
 ) -> error::ApiError {
     use crate::grpc::error::ApiError;
     let reason = match &e {
-        ApiError::PermissionDenied { reason, .. } | ApiError::FailedPrecondition { reason, .. } => reason.as_str(),
+        ApiError::PermissionDenied { reason, .. }
+        | ApiError::FailedPrecondition { reason, .. }
+        | ApiError::Quota { reason, .. } => reason.as_str(),
         ApiError::Frozen { .. } => error::Reason::SubjectFrozen.as_str(),
         _ => return e,
     };

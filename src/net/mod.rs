@@ -2,6 +2,7 @@
 //! certificates, the licensing authority's tooling, the peer client and member connections.
 
 pub(crate) mod client;
+pub mod consent_token;
 pub(crate) mod crl;
 pub mod directory;
 pub(crate) mod directory_watch;

@@ -149,6 +149,11 @@ impl TlsMaterial {
         self.crl_standing
     }
 
+    /// The authority's certificates (trust anchors).
+    pub(crate) fn ca(&self) -> &[CertificateDer<'static>] {
+        &self.ca
+    }
+
     /// The authority's revocation lists as read.
     pub fn crls(&self) -> &[CertificateRevocationListDer<'static>] {
         &self.crls

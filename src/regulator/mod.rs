@@ -54,6 +54,9 @@ pub enum RegulatorError {
     },
 }
 
+mod consents;
+pub use consents::{consents_by_hash, relationship_flags, ConsentUse};
+
 fn rpc(what: &'static str) -> impl FnOnce(tonic::Status) -> RegulatorError {
     move |status| RegulatorError::Rpc { what, status }
 }
@@ -110,6 +113,12 @@ pub struct QueryFact {
     pub counterparty: String,
     /// How it ended.
     pub outcome: String,
+    /// The purpose named.
+    pub purpose: Option<crate::domain::inquiry::Purpose>,
+    /// The consent as logged (`sha256:…`, `relationship`, or a legacy reference).
+    pub consent: String,
+    /// Records answered (inbound) or returned (outbound).
+    pub record_count: u32,
 }
 
 /// A node's log as fetched and checked.
@@ -130,6 +139,9 @@ pub struct VerifiedLog {
     /// The dispute entries the checkpoint covers (when [`VerifyOptions::keep_queries`]): states
     /// and deadlines, never statements (the log never holds them).
     pub disputes: Vec<Entry>,
+    /// The consent tokens the node verified (when [`VerifyOptions::keep_queries`]): one entry
+    /// per token and node, with the evidence hash.
+    pub consents: Vec<Entry>,
     /// Everything found wrong; empty when the log verifies.
     pub problems: Vec<String>,
 }
@@ -224,6 +236,7 @@ pub async fn verify_with(
     let mut stream = StreamingRoot::default();
     let mut queries = Vec::new();
     let mut disputes = Vec::new();
+    let mut consents = Vec::new();
     let mut gap = false;
     for_each_entry(&mut client, checkpoint.size, opts, |e| {
         if gap {
@@ -237,6 +250,9 @@ pub async fn verify_with(
         stream.push(&e.leaf_data);
         match Entry::from_bytes(&e.leaf_data) {
             Ok(parsed) => {
+                if opts.keep_queries && parsed.action == Action::ConsentVerified {
+                    consents.push(parsed.clone());
+                }
                 if opts.keep_queries && is_dispute(parsed.action) {
                     disputes.push(parsed.clone());
                 }
@@ -257,6 +273,9 @@ pub async fn verify_with(
                         actor: parsed.actor.clone(),
                         counterparty: parsed.counterparty.clone(),
                         outcome: parsed.outcome.clone(),
+                        purpose: parsed.purpose,
+                        consent: parsed.consent_reference.clone(),
+                        record_count: parsed.record_count,
                     });
                 }
                 visit(e.index, &parsed);
@@ -314,6 +333,7 @@ pub async fn verify_with(
         previous,
         queries,
         disputes,
+        consents,
         problems,
     })
 }
@@ -404,7 +424,8 @@ pub fn institution_of(origin: &str) -> &str {
 /// (same query id, asker and asked), and each inbound query at B from A must be logged outbound
 /// at A; likewise each dispute (or resolution) forwarded by A and acknowledged by B must be
 /// logged received at B, and each received at B logged forwarded at A. Only pairs of nodes both
-/// given are checked. Returns the mismatches.
+/// given are checked. Returns the mismatches. (The relationship purposes asked without a
+/// relationship are [`relationship_flags`], which `bureau audit reconcile` prints too.)
 pub fn reconcile(logs: &[VerifiedLog]) -> Vec<String> {
     let ids: HashSet<&str> = logs.iter().map(|l| institution_of(&l.origin)).collect();
     let key = |e: &QueryFact| (e.query_id.clone(), e.actor.clone(), e.counterparty.clone());

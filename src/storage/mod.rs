@@ -214,12 +214,25 @@ pub enum Space {
     Holding,
     /// Background work's progress marks, by name (how far the log's holdings were delivered).
     Progress,
+    /// Consent nonces seen, by `<expiry seconds, 12 digits>/<nonce>` (so a scan from the start
+    /// finds the expired ones first): the query each was used for.
+    ConsentNonce,
+    /// People's own reports counted against the yearly allowance, by `subject/institution`.
+    ReportCount,
 }
 
 impl Space {
     /// Every space.
-    pub const ALL: [Space; 6] =
-        [Self::Dispute, Self::Mark, Self::Outbox, Self::Protection, Self::Holding, Self::Progress];
+    pub const ALL: [Space; 8] = [
+        Self::Dispute,
+        Self::Mark,
+        Self::Outbox,
+        Self::Protection,
+        Self::Holding,
+        Self::Progress,
+        Self::ConsentNonce,
+        Self::ReportCount,
+    ];
 
     /// The space's name in a backend (a key prefix, a column value).
     pub fn as_str(self) -> &'static str {
@@ -230,6 +243,8 @@ impl Space {
             Self::Protection => "protection",
             Self::Holding => "holding",
             Self::Progress => "progress",
+            Self::ConsentNonce => "consent_nonce",
+            Self::ReportCount => "report_count",
         }
     }
 
@@ -242,6 +257,8 @@ impl Space {
             Self::Protection => b'p',
             Self::Holding => b'h',
             Self::Progress => b'g',
+            Self::ConsentNonce => b'n',
+            Self::ReportCount => b'c',
         }
     }
 }

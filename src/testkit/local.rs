@@ -80,8 +80,30 @@ impl LocalFederation {
                 ..Default::default()
             },
             retention: Default::default(),
+            // Test federations written before consent tokens pass reference strings such as
+            // "consent-1": they opt out explicitly here. Production configurations (and `bureau
+            // init`, the demo, tests/consent.rs) keep the default, `tokens = "required"`.
+            consent: crate::config::ConsentSection::legacy(),
             clock: Default::default(),
         }
+    }
+
+    /// A consent token signed by `institution`'s default application for `subject` and
+    /// `purpose`, over `evidence`, living `ttl` from `now`: what an institution's application
+    /// sends, so tests exercise the real format and checks.
+    pub fn consent_token(
+        &self,
+        institution: &str,
+        subject: &str,
+        purpose: crate::domain::inquiry::Purpose,
+        evidence: &[u8],
+        ttl: chrono::Duration,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<String, crate::net::consent_token::MintError> {
+        let files = self.pki.app(institution, pki::DEFAULT_APP);
+        let hash = crate::net::consent_token::evidence_hash(evidence);
+        let req = crate::net::consent_token::ConsentRequest { subject, purpose, evidence_sha256: &hash, ttl, now };
+        crate::net::consent_token::mint_with_files(&files.key, &files.cert, &req)
     }
 
     /// A client acting as member `id` of `role`, talking to the node at `address`.

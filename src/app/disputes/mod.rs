@@ -52,6 +52,9 @@ pub(crate) enum DisputeError {
     /// Filing needs the person's consent reference and none was given.
     #[error("filing a dispute requires a consent reference")]
     ConsentRequired,
+    /// The person's consent token was refused.
+    #[error(transparent)]
+    Consent(crate::app::answer::QueryRefusal),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -110,6 +113,8 @@ pub(crate) struct Disputes {
     state: State,
     /// Where notices to peers wait.
     outbox: Outbox,
+    /// Verifies the person's consent token for a filing.
+    consents: crate::app::consent::Consents,
 }
 
 /// The disputed record's resource name, as log entries name it.
@@ -124,8 +129,8 @@ fn busy(what: &str) -> StoreError {
 
 impl Disputes {
     /// Disputes over `life`, telling peers through `outbox`.
-    pub(crate) fn new(life: Lifecycle, outbox: Outbox) -> Self {
-        Self { state: State::new(life.store.clone()), life, outbox }
+    pub(crate) fn new(life: Lifecycle, outbox: Outbox, consents: crate::app::consent::Consents) -> Self {
+        Self { state: State::new(life.store.clone()), life, outbox, consents }
     }
 
     fn me(&self) -> &str {
@@ -155,7 +160,10 @@ impl Disputes {
             return Err(DisputeError::Invalid("statement", why));
         }
         if crate::app::answer::consent_malformed(&f.consent_reference) {
-            return Err(DisputeError::Invalid("consent_reference", "must be at most 128 printable characters".into()));
+            return Err(DisputeError::Invalid(
+                "consent_reference",
+                "must be a consent token or at most 128 printable characters".into(),
+            ));
         }
         if f.consent_reference.trim().is_empty() {
             return Err(DisputeError::ConsentRequired);
@@ -165,6 +173,20 @@ impl Disputes {
             return Err(DisputeError::NotFound(NO_SUCH_RECORD.into()));
         }
         let id = Dispute::id_for(self.me(), &f.furnisher, &f.record_id, &f.subject_id, reason, &f.statement);
+        // The person's own request: a token is spent on this dispute id, so the same filing
+        // again is accepted and any other refused.
+        let asked = crate::app::consent::Asked {
+            inquirer: self.me(),
+            subject: &f.subject_id,
+            purpose: crate::domain::inquiry::Purpose::SubjectRequest,
+            query_id: &id,
+            consent: &f.consent_reference,
+            counts_as_report: false,
+        };
+        self.consents.check(&asked).await.map_err(|e| match e {
+            crate::app::consent::ConsentError::Refused(r) => DisputeError::Consent(r),
+            crate::app::consent::ConsentError::Store(s) => DisputeError::Store(s),
+        })?;
         let key = dispute_key(self.me(), &id);
         if let (Some(d), _) = self.load(&key).await? {
             return Ok(d); // the same filing again
@@ -195,7 +217,7 @@ impl Disputes {
         }
         let queued = Queued { to: d.furnisher.clone(), kind: Kind::Filed, about: key.clone(), change: String::new() };
         let mut entry = Entry::dispute_filed(self.life.clock.now(), &d, &record(&d));
-        entry.consent_reference = f.consent_reference;
+        entry.consent_reference = crate::net::consent_token::logged_form(&f.consent_reference);
         let mut filed = Change::logged(entry);
         filed.expect::<Dispute>(&key, &Version::ABSENT).put(&key, &d);
         let outbox = Outbox::enqueue(&mut filed, now, &key, &queued);

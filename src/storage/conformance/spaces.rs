@@ -52,3 +52,44 @@ pub async fn holdings_scan_by_person_and_survive_reopen(b: &dyn Backend) {
     assert_eq!(s.state_scan(Space::Holding, &format!("{a}/"), None, 64).await.unwrap().len(), 3);
     s.close().await.unwrap();
 }
+
+/// A consent nonce is recorded only where none is (a second spend of the same nonce fails the
+/// compare-and-set, writing nothing), nonces scan from the earliest expiry (their keys start
+/// with the zero-padded expiry), removing the expired ones leaves the rest, and a person's
+/// report count is replaced only from the value read; all of it survives a reopen.
+pub async fn consent_nonces_are_spent_once_and_scan_in_expiry_order(b: &dyn Backend) {
+    let s = b.open().await;
+    let spend = |key: &str, query: &str, n: usize| StateChange {
+        expect: vec![put(Space::ConsentNonce, key, None)],
+        put: vec![put(Space::ConsentNonce, key, Some(query))],
+        entries: vec![entry(n)],
+    };
+    let (late, early) = ("001800000000/bbbb", "001700000000/aaaa");
+    assert!(s.state_write(spend(late, "q-1", 1)).await.unwrap());
+    assert!(!s.state_write(spend(late, "q-2", 2)).await.unwrap(), "a nonce is spent once");
+    assert_eq!(s.state_get(Space::ConsentNonce, late).await.unwrap().as_deref(), Some(&b"q-1"[..]));
+    assert!(s.state_write(spend(early, "q-3", 3)).await.unwrap());
+    let keys: Vec<String> =
+        s.state_scan(Space::ConsentNonce, "", None, 10).await.unwrap().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, [early, late]);
+    let purge =
+        StateChange { expect: vec![], put: vec![put(Space::ConsentNonce, early, None)], entries: vec![entry(4)] };
+    assert!(s.state_write(purge).await.unwrap());
+    let key = format!("{}/bank", subject(30));
+    let count = |old: Option<&str>, new: &str, n: usize| StateChange {
+        expect: vec![put(Space::ReportCount, &key, old)],
+        put: vec![put(Space::ReportCount, &key, Some(new))],
+        entries: vec![entry(n)],
+    };
+    assert!(s.state_write(count(None, "[1]", 5)).await.unwrap());
+    assert!(!s.state_write(count(None, "[2]", 6)).await.unwrap(), "a count changed since read is not replaced");
+    assert!(s.state_write(count(Some("[1]"), "[1,2]", 7)).await.unwrap());
+    s.sync().await.unwrap();
+    s.close().await.unwrap();
+    let s = b.open().await;
+    let left: Vec<String> =
+        s.state_scan(Space::ConsentNonce, "", None, 10).await.unwrap().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(left, [late]);
+    assert_eq!(s.state_get(Space::ReportCount, &key).await.unwrap().as_deref(), Some(&b"[1,2]"[..]));
+    s.close().await.unwrap();
+}

@@ -32,6 +32,19 @@ pub enum AuditCommand {
         #[arg(long = "node", required = true)]
         nodes: Vec<String>,
     },
+    /// Verify several nodes and list the consent tokens they verified, by the evidence hash each
+    /// carried (demand the evidence from the asker; check it with `bureau consent
+    /// check-evidence`).
+    Consents {
+        #[command(flatten)]
+        conn: RegulatorConn,
+        /// Node addresses (repeat).
+        #[arg(long = "node", required = true)]
+        nodes: Vec<String>,
+        /// Only this evidence hash (`sha256:<hex>` or `<hex>`).
+        #[arg(long)]
+        hash: Option<String>,
+    },
     /// Verify several nodes and list the disputes their logs hold with states and deadlines
     /// (open, overdue, or how they were resolved); statements are never in the log.
     Disputes {
@@ -77,17 +90,37 @@ pub async fn run(cmd: AuditCommand) -> Result<()> {
                 bail!("{} problem(s) in {}'s log", log.problems.len(), log.origin);
             }
         }
+        AuditCommand::Consents { conn, nodes, hash } => {
+            let logs = verify_each(&conn, &nodes).await?;
+            let uses = regulator::consents_by_hash(&logs, hash.as_deref());
+            println!("{:<72} {:<12} {:<12} {:<18} {:<37} detail", "evidence", "node", "asker", "purpose", "query");
+            for c in &uses {
+                println!(
+                    "{:<72} {:<12} {:<12} {:<18} {:<37} {}",
+                    c.evidence, c.node, c.asker, c.purpose, c.query_id, c.detail
+                );
+            }
+            println!("{} consent verification(s)", uses.len());
+        }
         AuditCommand::Reconcile { conn, nodes } => {
             let logs = verify_each(&conn, &nodes).await?;
             let mismatches = regulator::reconcile(&logs);
+            let flags = regulator::relationship_flags(&logs);
             let bad_logs = logs.iter().filter(|l| !l.problems.is_empty()).count();
             for m in &mismatches {
                 println!("MISMATCH {m}");
             }
-            if mismatches.is_empty() && bad_logs == 0 {
+            for f in &flags {
+                println!("FLAG {f}");
+            }
+            if mismatches.is_empty() && flags.is_empty() && bad_logs == 0 {
                 println!("reconciled {} nodes: every query and dispute is logged at both ends", logs.len());
             } else {
-                bail!("{} mismatch(es), {bad_logs} log(s) failing verification", mismatches.len());
+                bail!(
+                    "{} mismatch(es), {} relationship purpose(s) without a relationship, {bad_logs} log(s) failing verification",
+                    mismatches.len(),
+                    flags.len()
+                );
             }
         }
         AuditCommand::Entries { conn, node, subject } => {

@@ -27,7 +27,7 @@ pub enum DisputesCommand {
         /// The subject's statement (at most 500 characters).
         #[arg(long, default_value = "")]
         statement: String,
-        /// The person's consent reference (their identity attested by the application).
+        /// The person's consent token, purpose subject_request (`bureau consent issue`).
         #[arg(long)]
         consent: String,
     },

@@ -4,6 +4,7 @@
 
 mod audit;
 mod conn;
+mod consent;
 mod directory;
 mod disputes;
 mod node;
@@ -66,6 +67,9 @@ pub enum Command {
     Score(scoring::ScoreArgs),
     /// Ask a node for a policy decision (e.g. deposit_waiver).
     Decide(scoring::DecideArgs),
+    /// Consent tokens: sign one as an institution's application; check evidence against a hash.
+    #[command(subcommand)]
+    Consent(consent::ConsentCommand),
     /// Regulators: verify nodes' audit logs, reconcile them, read entries.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -101,6 +105,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Restore(args) => node::restore(args).await,
         Command::Score(args) => scoring::score(args).await,
         Command::Decide(args) => scoring::decide(args).await,
+        Command::Consent(cmd) => consent::run(cmd),
         Command::Audit(cmd) => audit::run(cmd).await,
         Command::Disputes(cmd) => disputes::run(cmd).await,
         Command::Report(args) => subjects::report(args).await,

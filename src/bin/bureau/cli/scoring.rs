@@ -47,7 +47,8 @@ pub struct ScoreArgs {
     /// Purpose: credit_application, account_review, deposit_waiver, collections, subject_request.
     #[arg(long, value_enum, ignore_case = true, default_value_t = Purpose::AccountReview, hide_possible_values = true)]
     purpose: Purpose,
-    /// The subject's consent reference, where the purpose needs one.
+    /// The consent token the application signed for this subject and purpose (`bureau consent
+    /// issue`), where the purpose needs one.
     #[arg(long, default_value = "")]
     consent: String,
 }
@@ -63,7 +64,8 @@ pub struct DecideArgs {
     /// The policy's name in the node's configuration.
     #[arg(long)]
     policy: String,
-    /// The subject's consent reference.
+    /// The consent token the application signed for this subject and the policy's purpose
+    /// (`bureau consent issue`).
     #[arg(long, default_value = "")]
     consent: String,
 }

@@ -20,7 +20,7 @@ pub struct ReportArgs {
     /// The subject id.
     #[arg(long)]
     subject: String,
-    /// The person's consent reference.
+    /// The person's consent token, purpose subject_request (`bureau consent issue`).
     #[arg(long)]
     consent: String,
     /// Where to write the HTML page.
@@ -66,7 +66,7 @@ pub struct ProtectArgs {
     /// The subject id.
     #[arg(long)]
     subject: String,
-    /// The person's consent reference (their identity attested by the application).
+    /// The person's consent token, purpose subject_request (`bureau consent issue`).
     #[arg(long)]
     consent: String,
 }

@@ -83,6 +83,8 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         };
         c.policies.insert("deposit_waiver".into(), PolicyConfig { min_score, purpose: Purpose::DepositWaiver });
         c.limits.outbox_retry_max_ms = 250;
+        // As the README configures a node: consent tokens required (the test kit opts out).
+        c.consent = Default::default();
         if opts.serve {
             if let Some(i) = INSTITUTIONS.iter().take(METRICS_PORTS.len()).position(|i| *i == c.node.institution) {
                 c.metrics.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], METRICS_PORTS[i])));
@@ -153,14 +155,16 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     let samples: Vec<usize> = (0..opts.subjects.min(40)).step_by(3).take(12).collect();
     for &i in &samples {
         let subject = gen::subject_id(&cfg, i);
-        let consent = format!("consent-{i}");
-        let decide = |policy: &str| pb::DecideRequest {
-            subject_id: subject.clone(),
-            policy: policy.into(),
-            consent_reference: consent.clone(),
+        // Each institution's application signs the person's consent for its own decision.
+        let decide = |inst: &str| -> Result<pb::DecideRequest> {
+            Ok(pb::DecideRequest {
+                subject_id: subject.clone(),
+                policy: "deposit_waiver".into(),
+                consent_reference: consent(&fed, inst, &subject, Purpose::DepositWaiver)?,
+            })
         };
-        let at_payapp = payapp.decide(decide("deposit_waiver")).await?.into_inner();
-        let at_bikeshare = bikeshare.decide(decide("deposit_waiver")).await?.into_inner();
+        let at_payapp = payapp.decide(decide("payapp")?).await?.into_inner();
+        let at_bikeshare = bikeshare.decide(decide("bikeshare")?).await?.into_inner();
         let s = at_payapp.score.clone().unwrap_or_default();
         let reasons: Vec<&str> = s.reasons.iter().take(3).map(|r| r.code.as_str()).collect();
         let verdict = |d: &pb::Decision| {
@@ -268,7 +272,19 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         purpose: pb::Purpose::DepositWaiver as i32,
         consent_reference: String::new(),
     };
-    print_refusal("deposit-waiver score without a consent reference", payapp.get_score(no_consent).await.err());
+    print_refusal("deposit-waiver score without a consent token", payapp.get_score(no_consent).await.err());
+    let made_up = pb::GetScoreRequest {
+        subject_id: subjects[0].clone(),
+        purpose: pb::Purpose::DepositWaiver as i32,
+        consent_reference: "consent-1".into(),
+    };
+    print_refusal("deposit-waiver score with a made-up consent string", payapp.get_score(made_up).await.err());
+    let bikeshares = pb::GetScoreRequest {
+        subject_id: subjects[0].clone(),
+        purpose: pb::Purpose::DepositWaiver as i32,
+        consent_reference: consent(&fed, "bikeshare", &subjects[0], Purpose::DepositWaiver)?,
+    };
+    print_refusal("payapp presents a consent bikeshare's application signed", payapp.get_score(bikeshares).await.err());
     let mut subjects_at_payapp = pb::subjects_service_client::SubjectsServiceClient::new(
         fed.client(Role::Application, "payapp", pay.addr).channel()?,
     );
@@ -276,7 +292,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         .place_protection(pb::ProtectionRequest {
             subject_id: subjects[1].clone(),
             kind: pb::ProtectionKind::SecurityFreeze as i32,
-            consent_reference: "identity-check-1".into(),
+            consent_reference: consent(&fed, "payapp", &subjects[1], Purpose::SubjectRequest)?,
         })
         .await?;
     print_refusal(
@@ -285,7 +301,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
             .get_score(pb::GetScoreRequest {
                 subject_id: subjects[1].clone(),
                 purpose: pb::Purpose::DepositWaiver as i32,
-                consent_reference: "waiver-9".into(),
+                consent_reference: consent(&fed, "payapp", &subjects[1], Purpose::DepositWaiver)?,
             })
             .await
             .err(),
@@ -356,7 +372,7 @@ a dispute: payapp's customer {} says bank's {} is not theirs",
             subject_id: r.subject_id.clone(),
             reason: pb::DisputeReason::NotMine as i32,
             statement: "I never had this account".into(),
-            consent_reference: format!("consent-dispute-{}", &r.subject_id[..8]),
+            consent_reference: consent(fed, "payapp", &r.subject_id, Purpose::SubjectRequest)?,
         })
         .await?
         .into_inner();
@@ -411,7 +427,7 @@ async fn report(
     let r = c
         .get_report(pb::GetReportRequest {
             subject_id: subject.to_owned(),
-            consent_reference: "report-request-1".into(),
+            consent_reference: consent(fed, "payapp", subject, Purpose::SubjectRequest)?,
         })
         .await?
         .into_inner();
@@ -447,6 +463,13 @@ async fn until_registered(fed: &LocalFederation, locator: &RunningNode) -> Resul
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
     anyhow::bail!("the locator's log kept growing for 50 s")
+}
+
+/// A consent token `inst`'s application signs for `subject` and `purpose`, over a demo consent
+/// form, living 15 minutes.
+fn consent(fed: &LocalFederation, inst: &str, subject: &str, purpose: Purpose) -> Result<String> {
+    let form = format!("consent form: {subject} agrees to {} with {inst}", purpose.as_str());
+    Ok(fed.consent_token(inst, subject, purpose, form.as_bytes(), chrono::Duration::minutes(15), chrono::Utc::now())?)
 }
 
 fn score_req(subject: &str) -> pb::GetScoreRequest {
