@@ -182,11 +182,15 @@ pub fn render(r: &pb::SubjectReport) -> String {
     let _ = write!(
         h,
         "<h2>Your score</h2><div class=\"score\"><div class=\"big\" id=\"score\">{}</div><div><div class=\"band\" id=\"band\">{}</div>\
-         <div class=\"meta\">on a scale from {MIN_SCORE} to {MAX_SCORE}; model {}</div></div></div>\
+         <div class=\"meta\">on a scale from {MIN_SCORE} to {MAX_SCORE}, as of {}; model {}</div></div></div>\
          <div class=\"scale\"><div class=\"marker\" style=\"left: calc({at:.1}% - 2px)\"></div></div>\
          <div class=\"ticks\">{}</div>",
-        score.score,
-        band.as_str(),
+        if score.exclusion.is_some() { "—".to_owned() } else { score.score.to_string() },
+        match &score.exclusion {
+            Some(x) => format!("not scoreable ({}): {}", escape(&x.code), escape(&x.description)),
+            None => band.as_str().to_owned(),
+        },
+        escape(&score.scored_on),
         escape(&score.model_version),
         [(350, "350 poor"), (550, "550 fair"), (600, "600"), (650, "650"), (700, "700 excellent"), (950, "950")]
             .iter()

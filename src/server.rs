@@ -11,7 +11,7 @@ use tracing::{info, warn};
 
 use crate::{
     app::{decide::Policy, Settings, UseCases},
-    config::{Backend, NodeConfig},
+    config::{Backend, NodeConfig, OnUnscoreable},
     grpc::node::Node,
     grpc::{
         admin::AdminApi, audit::AuditApi, disputes::DisputesApi, federation::FederationApi, locator::LocatorApi,
@@ -213,7 +213,16 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         policies: cfg
             .policies
             .iter()
-            .map(|(name, p)| (name.clone(), Policy { purpose: p.purpose, min_score: p.min_score }))
+            .map(|(name, p)| {
+                (
+                    name.clone(),
+                    Policy {
+                        purpose: p.purpose,
+                        min_score: p.min_score,
+                        refer_unscoreable: p.unscoreable == OnUnscoreable::Refer,
+                    },
+                )
+            })
             .collect(),
         model,
         peer_deadline: Duration::from_millis(cfg.scoring.peer_deadline_ms),

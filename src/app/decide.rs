@@ -21,6 +21,8 @@ pub(crate) struct Policy {
     pub purpose: Purpose,
     /// Lowest approving score.
     pub min_score: i32,
+    /// An unscoreable file is referred to a person (else the waiver is declined).
+    pub refer_unscoreable: bool,
 }
 
 /// The decision use case: the node's named policies over its scorer. Cheap to clone.
@@ -39,7 +41,8 @@ pub(crate) struct Decisions {
 pub(crate) struct Decision {
     /// Approved automatically.
     pub approved: bool,
-    /// `approve`, `decline` or `refer: verify identity` (a fraud alert stands).
+    /// `approve`, `decline`, `refer: verify identity` (a fraud alert stands), or for a file
+    /// too thin to score `refer: unscoreable` or `decline: unscoreable`, as the policy says.
     pub outcome: &'static str,
     /// The policy's threshold.
     pub threshold: i32,
@@ -84,11 +87,15 @@ impl Decisions {
         })?;
         let score = self.scorer.score(subject, Some(policy.purpose), consent, trace).await?;
         // A fraud alert means no automatic approval: the lender verifies identity first.
-        let (approved, outcome, verdict) = match (score.result.score >= policy.min_score, score.fraud_alert) {
-            (_, true) => (false, "refer: verify identity", "referred"),
-            (true, false) => (true, "approve", "approved"),
-            (false, false) => (false, "decline", "declined"),
-        };
+        let unscoreable = score.result.exclusion.is_some();
+        let (approved, outcome, verdict) =
+            match (score.result.score >= policy.min_score, score.fraud_alert, unscoreable) {
+                (_, true, _) => (false, "refer: verify identity", "referred"),
+                (_, false, true) if policy.refer_unscoreable => (false, "refer: unscoreable", "referred:unscoreable"),
+                (_, false, true) => (false, "decline: unscoreable", "declined:unscoreable"),
+                (true, false, false) => (true, "approve", "approved"),
+                (false, false, false) => (false, "decline", "declined"),
+            };
         let about = About {
             query_id: &score.query_id,
             subject_id: subject,

@@ -207,8 +207,9 @@ impl Scorer {
         let result = self.model.score(&records, &inquiries, today);
         let fraud_alert = protection.alert_active(now) || coverage.iter().any(|c| c.fraud_alert);
         let outcome = format!(
-            "score={}{}{}",
+            "score={}{}{}{}",
             result.score,
+            result.exclusion.map(|e| format!(" unscoreable={}", e.code())).unwrap_or_default(),
             if partial { " partial" } else { "" },
             if fraud_alert { " fraud_alert" } else { "" }
         );

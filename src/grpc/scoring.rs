@@ -10,7 +10,7 @@ use crate::{
     net::identity::Identity,
     net::peers::PeerOutcome,
     net::trace::TraceContext,
-    scoring::Band,
+    scoring::{Band, MAX_SCORE, MIN_SCORE},
     wire::convert,
     wire::pb::bureau::v1::{self as pb, scoring_service_server::ScoringService},
 };
@@ -38,14 +38,19 @@ fn band_to_pb(b: Band) -> pb::ScoreBand {
 }
 
 /// The protobuf form of a federated score.
+/// An unscoreable file's score carries no number, band or reasons: only its exclusion.
 pub(crate) fn score_to_pb(s: &FederatedScore) -> pb::Score {
+    let excluded = s.result.exclusion;
+    let shown = if excluded.is_some() { &[][..] } else { &s.result.reasons[..] };
     pb::Score {
         subject_id: s.subject_id.clone(),
-        score: s.result.score,
-        band: band_to_pb(s.result.band) as i32,
-        reasons: s
-            .result
-            .reasons
+        score: if excluded.is_some() { 0 } else { s.result.score },
+        band: if excluded.is_some() { pb::ScoreBand::Unspecified } else { band_to_pb(s.result.band) } as i32,
+        scored_on: s.result.as_of.format("%Y-%m-%d").to_string(),
+        range_min: MIN_SCORE,
+        range_max: MAX_SCORE,
+        exclusion: excluded.map(|e| pb::ScoreExclusion { code: e.code().into(), description: e.description().into() }),
+        reasons: shown
             .iter()
             .map(|r| pb::ReasonCode {
                 code: r.code.clone(),

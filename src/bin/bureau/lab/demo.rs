@@ -81,7 +81,10 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
             "bikeshare" => 650,
             _ => 600,
         };
-        c.policies.insert("deposit_waiver".into(), PolicyConfig { min_score, purpose: Purpose::DepositWaiver });
+        c.policies.insert(
+            "deposit_waiver".into(),
+            PolicyConfig { min_score, purpose: Purpose::DepositWaiver, unscoreable: Default::default() },
+        );
         c.limits.outbox_retry_max_ms = 250;
         if opts.serve {
             if let Some(i) = INSTITUTIONS.iter().take(METRICS_PORTS.len()).position(|i| *i == c.node.institution) {
