@@ -17,6 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/bureau/v1/admin.proto",
         "proto/bureau/v1/disputes.proto",
         "proto/bureau/v1/locator.proto",
+        "proto/bureau/v1/attest.proto",
     ];
     let fds = protox::compile(files, ["proto"])?;
     let out = PathBuf::from(env::var("OUT_DIR")?);

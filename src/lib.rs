@@ -75,6 +75,7 @@ pub use wire::pb;
 
 /// Conversions between records and their protobuf form, and the API's resource names.
 pub mod convert {
+    pub use crate::wire::attestation::bundle_from_pb;
     pub use crate::wire::convert::{
         from_timestamp, parse_record_name, parse_subject_name, purpose_from_pb, purpose_to_pb, record_from_pb,
         record_from_stored, record_name, record_to_pb, record_to_stored, timestamp,
@@ -82,7 +83,7 @@ pub mod convert {
 }
 
 // What a regulator reads: log entries and the Merkle proofs over them (checks in `regulator`).
-pub use audit::{merkle, Action, Entry};
+pub use audit::{attestation, merkle, Action, Entry};
 
 // Scores: the scorecard model a node runs.
 pub use scoring::{Band, Model, ModelError};

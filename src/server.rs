@@ -14,8 +14,8 @@ use crate::{
     config::{Backend, NodeConfig, OnUnscoreable},
     grpc::node::Node,
     grpc::{
-        admin::AdminApi, audit::AuditApi, disputes::DisputesApi, federation::FederationApi, locator::LocatorApi,
-        records::RecordsApi, scoring::ScoringApi, subjects::SubjectsApi,
+        admin::AdminApi, attest::AttestApi, audit::AuditApi, disputes::DisputesApi, federation::FederationApi,
+        locator::LocatorApi, records::RecordsApi, scoring::ScoringApi, subjects::SubjectsApi,
     },
     net::directory_watch::DirectorySource,
     net::identity::Identity,
@@ -27,10 +27,11 @@ use crate::{
         DynStorage,
     },
     wire::pb::bureau::v1::{
-        admin_service_server::AdminServiceServer, audit_service_server::AuditServiceServer,
-        disputes_service_server::DisputesServiceServer, federation_service_server::FederationServiceServer,
-        locator_service_server::LocatorServiceServer, records_service_server::RecordsServiceServer,
-        scoring_service_server::ScoringServiceServer, subjects_service_server::SubjectsServiceServer,
+        admin_service_server::AdminServiceServer, attestation_service_server::AttestationServiceServer,
+        audit_service_server::AuditServiceServer, disputes_service_server::DisputesServiceServer,
+        federation_service_server::FederationServiceServer, locator_service_server::LocatorServiceServer,
+        records_service_server::RecordsServiceServer, scoring_service_server::ScoringServiceServer,
+        subjects_service_server::SubjectsServiceServer,
     },
 };
 
@@ -271,6 +272,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         AdminServiceServer::new(AdminApi::new(node.clone())),
         DisputesServiceServer::new(DisputesApi::new(node.clone())),
         LocatorServiceServer::new(LocatorApi::new(node.clone())),
+        AttestationServiceServer::new(AttestApi::new(node.clone())),
     );
     for name in services.iter().chain(&[READS, WRITES]) {
         health.set_service_status(*name, ServingStatus::Serving).await;

@@ -5,6 +5,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod answer;
+pub(crate) mod attest;
 pub(crate) mod audit_log;
 pub(crate) mod decide;
 pub(crate) mod disputes;
@@ -74,6 +75,8 @@ pub(crate) struct UseCases {
     pub scorer: score::Scorer,
     /// Policy decisions.
     pub decisions: decide::Decisions,
+    /// Signed threshold attestations.
+    pub attestations: attest::Attestations,
     /// The person's own report.
     pub reports: report::Reports,
     /// The regulator's view of the log.
@@ -122,10 +125,12 @@ impl UseCases {
             life: life.clone(),
             protections: protections.clone(),
         };
+        let decisions = decide::Decisions::new(s.policies, scorer.clone(), journal.clone());
         Self {
+            attestations: attest::Attestations::new(decisions.clone(), journal.clone(), prover.clone()),
+            decisions,
             records: records::Records::new(life.clone()),
             answers: answer::Answers::new(life.clone(), s.accepted_purposes, prover.clone(), window_days),
-            decisions: decide::Decisions::new(s.policies, scorer.clone(), journal.clone()),
             reports: report::Reports::new(scorer.clone(), disputes.clone(), prover.clone(), journal.clone()),
             audit: audit_log::AuditLog::new(store, prover, journal.clone()),
             admin: admin::Admin::new(life.clone(), journal.clone(), s.administrators),

@@ -58,6 +58,8 @@ pub enum Action {
     HoldingsRegistered,
     /// At a member: its holdings were delivered to a locator.
     HoldingsDelivered,
+    /// A threshold attestation was issued (`detail` is the signed statement, with no score).
+    AttestationIssued,
 }
 
 /// The query an entry is about: the federated query id, the person, the purpose named and the

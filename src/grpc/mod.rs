@@ -2,6 +2,7 @@
 //! results to messages; the one error→status map; page tokens; the node state they share.
 
 pub(crate) mod admin;
+pub(crate) mod attest;
 pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod disputes;

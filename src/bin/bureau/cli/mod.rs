@@ -2,6 +2,7 @@
 //! and the regulator's tools; one file per command group. The lab commands (`demo`, `bench`,
 //! `gen`) exist only with feature `lab` (see `crate::lab`).
 
+mod attest;
 mod audit;
 mod conn;
 mod directory;
@@ -66,6 +67,9 @@ pub enum Command {
     Score(scoring::ScoreArgs),
     /// Ask a node for a policy decision (e.g. deposit_waiver).
     Decide(scoring::DecideArgs),
+    /// Threshold attestations: issue one as an application, verify one offline as a verifier.
+    #[command(subcommand)]
+    Attest(attest::AttestCommand),
     /// Regulators: verify nodes' audit logs, reconcile them, read entries.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -101,6 +105,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Restore(args) => node::restore(args).await,
         Command::Score(args) => scoring::score(args).await,
         Command::Decide(args) => scoring::decide(args).await,
+        Command::Attest(cmd) => attest::run(cmd).await,
         Command::Audit(cmd) => audit::run(cmd).await,
         Command::Disputes(cmd) => disputes::run(cmd).await,
         Command::Report(args) => subjects::report(args).await,
