@@ -21,6 +21,7 @@ use self::facts::Facts;
 use crate::{domain::inquiry::Inquiry, domain::record::CreditRecord};
 
 mod facts;
+pub(crate) mod whatif;
 
 /// Lowest score.
 pub(crate) const MIN_SCORE: i32 = 350;
