@@ -153,6 +153,30 @@ pub fn write(path: &std::path::Path, r: &pb::SubjectReport) -> std::io::Result<(
     file.sync_all()
 }
 
+/// The what-if section: the smallest changes that reach the next band, each with the exact
+/// score it gives.
+fn what_if(h: &mut String, score: &pb::Score) {
+    if score.what_if_target == 0 {
+        return;
+    }
+    let _ = write!(h, "<h2>What would reach {}</h2>", score.what_if_target);
+    if score.what_if.is_empty() {
+        h.push_str("<p class=\"meta\" id=\"what-if\">No change within your control reaches it now.</p>");
+        return;
+    }
+    h.push_str("<p>Any one of these, and nothing smaller of its kind, would do it; the score shown is exact, computed by the scorecard itself:</p><ul class=\"reasons\" id=\"what-if\">");
+    for w in &score.what_if {
+        let _ = write!(
+            h,
+            "<li data-lever=\"{}\">{} <span class=\"meta\">(score {})</span></li>",
+            escape(&w.lever),
+            escape(&w.text),
+            w.predicted_score
+        );
+    }
+    h.push_str("</ul>");
+}
+
 /// Renders a person's report as one HTML page.
 pub fn render(r: &pb::SubjectReport) -> String {
     let mut h = String::new();
@@ -222,6 +246,7 @@ pub fn render(r: &pb::SubjectReport) -> String {
             score.disputed_records_excluded
         );
     }
+    what_if(&mut h, &score);
     // Protections.
     let p = r.protection.clone().unwrap_or_default();
     h.push_str("<h2>Freeze and fraud alert</h2>");

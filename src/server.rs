@@ -14,8 +14,9 @@ use crate::{
     config::{Backend, NodeConfig, OnUnscoreable},
     grpc::node::Node,
     grpc::{
-        admin::AdminApi, attest::AttestApi, audit::AuditApi, disputes::DisputesApi, federation::FederationApi,
-        locator::LocatorApi, records::RecordsApi, scoring::ScoringApi, subjects::SubjectsApi,
+        admin::AdminApi, attest::AttestApi, audit::AuditApi, decisions::DecisionsApi, disputes::DisputesApi,
+        federation::FederationApi, locator::LocatorApi, records::RecordsApi, scoring::ScoringApi,
+        subjects::SubjectsApi,
     },
     net::directory_watch::DirectorySource,
     net::identity::Identity,
@@ -28,10 +29,10 @@ use crate::{
     },
     wire::pb::bureau::v1::{
         admin_service_server::AdminServiceServer, attestation_service_server::AttestationServiceServer,
-        audit_service_server::AuditServiceServer, disputes_service_server::DisputesServiceServer,
-        federation_service_server::FederationServiceServer, locator_service_server::LocatorServiceServer,
-        records_service_server::RecordsServiceServer, scoring_service_server::ScoringServiceServer,
-        subjects_service_server::SubjectsServiceServer,
+        audit_service_server::AuditServiceServer, decisions_service_server::DecisionsServiceServer,
+        disputes_service_server::DisputesServiceServer, federation_service_server::FederationServiceServer,
+        locator_service_server::LocatorServiceServer, records_service_server::RecordsServiceServer,
+        scoring_service_server::ScoringServiceServer, subjects_service_server::SubjectsServiceServer,
     },
 };
 
@@ -273,6 +274,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         DisputesServiceServer::new(DisputesApi::new(node.clone())),
         LocatorServiceServer::new(LocatorApi::new(node.clone())),
         AttestationServiceServer::new(AttestApi::new(node.clone())),
+        DecisionsServiceServer::new(DecisionsApi::new(node.clone())),
     );
     for name in services.iter().chain(&[READS, WRITES]) {
         health.set_service_status(*name, ServingStatus::Serving).await;

@@ -127,6 +127,10 @@ async fn the_report_page_renders_in_a_real_browser_with_the_score_and_accounts()
     assert!(dom.contains("Disputed by you"));
     assert!(dom.contains("I paid &lt;on time&gt; &amp; have the receipt"));
     assert!(dom.contains("class=\"l60\""), "the payment grid is coloured");
+    // The exact what-if to the next band, when the score is below the top one.
+    if score < 700 {
+        assert!(dom.contains("<h2>What would reach ") && dom.contains("id=\"what-if\""), "{dom}");
+    }
     let errors: Vec<&str> = log
         .lines()
         .filter(|l| {

@@ -5,6 +5,7 @@ pub(crate) mod admin;
 pub(crate) mod attest;
 pub(crate) mod audit;
 pub(crate) mod auth;
+pub(crate) mod decisions;
 pub(crate) mod disputes;
 pub(crate) mod error;
 pub(crate) mod federation;

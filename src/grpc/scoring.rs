@@ -10,7 +10,7 @@ use crate::{
     net::identity::Identity,
     net::peers::PeerOutcome,
     net::trace::TraceContext,
-    scoring::{Band, MAX_SCORE, MIN_SCORE},
+    scoring::{whatif::Suggestion, Band, MAX_SCORE, MIN_SCORE},
     wire::convert,
     wire::pb::bureau::v1::{self as pb, scoring_service_server::ScoringService},
 };
@@ -88,6 +88,29 @@ pub(crate) fn score_to_pb(s: &FederatedScore) -> pb::Score {
         } as i32,
         members_asked: s.asked as u32,
         members: s.members as u32,
+        what_if: s.what_if.iter().map(what_if_to_pb).collect(),
+        what_if_target: s.what_if_target,
+    }
+}
+
+/// The protobuf form of a what-if suggestion.
+fn what_if_to_pb(w: &Suggestion) -> pb::WhatIf {
+    pb::WhatIf {
+        lever: w.lever.as_str().into(),
+        text: w.text.clone(),
+        accounts: w
+            .accounts
+            .iter()
+            .map(|a| pb::WhatIfAccount {
+                furnisher: a.furnisher.clone(),
+                record_id: a.record_id.clone(),
+                balance_to_minor: a.balance_to_minor,
+                bring_current: a.bring_current,
+            })
+            .collect(),
+        pay_minor: w.pay_minor,
+        wait_days: w.wait_days,
+        predicted_score: w.predicted,
     }
 }
 

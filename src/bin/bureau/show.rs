@@ -35,6 +35,14 @@ pub fn print_score(s: &pb::Score) {
     if s.members > 0 {
         println!("  asked {} of {} members ({})", s.members_asked, s.members, route.replace('_', " "));
     }
+    if s.what_if_target > 0 {
+        if s.what_if.is_empty() {
+            println!("  what if {}: nothing within the person's control reaches it", s.what_if_target);
+        }
+        for w in &s.what_if {
+            println!("  what if {}: {} -> exactly {}", s.what_if_target, w.text, w.predicted_score);
+        }
+    }
     for c in &s.coverage {
         let outcome = pb::PeerOutcome::try_from(c.outcome)
             .map(|o| o.as_str_name().trim_start_matches("PEER_OUTCOME_"))

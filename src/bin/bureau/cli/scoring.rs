@@ -5,7 +5,9 @@ use clap::{Args, ValueEnum};
 
 use super::conn::{print_status, Conn};
 use crate::show::print_score;
-use bureau::pb::bureau::v1::{self as pb, scoring_service_client::ScoringServiceClient};
+use bureau::pb::bureau::v1::{
+    self as pb, decisions_service_client::DecisionsServiceClient, scoring_service_client::ScoringServiceClient,
+};
 
 /// Why a score is asked for: the command line's spelling of the API's `Purpose` (a client speaks
 /// the wire, so it maps to `pb`, and the library's domain types stay free of clap).
@@ -50,6 +52,9 @@ pub struct ScoreArgs {
     /// The subject's consent reference, where the purpose needs one.
     #[arg(long, default_value = "")]
     consent: String,
+    /// Also show the smallest changes within the person's control that reach this score.
+    #[arg(long, value_name = "TARGET")]
+    what_if: Option<i32>,
 }
 
 /// `bureau decide`
@@ -70,16 +75,20 @@ pub struct DecideArgs {
 
 /// Prints a subject's federated score.
 pub async fn score(args: ScoreArgs) -> Result<()> {
-    let mut c = ScoringServiceClient::new(args.conn.channel()?);
-    let s = c
-        .get_score(pb::GetScoreRequest {
-            subject_id: args.subject,
-            purpose: pb::Purpose::from(args.purpose) as i32,
-            consent_reference: args.consent,
-        })
-        .await
-        .map_err(|s| print_status(&s))?
-        .into_inner();
+    let channel = args.conn.channel()?;
+    let purpose = pb::Purpose::from(args.purpose) as i32;
+    let s = match args.what_if {
+        Some(target) => DecisionsServiceClient::new(channel)
+            .what_if(pb::WhatIfRequest { subject_id: args.subject, purpose, consent_reference: args.consent, target })
+            .await
+            .map_err(|s| print_status(&s))?
+            .into_inner(),
+        None => ScoringServiceClient::new(channel)
+            .get_score(pb::GetScoreRequest { subject_id: args.subject, purpose, consent_reference: args.consent })
+            .await
+            .map_err(|s| print_status(&s))?
+            .into_inner(),
+    };
     print_score(&s);
     Ok(())
 }
