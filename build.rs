@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/bureau/v1/common.proto",
         "proto/bureau/v1/whatif.proto",
+        "proto/bureau/v1/notice.proto",
         "proto/bureau/v1/records.proto",
         "proto/bureau/v1/federation.proto",
         "proto/bureau/v1/scoring.proto",

@@ -35,6 +35,7 @@ pub mod config;
 mod domain;
 mod grpc;
 mod net;
+mod notice;
 pub mod regulator;
 mod report;
 mod scoring;
@@ -90,4 +91,5 @@ pub use scoring::{Band, Model, ModelError};
 
 // An operator's tools: backups of the embedded store, and a person's report as a web page.
 pub use backup::{backup_to_file, read_identities, read_recipients, restore_from_file, BackupError, BackupSummary};
+pub use notice::{render as render_notice, write as write_notice};
 pub use report::{render as render_report, write as write_report};

@@ -115,7 +115,7 @@ fn dispute_status(s: i32) -> &'static str {
     }
 }
 
-const STYLE: &str = r#"
+pub(crate) const STYLE: &str = r#"
 * { box-sizing: border-box; }
 body { font-family: "Helvetica Neue", Arial, "Noto Sans CJK SC", sans-serif; color: #1d2430; margin: 0; background: #f4f6f8; }
 main { max-width: 960px; margin: 0 auto; background: #fff; padding: 28px 36px 40px; }

@@ -7,11 +7,13 @@ use std::{collections::BTreeMap, sync::Arc};
 use crate::{
     app::{
         journal::Journal,
+        notice::{adverse_notice, Declined},
         score::{FederatedScore, ScoreError, Scorer},
     },
     audit::{About, Entry},
     domain::inquiry::Purpose,
     net::trace::TraceContext,
+    wire::pb::bureau::v1 as pb,
 };
 
 /// One named policy: the purpose its queries name and the lowest approving score.
@@ -48,6 +50,8 @@ pub(crate) struct Decision {
     pub threshold: i32,
     /// The score decided on.
     pub score: FederatedScore,
+    /// For a decline, the notice the lender gives the person.
+    pub notice: Option<pb::AdverseActionNotice>,
 }
 
 /// Why no decision was made.
@@ -113,6 +117,11 @@ impl Decisions {
         );
         self.journal.record(vec![entry]).await.map_err(ScoreError::from)?;
         tracing::debug!(policy = %name, subject = %subject, score = score.result.score, approved, "decision served");
-        Ok(Decision { approved, outcome, threshold: policy.min_score, score })
+        let notice = outcome.starts_with("decline").then(|| {
+            let declined =
+                Declined { policy: name, outcome, lender: self.journal.institution(), time: self.journal.now() };
+            adverse_notice(&declined, &score, &self.scorer.life.retention)
+        });
+        Ok(Decision { approved, outcome, threshold: policy.min_score, score, notice })
     }
 }

@@ -14,6 +14,7 @@ pub(crate) mod holdings;
 pub(crate) mod journal;
 pub(crate) mod lifecycle;
 pub(crate) mod locator;
+pub(crate) mod notice;
 pub(crate) mod notice_checks;
 pub(crate) mod outbox;
 pub(crate) mod proofs;

@@ -166,6 +166,7 @@ impl ScoringApi {
             threshold: d.threshold,
             score: Some(score_to_pb(&d.score)),
             outcome: d.outcome.into(),
+            notice: d.notice,
         })
     }
 }

@@ -71,6 +71,9 @@ pub struct DecideArgs {
     /// The subject's consent reference.
     #[arg(long, default_value = "")]
     consent: String,
+    /// For a decline, write the adverse-action notice here as an HTML page (0600).
+    #[arg(long)]
+    notice: Option<std::path::PathBuf>,
 }
 
 /// Prints a subject's federated score.
@@ -109,6 +112,16 @@ pub async fn decide(args: DecideArgs) -> Result<()> {
     println!("{}: {} (threshold {})", d.policy, verdict.to_uppercase(), d.threshold);
     if let Some(s) = d.score {
         print_score(&s);
+    }
+    if let Some(n) = &d.notice {
+        for f in n.key_factors.iter().chain(Some(&n.inquiries_factor).filter(|f| !f.is_empty())) {
+            println!("  key factor: {f}");
+        }
+        println!("  sources: {}", n.sources.join(", "));
+        if let Some(path) = &args.notice {
+            bureau::write_notice(path, n)?;
+            println!("adverse-action notice written to {}", path.display());
+        }
     }
     Ok(())
 }
