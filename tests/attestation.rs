@@ -65,7 +65,7 @@ fn claims_of(jws: &str) -> serde_json::Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(jws.split('.').nth(1).unwrap()).unwrap()).unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attestation_says_meets_without_the_score_and_verifies_offline_here_and_in_python() {
     let mut c = Cluster::start(&INSTITUTIONS).await;
     c.cfgs[ME].policies.insert(
@@ -188,6 +188,17 @@ async fn an_attestation_says_meets_without_the_score_and_verifies_offline_here_a
     let out = run("n-9");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("attestation refused: issued for another nonce"));
+    // `bureau attest issue` as the operator's application writes a bundle that verifies.
+    let issued = dir.join("issued.json");
+    let out = c
+        .cli(INSTITUTIONS[ME], c.addrs[ME], &["attest", "issue", "--subject", &s, "--policy", "deposit_waiver"])
+        .args(["--consent", "w-2", "--verifier", "rental-co", "--nonce", "n-4", "--out"])
+        .arg(&issued)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let from_cli: Bundle = serde_json::from_str(&std::fs::read_to_string(&issued).unwrap()).unwrap();
+    assert_eq!(attestation::verify(&from_cli, &vkey, "rental-co", "n-4", now).unwrap().outcome, "meets");
 
     // Refusals through the API: no verifier; another institution's application (logged).
     let err = app.attest(ask(&s, "", "n-1")).await.unwrap_err();
@@ -200,10 +211,21 @@ async fn an_attestation_says_meets_without_the_score_and_verifies_offline_here_a
     // The regulator sees every attestation issued, and the decision (with its score) under its jti.
     let entries = c.entries(ME).await;
     let issued: Vec<_> = entries.iter().filter(|e| e.action == Action::AttestationIssued).collect();
-    assert_eq!(issued.len(), 2);
+    assert_eq!(issued.len(), 3);
     assert!(issued.iter().all(|e| e.subject_id == s && !e.detail.is_empty()));
     let decision = entries.iter().find(|e| e.action == Action::DecisionServed && e.query_id == ok.jti).unwrap();
     assert!(decision.outcome.starts_with("deposit_waiver:approved"), "{}", decision.outcome);
     assert!(entries.iter().any(|e| e.action == Action::Refusal && e.outcome == "refused:NOT_OWN_INSTITUTION"));
+    let out = Command::new(env!("CARGO_BIN_EXE_bureau"))
+        .args(["audit", "attestations", "--node", &c.addrs[ME].to_string(), "--regulator", "pbc"])
+        .args(["--federation", "fed.test", "--pki"])
+        .arg(&c.f.fed.pki.0)
+        .arg("--state")
+        .arg(dir.join("regulator-state"))
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(listed.contains("3 attestation(s) issued") && listed.contains(&ok.jti), "{listed}");
     c.shutdown().await;
 }
