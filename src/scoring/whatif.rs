@@ -118,11 +118,19 @@ fn pay_down(records: &[CreditRecord], amount: i64) -> Vec<AccountChange> {
     out
 }
 
-/// The first `k` accounts past due, most days first, brought current.
-fn bring_current(records: &[CreditRecord], k: usize) -> Vec<AccountChange> {
-    let mut late: Vec<&CreditRecord> = records.iter().filter(|r| r.days_past_due > 0).collect();
+/// Accounts past due whose days count in the score (a disputed record's do not), most days
+/// first: every part of the score they touch is a maximum over accounts, so bringing current
+/// the first `k` of them does at least as much as any `k` others.
+fn past_due(records: &[CreditRecord]) -> Vec<&CreditRecord> {
+    let mut late: Vec<&CreditRecord> = records.iter().filter(|r| r.days_past_due > 0 && !r.under_dispute()).collect();
     late.sort_by(|a, b| b.days_past_due.cmp(&a.days_past_due).then_with(|| a.record_id.cmp(&b.record_id)));
-    late.into_iter()
+    late
+}
+
+/// The first `k` of [`past_due`], brought current.
+fn bring_current(records: &[CreditRecord], k: usize) -> Vec<AccountChange> {
+    past_due(records)
+        .into_iter()
         .take(k)
         .map(|r| AccountChange {
             furnisher: r.furnisher.clone(),
@@ -193,7 +201,7 @@ impl Model {
         }
 
         // Bring current: the fewest accounts, most days past due first.
-        let late = records.iter().filter(|r| r.days_past_due > 0).count();
+        let late = past_due(records).len();
         let current = |k| Suggestion { accounts: bring_current(records, k), ..blank(Lever::BringCurrent) };
         if let Some(mut s) = (1..=late).map(current).find(|s| reaches(s).is_some()) {
             s.predicted = reaches(&s).unwrap_or_default();
