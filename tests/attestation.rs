@@ -200,6 +200,10 @@ async fn an_attestation_says_meets_without_the_score_and_verifies_offline_here_a
     let from_cli: Bundle = serde_json::from_str(&std::fs::read_to_string(&issued).unwrap()).unwrap();
     assert_eq!(attestation::verify(&from_cli, &vkey, "rental-co", "n-4", now).unwrap().outcome, "meets");
 
+    // A file too thin to score does not meet, and the statement says nothing more.
+    let thin = app.attest(ask(&subject(2), "rental-co", "n-5")).await.unwrap().into_inner();
+    assert_eq!(claims_of(&thin.jws)["outcome"], "does_not_meet");
+
     // Refusals through the API: no verifier; another institution's application (logged).
     let err = app.attest(ask(&s, "", "n-1")).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -211,8 +215,8 @@ async fn an_attestation_says_meets_without_the_score_and_verifies_offline_here_a
     // The regulator sees every attestation issued, and the decision (with its score) under its jti.
     let entries = c.entries(ME).await;
     let issued: Vec<_> = entries.iter().filter(|e| e.action == Action::AttestationIssued).collect();
-    assert_eq!(issued.len(), 3);
-    assert!(issued.iter().all(|e| e.subject_id == s && !e.detail.is_empty()));
+    assert_eq!(issued.len(), 4);
+    assert!(issued.iter().all(|e| !e.detail.is_empty()));
     let decision = entries.iter().find(|e| e.action == Action::DecisionServed && e.query_id == ok.jti).unwrap();
     assert!(decision.outcome.starts_with("deposit_waiver:approved"), "{}", decision.outcome);
     assert!(entries.iter().any(|e| e.action == Action::Refusal && e.outcome == "refused:NOT_OWN_INSTITUTION"));
@@ -226,6 +230,6 @@ async fn an_attestation_says_meets_without_the_score_and_verifies_offline_here_a
         .unwrap();
     let listed = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(listed.contains("3 attestation(s) issued") && listed.contains(&ok.jti), "{listed}");
+    assert!(listed.contains("4 attestation(s) issued") && listed.contains(&ok.jti), "{listed}");
     c.shutdown().await;
 }

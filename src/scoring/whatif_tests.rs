@@ -72,6 +72,30 @@ fn check(records: &[CreditRecord], inq: &[Inquiry], target: i32) -> Result<usize
             "a smaller change reaches too: {:?}",
             smaller
         );
+        // Bringing current: no other choice of fewer accounts reaches it either.
+        let late = past_due(records);
+        if s.lever == Lever::BringCurrent && late.len() <= 8 {
+            for mask in 0u32..(1 << late.len()) {
+                if mask.count_ones() as usize >= s.accounts.len() {
+                    continue;
+                }
+                let accounts = late
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| mask & (1 << i) != 0)
+                    .map(|(_, r)| AccountChange {
+                        furnisher: r.furnisher.clone(),
+                        record_id: r.record_id.clone(),
+                        balance_to_minor: None,
+                        bring_current: true,
+                    })
+                    .collect();
+                let other = Suggestion { accounts, ..s.clone() };
+                let (changed, day) = other.apply(records, as_of());
+                let r = m.score(&changed, inq, day);
+                prop_assert!(r.score < target || r.exclusion.is_some(), "fewer accounts reach too: {:?}", other);
+            }
+        }
     }
     Ok(suggestions.len())
 }
