@@ -9,6 +9,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     let files = [
         "proto/bureau/v1/common.proto",
+        "proto/bureau/v1/whatif.proto",
+        "proto/bureau/v1/notice.proto",
         "proto/bureau/v1/records.proto",
         "proto/bureau/v1/federation.proto",
         "proto/bureau/v1/scoring.proto",
@@ -17,6 +19,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/bureau/v1/admin.proto",
         "proto/bureau/v1/disputes.proto",
         "proto/bureau/v1/locator.proto",
+        "proto/bureau/v1/attest.proto",
+        "proto/bureau/v1/decisions.proto",
     ];
     let fds = protox::compile(files, ["proto"])?;
     let out = PathBuf::from(env::var("OUT_DIR")?);

@@ -438,6 +438,21 @@ pub struct PolicyConfig {
     pub min_score: i32,
     /// The purpose sent with the queries this policy makes.
     pub purpose: Purpose,
+    /// What an unscoreable file (too thin to score) means under this policy: `refer` (a person
+    /// decides; the default) or `deposit` (no waiver: the deposit is asked).
+    #[serde(default)]
+    pub unscoreable: OnUnscoreable,
+}
+
+/// What a policy does with an unscoreable file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUnscoreable {
+    /// Refer to a person.
+    #[default]
+    Refer,
+    /// Decline the waiver: the deposit is asked.
+    Deposit,
 }
 
 impl NodeConfig {

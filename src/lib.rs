@@ -35,6 +35,7 @@ pub mod config;
 mod domain;
 mod grpc;
 mod net;
+mod notice;
 pub mod regulator;
 mod report;
 mod scoring;
@@ -75,6 +76,7 @@ pub use wire::pb;
 
 /// Conversions between records and their protobuf form, and the API's resource names.
 pub mod convert {
+    pub use crate::wire::attestation::bundle_from_pb;
     pub use crate::wire::convert::{
         from_timestamp, parse_record_name, parse_subject_name, purpose_from_pb, purpose_to_pb, record_from_pb,
         record_from_stored, record_name, record_to_pb, record_to_stored, timestamp,
@@ -82,11 +84,12 @@ pub mod convert {
 }
 
 // What a regulator reads: log entries and the Merkle proofs over them (checks in `regulator`).
-pub use audit::{merkle, Action, Entry};
+pub use audit::{attestation, merkle, Action, Entry};
 
 // Scores: the scorecard model a node runs.
 pub use scoring::{Band, Model, ModelError};
 
 // An operator's tools: backups of the embedded store, and a person's report as a web page.
 pub use backup::{backup_to_file, read_identities, read_recipients, restore_from_file, BackupError, BackupSummary};
+pub use notice::{render as render_notice, write as write_notice};
 pub use report::{render as render_report, write as write_report};

@@ -115,7 +115,7 @@ fn dispute_status(s: i32) -> &'static str {
     }
 }
 
-const STYLE: &str = r#"
+pub(crate) const STYLE: &str = r#"
 * { box-sizing: border-box; }
 body { font-family: "Helvetica Neue", Arial, "Noto Sans CJK SC", sans-serif; color: #1d2430; margin: 0; background: #f4f6f8; }
 main { max-width: 960px; margin: 0 auto; background: #fff; padding: 28px 36px 40px; }
@@ -153,6 +153,30 @@ pub fn write(path: &std::path::Path, r: &pb::SubjectReport) -> std::io::Result<(
     file.sync_all()
 }
 
+/// The what-if section: the smallest changes that reach the next band, each with the exact
+/// score it gives.
+fn what_if(h: &mut String, score: &pb::Score) {
+    if score.what_if_target == 0 {
+        return;
+    }
+    let _ = write!(h, "<h2>What would reach {}</h2>", score.what_if_target);
+    if score.what_if.is_empty() {
+        h.push_str("<p class=\"meta\" id=\"what-if\">No change within your control reaches it now.</p>");
+        return;
+    }
+    h.push_str("<p>Any one of these, and nothing smaller of its kind, would do it; the score shown is exact, computed by the scorecard itself:</p><ul class=\"reasons\" id=\"what-if\">");
+    for w in &score.what_if {
+        let _ = write!(
+            h,
+            "<li data-lever=\"{}\">{} <span class=\"meta\">(score {})</span></li>",
+            escape(&w.lever),
+            escape(&w.text),
+            w.predicted_score
+        );
+    }
+    h.push_str("</ul>");
+}
+
 /// Renders a person's report as one HTML page.
 pub fn render(r: &pb::SubjectReport) -> String {
     let mut h = String::new();
@@ -182,11 +206,15 @@ pub fn render(r: &pb::SubjectReport) -> String {
     let _ = write!(
         h,
         "<h2>Your score</h2><div class=\"score\"><div class=\"big\" id=\"score\">{}</div><div><div class=\"band\" id=\"band\">{}</div>\
-         <div class=\"meta\">on a scale from {MIN_SCORE} to {MAX_SCORE}; model {}</div></div></div>\
+         <div class=\"meta\">on a scale from {MIN_SCORE} to {MAX_SCORE}, as of {}; model {}</div></div></div>\
          <div class=\"scale\"><div class=\"marker\" style=\"left: calc({at:.1}% - 2px)\"></div></div>\
          <div class=\"ticks\">{}</div>",
-        score.score,
-        band.as_str(),
+        if score.exclusion.is_some() { "—".to_owned() } else { score.score.to_string() },
+        match &score.exclusion {
+            Some(x) => format!("not scoreable ({}): {}", escape(&x.code), escape(&x.description)),
+            None => band.as_str().to_owned(),
+        },
+        escape(&score.scored_on),
         escape(&score.model_version),
         [(350, "350 poor"), (550, "550 fair"), (600, "600"), (650, "650"), (700, "700 excellent"), (950, "950")]
             .iter()
@@ -218,6 +246,7 @@ pub fn render(r: &pb::SubjectReport) -> String {
             score.disputed_records_excluded
         );
     }
+    what_if(&mut h, &score);
     // Protections.
     let p = r.protection.clone().unwrap_or_default();
     h.push_str("<h2>Freeze and fraud alert</h2>");

@@ -11,11 +11,12 @@ use tracing::{info, warn};
 
 use crate::{
     app::{decide::Policy, Settings, UseCases},
-    config::{Backend, NodeConfig},
+    config::{Backend, NodeConfig, OnUnscoreable},
     grpc::node::Node,
     grpc::{
-        admin::AdminApi, audit::AuditApi, disputes::DisputesApi, federation::FederationApi, locator::LocatorApi,
-        records::RecordsApi, scoring::ScoringApi, subjects::SubjectsApi,
+        admin::AdminApi, attest::AttestApi, audit::AuditApi, decisions::DecisionsApi, disputes::DisputesApi,
+        federation::FederationApi, locator::LocatorApi, records::RecordsApi, scoring::ScoringApi,
+        subjects::SubjectsApi,
     },
     net::directory_watch::DirectorySource,
     net::identity::Identity,
@@ -27,7 +28,8 @@ use crate::{
         DynStorage,
     },
     wire::pb::bureau::v1::{
-        admin_service_server::AdminServiceServer, audit_service_server::AuditServiceServer,
+        admin_service_server::AdminServiceServer, attestation_service_server::AttestationServiceServer,
+        audit_service_server::AuditServiceServer, decisions_service_server::DecisionsServiceServer,
         disputes_service_server::DisputesServiceServer, federation_service_server::FederationServiceServer,
         locator_service_server::LocatorServiceServer, records_service_server::RecordsServiceServer,
         scoring_service_server::ScoringServiceServer, subjects_service_server::SubjectsServiceServer,
@@ -213,7 +215,16 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         policies: cfg
             .policies
             .iter()
-            .map(|(name, p)| (name.clone(), Policy { purpose: p.purpose, min_score: p.min_score }))
+            .map(|(name, p)| {
+                (
+                    name.clone(),
+                    Policy {
+                        purpose: p.purpose,
+                        min_score: p.min_score,
+                        refer_unscoreable: p.unscoreable == OnUnscoreable::Refer,
+                    },
+                )
+            })
             .collect(),
         model,
         peer_deadline: Duration::from_millis(cfg.scoring.peer_deadline_ms),
@@ -266,6 +277,8 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         AdminServiceServer::new(AdminApi::new(node.clone())),
         DisputesServiceServer::new(DisputesApi::new(node.clone())),
         LocatorServiceServer::new(LocatorApi::new(node.clone())),
+        AttestationServiceServer::new(AttestApi::new(node.clone())),
+        DecisionsServiceServer::new(DecisionsApi::new(node.clone())),
     );
     for name in services.iter().chain(&[READS, WRITES]) {
         health.set_service_status(*name, ServingStatus::Serving).await;

@@ -304,9 +304,21 @@ async fn policies_decide_on_the_federated_score() {
     let nodes = f
         .fed
         .start_all(&["bank", "payapp"], |c| {
-            use bureau::{config::PolicyConfig, Purpose};
-            c.policies.insert("always".into(), PolicyConfig { min_score: 350, purpose: Purpose::DepositWaiver });
-            c.policies.insert("never".into(), PolicyConfig { min_score: 951, purpose: Purpose::DepositWaiver });
+            use bureau::{
+                config::{OnUnscoreable, PolicyConfig},
+                Purpose,
+            };
+            c.policies.insert(
+                "always".into(),
+                PolicyConfig { min_score: 350, purpose: Purpose::DepositWaiver, unscoreable: Default::default() },
+            );
+            c.policies.insert(
+                "never".into(),
+                PolicyConfig { min_score: 951, purpose: Purpose::DepositWaiver, unscoreable: Default::default() },
+            );
+            let deposit =
+                PolicyConfig { min_score: 350, purpose: Purpose::DepositWaiver, unscoreable: OnUnscoreable::Deposit };
+            c.policies.insert("deposit".into(), deposit);
         })
         .await
         .unwrap();
@@ -321,9 +333,26 @@ async fn policies_decide_on_the_federated_score() {
     let yes = c.decide(decide("always", "c-1")).await.unwrap().into_inner();
     assert!(yes.approved);
     assert_eq!(yes.threshold, 350);
-    assert_eq!(yes.score.unwrap().records_used, 4);
+    let score = yes.score.unwrap();
+    assert_eq!(score.records_used, 4);
+    assert_eq!((score.range_min, score.range_max, score.exclusion), (350, 950, None));
+    assert_eq!(score.scored_on, chrono::Utc::now().date_naive().format("%Y-%m-%d").to_string());
     let no = c.decide(decide("never", "c-2")).await.unwrap().into_inner();
     assert!(!no.approved);
+    // A file with no records is unscoreable: no number, an exclusion code, and each policy's
+    // own rule (refer by default, or ask the deposit).
+    let thin = |policy: &str| pb::DecideRequest {
+        subject_id: subject(9),
+        policy: policy.into(),
+        consent_reference: "c-3".into(),
+    };
+    let referred = c.decide(thin("always")).await.unwrap().into_inner();
+    assert_eq!((referred.approved, referred.outcome.as_str()), (false, "refer: unscoreable"));
+    let score = referred.score.unwrap();
+    assert_eq!((score.score, score.band, score.reasons.len()), (0, 0, 0));
+    assert_eq!(score.exclusion.map(|x| x.code).as_deref(), Some("X01"));
+    let deposit = c.decide(thin("deposit")).await.unwrap().into_inner();
+    assert_eq!((deposit.approved, deposit.outcome.as_str()), (false, "decline: unscoreable"));
     let err = c.decide(decide("never", "")).await.unwrap_err();
     assert_eq!(reason(&err).as_deref(), Some("CONSENT_REQUIRED"), "the policy's purpose needs consent");
     let err = c.decide(decide("nonesuch", "c")).await.unwrap_err();

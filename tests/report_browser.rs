@@ -127,6 +127,10 @@ async fn the_report_page_renders_in_a_real_browser_with_the_score_and_accounts()
     assert!(dom.contains("Disputed by you"));
     assert!(dom.contains("I paid &lt;on time&gt; &amp; have the receipt"));
     assert!(dom.contains("class=\"l60\""), "the payment grid is coloured");
+    // The exact what-if to the next band, when the score is below the top one.
+    if score < 700 {
+        assert!(dom.contains("<h2>What would reach ") && dom.contains("id=\"what-if\""), "{dom}");
+    }
     let errors: Vec<&str> = log
         .lines()
         .filter(|l| {
@@ -151,5 +155,85 @@ async fn the_report_page_renders_in_a_real_browser_with_the_score_and_accounts()
     std::fs::create_dir_all(&artifacts).unwrap();
     std::fs::copy(&shot, artifacts.join("report.png")).unwrap();
     std::fs::copy(&page, artifacts.join("report.html")).unwrap();
+    c.shutdown().await;
+}
+
+/// A decline's adverse-action notice: the fields in the API, and `bureau decide --notice` writes
+/// a self-contained page that headless Chromium renders with the score, its range and date, the
+/// key factors, whose data was used and the person's rights; an unscoreable file's notice says
+/// why instead of giving a number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decline_gives_an_adverse_action_notice_that_renders_in_a_real_browser() {
+    let mut c = Cluster::start(&INSTITUTIONS).await;
+    for (name, unscoreable) in [("strict", "refer"), ("strict_deposit", "deposit")] {
+        let policy: bureau::config::PolicyConfig = toml::from_str(&format!(
+            "min_score = 900\npurpose = \"credit_application\"\nunscoreable = \"{unscoreable}\""
+        ))
+        .unwrap();
+        c.cfgs[0].policies.insert(name.into(), policy);
+    }
+    c.stop(0).await;
+    c.restart(0).await;
+    let s = subject(8);
+    for (i, inst) in INSTITUTIONS.iter().enumerate().skip(1) {
+        let mut r = record(&s, &format!("{inst}-card"), 1);
+        r.balance_minor = 1_900_000;
+        r.payment_history[1] = pb::PaymentStatus::Late60 as i32;
+        c.f.records(Role::Application, inst, c.addrs[i])
+            .furnish_records(pb::FurnishRecordsRequest { records: vec![r] })
+            .await
+            .unwrap();
+    }
+    let decide = |subject: &str, policy: &str| pb::DecideRequest {
+        subject_id: subject.into(),
+        policy: policy.into(),
+        consent_reference: "loan-9".into(),
+    };
+    let mut scoring = ScoringServiceClient::new(c.app(0));
+    let d = scoring.decide(decide(&s, "strict")).await.unwrap().into_inner();
+    assert_eq!(d.outcome, "decline");
+    let n = d.notice.unwrap();
+    let score = d.score.unwrap();
+    assert_eq!((n.score, n.range_min, n.range_max), (score.score, 350, 950));
+    assert_eq!(n.scored_on, score.scored_on);
+    assert!(!n.key_factors.is_empty() && n.key_factors.len() <= 4, "{:?}", n.key_factors);
+    assert_eq!(n.key_factors[0], score.reasons[0].description);
+    assert_eq!(n.sources, ["bank", "bikeshare"]);
+    assert_eq!((n.retention_profile.as_str(), n.dispute_days), ("pbc", 20));
+    assert!(n.rights.iter().any(|r| r.contains("within 20 days")), "{:?}", n.rights);
+    // An approval has no notice; an unscoreable decline says why, with no number.
+    let thin = scoring.decide(decide(&subject(9), "strict_deposit")).await.unwrap().into_inner();
+    assert_eq!(thin.outcome, "decline: unscoreable");
+    let tn = thin.notice.unwrap();
+    assert_eq!((tn.score, tn.exclusion_code.as_str(), tn.key_factors.len()), (0, "X01", 0));
+    let referred = scoring.decide(decide(&subject(9), "strict")).await.unwrap().into_inner();
+    assert!(referred.notice.is_none(), "a referral is not a decline");
+
+    let out_dir = tempfile::tempdir().unwrap();
+    let page = out_dir.path().join("notice.html");
+    let run = c
+        .cli("payapp", c.addrs[0], &["decide", "--subject", &s, "--policy", "strict", "--consent", "loan-10"])
+        .arg("--notice")
+        .arg(&page)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(run.status.success(), "{stdout}{}", String::from_utf8_lossy(&run.stderr));
+    assert!(stdout.contains("strict: DECLINE (threshold 900)") && stdout.contains("key factor: "), "{stdout}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(!html.contains("<script") && !html.contains("http://") && !html.contains("https://"), "self-contained");
+    let (dom, log) = headless(out_dir.path(), &page, &["--dump-dom"]);
+    // The command line's decision is a second hard inquiry: its own score, as it printed it.
+    let printed = stdout.split("\nscore ").nth(1).and_then(|t| t.split(' ').next()).unwrap();
+    assert!(dom.contains(&format!("<div class=\"big\" id=\"score\">{printed}</div>")), "{dom}");
+    assert!(dom.contains(&format!("on a scale from 350 to 950, computed on {}", score.scored_on)), "{dom}");
+    assert!(dom.contains(&format!("<li>{}</li>", n.key_factors[0])), "{dom}");
+    assert!(dom.contains("<ul id=\"sources\"><li>bank</li><li>bikeshare</li></ul>"), "{dom}");
+    assert!(dom.contains("must answer within 20 days"), "{dom}");
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE") || l.contains("net::ERR_")).collect();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-browser");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    std::fs::copy(&page, artifacts.join("notice.html")).unwrap();
     c.shutdown().await;
 }

@@ -357,7 +357,11 @@ async fn a_fraud_alert_travels_with_answers_and_turns_approval_into_a_referral()
     for cfg in &mut c.cfgs {
         cfg.policies.insert(
             "deposit_waiver".into(),
-            bureau::config::PolicyConfig { min_score: 350, purpose: bureau::Purpose::DepositWaiver },
+            bureau::config::PolicyConfig {
+                min_score: 350,
+                purpose: bureau::Purpose::DepositWaiver,
+                unscoreable: Default::default(),
+            },
         );
     }
     c.stop(ME).await;

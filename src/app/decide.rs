@@ -7,11 +7,13 @@ use std::{collections::BTreeMap, sync::Arc};
 use crate::{
     app::{
         journal::Journal,
+        notice::{adverse_notice, Declined},
         score::{FederatedScore, ScoreError, Scorer},
     },
     audit::{About, Entry},
     domain::inquiry::Purpose,
     net::trace::TraceContext,
+    wire::pb::bureau::v1 as pb,
 };
 
 /// One named policy: the purpose its queries name and the lowest approving score.
@@ -21,6 +23,8 @@ pub(crate) struct Policy {
     pub purpose: Purpose,
     /// Lowest approving score.
     pub min_score: i32,
+    /// An unscoreable file is referred to a person (else the waiver is declined).
+    pub refer_unscoreable: bool,
 }
 
 /// The decision use case: the node's named policies over its scorer. Cheap to clone.
@@ -39,12 +43,15 @@ pub(crate) struct Decisions {
 pub(crate) struct Decision {
     /// Approved automatically.
     pub approved: bool,
-    /// `approve`, `decline` or `refer: verify identity` (a fraud alert stands).
+    /// `approve`, `decline`, `refer: verify identity` (a fraud alert stands), or for a file
+    /// too thin to score `refer: unscoreable` or `decline: unscoreable`, as the policy says.
     pub outcome: &'static str,
     /// The policy's threshold.
     pub threshold: i32,
     /// The score decided on.
     pub score: FederatedScore,
+    /// For a decline, the notice the lender gives the person.
+    pub notice: Option<pb::AdverseActionNotice>,
 }
 
 /// Why no decision was made.
@@ -84,11 +91,15 @@ impl Decisions {
         })?;
         let score = self.scorer.score(subject, Some(policy.purpose), consent, trace).await?;
         // A fraud alert means no automatic approval: the lender verifies identity first.
-        let (approved, outcome, verdict) = match (score.result.score >= policy.min_score, score.fraud_alert) {
-            (_, true) => (false, "refer: verify identity", "referred"),
-            (true, false) => (true, "approve", "approved"),
-            (false, false) => (false, "decline", "declined"),
-        };
+        let unscoreable = score.result.exclusion.is_some();
+        let (approved, outcome, verdict) =
+            match (score.result.score >= policy.min_score, score.fraud_alert, unscoreable) {
+                (_, true, _) => (false, "refer: verify identity", "referred"),
+                (_, false, true) if policy.refer_unscoreable => (false, "refer: unscoreable", "referred:unscoreable"),
+                (_, false, true) => (false, "decline: unscoreable", "declined:unscoreable"),
+                (true, false, false) => (true, "approve", "approved"),
+                (false, false, false) => (false, "decline", "declined"),
+            };
         let about = About {
             query_id: &score.query_id,
             subject_id: subject,
@@ -106,6 +117,11 @@ impl Decisions {
         );
         self.journal.record(vec![entry]).await.map_err(ScoreError::from)?;
         tracing::debug!(policy = %name, subject = %subject, score = score.result.score, approved, "decision served");
-        Ok(Decision { approved, outcome, threshold: policy.min_score, score })
+        let notice = outcome.starts_with("decline").then(|| {
+            let declined =
+                Declined { policy: name, outcome, lender: self.journal.institution(), time: self.journal.now() };
+            adverse_notice(&declined, &score, &self.scorer.life.retention)
+        });
+        Ok(Decision { approved, outcome, threshold: policy.min_score, score, notice })
     }
 }

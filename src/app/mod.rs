@@ -5,6 +5,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod answer;
+pub(crate) mod attest;
 pub(crate) mod audit_log;
 pub(crate) mod consent;
 pub(crate) mod decide;
@@ -14,6 +15,7 @@ pub(crate) mod holdings;
 pub(crate) mod journal;
 pub(crate) mod lifecycle;
 pub(crate) mod locator;
+pub(crate) mod notice;
 pub(crate) mod notice_checks;
 pub(crate) mod outbox;
 pub(crate) mod proofs;
@@ -77,6 +79,8 @@ pub(crate) struct UseCases {
     pub scorer: score::Scorer,
     /// Policy decisions.
     pub decisions: decide::Decisions,
+    /// Signed threshold attestations.
+    pub attestations: attest::Attestations,
     /// The person's own report.
     pub reports: report::Reports,
     /// The regulator's view of the log.
@@ -127,7 +131,10 @@ impl UseCases {
             protections: protections.clone(),
             consents: consents.clone(),
         };
+        let decisions = decide::Decisions::new(s.policies, scorer.clone(), journal.clone());
         Self {
+            attestations: attest::Attestations::new(decisions.clone(), journal.clone(), prover.clone()),
+            decisions,
             records: records::Records::new(life.clone()),
             answers: answer::Answers::new(
                 life.clone(),
@@ -136,7 +143,6 @@ impl UseCases {
                 window_days,
                 consents.clone(),
             ),
-            decisions: decide::Decisions::new(s.policies, scorer.clone(), journal.clone()),
             reports: report::Reports::new(scorer.clone(), disputes.clone(), prover.clone(), journal.clone()),
             audit: audit_log::AuditLog::new(store, prover, journal.clone()),
             admin: admin::Admin::new(life.clone(), journal.clone(), s.administrators),

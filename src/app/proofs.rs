@@ -3,10 +3,13 @@
 
 use std::sync::Arc;
 
+use base64::{engine::general_purpose::STANDARD, Engine as _};
 use ed25519_dalek::SigningKey;
 
 use crate::{
-    audit::checkpoint::Checkpoint,
+    audit::attestation::{self, Bundle, Claims},
+    audit::checkpoint::{verifier_key, Checkpoint},
+    audit::Entry,
     domain::inquiry::Inquiry,
     storage::{DynStorage, StoreError, TreeHead},
     wire::{convert, pb::bureau::v1 as pb},
@@ -46,6 +49,35 @@ pub(crate) struct Proofs {
 }
 
 impl Prover {
+    /// The log's origin, which is also its key's name.
+    pub(crate) fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Signs attestation claims with the checkpoint key, naming it by its verifier key string.
+    pub(crate) fn sign_attestation(&self, claims: &Claims) -> String {
+        let kid = verifier_key(&self.origin, &self.key.verifying_key());
+        attestation::sign(claims, &self.key, &kid)
+    }
+
+    /// Appends `entry`, makes it durable, and proves it against a checkpoint signed at the
+    /// durable head: the bundle an attestation's verifier keeps, around `jws`.
+    pub(crate) async fn log_and_prove(&self, entry: Entry, jws: String) -> Result<Bundle, StoreError> {
+        let index = self.store.append_audit(vec![entry]).await?;
+        self.store.sync().await?;
+        let (checkpoint, head) = self.signed_head().await?;
+        let leaf = self.store.audit_entries(index, 1).await?.into_iter().next().map(|(_, l)| l).unwrap_or_default();
+        let proof = self.store.audit_inclusion(index, head.size).await?;
+        Ok(Bundle {
+            jws,
+            log_index: index,
+            log_entry: STANDARD.encode(leaf),
+            inclusion_proof: proof.iter().map(|h| STANDARD.encode(h)).collect(),
+            tree_size: head.size,
+            checkpoint: checkpoint.signed_note,
+        })
+    }
+
     /// A prover over `store`'s log, signing with `key` as `origin`.
     pub(crate) fn new(store: DynStorage, key: Arc<SigningKey>, origin: String, institution: String) -> Self {
         Self { store, key, origin, institution }

@@ -64,7 +64,11 @@ impl Reports {
 
     /// Assembles `subject`'s report from the whole federation and logs it durably.
     pub(crate) async fn report(&self, subject: &str, consent: &str, trace: TraceContext) -> Result<Report, ScoreError> {
-        let score = self.scorer.score(subject, Some(Purpose::SubjectRequest), consent, trace).await?;
+        let mut score = self.scorer.score(subject, Some(Purpose::SubjectRequest), consent, trace).await?;
+        // What would reach the next band: the person's own question, answered exactly.
+        if let Some(edge) = Scorer::next_band(&score) {
+            self.scorer.what_if(&mut score, edge);
+        }
         // Proofs for the inquiries this node recorded; peers sent theirs with their answers.
         let mut proven: Vec<pb::Inquiry> = Vec::new();
         let mut checkpoints = Vec::new();

@@ -19,7 +19,7 @@ use crate::{
         peers::{PeerOutcome, PeerResult, Peers, Query},
         trace::TraceContext,
     },
-    scoring::{Model, ScoreResult},
+    scoring::{whatif::Suggestion, Band, Model, ScoreResult, MAX_SCORE, MIN_SCORE},
     storage::StoreError,
 };
 
@@ -74,6 +74,12 @@ pub(crate) struct FederatedScore {
     pub asked: usize,
     /// Members this node could have asked.
     pub members: usize,
+    /// The inquiries the score counted (merged, one per federated query).
+    pub inquiries: Vec<Inquiry>,
+    /// The smallest changes that reach [`Self::what_if_target`], when one was asked.
+    pub what_if: Vec<Suggestion>,
+    /// The target score the what-if is for; 0 when none was asked.
+    pub what_if_target: i32,
 }
 
 /// How a score chose whom to ask.
@@ -230,8 +236,9 @@ impl Scorer {
         let result = self.model.score(&records, &inquiries, today);
         let fraud_alert = protection.alert_active(now) || coverage.iter().any(|c| c.fraud_alert);
         let outcome = format!(
-            "score={}{}{}",
+            "score={}{}{}{}",
             result.score,
+            result.exclusion.map(|e| format!(" unscoreable={}", e.code())).unwrap_or_default(),
             if partial { " partial" } else { "" },
             if fraud_alert { " fraud_alert" } else { "" }
         );
@@ -265,7 +272,41 @@ impl Scorer {
             route,
             asked,
             members,
+            inquiries,
+            what_if: Vec::new(),
+            what_if_target: 0,
         })
+    }
+
+    /// Scores `subject_id` as [`Self::score`] does and adds the smallest changes within the
+    /// person's control that reach `target` (350 to 950), computed from the scorecard itself.
+    pub(crate) async fn score_what_if(
+        &self,
+        subject_id: &str,
+        purpose: Option<Purpose>,
+        consent: &str,
+        trace: TraceContext,
+        target: i32,
+    ) -> Result<FederatedScore, ScoreError> {
+        let mut s = self.score(subject_id, purpose, consent, trace).await?;
+        self.what_if(&mut s, target);
+        Ok(s)
+    }
+
+    /// Fills `s`'s what-if for `target` (clamped to the scale).
+    pub(crate) fn what_if(&self, s: &mut FederatedScore, target: i32) {
+        let target = target.clamp(MIN_SCORE, MAX_SCORE);
+        s.what_if = self.model.what_if(&s.records, &s.inquiries, s.result.as_of, target);
+        s.what_if_target = target;
+    }
+
+    /// The next band's lowest score above `s` (what a person's report shows a what-if for), or
+    /// the lowest score for an unscoreable file (what makes it scoreable); none at the top band.
+    pub(crate) fn next_band(s: &FederatedScore) -> Option<i32> {
+        if s.result.exclusion.is_some() {
+            return Some(MIN_SCORE);
+        }
+        [550, 600, 650, 700].into_iter().find(|edge| Band::of(*edge) > s.result.band)
     }
 
     /// Asks the members that matter for `query`: with a record locator, the ones it names as

@@ -63,6 +63,8 @@ pub enum Action {
     ConsentVerified,
     /// Expired consent nonces were forgotten.
     ConsentNoncesPurged,
+    /// A threshold attestation was issued (`detail` is the signed statement, with no score).
+    AttestationIssued,
 }
 
 /// The query an entry is about: the federated query id, the person, the purpose named and the

@@ -75,6 +75,7 @@ pub(crate) fn entry_to_pb(index: u64, bytes: Vec<u8>, e: &Entry) -> pb::AuditEnt
             Action::HoldingsDelivered => pb::AuditAction::HoldingsDelivered,
             Action::ConsentVerified => pb::AuditAction::ConsentVerified,
             Action::ConsentNoncesPurged => pb::AuditAction::ConsentNoncesPurged,
+            Action::AttestationIssued => pb::AuditAction::AttestationIssued,
         } as i32,
         query_id: e.query_id.clone(),
         actor: e.actor.clone(),

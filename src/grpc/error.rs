@@ -8,8 +8,8 @@ use tonic_types::{ErrorDetails, StatusExt};
 use tracing::error;
 
 use crate::app::{
-    answer::QueryRefusal, decide::DecideError, disputes::DisputeError, protection::ProtectionError, score::ScoreError,
-    StoreError,
+    answer::QueryRefusal, attest::AttestError, decide::DecideError, disputes::DisputeError,
+    protection::ProtectionError, score::ScoreError, StoreError,
 };
 
 /// The `ErrorInfo.domain` of every error this service sends.
@@ -369,6 +369,17 @@ impl From<DecideError> for ApiError {
         match e {
             DecideError::UnknownPolicy { .. } => Self::NotFound(e.to_string()),
             DecideError::Score(s) => s.into(),
+        }
+    }
+}
+
+impl From<AttestError> for ApiError {
+    fn from(e: AttestError) -> Self {
+        match e {
+            AttestError::Invalid { field, why } => Self::invalid(field, why),
+            AttestError::NoKey => Self::FailedPrecondition { reason: Reason::NoLogKey, message: e.to_string() },
+            AttestError::Decide(d) => d.into(),
+            AttestError::Store(s) => s.into(),
         }
     }
 }

@@ -2,8 +2,10 @@
 //! results to messages; the one error→status map; page tokens; the node state they share.
 
 pub(crate) mod admin;
+pub(crate) mod attest;
 pub(crate) mod audit;
 pub(crate) mod auth;
+pub(crate) mod decisions;
 pub(crate) mod disputes;
 pub(crate) mod error;
 pub(crate) mod federation;

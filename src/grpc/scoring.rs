@@ -10,7 +10,7 @@ use crate::{
     net::identity::Identity,
     net::peers::PeerOutcome,
     net::trace::TraceContext,
-    scoring::Band,
+    scoring::{whatif::Suggestion, Band, MAX_SCORE, MIN_SCORE},
     wire::convert,
     wire::pb::bureau::v1::{self as pb, scoring_service_server::ScoringService},
 };
@@ -38,14 +38,19 @@ fn band_to_pb(b: Band) -> pb::ScoreBand {
 }
 
 /// The protobuf form of a federated score.
+/// An unscoreable file's score carries no number, band or reasons: only its exclusion.
 pub(crate) fn score_to_pb(s: &FederatedScore) -> pb::Score {
+    let excluded = s.result.exclusion;
+    let shown = if excluded.is_some() { &[][..] } else { &s.result.reasons[..] };
     pb::Score {
         subject_id: s.subject_id.clone(),
-        score: s.result.score,
-        band: band_to_pb(s.result.band) as i32,
-        reasons: s
-            .result
-            .reasons
+        score: if excluded.is_some() { 0 } else { s.result.score },
+        band: if excluded.is_some() { pb::ScoreBand::Unspecified } else { band_to_pb(s.result.band) } as i32,
+        scored_on: s.result.as_of.format("%Y-%m-%d").to_string(),
+        range_min: MIN_SCORE,
+        range_max: MAX_SCORE,
+        exclusion: excluded.map(|e| pb::ScoreExclusion { code: e.code().into(), description: e.description().into() }),
+        reasons: shown
             .iter()
             .map(|r| pb::ReasonCode {
                 code: r.code.clone(),
@@ -83,6 +88,29 @@ pub(crate) fn score_to_pb(s: &FederatedScore) -> pb::Score {
         } as i32,
         members_asked: s.asked as u32,
         members: s.members as u32,
+        what_if: s.what_if.iter().map(what_if_to_pb).collect(),
+        what_if_target: s.what_if_target,
+    }
+}
+
+/// The protobuf form of a what-if suggestion.
+fn what_if_to_pb(w: &Suggestion) -> pb::WhatIf {
+    pb::WhatIf {
+        lever: w.lever.as_str().into(),
+        text: w.text.clone(),
+        accounts: w
+            .accounts
+            .iter()
+            .map(|a| pb::WhatIfAccount {
+                furnisher: a.furnisher.clone(),
+                record_id: a.record_id.clone(),
+                balance_to_minor: a.balance_to_minor,
+                bring_current: a.bring_current,
+            })
+            .collect(),
+        pay_minor: w.pay_minor,
+        wait_days: w.wait_days,
+        predicted_score: w.predicted,
     }
 }
 
@@ -138,6 +166,7 @@ impl ScoringApi {
             threshold: d.threshold,
             score: Some(score_to_pb(&d.score)),
             outcome: d.outcome.into(),
+            notice: d.notice,
         })
     }
 }

@@ -21,6 +21,7 @@ use self::facts::Facts;
 use crate::{domain::inquiry::Inquiry, domain::record::CreditRecord};
 
 mod facts;
+pub(crate) mod whatif;
 
 /// Lowest score.
 pub(crate) const MIN_SCORE: i32 = 350;
@@ -107,6 +108,62 @@ pub struct ScoreResult {
     pub lines: Vec<LineScore>,
     /// Records under dispute (XB) whose delinquency and derogatory status were left out.
     pub disputed_excluded: usize,
+    /// The day the file was scored as of (inquiry windows and account ages count to it).
+    pub as_of: NaiveDate,
+    /// Set when the file is too thin to score (see [`Exclusion`]): `score` is then computed
+    /// but must not be given as the person's score, and decisions treat it by their policy.
+    pub exclusion: Option<Exclusion>,
+}
+
+/// Why a file is unscoreable, after VantageScore's exclusion codes. The documented rule
+/// ([`Exclusion::of`]): a file with no record at all, or whose only records are under
+/// dispute, has no usable records; a file whose oldest account was opened less than
+/// [`MIN_HISTORY_MONTHS`] months before the scoring day has too little history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exclusion {
+    /// No record the score could rest on (`X01`).
+    NoUsableRecords,
+    /// Every record is under dispute (`X02`).
+    AllDisputed,
+    /// The oldest account is younger than [`MIN_HISTORY_MONTHS`] (`X03`).
+    TooLittleHistory,
+}
+
+/// Months of history the oldest account needs before a file is scored (FICO asks six).
+pub(crate) const MIN_HISTORY_MONTHS: u64 = 6;
+
+impl Exclusion {
+    /// The rule, over the facts of one file: records used, records under dispute, and the age
+    /// of the oldest account in months.
+    fn of(records: usize, disputed: usize, history_months: Option<u64>) -> Option<Self> {
+        if records == 0 {
+            Some(Self::NoUsableRecords)
+        } else if disputed == records {
+            Some(Self::AllDisputed)
+        } else if history_months.is_none_or(|m| m < MIN_HISTORY_MONTHS) {
+            Some(Self::TooLittleHistory)
+        } else {
+            None
+        }
+    }
+
+    /// Its stable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::NoUsableRecords => "X01",
+            Self::AllDisputed => "X02",
+            Self::TooLittleHistory => "X03",
+        }
+    }
+
+    /// Its text for the person and the lender.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::NoUsableRecords => "No credit record on file",
+            Self::AllDisputed => "Every record on file is under dispute",
+            Self::TooLittleHistory => "Oldest account opened less than six months ago",
+        }
+    }
 }
 
 /// Why a model is refused.
@@ -344,7 +401,16 @@ impl Model {
         } else {
             MIN_SCORE
         };
-        ScoreResult { score, band: Band::of(score), reasons, lines, disputed_excluded: facts.disputed_excluded }
+        let exclusion = Exclusion::of(records.len(), facts.disputed_excluded, facts.value("history_months"));
+        ScoreResult {
+            score,
+            band: Band::of(score),
+            reasons,
+            lines,
+            disputed_excluded: facts.disputed_excluded,
+            as_of,
+            exclusion,
+        }
     }
 
     /// How many days back the inquiry line counts hard inquiries (180 unless the model says).

@@ -217,3 +217,26 @@ proptest! {
         prop_assert!(m.score(&f, &more, as_of()).score <= before);
     }
 }
+
+/// The documented rule for unscoreable files: no record (X01), every record under dispute
+/// (X02), oldest account younger than six months (X03); otherwise scored.
+#[test]
+fn thin_files_are_unscoreable_with_an_exclusion_code() {
+    use crate::domain::dispute::{DisputeMark, MarkState};
+    let m = Model::embedded_default();
+    assert_eq!(m.score(&[], &[], as_of()).exclusion, Some(Exclusion::NoUsableRecords));
+    let mut r = crate::domain::record::tests::sample();
+    r.opened = as_of() - chrono::Months::new(6);
+    assert_eq!(m.score(std::slice::from_ref(&r), &[], as_of()).exclusion, None, "six months is enough");
+    r.opened = as_of() - chrono::Months::new(5);
+    let young = m.score(std::slice::from_ref(&r), &[], as_of());
+    assert_eq!(
+        (young.exclusion, young.exclusion.map(Exclusion::code)),
+        (Some(Exclusion::TooLittleHistory), Some("X03"))
+    );
+    r.opened = as_of() - chrono::Months::new(60);
+    r.dispute = Some(DisputeMark { state: MarkState::Disputed, statement: "not mine".into() });
+    assert_eq!(m.score(&[r], &[], as_of()).exclusion, Some(Exclusion::AllDisputed));
+    let scored = m.score(&file(1, 0), &[], as_of());
+    assert_eq!(scored.as_of, as_of());
+}

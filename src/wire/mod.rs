@@ -2,6 +2,7 @@
 //! conversions between its messages and the domain types. Storage reuses the record message as
 //! its on-disk codec, so this floor sits below storage.
 
+pub(crate) mod attestation;
 pub(crate) mod convert;
 
 /// Code generated from `proto/bureau/v1` and the Google types it uses.

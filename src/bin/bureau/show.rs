@@ -7,9 +7,15 @@ use bureau::pb::bureau::v1 as pb;
 pub fn print_score(s: &pb::Score) {
     let band =
         pb::ScoreBand::try_from(s.band).map(|b| b.as_str_name().trim_start_matches("SCORE_BAND_")).unwrap_or("?");
+    let head = match &s.exclusion {
+        Some(x) => format!("UNSCOREABLE {}: {}", x.code, x.description),
+        None => format!("score {} ({band})", s.score),
+    };
     println!(
-        "score {} ({band}){}  model {}  query {}",
-        s.score,
+        "{head}  range {}-{}  as of {}{}  model {}  query {}",
+        s.range_min,
+        s.range_max,
+        s.scored_on,
         if s.partial { "  PARTIAL" } else { "" },
         s.model_version,
         s.query_id
@@ -28,6 +34,14 @@ pub fn print_score(s: &pb::Score) {
         .unwrap_or_default();
     if s.members > 0 {
         println!("  asked {} of {} members ({})", s.members_asked, s.members, route.replace('_', " "));
+    }
+    if s.what_if_target > 0 {
+        if s.what_if.is_empty() {
+            println!("  what if {}: nothing within the person's control reaches it", s.what_if_target);
+        }
+        for w in &s.what_if {
+            println!("  what if {}: {} -> exactly {}", s.what_if_target, w.text, w.predicted_score);
+        }
     }
     for c in &s.coverage {
         let outcome = pb::PeerOutcome::try_from(c.outcome)

@@ -8,7 +8,7 @@ use super::conn::{print_status, RegulatorConn};
 use bureau::{
     pb::bureau::v1::{self as pb, audit_service_client::AuditServiceClient},
     regulator::{self, VerifiedLog},
-    Entry,
+    Action, Entry,
 };
 
 /// `bureau audit …`
@@ -64,6 +64,15 @@ pub enum AuditCommand {
         /// The subject id.
         #[arg(long)]
         subject: String,
+    },
+    /// List every threshold attestation a node issued: subject, verifier, outcome and the
+    /// query the decision was logged under (the score is in that decision's entry, not here).
+    Attestations {
+        #[command(flatten)]
+        conn: RegulatorConn,
+        /// The node's address.
+        #[arg(long)]
+        node: String,
     },
 }
 
@@ -124,46 +133,76 @@ pub async fn run(cmd: AuditCommand) -> Result<()> {
             }
         }
         AuditCommand::Entries { conn, node, subject } => {
-            let mut client = AuditServiceClient::new(conn.channel(&node)?);
-            let mut token = String::new();
             println!(
                 "{:>6} {:<27} {:<16} {:<10} {:<10} {:<18} {:<14} {:<22} {:>4}",
                 "index", "time", "action", "actor", "asked", "purpose", "consent", "outcome", "recs"
             );
-            loop {
-                let page = client
-                    .list_audit_entries(pb::ListAuditEntriesRequest {
-                        subject_id: subject.clone(),
-                        page_size: 500,
-                        page_token: token,
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(|s| print_status(&s))?
-                    .into_inner();
-                for e in &page.entries {
-                    let entry = Entry::from_bytes(&e.leaf_data)?;
+            each_entry(&conn, &node, subject, |index, entry| {
+                println!(
+                    "{:>6} {:<27} {:<16} {:<10} {:<10} {:<18} {:<14} {:<22} {:>4}",
+                    index,
+                    entry.time.format("%Y-%m-%d %H:%M:%S%.3f"),
+                    serde_json::to_value(entry.action)?.as_str().unwrap_or(""),
+                    entry.actor,
+                    entry.counterparty,
+                    entry.purpose.map(|p| p.as_str()).unwrap_or("-"),
+                    if entry.consent_reference.is_empty() { "-" } else { &entry.consent_reference },
+                    entry.outcome,
+                    entry.record_count
+                );
+                Ok(())
+            })
+            .await?;
+        }
+        AuditCommand::Attestations { conn, node } => {
+            println!("{:>6} {:<27} {:<24} {:<16} {:<14} jti", "index", "time", "subject", "verifier", "outcome");
+            let mut n = 0;
+            each_entry(&conn, &node, String::new(), |index, e| {
+                if e.action == Action::AttestationIssued {
+                    n += 1;
+                    let time = e.time.format("%Y-%m-%d %H:%M:%S");
                     println!(
-                        "{:>6} {:<27} {:<16} {:<10} {:<10} {:<18} {:<14} {:<22} {:>4}",
-                        e.index,
-                        entry.time.format("%Y-%m-%d %H:%M:%S%.3f"),
-                        serde_json::to_value(entry.action)?.as_str().unwrap_or(""),
-                        entry.actor,
-                        entry.counterparty,
-                        entry.purpose.map(|p| p.as_str()).unwrap_or("-"),
-                        if entry.consent_reference.is_empty() { "-" } else { &entry.consent_reference },
-                        entry.outcome,
-                        entry.record_count
+                        "{index:>6} {time:<27} {:<24} {:<16} {:<14} {}",
+                        e.subject_id, e.counterparty, e.outcome, e.query_id
                     );
                 }
-                if page.next_page_token.is_empty() {
-                    break;
-                }
-                token = page.next_page_token;
-            }
+                Ok(())
+            })
+            .await?;
+            println!("{n} attestation(s) issued");
         }
     }
     Ok(())
+}
+
+/// Calls `f` on each of a node's log entries (about `subject`, or all when empty), in order.
+async fn each_entry(
+    conn: &RegulatorConn,
+    node: &str,
+    subject: String,
+    mut f: impl FnMut(u64, Entry) -> Result<()>,
+) -> Result<()> {
+    let mut client = AuditServiceClient::new(conn.channel(node)?);
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_audit_entries(pb::ListAuditEntriesRequest {
+                subject_id: subject.clone(),
+                page_size: 500,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .map_err(|s| print_status(&s))?
+            .into_inner();
+        for e in &page.entries {
+            f(e.index, Entry::from_bytes(&e.leaf_data)?)?;
+        }
+        if page.next_page_token.is_empty() {
+            return Ok(());
+        }
+        token = page.next_page_token;
+    }
 }
 
 /// Verifies each node's log, printing what it found.

@@ -2,6 +2,7 @@
 //! and the regulator's tools; one file per command group. The lab commands (`demo`, `bench`,
 //! `gen`) exist only with feature `lab` (see `crate::lab`).
 
+mod attest;
 mod audit;
 mod conn;
 mod consent;
@@ -70,6 +71,9 @@ pub enum Command {
     /// Consent tokens: sign one as an institution's application; check evidence against a hash.
     #[command(subcommand)]
     Consent(consent::ConsentCommand),
+    /// Threshold attestations: issue one as an application, verify one offline as a verifier.
+    #[command(subcommand)]
+    Attest(attest::AttestCommand),
     /// Regulators: verify nodes' audit logs, reconcile them, read entries.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -106,6 +110,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Score(args) => scoring::score(args).await,
         Command::Decide(args) => scoring::decide(args).await,
         Command::Consent(cmd) => consent::run(cmd),
+        Command::Attest(cmd) => attest::run(cmd).await,
         Command::Audit(cmd) => audit::run(cmd).await,
         Command::Disputes(cmd) => disputes::run(cmd).await,
         Command::Report(args) => subjects::report(args).await,

@@ -5,7 +5,9 @@ use clap::{Args, ValueEnum};
 
 use super::conn::{print_status, Conn};
 use crate::show::print_score;
-use bureau::pb::bureau::v1::{self as pb, scoring_service_client::ScoringServiceClient};
+use bureau::pb::bureau::v1::{
+    self as pb, decisions_service_client::DecisionsServiceClient, scoring_service_client::ScoringServiceClient,
+};
 
 /// Why a score is asked for: the command line's spelling of the API's `Purpose` (a client speaks
 /// the wire, so it maps to `pb`, and the library's domain types stay free of clap).
@@ -51,6 +53,9 @@ pub struct ScoreArgs {
     /// issue`), where the purpose needs one.
     #[arg(long, default_value = "")]
     consent: String,
+    /// Also show the smallest changes within the person's control that reach this score.
+    #[arg(long, value_name = "TARGET")]
+    what_if: Option<i32>,
 }
 
 /// `bureau decide`
@@ -68,20 +73,27 @@ pub struct DecideArgs {
     /// (`bureau consent issue`).
     #[arg(long, default_value = "")]
     consent: String,
+    /// For a decline, write the adverse-action notice here as an HTML page (0600).
+    #[arg(long)]
+    notice: Option<std::path::PathBuf>,
 }
 
 /// Prints a subject's federated score.
 pub async fn score(args: ScoreArgs) -> Result<()> {
-    let mut c = ScoringServiceClient::new(args.conn.channel()?);
-    let s = c
-        .get_score(pb::GetScoreRequest {
-            subject_id: args.subject,
-            purpose: pb::Purpose::from(args.purpose) as i32,
-            consent_reference: args.consent,
-        })
-        .await
-        .map_err(|s| print_status(&s))?
-        .into_inner();
+    let channel = args.conn.channel()?;
+    let purpose = pb::Purpose::from(args.purpose) as i32;
+    let s = match args.what_if {
+        Some(target) => DecisionsServiceClient::new(channel)
+            .what_if(pb::WhatIfRequest { subject_id: args.subject, purpose, consent_reference: args.consent, target })
+            .await
+            .map_err(|s| print_status(&s))?
+            .into_inner(),
+        None => ScoringServiceClient::new(channel)
+            .get_score(pb::GetScoreRequest { subject_id: args.subject, purpose, consent_reference: args.consent })
+            .await
+            .map_err(|s| print_status(&s))?
+            .into_inner(),
+    };
     print_score(&s);
     Ok(())
 }
@@ -102,6 +114,16 @@ pub async fn decide(args: DecideArgs) -> Result<()> {
     println!("{}: {} (threshold {})", d.policy, verdict.to_uppercase(), d.threshold);
     if let Some(s) = d.score {
         print_score(&s);
+    }
+    if let Some(n) = &d.notice {
+        for f in n.key_factors.iter().chain(Some(&n.inquiries_factor).filter(|f| !f.is_empty())) {
+            println!("  key factor: {f}");
+        }
+        println!("  sources: {}", n.sources.join(", "));
+        if let Some(path) = &args.notice {
+            bureau::write_notice(path, n)?;
+            println!("adverse-action notice written to {}", path.display());
+        }
     }
     Ok(())
 }

@@ -63,6 +63,55 @@ fn node<'a>(nodes: &'a [RunningNode], inst: &str) -> &'a RunningNode {
     nodes.iter().find(|n| n.institution == inst).expect("demo node")
 }
 
+/// The deposit waiver as a rental kiosk sees it: bikeshare's application asks its node for a
+/// threshold attestation (one bit, no score) for the kiosk and its nonce, and the kiosk checks
+/// it offline with bikeshare's public key alone; a tampered copy is refused.
+async fn attested_waiver(fed: &LocalFederation, addr: std::net::SocketAddr, subject: &str) -> Result<()> {
+    use bureau::{attestation, pb::bureau::v1::attestation_service_client::AttestationServiceClient};
+    let mut app = AttestationServiceClient::new(fed.client(Role::Application, "bikeshare", addr).channel()?);
+    let nonce = uuid::Uuid::new_v4().to_string();
+    let a = app
+        .attest(pb::AttestRequest {
+            subject_id: subject.into(),
+            policy: "deposit_waiver".into(),
+            consent_reference: consent(fed, "bikeshare", subject, Purpose::DepositWaiver)?,
+            verifier: "kiosk-17".into(),
+            nonce: nonce.clone(),
+        })
+        .await?
+        .into_inner();
+    let bundle = convert::bundle_from_pb(&a);
+    let key_file = fed.pki.member(Role::Node, "bikeshare").log_key.with_extension("pub");
+    let key = std::fs::read_to_string(&key_file)?;
+    let claims = attestation::verify(&bundle, key.trim(), "kiosk-17", &nonce, chrono::Utc::now())?;
+    println!(
+        "\nattested deposit waiver: bikeshare's app got a {}-byte signed statement, no score in it: {} {} {} (threshold {}), for kiosk-17, expires {}",
+        a.jws.len(),
+        &claims.sub[..8],
+        claims.outcome.to_uppercase(),
+        claims.policy,
+        claims.threshold,
+        chrono::DateTime::from_timestamp(claims.exp, 0).unwrap_or_default().format("%Y-%m-%d %H:%M UTC")
+    );
+    println!(
+        "  verified offline with {} alone: EdDSA signature, nonce, expiry, and logged at index {} of bikeshare's log (inclusion proof against its signed checkpoint)",
+        key_file.file_name().and_then(|n| n.to_str()).unwrap_or("the node's key"),
+        a.log_index
+    );
+    let mut forged = bundle.clone();
+    forged.jws = forged.jws.replacen(".ey", ".eZ", 1);
+    if let Err(e) = attestation::verify(&forged, key.trim(), "kiosk-17", &nonce, chrono::Utc::now()) {
+        println!(
+            "  one changed byte: refused ({e}); for another kiosk: refused ({})",
+            attestation::verify(&bundle, key.trim(), "kiosk-18", &nonce, chrono::Utc::now())
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
 /// Runs the demo, printing to stdout.
 pub async fn run(opts: DemoOptions) -> Result<()> {
     let tmp = tempfile::tempdir()?;
@@ -81,7 +130,10 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
             "bikeshare" => 650,
             _ => 600,
         };
-        c.policies.insert("deposit_waiver".into(), PolicyConfig { min_score, purpose: Purpose::DepositWaiver });
+        c.policies.insert(
+            "deposit_waiver".into(),
+            PolicyConfig { min_score, purpose: Purpose::DepositWaiver, unscoreable: Default::default() },
+        );
         c.limits.outbox_retry_max_ms = 250;
         // As the README configures a node: consent tokens required (the test kit opts out).
         c.consent = Default::default();
@@ -153,6 +205,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         "subject", "score", "band", "top reasons", "asked", "payapp @550", "bikeshare @650"
     );
     let samples: Vec<usize> = (0..opts.subjects.min(40)).step_by(3).take(12).collect();
+    let mut waived = None;
     for &i in &samples {
         let subject = gen::subject_id(&cfg, i);
         // Each institution's application signs the person's consent for its own decision.
@@ -165,17 +218,23 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         };
         let at_payapp = payapp.decide(decide("payapp")?).await?.into_inner();
         let at_bikeshare = bikeshare.decide(decide("bikeshare")?).await?.into_inner();
+        if at_bikeshare.approved && waived.is_none() {
+            waived = Some(subject.clone());
+        }
         let s = at_payapp.score.clone().unwrap_or_default();
         let reasons: Vec<&str> = s.reasons.iter().take(3).map(|r| r.code.as_str()).collect();
-        let verdict = |d: &pb::Decision| {
-            let score = d.score.as_ref().map_or(0, |s| s.score);
-            format!("{} ({score})", if d.approved { "waive" } else { "deposit" })
+        let verdict = |d: &pb::Decision| match d.score.as_ref().and_then(|s| s.exclusion.as_ref()) {
+            Some(x) => format!("{} ({})", d.outcome.split(':').next().unwrap_or("refer"), x.code),
+            None => {
+                let score = d.score.as_ref().map_or(0, |s| s.score);
+                format!("{} ({score})", if d.approved { "waive" } else { "deposit" })
+            }
         };
         println!(
             "{:<10} {:>5} {:<10} {:<16} {:>2} of {:<2}  {:<16} {:<16}",
             &subject[..8],
             s.score,
-            bureau::Band::of(s.score).as_str(),
+            if s.exclusion.is_some() { "unscored" } else { bureau::Band::of(s.score).as_str() },
             if reasons.is_empty() { "-".to_owned() } else { reasons.join(",") },
             s.members_asked,
             s.members,
@@ -189,6 +248,8 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     {
         println!("reason {}: {} (-{} points)", r.code, r.description, r.points_lost);
     }
+    let waived = waived.unwrap_or_else(|| gen::subject_id(&cfg, samples[0]));
+    attested_waiver(&fed, node(&nodes, "bikeshare").addr, &waived).await?;
 
     // Latency of one federated score (a lookup, then the holders), median over many calls.
     let subjects: Vec<String> = (0..200).map(|i| gen::subject_id(&cfg, i % opts.subjects.max(1))).collect();
