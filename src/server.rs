@@ -278,7 +278,8 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
     let failed = storage_failed(store.clone(), health.clone(), services.clone(), cfg.node.data_dir.clone());
     let (probe_store, probe_health, probe_services) = (store.clone(), health.clone(), services.clone());
     let (locator_peers, locator_health) = (peers.clone(), health.clone());
-    let (metrics_store, metrics_institution) = (store.clone(), cfg.node.institution.clone());
+    let (metrics_store, metrics_institution, metrics_health) =
+        (store.clone(), cfg.node.institution.clone(), health.clone());
     // The outbox and dispute deadlines, and the retention purge: background work that stops
     // with the node (a notice in flight is retried after a restart).
     let tick = Duration::from_millis(cfg.limits.outbox_retry_max_ms.clamp(250, 1_000));
@@ -321,7 +322,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
                 why = failed => failure = Some(why),
                 () = follow_reachability(probe_store, probe_health, probe_services) => {}
                 () = follow_locator(locator_peers, locator_health) => {}
-                () = publish_metrics(metrics_store, metrics_listener, metrics_institution) => {}
+                () = publish_metrics(metrics_store, metrics_listener, metrics_institution, metrics_health) => {}
                 () = lifecycle => {}
             }
         };
@@ -360,15 +361,16 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
     Ok(RunningNode { addr, institution: cfg.node.institution.clone(), node, stop, task })
 }
 
-/// Serves the metrics endpoint, if configured, and keeps the audit log's size current in it
-/// (every 5 s). Never returns; dropped when the node stops.
+/// Serves the metrics and health endpoint, if configured, and keeps the audit log's size
+/// current in it (every 5 s). Never returns; dropped when the node stops.
 async fn publish_metrics(
     store: DynStorage,
     listener: Option<(tokio::net::TcpListener, Vec<crate::config::IpNet>)>,
     institution: String,
+    health: tonic_health::server::HealthReporter,
 ) {
     let Some((listener, allow)) = listener else { return std::future::pending().await };
-    let serving = crate::telemetry::serve(listener, allow);
+    let serving = crate::telemetry::serve(listener, allow, health);
     let sizes = async {
         loop {
             if let Ok(head) = store.durable_head().await {
