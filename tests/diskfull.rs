@@ -19,13 +19,19 @@ impl Drop for Mount {
     }
 }
 
-/// `GET /readyz` at `addr`: the status line and the body, on one line.
-async fn readyz(addr: std::net::SocketAddr) -> String {
+/// `GET path` at `addr` over plain HTTP: the whole answer.
+async fn get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
     let mut out = String::new();
     tcp.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+/// `GET /readyz` at `addr`: the status line and the body, on one line.
+async fn readyz(addr: std::net::SocketAddr) -> String {
+    let out = get(addr, "/readyz").await;
     let (head, body) = out.split_once("\r\n\r\n").unwrap();
     format!("{} {}", head.lines().next().unwrap(), body.trim())
 }
@@ -85,6 +91,13 @@ async fn a_full_disk_fails_writes_keeps_reads_and_never_serves_broken() {
     let writes = h.check(store(bureau::health::WRITES)).await.unwrap().into_inner().status;
     assert_eq!(writes, ServingStatus::NotServing as i32, "the store's writes");
     assert_eq!(readyz(mgmt).await, "HTTP/1.1 503 Service Unavailable NOT_SERVING");
+    // The figure the alert rules (ops/alerts.yml) watch.
+    let scraped = get(mgmt, "/metrics").await;
+    for line in
+        ["bureau_health_serving{service=\"bureau.store.writes\"} 0", "bureau_health_serving{service=\"node\"} 0"]
+    {
+        assert!(scraped.contains(line), "{line}: {scraped}");
+    }
     let reads = h.check(store(bureau::health::READS)).await.unwrap().into_inner().status;
     assert_eq!(reads, ServingStatus::Serving as i32, "the store's reads go on");
     // Every acknowledged record is read while writes are refused: listed, and fetched one by one.
