@@ -8,7 +8,7 @@ mod common;
 use std::{net::SocketAddr, time::Duration};
 
 use bureau::Role;
-use common::fed;
+use common::{fed, samples};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
 
@@ -29,24 +29,6 @@ async fn http(addr: SocketAddr, method: &str, path: &str) -> (String, String) {
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// The samples of `name` whose labels include `labels`, parsed by a Prometheus parser we did
-/// not write: (labels, value) each.
-fn samples(body: &str, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
-    let parsed = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).expect("Prometheus text");
-    parsed
-        .samples
-        .iter()
-        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
-        .map(|s| match &s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => *v,
-            prometheus_parse::Value::Histogram(h) => h.iter().map(|b| b.count).fold(0.0, f64::max),
-            prometheus_parse::Value::Summary(_) => 1.0,
-        })
-        .collect()
 }
 
 /// `/healthz` and `/readyz` answer beside `/metrics` on the management listener, without TLS;
