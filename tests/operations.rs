@@ -326,20 +326,7 @@ async fn a_node_serves_prometheus_metrics_that_a_real_parser_reads() {
     let body = scrape();
     let parsed =
         prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).expect("Prometheus text format");
-    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
-        parsed
-            .samples
-            .iter()
-            .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
-            .map(|s| match &s.value {
-                prometheus_parse::Value::Counter(v)
-                | prometheus_parse::Value::Gauge(v)
-                | prometheus_parse::Value::Untyped(v) => *v,
-                prometheus_parse::Value::Histogram(h) => h.iter().map(|b| b.count).fold(0.0, f64::max),
-                prometheus_parse::Value::Summary(_) => 1.0,
-            })
-            .sum()
-    };
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 { common::samples(&body, name, labels).iter().sum() };
     // Service and method are separate labels; codes are gRPC's canonical names.
     let score = [("service", "bureau.v1.ScoringService"), ("method", "GetScore")];
     let with = |code: &'static str| [score[0], score[1], ("code", code)];
