@@ -280,8 +280,8 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         AttestationServiceServer::new(AttestApi::new(node.clone())),
         DecisionsServiceServer::new(DecisionsApi::new(node.clone())),
     );
-    for name in services.iter().chain(&[READS, WRITES]) {
-        health.set_service_status(*name, ServingStatus::Serving).await;
+    for name in services.iter().chain(&[READS, WRITES, ""]) {
+        set_health(&health, name, ServingStatus::Serving).await;
     }
 
     let (stop, mut stop_rx) = watch::channel(false);
@@ -295,7 +295,8 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
     let failed = storage_failed(store.clone(), health.clone(), services.clone(), cfg.node.data_dir.clone());
     let (probe_store, probe_health, probe_services) = (store.clone(), health.clone(), services.clone());
     let (locator_peers, locator_health) = (peers.clone(), health.clone());
-    let (metrics_store, metrics_institution) = (store.clone(), cfg.node.institution.clone());
+    let (metrics_store, metrics_institution, metrics_health, metrics_dir) =
+        (store.clone(), cfg.node.institution.clone(), health.clone(), cfg.node.data_dir.clone());
     // The outbox and dispute deadlines, and the retention purge: background work that stops
     // with the node (a notice in flight is retried after a restart).
     let tick = Duration::from_millis(cfg.limits.outbox_retry_max_ms.clamp(250, 1_000));
@@ -338,7 +339,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
                 why = failed => failure = Some(why),
                 () = follow_reachability(probe_store, probe_health, probe_services) => {}
                 () = follow_locator(locator_peers, locator_health) => {}
-                () = publish_metrics(metrics_store, metrics_listener, metrics_institution) => {}
+                () = publish_metrics(metrics_store, metrics_listener, metrics_institution, metrics_health, metrics_dir) => {}
                 () = lifecycle => {}
             }
         };
@@ -377,19 +378,28 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
     Ok(RunningNode { addr, institution: cfg.node.institution.clone(), node, stop, task })
 }
 
-/// Serves the metrics endpoint, if configured, and keeps the audit log's size current in it
-/// (every 5 s). Never returns; dropped when the node stops.
+/// Serves the metrics and health endpoint, if configured, and keeps the audit log's size and
+/// the free space of the data directory's filesystem current in it (every 5 s). Never
+/// returns; dropped when the node stops.
 async fn publish_metrics(
     store: DynStorage,
     listener: Option<(tokio::net::TcpListener, Vec<crate::config::IpNet>)>,
     institution: String,
+    health: tonic_health::server::HealthReporter,
+    dir: std::path::PathBuf,
 ) {
     let Some((listener, allow)) = listener else { return std::future::pending().await };
-    let serving = crate::telemetry::serve(listener, allow);
+    let serving = crate::telemetry::serve(listener, allow, health);
     let sizes = async {
         loop {
             if let Ok(head) = store.durable_head().await {
                 metrics::gauge!("bureau_audit_log_entries", "institution" => institution.clone()).set(head.size as f64);
+            }
+            let d = dir.clone();
+            let space = tokio::task::spawn_blocking(move || (fs2::available_space(&d), fs2::total_space(&d))).await;
+            if let Ok((Ok(free), Ok(size))) = space {
+                metrics::gauge!("bureau_data_dir_available_bytes").set(free as f64);
+                metrics::gauge!("bureau_data_dir_size_bytes").set(size as f64);
             }
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
@@ -417,9 +427,9 @@ async fn follow_reachability(
             }
             (Ok(()), false) => {
                 info!(backend = store.backend(), "the store is reachable again: SERVING");
-                health.set_service_status("", ServingStatus::Serving).await;
+                set_health(&health, "", ServingStatus::Serving).await;
                 for name in services.iter().chain(&[READS, WRITES]) {
-                    health.set_service_status(*name, ServingStatus::Serving).await;
+                    set_health(&health, name, ServingStatus::Serving).await;
                 }
                 reachable = true;
             }
@@ -456,7 +466,7 @@ async fn follow_locator(peers: Arc<Peers>, health: tonic_health::server::HealthR
             }
             let status = if now == Some(false) { ServingStatus::NotServing } else { ServingStatus::Serving };
             if now.is_some() {
-                health.set_service_status(LOCATOR, status).await;
+                set_health(&health, LOCATOR, status).await;
             }
             metrics::gauge!("bureau_locator_up").set(if now == Some(false) { 0.0 } else { 1.0 });
             was = now;
@@ -495,11 +505,20 @@ fn peers_of(
     Ok((peers, Some(source)))
 }
 
+/// Sets the health of `name` (`""`: the node as a whole) and mirrors it into
+/// `bureau_health_serving{service}` (1 SERVING, 0 NOT_SERVING; the node as a whole is
+/// `service="node"`), the figure the alert rules watch.
+async fn set_health(health: &tonic_health::server::HealthReporter, name: &'static str, status: ServingStatus) {
+    let up = if status == ServingStatus::Serving { 1.0 } else { 0.0 };
+    metrics::gauge!("bureau_health_serving", "service" => if name.is_empty() { "node" } else { name }).set(up);
+    health.set_service_status(name, status).await;
+}
+
 /// Reports NOT_SERVING for the server as a whole, for each of `services` and for the store.
 async fn not_serving(health: &tonic_health::server::HealthReporter, services: &[&'static str]) {
-    health.set_service_status("", ServingStatus::NotServing).await;
+    set_health(health, "", ServingStatus::NotServing).await;
     for name in services.iter().chain(&[READS, WRITES]) {
-        health.set_service_status(*name, ServingStatus::NotServing).await;
+        set_health(health, name, ServingStatus::NotServing).await;
     }
 }
 
@@ -525,7 +544,7 @@ async fn storage_failed(
     };
     tracing::error!(error = %why, "the store cannot write: NOT_SERVING; reads still answered until space is back");
     not_serving(&health, &services).await;
-    health.set_service_status(READS, ServingStatus::Serving).await;
+    set_health(&health, READS, ServingStatus::Serving).await;
     // A store may stop writing with some space left (kept for its own last writes, so reads go
     // on): room is back when free space grew by ROOM over the least seen since.
     let mut least = u64::MAX;

@@ -1,5 +1,7 @@
-//! The Prometheus endpoint: one process-wide recorder for the `metrics` facade the rest of the
-//! crate records into, served as the Prometheus text format over plain HTTP at `metrics.listen`
+//! The management endpoint: one process-wide recorder for the `metrics` facade the rest of the
+//! crate records into, served as the Prometheus text format (`/metrics`, with the process's own
+//! figures and `bureau_build_info`) beside plain-HTTP `/healthz` (the process answers) and
+//! `/readyz` (the node's gRPC health is SERVING) by a small hyper service at `metrics.listen`,
 //! to loopback and the sources `metrics.allow` names; any other connection is closed unanswered
 //! and counted (`bureau_metrics_refused_total`).
 //! A node per process is how institutions run it; nodes sharing a process (the demo) share the
@@ -11,10 +13,15 @@ use std::{
     time::Duration,
 };
 
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpListener,
+use tokio::net::TcpListener;
+use tonic_health::{
+    pb::{health_check_response::ServingStatus, health_server::Health, HealthCheckRequest},
+    server::{HealthReporter, HealthService},
 };
 use tracing::{info, warn};
 
@@ -39,7 +46,11 @@ pub(crate) fn handle() -> Option<&'static PrometheusHandle> {
                 .map_err(|e| e.to_string())
                 .and_then(|b| b.install_recorder().map_err(|e| e.to_string()));
             match built {
-                Ok(h) => Some(h),
+                Ok(h) => {
+                    build_info();
+                    process().describe();
+                    Some(h)
+                }
                 Err(e) => {
                     // Another recorder is installed (a library user's own): leave it in charge.
                     warn!(error = %e, "metrics recorder not installed; /metrics will be empty");
@@ -59,16 +70,56 @@ fn allowed(ip: IpAddr, allow: &[IpNet]) -> bool {
     ip.is_loopback() || allow.iter().any(|n| n.contains(ip))
 }
 
-/// Serves `GET /metrics` on `listener` until the task is dropped, to loopback and `allow` only.
-/// Plain HTTP/1.1, one response per connection; at most 16 connections at once, 5 s each.
-pub(crate) async fn serve(listener: TcpListener, allow: Vec<IpNet>) {
-    let Some(handle) = handle() else { return };
-    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(16));
+/// `bureau_build_info{version, commit}` = 1: which build answers (`commit` when the build set
+/// `BUREAU_COMMIT`, as `scripts/package-check` does).
+fn build_info() {
+    let version = env!("CARGO_PKG_VERSION");
+    match option_env!("BUREAU_COMMIT").filter(|c| !c.is_empty()) {
+        Some(commit) => metrics::gauge!("bureau_build_info", "version" => version, "commit" => commit).set(1.0),
+        None => metrics::gauge!("bureau_build_info", "version" => version).set(1.0),
+    }
+}
+
+/// The collector of the standard `process_*` figures (CPU seconds, resident memory, open and
+/// maximum file descriptors, threads, start time), refreshed at every scrape.
+fn process() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
+
+/// The text Prometheus reads: the process figures refreshed, then everything recorded.
+pub(crate) fn render() -> Option<String> {
+    let handle = handle()?;
+    process().collect();
+    Some(handle.render())
+}
+
+/// Seconds a connection may take to send its request and receive its answer.
+const CONNECTION_DEADLINE: Duration = Duration::from_secs(5);
+/// Connections answered at once; more are closed unanswered until one ends.
+const MAX_CONNECTIONS: usize = 16;
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until the task is dropped, to
+/// loopback and `allow` only. HTTP/1.1, one request per connection (closed after the answer), at
+/// most [`MAX_CONNECTIONS`] at once, [`CONNECTION_DEADLINE`] each.
+pub(crate) async fn serve(listener: TcpListener, allow: Vec<IpNet>, health: HealthReporter) {
+    if handle().is_none() {
+        return;
+    }
+    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     if let Ok(addr) = listener.local_addr() {
-        info!(%addr, "metrics listening");
+        info!(%addr, "metrics and health listening");
     }
     loop {
-        let Ok((mut tcp, peer)) = listener.accept().await else { continue };
+        let (tcp, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of descriptors and the like: wait instead of spinning on the error.
+                warn!(error = %e, "metrics listener cannot accept; retrying in 100 ms");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         if !allowed(peer.ip(), &allow) {
             metrics::counter!("bureau_metrics_refused_total").increment(1);
             warn!(peer = %peer, "metrics scrape from an address not in metrics.allow; closed unanswered");
@@ -76,34 +127,55 @@ pub(crate) async fn serve(listener: TcpListener, allow: Vec<IpNet>) {
             continue;
         }
         let Ok(permit) = limit.clone().try_acquire_owned() else { continue };
+        let health = health.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                let mut buf = vec![0u8; 8192];
-                let mut n = 0;
-                while n < buf.len() && !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tcp.read(&mut buf[n..]).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(k) => n += k,
-                    }
-                }
-                let request = String::from_utf8_lossy(&buf[..n]);
-                let (status, body) = match request.split_whitespace().take(2).collect::<Vec<_>>()[..] {
-                    ["GET", "/metrics"] => ("200 OK", handle.render()),
-                    _ => ("404 Not Found", "try GET /metrics\n".to_owned()),
-                };
-                let head = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
-                     Content-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = tcp.write_all(head.as_bytes()).await;
-                let _ = tcp.write_all(body.as_bytes()).await;
-                let _ = tcp.shutdown().await;
-            })
-            .await;
+            let service = hyper::service::service_fn(move |req| {
+                let health = health.clone();
+                async move { Ok::<_, std::convert::Infallible>(answer(req, health).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(tcp), service);
+            let _ = tokio::time::timeout(CONNECTION_DEADLINE, conn).await;
         });
     }
+}
+
+/// One answer: `GET` (or `HEAD`) of the three paths; anything else is 404 or 405.
+async fn answer<B>(req: Request<B>, health: HealthReporter) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "GET /metrics, /healthz or /readyz\n".into());
+    }
+    match req.uri().path() {
+        "/metrics" => match render() {
+            Some(body) => text(StatusCode::OK, body),
+            None => text(StatusCode::SERVICE_UNAVAILABLE, "no metrics recorder\n".into()),
+        },
+        "/healthz" => text(StatusCode::OK, "ok\n".into()),
+        "/readyz" => match serving(health).await {
+            true => text(StatusCode::OK, "SERVING\n".into()),
+            false => text(StatusCode::SERVICE_UNAVAILABLE, "NOT_SERVING\n".into()),
+        },
+        _ => text(StatusCode::NOT_FOUND, "GET /metrics, /healthz or /readyz\n".into()),
+    }
+}
+
+/// True while the node's overall gRPC health (service `""`) is SERVING: the answer a client
+/// with a certificate gets from `grpc.health.v1.Health/Check`.
+async fn serving(health: HealthReporter) -> bool {
+    let checked = HealthService::from_health_reporter(health)
+        .check(tonic::Request::new(HealthCheckRequest { service: String::new() }))
+        .await;
+    matches!(checked, Ok(r) if r.get_ref().status == ServingStatus::Serving as i32)
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(Bytes::from(body)));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    res
 }
 
 /// Binds `addr` for [`serve`].

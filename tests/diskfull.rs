@@ -19,9 +19,26 @@ impl Drop for Mount {
     }
 }
 
+/// `GET path` at `addr` over plain HTTP: the whole answer.
+async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+    let mut out = String::new();
+    tcp.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+/// `GET /readyz` at `addr`: the status line and the body, on one line.
+async fn readyz(addr: std::net::SocketAddr) -> String {
+    let out = get(addr, "/readyz").await;
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    format!("{} {}", head.lines().next().unwrap(), body.trim())
+}
+
 /// While the disk is full, writes fail with UNAVAILABLE naming the cause and every acknowledged
 /// record is still read (the store stops writing while sled has room for what it holds, so
-/// sled's handle never fails); health says NOT_SERVING for the API and the store's writes and
+/// sled's handle never fails); health (gRPC, and `/readyz` over plain HTTP) says NOT_SERVING for the API and the store's writes and
 /// SERVING for its reads. Once space is back the node stops by itself so its supervisor
 /// restarts it. Restarted, it has every acknowledged record and takes writes again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,7 +55,13 @@ async fn a_full_disk_fails_writes_keeps_reads_and_never_serves_broken() {
     let mut cfg = f.fed.node_config("bank", &[]);
     cfg.node.data_dir = mnt.join("store");
     cfg.store.cache_capacity_bytes = 8 << 20;
+    // The plain-HTTP readiness a load balancer asks follows the gRPC health.
+    let mgmt = std::net::SocketAddr::from(([127, 0, 0, 1], {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }));
+    cfg.metrics.listen = Some(mgmt);
     let node = bureau::start(cfg.clone()).await.unwrap();
+    assert_eq!(readyz(mgmt).await, "HTTP/1.1 200 OK SERVING");
     let mut c = f.records(Role::Application, "bank", node.addr);
     let mut acked = Vec::new();
     let full = loop {
@@ -67,6 +90,14 @@ async fn a_full_disk_fails_writes_keeps_reads_and_never_serves_broken() {
     let store = |service: &str| HealthCheckRequest { service: service.into() };
     let writes = h.check(store(bureau::health::WRITES)).await.unwrap().into_inner().status;
     assert_eq!(writes, ServingStatus::NotServing as i32, "the store's writes");
+    assert_eq!(readyz(mgmt).await, "HTTP/1.1 503 Service Unavailable NOT_SERVING");
+    // The figure the alert rules (ops/alerts.yml) watch.
+    let scraped = get(mgmt, "/metrics").await;
+    for line in
+        ["bureau_health_serving{service=\"bureau.store.writes\"} 0", "bureau_health_serving{service=\"node\"} 0"]
+    {
+        assert!(scraped.contains(line), "{line}: {scraped}");
+    }
     let reads = h.check(store(bureau::health::READS)).await.unwrap().into_inner().status;
     assert_eq!(reads, ServingStatus::Serving as i32, "the store's reads go on");
     // Every acknowledged record is read while writes are refused: listed, and fetched one by one.

@@ -326,24 +326,13 @@ async fn a_node_serves_prometheus_metrics_that_a_real_parser_reads() {
     let body = scrape();
     let parsed =
         prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).expect("Prometheus text format");
-    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
-        parsed
-            .samples
-            .iter()
-            .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
-            .map(|s| match &s.value {
-                prometheus_parse::Value::Counter(v)
-                | prometheus_parse::Value::Gauge(v)
-                | prometheus_parse::Value::Untyped(v) => *v,
-                prometheus_parse::Value::Histogram(h) => h.iter().map(|b| b.count).fold(0.0, f64::max),
-                prometheus_parse::Value::Summary(_) => 1.0,
-            })
-            .sum()
-    };
-    let score = "/bureau.v1.ScoringService/GetScore";
-    assert_eq!(value("bureau_grpc_requests_total", &[("method", score), ("code", "Ok")]), 1.0, "{body}");
-    assert_eq!(value("bureau_grpc_requests_total", &[("method", score), ("code", "InvalidArgument")]), 1.0);
-    assert!(value("bureau_grpc_request_duration_seconds_count", &[("method", score)]) >= 2.0, "{body}");
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 { common::samples(&body, name, labels).iter().sum() };
+    // Service and method are separate labels; codes are gRPC's canonical names.
+    let score = [("service", "bureau.v1.ScoringService"), ("method", "GetScore")];
+    let with = |code: &'static str| [score[0], score[1], ("code", code)];
+    assert_eq!(value("bureau_grpc_requests_total", &with("OK")), 1.0, "{body}");
+    assert_eq!(value("bureau_grpc_requests_total", &with("INVALID_ARGUMENT")), 1.0);
+    assert!(value("bureau_grpc_request_duration_seconds_count", &score) >= 2.0, "{body}");
     assert_eq!(value("bureau_peer_queries_total", &[("peer", "bank"), ("outcome", "answered")]), 1.0);
     assert!(value("bureau_peer_query_duration_seconds_count", &[("peer", "bank")]) >= 1.0);
     assert!(value("bureau_score_duration_seconds_count", &[]) >= 1.0);

@@ -153,16 +153,14 @@ pub fn mint_with_files(key: &Path, cert: &Path, req: &ConsentRequest<'_>) -> Res
     mint(&read(key)?, &read(cert)?, req)
 }
 
+/// The DER of the first `label` block (`CERTIFICATE`, or a PKCS#8 `PRIVATE KEY`) in `pem`.
 fn pem_der(pem: &str, label: &str) -> Result<Vec<u8>, MintError> {
-    let mut reader = pem.as_bytes();
-    for item in rustls_pemfile::read_all(&mut reader) {
-        match item.map_err(|e| MintError::Material(format!("pem: {e}")))? {
-            rustls_pemfile::Item::X509Certificate(c) if label == "CERTIFICATE" => return Ok(c.to_vec()),
-            rustls_pemfile::Item::Pkcs8Key(k) if label == "PRIVATE KEY" => return Ok(k.secret_pkcs8_der().to_vec()),
-            _ => {}
-        }
-    }
-    Err(MintError::Material(format!("no {label} in the PEM given")))
+    use rustls::pki_types::{pem::PemObject, CertificateDer, PrivatePkcs8KeyDer};
+    let der = match label {
+        "CERTIFICATE" => CertificateDer::from_pem_slice(pem.as_bytes()).map(|c| c.to_vec()),
+        _ => PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).map(|k| k.secret_pkcs8_der().to_vec()),
+    };
+    der.map_err(|e| MintError::Material(format!("no {label} in the PEM given: {e}")))
 }
 
 fn is_hex64(s: &str) -> bool {

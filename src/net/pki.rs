@@ -13,6 +13,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SanType, SerialNumber,
 };
+use rustls::pki_types::{pem::PemObject, CertificateDer, CertificateRevocationListDer};
 use time::{Duration, OffsetDateTime};
 
 use crate::net::{
@@ -320,8 +321,8 @@ pub fn issue_app(dir: &PkiDir, federation: &str, institution: &str, name: &str) 
 /// Returns the revoked serial, hex. Revoking an already revoked certificate is a no-op.
 pub fn revoke(dir: &PkiDir, cert: &Path) -> Result<String, PkiError> {
     let pem = read(cert)?;
-    let der = first_pem_der(&pem, "CERTIFICATE")
-        .ok_or_else(|| PkiError::Invalid(format!("{}: no certificate", cert.display())))?;
+    let der =
+        first_certificate_der(&pem).ok_or_else(|| PkiError::Invalid(format!("{}: no certificate", cert.display())))?;
     let (_, parsed) =
         x509_parser::parse_x509_certificate(&der).map_err(|e| PkiError::Invalid(format!("{}: {e}", cert.display())))?;
     let serial = parsed.tbs_certificate.raw_serial().to_vec();
@@ -339,8 +340,8 @@ pub fn refresh_crl(dir: &PkiDir) -> Result<u64, PkiError> {
 /// Re-signs the CRL in `dir` with a higher number, adding `serial` (if not listed yet).
 fn reissue_crl(dir: &PkiDir, serial: Option<&[u8]>) -> Result<u64, PkiError> {
     let crl_pem = read(&dir.crl())?;
-    let crl_der = first_pem_der(&crl_pem, "X509 CRL")
-        .ok_or_else(|| PkiError::Invalid(format!("{}: no CRL", dir.crl().display())))?;
+    let crl_der =
+        first_crl_der(&crl_pem).ok_or_else(|| PkiError::Invalid(format!("{}: no CRL", dir.crl().display())))?;
     let (_, crl) = x509_parser::parse_x509_crl(&crl_der)
         .map_err(|e| PkiError::Invalid(format!("{}: {e}", dir.crl().display())))?;
     let number = crl.crl_number().map(|n| n.to_u64_digits().first().copied().unwrap_or(0)).unwrap_or(0);
@@ -397,15 +398,15 @@ fn random_serial() -> SerialNumber {
     SerialNumber::from_slice(&bytes)
 }
 
-/// The DER body of the first PEM block labelled `label` in `pem`.
-pub fn first_pem_der(pem: &str, label: &str) -> Option<Vec<u8>> {
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let start = pem.find(&begin)? + begin.len();
-    let stop = start + pem[start..].find(&end)?;
-    use base64::Engine as _;
-    let body: String = pem[start..stop].chars().filter(|c| !c.is_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD.decode(body).ok()
+/// The DER body of the first certificate in `pem` (PEM decoding by `rustls-pki-types`; a
+/// damaged block gives `None`).
+pub fn first_certificate_der(pem: &str) -> Option<Vec<u8>> {
+    CertificateDer::from_pem_slice(pem.as_bytes()).ok().map(|d| d.to_vec())
+}
+
+/// The DER body of the first CRL in `pem`.
+pub fn first_crl_der(pem: &str) -> Option<Vec<u8>> {
+    CertificateRevocationListDer::from_pem_slice(pem.as_bytes()).ok().map(|d| d.to_vec())
 }
 
 fn read(path: &Path) -> Result<String, PkiError> {
@@ -449,7 +450,7 @@ mod tests {
         let dir = init(&spec, tmp.path()).unwrap();
         let bank = dir.member(Role::Node, "bank");
         let identity = |path: &Path| {
-            let der = first_pem_der(&fs::read_to_string(path).unwrap(), "CERTIFICATE").unwrap();
+            let der = first_certificate_der(&fs::read_to_string(path).unwrap()).unwrap();
             Identity::from_cert_der(&der).unwrap()
         };
         assert_eq!(identity(&bank.cert), Identity::node("fed.test", "bank"));
@@ -475,7 +476,7 @@ mod tests {
             }
         }
         let count = |dir: &PkiDir| {
-            let der = first_pem_der(&fs::read_to_string(dir.crl()).unwrap(), "X509 CRL").unwrap();
+            let der = first_crl_der(&fs::read_to_string(dir.crl()).unwrap()).unwrap();
             let (_, crl) = x509_parser::parse_x509_crl(&der).unwrap();
             crl.iter_revoked_certificates().count()
         };
@@ -485,5 +486,46 @@ mod tests {
         assert_eq!(count(&dir), 1);
         revoke(&dir, &dir.member(Role::Regulator, "pbc").cert).unwrap();
         assert_eq!(count(&dir), 2);
+    }
+
+    #[test]
+    fn pem_is_read_by_pki_types_and_a_damaged_or_misplaced_block_is_refused() {
+        use crate::net::tls::{TlsFiles, TlsMaterial};
+        let tmp = tempfile::tempdir().unwrap();
+        let spec = PkiSpec {
+            federation: "fed.test".into(),
+            institutions: vec!["bank".into()],
+            regulators: vec![],
+            apps: vec![],
+            hosts: vec![],
+        };
+        let dir = init(&spec, tmp.path()).unwrap();
+        let bank = dir.member(Role::Node, "bank");
+        let files = |cert: &Path, key: &Path| TlsFiles {
+            ca: dir.ca_cert(),
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            crl: Some(dir.crl()),
+        };
+        TlsMaterial::load(&files(&bank.cert, &bank.key)).unwrap();
+        let err = |f: TlsFiles| TlsMaterial::load(&f).unwrap_err().to_string();
+        // A certificate where the key should be, a key where the certificate should be.
+        assert!(
+            err(files(&bank.cert, &bank.cert)).contains("no private key"),
+            "{}",
+            err(files(&bank.cert, &bank.cert))
+        );
+        assert!(err(files(&bank.key, &bank.key)).contains("no certificate"));
+        // A damaged body (bad base64 inside the armour) is refused, not skipped.
+        let pem = fs::read_to_string(&bank.cert).unwrap();
+        let broken = tmp.path().join("broken.pem");
+        let mut lines: Vec<&str> = pem.lines().collect();
+        lines[2] = "!!!!not base64!!!!";
+        fs::write(&broken, lines.join("\n")).unwrap();
+        assert!(!err(files(&broken, &bank.key)).contains("no certificate"));
+        assert_eq!(first_certificate_der(&lines.join("\n")), None);
+        // The CRL reader finds no CRL in a certificate file, and the certificate reader none in a CRL.
+        assert_eq!(first_crl_der(&pem), None);
+        assert_eq!(first_certificate_der(&fs::read_to_string(dir.crl()).unwrap()), None);
     }
 }

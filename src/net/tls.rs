@@ -13,7 +13,7 @@ use std::{
 use rustls::{
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
     crypto::CryptoProvider,
-    pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime},
+    pki_types::{pem::PemObject, CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime},
     server::WebPkiClientVerifier,
     CertificateError, ClientConfig, DigitallySignedStruct, OtherError, RootCertStore, ServerConfig, SignatureScheme,
 };
@@ -97,38 +97,36 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn pem_items(path: &Path) -> Result<Vec<rustls_pemfile::Item>, TlsError> {
+/// Every certificate in the PEM file at `path` (PEM decoding by `rustls-pki-types`).
+fn pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let bytes = fs::read(path).map_err(|source| TlsError::Io { path: path.to_owned(), source })?;
-    rustls_pemfile::read_all(&mut bytes.as_slice())
+    CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TlsError::Pem { path: path.to_owned(), what: e.to_string() })
+}
+
+/// The first private key (PKCS#8, SEC1 or PKCS#1) in the PEM file at `path`.
+fn pem_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let bytes = fs::read(path).map_err(|source| TlsError::Io { path: path.to_owned(), source })?;
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => {
+            TlsError::Pem { path: path.to_owned(), what: "no private key".into() }
+        }
+        e => TlsError::Pem { path: path.to_owned(), what: e.to_string() },
+    })
 }
 
 impl TlsMaterial {
     /// Reads every file in `files`.
     pub fn load(files: &TlsFiles) -> Result<Self, TlsError> {
         let certs = |path: &Path| -> Result<Vec<CertificateDer<'static>>, TlsError> {
-            let certs: Vec<_> = pem_items(path)?
-                .into_iter()
-                .filter_map(|i| match i {
-                    rustls_pemfile::Item::X509Certificate(c) => Some(c),
-                    _ => None,
-                })
-                .collect();
+            let certs = pem_certs(path)?;
             if certs.is_empty() {
                 return Err(TlsError::Pem { path: path.to_owned(), what: "no certificate".into() });
             }
             Ok(certs)
         };
-        let key = pem_items(&files.key)?
-            .into_iter()
-            .find_map(|i| match i {
-                rustls_pemfile::Item::Pkcs8Key(k) => Some(PrivateKeyDer::Pkcs8(k)),
-                rustls_pemfile::Item::Sec1Key(k) => Some(PrivateKeyDer::Sec1(k)),
-                rustls_pemfile::Item::Pkcs1Key(k) => Some(PrivateKeyDer::Pkcs1(k)),
-                _ => None,
-            })
-            .ok_or_else(|| TlsError::Pem { path: files.key.clone(), what: "no private key".into() })?;
+        let key = pem_key(&files.key)?;
         let ca = certs(&files.ca)?;
         let (crls, crl_standing) = match &files.crl {
             Some(path) => {

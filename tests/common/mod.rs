@@ -224,3 +224,21 @@ impl Cluster {
         }
     }
 }
+
+/// The samples of `name` whose labels include `labels`, parsed by a Prometheus parser we did
+/// not write: the value of each (a histogram: its largest bucket count).
+pub fn samples(body: &str, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
+    let parsed = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).expect("Prometheus text");
+    parsed
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
+        .map(|s| match &s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => *v,
+            prometheus_parse::Value::Histogram(h) => h.iter().map(|b| b.count).fold(0.0, f64::max),
+            prometheus_parse::Value::Summary(_) => 1.0,
+        })
+        .collect()
+}
