@@ -39,3 +39,30 @@ pub fn print_score(s: &pb::Score) {
         );
     }
 }
+
+/// A score as `--output json` prints it: the API's fields, enums by name.
+pub fn score_json(s: &pb::Score) -> serde_json::Value {
+    let name =
+        |n: Option<&str>, prefix: &str| n.map(|n| n.trim_start_matches(prefix).to_lowercase()).unwrap_or_default();
+    serde_json::json!({
+        "score": s.score,
+        "band": name(pb::ScoreBand::try_from(s.band).ok().map(|b| b.as_str_name()), "SCORE_BAND_"),
+        "partial": s.partial,
+        "model_version": s.model_version,
+        "query_id": s.query_id,
+        "reasons": s.reasons.iter().map(|r| serde_json::json!({
+            "code": r.code, "points_lost": r.points_lost, "description": r.description,
+        })).collect::<Vec<_>>(),
+        "disputed_records_excluded": s.disputed_records_excluded,
+        "route": name(pb::ScoreRoute::try_from(s.route).ok().map(|r| r.as_str_name()), "SCORE_ROUTE_"),
+        "members": s.members,
+        "members_asked": s.members_asked,
+        "coverage": s.coverage.iter().map(|c| serde_json::json!({
+            "peer": c.peer,
+            "outcome": name(pb::PeerOutcome::try_from(c.outcome).ok().map(|o| o.as_str_name()), "PEER_OUTCOME_"),
+            "records_returned": c.records_returned,
+            "latency_ms": c.latency_ms,
+            "error": c.error,
+        })).collect::<Vec<_>>(),
+    })
+}

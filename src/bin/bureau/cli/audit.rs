@@ -4,7 +4,12 @@
 use anyhow::{bail, Result};
 use clap::Subcommand;
 
-use super::conn::{print_status, RegulatorConn};
+use serde_json::{json, Value};
+
+use super::{
+    conn::{print_status, RegulatorConn},
+    output,
+};
 use bureau::{
     pb::bureau::v1::{self as pb, audit_service_client::AuditServiceClient},
     regulator::{self, VerifiedLog},
@@ -60,19 +65,34 @@ pub async fn run(cmd: AuditCommand) -> Result<()> {
         AuditCommand::Disputes { conn, nodes } => {
             let logs = verify_each(&conn, &nodes).await?;
             let views = regulator::dispute_states(&logs, chrono::Utc::now());
-            println!("{:<12} {:<12} {:<26} {:<10} {:<27} record", "furnisher", "filer", "dispute", "state", "deadline");
-            for v in &views {
-                println!(
-                    "{:<12} {:<12} {:<26} {:<10} {:<27} {}",
-                    v.furnisher, v.filer, v.dispute_id, v.state, v.deadline, v.record
-                );
-            }
             let overdue = views.iter().filter(|v| v.state == "overdue").count();
             let open = views.iter().filter(|v| v.state == "open").count();
-            println!("{} dispute(s): {open} open, {overdue} overdue", views.len());
+            let value = json!({
+                "logs": logs.iter().map(log_json).collect::<Vec<_>>(),
+                "disputes": views.iter().map(|v| json!({
+                    "furnisher": v.furnisher, "filer": v.filer, "dispute_id": v.dispute_id,
+                    "state": v.state, "deadline": v.deadline, "record": v.record,
+                })).collect::<Vec<_>>(),
+                "open": open,
+                "overdue": overdue,
+            });
+            output::emit(value, || {
+                println!(
+                    "{:<12} {:<12} {:<26} {:<10} {:<27} record",
+                    "furnisher", "filer", "dispute", "state", "deadline"
+                );
+                for v in &views {
+                    println!(
+                        "{:<12} {:<12} {:<26} {:<10} {:<27} {}",
+                        v.furnisher, v.filer, v.dispute_id, v.state, v.deadline, v.record
+                    );
+                }
+                println!("{} dispute(s): {open} open, {overdue} overdue", views.len());
+            });
         }
         AuditCommand::Verify { conn, node } => {
             let log = verify_each(&conn, std::slice::from_ref(&node)).await?.remove(0);
+            output::emit(log_json(&log), || {});
             if !log.problems.is_empty() {
                 bail!("{} problem(s) in {}'s log", log.problems.len(), log.origin);
             }
@@ -81,22 +101,33 @@ pub async fn run(cmd: AuditCommand) -> Result<()> {
             let logs = verify_each(&conn, &nodes).await?;
             let mismatches = regulator::reconcile(&logs);
             let bad_logs = logs.iter().filter(|l| !l.problems.is_empty()).count();
-            for m in &mismatches {
-                println!("MISMATCH {m}");
-            }
-            if mismatches.is_empty() && bad_logs == 0 {
-                println!("reconciled {} nodes: every query and dispute is logged at both ends", logs.len());
-            } else {
+            let value = json!({
+                "logs": logs.iter().map(log_json).collect::<Vec<_>>(),
+                "mismatches": mismatches.iter().map(|m| m.to_string()).collect::<Vec<_>>(),
+                "reconciled": mismatches.is_empty() && bad_logs == 0,
+            });
+            output::emit(value, || {
+                for m in &mismatches {
+                    println!("MISMATCH {m}");
+                }
+                if mismatches.is_empty() && bad_logs == 0 {
+                    println!("reconciled {} nodes: every query and dispute is logged at both ends", logs.len());
+                }
+            });
+            if !(mismatches.is_empty() && bad_logs == 0) {
                 bail!("{} mismatch(es), {bad_logs} log(s) failing verification", mismatches.len());
             }
         }
         AuditCommand::Entries { conn, node, subject } => {
             let mut client = AuditServiceClient::new(conn.channel(&node)?);
             let mut token = String::new();
-            println!(
-                "{:>6} {:<27} {:<16} {:<10} {:<10} {:<18} {:<14} {:<22} {:>4}",
-                "index", "time", "action", "actor", "asked", "purpose", "consent", "outcome", "recs"
-            );
+            let mut rows: Vec<Value> = Vec::new();
+            if !output::json() {
+                println!(
+                    "{:>6} {:<27} {:<16} {:<10} {:<10} {:<18} {:<14} {:<22} {:>4}",
+                    "index", "time", "action", "actor", "asked", "purpose", "consent", "outcome", "recs"
+                );
+            }
             loop {
                 let page = client
                     .list_audit_entries(pb::ListAuditEntriesRequest {
@@ -110,6 +141,10 @@ pub async fn run(cmd: AuditCommand) -> Result<()> {
                     .into_inner();
                 for e in &page.entries {
                     let entry = Entry::from_bytes(&e.leaf_data)?;
+                    if output::json() {
+                        rows.push(json!({ "index": e.index, "entry": entry }));
+                        continue;
+                    }
                     println!(
                         "{:>6} {:<27} {:<16} {:<10} {:<10} {:<18} {:<14} {:<22} {:>4}",
                         e.index,
@@ -128,9 +163,22 @@ pub async fn run(cmd: AuditCommand) -> Result<()> {
                 }
                 token = page.next_page_token;
             }
+            output::emit(json!({ "node": node, "subject": subject, "entries": rows }), || {});
         }
     }
     Ok(())
+}
+
+/// What verifying one node's log found, as `--output json` prints it.
+fn log_json(log: &VerifiedLog) -> Value {
+    json!({
+        "origin": log.origin,
+        "size": log.size,
+        "root": hex::encode(log.root),
+        "previous": log.previous,
+        "ok": log.problems.is_empty(),
+        "problems": log.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+    })
 }
 
 /// Verifies each node's log, printing what it found.
@@ -138,7 +186,9 @@ async fn verify_each(conn: &RegulatorConn, nodes: &[String]) -> Result<Vec<Verif
     let mut logs = Vec::new();
     for node in nodes {
         let log = regulator::verify(conn.channel(node)?, &conn.keys(), &conn.state).await?;
-        report_verified(&log);
+        if !output::json() {
+            report_verified(&log);
+        }
         logs.push(log);
     }
     Ok(logs)

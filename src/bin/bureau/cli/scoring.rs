@@ -4,7 +4,8 @@ use anyhow::Result;
 use clap::{Args, ValueEnum};
 
 use super::conn::{print_status, Conn};
-use crate::show::print_score;
+use super::output;
+use crate::show::{print_score, score_json};
 use bureau::pb::bureau::v1::{self as pb, scoring_service_client::ScoringServiceClient};
 
 /// Why a score is asked for: the command line's spelling of the API's `Purpose` (a client speaks
@@ -80,7 +81,7 @@ pub async fn score(args: ScoreArgs) -> Result<()> {
         .await
         .map_err(|s| print_status(&s))?
         .into_inner();
-    print_score(&s);
+    output::emit(score_json(&s), || print_score(&s));
     Ok(())
 }
 
@@ -97,9 +98,18 @@ pub async fn decide(args: DecideArgs) -> Result<()> {
         ("", false) => "decline",
         (outcome, _) => outcome,
     };
-    println!("{}: {} (threshold {})", d.policy, verdict.to_uppercase(), d.threshold);
-    if let Some(s) = d.score {
-        print_score(&s);
-    }
+    let value = serde_json::json!({
+        "policy": d.policy,
+        "verdict": verdict,
+        "approved": d.approved,
+        "threshold": d.threshold,
+        "score": d.score.as_ref().map(score_json),
+    });
+    output::emit(value, || {
+        println!("{}: {} (threshold {})", d.policy, verdict.to_uppercase(), d.threshold);
+        if let Some(s) = &d.score {
+            print_score(s);
+        }
+    });
     Ok(())
 }

@@ -122,6 +122,8 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     };
     let started = Instant::now();
     let mut total = 0;
+    let progress = crate::cli::output::bar(Some(INSTITUTIONS.len() as u64), "institutions");
+    progress.set_message("furnishing");
     for inst in INSTITUTIONS {
         let n = node(&nodes, inst);
         let records: Vec<pb::CreditRecord> = gen::generate(&cfg)
@@ -132,8 +134,10 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         let mut c = RecordsServiceClient::new(fed.client(Role::Application, inst, n.addr).channel()?);
         let resp = c.stream_furnish_records(tokio_stream::iter(batches)).await?.into_inner();
         total += resp.accepted_count;
-        println!("  {inst:<10} furnished {:>6} records", resp.accepted_count);
+        progress.inc(1);
+        progress.suspend(|| println!("  {inst:<10} furnished {:>6} records", resp.accepted_count));
     }
+    progress.finish_and_clear();
     println!("{total} records about {} subjects furnished over mTLS in {:.2?}", opts.subjects, started.elapsed());
     let registered = until_registered(&fed, &locator[0]).await?;
     println!(

@@ -134,30 +134,47 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
     let mut rows = Vec::new();
 
     let runs = |p: Part| (opts.only.is_empty() && p != Part::Federation) || opts.only.contains(&p);
+    let parts =
+        [Part::Furnish, Part::Scoring, Part::Audit, Part::Score, Part::Postgres, Part::Federation, Part::Locator];
+    let progress = crate::cli::output::bar(Some(parts.iter().filter(|p| runs(**p)).count() as u64), "parts");
+    // On a terminal a bar says which part runs; in a log, one line per part.
+    let step = |what: String| {
+        if progress.is_hidden() {
+            eprintln!("{what}");
+        } else {
+            progress.set_message(what);
+        }
+    };
 
     if runs(Part::Furnish) {
-        eprintln!("[1/7] furnishing throughput ({} records)", sizes.furnish_records);
+        step(format!("furnishing throughput ({} records)", sizes.furnish_records));
         store::furnish_throughput(&fed, sizes.furnish_records, &mut rows).await?;
+        progress.inc(1);
     }
     if runs(Part::Scoring) {
-        eprintln!("[2/7] scoring alone ({} records)", sizes.scoring_records);
+        step(format!("scoring alone ({} records)", sizes.scoring_records));
         store::scoring_alone(sizes.scoring_records, &mut rows);
+        progress.inc(1);
     }
     if runs(Part::Audit) {
-        eprintln!("[3/7] audit appends and verification");
+        step("audit appends and verification".into());
         store::audit(&fed, &sizes, &mut rows).await?;
+        progress.inc(1);
     }
     if runs(Part::Score) {
-        eprintln!("[4/7] federated score latency and throughput");
+        step("federated score latency and throughput".into());
         federated::federated(&fed, &sizes, &mut rows).await?;
+        progress.inc(1);
     }
     if runs(Part::Postgres) {
-        eprintln!("[5/7] PostgreSQL backend ({} records, {} subjects)", sizes.pg_records, sizes.pg_subjects);
+        step(format!("PostgreSQL backend ({} records, {} subjects)", sizes.pg_records, sizes.pg_subjects));
         postgres::postgres(&fed, &sizes, &mut rows).await?;
+        progress.inc(1);
     }
     if runs(Part::Federation) {
-        eprintln!("[federation] a federation that grows (member processes, a locator)");
+        step("a federation that grows (member processes, a locator)".into());
         growth::growth(opts.quick).await?;
+        progress.inc(1);
     }
     if runs(Part::Locator) {
         let people = if opts.quick { opts.people.min(20_000) } else { opts.people };
@@ -166,8 +183,9 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
         } else {
             opts.locator_backends.clone()
         };
-        eprintln!("[6/7] record locator store ({people} people, {backends:?})");
+        step(format!("record locator store ({people} people, {backends:?})"));
         locator::locator(&fed.root, people, &backends, sizes.throughput_secs * 2, &mut rows).await?;
+        progress.inc(1);
     }
     rows.push(Row {
         what: "peak RSS of the bench process itself (loaders, clients, in-process parts)".into(),
@@ -175,12 +193,21 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
         baseline: "-".into(),
         ratio: "-".into(),
     });
-    eprintln!("[7/7] done in {:.1?}", started.elapsed());
+    progress.finish_and_clear();
+    eprintln!("done in {:.1?}", started.elapsed());
 
-    println!("\n{:<58} {:>22} {:>22} {:>10}", "benchmark", "bureau", "baseline", "ratio");
-    for r in rows {
-        println!("{:<58} {:>22} {:>22} {:>10}", r.what, r.ours, r.baseline, r.ratio);
-    }
+    let value = serde_json::json!({
+        "quick": opts.quick,
+        "rows": rows.iter().map(|r| serde_json::json!({
+            "benchmark": r.what, "bureau": r.ours, "baseline": r.baseline, "ratio": r.ratio,
+        })).collect::<Vec<_>>(),
+    });
+    crate::cli::output::emit(value, || {
+        println!("\n{:<58} {:>22} {:>22} {:>10}", "benchmark", "bureau", "baseline", "ratio");
+        for r in &rows {
+            println!("{:<58} {:>22} {:>22} {:>10}", r.what, r.ours, r.baseline, r.ratio);
+        }
+    });
     Ok(())
 }
 
