@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{domain::inquiry::Purpose, net::identity::is_valid_member_id, net::tls::TlsFiles};
 
+pub use crate::net::otlp::TelemetrySection;
+
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -71,6 +73,9 @@ pub struct NodeConfig {
     /// Retention and dispute deadlines by jurisdiction.
     #[serde(default)]
     pub retention: RetentionSection,
+    /// Span export (OTLP); off by default.
+    #[serde(default)]
+    pub telemetry: TelemetrySection,
     /// The clock deadlines and retention windows read: the system clock. Not configurable;
     /// tests that start nodes in process share one they can move forward.
     #[serde(skip)]

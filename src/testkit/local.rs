@@ -80,6 +80,7 @@ impl LocalFederation {
                 ..Default::default()
             },
             retention: Default::default(),
+            telemetry: Default::default(),
             clock: Default::default(),
         }
     }
