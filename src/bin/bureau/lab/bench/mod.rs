@@ -3,6 +3,7 @@
 //! all but name) over the same mTLS stack, and raw sled batch inserts of the same encoded
 //! records with the same durability (one flush and `fdatasync` per batch).
 
+mod charts;
 mod federated;
 mod growth;
 mod locator;
@@ -42,6 +43,8 @@ pub struct BenchOptions {
     pub people: u64,
     /// The stores the locator part measures; both when empty.
     pub locator_backends: Vec<LocatorBackend>,
+    /// Where the SVG charts go.
+    pub charts: std::path::PathBuf,
 }
 
 pub use locator::LocatorBackend;
@@ -132,6 +135,7 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
         &["pbc"],
     )?;
     let mut rows = Vec::new();
+    let mut charts = charts::Charts::default();
 
     let runs = |p: Part| (opts.only.is_empty() && p != Part::Federation) || opts.only.contains(&p);
     let parts =
@@ -163,7 +167,7 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
     }
     if runs(Part::Score) {
         step("federated score latency and throughput".into());
-        federated::federated(&fed, &sizes, &mut rows).await?;
+        federated::federated(&fed, &sizes, &mut rows, &mut charts).await?;
         progress.inc(1);
     }
     if runs(Part::Postgres) {
@@ -173,7 +177,7 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
     }
     if runs(Part::Federation) {
         step("a federation that grows (member processes, a locator)".into());
-        growth::growth(opts.quick).await?;
+        charts.growth = growth::growth(opts.quick).await?;
         progress.inc(1);
     }
     if runs(Part::Locator) {
@@ -195,9 +199,14 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
     });
     progress.finish_and_clear();
     eprintln!("done in {:.1?}", started.elapsed());
+    let pictures = charts::write(&opts.charts, &charts)?;
+    for p in &pictures {
+        eprintln!("chart written: {}", p.display());
+    }
 
     let value = serde_json::json!({
         "quick": opts.quick,
+        "charts": pictures,
         "rows": rows.iter().map(|r| serde_json::json!({
             "benchmark": r.what, "bureau": r.ours, "baseline": r.baseline, "ratio": r.ratio,
         })).collect::<Vec<_>>(),
@@ -234,7 +243,16 @@ fn score_req(s: &str) -> pb::GetScoreRequest {
 }
 
 /// Percentiles of `calls` sequential calls of `f` (after a tenth as many to warm up).
-async fn latency<F, Fut>(calls: usize, mut f: F) -> Result<Percentiles>
+async fn latency<F, Fut>(calls: usize, f: F) -> Result<Percentiles>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    Ok(percentiles(&mut latency_samples(calls, f).await?))
+}
+
+/// The latencies, sorted, of `calls` sequential calls of `f` (after a tenth as many to warm up).
+async fn latency_samples<F, Fut>(calls: usize, mut f: F) -> Result<Vec<Duration>>
 where
     F: FnMut(usize) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
@@ -248,7 +266,8 @@ where
         f(i).await?;
         samples.push(t.elapsed());
     }
-    Ok(percentiles(&mut samples))
+    samples.sort_unstable();
+    Ok(samples)
 }
 
 /// Calls per second of `f` run by `concurrency` tasks for `secs` seconds.
@@ -287,8 +306,18 @@ async fn score_latency(
     calls: usize,
     whole: bool,
 ) -> Result<Percentiles> {
+    Ok(percentiles(&mut score_samples(scoring, sample, calls, whole).await?))
+}
+
+/// The sorted latencies of [`score_latency`].
+async fn score_samples(
+    scoring: &ScoringServiceClient<Channel>,
+    sample: &[String],
+    calls: usize,
+    whole: bool,
+) -> Result<Vec<Duration>> {
     let (s, sample) = (scoring.clone(), sample.to_vec());
-    latency(calls, move |i| {
+    latency_samples(calls, move |i| {
         let mut s = s.clone();
         let subject = sample[i % sample.len()].clone();
         async move {
