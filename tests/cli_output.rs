@@ -112,6 +112,12 @@ fn the_authority_and_local_commands_print_json() {
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success() && err.contains("resident_id") && err.contains("passport"), "{err}");
 
+    // The bench's table as rows (its in-memory part: seconds), and no chart without data.
+    let charts = dir.path().join("charts");
+    let v = json(bureau().args(["bench", "--quick", "--only", "scoring", "--charts", charts.to_str().unwrap()]));
+    assert!(v["rows"][0]["benchmark"].as_str().is_some_and(|b| b.contains("scor")), "{v}");
+    assert_eq!(v["charts"].as_array().map(Vec::len), Some(0), "{v}");
+
     // completions: a script for the shell, naming the commands.
     let out = bureau().args(["completions", "bash"]).output().unwrap();
     let script = String::from_utf8_lossy(&out.stdout);

@@ -88,6 +88,7 @@ fn latency_cdf(path: &Path, score: &[Duration], echo: &[Duration]) -> Result<()>
         .x_desc("latency, µs (log scale)")
         .y_desc("% of calls at or below")
         .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()
         .map_err(draw)?;
     for (samples, label, color) in
