@@ -318,3 +318,15 @@ async fn records_put_streams_a_million_lines_in_bounded_memory() {
     assert!(got.is_ok());
     c.shutdown().await;
 }
+
+#[test]
+fn the_demo_prints_its_summary_as_json_and_its_story_on_stderr() {
+    let out = bureau().args(["demo", "--subjects", "60", "--output", "json"]).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("no JSON ({e}): {stdout}"));
+    assert_eq!((v["subjects"].as_u64(), v["institutions"].as_u64()), (Some(60), Some(12)), "{v}");
+    assert!(v["records_furnished"].as_u64().is_some_and(|n| n > 0), "{v}");
+    assert!(v["decisions"][0]["score"].is_u64() && v["score_latency_us"]["p50"].as_f64().is_some(), "{v}");
+    assert!(stderr.contains("federation bureau.demo"), "the narrative moves to stderr: {stderr}");
+}

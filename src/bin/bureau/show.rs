@@ -3,11 +3,23 @@
 
 use bureau::pb::bureau::v1 as pb;
 
+/// One line of text: standard output, or standard error when standard output carries JSON
+/// (the demo's story beside its summary).
+macro_rules! say {
+    ($($t:tt)*) => {
+        if crate::cli::output::json() {
+            eprintln!($($t)*)
+        } else {
+            println!($($t)*)
+        }
+    };
+}
+
 /// Prints a score with its reasons and coverage.
 pub fn print_score(s: &pb::Score) {
     let band =
         pb::ScoreBand::try_from(s.band).map(|b| b.as_str_name().trim_start_matches("SCORE_BAND_")).unwrap_or("?");
-    println!(
+    say!(
         "score {} ({band}){}  model {}  query {}",
         s.score,
         if s.partial { "  PARTIAL" } else { "" },
@@ -15,10 +27,10 @@ pub fn print_score(s: &pb::Score) {
         s.query_id
     );
     for r in &s.reasons {
-        println!("  {} -{:>3}  {}", r.code, r.points_lost, r.description);
+        say!("  {} -{:>3}  {}", r.code, r.points_lost, r.description);
     }
     if s.disputed_records_excluded > 0 {
-        println!(
+        say!(
             "  {} disputed record(s): delinquency and charge-offs left out while under dispute",
             s.disputed_records_excluded
         );
@@ -27,15 +39,19 @@ pub fn print_score(s: &pb::Score) {
         .map(|r| r.as_str_name().trim_start_matches("SCORE_ROUTE_").to_lowercase())
         .unwrap_or_default();
     if s.members > 0 {
-        println!("  asked {} of {} members ({})", s.members_asked, s.members, route.replace('_', " "));
+        say!("  asked {} of {} members ({})", s.members_asked, s.members, route.replace('_', " "));
     }
     for c in &s.coverage {
         let outcome = pb::PeerOutcome::try_from(c.outcome)
             .map(|o| o.as_str_name().trim_start_matches("PEER_OUTCOME_"))
             .unwrap_or("?");
-        println!(
+        say!(
             "  peer {:<12} {:<12} {:>3} records {:>5} ms {}",
-            c.peer, outcome, c.records_returned, c.latency_ms, c.error
+            c.peer,
+            outcome,
+            c.records_returned,
+            c.latency_ms,
+            c.error
         );
     }
 }
