@@ -126,7 +126,13 @@ fn growth_chart(path: &Path, title: &str, unit: &str, located: &[(f64, f64)], ev
         .y_label_area_size(60)
         .build_cartesian_2d(0.0..max_n * 1.05, 0.0..max_y)
         .map_err(draw)?;
-    chart.configure_mesh().x_desc("members (N)").y_desc(unit).draw().map_err(draw)?;
+    chart
+        .configure_mesh()
+        .x_desc("members (N)")
+        .y_desc(unit)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .draw()
+        .map_err(draw)?;
     for (points, label, color) in [(everyone, "every member asked", RED), (located, "with the record locator", BLUE)] {
         chart
             .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
