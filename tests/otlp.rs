@@ -148,4 +148,26 @@ async fn a_score_arrives_at_an_otlp_receiver_as_one_trace_across_two_nodes() {
     assert!(spans.iter().all(|g| g.service == "bureau"), "{spans:#?}");
     let nodes: std::collections::BTreeSet<_> = spans.iter().map(|g| g.node.as_str()).collect();
     assert_eq!(nodes.into_iter().collect::<Vec<_>>(), ["bank", "payapp"], "two processes, one trace");
+
+    // A caller that asks for no recording (flags 00) gets none, at either node; a score sent
+    // after it (sampled) shows the exporters are still sending.
+    let unsampled = "0af7651916cd43dd8448eb211c80319c";
+    for (trace, flags) in [(unsampled, "00"), ("5bf92f3577b34da6a3ce929d0e0e4737", "01")] {
+        let mut req = tonic::Request::new(pb::GetScoreRequest {
+            subject_id: s.clone(),
+            purpose: pb::Purpose::AccountReview as i32,
+            consent_reference: String::new(),
+        });
+        req.metadata_mut().insert("traceparent", format!("00-{trace}-{app_span}-{flags}").parse().unwrap());
+        scoring.get_score(req).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while received.0.lock().unwrap().iter().filter(|g| g.trace == "5bf92f3577b34da6a3ce929d0e0e4737").count() < 3
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = received.0.lock().unwrap().clone();
+    assert_eq!(got.iter().filter(|g| g.trace == "5bf92f3577b34da6a3ce929d0e0e4737").count(), 3, "{got:#?}");
+    assert!(!got.iter().any(|g| g.trace == unsampled), "an unsampled trace was exported: {got:#?}");
 }
