@@ -510,6 +510,7 @@ impl NodeConfig {
             }
             _ => {}
         }
+        self.telemetry.check().map_err(ConfigError::Invalid)?;
         if self.scoring.peer_deadline_ms == 0 {
             return bad("scoring.peer_deadline_ms must be > 0".into());
         }

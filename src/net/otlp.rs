@@ -33,6 +33,20 @@ pub struct TelemetrySection {
     pub otlp_endpoint: Option<String>,
 }
 
+impl TelemetrySection {
+    /// Refuses an endpoint the exporter could not dial: it must be an `http://` or `https://`
+    /// URL with a host.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let Some(e) = &self.otlp_endpoint else { return Ok(()) };
+        match e.parse::<http::Uri>() {
+            Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => Ok(()),
+            _ => Err(format!(
+                "telemetry.otlp_endpoint {e:?} is not an http:// or https:// URL, e.g. http://127.0.0.1:4317"
+            )),
+        }
+    }
+}
+
 /// Why export could not be switched on.
 #[derive(Debug, thiserror::Error)]
 #[error("telemetry.otlp_endpoint {endpoint:?}: {why}")]
@@ -171,6 +185,21 @@ pub(crate) fn flush() {
     if let Some(e) = EXPORT.get() {
         if let Err(err) = e.provider.force_flush() {
             warn!(error = %err, "otlp flush failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_endpoint_must_be_an_http_url_with_a_host() {
+        let at = |e: &str| TelemetrySection { otlp_endpoint: Some(e.into()) }.check();
+        assert!(TelemetrySection::default().check().is_ok(), "off is fine");
+        assert!(at("http://127.0.0.1:4317").is_ok() && at("https://collector.example:4317").is_ok());
+        for bad in ["127.0.0.1:4317", "grpc://c:4317", "http://", "not a url"] {
+            assert!(at(bad).is_err(), "{bad}");
         }
     }
 }
