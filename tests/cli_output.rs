@@ -118,6 +118,15 @@ fn the_authority_and_local_commands_print_json() {
     assert!(v["rows"][0]["benchmark"].as_str().is_some_and(|b| b.contains("scor")), "{v}");
     assert_eq!(v["charts"].as_array().map(Vec::len), Some(0), "{v}");
 
+    // gen's records are JSON already: one document a line.
+    let out = bureau().args(["gen", "--subjects", "3", "--output", "json"]).output().unwrap();
+    let lines = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect::<Vec<_>>();
+    assert!(out.status.success() && !lines.is_empty());
+    for l in &lines {
+        let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        assert!(v["record_id"].is_string(), "{v}");
+    }
+
     // completions: a script for the shell, naming the commands.
     let out = bureau().args(["completions", "bash"]).output().unwrap();
     let script = String::from_utf8_lossy(&out.stdout);
