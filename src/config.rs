@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{domain::inquiry::Purpose, net::identity::is_valid_member_id, net::tls::TlsFiles};
 
+pub use crate::net::otlp::TelemetrySection;
+
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -74,6 +76,9 @@ pub struct NodeConfig {
     /// How consent is proven: signed tokens (the default) or legacy reference strings.
     #[serde(default)]
     pub consent: ConsentSection,
+    /// Span export (OTLP); off by default.
+    #[serde(default)]
+    pub telemetry: TelemetrySection,
     /// The clock deadlines and retention windows read: the system clock. Not configurable;
     /// tests that start nodes in process share one they can move forward.
     #[serde(skip)]
@@ -565,6 +570,7 @@ impl NodeConfig {
         if self.consent.reports_per_window == 0 || self.consent.report_window_days == 0 {
             return bad("consent.reports_per_window and consent.report_window_days must be > 0".into());
         }
+        self.telemetry.check().map_err(ConfigError::Invalid)?;
         if self.scoring.peer_deadline_ms == 0 {
             return bad("scoring.peer_deadline_ms must be > 0".into());
         }

@@ -154,6 +154,10 @@ pub async fn bind_loopback() -> std::io::Result<TcpListener> {
 /// Starts a node on an already bound listener (its configured `listen` is ignored).
 pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningNode, ServeError> {
     cfg.check()?;
+    if let Some(endpoint) = &cfg.telemetry.otlp_endpoint {
+        crate::net::otlp::install(endpoint, &cfg.node.institution, &cfg.federation.name)
+            .map_err(|e| ServeError::Config(crate::config::ConfigError::Invalid(e.to_string())))?;
+    }
     // Metrics first, so the first figures (the CRL's, the store's) are recorded.
     let metrics_listener = match cfg.metrics.listen {
         Some(addr) => {
@@ -366,6 +370,8 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         if let Err(e) = store.close().await {
             warn!(error = %e, "final flush failed");
         }
+        // The last spans reach the collector before the node says it stopped.
+        let _ = tokio::task::spawn_blocking(crate::net::otlp::flush).await;
         info!("node stopped");
         if let Some(why) = failure {
             return Err(ServeError::Store(crate::storage::StoreError::Unavailable(why)));

@@ -35,10 +35,13 @@ impl FederationService for FederationApi {
         let trace = super::trace_of(&req);
         let r = req.into_inner();
         let subject = r.subject_id.clone();
-        match answer_query(&self.node, &caller, r, trace).await {
-            Ok(resp) => Ok(Response::new(resp)),
-            Err(e) => Err(super::log_refusal(&self.node, &caller, &subject, e).await.into()),
-        }
+        super::server_span("bureau.v1.FederationService/QueryRecords", trace, &caller, async {
+            match answer_query(&self.node, &caller, r, trace).await {
+                Ok(resp) => Ok(Response::new(resp)),
+                Err(e) => Err(super::log_refusal(&self.node, &caller, &subject, e).await.into()),
+            }
+        })
+        .await
     }
 
     async fn deliver_notice(&self, req: Request<pb::Notice>) -> Result<Response<pb::NoticeReceipt>, Status> {

@@ -47,11 +47,29 @@ pub(crate) async fn log_refusal(
     e
 }
 
-/// The caller's W3C trace context, or a new trace when it sent none (or a malformed one).
+/// This call's hop in the caller's W3C trace (a child of the span its `traceparent` names), or
+/// a new trace when it sent none (or a malformed one).
 pub(crate) fn trace_of<T>(req: &tonic::Request<T>) -> crate::net::trace::TraceContext {
     req.metadata()
         .get(crate::net::trace::HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(crate::net::trace::TraceContext::parse)
+        .map(|caller| caller.child())
         .unwrap_or_else(crate::net::trace::TraceContext::new_root)
+}
+
+/// Runs a handler's body as the server span `method` of hop `trace` (exported when OTLP is on;
+/// a refusal marks it failed with its code).
+pub(crate) async fn server_span<T>(
+    method: &'static str,
+    trace: crate::net::trace::TraceContext,
+    caller: &crate::net::identity::Identity,
+    body: impl std::future::Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, tonic::Status> {
+    let started = std::time::SystemTime::now();
+    let result = body.await;
+    let attributes = vec![opentelemetry::KeyValue::new("bureau.caller", caller.to_string())];
+    let error = result.as_ref().err().map(|s| format!("{:?}: {}", s.code(), s.message()));
+    crate::net::otlp::record(method, crate::net::otlp::Side::Server, &trace, started, attributes, error);
+    result
 }

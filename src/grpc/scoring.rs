@@ -121,10 +121,13 @@ impl ScoringService for ScoringApi {
         let trace = super::trace_of(&req);
         let r = req.into_inner();
         let subject = r.subject_id.clone();
-        match self.score(&caller, r, trace).await {
-            Ok(s) => Ok(Response::new(s)),
-            Err(e) => Err(super::log_refusal(&self.node, &caller, &subject, e).await.into()),
-        }
+        super::server_span("bureau.v1.ScoringService/GetScore", trace, &caller, async {
+            match self.score(&caller, r, trace).await {
+                Ok(s) => Ok(Response::new(s)),
+                Err(e) => Err(super::log_refusal(&self.node, &caller, &subject, e).await.into()),
+            }
+        })
+        .await
     }
 
     async fn decide(&self, req: Request<pb::DecideRequest>) -> Result<Response<pb::Decision>, Status> {
@@ -132,10 +135,13 @@ impl ScoringService for ScoringApi {
         let trace = super::trace_of(&req);
         let r = req.into_inner();
         let subject = r.subject_id.clone();
-        match self.decision(&caller, r, trace).await {
-            Ok(d) => Ok(Response::new(d)),
-            Err(e) => Err(super::log_refusal(&self.node, &caller, &subject, e).await.into()),
-        }
+        super::server_span("bureau.v1.ScoringService/Decide", trace, &caller, async {
+            match self.decision(&caller, r, trace).await {
+                Ok(d) => Ok(Response::new(d)),
+                Err(e) => Err(super::log_refusal(&self.node, &caller, &subject, e).await.into()),
+            }
+        })
+        .await
     }
 }
 

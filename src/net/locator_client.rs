@@ -51,10 +51,11 @@ impl Peers {
     pub(crate) async fn locate(&self, q: &Query, deadline: Duration) -> Result<Located, LocateError> {
         let peer = self.shard(&q.subject_id).ok_or(LocateError::NoLocator)?;
         let started = Instant::now();
+        let (hop, wall) = (q.trace.child(), std::time::SystemTime::now());
         let call = peer.hedged(|channel| {
             let mut req = tonic::Request::new(request(q));
             req.set_timeout(deadline.saturating_sub(started.elapsed()));
-            if let Ok(v) = q.trace.child().header().parse() {
+            if let Ok(v) = hop.header().parse() {
                 req.metadata_mut().insert(super::trace::HEADER, v);
             }
             let mut client = peer.locator(channel);
@@ -69,6 +70,20 @@ impl Peers {
             Ok(Err(status)) => (Vec::new(), Some((started.elapsed(), Err(status)))),
             Err(_) => (Vec::new(), None),
         };
+        let failed = match &answer {
+            Some((_, Ok(_))) => None,
+            Some((_, Err(s))) => Some(format!("{:?}: {}", s.code(), s.message())),
+            None => Some("deadline exceeded".to_owned()),
+        };
+        let attributes = vec![opentelemetry::KeyValue::new("bureau.peer", peer.id.clone())];
+        super::otlp::record(
+            "bureau.v1.LocatorService/Locate",
+            super::otlp::Side::Client,
+            &hop,
+            wall,
+            attributes,
+            failed,
+        );
         let answer = judge(&peer, q, answer, started.elapsed(), deadline);
         match answer.outcome {
             crate::net::peers::PeerOutcome::Answered => Ok(Located { holders, answer }),

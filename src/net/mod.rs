@@ -8,6 +8,7 @@ pub mod directory;
 pub(crate) mod directory_watch;
 pub(crate) mod identity;
 pub(crate) mod locator_client;
+pub(crate) mod otlp;
 mod peer;
 pub(crate) mod peer_error;
 pub(crate) mod peers;

@@ -382,18 +382,30 @@ pub(super) type Answer = (Duration, Result<tonic::Response<pb::QueryRecordsRespo
 /// unreachable address.
 async fn ask(peer: &Peer, q: &Query, deadline: Duration) -> Answer {
     let started = Instant::now();
+    let (hop, wall) = (q.trace.child(), std::time::SystemTime::now());
     let result = peer
         .hedged(|channel| {
             let mut req = tonic::Request::new(request(q));
             // The peer learns the deadline too, so it can drop work nobody will wait for.
             req.set_timeout(deadline.saturating_sub(started.elapsed()));
-            if let Ok(v) = q.trace.child().header().parse() {
+            if let Ok(v) = hop.header().parse() {
                 req.metadata_mut().insert(super::trace::HEADER, v);
             }
             let mut client = peer.federation(channel);
             async move { client.query_records(req).await }
         })
         .await;
+    super::otlp::record(
+        "bureau.v1.FederationService/QueryRecords",
+        super::otlp::Side::Client,
+        &hop,
+        wall,
+        vec![
+            opentelemetry::KeyValue::new("bureau.peer", peer.id.clone()),
+            opentelemetry::KeyValue::new("bureau.query_id", q.query_id.clone()),
+        ],
+        result.as_ref().err().map(|s| format!("{:?}: {}", s.code(), s.message())),
+    );
     (started.elapsed(), result)
 }
 

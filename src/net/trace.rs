@@ -8,12 +8,14 @@ use rand::RngCore;
 /// The gRPC metadata key (HTTP header) that carries the context.
 pub(crate) const HEADER: &str = "traceparent";
 
-/// A trace context: trace id, this hop's span id, flags.
+/// A trace context: trace id, this hop's span id, flags, and the span it is a child of (known
+/// for the hops this node makes; a received header's parent is the sender's business).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TraceContext {
     trace_id: [u8; 16],
     span_id: [u8; 8],
     flags: u8,
+    parent: Option<[u8; 8]>,
 }
 
 impl TraceContext {
@@ -36,7 +38,7 @@ impl TraceContext {
         if trace_id == [0; 16] || span_id == [0; 8] {
             return None;
         }
-        Some(Self { trace_id, span_id, flags })
+        Some(Self { trace_id, span_id, flags, parent: None })
     }
 
     /// A new trace (sampled), for a call that came without one.
@@ -44,12 +46,33 @@ impl TraceContext {
         let mut rng = rand::thread_rng();
         let mut trace_id = [0u8; 16];
         rng.fill_bytes(&mut trace_id);
-        Self { trace_id, span_id: random_span(&mut rng), flags: 1 }
+        Self { trace_id, span_id: random_span(&mut rng), flags: 1, parent: None }
     }
 
-    /// The context of a call this hop makes: same trace, new span.
+    /// The context of a call this hop makes (or, for a received header, of the hop that
+    /// answers it): same trace, new span, this one its parent.
     pub(crate) fn child(&self) -> Self {
-        Self { span_id: random_span(&mut rand::thread_rng()), ..*self }
+        Self { span_id: random_span(&mut rand::thread_rng()), parent: Some(self.span_id), ..*self }
+    }
+
+    /// The trace id's bytes.
+    pub(crate) fn trace_id_bytes(&self) -> [u8; 16] {
+        self.trace_id
+    }
+
+    /// This hop's span id.
+    pub(crate) fn span_id_bytes(&self) -> [u8; 8] {
+        self.span_id
+    }
+
+    /// The span this hop is a child of, when known.
+    pub(crate) fn parent_span_id(&self) -> Option<[u8; 8]> {
+        self.parent
+    }
+
+    /// Whether the caller asked for the trace to be recorded (flag `01`).
+    pub(crate) fn sampled(&self) -> bool {
+        self.flags & 1 == 1
     }
 
     /// The trace id as 32 lowercase hex digits (what the logs show).
@@ -86,6 +109,7 @@ mod tests {
         let c = t.child();
         assert_eq!(c.trace_id(), t.trace_id());
         assert_ne!(c.header(), h);
+        assert_eq!(c.parent_span_id(), Some(t.span_id_bytes()), "a child names its parent");
     }
 
     #[test]

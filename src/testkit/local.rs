@@ -84,6 +84,7 @@ impl LocalFederation {
             // "consent-1": they opt out explicitly here. Production configurations (and `bureau
             // init`, the demo, tests/consent.rs) keep the default, `tokens = "required"`.
             consent: crate::config::ConsentSection::legacy(),
+            telemetry: Default::default(),
             clock: Default::default(),
         }
     }

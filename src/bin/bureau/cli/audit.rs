@@ -4,7 +4,12 @@
 use anyhow::{bail, Result};
 use clap::Subcommand;
 
-use super::conn::{print_status, RegulatorConn};
+use serde_json::{json, Value};
+
+use super::{
+    conn::{print_status, RegulatorConn},
+    output,
+};
 use bureau::{
     pb::bureau::v1::{self as pb, audit_service_client::AuditServiceClient},
     regulator::{self, VerifiedLog},
@@ -82,19 +87,34 @@ pub async fn run(cmd: AuditCommand) -> Result<()> {
         AuditCommand::Disputes { conn, nodes } => {
             let logs = verify_each(&conn, &nodes).await?;
             let views = regulator::dispute_states(&logs, chrono::Utc::now());
-            println!("{:<12} {:<12} {:<26} {:<10} {:<27} record", "furnisher", "filer", "dispute", "state", "deadline");
-            for v in &views {
-                println!(
-                    "{:<12} {:<12} {:<26} {:<10} {:<27} {}",
-                    v.furnisher, v.filer, v.dispute_id, v.state, v.deadline, v.record
-                );
-            }
             let overdue = views.iter().filter(|v| v.state == "overdue").count();
             let open = views.iter().filter(|v| v.state == "open").count();
-            println!("{} dispute(s): {open} open, {overdue} overdue", views.len());
+            let value = json!({
+                "logs": logs.iter().map(log_json).collect::<Vec<_>>(),
+                "disputes": views.iter().map(|v| json!({
+                    "furnisher": v.furnisher, "filer": v.filer, "dispute_id": v.dispute_id,
+                    "state": v.state, "deadline": v.deadline, "record": v.record,
+                })).collect::<Vec<_>>(),
+                "open": open,
+                "overdue": overdue,
+            });
+            output::emit(value, || {
+                println!(
+                    "{:<12} {:<12} {:<26} {:<10} {:<27} record",
+                    "furnisher", "filer", "dispute", "state", "deadline"
+                );
+                for v in &views {
+                    println!(
+                        "{:<12} {:<12} {:<26} {:<10} {:<27} {}",
+                        v.furnisher, v.filer, v.dispute_id, v.state, v.deadline, v.record
+                    );
+                }
+                println!("{} dispute(s): {open} open, {overdue} overdue", views.len());
+            });
         }
         AuditCommand::Verify { conn, node } => {
             let log = verify_each(&conn, std::slice::from_ref(&node)).await?.remove(0);
+            output::emit(log_json(&log), || {});
             if !log.problems.is_empty() {
                 bail!("{} problem(s) in {}'s log", log.problems.len(), log.origin);
             }
@@ -102,29 +122,47 @@ pub async fn run(cmd: AuditCommand) -> Result<()> {
         AuditCommand::Consents { conn, nodes, hash } => {
             let logs = verify_each(&conn, &nodes).await?;
             let uses = regulator::consents_by_hash(&logs, hash.as_deref());
-            println!("{:<72} {:<12} {:<12} {:<18} {:<37} detail", "evidence", "node", "asker", "purpose", "query");
-            for c in &uses {
-                println!(
-                    "{:<72} {:<12} {:<12} {:<18} {:<37} {}",
-                    c.evidence, c.node, c.asker, c.purpose, c.query_id, c.detail
-                );
-            }
-            println!("{} consent verification(s)", uses.len());
+            let rows: Vec<Value> = uses
+                .iter()
+                .map(|c| {
+                    json!({"evidence": c.evidence, "node": c.node, "asker": c.asker, "purpose": c.purpose,
+                           "query_id": c.query_id, "detail": c.detail})
+                })
+                .collect();
+            output::emit(json!({ "consents": rows }), || {
+                println!("{:<72} {:<12} {:<12} {:<18} {:<37} detail", "evidence", "node", "asker", "purpose", "query");
+                for c in &uses {
+                    println!(
+                        "{:<72} {:<12} {:<12} {:<18} {:<37} {}",
+                        c.evidence, c.node, c.asker, c.purpose, c.query_id, c.detail
+                    );
+                }
+                println!("{} consent verification(s)", uses.len());
+            });
         }
         AuditCommand::Reconcile { conn, nodes } => {
             let logs = verify_each(&conn, &nodes).await?;
             let mismatches = regulator::reconcile(&logs);
             let flags = regulator::relationship_flags(&logs);
             let bad_logs = logs.iter().filter(|l| !l.problems.is_empty()).count();
-            for m in &mismatches {
-                println!("MISMATCH {m}");
-            }
-            for f in &flags {
-                println!("FLAG {f}");
-            }
-            if mismatches.is_empty() && flags.is_empty() && bad_logs == 0 {
-                println!("reconciled {} nodes: every query and dispute is logged at both ends", logs.len());
-            } else {
+            let value = json!({
+                "logs": logs.iter().map(log_json).collect::<Vec<_>>(),
+                "mismatches": mismatches.iter().map(|m| m.to_string()).collect::<Vec<_>>(),
+                "flags": flags.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
+                "reconciled": mismatches.is_empty() && flags.is_empty() && bad_logs == 0,
+            });
+            output::emit(value, || {
+                for m in &mismatches {
+                    println!("MISMATCH {m}");
+                }
+                for f in &flags {
+                    println!("FLAG {f}");
+                }
+                if mismatches.is_empty() && flags.is_empty() && bad_logs == 0 {
+                    println!("reconciled {} nodes: every query and dispute is logged at both ends", logs.len());
+                }
+            });
+            if !(mismatches.is_empty() && flags.is_empty() && bad_logs == 0) {
                 bail!(
                     "{} mismatch(es), {} relationship purpose(s) without a relationship, {bad_logs} log(s) failing verification",
                     mismatches.len(),
@@ -133,11 +171,18 @@ pub async fn run(cmd: AuditCommand) -> Result<()> {
             }
         }
         AuditCommand::Entries { conn, node, subject } => {
-            println!(
-                "{:>6} {:<27} {:<16} {:<10} {:<10} {:<18} {:<14} {:<22} {:>4}",
-                "index", "time", "action", "actor", "asked", "purpose", "consent", "outcome", "recs"
-            );
-            each_entry(&conn, &node, subject, |index, entry| {
+            let mut rows: Vec<Value> = Vec::new();
+            if !output::json() {
+                println!(
+                    "{:>6} {:<27} {:<16} {:<10} {:<10} {:<18} {:<14} {:<22} {:>4}",
+                    "index", "time", "action", "actor", "asked", "purpose", "consent", "outcome", "recs"
+                );
+            }
+            each_entry(&conn, &node, subject.clone(), |index, entry| {
+                if output::json() {
+                    rows.push(json!({ "index": index, "entry": entry }));
+                    return Ok(());
+                }
                 println!(
                     "{:>6} {:<27} {:<16} {:<10} {:<10} {:<18} {:<14} {:<22} {:>4}",
                     index,
@@ -153,26 +198,47 @@ pub async fn run(cmd: AuditCommand) -> Result<()> {
                 Ok(())
             })
             .await?;
+            output::emit(json!({ "node": node, "subject": subject, "entries": rows }), || {});
         }
         AuditCommand::Attestations { conn, node } => {
-            println!("{:>6} {:<27} {:<24} {:<16} {:<14} jti", "index", "time", "subject", "verifier", "outcome");
-            let mut n = 0;
+            let mut rows: Vec<Value> = Vec::new();
+            if !output::json() {
+                println!("{:>6} {:<27} {:<24} {:<16} {:<14} jti", "index", "time", "subject", "verifier", "outcome");
+            }
             each_entry(&conn, &node, String::new(), |index, e| {
                 if e.action == Action::AttestationIssued {
-                    n += 1;
                     let time = e.time.format("%Y-%m-%d %H:%M:%S");
-                    println!(
-                        "{index:>6} {time:<27} {:<24} {:<16} {:<14} {}",
-                        e.subject_id, e.counterparty, e.outcome, e.query_id
-                    );
+                    rows.push(json!({
+                        "index": index, "time": e.time, "subject": e.subject_id,
+                        "verifier": e.counterparty, "outcome": e.outcome, "jti": e.query_id,
+                    }));
+                    if !output::json() {
+                        println!(
+                            "{index:>6} {time:<27} {:<24} {:<16} {:<14} {}",
+                            e.subject_id, e.counterparty, e.outcome, e.query_id
+                        );
+                    }
                 }
                 Ok(())
             })
             .await?;
-            println!("{n} attestation(s) issued");
+            let n = rows.len();
+            output::emit(json!({ "node": node, "attestations": rows }), || println!("{n} attestation(s) issued"));
         }
     }
     Ok(())
+}
+
+/// What verifying one node's log found, as `--output json` prints it.
+fn log_json(log: &VerifiedLog) -> Value {
+    json!({
+        "origin": log.origin,
+        "size": log.size,
+        "root": hex::encode(log.root),
+        "previous": log.previous,
+        "ok": log.problems.is_empty(),
+        "problems": log.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+    })
 }
 
 /// Calls `f` on each of a node's log entries (about `subject`, or all when empty), in order.
@@ -210,7 +276,9 @@ async fn verify_each(conn: &RegulatorConn, nodes: &[String]) -> Result<Vec<Verif
     let mut logs = Vec::new();
     for node in nodes {
         let log = regulator::verify(conn.channel(node)?, &conn.keys(), &conn.state).await?;
-        report_verified(&log);
+        if !output::json() {
+            report_verified(&log);
+        }
         logs.push(log);
     }
     Ok(logs)

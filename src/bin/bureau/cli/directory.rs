@@ -100,7 +100,10 @@ pub fn run(cmd: DirectoryCommand) -> Result<()> {
         DirectoryCommand::Show { at } => {
             let d = pki::read_directory(&PkiDir(at.dir.clone()), &at.federation)
                 .with_context(|| format!("reading the directory in {}", at.dir.display()))?;
-            print!("{}", render(&d));
+            let value = serde_json::json!({
+                "federation": d.federation, "serial": d.serial, "members": d.members, "locators": d.locators,
+            });
+            super::output::emit(value, || print!("{}", render(&d)));
         }
         DirectoryCommand::Add { at, id, addresses, log_key } => {
             check_addresses(&addresses)?;
@@ -147,7 +150,9 @@ pub fn run(cmd: DirectoryCommand) -> Result<()> {
 fn publish(at: &Authority, what: &str, change: impl FnOnce(&mut Directory) -> Result<(), String>) -> Result<()> {
     let d = pki::edit_directory(&PkiDir(at.dir.clone()), &at.federation, change)
         .with_context(|| format!("directory in {} not changed", at.dir.display()))?;
-    println!("directory serial {}: {what}", d.serial);
+    super::output::emit(serde_json::json!({ "serial": d.serial, "change": what }), || {
+        println!("directory serial {}: {what}", d.serial)
+    });
     Ok(())
 }
 

@@ -4,7 +4,10 @@
 use anyhow::Result;
 use clap::{Subcommand, ValueEnum};
 
-use super::conn::{print_status, Conn};
+use super::{
+    conn::{print_status, Conn},
+    output,
+};
 use bureau::pb::bureau::v1::{self as pb, disputes_service_client::DisputesServiceClient};
 
 /// `bureau disputes …`
@@ -131,6 +134,26 @@ fn print_dispute(d: &pb::Dispute) {
     }
 }
 
+/// A dispute as `--output json` prints it.
+fn dispute_json(d: &pb::Dispute) -> serde_json::Value {
+    serde_json::json!({
+        "name": d.name,
+        "record": d.record,
+        "status": pb::DisputeStatus::try_from(d.status)
+            .map(|s| s.as_str_name().trim_start_matches("DISPUTE_STATUS_").to_lowercase())
+            .unwrap_or_default(),
+        "overdue": d.overdue,
+        "deadline": d.deadline.as_ref().and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0)).map(|t| t.to_rfc3339()),
+        "statement": d.statement,
+        "rejection": d.rejection,
+    })
+}
+
+/// Prints one dispute as text or JSON.
+fn show(d: &pb::Dispute) {
+    output::emit(dispute_json(d), || print_dispute(d));
+}
+
 /// Runs a `bureau disputes` command.
 pub async fn run(cmd: DisputesCommand) -> Result<()> {
     match cmd {
@@ -145,28 +168,31 @@ pub async fn run(cmd: DisputesCommand) -> Result<()> {
                 consent_reference: consent,
             };
             let d = c.file_dispute(req).await.map_err(|s| print_status(&s))?.into_inner();
-            print_dispute(&d);
+            show(&d);
         }
         DisputesCommand::Get { conn, name } => {
             let mut c = DisputesServiceClient::new(conn.channel()?);
             let d = c.get_dispute(pb::GetDisputeRequest { name }).await.map_err(|s| print_status(&s))?.into_inner();
-            print_dispute(&d);
+            show(&d);
         }
         DisputesCommand::List { conn, all } => {
             let mut c = DisputesServiceClient::new(conn.channel()?);
             let mut token = String::new();
+            let mut all_pages = Vec::new();
             loop {
                 let page = c
                     .list_disputes(pb::ListDisputesRequest { include_resolved: all, page_size: 0, page_token: token })
                     .await
                     .map_err(|s| print_status(&s))?
                     .into_inner();
-                page.disputes.iter().for_each(print_dispute);
+                all_pages.extend(page.disputes);
                 if page.next_page_token.is_empty() {
                     break;
                 }
                 token = page.next_page_token;
             }
+            let value = serde_json::json!({ "disputes": all_pages.iter().map(dispute_json).collect::<Vec<_>>() });
+            output::emit(value, || all_pages.iter().for_each(print_dispute));
         }
         DisputesCommand::Resolve { conn, name, resolution } => {
             let resolution = match resolution {
@@ -183,7 +209,7 @@ pub async fn run(cmd: DisputesCommand) -> Result<()> {
                 .await
                 .map_err(|s| print_status(&s))?
                 .into_inner();
-            print_dispute(&d);
+            show(&d);
         }
     }
     Ok(())

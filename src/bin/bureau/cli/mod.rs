@@ -4,11 +4,13 @@
 
 mod attest;
 mod audit;
+mod config;
 mod conn;
 mod consent;
 mod directory;
 mod disputes;
 mod node;
+pub mod output;
 mod pki;
 mod records;
 mod scoring;
@@ -24,6 +26,10 @@ pub struct Cli {
     /// Log format: `text` or `json`.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "BUREAU_LOG_FORMAT", hide_possible_values = true)]
     pub log_format: LogFormat,
+    /// Result format: `text` for people, `json` for scripts (one JSON document on standard
+    /// output).
+    #[arg(long, global = true, value_enum, default_value_t = output::Output::Text, env = "BUREAU_OUTPUT")]
+    pub output: output::Output,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -95,10 +101,20 @@ pub enum Command {
     /// Run a local federation with sample data, from nothing (no setup by hand).
     #[cfg(feature = "lab")]
     Demo(crate::lab::DemoArgs),
+    /// Check a node configuration without starting the node.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
+    /// Print a shell completion script (e.g. `bureau completions bash > /etc/bash_completion.d/bureau`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Runs a parsed command.
 pub async fn run(cli: Cli) -> Result<()> {
+    output::set(cli.output);
     match cli.command {
         Command::Pki(cmd) => pki::run(cmd),
         Command::Serve(args) => node::serve(args).await,
@@ -122,5 +138,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => crate::lab::bench(args).await,
         #[cfg(feature = "lab")]
         Command::Demo(args) => crate::lab::demo(args).await,
+        Command::Config(cmd) => config::run(cmd),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "bureau", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }

@@ -1,12 +1,20 @@
 //! Running and keeping a node: `serve`, `subject-id`, `model show`, `backup`, `restore` and
 //! `retention purge`.
 
-use std::{fs, path::PathBuf};
+use std::{
+    fs,
+    io::{BufRead, IsTerminal},
+    path::PathBuf,
+};
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::json;
 
-use super::conn::{print_status, Conn};
+use super::{
+    conn::{print_status, Conn},
+    output,
+};
 use bureau::{
     config::Backend,
     derive_subject_id,
@@ -22,21 +30,40 @@ pub struct ServeArgs {
     config: PathBuf,
 }
 
-/// `bureau subject-id`
+/// `bureau subject-id`: the document number is read from standard input (one line) or, on a
+/// terminal, from a prompt without echo; never from the command line, where it would land in
+/// the shell's history and in every process listing.
 #[derive(Args, Debug)]
 pub struct SubjectIdArgs {
-    /// Document type, e.g. RESIDENT_ID or PASSPORT.
-    #[arg(long = "type")]
-    doc_type: String,
-    /// Document number.
-    #[arg(long)]
-    number: String,
+    /// Document type: resident_id or passport.
+    #[arg(long = "type", value_enum, ignore_case = true)]
+    doc_type: DocType,
     /// File with the federation's subject key (hex); or give --config.
     #[arg(long)]
     key_file: Option<PathBuf>,
     /// A node configuration naming the subject key.
     #[arg(long)]
     config: Option<PathBuf>,
+}
+
+/// The identity documents a subject id is derived from (the type is part of the MAC input).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum DocType {
+    /// A national resident identity card.
+    ResidentId,
+    /// A passport.
+    Passport,
+}
+
+impl DocType {
+    /// The spelling hashed into the subject id.
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::ResidentId => "RESIDENT_ID",
+            Self::Passport => "PASSPORT",
+        }
+    }
 }
 
 /// `bureau model …`
@@ -135,8 +162,28 @@ pub fn subject_id(args: SubjectIdArgs) -> Result<()> {
         }
         (None, None) => bail!("--key-file or --config is required"),
     };
-    println!("{}", derive_subject_id(&read_hex_key(&key_file)?, &args.doc_type, &args.number));
+    let key = read_hex_key(&key_file)?;
+    let number = read_number()?;
+    let id = derive_subject_id(&key, args.doc_type.as_str(), &number);
+    output::emit(json!({ "subject_id": id }), || println!("{id}"));
     Ok(())
+}
+
+/// The document number: a prompt without echo on a terminal, else the first line of standard
+/// input.
+fn read_number() -> Result<String> {
+    let number = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password("document number: ").context("reading the document number")?
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).context("reading the document number from standard input")?;
+        line
+    };
+    let number = number.trim().to_owned();
+    if number.is_empty() {
+        bail!("no document number: give it on standard input or at the prompt");
+    }
+    Ok(number)
 }
 
 /// Prints a scorecard model.
@@ -151,7 +198,9 @@ pub fn model(cmd: ModelCommand) -> Result<()> {
         Some(p) => Model::from_toml(&fs::read_to_string(&p).with_context(|| p.display().to_string())?)?,
         None => Model::embedded_default(),
     };
-    println!("# model version {}\n{}", model.version(), model.text());
+    output::emit(json!({ "version": model.version(), "toml": model.text() }), || {
+        println!("# model version {}\n{}", model.version(), model.text())
+    });
     Ok(())
 }
 
@@ -172,11 +221,23 @@ pub async fn backup(args: BackupArgs) -> Result<()> {
         };
         bureau::read_recipients(&file)?
     };
+    let spinner = output::spinner("backing up");
     let s = bureau::backup_to_file(args.conn.channel()?, &args.out, &recipients).await.map_err(|e| match e {
         bureau::BackupError::Node(s) => print_status(&s),
         e => e.into(),
-    })?;
-    println!("{}: {} pairs; audit log size {} root {}", args.out.display(), s.pairs, s.tree_size, hex::encode(s.root));
+    });
+    spinner.finish_and_clear();
+    let s = s?;
+    let value = json!({ "file": args.out, "pairs": s.pairs, "tree_size": s.tree_size, "root": hex::encode(s.root) });
+    output::emit(value, || {
+        println!(
+            "{}: {} pairs; audit log size {} root {}",
+            args.out.display(),
+            s.pairs,
+            s.tree_size,
+            hex::encode(s.root)
+        )
+    });
     Ok(())
 }
 
@@ -187,14 +248,22 @@ pub async fn restore(args: RestoreArgs) -> Result<()> {
         bail!("the node's store is PostgreSQL: restore it with the database's own tools");
     }
     let identities = bureau::read_identities(&args.identity)?;
-    let s = bureau::restore_from_file(&args.from, &cfg.node.data_dir, &identities).await?;
-    println!(
-        "{} restored: {} pairs; audit log size {} root {} (checked)",
-        cfg.node.data_dir.display(),
-        s.pairs,
-        s.tree_size,
-        hex::encode(s.root)
-    );
+    let spinner = output::spinner("restoring and checking");
+    let s = bureau::restore_from_file(&args.from, &cfg.node.data_dir, &identities).await;
+    spinner.finish_and_clear();
+    let s = s?;
+    let value = json!({
+        "data_dir": cfg.node.data_dir, "pairs": s.pairs, "tree_size": s.tree_size, "root": hex::encode(s.root), "checked": true,
+    });
+    output::emit(value, || {
+        println!(
+            "{} restored: {} pairs; audit log size {} root {} (checked)",
+            cfg.node.data_dir.display(),
+            s.pairs,
+            s.tree_size,
+            hex::encode(s.root)
+        )
+    });
     Ok(())
 }
 
@@ -203,6 +272,8 @@ pub async fn retention(cmd: RetentionCommand) -> Result<()> {
     let RetentionCommand::Purge { conn } = cmd;
     let mut c = AdminServiceClient::new(conn.channel()?);
     let r = c.purge_expired(pb::PurgeExpiredRequest {}).await.map_err(|s| print_status(&s))?.into_inner();
-    println!("purged: {} record(s), {} inquiry(ies); each deletion logged", r.records_deleted, r.inquiries_deleted);
+    output::emit(json!({ "records_deleted": r.records_deleted, "inquiries_deleted": r.inquiries_deleted }), || {
+        println!("purged: {} record(s), {} inquiry(ies); each deletion logged", r.records_deleted, r.inquiries_deleted)
+    });
     Ok(())
 }

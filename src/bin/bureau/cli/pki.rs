@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Subcommand;
 
+use serde_json::json;
+
+use super::output::emit;
 use bureau::pki::{self, PkiDir, PkiSpec};
 
 /// `bureau pki …`
@@ -82,24 +85,34 @@ pub fn run(cmd: PkiCommand) -> Result<()> {
         PkiCommand::Init { federation, out, institutions, regulators, apps, hosts } => {
             let spec = PkiSpec { federation, institutions, regulators, apps, hosts };
             pki::init(&spec, &out)?;
-            println!(
-                "authority, {} institution(s) and {} regulator(s) written to {}",
-                spec.institutions.len(),
-                spec.regulators.len(),
-                out.display()
-            );
+            let value = json!({
+                "federation": &spec.federation, "out": &out, "institutions": &spec.institutions, "regulators": &spec.regulators,
+            });
+            emit(value, || {
+                println!(
+                    "authority, {} institution(s) and {} regulator(s) written to {}",
+                    spec.institutions.len(),
+                    spec.regulators.len(),
+                    out.display()
+                )
+            });
         }
         PkiCommand::IssueApp { dir, federation, institution, app } => {
             let files = pki::issue_app(&PkiDir(dir), &federation, &institution, &app)?;
-            println!("application {app} of {institution}: {} and {}", files.cert.display(), files.key.display());
+            let value = json!({ "institution": &institution, "app": &app, "cert": &files.cert, "key": &files.key });
+            emit(value, || {
+                println!("application {app} of {institution}: {} and {}", files.cert.display(), files.key.display())
+            });
         }
         PkiCommand::Revoke { dir, cert } => {
             let serial = pki::revoke(&PkiDir(dir), &cert)?;
-            println!("revoked serial {serial}");
+            emit(json!({ "revoked_serial": serial.to_string() }), || println!("revoked serial {serial}"));
         }
         PkiCommand::Crl(CrlCommand::Refresh { dir }) => {
             let number = pki::refresh_crl(&PkiDir(dir))?;
-            println!("revocation list re-signed: number {number}, valid 30 days");
+            emit(json!({ "crl_number": number.to_string(), "valid_days": 30 }), || {
+                println!("revocation list re-signed: number {number}, valid 30 days")
+            });
         }
         PkiCommand::Directory(cmd) => super::directory::run(cmd)?,
     }

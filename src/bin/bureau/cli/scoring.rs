@@ -4,7 +4,8 @@ use anyhow::Result;
 use clap::{Args, ValueEnum};
 
 use super::conn::{print_status, Conn};
-use crate::show::print_score;
+use super::output;
+use crate::show::{print_score, score_json};
 use bureau::pb::bureau::v1::{
     self as pb, decisions_service_client::DecisionsServiceClient, scoring_service_client::ScoringServiceClient,
 };
@@ -94,7 +95,7 @@ pub async fn score(args: ScoreArgs) -> Result<()> {
             .map_err(|s| print_status(&s))?
             .into_inner(),
     };
-    print_score(&s);
+    output::emit(score_json(&s), || print_score(&s));
     Ok(())
 }
 
@@ -111,19 +112,31 @@ pub async fn decide(args: DecideArgs) -> Result<()> {
         ("", false) => "decline",
         (outcome, _) => outcome,
     };
-    println!("{}: {} (threshold {})", d.policy, verdict.to_uppercase(), d.threshold);
-    if let Some(s) = d.score {
-        print_score(&s);
-    }
-    if let Some(n) = &d.notice {
-        for f in n.key_factors.iter().chain(Some(&n.inquiries_factor).filter(|f| !f.is_empty())) {
-            println!("  key factor: {f}");
+    let value = serde_json::json!({
+        "policy": d.policy,
+        "verdict": verdict,
+        "approved": d.approved,
+        "threshold": d.threshold,
+        "score": d.score.as_ref().map(score_json),
+        "notice": d.notice.as_ref().map(|n| serde_json::json!({
+            "key_factors": n.key_factors, "inquiries_factor": n.inquiries_factor, "sources": n.sources,
+        })),
+    });
+    output::emit(value, || {
+        println!("{}: {} (threshold {})", d.policy, verdict.to_uppercase(), d.threshold);
+        if let Some(s) = &d.score {
+            print_score(s);
         }
-        println!("  sources: {}", n.sources.join(", "));
-        if let Some(path) = &args.notice {
-            bureau::write_notice(path, n)?;
-            println!("adverse-action notice written to {}", path.display());
+        if let Some(n) = &d.notice {
+            for f in n.key_factors.iter().chain(Some(&n.inquiries_factor).filter(|f| !f.is_empty())) {
+                println!("  key factor: {f}");
+            }
+            println!("  sources: {}", n.sources.join(", "));
         }
+    });
+    if let Some((path, n)) = args.notice.as_ref().zip(d.notice.as_ref()) {
+        bureau::write_notice(path, n)?;
+        eprintln!("adverse-action notice written to {}", path.display());
     }
     Ok(())
 }

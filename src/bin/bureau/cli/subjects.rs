@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 
-use super::conn::{print_status, Conn};
+use super::{
+    conn::{print_status, Conn},
+    output,
+};
 use bureau::{
     pb::bureau::v1::{self as pb, subjects_service_client::SubjectsServiceClient},
     regulator::{self, KeySource},
@@ -82,26 +85,47 @@ pub async fn report(args: ReportArgs) -> Result<()> {
         .into_inner();
     bureau::write_report(&out, &report).with_context(|| format!("{}", out.display()))?;
     let score = report.score.clone().unwrap_or_default();
-    println!(
-        "report written to {}: score {}, {} account(s), {} inquiry(ies), {} dispute(s){}{}",
-        out.display(),
-        score.score,
-        report.records.len(),
-        report.inquiries.len(),
-        report.disputes.len(),
-        if report.protection.as_ref().is_some_and(|p| p.frozen) { ", FROZEN" } else { "" },
-        if report.protection.as_ref().is_some_and(|p| p.fraud_alert) { ", FRAUD ALERT" } else { "" }
-    );
-    if verify {
-        let pki = pki.context("--verify needs --pki (the nodes' checkpoint keys)")?;
-        let check = regulator::check_report(&report, &KeySource::PkiDir(pki))?;
-        for p in &check.problems {
-            println!("PROBLEM {p}");
-        }
+    let frozen = report.protection.as_ref().is_some_and(|p| p.frozen);
+    let fraud_alert = report.protection.as_ref().is_some_and(|p| p.fraud_alert);
+    let check = match (verify, pki) {
+        (false, _) => None,
+        (true, None) => bail!("--verify needs --pki (the nodes' checkpoint keys)"),
+        (true, Some(pki)) => Some(regulator::check_report(&report, &KeySource::PkiDir(pki))?),
+    };
+    let value = serde_json::json!({
+        "out": &out,
+        "score": score.score,
+        "accounts": report.records.len(),
+        "inquiries": report.inquiries.len(),
+        "disputes": report.disputes.len(),
+        "frozen": frozen,
+        "fraud_alert": fraud_alert,
+        "verified": check.as_ref().map(|c| serde_json::json!({
+            "proven": c.proven, "unproven": c.unproven, "problems": &c.problems,
+        })),
+    });
+    output::emit(value, || {
         println!(
-            "{} inquiry(ies) proven in the signed logs of the nodes that recorded them, {} without proof",
-            check.proven, check.unproven
+            "report written to {}: score {}, {} account(s), {} inquiry(ies), {} dispute(s){}{}",
+            out.display(),
+            score.score,
+            report.records.len(),
+            report.inquiries.len(),
+            report.disputes.len(),
+            if frozen { ", FROZEN" } else { "" },
+            if fraud_alert { ", FRAUD ALERT" } else { "" }
         );
+        if let Some(check) = &check {
+            for p in &check.problems {
+                println!("PROBLEM {p}");
+            }
+            println!(
+                "{} inquiry(ies) proven in the signed logs of the nodes that recorded them, {} without proof",
+                check.proven, check.unproven
+            );
+        }
+    });
+    if let Some(check) = check {
         if !check.problems.is_empty() {
             bail!("{} inquiry proof(s) do not hold", check.problems.len());
         }
@@ -123,6 +147,8 @@ pub async fn protect(args: ProtectArgs) -> Result<()> {
     }
     .map_err(|s| print_status(&s))?
     .into_inner();
-    println!("frozen: {}  fraud alert: {}  (every peer is told through the outbox)", p.frozen, p.fraud_alert);
+    output::emit(serde_json::json!({ "frozen": p.frozen, "fraud_alert": p.fraud_alert }), || {
+        println!("frozen: {}  fraud alert: {}  (every peer is told through the outbox)", p.frozen, p.fraud_alert)
+    });
     Ok(())
 }

@@ -59,6 +59,18 @@ pub const FIRST_PORT: u16 = 7101;
 /// The nodes' Prometheus endpoints with `--serve`, in the same order.
 pub const METRICS_PORTS: [u16; 3] = [9101, 9102, 9103];
 
+/// The narrative: standard output for people; with `--output json` it moves to standard error
+/// and standard output carries the one JSON summary at the end.
+macro_rules! say {
+    ($($t:tt)*) => {
+        if crate::cli::output::json() {
+            eprintln!($($t)*)
+        } else {
+            println!($($t)*)
+        }
+    };
+}
+
 fn node<'a>(nodes: &'a [RunningNode], inst: &str) -> &'a RunningNode {
     nodes.iter().find(|n| n.institution == inst).expect("demo node")
 }
@@ -119,7 +131,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     let mut ids = INSTITUTIONS.to_vec();
     ids.push(LOCATOR);
     let fed = LocalFederation::create(&root, "bureau.demo", &ids, &["pbc"])?;
-    println!(
+    say!(
         "federation bureau.demo: licensing authority, {} institutions, the record locator, regulator pbc ({})",
         INSTITUTIONS.len(),
         root.display()
@@ -155,16 +167,16 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     let (mut nodes, mut locator) =
         fed.start_with_directory_on(members, locators, policies).await.context("starting nodes")?;
     let directory = bureau::pki::read_directory(&fed.pki, "bureau.demo")?;
-    println!(
+    say!(
         "  signed member directory serial {}: {} active members, locator shard \"\" (every pseudonym) at {}",
         directory.serial,
         directory.members.len(),
         locator[0].addr
     );
     for n in nodes.iter().take(3) {
-        println!("  node {:<10} {}", n.institution, n.addr);
+        say!("  node {:<10} {}", n.institution, n.addr);
     }
-    println!("  … and {} more members; no node's configuration lists another", nodes.len() - 3);
+    say!("  … and {} more members; no node's configuration lists another", nodes.len() - 3);
 
     // Each institution furnishes its own share of a generated population.
     let cfg = GenConfig {
@@ -176,6 +188,8 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     };
     let started = Instant::now();
     let mut total = 0;
+    let progress = crate::cli::output::bar(Some(INSTITUTIONS.len() as u64), "institutions");
+    progress.set_message("furnishing");
     for inst in INSTITUTIONS {
         let n = node(&nodes, inst);
         let records: Vec<pb::CreditRecord> = gen::generate(&cfg)
@@ -186,11 +200,13 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         let mut c = RecordsServiceClient::new(fed.client(Role::Application, inst, n.addr).channel()?);
         let resp = c.stream_furnish_records(tokio_stream::iter(batches)).await?.into_inner();
         total += resp.accepted_count;
-        println!("  {inst:<10} furnished {:>6} records", resp.accepted_count);
+        progress.inc(1);
+        progress.suspend(|| say!("  {inst:<10} furnished {:>6} records", resp.accepted_count));
     }
-    println!("{total} records about {} subjects furnished over mTLS in {:.2?}", opts.subjects, started.elapsed());
+    progress.finish_and_clear();
+    say!("{total} records about {} subjects furnished over mTLS in {:.2?}", opts.subjects, started.elapsed());
     let registered = until_registered(&fed, &locator[0]).await?;
-    println!(
+    say!(
         "each member registered where it holds records with the locator, from its own log: {registered} log entries there"
     );
 
@@ -199,13 +215,20 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     };
     let (mut payapp, mut bikeshare) = (scoring("payapp")?, scoring("bikeshare")?);
     let (doc, number) = gen::subject_identity(cfg.seed, 0);
-    println!("\nsubjects are pseudonyms: {doc} {number} -> {}", gen::subject_id(&cfg, 0));
-    println!(
+    say!("\nsubjects are pseudonyms: {doc} {number} -> {}", gen::subject_id(&cfg, 0));
+    say!(
         "\n{:<10} {:>5} {:<10} {:<16} {:>8}  {:<16} {:<16}",
-        "subject", "score", "band", "top reasons", "asked", "payapp @550", "bikeshare @650"
+        "subject",
+        "score",
+        "band",
+        "top reasons",
+        "asked",
+        "payapp @550",
+        "bikeshare @650"
     );
     let samples: Vec<usize> = (0..opts.subjects.min(40)).step_by(3).take(12).collect();
     let mut waived = None;
+    let mut decided = Vec::new();
     for &i in &samples {
         let subject = gen::subject_id(&cfg, i);
         // Each institution's application signs the person's consent for its own decision.
@@ -223,6 +246,11 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         }
         let s = at_payapp.score.clone().unwrap_or_default();
         let reasons: Vec<&str> = s.reasons.iter().take(3).map(|r| r.code.as_str()).collect();
+        decided.push(serde_json::json!({
+            "subject": subject, "score": s.score, "members_asked": s.members_asked, "members": s.members,
+            "unscoreable": s.exclusion.as_ref().map(|x| x.code.clone()),
+            "payapp_waives": at_payapp.approved, "bikeshare_waives": at_bikeshare.approved,
+        }));
         let verdict = |d: &pb::Decision| match d.score.as_ref().and_then(|s| s.exclusion.as_ref()) {
             Some(x) => format!("{} ({})", d.outcome.split(':').next().unwrap_or("refer"), x.code),
             None => {
@@ -230,7 +258,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
                 format!("{} ({score})", if d.approved { "waive" } else { "deposit" })
             }
         };
-        println!(
+        say!(
             "{:<10} {:>5} {:<10} {:<16} {:>2} of {:<2}  {:<16} {:<16}",
             &subject[..8],
             s.score,
@@ -242,11 +270,11 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
             verdict(&at_bikeshare)
         );
     }
-    println!("(\"asked 2 of 11\": the locator named the members that hold records; no one else was asked)");
-    println!("(a decision's score counts earlier hard inquiries: bikeshare sees the one payapp just made, counted at the locator)");
+    say!("(\"asked 2 of 11\": the locator named the members that hold records; no one else was asked)");
+    say!("(a decision's score counts earlier hard inquiries: bikeshare sees the one payapp just made, counted at the locator)");
     if let Some(r) = payapp.get_score(score_req(&gen::subject_id(&cfg, samples[0]))).await?.into_inner().reasons.first()
     {
-        println!("reason {}: {} (-{} points)", r.code, r.description, r.points_lost);
+        say!("reason {}: {} (-{} points)", r.code, r.description, r.points_lost);
     }
     let waived = waived.unwrap_or_else(|| gen::subject_id(&cfg, samples[0]));
     attested_waiver(&fed, node(&nodes, "bikeshare").addr, &waived).await?;
@@ -263,12 +291,21 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         samples_t.push(t.elapsed());
     }
     let p = percentiles(&mut samples_t);
-    println!(
+    say!(
         "\nfederated score latency over {} calls: p50 {:.0} µs, p99 {:.0} µs",
         samples_t.len(),
         p.p50.as_secs_f64() * 1e6,
         p.p99.as_secs_f64() * 1e6
     );
+
+    let summary = serde_json::json!({
+        "federation": "bureau.demo",
+        "institutions": INSTITUTIONS.len(),
+        "subjects": opts.subjects,
+        "records_furnished": total,
+        "decisions": decided,
+        "score_latency_us": { "p50": p.p50.as_secs_f64() * 1e6, "p99": p.p99.as_secs_f64() * 1e6 },
+    });
 
     dispute(&fed, &nodes, &cfg, &mut payapp).await?;
     report(&fed, &nodes, &gen::subject_id(&cfg, samples[0]), opts.dir.as_deref()).await?;
@@ -276,7 +313,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     // The locator goes down: scores still work, asking every member.
     let locator_addr = locator[0].addr;
     locator.remove(0).shutdown().await?;
-    println!("\nthe locator is down; payapp scores {} by asking every member:", &subjects[0][..8]);
+    say!("\nthe locator is down; payapp scores {} by asking every member:", &subjects[0][..8]);
     let s = payapp.get_score(score_req(&subjects[0])).await?.into_inner();
     print_score(&s);
     let mut locator_cfg = fed.directory_config(LOCATOR, true);
@@ -299,13 +336,13 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     };
     let bank_addr = bank.addr;
     bank.shutdown().await?;
-    println!("\nbank's node is down; payapp scores {}, whose records bank holds:", &subject_of_bank[..8]);
+    say!("\nbank's node is down; payapp scores {}, whose records bank holds:", &subject_of_bank[..8]);
     let t = Instant::now();
     let s = payapp.get_score(score_req(&subject_of_bank)).await?.into_inner();
     print_score(&s);
-    println!("  answered in {:.1?}", t.elapsed());
+    say!("  answered in {:.1?}", t.elapsed());
 
-    println!("\nrefusals:");
+    say!("\nrefusals:");
     let pay = node(&nodes, "payapp");
     let mut as_regulator = ScoringServiceClient::new(fed.client(Role::Regulator, "pbc", pay.addr).channel()?);
     print_refusal("regulator asks payapp for a score", as_regulator.get_score(score_req(&subjects[0])).await.err());
@@ -378,6 +415,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         as_payapp.furnish_records(pb::FurnishRecordsRequest { records: bad.into_iter().collect() }).await.err(),
     );
 
+    crate::cli::output::emit(&summary, || {});
     if opts.serve {
         // Bring the bank back for the regulator's walk-through.
         let mut bank_cfg = fed.directory_config("bank", false);
@@ -386,22 +424,22 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         nodes.push(bureau::start_on(bank_cfg, listener).await?);
         let pki = fed.pki.0.display();
         let last = FIRST_PORT + INSTITUTIONS.len() as u16;
-        println!("\nthe federation keeps running (ctrl-c stops it). As the regulator pbc:");
-        println!("  bureau audit verify    --pki {pki} --regulator pbc --federation bureau.demo --node 127.0.0.1:7101");
-        println!("  bureau audit verify    --pki {pki} --regulator pbc --federation bureau.demo --node 127.0.0.1:{last}   # the locator");
-        println!("  bureau audit reconcile --pki {pki} --regulator pbc --federation bureau.demo --node 127.0.0.1:7101 --node 127.0.0.1:7102 --node 127.0.0.1:7103 --node 127.0.0.1:{last}");
-        println!("  bureau audit entries   --pki {pki} --regulator pbc --federation bureau.demo --node 127.0.0.1:{last} --subject {}", subjects[0]);
-        println!("  bureau pki directory show --dir {pki} --federation bureau.demo");
-        println!("Prometheus metrics (one process, so the nodes serve the same figures):");
+        say!("\nthe federation keeps running (ctrl-c stops it). As the regulator pbc:");
+        say!("  bureau audit verify    --pki {pki} --regulator pbc --federation bureau.demo --node 127.0.0.1:7101");
+        say!("  bureau audit verify    --pki {pki} --regulator pbc --federation bureau.demo --node 127.0.0.1:{last}   # the locator");
+        say!("  bureau audit reconcile --pki {pki} --regulator pbc --federation bureau.demo --node 127.0.0.1:7101 --node 127.0.0.1:7102 --node 127.0.0.1:7103 --node 127.0.0.1:{last}");
+        say!("  bureau audit entries   --pki {pki} --regulator pbc --federation bureau.demo --node 127.0.0.1:{last} --subject {}", subjects[0]);
+        say!("  bureau pki directory show --dir {pki} --federation bureau.demo");
+        say!("Prometheus metrics (one process, so the nodes serve the same figures):");
         for (inst, port) in INSTITUTIONS.iter().zip(METRICS_PORTS) {
-            println!("  {inst:<10} http://127.0.0.1:{port}/metrics");
+            say!("  {inst:<10} http://127.0.0.1:{port}/metrics");
         }
         tokio::signal::ctrl_c().await?;
     }
     for n in nodes.into_iter().chain(locator) {
         n.shutdown().await?;
     }
-    println!("\nnodes stopped");
+    say!("\nnodes stopped");
     Ok(())
 }
 
@@ -418,7 +456,7 @@ async fn dispute(
     let Some(r) = gen::generate(cfg).find(|r| r.furnisher == "bank" && r.status.is_derogatory()) else {
         return Ok(());
     };
-    println!(
+    say!(
         "
 a dispute: payapp's customer {} says bank's {} is not theirs",
         &r.subject_id[..8],
@@ -445,16 +483,13 @@ a dispute: payapp's customer {} says bank's {} is not theirs",
     };
     let deadline =
         d.deadline.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0)).map(|t| t.date_naive().to_string());
-    println!(
-        "  filed at payapp's node: {} {} (bank must answer by {})",
-        d.name,
-        status(&d),
-        deadline.unwrap_or_default()
-    );
+    say!("  filed at payapp's node: {} {} (bank must answer by {})", d.name, status(&d), deadline.unwrap_or_default());
     let during = payapp.get_score(score_req(&r.subject_id)).await?.into_inner();
-    println!(
+    say!(
         "  score {} -> {} while disputed ({} record's charge-off left out)",
-        before.score, during.score, during.disputed_records_excluded
+        before.score,
+        during.score,
+        during.disputed_records_excluded
     );
     let mut at_bank =
         DisputesServiceClient::new(fed.client(Role::Application, "bank", node(nodes, "bank").addr).channel()?);
@@ -467,7 +502,7 @@ a dispute: payapp's customer {} says bank's {} is not theirs",
         .await?
         .into_inner();
     let after = payapp.get_score(score_req(&r.subject_id)).await?.into_inner();
-    println!(
+    say!(
         "  bank {} it: score {} again; the record now carries the customer's statement (XC)",
         status(&resolved).to_lowercase(),
         after.score
@@ -496,7 +531,7 @@ async fn report(
         dir.map(|d| d.join("report.html")).unwrap_or_else(|| std::env::temp_dir().join("bureau-demo-report.html"));
     bureau::write_report(&path, &r).with_context(|| path.display().to_string())?;
     let check = bureau::regulator::check_report(&r, &bureau::regulator::KeySource::PkiDir(fed.pki.0.clone()))?;
-    println!(
+    say!(
         "
 {}'s own report: {} accounts, {} inquiries ({} proven in the signed logs), written to {}",
         &subject[..8],
@@ -543,13 +578,13 @@ fn score_req(subject: &str) -> pb::GetScoreRequest {
 
 fn print_refusal(what: &str, err: Option<tonic::Status>) {
     match err {
-        None => println!("  {what}: unexpectedly allowed"),
+        None => say!("  {what}: unexpectedly allowed"),
         Some(s) => {
             let d = s.get_error_details();
             let reason = d.error_info().map(|i| i.reason.clone()).unwrap_or_default();
-            println!("  {what}: {:?} {reason} — {}", s.code(), s.message());
+            say!("  {what}: {:?} {reason} — {}", s.code(), s.message());
             for v in d.bad_request().map(|b| b.field_violations.clone()).unwrap_or_default() {
-                println!("      {}: {}", v.field, v.description);
+                say!("      {}: {}", v.field, v.description);
             }
         }
     }

@@ -54,6 +54,10 @@ pub struct BenchArgs {
     /// The stores the locator part measures (repeatable): sled, postgres; both if absent.
     #[arg(long = "locator-backend", value_enum)]
     locator_backends: Vec<bench::LocatorBackend>,
+    /// Where to write the SVG charts (score latency against the echo; cost per score as the
+    /// federation grows, with `--only federation`).
+    #[arg(long, default_value = "bench-charts")]
+    charts: PathBuf,
 }
 
 /// `bureau demo`
@@ -128,6 +132,7 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
         only: args.only,
         people: args.people,
         locator_backends: args.locator_backends,
+        charts: args.charts,
     })
     .await
 }

@@ -4,13 +4,15 @@
 
 use std::time::{Duration, Instant};
 
+use crate::lab::percentiles;
 use anyhow::{Context, Result};
 use chrono::Utc;
 use tonic::transport::Channel;
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
 
 use super::{
-    latency, peer_query_latency, pg_section, records, score_latency, score_throughput, throughput, us, Row, Sizes,
+    latency_samples, peer_query_latency, pg_section, records, score_latency, score_samples, score_throughput,
+    throughput, us, Row, Sizes,
 };
 use bureau::{
     config::Backend,
@@ -122,16 +124,21 @@ pub(super) async fn wait_ready(fed: &LocalFederation, app: &str, addr: std::net:
 
 /// Federated score latency (against an echo), throughput, the nodes' memory, and latency as
 /// the federation grows.
-pub(super) async fn federated(fed: &LocalFederation, sizes: &Sizes, rows: &mut Vec<Row>) -> Result<()> {
+pub(super) async fn federated(
+    fed: &LocalFederation,
+    sizes: &Sizes,
+    rows: &mut Vec<Row>,
+    charts: &mut super::charts::Charts,
+) -> Result<()> {
     let (nodes, sample) = federation(fed, sizes.score_subjects, "main", None).await?;
     let scorer = &nodes[0];
     let ch: Channel = fed.client(Role::Application, "scorer", scorer.addr).channel()?;
     let health = HealthClient::new(ch.clone());
     let scoring = ScoringServiceClient::new(ch);
 
-    let echo = {
+    charts.echo = {
         let h = health.clone();
-        latency(sizes.latency_calls, move |_| {
+        latency_samples(sizes.latency_calls, move |_| {
             let mut h = h.clone();
             async move {
                 h.check(HealthCheckRequest { service: String::new() }).await?;
@@ -140,7 +147,8 @@ pub(super) async fn federated(fed: &LocalFederation, sizes: &Sizes, rows: &mut V
         })
         .await?
     };
-    let ours = score_latency(&scoring, &sample, sizes.latency_calls, true).await?;
+    charts.score = score_samples(&scoring, &sample, sizes.latency_calls, true).await?;
+    let (echo, ours) = (percentiles(&mut charts.echo), percentiles(&mut charts.score));
     // Diagnostic: one peer leg alone, to split a score's latency into the peer round trip and
     // the scoring node's own work.
     let peer_leg = peer_query_latency(fed, nodes[1].addr, &sample, sizes.latency_calls).await?;

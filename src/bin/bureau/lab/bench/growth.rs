@@ -138,8 +138,8 @@ pub(super) struct Extras {
     pub(super) hung_calls_made: usize,
 }
 
-/// Runs the growth part and prints its tables.
-pub(super) async fn growth(quick: bool) -> Result<()> {
+/// Runs the growth part and prints its tables; returns the points of its charts.
+pub(super) async fn growth(quick: bool) -> Result<Vec<super::charts::GrowthPoint>> {
     let scale = if quick { QUICK } else { FULL };
     let tmp = tempfile::tempdir()?;
     let mut ids: Vec<String> = (0..MOST).map(|i| format!("m{i:02}")).collect();
@@ -156,7 +156,16 @@ pub(super) async fn growth(quick: bool) -> Result<()> {
         let _ = std::fs::remove_dir_all(tmp.path().join(format!("n{n}")));
     }
     super::growth_tables::print_tables(&sizes, &extras);
-    Ok(())
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    Ok(sizes
+        .iter()
+        .map(|s| super::charts::GrowthPoint {
+            n: s.n,
+            cpu_ms: (s.located.cpu_ms, s.everyone.cpu_ms),
+            bytes: (s.located.bytes, s.everyone.bytes),
+            p50_ms: (ms(s.located.lat.p50), ms(s.everyone.lat.p50)),
+        })
+        .collect())
 }
 
 /// Starts `n` members and the locator, furnishes, measures with the locator and without.

@@ -3,6 +3,7 @@
 //! all but name) over the same mTLS stack, and raw sled batch inserts of the same encoded
 //! records with the same durability (one flush and `fdatasync` per batch).
 
+mod charts;
 mod federated;
 mod growth;
 mod growth_tables;
@@ -43,6 +44,8 @@ pub struct BenchOptions {
     pub people: u64,
     /// The stores the locator part measures; both when empty.
     pub locator_backends: Vec<LocatorBackend>,
+    /// Where the SVG charts go.
+    pub charts: std::path::PathBuf,
 }
 
 pub use locator::LocatorBackend;
@@ -133,32 +136,50 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
         &["pbc"],
     )?;
     let mut rows = Vec::new();
+    let mut charts = charts::Charts::default();
 
     let runs = |p: Part| (opts.only.is_empty() && p != Part::Federation) || opts.only.contains(&p);
+    let parts =
+        [Part::Furnish, Part::Scoring, Part::Audit, Part::Score, Part::Postgres, Part::Federation, Part::Locator];
+    let progress = crate::cli::output::bar(Some(parts.iter().filter(|p| runs(**p)).count() as u64), "parts");
+    // On a terminal a bar says which part runs; in a log, one line per part.
+    let step = |what: String| {
+        if progress.is_hidden() {
+            eprintln!("{what}");
+        } else {
+            progress.set_message(what);
+        }
+    };
 
     if runs(Part::Furnish) {
-        eprintln!("[1/7] furnishing throughput ({} records)", sizes.furnish_records);
+        step(format!("furnishing throughput ({} records)", sizes.furnish_records));
         store::furnish_throughput(&fed, sizes.furnish_records, &mut rows).await?;
+        progress.inc(1);
     }
     if runs(Part::Scoring) {
-        eprintln!("[2/7] scoring alone ({} records)", sizes.scoring_records);
+        step(format!("scoring alone ({} records)", sizes.scoring_records));
         store::scoring_alone(sizes.scoring_records, &mut rows);
+        progress.inc(1);
     }
     if runs(Part::Audit) {
-        eprintln!("[3/7] audit appends and verification");
+        step("audit appends and verification".into());
         store::audit(&fed, &sizes, &mut rows).await?;
+        progress.inc(1);
     }
     if runs(Part::Score) {
-        eprintln!("[4/7] federated score latency and throughput");
-        federated::federated(&fed, &sizes, &mut rows).await?;
+        step("federated score latency and throughput".into());
+        federated::federated(&fed, &sizes, &mut rows, &mut charts).await?;
+        progress.inc(1);
     }
     if runs(Part::Postgres) {
-        eprintln!("[5/7] PostgreSQL backend ({} records, {} subjects)", sizes.pg_records, sizes.pg_subjects);
+        step(format!("PostgreSQL backend ({} records, {} subjects)", sizes.pg_records, sizes.pg_subjects));
         postgres::postgres(&fed, &sizes, &mut rows).await?;
+        progress.inc(1);
     }
     if runs(Part::Federation) {
-        eprintln!("[federation] a federation that grows (member processes, a locator)");
-        growth::growth(opts.quick).await?;
+        step("a federation that grows (member processes, a locator)".into());
+        charts.growth = growth::growth(opts.quick).await?;
+        progress.inc(1);
     }
     if runs(Part::Locator) {
         let people = if opts.quick { opts.people.min(20_000) } else { opts.people };
@@ -167,8 +188,9 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
         } else {
             opts.locator_backends.clone()
         };
-        eprintln!("[6/7] record locator store ({people} people, {backends:?})");
+        step(format!("record locator store ({people} people, {backends:?})"));
         locator::locator(&fed.root, people, &backends, sizes.throughput_secs * 2, &mut rows).await?;
+        progress.inc(1);
     }
     rows.push(Row {
         what: "peak RSS of the bench process itself (loaders, clients, in-process parts)".into(),
@@ -176,12 +198,26 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
         baseline: "-".into(),
         ratio: "-".into(),
     });
-    eprintln!("[7/7] done in {:.1?}", started.elapsed());
-
-    println!("\n{:<58} {:>22} {:>22} {:>10}", "benchmark", "bureau", "baseline", "ratio");
-    for r in rows {
-        println!("{:<58} {:>22} {:>22} {:>10}", r.what, r.ours, r.baseline, r.ratio);
+    progress.finish_and_clear();
+    eprintln!("done in {:.1?}", started.elapsed());
+    let pictures = charts::write(&opts.charts, &charts)?;
+    for p in &pictures {
+        eprintln!("chart written: {}", p.display());
     }
+
+    let value = serde_json::json!({
+        "quick": opts.quick,
+        "charts": pictures,
+        "rows": rows.iter().map(|r| serde_json::json!({
+            "benchmark": r.what, "bureau": r.ours, "baseline": r.baseline, "ratio": r.ratio,
+        })).collect::<Vec<_>>(),
+    });
+    crate::cli::output::emit(value, || {
+        println!("\n{:<58} {:>22} {:>22} {:>10}", "benchmark", "bureau", "baseline", "ratio");
+        for r in &rows {
+            println!("{:<58} {:>22} {:>22} {:>10}", r.what, r.ours, r.baseline, r.ratio);
+        }
+    });
     Ok(())
 }
 
@@ -208,7 +244,16 @@ fn score_req(s: &str) -> pb::GetScoreRequest {
 }
 
 /// Percentiles of `calls` sequential calls of `f` (after a tenth as many to warm up).
-async fn latency<F, Fut>(calls: usize, mut f: F) -> Result<Percentiles>
+async fn latency<F, Fut>(calls: usize, f: F) -> Result<Percentiles>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    Ok(percentiles(&mut latency_samples(calls, f).await?))
+}
+
+/// The latencies, sorted, of `calls` sequential calls of `f` (after a tenth as many to warm up).
+async fn latency_samples<F, Fut>(calls: usize, mut f: F) -> Result<Vec<Duration>>
 where
     F: FnMut(usize) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
@@ -222,7 +267,8 @@ where
         f(i).await?;
         samples.push(t.elapsed());
     }
-    Ok(percentiles(&mut samples))
+    samples.sort_unstable();
+    Ok(samples)
 }
 
 /// Calls per second of `f` run by `concurrency` tasks for `secs` seconds.
@@ -261,8 +307,18 @@ async fn score_latency(
     calls: usize,
     whole: bool,
 ) -> Result<Percentiles> {
+    Ok(percentiles(&mut score_samples(scoring, sample, calls, whole).await?))
+}
+
+/// The sorted latencies of [`score_latency`].
+async fn score_samples(
+    scoring: &ScoringServiceClient<Channel>,
+    sample: &[String],
+    calls: usize,
+    whole: bool,
+) -> Result<Vec<Duration>> {
     let (s, sample) = (scoring.clone(), sample.to_vec());
-    latency(calls, move |i| {
+    latency_samples(calls, move |i| {
         let mut s = s.clone();
         let subject = sample[i % sample.len()].clone();
         async move {
