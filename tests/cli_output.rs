@@ -257,8 +257,17 @@ async fn the_client_and_regulator_commands_print_json() {
     };
     let v = json(reg(&["audit", "verify", "--node", &payapp.to_string()]));
     assert_eq!(v["ok"], true, "{v}");
-    let v = json(reg(&["audit", "reconcile", "--node", &payapp.to_string(), "--node", &bank.to_string()]));
+    // bank's account review of a person it furnished nothing about is flagged: the command
+    // prints its JSON and exits non-zero.
+    let out = reg(&["audit", "reconcile", "--node", &payapp.to_string(), "--node", &bank.to_string()])
+        .args(["--output", "json"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["logs"].as_array().map(Vec::len), Some(2), "{v}");
+    assert_eq!(v["flags"].as_array().map(Vec::len), Some(1), "{v}");
+    assert!(v["mismatches"].as_array().is_some_and(Vec::is_empty) && v["reconciled"] == false, "{v}");
+    assert!(!out.status.success(), "a flag fails the reconcile");
     let v = json(reg(&["audit", "disputes", "--node", &payapp.to_string(), "--node", &bank.to_string()]));
     assert_eq!(v["disputes"][0]["state"], "verified", "{v}");
     let v = json(reg(&["audit", "entries", "--node", &payapp.to_string(), "--subject", &s]));

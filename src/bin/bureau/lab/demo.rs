@@ -96,7 +96,7 @@ async fn attested_waiver(fed: &LocalFederation, addr: std::net::SocketAddr, subj
     let key_file = fed.pki.member(Role::Node, "bikeshare").log_key.with_extension("pub");
     let key = std::fs::read_to_string(&key_file)?;
     let claims = attestation::verify(&bundle, key.trim(), "kiosk-17", &nonce, chrono::Utc::now())?;
-    println!(
+    say!(
         "\nattested deposit waiver: bikeshare's app got a {}-byte signed statement, no score in it: {} {} {} (threshold {}), for kiosk-17, expires {}",
         a.jws.len(),
         &claims.sub[..8],
@@ -105,7 +105,7 @@ async fn attested_waiver(fed: &LocalFederation, addr: std::net::SocketAddr, subj
         claims.threshold,
         chrono::DateTime::from_timestamp(claims.exp, 0).unwrap_or_default().format("%Y-%m-%d %H:%M UTC")
     );
-    println!(
+    say!(
         "  verified offline with {} alone: EdDSA signature, nonce, expiry, and logged at index {} of bikeshare's log (inclusion proof against its signed checkpoint)",
         key_file.file_name().and_then(|n| n.to_str()).unwrap_or("the node's key"),
         a.log_index
@@ -113,7 +113,7 @@ async fn attested_waiver(fed: &LocalFederation, addr: std::net::SocketAddr, subj
     let mut forged = bundle.clone();
     forged.jws = forged.jws.replacen(".ey", ".eZ", 1);
     if let Err(e) = attestation::verify(&forged, key.trim(), "kiosk-17", &nonce, chrono::Utc::now()) {
-        println!(
+        say!(
             "  one changed byte: refused ({e}); for another kiosk: refused ({})",
             attestation::verify(&bundle, key.trim(), "kiosk-18", &nonce, chrono::Utc::now())
                 .err()
