@@ -214,12 +214,26 @@ pub enum Space {
     Holding,
     /// Background work's progress marks, by name (how far the log's holdings were delivered).
     Progress,
+    /// This node as a C2SP tlog-witness: the last checkpoint it cosigned for each peer's log,
+    /// by origin (checked and replaced in one compare-and-set, so it never rolls back).
+    Witness,
+    /// This node's own checkpoint as its witnesses cosigned it: by witness name, the
+    /// cosignature line and the size and root it covers.
+    Cosigned,
 }
 
 impl Space {
     /// Every space.
-    pub const ALL: [Space; 6] =
-        [Self::Dispute, Self::Mark, Self::Outbox, Self::Protection, Self::Holding, Self::Progress];
+    pub const ALL: [Space; 8] = [
+        Self::Dispute,
+        Self::Mark,
+        Self::Outbox,
+        Self::Protection,
+        Self::Holding,
+        Self::Progress,
+        Self::Witness,
+        Self::Cosigned,
+    ];
 
     /// The space's name in a backend (a key prefix, a column value).
     pub fn as_str(self) -> &'static str {
@@ -230,6 +244,8 @@ impl Space {
             Self::Protection => "protection",
             Self::Holding => "holding",
             Self::Progress => "progress",
+            Self::Witness => "witness",
+            Self::Cosigned => "cosigned",
         }
     }
 
@@ -242,6 +258,8 @@ impl Space {
             Self::Protection => b'p',
             Self::Holding => b'h',
             Self::Progress => b'g',
+            Self::Witness => b'w',
+            Self::Cosigned => b't',
         }
     }
 }
@@ -394,6 +412,12 @@ pub trait Storage: Send + Sync + 'static {
 
     /// The log's root at `size` (at most the current size).
     async fn audit_root(&self, size: u64) -> Result<Hash, StoreError>;
+
+    /// The stored complete-subtree hashes at `level` with indexes `from..from + count`, in
+    /// order: the node at (level, i) is the root of leaves `[i·2^level, (i+1)·2^level)`. A C2SP
+    /// hash tile of tile level L is `count` ≤ 256 of these at level 8·L. Every one must be
+    /// complete at the current size; a missing one is [`StoreError::Corrupt`].
+    async fn audit_nodes(&self, level: u8, from: u64, count: u64) -> Result<Vec<Hash>, StoreError>;
 
     /// RFC 9162 inclusion proof of entry `index` in the tree of `size`.
     async fn audit_inclusion(&self, index: u64, size: u64) -> Result<Vec<Hash>, StoreError>;
