@@ -71,6 +71,9 @@ pub struct NodeConfig {
     /// Retention and dispute deadlines by jurisdiction.
     #[serde(default)]
     pub retention: RetentionSection,
+    /// The C2SP transparency-log endpoints: tiles and the witness.
+    #[serde(default)]
+    pub tlog: TlogSection,
     /// The clock deadlines and retention windows read: the system clock. Not configurable;
     /// tests that start nodes in process share one they can move forward.
     #[serde(skip)]
@@ -103,6 +106,22 @@ impl RetentionSection {
         r.dispute_days = self.dispute_days.unwrap_or(r.dispute_days);
         r
     }
+}
+
+/// `[tlog]`: the C2SP tlog-tiles read API and tlog-witness, served over HTTPS with the
+/// federation's mTLS (HTTP/1.1): the checkpoint and hash tiles to every member and regulator,
+/// entry bundles to regulators only, `add-checkpoint` to member nodes.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlogSection {
+    /// Where to serve; off when unset.
+    pub listen: Option<SocketAddr>,
+    /// This node's witness key (Ed25519, PKCS#8 PEM): with it the node witnesses its peers'
+    /// logs (C2SP tlog-witness, cosignature/v1 under the name `<federation>/witness/<id>`).
+    pub witness_key: Option<PathBuf>,
+    /// A file of the log verifier keys (`<origin>+<id>+<key>`, one a line) this witness
+    /// accepts checkpoints from, besides the members' keys in the signed directory.
+    pub logs: Option<PathBuf>,
 }
 
 /// `[metrics]`

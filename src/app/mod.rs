@@ -21,6 +21,7 @@ pub(crate) mod records;
 pub(crate) mod report;
 pub(crate) mod score;
 pub(crate) mod state;
+pub(crate) mod tlog;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -61,6 +62,8 @@ pub(crate) struct Settings {
     pub administrators: Vec<String>,
     /// This node runs the record locator (`federation.locator`).
     pub locator: bool,
+    /// This node as a C2SP witness of its peers' logs, when it has a witness key.
+    pub witness: Option<tlog::WitnessSettings>,
 }
 
 /// Every use case of one node, built once over one store. Cheap to clone.
@@ -94,6 +97,8 @@ pub(crate) struct UseCases {
     pub locator: locator::Locator,
     /// This member's registrations at the locator (run by the server's background loop).
     pub holdings: holdings::Holdings,
+    /// The C2SP tiles and the witness.
+    pub tlog: tlog::Tlog,
 }
 
 impl UseCases {
@@ -127,6 +132,7 @@ impl UseCases {
             answers: answer::Answers::new(life.clone(), s.accepted_purposes, prover.clone(), window_days),
             decisions: decide::Decisions::new(s.policies, scorer.clone(), journal.clone()),
             reports: report::Reports::new(scorer.clone(), disputes.clone(), prover.clone(), journal.clone()),
+            tlog: tlog::Tlog::new(store.clone(), prover.clone(), journal.clone(), s.witness),
             audit: audit_log::AuditLog::new(store, prover, journal.clone()),
             admin: admin::Admin::new(life.clone(), journal.clone(), s.administrators),
             scorer,

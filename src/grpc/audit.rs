@@ -73,6 +73,8 @@ pub(crate) fn entry_to_pb(index: u64, bytes: Vec<u8>, e: &Entry) -> pb::AuditEnt
             Action::BackupTaken => pb::AuditAction::BackupTaken,
             Action::HoldingsRegistered => pb::AuditAction::HoldingsRegistered,
             Action::HoldingsDelivered => pb::AuditAction::HoldingsDelivered,
+            Action::CheckpointCosigned => pb::AuditAction::CheckpointCosigned,
+            Action::SplitViewAlarm => pb::AuditAction::SplitViewAlarm,
         } as i32,
         query_id: e.query_id.clone(),
         actor: e.actor.clone(),

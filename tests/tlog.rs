@@ -1,0 +1,341 @@
+//! The C2SP transparency-log API over real nodes: hash tiles, entry bundles and the checkpoint
+//! served to whom they may be, checked by an implementation we did not write (`aics-tlog`
+//! from PyPI, installed by scripts/deps); and each node as a tlog-witness of its peers' logs,
+//! which cosigns only extensions of what it cosigned, refuses a fork with the spec's codes,
+//! raises a split-view alarm, and keeps its state across a `kill -9`.
+
+mod common;
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use base64::{engine::general_purpose::STANDARD, Engine as _};
+use bureau::{
+    merkle::{self, Hash},
+    pb::bureau::v1 as pb,
+    testkit::tlog as c2sp,
+    Action, Role, RunningNode, TlogClient,
+};
+use common::{fed, record, subject, Fed};
+
+/// The verifier's command, installed by scripts/deps.
+fn aics_tlog() -> PathBuf {
+    let venv = std::env::var("BUREAU_TLOG_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/bureau/tlog-venv"));
+    let exe = venv.join("bin/aics-tlog");
+    assert!(exe.exists(), "{} missing: run scripts/deps (it installs aics-tlog from PyPI)", exe.display());
+    exe
+}
+
+/// Runs the verifier; its one JSON report.
+fn verifier(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(aics_tlog()).args(args).output().expect("aics-tlog runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim())
+        .unwrap_or_else(|_| panic!("aics-tlog said {text} / {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+async fn start(f: &Fed, names: &[&str]) -> Vec<RunningNode> {
+    let all: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    f.fed
+        .start_all(names, |cfg| {
+            let others: Vec<&str> = all.iter().map(String::as_str).filter(|n| *n != cfg.node.institution).collect();
+            f.fed.with_tlog(cfg, &others);
+        })
+        .await
+        .expect("nodes start")
+}
+
+async fn furnish(f: &Fed, node: &RunningNode, n: u32, from: u32) {
+    let mut c = f.records(Role::Application, &node.institution, node.addr);
+    for i in from..from + n {
+        c.furnish_records(pb::FurnishRecordsRequest { records: vec![record(&subject(i), &format!("r{i}"), 1)] })
+            .await
+            .unwrap();
+    }
+}
+
+fn size_of(note: &str) -> u64 {
+    note.lines().nth(1).and_then(|s| s.parse().ok()).expect("a checkpoint's size line")
+}
+
+/// Copies the checkpoint's tiles (every level, partial ones included) and entry bundles into
+/// `dir` in the URL layout, as a regulator reads them.
+async fn mirror(c: &TlogClient, size: u64, dir: &Path) {
+    let fetch = |path: String| {
+        let (c, dir) = (c.clone(), dir.to_owned());
+        async move {
+            let a = c.get(&format!("/{path}")).await.unwrap();
+            assert_eq!(a.status, 200, "{path}: {}", String::from_utf8_lossy(&a.body));
+            assert_eq!(a.content_type, "application/octet-stream");
+            let file = dir.join(&path);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, &a.body).unwrap();
+            a.body
+        }
+    };
+    for level in 0u8..8 {
+        let n = size >> (8 * u32::from(level));
+        if n == 0 {
+            break;
+        }
+        for i in 0..n / 256 {
+            fetch(c2sp::tile_path(Some(level), i, 256)).await;
+        }
+        if n % 256 > 0 {
+            fetch(c2sp::tile_path(Some(level), n / 256, n % 256)).await;
+        }
+    }
+    for i in 0..size / 256 {
+        fetch(c2sp::tile_path(None, i, 256)).await;
+    }
+    if size % 256 > 0 {
+        fetch(c2sp::tile_path(None, size / 256, size % 256)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiles_are_served_by_role_and_an_independent_verifier_checks_them() {
+    let f = fed(&["bank", "shop"], &["pbc"]);
+    let nodes = start(&f, &["bank", "shop"]).await;
+    let bank = &nodes[0];
+    let at = bank.tlog_addr.expect("tlog listens");
+    furnish(&f, bank, 100, 0).await;
+    let member = f.fed.tlog_client(Role::Node, "shop", at);
+    let regulator = f.fed.tlog_client(Role::Regulator, "pbc", at);
+    let app = f.fed.tlog_client(Role::Application, "bank", at);
+
+    let old = member.get("/checkpoint").await.unwrap();
+    assert_eq!((old.status, old.content_type.as_str()), (200, "text/plain; charset=utf-8"));
+    let old = String::from_utf8(old.body).unwrap();
+    furnish(&f, bank, 200, 100).await;
+    let new = String::from_utf8(regulator.get("/checkpoint").await.unwrap().body).unwrap();
+    let (m, n) = (size_of(&old), size_of(&new));
+    assert!(m >= 100 && n >= 300, "{m} {n}");
+
+    // Who reads what: hashes reveal nothing about people; entries carry pseudonyms.
+    assert_eq!(app.get("/checkpoint").await.unwrap().status, 403, "an application is not a member node");
+    assert_eq!(member.get("/tile/entries/000").await.unwrap().status, 403, "entries are for regulators");
+    assert_eq!(member.get("/tile/0/000").await.unwrap().status, 200);
+    assert_eq!(member.get("/tile/0/x001/000").await.unwrap().status, 404, "beyond the durable log");
+    assert_eq!(member.get("/tile/0/00").await.unwrap().status, 404, "not a tile path");
+    assert_eq!(member.post("/tile/0/000", "").await.unwrap().status, 405);
+
+    let dir = tempfile::tempdir().unwrap();
+    mirror(&regulator, m, dir.path()).await;
+    mirror(&regulator, n, dir.path()).await;
+    std::fs::write(dir.path().join("checkpoint"), &new).unwrap();
+    let (old_file, new_file) = (dir.path().join("old.note"), dir.path().join("new.note"));
+    std::fs::write(&old_file, &old).unwrap();
+    std::fs::write(&new_file, &new).unwrap();
+    // Our own reading first: every bundle's entries hash to the level-0 tile beside it.
+    let bundle = std::fs::read(dir.path().join("tile/entries/000")).unwrap();
+    let tile = std::fs::read(dir.path().join("tile/0/000")).unwrap();
+    let entries = c2sp::bundle_entries(&bundle);
+    assert_eq!(entries.len(), 256);
+    for (k, e) in entries.iter().enumerate() {
+        assert_eq!(merkle::leaf_hash(e).as_slice(), &tile[k * 32..(k + 1) * 32]);
+    }
+    let leaf = dir.path().join("leaf");
+    std::fs::write(&leaf, &entries[200]).unwrap();
+
+    let key = std::fs::read_to_string(f.fed.pki.member(Role::Node, "bank").log_key.with_extension("pub")).unwrap();
+    let key = key.trim();
+    let tiles = dir.path().to_str().unwrap();
+    let checked = verifier(&["verify-checkpoint", "--note", new_file.to_str().unwrap(), "--log-key", key]);
+    assert_eq!(checked["ok"], true, "{checked}");
+    let included = verifier(&[
+        "verify-inclusion",
+        "--tiles",
+        tiles,
+        "--checkpoint",
+        new_file.to_str().unwrap(),
+        "--log-key",
+        key,
+        "--index",
+        "200",
+        "--leaf",
+        leaf.to_str().unwrap(),
+    ]);
+    assert_eq!(included["ok"], true, "{included}");
+    let consistent = verifier(&[
+        "verify-consistency",
+        "--tiles",
+        tiles,
+        "--old-checkpoint",
+        old_file.to_str().unwrap(),
+        "--checkpoint",
+        new_file.to_str().unwrap(),
+        "--log-key",
+        key,
+    ]);
+    assert_eq!(consistent["ok"], true, "{consistent}");
+    // A leaf that is not the log's is not included.
+    std::fs::write(&leaf, b"{\"forged\":true}").unwrap();
+    let forged = verifier(&[
+        "verify-inclusion",
+        "--tiles",
+        tiles,
+        "--checkpoint",
+        new_file.to_str().unwrap(),
+        "--log-key",
+        key,
+        "--index",
+        "200",
+        "--leaf",
+        leaf.to_str().unwrap(),
+    ]);
+    assert_eq!(forged["ok"], false, "{forged}");
+
+    // The regulator's bundle reads are in the log, like any regulator read.
+    let logged = common_entries(&f, bank).await;
+    assert!(
+        logged
+            .iter()
+            .any(|e| e.action == Action::RegulatorRead && e.outcome == "ok" && e.detail.contains("tile/entries/000")),
+        "bundle read logged"
+    );
+    for n in nodes {
+        n.shutdown().await.unwrap();
+    }
+}
+
+async fn common_entries(f: &Fed, node: &RunningNode) -> Vec<bureau::Entry> {
+    let mut c = pb::audit_service_client::AuditServiceClient::new(f.channel(Role::Regulator, "pbc", node.addr));
+    let size = c.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap().into_inner().tree_size;
+    bureau::regulator::fetch_entries(&mut c, size)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| bureau::Entry::from_bytes(&e.leaf_data).unwrap())
+        .collect()
+}
+
+/// A log the test signs with bank's log key: its leaves' complete subtrees, so any root and
+/// consistency proof can be made.
+struct PlayedLog {
+    nodes: HashMap<(u8, u64), Hash>,
+    size: u64,
+}
+
+impl PlayedLog {
+    fn new(leaves: impl IntoIterator<Item = String>) -> Self {
+        let mut log = Self { nodes: HashMap::new(), size: 0 };
+        for l in leaves {
+            let new = merkle::append_nodes(log.size, merkle::leaf_hash(l.as_bytes()), |lv, i| {
+                Ok::<_, ()>(log.nodes[&(lv, i)])
+            })
+            .unwrap();
+            log.nodes.extend(new);
+            log.size += 1;
+        }
+        log
+    }
+    fn tree(&self) -> merkle::Tree<impl FnMut(u8, u64) -> Result<Hash, ()> + '_> {
+        merkle::Tree::new(|l, i| self.nodes.get(&(l, i)).copied().ok_or(()))
+    }
+    /// An add-checkpoint body from `old` to `size`, signed with `key`.
+    fn request(&self, key: &Path, old: u64, size: u64) -> String {
+        let mut t = self.tree();
+        let root = t.root(size).unwrap();
+        let proof = if old == 0 || old == size { vec![] } else { t.consistency_proof(old, size).unwrap() };
+        let note = c2sp::sign_checkpoint(key, "fed.test/institution/bank", size, root);
+        c2sp::add_checkpoint_body(old, &proof, &note)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_witness_cosigns_extensions_refuses_forks_and_keeps_its_state_across_kill_9() {
+    let f = fed(&["bank", "shop"], &["pbc"]);
+    let mut cfg = f.fed.node_config("shop", &[]);
+    f.fed.with_tlog(&mut cfg, &["bank"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    cfg.tlog.listen = Some(port);
+    let (mut shop, _) = common::spawn_serve(&f, &cfg);
+    let witness = f.fed.tlog_client(Role::Node, "bank", port);
+    let vkey = f.fed.witness_vkey("shop");
+    let bank_key = f.fed.pki.member(Role::Node, "bank").log_key;
+    let honest = PlayedLog::new((0..40).map(|i| format!("entry {i}")));
+    let forked = PlayedLog::new((0..40).map(|i| if i < 10 { format!("entry {i}") } else { format!("other {i}") }));
+
+    let post = |body: String| {
+        let w = witness.clone();
+        async move { w.post("/add-checkpoint", body).await.unwrap() }
+    };
+    let first = post(honest.request(&bank_key, 0, 12)).await;
+    assert_eq!(first.status, 200, "{}", String::from_utf8_lossy(&first.body));
+    let line = String::from_utf8(first.body).unwrap();
+    let body = honest.request(&bank_key, 0, 12);
+    let note = format!("{}{line}", body.split_once("\n\n").unwrap().1);
+    assert!(c2sp::cosigned_at(&note, &vkey).is_some_and(|t| t > 0), "a cosignature/v1 by shop's witness key");
+    // The independent verifier accepts the cosigned checkpoint with a quorum of one.
+    let cosigned = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(cosigned.path(), &note).unwrap();
+    let log_vkey = std::fs::read_to_string(bank_key.with_extension("pub")).unwrap();
+    let checked = verifier(&[
+        "verify-checkpoint",
+        "--note",
+        cosigned.path().to_str().unwrap(),
+        "--log-key",
+        log_vkey.trim(),
+        "--witness-key",
+        &vkey,
+        "--quorum",
+        "1",
+    ]);
+    assert_eq!(checked["ok"], true, "{checked}");
+
+    let stale = post(honest.request(&bank_key, 0, 20)).await;
+    assert_eq!(
+        (stale.status, stale.content_type.as_str(), stale.body.as_slice()),
+        (409, "text/x.tlog.size", &b"12\n"[..])
+    );
+    assert_eq!(post(honest.request(&bank_key, 12, 20)).await.status, 200);
+    // The fork shares ten entries: no proof from the cosigned 20 can reach it.
+    let fork = post(forked.request(&bank_key, 20, 30)).await;
+    assert_eq!(fork.status, 422, "{}", String::from_utf8_lossy(&fork.body));
+    assert_eq!(post(forked.request(&bank_key, 20, 20)).await.status, 422, "same size, other root");
+    let shop_key = f.fed.pki.member(Role::Node, "shop").log_key;
+    let unknown = c2sp::sign_checkpoint(&shop_key, "fed.test/institution/shop", 1, merkle::leaf_hash(b"x"));
+    let unknown = c2sp::add_checkpoint_body(0, &[], &unknown);
+    assert_eq!(post(unknown).await.status, 404, "shop's own log is not witnessed here");
+    let mut wrong_key = honest.request(&bank_key, 20, 30);
+    let sig_at = wrong_key.rfind(' ').unwrap() + 1;
+    wrong_key.replace_range(sig_at..sig_at + 8, "AAAAAAAA");
+    assert_eq!(post(wrong_key).await.status, 403, "a failing signature from the log's key");
+    assert_eq!(post("old 1\n".into()).await.status, 400);
+    let backwards = honest.request(&bank_key, 0, 30).replacen("old 0\n", "old 31\n", 1);
+    assert_eq!(post(backwards).await.status, 400, "old above the new size");
+
+    // kill -9: the cosigned 20 survives; a fork is still refused and an extension still cosigned.
+    shop.kill().unwrap();
+    shop.wait().unwrap();
+    let (shop, _) = common::spawn_serve(&f, &cfg);
+    let after = post(honest.request(&bank_key, 0, 25)).await;
+    assert_eq!((after.status, after.body.as_slice()), (409, &b"20\n"[..]));
+    assert_eq!(post(forked.request(&bank_key, 20, 25)).await.status, 422);
+    assert_eq!(post(honest.request(&bank_key, 20, 40)).await.status, 200);
+
+    // The alarms are in the witness's log, for the regulator, with what was shown.
+    let mut c = pb::audit_service_client::AuditServiceClient::new(f.channel(Role::Regulator, "pbc", shop.addr));
+    let size = c.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap().into_inner().tree_size;
+    let entries: Vec<bureau::Entry> = bureau::regulator::fetch_entries(&mut c, size)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| bureau::Entry::from_bytes(&e.leaf_data).unwrap())
+        .collect();
+    let alarms: Vec<&bureau::Entry> = entries.iter().filter(|e| e.action == Action::SplitViewAlarm).collect();
+    assert_eq!(alarms.len(), 3, "{alarms:#?}");
+    assert!(alarms
+        .iter()
+        .all(|a| a.counterparty == "fed.test/institution/bank" && a.detail.contains("cosigned size=20")));
+    let root20 = STANDARD.encode(honest.tree().root(20).unwrap());
+    assert!(alarms[0].detail.contains(&root20), "{}", alarms[0].detail);
+    let cosigns = entries.iter().filter(|e| e.action == Action::CheckpointCosigned).count();
+    assert_eq!(cosigns, 3);
+}
