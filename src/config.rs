@@ -111,7 +111,7 @@ impl RetentionSection {
 /// `[tlog]`: the C2SP tlog-tiles read API and tlog-witness, served over HTTPS with the
 /// federation's mTLS (HTTP/1.1): the checkpoint and hash tiles to every member and regulator,
 /// entry bundles to regulators only, `add-checkpoint` to member nodes.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlogSection {
     /// Where to serve; off when unset.
@@ -122,6 +122,24 @@ pub struct TlogSection {
     /// A file of the log verifier keys (`<origin>+<id>+<key>`, one a line) this witness
     /// accepts checkpoints from, besides the members' keys in the signed directory.
     pub logs: Option<PathBuf>,
+    /// A C2SP tlog-policy file naming the witnesses this node collects cosignatures from
+    /// (`witness <name> <vkey> https://<host:port>`) and the quorum its checkpoint needs.
+    pub policy: Option<PathBuf>,
+    /// How often the node submits a grown checkpoint to its witnesses, milliseconds.
+    #[serde(default = "TlogSection::default_every")]
+    pub witness_every_ms: u64,
+}
+
+impl TlogSection {
+    fn default_every() -> u64 {
+        1_000
+    }
+}
+
+impl Default for TlogSection {
+    fn default() -> Self {
+        Self { listen: None, witness_key: None, logs: None, policy: None, witness_every_ms: Self::default_every() }
+    }
 }
 
 /// `[metrics]`

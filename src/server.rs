@@ -225,6 +225,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         administrators: cfg.admin.applications.clone(),
         locator: cfg.federation.locator,
         witness,
+        witnessing: crate::http::witnessing_of(&cfg, &material)?,
     };
     let app = UseCases::new(settings, store.clone(), peers.clone());
     let node = Node {
@@ -321,6 +322,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         }
     };
     let (disputes, protections) = (node.disputes.clone(), node.protections.clone());
+    let (collector, witness_every) = (node.tlog.collector(), Duration::from_millis(cfg.tlog.witness_every_ms.max(50)));
     let lifecycle = async move {
         let purging = async {
             match purge_every {
@@ -334,7 +336,14 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
                 false => std::future::pending().await,
             }
         };
-        tokio::join!(outbox.run(tick, disputes, protections), purging, registrations, following);
+        // Cosignatures are collected here, off every query's path.
+        let witnessing = async {
+            match collector {
+                Some(c) => c.run(witness_every).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::join!(outbox.run(tick, disputes, protections), purging, registrations, following, witnessing);
     };
     // Never finishes (both loops run until dropped).
     let task = tokio::spawn(async move {

@@ -339,3 +339,144 @@ async fn a_witness_cosigns_extensions_refuses_forks_and_keeps_its_state_across_k
     let cosigns = entries.iter().filter(|e| e.action == Action::CheckpointCosigned).count();
     assert_eq!(cosigns, 3);
 }
+
+fn free_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
+    for _ in 0..150 {
+        if let Some(t) = probe().await {
+            return t;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{what} within 15 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_showing_two_histories_is_refused_by_its_witnesses_and_the_regulator_is_told() {
+    let f = fed(&["bank", "shop", "cafe"], &["pbc"]);
+    let names = ["bank", "shop", "cafe"];
+    let ports: HashMap<&str, std::net::SocketAddr> = names.iter().map(|n| (*n, free_port())).collect();
+    let metrics = free_port();
+    let log_vkey = std::fs::read_to_string(f.fed.pki.member(Role::Node, "bank").log_key.with_extension("pub")).unwrap();
+    let (shop_w, cafe_w) = (f.fed.witness_vkey("shop"), f.fed.witness_vkey("cafe"));
+    let policy = f.tmp.path().join("bank.policy");
+    std::fs::write(
+        &policy,
+        format!(
+            "log {}\nwitness shop {shop_w} https://{}\nwitness cafe {cafe_w} https://{}\ngroup members all shop cafe\nquorum members\n",
+            log_vkey.trim(),
+            ports["shop"],
+            ports["cafe"]
+        ),
+    )
+    .unwrap();
+    let configure = |cfg: &mut bureau::NodeConfig| {
+        let me = cfg.node.institution.clone();
+        let others: Vec<&str> = names.iter().copied().filter(|n| *n != me).collect();
+        f.fed.with_tlog(cfg, &others);
+        cfg.tlog.listen = Some(ports[me.as_str()]);
+        cfg.tlog.witness_every_ms = 100;
+        match me.as_str() {
+            "bank" => cfg.tlog.policy = Some(policy.clone()),
+            "shop" => cfg.metrics.listen = Some(metrics),
+            _ => {}
+        }
+    };
+    let mut nodes = f.fed.start_all(&names, configure).await.unwrap();
+    furnish(&f, &nodes[0], 20, 0).await;
+    let reader = f.fed.tlog_client(Role::Regulator, "pbc", ports["bank"]);
+    let witnessed = eventually("bank's checkpoint cosigned by shop and cafe", async || {
+        let note = String::from_utf8(reader.get("/checkpoint").await.ok()?.body).ok()?;
+        let both = c2sp::cosigned_at(&note, &shop_w).is_some() && c2sp::cosigned_at(&note, &cafe_w).is_some();
+        (both && size_of(&note) >= 20).then_some(note)
+    })
+    .await;
+    let cosigned_size = size_of(&witnessed);
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &witnessed).unwrap();
+    let checked = verifier(&[
+        "verify-checkpoint",
+        "--note",
+        file.path().to_str().unwrap(),
+        "--log-key",
+        log_vkey.trim(),
+        "--witness-key",
+        &shop_w,
+        "--witness-key",
+        &cafe_w,
+        "--quorum",
+        "2",
+    ]);
+    assert_eq!(checked["ok"], true, "{checked}");
+    let policy_text = std::fs::read_to_string(&policy).unwrap();
+    let keys = bureau::regulator::KeySource::PkiDir(f.fed.pki.0.clone());
+    let w = bureau::regulator::witnessed(&reader, &keys, &policy_text).await.unwrap();
+    assert_eq!((w.cosigners.as_slice(), w.quorum), (&["shop".to_string(), "cafe".to_string()][..], true));
+
+    // The same identity shows a second history: its stopped store cut back to 5 entries, then
+    // other records on top, past the size the witnesses cosigned.
+    let bank = nodes.remove(0);
+    bank.shutdown().await.unwrap();
+    bureau::testkit::tamper::set_log_size(&f.fed.root.join("data").join("bank"), 5);
+    let mut cfg = f.fed.node_config("bank", &[]);
+    configure(&mut cfg);
+    let bank = bureau::start(cfg).await.unwrap();
+    furnish(&f, &bank, 40, 1000).await;
+
+    let shop = &nodes[0];
+    let alarms = eventually("a split-view alarm in shop's log", async || {
+        let alarms: Vec<bureau::Entry> =
+            common_entries(&f, shop).await.into_iter().filter(|e| e.action == Action::SplitViewAlarm).collect();
+        (!alarms.is_empty()).then_some(alarms)
+    })
+    .await;
+    assert_eq!(alarms[0].counterparty, "fed.test/institution/bank");
+    assert!(alarms[0].detail.contains(&format!("cosigned size={cosigned_size}")), "{}", alarms[0].detail);
+    assert!(alarms[0].outcome.starts_with("refused:"), "{}", alarms[0].outcome);
+    let cafe = &nodes[1];
+    eventually("cafe refuses too", async || {
+        common_entries(&f, cafe).await.iter().any(|e| e.action == Action::SplitViewAlarm).then_some(())
+    })
+    .await;
+    let text = scrape(metrics).await;
+    assert!(
+        text.lines().any(|l| l.starts_with("bureau_split_view_alarms_total{origin=\"fed.test/institution/bank\"}")),
+        "{text}"
+    );
+    // The second history is never witnessed: what bank serves carries no cosignature of it.
+    let served = String::from_utf8(reader.get("/checkpoint").await.unwrap().body).unwrap();
+    assert!(c2sp::cosigned_at(&served, &shop_w).is_none() && c2sp::cosigned_at(&served, &cafe_w).is_none(), "{served}");
+    let w = bureau::regulator::witnessed(&reader, &keys, &policy_text).await.unwrap();
+    assert!(w.cosigners.is_empty() && !w.quorum, "below quorum: {w:?}");
+    // The regulator verifying shop's log is told.
+    let state = tempfile::tempdir().unwrap();
+    let log = bureau::regulator::verify(
+        f.channel(Role::Regulator, "pbc", shop.addr),
+        &bureau::regulator::KeySource::PkiDir(f.fed.pki.0.clone()),
+        state.path(),
+    )
+    .await
+    .unwrap();
+    assert!(log.problems.is_empty(), "{:?}", log.problems);
+    assert!(
+        log.alarms.iter().any(|a| a.contains("split view of fed.test/institution/bank caught by witness shop")),
+        "{:?}",
+        log.alarms
+    );
+    bank.shutdown().await.unwrap();
+    for n in nodes {
+        n.shutdown().await.unwrap();
+    }
+}

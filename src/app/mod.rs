@@ -22,6 +22,7 @@ pub(crate) mod report;
 pub(crate) mod score;
 pub(crate) mod state;
 pub(crate) mod tlog;
+pub(crate) mod witnessing;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -64,6 +65,8 @@ pub(crate) struct Settings {
     pub locator: bool,
     /// This node as a C2SP witness of its peers' logs, when it has a witness key.
     pub witness: Option<tlog::WitnessSettings>,
+    /// Collecting this log's cosignatures (`tlog.policy`).
+    pub witnessing: Option<tlog::Witnessing>,
 }
 
 /// Every use case of one node, built once over one store. Cheap to clone.
@@ -132,7 +135,7 @@ impl UseCases {
             answers: answer::Answers::new(life.clone(), s.accepted_purposes, prover.clone(), window_days),
             decisions: decide::Decisions::new(s.policies, scorer.clone(), journal.clone()),
             reports: report::Reports::new(scorer.clone(), disputes.clone(), prover.clone(), journal.clone()),
-            tlog: tlog::Tlog::new(store.clone(), prover.clone(), journal.clone(), s.witness),
+            tlog: tlog::Tlog::new(store.clone(), prover.clone(), journal.clone(), s.witness, s.witnessing),
             audit: audit_log::AuditLog::new(store, prover, journal.clone()),
             admin: admin::Admin::new(life.clone(), journal.clone(), s.administrators),
             scorer,

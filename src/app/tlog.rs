@@ -13,13 +13,16 @@ use crate::{
         journal::Journal,
         proofs::Prover,
         state::{Change, Settled, State, StateItem, Step},
+        witnessing::Collector,
     },
     audit::{
         cosignature,
+        policy::{Policy, PolicyWitness},
         tiles::{entry_bundle, Tile, TileKind},
         witness::{AddCheckpoint, Refusal, Seen},
         Entry,
     },
+    net::tlog_client::TlogClient,
     storage::{DynStorage, Space, StoreError},
 };
 
@@ -36,6 +39,9 @@ pub(crate) struct WitnessSettings {
     /// The log keys it accepts checkpoints from, by origin.
     pub logs: HashMap<String, VerifyingKey>,
 }
+
+/// What collecting this log's cosignatures needs: the policy, and a client per witness.
+pub(crate) type Witnessing = (Policy, Vec<(PolicyWitness, TlogClient)>);
 
 /// Why an `add-checkpoint` was not cosigned.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +67,8 @@ pub(crate) struct Tlog {
     prover: Option<Prover>,
     journal: Journal,
     witness: Option<Arc<WitnessSettings>>,
+    /// Collects this log's cosignatures, when a policy names witnesses.
+    collector: Option<Collector>,
 }
 
 impl Tlog {
@@ -70,12 +78,27 @@ impl Tlog {
         prover: Option<Prover>,
         journal: Journal,
         witness: Option<WitnessSettings>,
+        witnessing: Option<Witnessing>,
     ) -> Self {
-        Self { store, prover, journal, witness: witness.map(Arc::new) }
+        let collector = match (&prover, witnessing) {
+            (Some(p), Some((policy, witnesses))) => Some(Collector::new(store.clone(), p.clone(), policy, witnesses)),
+            _ => None,
+        };
+        Self { store, prover, journal, witness: witness.map(Arc::new), collector }
     }
 
-    /// The signed checkpoint at the durable head, as a note; `None` without a checkpoint key.
+    /// The cosignature collector, for the server to run in the background.
+    pub(crate) fn collector(&self) -> Option<Collector> {
+        self.collector.clone()
+    }
+
+    /// The checkpoint as a note: the latest witnessed one (with its cosignatures) when this
+    /// node collects them and has one, else signed at the durable head; `None` without a
+    /// checkpoint key.
     pub(crate) async fn checkpoint(&self) -> Result<Option<String>, StoreError> {
+        if let Some(w) = self.collector.as_ref().and_then(Collector::latest) {
+            return Ok(Some(w.note));
+        }
         match &self.prover {
             Some(p) => Ok(Some(p.signed_head().await?.0.signed_note)),
             None => Ok(None),

@@ -3,14 +3,12 @@
 //! Storage backends keep the bytes and subtree hashes.
 
 pub(crate) mod checkpoint;
-// The verifying half is used by the test kit until the node collects cosignatures itself.
-#[cfg_attr(not(feature = "testkit"), allow(dead_code))]
 pub(crate) mod cosignature;
 mod entry;
 mod lifecycle_entries;
 pub mod merkle;
+pub(crate) mod policy;
 pub(crate) mod tiles;
-#[cfg_attr(not(feature = "testkit"), allow(dead_code))]
 pub(crate) mod witness;
 
 pub(crate) use entry::About;

@@ -108,3 +108,32 @@ pub(crate) fn witness_of(
     info!(name = %name, logs = logs.len(), "witnessing peers' logs");
     Ok(Some(crate::app::tlog::WitnessSettings { key: Arc::new(key), name, logs }))
 }
+
+/// What collecting this node's cosignatures needs, when `tlog.policy` is set: the policy, and a
+/// client for each witness it gives a `https://host:port` submission prefix (a witness named
+/// `<federation>/witness/<id>` must present institution `id`'s certificate).
+pub(crate) fn witnessing_of(
+    cfg: &crate::config::NodeConfig,
+    material: &tls::TlsMaterial,
+) -> Result<Option<crate::app::tlog::Witnessing>, crate::ServeError> {
+    let Some(path) = &cfg.tlog.policy else { return Ok(None) };
+    let bad = |e: String| crate::ServeError::Mismatch(format!("tlog.policy {}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let policy = crate::audit::policy::Policy::parse(&text).map_err(|e| bad(e.to_string()))?;
+    let prefix = format!("{}/witness/", cfg.federation.name);
+    let mut clients = Vec::new();
+    for w in &policy.witnesses {
+        let Some(url) = &w.url else { continue };
+        let addr: std::net::SocketAddr = url
+            .strip_prefix("https://")
+            .map(|a| a.trim_end_matches('/'))
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| bad(format!("witness {} url {url:?} is not https://<ip:port>", w.label)))?;
+        let expected = w.witness.name.strip_prefix(&prefix);
+        let client = crate::net::tlog_client::TlogClient::new(material, &cfg.federation.name, expected, addr)
+            .map_err(|e| bad(e.to_string()))?;
+        clients.push((w.clone(), client));
+    }
+    info!(witnesses = clients.len(), "collecting cosignatures under the tlog policy");
+    Ok(Some((policy, clients)))
+}

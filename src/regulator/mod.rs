@@ -17,6 +17,9 @@ use std::{
 
 use tonic::transport::Channel;
 
+mod witnessed;
+pub use witnessed::{witnessed, Witnessing};
+
 use crate::{
     audit::{
         checkpoint::{parse_verifier_key, Checkpoint, CheckpointError},
@@ -132,6 +135,9 @@ pub struct VerifiedLog {
     pub disputes: Vec<Entry>,
     /// Everything found wrong; empty when the log verifies.
     pub problems: Vec<String>,
+    /// Split views this node caught as a witness (its `SPLIT_VIEW_ALARM` entries): another
+    /// node's log showed two histories. Not a problem of this log: evidence against the other.
+    pub alarms: Vec<String>,
 }
 
 /// Fetches every entry with index below `size` into memory: for small logs and tests; use
@@ -224,6 +230,7 @@ pub async fn verify_with(
     let mut stream = StreamingRoot::default();
     let mut queries = Vec::new();
     let mut disputes = Vec::new();
+    let mut alarms = Vec::new();
     let mut gap = false;
     for_each_entry(&mut client, checkpoint.size, opts, |e| {
         if gap {
@@ -237,6 +244,12 @@ pub async fn verify_with(
         stream.push(&e.leaf_data);
         match Entry::from_bytes(&e.leaf_data) {
             Ok(parsed) => {
+                if parsed.action == Action::SplitViewAlarm {
+                    alarms.push(format!(
+                        "split view of {} caught by witness {} at {}: {}; {}",
+                        parsed.counterparty, parsed.actor, parsed.time, parsed.outcome, parsed.detail
+                    ));
+                }
                 if opts.keep_queries && is_dispute(parsed.action) {
                     disputes.push(parsed.clone());
                 }
@@ -315,6 +328,7 @@ pub async fn verify_with(
         queries,
         disputes,
         problems,
+        alarms,
     })
 }
 

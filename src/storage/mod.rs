@@ -217,23 +217,12 @@ pub enum Space {
     /// This node as a C2SP tlog-witness: the last checkpoint it cosigned for each peer's log,
     /// by origin (checked and replaced in one compare-and-set, so it never rolls back).
     Witness,
-    /// This node's own checkpoint as its witnesses cosigned it: by witness name, the
-    /// cosignature line and the size and root it covers.
-    Cosigned,
 }
 
 impl Space {
     /// Every space.
-    pub const ALL: [Space; 8] = [
-        Self::Dispute,
-        Self::Mark,
-        Self::Outbox,
-        Self::Protection,
-        Self::Holding,
-        Self::Progress,
-        Self::Witness,
-        Self::Cosigned,
-    ];
+    pub const ALL: [Space; 7] =
+        [Self::Dispute, Self::Mark, Self::Outbox, Self::Protection, Self::Holding, Self::Progress, Self::Witness];
 
     /// The space's name in a backend (a key prefix, a column value).
     pub fn as_str(self) -> &'static str {
@@ -245,7 +234,6 @@ impl Space {
             Self::Holding => "holding",
             Self::Progress => "progress",
             Self::Witness => "witness",
-            Self::Cosigned => "cosigned",
         }
     }
 
@@ -259,7 +247,6 @@ impl Space {
             Self::Holding => b'h',
             Self::Progress => b'g',
             Self::Witness => b'w',
-            Self::Cosigned => b't',
         }
     }
 }

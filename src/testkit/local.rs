@@ -101,6 +101,7 @@ impl LocalFederation {
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             witness_key: Some(self.pki.member(Role::Node, &me).witness_key),
             logs: Some(logs),
+            ..Default::default()
         };
     }
 
