@@ -480,3 +480,63 @@ async fn a_node_showing_two_histories_is_refused_by_its_witnesses_and_the_regula
         n.shutdown().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proven_inquiry_exported_as_a_tlog_proof_is_checked_offline() {
+    use bureau::pb::bureau::v1::{
+        scoring_service_client::ScoringServiceClient, subjects_service_client::SubjectsServiceClient,
+    };
+    let f = fed(&["bank", "shop"], &["pbc"]);
+    let nodes = start(&f, &["bank", "shop"]).await;
+    let (bank, shop) = (&nodes[0], &nodes[1]);
+    f.records(Role::Application, "bank", bank.addr)
+        .furnish_records(pb::FurnishRecordsRequest { records: vec![record(&subject(1), "b-1", 1)] })
+        .await
+        .unwrap();
+    ScoringServiceClient::new(f.channel(Role::Application, "shop", shop.addr))
+        .get_score(pb::GetScoreRequest {
+            subject_id: subject(1),
+            purpose: pb::Purpose::CreditApplication as i32,
+            consent_reference: "app-0001".into(),
+        })
+        .await
+        .unwrap();
+    let report = SubjectsServiceClient::new(f.channel(Role::Application, "bank", bank.addr))
+        .get_report(pb::GetReportRequest { subject_id: subject(1), consent_reference: "report-1".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let receipts = bureau::regulator::receipts(&report);
+    assert!(!receipts.is_empty(), "shop's inquiry at bank is proven");
+    let (name, text) = receipts.iter().find(|(n, _)| n.starts_with("bank-")).expect("a receipt of bank's log");
+    assert!(text.starts_with("c2sp.org/tlog-proof@v1\nextra "), "{text}");
+    let keys = bureau::regulator::KeySource::PkiDir(f.fed.pki.0.clone());
+    let r = bureau::regulator::verify_receipt(text, &keys, None).unwrap();
+    assert_eq!(
+        (r.origin.as_str(), r.entry.action, r.entry.actor.as_str()),
+        ("fed.test/institution/bank", Action::QueryInbound, "shop")
+    );
+    assert_eq!(r.entry.subject_id, subject(1));
+    // Another index, or another entry, is not proven.
+    let moved = text.replacen(&format!("index {}\n", r.index), &format!("index {}\n", r.index + 1), 1);
+    assert!(bureau::regulator::verify_receipt(&moved, &keys, None).is_err());
+    // The command line checks it offline, with the node stopped.
+    for n in nodes {
+        n.shutdown().await.unwrap();
+    }
+    let path = f.tmp.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bureau"))
+        .args(["proof", "verify", "--proof"])
+        .arg(&path)
+        .arg("--pki")
+        .arg(&f.fed.pki.0)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("in the signed log"),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

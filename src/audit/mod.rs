@@ -9,6 +9,7 @@ mod lifecycle_entries;
 pub mod merkle;
 pub(crate) mod policy;
 pub(crate) mod tiles;
+pub(crate) mod tlog_proof;
 pub(crate) mod witness;
 
 pub(crate) use entry::About;

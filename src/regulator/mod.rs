@@ -17,7 +17,9 @@ use std::{
 
 use tonic::transport::Channel;
 
+mod receipts;
 mod witnessed;
+pub use receipts::{receipts, verify_receipt, Receipt};
 pub use witnessed::{witnessed, Witnessing};
 
 use crate::{

@@ -32,6 +32,10 @@ pub struct ReportArgs {
     /// The PKI directory holding `institution-<id>.log.pub` (for --verify).
     #[arg(long)]
     pki: Option<PathBuf>,
+    /// Also write each proven inquiry as a C2SP tlog-proof receipt in this directory (checked
+    /// offline with `bureau proof verify`).
+    #[arg(long)]
+    receipts: Option<PathBuf>,
 }
 
 /// Whether a protection is placed or lifted.
@@ -73,7 +77,7 @@ pub struct ProtectArgs {
 
 /// Writes a person's report page, checking its inquiries' proofs with `--verify`.
 pub async fn report(args: ReportArgs) -> Result<()> {
-    let ReportArgs { conn, subject, consent, out, verify, pki } = args;
+    let ReportArgs { conn, subject, consent, out, verify, pki, receipts } = args;
     let mut c = SubjectsServiceClient::new(conn.channel()?);
     let report = c
         .get_report(pb::GetReportRequest { subject_id: subject, consent_reference: consent })
@@ -92,6 +96,15 @@ pub async fn report(args: ReportArgs) -> Result<()> {
         if report.protection.as_ref().is_some_and(|p| p.frozen) { ", FROZEN" } else { "" },
         if report.protection.as_ref().is_some_and(|p| p.fraud_alert) { ", FRAUD ALERT" } else { "" }
     );
+    if let Some(dir) = receipts {
+        std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
+        let files = regulator::receipts(&report);
+        for (name, text) in &files {
+            let path = dir.join(name);
+            std::fs::write(&path, text).with_context(|| format!("{}", path.display()))?;
+        }
+        println!("{} receipt(s) written to {}", files.len(), dir.display());
+    }
     if verify {
         let pki = pki.context("--verify needs --pki (the nodes' checkpoint keys)")?;
         let check = regulator::check_report(&report, &KeySource::PkiDir(pki))?;
@@ -105,6 +118,47 @@ pub async fn report(args: ReportArgs) -> Result<()> {
         if !check.problems.is_empty() {
             bail!("{} inquiry proof(s) do not hold", check.problems.len());
         }
+    }
+    Ok(())
+}
+
+/// `bureau proof verify`
+#[derive(Args, Debug)]
+pub struct ProofVerifyArgs {
+    /// The receipt (`.tlog-proof`).
+    #[arg(long)]
+    proof: PathBuf,
+    /// The PKI directory holding the nodes' `institution-<id>.log.pub` keys.
+    #[arg(long)]
+    pki: PathBuf,
+    /// A C2SP tlog-policy file: also check the witnesses' cosignatures and the quorum.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+}
+
+/// Checks a receipt offline: the node's signature on its checkpoint, the entry's inclusion,
+/// and with `--policy` the witnesses and quorum. Exits non-zero when any of it fails.
+pub fn proof_verify(args: ProofVerifyArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.proof).with_context(|| format!("{}", args.proof.display()))?;
+    let policy = match &args.policy {
+        Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?),
+        None => None,
+    };
+    let r = regulator::verify_receipt(&text, &KeySource::PkiDir(args.pki), policy.as_deref())?;
+    let e = &r.entry;
+    println!(
+        "{} entry {}: {:?} by {} at {} ({}), in the signed log",
+        r.origin, r.index, e.action, e.actor, e.time, e.outcome
+    );
+    match r.quorum {
+        Some(q) => {
+            let by = if r.cosigners.is_empty() { "nobody".to_owned() } else { r.cosigners.join(", ") };
+            println!("cosigned by {by}: quorum {}", if q { "met" } else { "NOT met" });
+            if !q {
+                bail!("the checkpoint is below the policy's quorum");
+            }
+        }
+        None => println!("witnesses not checked (no --policy)"),
     }
     Ok(())
 }
