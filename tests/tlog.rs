@@ -540,3 +540,76 @@ async fn a_proven_inquiry_exported_as_a_tlog_proof_is_checked_offline() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Bench (ignored; `cargo test --release --test tlog -- --ignored --nocapture`): the latency of
+/// a federated score at shop, which asks bank and logs at both, with bank collecting
+/// cosignatures from shop and cafe every 20 ms meanwhile versus not at all. Collecting is a
+/// background task: the query's path never waits for a witness.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn bench_cosigning_adds_no_wait_to_a_query() {
+    use bureau::pb::bureau::v1::scoring_service_client::ScoringServiceClient;
+    async fn run(collect: bool) -> (f64, f64, u64) {
+        let f = fed(&["bank", "shop", "cafe"], &[]);
+        let names = ["bank", "shop", "cafe"];
+        let ports: HashMap<&str, std::net::SocketAddr> = names.iter().map(|n| (*n, free_port())).collect();
+        let policy = f.tmp.path().join("bank.policy");
+        std::fs::write(
+            &policy,
+            format!(
+                "witness shop {} https://{}\nwitness cafe {} https://{}\ngroup all-of-them all shop cafe\nquorum all-of-them\n",
+                f.fed.witness_vkey("shop"),
+                ports["shop"],
+                f.fed.witness_vkey("cafe"),
+                ports["cafe"]
+            ),
+        )
+        .unwrap();
+        let nodes = f
+            .fed
+            .start_all(&names, |cfg| {
+                let me = cfg.node.institution.clone();
+                let others: Vec<&str> = names.iter().copied().filter(|n| *n != me).collect();
+                f.fed.with_tlog(cfg, &others);
+                cfg.tlog.listen = Some(ports[me.as_str()]);
+                cfg.tlog.witness_every_ms = 20;
+                if me == "bank" && collect {
+                    cfg.tlog.policy = Some(policy.clone());
+                }
+            })
+            .await
+            .unwrap();
+        furnish(&f, &nodes[0], 1, 0).await;
+        let mut c = ScoringServiceClient::new(f.channel(Role::Application, "shop", nodes[1].addr));
+        let mut times = Vec::new();
+        for i in 0..600 {
+            let t = std::time::Instant::now();
+            c.get_score(pb::GetScoreRequest {
+                subject_id: subject(0),
+                purpose: pb::Purpose::CreditApplication as i32,
+                consent_reference: format!("c-{i}"),
+            })
+            .await
+            .unwrap();
+            if i >= 100 {
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        let reader = f.fed.tlog_client(Role::Node, "shop", ports["bank"]);
+        let note = String::from_utf8(reader.get("/checkpoint").await.unwrap().body).unwrap();
+        let cosigned = note.matches("\u{2014} fed.test/witness/").count() as u64;
+        for n in nodes {
+            n.shutdown().await.unwrap();
+        }
+        (times[times.len() / 2], times[times.len() * 99 / 100], cosigned)
+    }
+    for _ in 0..2 {
+        let (p50_off, p99_off, _) = run(false).await;
+        let (p50_on, p99_on, cosigned) = run(true).await;
+        println!(
+            "score at shop asking bank: witnessing off p50 {p50_off:.3} ms p99 {p99_off:.3} ms; \
+             bank collecting every 20 ms p50 {p50_on:.3} ms p99 {p99_on:.3} ms ({cosigned} cosignatures on its last checkpoint)"
+        );
+    }
+}
