@@ -514,6 +514,14 @@ impl NodeConfig {
         if self.tls.crl.is_none() {
             return bad("tls.crl is required: a node enforces the licensing authority's revocation list".into());
         }
+        if self.tlog.listen.is_none() && (self.tlog.witness_key.is_some() || self.tlog.policy.is_some()) {
+            return bad(
+                "tlog.witness_key and tlog.policy need tlog.listen: witnesses and checkpoints are served there".into(),
+            );
+        }
+        if self.tlog.policy.is_some() && self.tls.log_key.is_none() {
+            return bad("tlog.policy needs tls.log_key: only a signed checkpoint can be witnessed".into());
+        }
         let l = &self.limits;
         for (name, v) in [
             ("handshake_timeout_ms", l.handshake_timeout_ms),
