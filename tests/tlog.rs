@@ -487,7 +487,23 @@ async fn a_proven_inquiry_exported_as_a_tlog_proof_is_checked_offline() {
         scoring_service_client::ScoringServiceClient, subjects_service_client::SubjectsServiceClient,
     };
     let f = fed(&["bank", "shop"], &["pbc"]);
-    let nodes = start(&f, &["bank", "shop"]).await;
+    let (bank_tlog, shop_tlog) = (free_port(), free_port());
+    let policy = f.tmp.path().join("bank.policy");
+    let shop_w = f.fed.witness_vkey("shop");
+    std::fs::write(&policy, format!("witness shop {shop_w} https://{shop_tlog}\nquorum shop\n")).unwrap();
+    let nodes = f
+        .fed
+        .start_all(&["bank", "shop"], |cfg| {
+            let bank = cfg.node.institution == "bank";
+            f.fed.with_tlog(cfg, if bank { &["shop"] } else { &["bank"] });
+            cfg.tlog.listen = Some(if bank { bank_tlog } else { shop_tlog });
+            cfg.tlog.witness_every_ms = 50;
+            if bank {
+                cfg.tlog.policy = Some(policy.clone());
+            }
+        })
+        .await
+        .unwrap();
     let (bank, shop) = (&nodes[0], &nodes[1]);
     f.records(Role::Application, "bank", bank.addr)
         .furnish_records(pb::FurnishRecordsRequest { records: vec![record(&subject(1), "b-1", 1)] })
@@ -501,22 +517,37 @@ async fn a_proven_inquiry_exported_as_a_tlog_proof_is_checked_offline() {
         })
         .await
         .unwrap();
-    let report = SubjectsServiceClient::new(f.channel(Role::Application, "bank", bank.addr))
-        .get_report(pb::GetReportRequest { subject_id: subject(1), consent_reference: "report-1".into() })
-        .await
-        .unwrap()
-        .into_inner();
-    let receipts = bureau::regulator::receipts(&report);
-    assert!(!receipts.is_empty(), "shop's inquiry at bank is proven");
-    let (name, text) = receipts.iter().find(|(n, _)| n.starts_with("bank-")).expect("a receipt of bank's log");
-    assert!(text.starts_with("c2sp.org/tlog-proof@v1\nextra "), "{text}");
     let keys = bureau::regulator::KeySource::PkiDir(f.fed.pki.0.clone());
-    let r = bureau::regulator::verify_receipt(text, &keys, None).unwrap();
+    let policy_text = std::fs::read_to_string(&policy).unwrap();
+    // Once bank's witness has cosigned a checkpoint covering the inquiry, the report is proven
+    // against it and the receipt carries the cosignature.
+    let (name, text, r) = eventually("a receipt against bank's witnessed checkpoint", async || {
+        let report = SubjectsServiceClient::new(f.channel(Role::Application, "bank", bank.addr))
+            .get_report(pb::GetReportRequest { subject_id: subject(1), consent_reference: "report-1".into() })
+            .await
+            .ok()?
+            .into_inner();
+        bureau::regulator::receipts(&report).into_iter().find_map(|(name, text)| {
+            let r = bureau::regulator::verify_receipt(&text, &keys, Some(&policy_text)).ok()?;
+            (r.quorum == Some(true) && r.entry.actor == "shop").then_some((name, text, r))
+        })
+    })
+    .await;
+    let (name, text) = (&name, &text);
+    assert!(text.starts_with("c2sp.org/tlog-proof@v1\nextra "), "{text}");
+    assert_eq!(r.cosigners, ["shop"]);
     assert_eq!(
         (r.origin.as_str(), r.entry.action, r.entry.actor.as_str()),
         ("fed.test/institution/bank", Action::QueryInbound, "shop")
     );
     assert_eq!(r.entry.subject_id, subject(1));
+    // A receipt whose cosignature line fails is refused, not counted as unwitnessed.
+    let (body, lines) = text.rsplit_once("\n\u{2014} fed.test/witness/shop ").unwrap();
+    let mut blob = STANDARD.decode(lines.trim_end()).unwrap();
+    blob[20] ^= 1;
+    let broken = format!("{body}\n\u{2014} fed.test/witness/shop {}\n", STANDARD.encode(blob));
+    let refused = bureau::regulator::verify_receipt(&broken, &keys, Some(&policy_text));
+    assert!(refused.is_err(), "{:?}", refused.map(|r| r.cosigners));
     // Another index, or another entry, is not proven.
     let moved = text.replacen(&format!("index {}\n", r.index), &format!("index {}\n", r.index + 1), 1);
     assert!(bureau::regulator::verify_receipt(&moved, &keys, None).is_err());

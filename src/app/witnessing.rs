@@ -63,11 +63,11 @@ impl Collector {
     ) -> Self {
         Self {
             store,
-            prover,
             policy: Arc::new(policy),
             witnesses: Arc::new(witnesses),
             known: Arc::default(),
-            latest: Arc::default(),
+            latest: prover.witnessed.clone(),
+            prover,
         }
     }
 
