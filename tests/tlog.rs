@@ -521,7 +521,7 @@ async fn a_proven_inquiry_exported_as_a_tlog_proof_is_checked_offline() {
     let policy_text = std::fs::read_to_string(&policy).unwrap();
     // Once bank's witness has cosigned a checkpoint covering the inquiry, the report is proven
     // against it and the receipt carries the cosignature.
-    let (name, text, r) = eventually("a receipt against bank's witnessed checkpoint", async || {
+    let (name, text, r, report) = eventually("a receipt against bank's witnessed checkpoint", async || {
         let report = SubjectsServiceClient::new(f.channel(Role::Application, "bank", bank.addr))
             .get_report(pb::GetReportRequest { subject_id: subject(1), consent_reference: "report-1".into() })
             .await
@@ -529,13 +529,17 @@ async fn a_proven_inquiry_exported_as_a_tlog_proof_is_checked_offline() {
             .into_inner();
         bureau::regulator::receipts(&report).into_iter().find_map(|(name, text)| {
             let r = bureau::regulator::verify_receipt(&text, &keys, Some(&policy_text)).ok()?;
-            (r.quorum == Some(true) && r.entry.actor == "shop").then_some((name, text, r))
+            (r.quorum == Some(true) && r.entry.actor == "shop").then_some((name, text, r, report.clone()))
         })
     })
     .await;
     let (name, text) = (&name, &text);
     assert!(text.starts_with("c2sp.org/tlog-proof@v1\nextra "), "{text}");
     assert_eq!(r.cosigners, ["shop"]);
+    // report --verify --policy: bank's checkpoint in the report is witnessed.
+    let seen = bureau::regulator::report_witnesses(&report, &policy_text).unwrap();
+    let of_bank = seen.iter().find(|w| w.origin == "fed.test/institution/bank").unwrap();
+    assert_eq!((of_bank.cosigners.as_slice(), of_bank.quorum), (&["shop".to_string()][..], true));
     assert_eq!(
         (r.origin.as_str(), r.entry.action, r.entry.actor.as_str()),
         ("fed.test/institution/bank", Action::QueryInbound, "shop")

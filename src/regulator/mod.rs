@@ -20,7 +20,7 @@ use tonic::transport::Channel;
 mod receipts;
 mod witnessed;
 pub use receipts::{receipts, verify_receipt, Receipt};
-pub use witnessed::{witnessed, Witnessing};
+pub use witnessed::{report_witnesses, witnessed, Witnessing};
 
 use crate::{
     audit::{

@@ -47,3 +47,22 @@ pub async fn witnessed(client: &TlogClient, keys: &KeySource, policy: &str) -> R
     let quorum = policy.satisfied(&cosigners);
     Ok(Witnessing { origin: cp.origin, size: cp.size, cosigners, quorum })
 }
+
+/// Who cosigned each checkpoint a person's report holds, under the tlog-policy text `policy`
+/// (the log signatures are [`super::check_report`]'s to check). A failing line from a known
+/// witness is an error naming it.
+pub fn report_witnesses(
+    report: &crate::wire::pb::bureau::v1::SubjectReport,
+    policy: &str,
+) -> Result<Vec<Witnessing>, RegulatorError> {
+    let policy = Policy::parse(policy).map_err(|e| RegulatorError::Checkpoint(format!("tlog policy: {e}")))?;
+    let mut out = Vec::new();
+    for cp in &report.checkpoints {
+        let cosigners = policy.cosigners(&cp.signed_note).map_err(|w| {
+            RegulatorError::Checkpoint(format!("a failing cosignature line by witness {w} on {}", cp.origin))
+        })?;
+        let quorum = policy.satisfied(&cosigners);
+        out.push(Witnessing { origin: cp.origin.clone(), size: cp.tree_size, cosigners, quorum });
+    }
+    Ok(out)
+}

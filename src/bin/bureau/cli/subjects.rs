@@ -32,6 +32,10 @@ pub struct ReportArgs {
     /// The PKI directory holding `institution-<id>.log.pub` (for --verify).
     #[arg(long)]
     pki: Option<PathBuf>,
+    /// With --verify: a C2SP tlog-policy file; show which witnesses cosigned each node's
+    /// checkpoint and flag those below its quorum.
+    #[arg(long, requires = "verify")]
+    policy: Option<PathBuf>,
     /// Also write each proven inquiry as a C2SP tlog-proof receipt in this directory (checked
     /// offline with `bureau proof verify`).
     #[arg(long)]
@@ -77,7 +81,7 @@ pub struct ProtectArgs {
 
 /// Writes a person's report page, checking its inquiries' proofs with `--verify`.
 pub async fn report(args: ReportArgs) -> Result<()> {
-    let ReportArgs { conn, subject, consent, out, verify, pki, receipts } = args;
+    let ReportArgs { conn, subject, consent, out, verify, pki, policy, receipts } = args;
     let mut c = SubjectsServiceClient::new(conn.channel()?);
     let report = c
         .get_report(pb::GetReportRequest { subject_id: subject, consent_reference: consent })
@@ -111,12 +115,25 @@ pub async fn report(args: ReportArgs) -> Result<()> {
         for p in &check.problems {
             println!("PROBLEM {p}");
         }
+        let mut below = 0;
+        if let Some(policy) = policy {
+            let text = std::fs::read_to_string(&policy).with_context(|| format!("{}", policy.display()))?;
+            for w in regulator::report_witnesses(&report, &text)? {
+                let by = if w.cosigners.is_empty() { "nobody".to_owned() } else { w.cosigners.join(", ") };
+                let flag = if w.quorum { "" } else { " -- BELOW QUORUM" };
+                println!("{} checkpoint of {} entries cosigned by {by}{flag}", w.origin, w.size);
+                below += usize::from(!w.quorum);
+            }
+        }
         println!(
             "{} inquiry(ies) proven in the signed logs of the nodes that recorded them, {} without proof",
             check.proven, check.unproven
         );
         if !check.problems.is_empty() {
             bail!("{} inquiry proof(s) do not hold", check.problems.len());
+        }
+        if below > 0 {
+            bail!("{below} checkpoint(s) below the tlog policy's quorum");
         }
     }
     Ok(())
