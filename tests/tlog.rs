@@ -319,6 +319,15 @@ async fn a_witness_cosigns_extensions_refuses_forks_and_keeps_its_state_across_k
     assert_eq!((after.status, after.body.as_slice()), (409, &b"20\n"[..]));
     assert_eq!(post(forked.request(&bank_key, 20, 25)).await.status, 422);
     assert_eq!(post(honest.request(&bank_key, 20, 40)).await.status, 200);
+    // Monitors read what the witness cosigned last: the log's signature and the witness's.
+    let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"fed.test/institution/bank"));
+    let seen = witness.get(&format!("/{hash}/checkpoint")).await.unwrap();
+    assert_eq!(seen.status, 200);
+    let seen = String::from_utf8(seen.body).unwrap();
+    assert_eq!(size_of(&seen), 40);
+    assert!(c2sp::cosigned_at(&seen, &vkey).is_some(), "{seen}");
+    let unknown_hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"fed.test/institution/nobody"));
+    assert_eq!(witness.get(&format!("/{unknown_hash}/checkpoint")).await.unwrap().status, 404);
 
     // The alarms are in the witness's log, for the regulator, with what was shown.
     let mut c = pb::audit_service_client::AuditServiceClient::new(f.channel(Role::Regulator, "pbc", shop.addr));

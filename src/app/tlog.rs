@@ -6,6 +6,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
+use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use crate::{
@@ -143,9 +144,10 @@ impl Tlog {
             .compare_and_set(|| async {
                 let (last, version) = state.get::<Seen>(&origin).await?;
                 match req.check(&key, last.as_ref()) {
-                    Ok((cp, seen)) => {
+                    Ok((cp, mut seen)) => {
                         let now = self.journal.now();
                         let line = cosignature::cosign(&cp.body(), &w.name, &w.key, now.timestamp().max(1) as u64);
+                        seen.cosignature = line.clone();
                         let entry =
                             Entry::checkpoint_cosigned(now, self.journal.institution(), &origin, cp.size, &seen.root);
                         let mut change = Change::logged(entry);
@@ -172,6 +174,18 @@ impl Tlog {
                 Err(refusal.into())
             }
         }
+    }
+
+    /// The witness's monitoring view of the log whose origin hashes (SHA-256, lowercase hex) to
+    /// `origin_hash`: the last checkpoint it cosigned, the log's signature and its own
+    /// cosignature on it; `None` when it never cosigned one (or runs no witness).
+    pub(crate) async fn witnessed_checkpoint(&self, origin_hash: &str) -> Result<Option<String>, StoreError> {
+        let Some(w) = &self.witness else { return Ok(None) };
+        let Some(origin) = w.logs.keys().find(|o| hex::encode(Sha256::digest(o.as_bytes())) == origin_hash) else {
+            return Ok(None);
+        };
+        let (seen, _) = State::new(self.store.clone()).get::<Seen>(origin).await?;
+        Ok(seen.filter(|s| !s.cosignature.is_empty()).map(|s| format!("{}{}", s.note, s.cosignature)))
     }
 
     /// Logs (durably) and counts a split view: `origin` showed `note`, inconsistent with

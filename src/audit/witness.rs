@@ -34,6 +34,9 @@ pub(crate) struct Seen {
     pub root: String,
     /// The checkpoint note as submitted (the log's signature included).
     pub note: String,
+    /// This witness's cosignature line(s) on it, as returned (served to monitors).
+    #[serde(default)]
+    pub cosignature: String,
 }
 
 /// Why a checkpoint is not cosigned, as the spec's status codes.
@@ -156,7 +159,8 @@ impl AddCheckpoint {
                 }
             }
         }
-        let seen = Seen { size: cp.size, root: STANDARD.encode(cp.root), note: self.note.clone() };
+        let seen =
+            Seen { size: cp.size, root: STANDARD.encode(cp.root), note: self.note.clone(), cosignature: String::new() };
         Ok((cp, seen))
     }
 }

@@ -1,7 +1,8 @@
 //! The C2SP endpoints: `GET /checkpoint` and `GET /tile/<L>/<N>[.p/<W>]` for every member node
 //! and regulator of the federation, `GET /tile/entries/<N>[.p/<W>]` for regulators only (entries
 //! carry pseudonyms; each bundle read is logged like any regulator read), and the witness's
-//! `POST /add-checkpoint` for member nodes. Answers are the spec's status codes and bodies.
+//! `POST /add-checkpoint` for member nodes and `GET /<sha256(origin) hex>/checkpoint` (the last
+//! checkpoint it cosigned of that log, both signatures on it) for members and regulators. Answers are the spec's status codes and bodies.
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
@@ -67,6 +68,8 @@ impl TlogApi {
             "tile"
         } else if path == "/add-checkpoint" {
             "add-checkpoint"
+        } else if path.len() == 1 + 64 + 11 && path.ends_with("/checkpoint") {
+            "witnessed"
         } else {
             "other"
         };
@@ -92,6 +95,13 @@ impl TlogApi {
                 Err(e) => unavailable(e),
             },
             (&Method::GET, "tile") if member_or_regulator => self.tile(path).await,
+            (&Method::GET, "witnessed") if member_or_regulator => {
+                match self.tlog.witnessed_checkpoint(&path[1..65]).await {
+                    Ok(Some(note)) => cached(text(StatusCode::OK, note), "no-cache"),
+                    Ok(None) => text(StatusCode::NOT_FOUND, "no checkpoint of that log cosigned here\n"),
+                    Err(e) => unavailable(e),
+                }
+            }
             (&Method::GET, "entries") if who.role == Role::Regulator => {
                 if let Err(e) = self.audit.log_read(&who.id, &format!("tlog {}", path.trim_start_matches('/'))).await {
                     return unavailable(e);
