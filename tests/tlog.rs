@@ -6,62 +6,19 @@
 
 mod common;
 
-use std::{
-    collections::HashMap,
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{collections::HashMap, path::Path};
 
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use bureau::{
     merkle::{self, Hash},
     pb::bureau::v1 as pb,
     testkit::tlog as c2sp,
-    Action, Role, RunningNode, TlogClient,
+    Action, Role, TlogClient,
 };
-use common::{fed, record, subject, Fed};
-
-/// The verifier's command, installed by scripts/deps.
-fn aics_tlog() -> PathBuf {
-    let venv = std::env::var("BUREAU_TLOG_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/bureau/tlog-venv"));
-    let exe = venv.join("bin/aics-tlog");
-    assert!(exe.exists(), "{} missing: run scripts/deps (it installs aics-tlog from PyPI)", exe.display());
-    exe
-}
-
-/// Runs the verifier; its one JSON report.
-fn verifier(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(aics_tlog()).args(args).output().expect("aics-tlog runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.trim())
-        .unwrap_or_else(|_| panic!("aics-tlog said {text} / {}", String::from_utf8_lossy(&out.stderr)))
-}
-
-async fn start(f: &Fed, names: &[&str]) -> Vec<RunningNode> {
-    let all: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-    f.fed
-        .start_all(names, |cfg| {
-            let others: Vec<&str> = all.iter().map(String::as_str).filter(|n| *n != cfg.node.institution).collect();
-            f.fed.with_tlog(cfg, &others);
-        })
-        .await
-        .expect("nodes start")
-}
-
-async fn furnish(f: &Fed, node: &RunningNode, n: u32, from: u32) {
-    let mut c = f.records(Role::Application, &node.institution, node.addr);
-    for i in from..from + n {
-        c.furnish_records(pb::FurnishRecordsRequest { records: vec![record(&subject(i), &format!("r{i}"), 1)] })
-            .await
-            .unwrap();
-    }
-}
-
-fn size_of(note: &str) -> u64 {
-    note.lines().nth(1).and_then(|s| s.parse().ok()).expect("a checkpoint's size line")
-}
+use common::{
+    fed,
+    tlog::{common_entries, eventually, free_port, furnish, scrape, size_of, start, verifier},
+};
 
 /// Copies the checkpoint's tiles (every level, partial ones included) and entry bundles into
 /// `dir` in the URL layout, as a regulator reads them.
@@ -204,17 +161,6 @@ async fn tiles_are_served_by_role_and_an_independent_verifier_checks_them() {
     }
 }
 
-async fn common_entries(f: &Fed, node: &RunningNode) -> Vec<bureau::Entry> {
-    let mut c = pb::audit_service_client::AuditServiceClient::new(f.channel(Role::Regulator, "pbc", node.addr));
-    let size = c.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap().into_inner().tree_size;
-    bureau::regulator::fetch_entries(&mut c, size)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| bureau::Entry::from_bytes(&e.leaf_data).unwrap())
-        .collect()
-}
-
 /// A log the test signs with bank's log key: its leaves' complete subtrees, so any root and
 /// consistency proof can be made.
 struct PlayedLog {
@@ -349,29 +295,6 @@ async fn a_witness_cosigns_extensions_refuses_forks_and_keeps_its_state_across_k
     assert_eq!(cosigns, 3);
 }
 
-fn free_port() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-async fn scrape(addr: std::net::SocketAddr) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
-}
-
-async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    for _ in 0..150 {
-        if let Some(t) = probe().await {
-            return t;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("{what} within 15 s");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_showing_two_histories_is_refused_by_its_witnesses_and_the_regulator_is_told() {
     let f = fed(&["bank", "shop", "cafe"], &["pbc"]);
@@ -487,173 +410,5 @@ async fn a_node_showing_two_histories_is_refused_by_its_witnesses_and_the_regula
     bank.shutdown().await.unwrap();
     for n in nodes {
         n.shutdown().await.unwrap();
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_proven_inquiry_exported_as_a_tlog_proof_is_checked_offline() {
-    use bureau::pb::bureau::v1::{
-        scoring_service_client::ScoringServiceClient, subjects_service_client::SubjectsServiceClient,
-    };
-    let f = fed(&["bank", "shop"], &["pbc"]);
-    let (bank_tlog, shop_tlog) = (free_port(), free_port());
-    let policy = f.tmp.path().join("bank.policy");
-    let shop_w = f.fed.witness_vkey("shop");
-    std::fs::write(&policy, format!("witness shop {shop_w} https://{shop_tlog}\nquorum shop\n")).unwrap();
-    let nodes = f
-        .fed
-        .start_all(&["bank", "shop"], |cfg| {
-            let bank = cfg.node.institution == "bank";
-            f.fed.with_tlog(cfg, if bank { &["shop"] } else { &["bank"] });
-            cfg.tlog.listen = Some(if bank { bank_tlog } else { shop_tlog });
-            cfg.tlog.witness_every_ms = 50;
-            if bank {
-                cfg.tlog.policy = Some(policy.clone());
-            }
-        })
-        .await
-        .unwrap();
-    let (bank, shop) = (&nodes[0], &nodes[1]);
-    f.records(Role::Application, "bank", bank.addr)
-        .furnish_records(pb::FurnishRecordsRequest { records: vec![record(&subject(1), "b-1", 1)] })
-        .await
-        .unwrap();
-    ScoringServiceClient::new(f.channel(Role::Application, "shop", shop.addr))
-        .get_score(pb::GetScoreRequest {
-            subject_id: subject(1),
-            purpose: pb::Purpose::CreditApplication as i32,
-            consent_reference: "app-0001".into(),
-        })
-        .await
-        .unwrap();
-    let keys = bureau::regulator::KeySource::PkiDir(f.fed.pki.0.clone());
-    let policy_text = std::fs::read_to_string(&policy).unwrap();
-    // Once bank's witness has cosigned a checkpoint covering the inquiry, the report is proven
-    // against it and the receipt carries the cosignature.
-    let (name, text, r, report) = eventually("a receipt against bank's witnessed checkpoint", async || {
-        let report = SubjectsServiceClient::new(f.channel(Role::Application, "bank", bank.addr))
-            .get_report(pb::GetReportRequest { subject_id: subject(1), consent_reference: "report-1".into() })
-            .await
-            .ok()?
-            .into_inner();
-        bureau::regulator::receipts(&report).into_iter().find_map(|(name, text)| {
-            let r = bureau::regulator::verify_receipt(&text, &keys, Some(&policy_text)).ok()?;
-            (r.quorum == Some(true) && r.entry.actor == "shop").then_some((name, text, r, report.clone()))
-        })
-    })
-    .await;
-    let (name, text) = (&name, &text);
-    assert!(text.starts_with("c2sp.org/tlog-proof@v1\nextra "), "{text}");
-    assert_eq!(r.cosigners, ["shop"]);
-    // report --verify --policy: bank's checkpoint in the report is witnessed.
-    let seen = bureau::regulator::report_witnesses(&report, &policy_text).unwrap();
-    let of_bank = seen.iter().find(|w| w.origin == "fed.test/institution/bank").unwrap();
-    assert_eq!((of_bank.cosigners.as_slice(), of_bank.quorum), (&["shop".to_string()][..], true));
-    assert_eq!(
-        (r.origin.as_str(), r.entry.action, r.entry.actor.as_str()),
-        ("fed.test/institution/bank", Action::QueryInbound, "shop")
-    );
-    assert_eq!(r.entry.subject_id, subject(1));
-    // A receipt whose cosignature line fails is refused, not counted as unwitnessed.
-    let (body, lines) = text.rsplit_once("\n\u{2014} fed.test/witness/shop ").unwrap();
-    let mut blob = STANDARD.decode(lines.trim_end()).unwrap();
-    blob[20] ^= 1;
-    let broken = format!("{body}\n\u{2014} fed.test/witness/shop {}\n", STANDARD.encode(blob));
-    let refused = bureau::regulator::verify_receipt(&broken, &keys, Some(&policy_text));
-    assert!(refused.is_err(), "{:?}", refused.map(|r| r.cosigners));
-    // Another index, or another entry, is not proven.
-    let moved = text.replacen(&format!("index {}\n", r.index), &format!("index {}\n", r.index + 1), 1);
-    assert!(bureau::regulator::verify_receipt(&moved, &keys, None).is_err());
-    // The command line checks it offline, with the node stopped.
-    for n in nodes {
-        n.shutdown().await.unwrap();
-    }
-    let path = f.tmp.path().join(name);
-    std::fs::write(&path, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_bureau"))
-        .args(["proof", "verify", "--proof"])
-        .arg(&path)
-        .arg("--pki")
-        .arg(&f.fed.pki.0)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && said.contains("in the signed log"),
-        "{said} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Bench (ignored; `cargo test --release --test tlog -- --ignored --nocapture`): the latency of
-/// a federated score at shop, which asks bank and logs at both, with bank collecting
-/// cosignatures from shop and cafe every 20 ms meanwhile versus not at all. Collecting is a
-/// background task: the query's path never waits for a witness.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn bench_cosigning_adds_no_wait_to_a_query() {
-    use bureau::pb::bureau::v1::scoring_service_client::ScoringServiceClient;
-    async fn run(collect: bool) -> (f64, f64, u64) {
-        let f = fed(&["bank", "shop", "cafe"], &[]);
-        let names = ["bank", "shop", "cafe"];
-        let ports: HashMap<&str, std::net::SocketAddr> = names.iter().map(|n| (*n, free_port())).collect();
-        let policy = f.tmp.path().join("bank.policy");
-        std::fs::write(
-            &policy,
-            format!(
-                "witness shop {} https://{}\nwitness cafe {} https://{}\ngroup all-of-them all shop cafe\nquorum all-of-them\n",
-                f.fed.witness_vkey("shop"),
-                ports["shop"],
-                f.fed.witness_vkey("cafe"),
-                ports["cafe"]
-            ),
-        )
-        .unwrap();
-        let nodes = f
-            .fed
-            .start_all(&names, |cfg| {
-                let me = cfg.node.institution.clone();
-                let others: Vec<&str> = names.iter().copied().filter(|n| *n != me).collect();
-                f.fed.with_tlog(cfg, &others);
-                cfg.tlog.listen = Some(ports[me.as_str()]);
-                cfg.tlog.witness_every_ms = 20;
-                if me == "bank" && collect {
-                    cfg.tlog.policy = Some(policy.clone());
-                }
-            })
-            .await
-            .unwrap();
-        furnish(&f, &nodes[0], 1, 0).await;
-        let mut c = ScoringServiceClient::new(f.channel(Role::Application, "shop", nodes[1].addr));
-        let mut times = Vec::new();
-        for i in 0..600 {
-            let t = std::time::Instant::now();
-            c.get_score(pb::GetScoreRequest {
-                subject_id: subject(0),
-                purpose: pb::Purpose::CreditApplication as i32,
-                consent_reference: format!("c-{i}"),
-            })
-            .await
-            .unwrap();
-            if i >= 100 {
-                times.push(t.elapsed().as_secs_f64() * 1e3);
-            }
-        }
-        times.sort_by(f64::total_cmp);
-        let reader = f.fed.tlog_client(Role::Node, "shop", ports["bank"]);
-        let note = String::from_utf8(reader.get("/checkpoint").await.unwrap().body).unwrap();
-        let cosigned = note.matches("\u{2014} fed.test/witness/").count() as u64;
-        for n in nodes {
-            n.shutdown().await.unwrap();
-        }
-        (times[times.len() / 2], times[times.len() * 99 / 100], cosigned)
-    }
-    for _ in 0..2 {
-        let (p50_off, p99_off, _) = run(false).await;
-        let (p50_on, p99_on, cosigned) = run(true).await;
-        println!(
-            "score at shop asking bank: witnessing off p50 {p50_off:.3} ms p99 {p99_off:.3} ms; \
-             bank collecting every 20 ms p50 {p50_on:.3} ms p99 {p99_on:.3} ms ({cosigned} cosignatures on its last checkpoint)"
-        );
     }
 }
