@@ -72,6 +72,12 @@ async fn a_proven_inquiry_exported_as_a_tlog_proof_is_checked_offline() {
     let seen = bureau::regulator::report_witnesses(&report, &policy_text).unwrap();
     let of_bank = seen.iter().find(|w| w.origin == "fed.test/institution/bank").unwrap();
     assert_eq!((of_bank.cosigners.as_slice(), of_bank.quorum), (&["shop".to_string()][..], true));
+    // The report page names the witnesses beside the proof.
+    let page = bureau::render_report(&report);
+    assert!(
+        page.contains("in bank's signed log, entry") && page.contains("cosigned by fed.test/witness/shop"),
+        "{page}"
+    );
     assert_eq!(
         (r.origin.as_str(), r.entry.action, r.entry.actor.as_str()),
         ("fed.test/institution/bank", Action::QueryInbound, "shop")
