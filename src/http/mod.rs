@@ -18,6 +18,9 @@ use crate::net::{identity::Identity, tls};
 
 /// Longest a connection may stay open (requests are small and answered from the store).
 const CONNECTION_LIMIT: Duration = Duration::from_secs(60);
+/// Most connections served at once; more wait in the accept queue (counted in
+/// `bureau_tlog_connections_waited_total`), so a flood of readers cannot take every task.
+const MAX_CONNECTIONS: usize = 256;
 
 /// `config` with ALPN `http/1.1` instead of `h2`.
 fn http1(config: &Arc<ServerConfig>) -> Arc<ServerConfig> {
@@ -49,9 +52,18 @@ pub(crate) async fn serve(
         std::future::pending::<()>().await
     };
     let mut incoming = tls::incoming(listener, rx, handshake_timeout, revocation);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let accepting = async {
         while let Some(conn) = incoming.next().await {
             let Ok(conn) = conn else { continue };
+            let permit = match slots.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    metrics::counter!("bureau_tlog_connections_waited_total").increment(1);
+                    let Ok(p) = slots.clone().acquire_owned().await else { return };
+                    p
+                }
+            };
             let caller = conn
                 .connect_info()
                 .peer_certs()
@@ -59,6 +71,7 @@ pub(crate) async fn serve(
                 .flatten();
             let api = api.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 let service = service_fn(move |req| {
                     let (api, caller) = (api.clone(), caller.clone());
                     async move { Ok::<_, std::convert::Infallible>(api.handle(caller.as_ref(), req).await) }
