@@ -34,6 +34,7 @@ mod backup;
 pub mod config;
 mod domain;
 mod grpc;
+mod http;
 mod net;
 mod notice;
 pub mod regulator;
@@ -63,6 +64,7 @@ pub mod health {
 pub use net::client::{ClientConfig, ClientError};
 pub use net::crl::CrlRejection;
 pub use net::identity::{Identity, IdentityError, Role};
+pub use net::tlog_client::{TlogAnswer, TlogClient, TlogClientError};
 pub use net::tls::{TlsError, TlsFiles, TlsMaterial};
 pub use net::{consent_token, directory, pki};
 

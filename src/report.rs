@@ -177,6 +177,30 @@ fn what_if(h: &mut String, score: &pb::Score) {
     h.push_str("</ul>");
 }
 
+/// `, cosigned by <witness>, …` for the checkpoint of `responder` in the report, naming the
+/// other signers on its note (the witnesses); empty when none. The page names them; `bureau
+/// report --verify --policy` checks their signatures and the quorum.
+fn witnesses(r: &pb::SubjectReport, responder: &str) -> String {
+    let Some(cp) = r.checkpoints.iter().find(|c| c.origin.rsplit('/').next() == Some(responder)) else {
+        return String::new();
+    };
+    let names: Vec<String> = cp
+        .signed_note
+        .split_once("\n\n")
+        .map(|(_, sigs)| sigs)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix("\u{2014} ")?.split(' ').next())
+        .filter(|n| *n != cp.origin)
+        .map(escape)
+        .collect();
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(", cosigned by {}", names.join(", "))
+    }
+}
+
 /// Renders a person's report as one HTML page.
 pub fn render(r: &pb::SubjectReport) -> String {
     let mut h = String::new();
@@ -326,9 +350,10 @@ pub fn render(r: &pb::SubjectReport) -> String {
                     "—".to_owned()
                 } else {
                     format!(
-                        "<span class=\"proven\">in {}'s signed log, entry {}</span>",
+                        "<span class=\"proven\">in {}'s signed log, entry {}{}</span>",
                         escape(&i.responder),
-                        i.log_index.unwrap_or(0)
+                        i.log_index.unwrap_or(0),
+                        witnesses(r, &i.responder)
                     )
                 }
             );

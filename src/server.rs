@@ -92,6 +92,8 @@ pub enum ServeError {
 pub struct RunningNode {
     /// The address the node listens on (the real port when configured with port 0).
     pub addr: SocketAddr,
+    /// The address of the C2SP tiles and witness endpoint (`tlog.listen`, its real port).
+    pub tlog_addr: Option<SocketAddr>,
     /// The institution the node serves.
     pub institution: String,
     node: Node,
@@ -208,6 +210,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         }
     };
     let (peers, directory) = peers_of(&cfg, &material, revocation.clone())?;
+    let witness = crate::http::witness_of(&cfg, directory.as_ref())?;
     let peers = Arc::new(peers);
     let store = open_storage(&cfg).await?;
     let settings = Settings {
@@ -237,6 +240,8 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         administrators: cfg.admin.applications.clone(),
         locator: cfg.federation.locator,
         consent: consent_policy(&cfg, &material, revocation.clone())?,
+        witness,
+        witnessing: crate::http::witnessing_of(&cfg, &material)?,
     };
     if cfg.consent.tokens == crate::config::ConsentTokens::Legacy {
         warn!("consent.tokens = \"legacy\": consent references are taken on the caller's word, unverified");
@@ -250,6 +255,27 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
     };
 
     let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: cfg.node.listen, source })?;
+    let tlog_serving = match cfg.tlog.listen {
+        Some(at) => {
+            let l = TcpListener::bind(at).await.map_err(|source| ServeError::Bind { addr: at, source })?;
+            let tlog_addr = l.local_addr().map_err(|source| ServeError::Bind { addr: at, source })?;
+            let api = crate::http::tlog::TlogApi {
+                federation: cfg.federation.name.clone(),
+                tlog: node.tlog.clone(),
+                audit: node.audit.clone(),
+            };
+            let serving = crate::http::serve(l, cfg_rx.clone(), cfg.handshake_timeout(), revocation.clone(), api);
+            Some((tlog_addr, serving))
+        }
+        None => None,
+    };
+    let tlog_addr = tlog_serving.as_ref().map(|(a, _)| *a);
+    let tlog_serving = async move {
+        match tlog_serving {
+            Some((_, serving)) => serving.await,
+            None => std::future::pending().await,
+        }
+    };
     let incoming = tls::incoming(listener, cfg_rx, cfg.handshake_timeout(), revocation);
 
     let max = cfg.limits.max_message_bytes;
@@ -318,6 +344,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         }
     };
     let (disputes, protections) = (node.disputes.clone(), node.protections.clone());
+    let (collector, witness_every) = (node.tlog.collector(), Duration::from_millis(cfg.tlog.witness_every_ms.max(50)));
     let lifecycle = async move {
         let purging = async {
             match purge_every {
@@ -331,7 +358,14 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
                 false => std::future::pending().await,
             }
         };
-        tokio::join!(outbox.run(tick, disputes, protections), purging, registrations, following);
+        // Cosignatures are collected here, off every query's path.
+        let witnessing = async {
+            match collector {
+                Some(c) => c.run(witness_every).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::join!(outbox.run(tick, disputes, protections), purging, registrations, following, witnessing);
     };
     // Never finishes (both loops run until dropped).
     let task = tokio::spawn(async move {
@@ -345,6 +379,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
                 () = follow_locator(locator_peers, locator_health) => {}
                 () = publish_metrics(metrics_store, metrics_listener, metrics_institution, metrics_health, metrics_dir) => {}
                 () = lifecycle => {}
+                () = tlog_serving => {}
             }
         };
         let served = tokio::select! {
@@ -381,7 +416,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
             Err(e) => Err(ServeError::Mismatch(format!("server task failed: {e}"))),
         }
     });
-    Ok(RunningNode { addr, institution: cfg.node.institution.clone(), node, stop, task })
+    Ok(RunningNode { addr, tlog_addr, institution: cfg.node.institution.clone(), node, stop, task })
 }
 
 /// Serves the metrics and health endpoint, if configured, and keeps the audit log's size and

@@ -24,6 +24,8 @@ pub(crate) mod records;
 pub(crate) mod report;
 pub(crate) mod score;
 pub(crate) mod state;
+pub(crate) mod tlog;
+pub(crate) mod witnessing;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -66,6 +68,10 @@ pub(crate) struct Settings {
     pub locator: bool,
     /// How consent is checked (`[consent]`).
     pub consent: consent::ConsentPolicy,
+    /// This node as a C2SP witness of its peers' logs, when it has a witness key.
+    pub witness: Option<tlog::WitnessSettings>,
+    /// Collecting this log's cosignatures (`tlog.policy`).
+    pub witnessing: Option<tlog::Witnessing>,
 }
 
 /// Every use case of one node, built once over one store. Cheap to clone.
@@ -101,6 +107,8 @@ pub(crate) struct UseCases {
     pub locator: locator::Locator,
     /// This member's registrations at the locator (run by the server's background loop).
     pub holdings: holdings::Holdings,
+    /// The C2SP tiles and the witness.
+    pub tlog: tlog::Tlog,
 }
 
 impl UseCases {
@@ -144,6 +152,7 @@ impl UseCases {
                 consents.clone(),
             ),
             reports: report::Reports::new(scorer.clone(), disputes.clone(), prover.clone(), journal.clone()),
+            tlog: tlog::Tlog::new(store.clone(), prover.clone(), journal.clone(), s.witness, s.witnessing),
             audit: audit_log::AuditLog::new(store, prover, journal.clone()),
             admin: admin::Admin::new(life.clone(), journal.clone(), s.administrators),
             scorer,

@@ -1,7 +1,7 @@
 //! Proofs of a node's own log for people and regulators: its checkpoint signed at the durable
 //! head, and inquiries it recorded with their log entries and inclusion proofs.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use ed25519_dalek::SigningKey;
@@ -27,6 +27,10 @@ pub(crate) struct Prover {
     origin: String,
     /// This node's institution: only its own inquiries are proven here.
     institution: String,
+    /// The latest checkpoint its witnesses cosigned, when it collects cosignatures
+    /// ([`crate::app::witnessing::Collector`] fills it): proofs are made against it when it
+    /// covers every inquiry to prove, so a person's receipts carry the cosignatures.
+    pub(crate) witnessed: Arc<Mutex<Option<crate::app::witnessing::Witnessed>>>,
 }
 
 impl Prover {
@@ -80,7 +84,7 @@ impl Prover {
 
     /// A prover over `store`'s log, signing with `key` as `origin`.
     pub(crate) fn new(store: DynStorage, key: Arc<SigningKey>, origin: String, institution: String) -> Self {
-        Self { store, key, origin, institution }
+        Self { store, key, origin, institution, witnessed: Arc::default() }
     }
 
     /// This node's signed checkpoint at its durable head, and the inquiries it recorded (those
@@ -88,7 +92,11 @@ impl Prover {
     /// log entries and inclusion proofs.
     pub(crate) async fn prove(&self, inquiries: &[Inquiry]) -> Result<Proofs, StoreError> {
         let store = &self.store;
-        let (checkpoint, head) = self.signed_head().await?;
+        let (mut checkpoint, mut head) = self.signed_head().await?;
+        let mine = || inquiries.iter().filter(|i| i.responder == self.institution).filter_map(|i| i.log_index);
+        if let Some((cp, h)) = self.witnessed_covering(mine().filter(|x| *x < head.size).max()) {
+            (checkpoint, head) = (cp, h);
+        }
         let mut proven = Vec::new();
         for i in inquiries.iter().filter(|i| i.responder == self.institution) {
             let Some(index) = i.log_index.filter(|x| *x < head.size) else { continue };
@@ -101,5 +109,23 @@ impl Prover {
             proven.push(p);
         }
         Ok(Proofs { checkpoint, proven })
+    }
+
+    /// The witnessed checkpoint and its head, when there is one covering index `last` (any,
+    /// when `None`).
+    fn witnessed_covering(&self, last: Option<u64>) -> Option<(pb::Checkpoint, TreeHead)> {
+        let w = self.witnessed.lock().ok()?.clone()?;
+        if last.is_some_and(|l| l >= w.size) {
+            return None;
+        }
+        let root: crate::audit::merkle::Hash =
+            w.note.lines().nth(2).and_then(|r| STANDARD.decode(r).ok())?.try_into().ok()?;
+        let cp = pb::Checkpoint {
+            origin: self.origin.clone(),
+            tree_size: w.size,
+            root_hash: root.to_vec(),
+            signed_note: w.note,
+        };
+        Some((cp, TreeHead { size: w.size, root }))
     }
 }

@@ -88,20 +88,26 @@ pub(crate) fn sign_note(body: &str, name: &str, key: &SigningKey) -> String {
 }
 
 /// The body of signed note `note` (ending in a newline), once a signature by `name`'s `key`
-/// verifies over it.
+/// verifies over it. A line with that name and key id that does *not* verify rejects the whole
+/// note, even beside a good one (C2SP signed-note: such a note is malformed).
 pub(crate) fn open_note(note: &str, name: &str, key: &VerifyingKey) -> Result<String, CheckpointError> {
     let (body, sigs) = note.split_once("\n\n").ok_or(CheckpointError::Malformed("no blank line"))?;
     let body = format!("{body}\n");
     let want = key_id(name, key);
-    let signed = sigs.lines().filter_map(|l| l.strip_prefix("\u{2014} ")).any(|l| {
-        let Some((n, b64)) = l.split_once(' ') else { return false };
-        let Ok(blob) = STANDARD.decode(b64) else { return false };
-        if n != name || blob.len() != 68 || blob[..4] != want {
-            return false;
+    let mut signed = false;
+    for l in sigs.lines().filter_map(|l| l.strip_prefix("\u{2014} ")) {
+        let Some((n, b64)) = l.split_once(' ') else { continue };
+        let Ok(blob) = STANDARD.decode(b64) else { continue };
+        if n != name || blob.len() < 4 || blob[..4] != want {
+            continue;
         }
-        let Ok(sig) = Signature::from_slice(&blob[4..]) else { return false };
-        key.verify(body.as_bytes(), &sig).is_ok()
-    });
+        let good = blob.len() == 68
+            && Signature::from_slice(&blob[4..]).is_ok_and(|sig| key.verify(body.as_bytes(), &sig).is_ok());
+        if !good {
+            return Err(CheckpointError::BadSignature(name.to_owned()));
+        }
+        signed = true;
+    }
     if !signed {
         return Err(CheckpointError::BadSignature(name.to_owned()));
     }
@@ -150,6 +156,15 @@ mod tests {
         assert_eq!(Checkpoint::open(&note, &cp.origin, &vk).unwrap(), cp);
         let forged = note.replace("\n42\n", "\n43\n");
         assert!(matches!(Checkpoint::open(&forged, &cp.origin, &vk), Err(CheckpointError::BadSignature(_))));
+        // A failing line from the known key rejects the note even beside a good one.
+        let broken: String = {
+            let (body, line) = note.split_once("\n\n").unwrap();
+            let (head, b64) = line.trim_end().rsplit_once(' ').unwrap();
+            let mut blob = STANDARD.decode(b64).unwrap();
+            blob[10] ^= 1;
+            format!("{body}\n\n{line}{head} {}\n", STANDARD.encode(blob))
+        };
+        assert!(matches!(Checkpoint::open(&broken, &cp.origin, &vk), Err(CheckpointError::BadSignature(_))));
         let other = SigningKey::from_bytes(&[8u8; 32]).verifying_key();
         assert!(Checkpoint::open(&note, &cp.origin, &other).is_err());
         let (name, parsed) = parse_verifier_key(&verifier_key(&cp.origin, &vk)).unwrap();

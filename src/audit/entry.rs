@@ -65,6 +65,11 @@ pub enum Action {
     ConsentNoncesPurged,
     /// A threshold attestation was issued (`detail` is the signed statement, with no score).
     AttestationIssued,
+    /// As a witness: a peer's checkpoint was cosigned (it extends the last one cosigned).
+    CheckpointCosigned,
+    /// As a witness: a peer presented a checkpoint inconsistent with one cosigned before —
+    /// two histories of one log (a split view). Evidence for the regulator.
+    SplitViewAlarm,
 }
 
 /// The query an entry is about: the federated query id, the person, the purpose named and the
@@ -332,6 +337,38 @@ impl Entry {
     pub(crate) fn consent_nonces_purged(now: DateTime<Utc>, institution: &str, count: usize) -> Self {
         let mut e = Self::at(now, Action::ConsentNoncesPurged, institution, "purged");
         e.record_count = count as u32;
+        e
+    }
+
+    /// As a witness (`institution`), this node cosigned `origin`'s checkpoint of `size` and
+    /// `root` (base64).
+    pub(crate) fn checkpoint_cosigned(
+        now: DateTime<Utc>,
+        institution: &str,
+        origin: &str,
+        size: u64,
+        root: &str,
+    ) -> Self {
+        let mut e = Self::at(now, Action::CheckpointCosigned, institution, format!("size={size}"));
+        e.counterparty = origin.to_owned();
+        e.detail = format!("root={root}");
+        e
+    }
+
+    /// As a witness (`institution`), this node refused `origin`'s checkpoint `body` as
+    /// inconsistent with the one of `seen_size` and `seen_root` it cosigned before (`why`).
+    pub(crate) fn split_view_alarm(
+        now: DateTime<Utc>,
+        institution: &str,
+        origin: &str,
+        (seen_size, seen_root): (u64, &str),
+        body: &str,
+        why: &str,
+    ) -> Self {
+        let mut e = Self::at(now, Action::SplitViewAlarm, institution, format!("refused:{why}"));
+        e.counterparty = origin.to_owned();
+        e.detail =
+            format!("cosigned size={seen_size} root={seen_root}; presented {}", body.trim_end().replace('\n', " "));
         e
     }
 

@@ -82,6 +82,9 @@ pub struct NodeConfig {
     /// Span export (OTLP); off by default.
     #[serde(default)]
     pub telemetry: TelemetrySection,
+    /// The C2SP transparency-log endpoints: tiles and the witness.
+    #[serde(default)]
+    pub tlog: TlogSection,
     /// The clock deadlines and retention windows read: the system clock. Not configurable;
     /// tests that start nodes in process share one they can move forward.
     #[serde(skip)]
@@ -113,6 +116,40 @@ impl RetentionSection {
         r.inquiry_days = self.inquiry_days.unwrap_or(r.inquiry_days);
         r.dispute_days = self.dispute_days.unwrap_or(r.dispute_days);
         r
+    }
+}
+
+/// `[tlog]`: the C2SP tlog-tiles read API and tlog-witness, served over HTTPS with the
+/// federation's mTLS (HTTP/1.1): the checkpoint and hash tiles to every member and regulator,
+/// entry bundles to regulators only, `add-checkpoint` to member nodes.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlogSection {
+    /// Where to serve; off when unset.
+    pub listen: Option<SocketAddr>,
+    /// This node's witness key (Ed25519, PKCS#8 PEM): with it the node witnesses its peers'
+    /// logs (C2SP tlog-witness, cosignature/v1 under the name `<federation>/witness/<id>`).
+    pub witness_key: Option<PathBuf>,
+    /// A file of the log verifier keys (`<origin>+<id>+<key>`, one a line) this witness
+    /// accepts checkpoints from, besides the members' keys in the signed directory.
+    pub logs: Option<PathBuf>,
+    /// A C2SP tlog-policy file naming the witnesses this node collects cosignatures from
+    /// (`witness <name> <vkey> https://<host:port>`) and the quorum its checkpoint needs.
+    pub policy: Option<PathBuf>,
+    /// How often the node submits a grown checkpoint to its witnesses, milliseconds.
+    #[serde(default = "TlogSection::default_every")]
+    pub witness_every_ms: u64,
+}
+
+impl TlogSection {
+    fn default_every() -> u64 {
+        1_000
+    }
+}
+
+impl Default for TlogSection {
+    fn default() -> Self {
+        Self { listen: None, witness_key: None, logs: None, policy: None, witness_every_ms: Self::default_every() }
     }
 }
 
@@ -415,6 +452,14 @@ impl NodeConfig {
         }
         if self.tls.crl.is_none() {
             return bad("tls.crl is required: a node enforces the licensing authority's revocation list".into());
+        }
+        if self.tlog.listen.is_none() && (self.tlog.witness_key.is_some() || self.tlog.policy.is_some()) {
+            return bad(
+                "tlog.witness_key and tlog.policy need tlog.listen: witnesses and checkpoints are served there".into(),
+            );
+        }
+        if self.tlog.policy.is_some() && self.tls.log_key.is_none() {
+            return bad("tlog.policy needs tls.log_key: only a signed checkpoint can be witnessed".into());
         }
         let l = &self.limits;
         for (name, v) in [

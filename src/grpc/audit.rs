@@ -76,6 +76,8 @@ pub(crate) fn entry_to_pb(index: u64, bytes: Vec<u8>, e: &Entry) -> pb::AuditEnt
             Action::ConsentVerified => pb::AuditAction::ConsentVerified,
             Action::ConsentNoncesPurged => pb::AuditAction::ConsentNoncesPurged,
             Action::AttestationIssued => pb::AuditAction::AttestationIssued,
+            Action::CheckpointCosigned => pb::AuditAction::CheckpointCosigned,
+            Action::SplitViewAlarm => pb::AuditAction::SplitViewAlarm,
         } as i32,
         query_id: e.query_id.clone(),
         actor: e.actor.clone(),

@@ -14,5 +14,6 @@ pub(crate) mod peer_error;
 pub(crate) mod peers;
 pub mod pki;
 mod revocation;
+pub(crate) mod tlog_client;
 pub(crate) mod tls;
 pub(crate) mod trace;

@@ -72,6 +72,9 @@ pub struct MemberFiles {
     pub key: PathBuf,
     /// Ed25519 checkpoint signing key (PKCS#8 PEM, 0600); nodes only.
     pub log_key: PathBuf,
+    /// Ed25519 witness key, cosigning peers' checkpoints (PKCS#8 PEM, 0600; its cosignature/v1
+    /// verifier key beside it with the extension `pub`); nodes only.
+    pub witness_key: PathBuf,
     /// The age X25519 identity that decrypts the institution's backups (0600; its recipient
     /// `age1…` beside it with the extension `pub`); nodes only.
     pub backup_key: PathBuf,
@@ -130,6 +133,7 @@ impl PkiDir {
             cert: self.0.join(format!("{stem}.pem")),
             key: self.0.join(format!("{stem}.key")),
             log_key: self.0.join(format!("{stem}.log.key")),
+            witness_key: self.0.join(format!("{stem}.witness.key")),
             backup_key: self.0.join(format!("{stem}.backup.key")),
         }
     }
@@ -289,6 +293,15 @@ fn issue(
         let origin = format!("{}/institution/{}", member.federation, member.id);
         let vkey = crate::audit::checkpoint::verifier_key(&origin, &log_key.verifying_key());
         write_public(&files.log_key.with_extension("pub"), &format!("{vkey}\n"))?;
+        // A key of its own for witnessing peers' logs (C2SP tlog-cosignature: one key per role).
+        let witness = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+        let pem = witness
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| PkiError::Invalid(format!("encoding witness key: {e}")))?;
+        write_secret(&files.witness_key, &pem)?;
+        let name = format!("{}/witness/{}", member.federation, member.id);
+        let wkey = crate::audit::cosignature::witness_key(&name, &witness.verifying_key());
+        write_public(&files.witness_key.with_extension("pub"), &format!("{wkey}\n"))?;
         // The institution's backups are encrypted to this recipient (`admin.backup_recipients`).
         use age::secrecy::ExposeSecret;
         let backup = age::x25519::Identity::generate();

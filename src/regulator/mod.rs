@@ -17,6 +17,11 @@ use std::{
 
 use tonic::transport::Channel;
 
+mod receipts;
+mod witnessed;
+pub use receipts::{receipts, verify_receipt, Receipt};
+pub use witnessed::{report_witnesses, witnessed, Witnessing};
+
 use crate::{
     audit::{
         checkpoint::{parse_verifier_key, Checkpoint, CheckpointError},
@@ -144,6 +149,9 @@ pub struct VerifiedLog {
     pub consents: Vec<Entry>,
     /// Everything found wrong; empty when the log verifies.
     pub problems: Vec<String>,
+    /// Split views this node caught as a witness (its `SPLIT_VIEW_ALARM` entries): another
+    /// node's log showed two histories. Not a problem of this log: evidence against the other.
+    pub alarms: Vec<String>,
 }
 
 /// Fetches every entry with index below `size` into memory: for small logs and tests; use
@@ -237,6 +245,7 @@ pub async fn verify_with(
     let mut queries = Vec::new();
     let mut disputes = Vec::new();
     let mut consents = Vec::new();
+    let mut alarms = Vec::new();
     let mut gap = false;
     for_each_entry(&mut client, checkpoint.size, opts, |e| {
         if gap {
@@ -252,6 +261,12 @@ pub async fn verify_with(
             Ok(parsed) => {
                 if opts.keep_queries && parsed.action == Action::ConsentVerified {
                     consents.push(parsed.clone());
+                }
+                if parsed.action == Action::SplitViewAlarm {
+                    alarms.push(format!(
+                        "split view of {} caught by witness {} at {}: {}; {}",
+                        parsed.counterparty, parsed.actor, parsed.time, parsed.outcome, parsed.detail
+                    ));
                 }
                 if opts.keep_queries && is_dispute(parsed.action) {
                     disputes.push(parsed.clone());
@@ -335,6 +350,7 @@ pub async fn verify_with(
         disputes,
         consents,
         problems,
+        alarms,
     })
 }
 

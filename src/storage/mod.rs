@@ -219,11 +219,14 @@ pub enum Space {
     ConsentNonce,
     /// People's own reports counted against the yearly allowance, by `subject/institution`.
     ReportCount,
+    /// This node as a C2SP tlog-witness: the last checkpoint it cosigned for each peer's log,
+    /// by origin (checked and replaced in one compare-and-set, so it never rolls back).
+    Witness,
 }
 
 impl Space {
     /// Every space.
-    pub const ALL: [Space; 8] = [
+    pub const ALL: [Space; 9] = [
         Self::Dispute,
         Self::Mark,
         Self::Outbox,
@@ -232,6 +235,7 @@ impl Space {
         Self::Progress,
         Self::ConsentNonce,
         Self::ReportCount,
+        Self::Witness,
     ];
 
     /// The space's name in a backend (a key prefix, a column value).
@@ -245,6 +249,7 @@ impl Space {
             Self::Progress => "progress",
             Self::ConsentNonce => "consent_nonce",
             Self::ReportCount => "report_count",
+            Self::Witness => "witness",
         }
     }
 
@@ -259,6 +264,7 @@ impl Space {
             Self::Progress => b'g',
             Self::ConsentNonce => b'n',
             Self::ReportCount => b'c',
+            Self::Witness => b'w',
         }
     }
 }
@@ -411,6 +417,12 @@ pub trait Storage: Send + Sync + 'static {
 
     /// The log's root at `size` (at most the current size).
     async fn audit_root(&self, size: u64) -> Result<Hash, StoreError>;
+
+    /// The stored complete-subtree hashes at `level` with indexes `from..from + count`, in
+    /// order: the node at (level, i) is the root of leaves `[i·2^level, (i+1)·2^level)`. A C2SP
+    /// hash tile of tile level L is `count` ≤ 256 of these at level 8·L. Every one must be
+    /// complete at the current size; a missing one is [`StoreError::Corrupt`].
+    async fn audit_nodes(&self, level: u8, from: u64, count: u64) -> Result<Vec<Hash>, StoreError>;
 
     /// RFC 9162 inclusion proof of entry `index` in the tree of `size`.
     async fn audit_inclusion(&self, index: u64, size: u64) -> Result<Vec<Hash>, StoreError>;

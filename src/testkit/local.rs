@@ -85,6 +85,7 @@ impl LocalFederation {
             // init`, the demo, tests/consent.rs) keep the default, `tokens = "required"`.
             consent: crate::config::ConsentSection::legacy(),
             telemetry: Default::default(),
+            tlog: Default::default(),
             clock: Default::default(),
         }
     }
@@ -105,6 +106,39 @@ impl LocalFederation {
         let hash = crate::net::consent_token::evidence_hash(evidence);
         let req = crate::net::consent_token::ConsentRequest { subject, purpose, evidence_sha256: &hash, ttl, now };
         crate::net::consent_token::mint_with_files(&files.key, &files.cert, &req)
+    }
+
+    /// Turns on `cfg`'s C2SP endpoint on a free loopback port, with its node's witness key,
+    /// witnessing the logs of `witnessed` (their `*.log.pub` keys in a file beside the PKI).
+    pub fn with_tlog(&self, cfg: &mut NodeConfig, witnessed: &[&str]) {
+        let me = cfg.node.institution.clone();
+        let mut keys = String::new();
+        for id in witnessed {
+            let log = self.pki.member(Role::Node, id).log_key.with_extension("pub");
+            keys.push_str(&std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        let logs = self.root.join(format!("{me}.witnessed-logs"));
+        // A test harness: a failed write shows as a witness that knows no log.
+        let _ = std::fs::write(&logs, keys);
+        cfg.tlog = crate::config::TlogSection {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            witness_key: Some(self.pki.member(Role::Node, &me).witness_key),
+            logs: Some(logs),
+            ..Default::default()
+        };
+    }
+
+    /// A client of the C2SP endpoint at `address` acting as member `id` of `role`.
+    pub fn tlog_client(&self, role: Role, id: &str, address: SocketAddr) -> crate::net::tlog_client::TlogClient {
+        let files = self.client(role, id, address).tls;
+        let material = crate::net::tls::TlsMaterial::load(&files).expect("the member's TLS files load");
+        crate::net::tlog_client::TlogClient::new(&material, &self.federation, None, address).expect("a TLS client")
+    }
+
+    /// The cosignature/v1 verifier key of institution `id`'s witness.
+    pub fn witness_vkey(&self, id: &str) -> String {
+        let path = self.pki.member(Role::Node, id).witness_key.with_extension("pub");
+        std::fs::read_to_string(path).unwrap_or_default().trim().to_owned()
     }
 
     /// A client acting as member `id` of `role`, talking to the node at `address`.

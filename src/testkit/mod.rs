@@ -11,6 +11,7 @@ pub mod local;
 pub mod process;
 pub mod store;
 pub mod tamper;
+pub mod tlog;
 
 pub use crate::storage::conformance;
 /// A real PostgreSQL server for tests and benchmarks (the PostgreSQL backend's own harness).

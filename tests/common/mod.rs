@@ -2,6 +2,8 @@
 //! stores in temporary directories, real gRPC.
 #![allow(dead_code)]
 
+pub mod tlog;
+
 use std::{collections::BTreeSet, net::SocketAddr, path::Path, process::Command};
 
 pub use bureau::testkit::process::NodeProcess;

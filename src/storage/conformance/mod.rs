@@ -34,7 +34,7 @@ pub use answers::{
 };
 pub use spaces::{
     consent_nonces_are_spent_once_and_scan_in_expiry_order, every_space_keeps_its_own_keys,
-    holdings_scan_by_person_and_survive_reopen,
+    holdings_scan_by_person_and_survive_reopen, subtrees_read_as_tiles_and_witness_state_survives,
 };
 
 /// Generates one `#[tokio::test]` per conformance check for the backend `$make` creates.
@@ -47,7 +47,8 @@ macro_rules! storage_conformance {
             durable_after_reopen, durable_head_covers_synced_writes, answering_an_inquiry_is_one_write,
             an_answer_reads_from_the_window_start, an_undecodable_protection_fails_the_answer_as_corrupt, state_is_compare_and_set_and_scans_by_prefix, retention_scans_and_purges_log_each_deletion,
             every_space_keeps_its_own_keys, holdings_scan_by_person_and_survive_reopen,
-            consent_nonces_are_spent_once_and_scan_in_expiry_order);
+            consent_nonces_are_spent_once_and_scan_in_expiry_order,
+            subtrees_read_as_tiles_and_witness_state_survives);
     };
     (@tests $make:expr; $($check:ident),*) => {
         $(

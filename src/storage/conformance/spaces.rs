@@ -93,3 +93,47 @@ pub async fn consent_nonces_are_spent_once_and_scan_in_expiry_order(b: &dyn Back
     assert_eq!(s.state_get(Space::ReportCount, &key).await.unwrap().as_deref(), Some(&b"[1,2]"[..]));
     s.close().await.unwrap();
 }
+
+/// The stored complete subtrees read as C2SP hash tiles: level 0 is the leaf hashes, level 8
+/// the roots of each 256 leaves, a partial range reads only what is complete; a witness's
+/// record of a peer's log is replaced only by a change expecting what it read, and survives a
+/// reopen.
+pub async fn subtrees_read_as_tiles_and_witness_state_survives(b: &dyn Backend) {
+    let s = b.open().await;
+    let entries: Vec<Entry> = (0..600).map(entry).collect();
+    for chunk in entries.chunks(100) {
+        s.append_audit(chunk.to_vec()).await.unwrap();
+    }
+    let leaves: Vec<Vec<u8>> = s.audit_entries(0, 600).await.unwrap().into_iter().map(|(_, l)| l).collect();
+    let tile0 = s.audit_nodes(0, 0, 256).await.unwrap();
+    assert_eq!(tile0.len(), 256);
+    assert!(tile0.iter().zip(&leaves).all(|(h, l)| *h == merkle::leaf_hash(l)));
+    let partial = s.audit_nodes(0, 512, 88).await.unwrap();
+    assert_eq!(partial[87], merkle::leaf_hash(&leaves[599]));
+    let level8 = s.audit_nodes(8, 0, 2).await.unwrap();
+    for (k, h) in level8.iter().enumerate() {
+        let mut root = merkle::StreamingRoot::default();
+        leaves[k * 256..(k + 1) * 256].iter().for_each(|l| root.push(l));
+        assert_eq!(*h, root.root(), "level 8 node {k}");
+    }
+    assert!(matches!(s.audit_nodes(8, 2, 1).await, Err(StoreError::Corrupt { .. })), "an incomplete subtree");
+
+    let key = "fed.test/institution/bank";
+    let first = put(Space::Witness, key, Some("{\"size\":10}"));
+    assert!(s
+        .state_write(StateChange { expect: vec![], put: vec![first.clone()], entries: vec![entry(1)] })
+        .await
+        .unwrap());
+    let stale = StateChange {
+        expect: vec![put(Space::Witness, key, None)],
+        put: vec![put(Space::Witness, key, Some("{\"size\":5}"))],
+        entries: vec![entry(2)],
+    };
+    assert!(!s.state_write(stale).await.unwrap(), "a witness record read before another cosign is not rolled back");
+    s.sync().await.unwrap();
+    s.close().await.unwrap();
+    let s = b.open().await;
+    assert_eq!(s.state_get(Space::Witness, key).await.unwrap().as_deref(), Some(&b"{\"size\":10}"[..]));
+    assert_eq!(s.audit_nodes(8, 1, 1).await.unwrap(), level8[1..]);
+    s.close().await.unwrap();
+}

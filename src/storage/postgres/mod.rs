@@ -331,6 +331,10 @@ impl Storage for PostgresStorage {
         self.tree_answer(|get| Tree::new(get).root(size)).await
     }
 
+    async fn audit_nodes(&self, level: u8, from: u64, count: u64) -> Result<Vec<Hash>, StoreError> {
+        self.tree_answer(|get| (from..from.saturating_add(count)).map(|i| get(level, i)).collect()).await
+    }
+
     async fn audit_inclusion(&self, index: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
         self.tree_answer(|get| Tree::new(get).inclusion_proof(index, size)).await
     }

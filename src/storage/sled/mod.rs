@@ -537,6 +537,11 @@ impl Storage for SledStorage {
         self.read(move |ledger| merkle::Tree::new(node_reader(ledger)).root(size)).await
     }
 
+    async fn audit_nodes(&self, level: u8, from: u64, count: u64) -> Result<Vec<Hash>, StoreError> {
+        self.read(move |ledger| (from..from.saturating_add(count)).map(|i| node_reader(ledger)(level, i)).collect())
+            .await
+    }
+
     async fn audit_inclusion(&self, index: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
         self.read(move |ledger| merkle::Tree::new(node_reader(ledger)).inclusion_proof(index, size)).await
     }

@@ -27,6 +27,12 @@ pub enum AuditCommand {
         /// The node's address.
         #[arg(long)]
         node: String,
+        /// The node's C2SP endpoint (`tlog.listen`): also check its witnessed checkpoint.
+        #[arg(long, requires = "policy")]
+        tlog: Option<std::net::SocketAddr>,
+        /// The C2SP tlog-policy file naming the witnesses and the quorum.
+        #[arg(long, requires = "tlog")]
+        policy: Option<std::path::PathBuf>,
     },
     /// Verify several nodes and check that every query logged by one end is logged by the
     /// other. Exits non-zero on any mismatch.
@@ -112,8 +118,17 @@ pub async fn run(cmd: AuditCommand) -> Result<()> {
                 println!("{} dispute(s): {open} open, {overdue} overdue", views.len());
             });
         }
-        AuditCommand::Verify { conn, node } => {
+        AuditCommand::Verify { conn, node, tlog, policy } => {
             let log = verify_each(&conn, std::slice::from_ref(&node)).await?.remove(0);
+            if let (Some(at), Some(policy)) = (tlog, policy) {
+                let text = std::fs::read_to_string(&policy)?;
+                let w = regulator::witnessed(&conn.tlog_client(at)?, &conn.keys(), &text).await?;
+                let by = if w.cosigners.is_empty() { "nobody".to_owned() } else { w.cosigners.join(", ") };
+                println!("{}: witnessed checkpoint of {} entries cosigned by {by}", w.origin, w.size);
+                if !w.quorum {
+                    bail!("{}'s checkpoint is BELOW the policy's quorum", w.origin);
+                }
+            }
             output::emit(log_json(&log), || {});
             if !log.problems.is_empty() {
                 bail!("{} problem(s) in {}'s log", log.problems.len(), log.origin);
@@ -299,5 +314,8 @@ fn report_verified(log: &VerifiedLog) {
         for p in &log.problems {
             println!("  {p}");
         }
+    }
+    for a in &log.alarms {
+        println!("  ALARM {a}");
     }
 }

@@ -33,6 +33,13 @@ impl RegulatorConn {
         Ok(ClientConfig::from_pki(&self.pki, &files, &self.federation, node).channel()?)
     }
 
+    /// A client of the C2SP endpoint at `at`, as this regulator.
+    pub fn tlog_client(&self, at: std::net::SocketAddr) -> Result<bureau::TlogClient> {
+        let files = PkiDir(self.pki.clone()).member(Role::Regulator, &self.regulator);
+        let tls = ClientConfig::from_pki(&self.pki, &files, &self.federation, &at.to_string()).tls;
+        Ok(bureau::TlogClient::new(&TlsMaterial::load(&tls)?, &self.federation, None, at)?)
+    }
+
     /// Where the nodes' checkpoint keys are.
     pub fn keys(&self) -> KeySource {
         KeySource::PkiDir(self.pki.clone())

@@ -92,6 +92,9 @@ pub enum Command {
     Report(subjects::ReportArgs),
     /// Place or lift a person's security freeze or fraud alert (carried to every node).
     Protect(subjects::ProtectArgs),
+    /// C2SP tlog-proof receipts (from `report --receipts`).
+    #[command(subcommand)]
+    Proof(ProofCommand),
     /// Retention: purge what has expired now (the node also does it in the background).
     #[command(subcommand)]
     Retention(node::RetentionCommand),
@@ -110,6 +113,14 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+/// `bureau proof …`
+#[derive(Subcommand, Debug)]
+pub enum ProofCommand {
+    /// Check a receipt offline: the recording node's signed checkpoint, the entry's inclusion
+    /// proof, and with --policy the witnesses' cosignatures and quorum.
+    Verify(subjects::ProofVerifyArgs),
 }
 
 /// Runs a parsed command.
@@ -131,6 +142,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Disputes(cmd) => disputes::run(cmd).await,
         Command::Report(args) => subjects::report(args).await,
         Command::Protect(args) => subjects::protect(args).await,
+        Command::Proof(ProofCommand::Verify(args)) => subjects::proof_verify(args),
         Command::Retention(cmd) => node::retention(cmd).await,
         #[cfg(feature = "lab")]
         Command::Gen(args) => crate::lab::gen(args),
