@@ -12,17 +12,13 @@ use chrono::{DateTime, Duration, Utc};
 use tracing::info;
 
 use crate::{
-    app::{answer::QueryRefusal, lifecycle::Lifecycle},
+    app::{lifecycle::Lifecycle, refusal::QueryRefusal},
     audit::{About, Entry},
     config::ConsentTokens,
     domain::inquiry::Purpose,
     net::consent_token::{self, TokenError, TokenVerifier},
-    storage::{DynStorage, Space, StateChange, StoreError},
+    storage::{Space, StateChange, StoreError},
 };
-
-/// How long after its expiry a nonce is kept: a token cannot be used once expired, so its nonce
-/// is forgotten then, with this margin for the clocks of the nodes that check it.
-const NONCE_GRACE: Duration = Duration::hours(1);
 
 /// How a node checks consent, from its configuration.
 #[derive(Debug, Clone)]
@@ -176,36 +172,5 @@ impl Consents {
         change.expect.push((Space::ReportCount, key.clone(), old));
         change.put.push((Space::ReportCount, key, Some(bytes)));
         Ok(())
-    }
-}
-
-/// Forgets the consent nonces of tokens expired more than [`NONCE_GRACE`] before `now` (one
-/// logged write per page); returns how many.
-pub(crate) async fn purge_nonces(
-    store: &DynStorage,
-    institution: &str,
-    now: DateTime<Utc>,
-) -> Result<usize, StoreError> {
-    const PAGE: usize = 500;
-    let cutoff = format!("{:012}/", (now - NONCE_GRACE).timestamp().max(0));
-    let mut purged = 0;
-    loop {
-        let page = store.state_scan(Space::ConsentNonce, "", None, PAGE).await?;
-        let expired: Vec<String> =
-            page.into_iter().map(|(k, _)| k).take_while(|k| k.as_str() < cutoff.as_str()).collect();
-        if expired.is_empty() {
-            return Ok(purged);
-        }
-        let n = expired.len();
-        let change = StateChange {
-            expect: Vec::new(),
-            put: expired.into_iter().map(|k| (Space::ConsentNonce, k, None)).collect(),
-            entries: vec![Entry::consent_nonces_purged(now, institution, n)],
-        };
-        store.state_write(change).await?;
-        purged += n;
-        if n < PAGE {
-            return Ok(purged);
-        }
     }
 }

@@ -140,7 +140,7 @@ impl Lifecycle {
                 break;
             }
         }
-        let nonces = crate::app::consent::purge_nonces(&self.store, &self.institution, now).await?;
+        let nonces = purge_nonces(&self.store, &self.institution, now).await?;
         self.store.sync().await?;
         if nonces > 0 {
             info!(nonces, "expired consent nonces forgotten");
@@ -158,6 +158,41 @@ impl Lifecycle {
             if let Err(e) = self.purge().await {
                 warn!(error = %e, "retention purge failed; retried at the next interval");
             }
+        }
+    }
+}
+
+/// How long after its expiry a consent nonce is kept: a token cannot be used once expired, so
+/// its nonce is forgotten then, with this margin for the clocks of the nodes that check it.
+const NONCE_GRACE: chrono::Duration = chrono::Duration::hours(1);
+
+/// Forgets the consent nonces of tokens expired more than [`NONCE_GRACE`] before `now` (one
+/// logged write per page); returns how many.
+pub(crate) async fn purge_nonces(
+    store: &DynStorage,
+    institution: &str,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    const PAGE: usize = 500;
+    let cutoff = format!("{:012}/", (now - NONCE_GRACE).timestamp().max(0));
+    let mut purged = 0;
+    loop {
+        let page = store.state_scan(Space::ConsentNonce, "", None, PAGE).await?;
+        let expired: Vec<String> =
+            page.into_iter().map(|(k, _)| k).take_while(|k| k.as_str() < cutoff.as_str()).collect();
+        if expired.is_empty() {
+            return Ok(purged);
+        }
+        let n = expired.len();
+        let change = crate::storage::StateChange {
+            expect: Vec::new(),
+            put: expired.into_iter().map(|k| (Space::ConsentNonce, k, None)).collect(),
+            entries: vec![crate::audit::Entry::consent_nonces_purged(now, institution, n)],
+        };
+        store.state_write(change).await?;
+        purged += n;
+        if n < PAGE {
+            return Ok(purged);
         }
     }
 }

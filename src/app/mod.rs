@@ -21,6 +21,7 @@ pub(crate) mod outbox;
 pub(crate) mod proofs;
 pub(crate) mod protection;
 pub(crate) mod records;
+pub(crate) mod refusal;
 pub(crate) mod report;
 pub(crate) mod score;
 pub(crate) mod state;

@@ -30,7 +30,7 @@ pub(crate) struct Prover {
     /// The latest checkpoint its witnesses cosigned, when it collects cosignatures
     /// ([`crate::app::witnessing::Collector`] fills it): proofs are made against it when it
     /// covers every inquiry to prove, so a person's receipts carry the cosignatures.
-    pub(crate) witnessed: Arc<Mutex<Option<crate::app::witnessing::Witnessed>>>,
+    pub(crate) witnessed: Arc<Mutex<Option<Witnessed>>>,
 }
 
 impl Prover {
@@ -128,4 +128,17 @@ impl Prover {
         };
         Some((cp, TreeHead { size: w.size, root }))
     }
+}
+
+/// The latest checkpoint witnessed: its size, the note with the cosignature lines, who cosigned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Witnessed {
+    /// Tree size.
+    pub size: u64,
+    /// The log's signed note with every good cosignature line appended.
+    pub note: String,
+    /// The policy labels of the witnesses that cosigned.
+    pub cosigners: Vec<String>,
+    /// Whether they meet the policy's quorum.
+    pub quorum: bool,
 }

@@ -13,7 +13,7 @@ use std::{
 use tracing::{debug, info, warn};
 
 use crate::{
-    app::proofs::Prover,
+    app::proofs::{Prover, Witnessed},
     audit::{
         cosignature::{cosigned_by, Cosigned},
         policy::{Policy, PolicyWitness},
@@ -26,19 +26,6 @@ use crate::{
 
 /// New entries read to tell whether a log grew only by its own witness bookkeeping.
 const LOOK_BACK: usize = 64;
-
-/// The latest checkpoint witnessed: its size, the note with the cosignature lines, who cosigned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Witnessed {
-    /// Tree size.
-    pub size: u64,
-    /// The log's signed note with every good cosignature line appended.
-    pub note: String,
-    /// The policy labels of the witnesses that cosigned.
-    pub cosigners: Vec<String>,
-    /// Whether they meet the policy's quorum.
-    pub quorum: bool,
-}
 
 /// The collector. Cheap to clone.
 #[derive(Clone)]

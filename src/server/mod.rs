@@ -10,6 +10,7 @@ use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
 mod health;
+mod tlog_setup;
 
 use health::{follow_locator, follow_reachability, not_serving, publish_metrics, set_health, storage_failed};
 pub use health::{LOCATOR, READS, WRITES};
@@ -215,7 +216,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         }
     };
     let (peers, directory) = peers_of(&cfg, &material, revocation.clone())?;
-    let witness = crate::http::witness_of(&cfg, directory.as_ref())?;
+    let witness = tlog_setup::witness_of(&cfg, directory.as_ref())?;
     let peers = Arc::new(peers);
     let store = open_storage(&cfg).await?;
     let settings = Settings {
@@ -246,7 +247,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         locator: cfg.federation.locator,
         consent: consent_policy(&cfg, &material, revocation.clone())?,
         witness,
-        witnessing: crate::http::witnessing_of(&cfg, &material)?,
+        witnessing: tlog_setup::witnessing_of(&cfg, &material)?,
     };
     if cfg.consent.tokens == crate::config::ConsentTokens::Legacy {
         warn!("consent.tokens = \"legacy\": consent references are taken on the caller's word, unverified");

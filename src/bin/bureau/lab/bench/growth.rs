@@ -21,8 +21,9 @@ use tonic::transport::Channel;
 
 use super::{
     federated::wait_ready,
+    growth_tables::{Extras, Figures, Size, EXTRAS_AT},
     latency,
-    probes::{cpu_split, cpu_ticks, grpc_bytes, log_entries, switches, USER_HZ},
+    probes::{cpu_split, cpu_ticks, grpc_bytes, log_entries, switches, Fleet, Node, USER_HZ},
     score_req, throughput,
 };
 use crate::lab::Percentiles;
@@ -40,8 +41,6 @@ use bureau::{
 const QUIET: &str = "warn,bureau::server=info";
 /// The largest federation; institutions are `m00` … `m47`.
 const MOST: usize = 48;
-/// The size with the extra rows (a hung member, a hung replica).
-pub(super) const EXTRAS_AT: usize = 16;
 /// Concurrent callers of the throughput run.
 const CALLERS: usize = 16;
 
@@ -56,87 +55,6 @@ struct Scale {
 
 const FULL: Scale = Scale { members: &[3, 8, 16, 32, 48], people: 300, calls: 300, secs: 5, hung_calls: 20 };
 const QUICK: Scale = Scale { members: &[3, 8, 16, 32, 48], people: 100, calls: 100, secs: 2, hung_calls: 5 };
-
-/// One process of the fleet: its institution, its `/metrics` address, the process.
-pub(super) struct Node {
-    pub(super) id: String,
-    pub(super) metrics: SocketAddr,
-    pub(super) process: NodeProcess,
-}
-
-/// The processes of one federation size: members (`m00` first), the locator, and at
-/// [`EXTRAS_AT`] a second replica of `m01`. Dropping it resumes stopped ones and kills all.
-pub(super) struct Fleet {
-    pub(super) nodes: Vec<Node>,
-}
-
-impl Fleet {
-    /// The process id of node `i`.
-    pub(super) fn pid(&self, i: usize) -> u32 {
-        self.nodes[i].process.id()
-    }
-    /// Sends `signal` (`STOP`, `CONT`) to node `i`.
-    fn signal(&self, i: usize, signal: &str) -> Result<()> {
-        let ok = std::process::Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.pid(i).to_string())
-            .status()?
-            .success();
-        anyhow::ensure!(ok, "kill -{signal} {} failed", self.pid(i));
-        Ok(())
-    }
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        for i in 0..self.nodes.len() {
-            let _ = self.signal(i, "CONT");
-        }
-        // Each NodeProcess kills and reaps its child as it drops.
-    }
-}
-
-/// What one configuration measured.
-#[derive(Clone, Copy)]
-pub(super) struct Figures {
-    pub(super) lat: Percentiles,
-    pub(super) per_sec: f64,
-    pub(super) cpu_ms: f64,
-    /// The same less what the idle fleet burns in as long (timers, directory and CRL reloads).
-    pub(super) net_cpu_ms: f64,
-    pub(super) bytes: f64,
-    pub(super) entries: f64,
-    /// Net CPU per score of the one-caller latency run: no node ever has two requests to
-    /// batch, so this is a score's own work at any size.
-    pub(super) one_caller_cpu_ms: f64,
-    /// Context switches of every node thread per score in the throughput run.
-    pub(super) switches: f64,
-}
-
-/// Everything measured at one size.
-pub(super) struct Size {
-    pub(super) n: usize,
-    pub(super) located: Figures,
-    pub(super) everyone: Figures,
-    /// With the locator, people all held by the same two members (`m01`, `m02`) at every size:
-    /// the holders' load does not thin out as the federation grows.
-    pub(super) pair: Figures,
-}
-
-/// The extra rows at [`EXTRAS_AT`] members.
-#[derive(Default)]
-pub(super) struct Extras {
-    pub(super) unhung_p50: Duration,
-    pub(super) idle_hung_p50: Duration,
-    pub(super) holder_p99: Duration,
-    pub(super) replica_hung_p99: Duration,
-    pub(super) replica_hung_partial: usize,
-    pub(super) everyone_idle_hung_p50: Duration,
-    pub(super) everyone_idle_hung_partial: usize,
-    /// Calls made in (b) and in the hung run before the locator, warm-up included.
-    pub(super) calls_made: usize,
-    pub(super) hung_calls_made: usize,
-}
 
 /// Runs the growth part and prints its tables; returns the points of its charts.
 pub(super) async fn growth(quick: bool) -> Result<Vec<super::charts::GrowthPoint>> {

@@ -3,7 +3,52 @@
 
 use std::time::Duration;
 
-use super::growth::{Extras, Size, EXTRAS_AT};
+use crate::lab::Percentiles;
+
+/// The size with the extra rows (a hung member, a hung replica).
+pub(super) const EXTRAS_AT: usize = 16;
+
+/// What one configuration measured.
+#[derive(Clone, Copy)]
+pub(super) struct Figures {
+    pub(super) lat: Percentiles,
+    pub(super) per_sec: f64,
+    pub(super) cpu_ms: f64,
+    /// The same less what the idle fleet burns in as long (timers, directory and CRL reloads).
+    pub(super) net_cpu_ms: f64,
+    pub(super) bytes: f64,
+    pub(super) entries: f64,
+    /// Net CPU per score of the one-caller latency run: no node ever has two requests to
+    /// batch, so this is a score's own work at any size.
+    pub(super) one_caller_cpu_ms: f64,
+    /// Context switches of every node thread per score in the throughput run.
+    pub(super) switches: f64,
+}
+
+/// Everything measured at one size.
+pub(super) struct Size {
+    pub(super) n: usize,
+    pub(super) located: Figures,
+    pub(super) everyone: Figures,
+    /// With the locator, people all held by the same two members (`m01`, `m02`) at every size:
+    /// the holders' load does not thin out as the federation grows.
+    pub(super) pair: Figures,
+}
+
+/// The extra rows at [`EXTRAS_AT`] members.
+#[derive(Default)]
+pub(super) struct Extras {
+    pub(super) unhung_p50: Duration,
+    pub(super) idle_hung_p50: Duration,
+    pub(super) holder_p99: Duration,
+    pub(super) replica_hung_p99: Duration,
+    pub(super) replica_hung_partial: usize,
+    pub(super) everyone_idle_hung_p50: Duration,
+    pub(super) everyone_idle_hung_partial: usize,
+    /// Calls made in (b) and in the hung run before the locator, warm-up included.
+    pub(super) calls_made: usize,
+    pub(super) hung_calls_made: usize,
+}
 
 /// Milliseconds with two decimals.
 fn ms(d: Duration) -> String {

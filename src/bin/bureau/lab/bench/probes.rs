@@ -1,13 +1,14 @@
 //! What the growth bench reads from a running fleet of node processes: CPU from `/proc`, bytes
 //! from each node's `/metrics`, audit log sizes from each node's checkpoint.
 
+use std::net::SocketAddr;
+
 use anyhow::{Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::growth::Fleet;
 use bureau::{
     pb::bureau::v1::{self as pb, audit_service_client::AuditServiceClient},
-    testkit::local::LocalFederation,
+    testkit::{local::LocalFederation, process::NodeProcess},
     Role,
 };
 
@@ -86,4 +87,43 @@ pub(super) fn switches(fleet: &Fleet) -> u64 {
         }
     }
     total
+}
+
+/// One process of the fleet: its institution, its `/metrics` address, the process.
+pub(super) struct Node {
+    pub(super) id: String,
+    pub(super) metrics: SocketAddr,
+    pub(super) process: NodeProcess,
+}
+
+/// The processes of one federation size: members (`m00` first), the locator, and at
+/// [`EXTRAS_AT`] a second replica of `m01`. Dropping it resumes stopped ones and kills all.
+pub(super) struct Fleet {
+    pub(super) nodes: Vec<Node>,
+}
+
+impl Fleet {
+    /// The process id of node `i`.
+    pub(super) fn pid(&self, i: usize) -> u32 {
+        self.nodes[i].process.id()
+    }
+    /// Sends `signal` (`STOP`, `CONT`) to node `i`.
+    pub(super) fn signal(&self, i: usize, signal: &str) -> Result<()> {
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid(i).to_string())
+            .status()?
+            .success();
+        anyhow::ensure!(ok, "kill -{signal} {} failed", self.pid(i));
+        Ok(())
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            let _ = self.signal(i, "CONT");
+        }
+        // Each NodeProcess kills and reaps its child as it drops.
+    }
 }
