@@ -233,3 +233,86 @@ async fn an_attestation_says_meets_without_the_score_and_verifies_offline_here_a
     assert!(listed.contains("4 attestation(s) issued") && listed.contains(&ok.jti), "{listed}");
     c.shutdown().await;
 }
+
+/// A kiosk application named in `admin.attest_only` gets its attestation, and nothing that
+/// carries a score: GetScore, Decide, WhatIf and the person's report are refused, each with
+/// PERMISSION_DENIED `ATTEST_ONLY` and the refusal logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attest_only_application_never_gets_a_score() {
+    use bureau::pb::bureau::v1::{
+        decisions_service_client::DecisionsServiceClient, scoring_service_client::ScoringServiceClient,
+        subjects_service_client::SubjectsServiceClient,
+    };
+    let mut c = Cluster::start(&INSTITUTIONS).await;
+    c.cfgs[ME].policies.insert(
+        "deposit_waiver".into(),
+        bureau::config::PolicyConfig {
+            min_score: 550,
+            purpose: bureau::Purpose::DepositWaiver,
+            unscoreable: Default::default(),
+        },
+    );
+    c.cfgs[ME].admin.attest_only = vec!["kiosk".into()];
+    c.stop(ME).await;
+    c.restart(ME).await;
+    let s = subject(2);
+    c.f.records(Role::Application, INSTITUTIONS[BANK], c.addrs[BANK])
+        .furnish_records(pb::FurnishRecordsRequest { records: vec![record(&s, "bank-2", 1)] })
+        .await
+        .unwrap();
+    let fed = &c.f.fed;
+    let kiosk = bureau::pki::issue_app(&fed.pki, &fed.federation, INSTITUTIONS[ME], "kiosk").unwrap();
+    let channel = bureau::ClientConfig::from_pki(&fed.pki.0, &kiosk, &fed.federation, &c.addrs[ME].to_string())
+        .channel()
+        .unwrap();
+
+    let a = AttestationServiceClient::new(channel.clone()).attest(ask(&s, "kiosk-1", "n-k")).await.unwrap();
+    assert!(!a.into_inner().jws.is_empty());
+
+    let refused = |r: Result<tonic::Response<_>, tonic::Status>, what: &str| {
+        let e = r.err().unwrap_or_else(|| panic!("{what}: an attest-only application was answered"));
+        assert_eq!((e.code(), reason(&e).as_deref()), (Code::PermissionDenied, Some("ATTEST_ONLY")), "{what}: {e:?}");
+    };
+    let score_req = pb::GetScoreRequest {
+        subject_id: s.clone(),
+        purpose: pb::Purpose::DepositWaiver as i32,
+        consent_reference: "w-2".into(),
+    };
+    refused(
+        ScoringServiceClient::new(channel.clone()).get_score(score_req).await.map(|_| tonic::Response::new(())),
+        "GetScore",
+    );
+    let decide =
+        pb::DecideRequest { subject_id: s.clone(), policy: "deposit_waiver".into(), consent_reference: "w-3".into() };
+    refused(
+        ScoringServiceClient::new(channel.clone()).decide(decide).await.map(|_| tonic::Response::new(())),
+        "Decide",
+    );
+    let what_if = pb::WhatIfRequest {
+        subject_id: s.clone(),
+        purpose: pb::Purpose::DepositWaiver as i32,
+        consent_reference: "w-4".into(),
+        target: 600,
+    };
+    refused(
+        DecisionsServiceClient::new(channel.clone()).what_if(what_if).await.map(|_| tonic::Response::new(())),
+        "WhatIf",
+    );
+    let report = pb::GetReportRequest { subject_id: s.clone(), consent_reference: "w-5".into() };
+    refused(
+        SubjectsServiceClient::new(channel).get_report(report).await.map(|_| tonic::Response::new(())),
+        "GetReport",
+    );
+
+    // The institution's other applications still score.
+    let ok = ScoringServiceClient::new(c.app(ME))
+        .get_score(pb::GetScoreRequest {
+            subject_id: s.clone(),
+            purpose: pb::Purpose::DepositWaiver as i32,
+            consent_reference: "w-6".into(),
+        })
+        .await;
+    assert!(ok.is_ok(), "{ok:?}");
+    let logged = c.entries(ME).await.into_iter().filter(|e| e.outcome.contains("ATTEST_ONLY")).count();
+    assert_eq!(logged, 4, "each refusal is logged");
+}

@@ -17,13 +17,25 @@ pub(crate) struct Admin {
     journal: Journal,
     /// The institution's applications that may take a backup.
     administrators: Vec<String>,
+    /// Applications that may only ask for attestations.
+    attest_only: Vec<String>,
 }
 
 impl Admin {
     /// Maintenance of `life`'s store; backups are logged in `journal` and taken only by the
     /// applications named in `administrators`.
-    pub(crate) fn new(life: Lifecycle, journal: Journal, administrators: Vec<String>) -> Self {
-        Self { life, journal, administrators }
+    pub(crate) fn new(
+        life: Lifecycle,
+        journal: Journal,
+        administrators: Vec<String>,
+        attest_only: Vec<String>,
+    ) -> Self {
+        Self { life, journal, administrators, attest_only }
+    }
+
+    /// True when application `app` may only ask for threshold attestations, never a score.
+    pub(crate) fn is_attest_only(&self, app: &str) -> bool {
+        self.attest_only.iter().any(|a| a == app)
     }
 
     /// True when application `app` of this institution may take a backup.

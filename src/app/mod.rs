@@ -65,6 +65,8 @@ pub(crate) struct Settings {
     pub log_key: Option<Arc<ed25519_dalek::SigningKey>>,
     /// The institution's applications that may take a backup (`admin.applications`).
     pub administrators: Vec<String>,
+    /// Applications that may only ask for attestations (`admin.attest_only`).
+    pub attest_only: Vec<String>,
     /// This node runs the record locator (`federation.locator`).
     pub locator: bool,
     /// How consent is checked (`[consent]`).
@@ -155,7 +157,7 @@ impl UseCases {
             reports: report::Reports::new(scorer.clone(), disputes.clone(), prover.clone(), journal.clone()),
             tlog: tlog::Tlog::new(store.clone(), prover.clone(), journal.clone(), s.witness, s.witnessing),
             audit: audit_log::AuditLog::new(store, prover, journal.clone()),
-            admin: admin::Admin::new(life.clone(), journal.clone(), s.administrators),
+            admin: admin::Admin::new(life.clone(), journal.clone(), s.administrators, s.attest_only),
             scorer,
             disputes,
             protections,

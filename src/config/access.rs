@@ -120,6 +120,11 @@ pub struct AdminSection {
     /// An age recipients file (`age1…`, one a line) `bureau backup --config` encrypts to.
     #[serde(default)]
     pub backup_recipients: Option<PathBuf>,
+    /// Applications (by `app/<name>`) that may only ask for threshold attestations: a rental
+    /// kiosk or an operator's app that must never see a score. GetScore, Decide, WhatIf and the
+    /// SubjectsService refuse them with `ATTEST_ONLY`.
+    #[serde(default)]
+    pub attest_only: Vec<String>,
 }
 
 impl AdminSection {
@@ -130,6 +135,6 @@ impl AdminSection {
 
 impl Default for AdminSection {
     fn default() -> Self {
-        Self { applications: Self::default_applications(), backup_recipients: None }
+        Self { applications: Self::default_applications(), backup_recipients: None, attest_only: Vec::new() }
     }
 }

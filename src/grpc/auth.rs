@@ -49,6 +49,19 @@ pub(crate) fn require_own_application(id: &Identity, institution: &str) -> Resul
     }
 }
 
+/// [`require_own_application`], and not one the configuration allows only attestations: what
+/// every call that returns a score or a person's file needs.
+pub(crate) fn require_scoring_application(id: &Identity, node: &super::node::Node) -> Result<(), ApiError> {
+    require_own_application(id, &node.institution)?;
+    if node.admin.is_attest_only(&id.app) {
+        return Err(ApiError::PermissionDenied {
+            reason: Reason::AttestOnly,
+            message: format!("{id} may only ask for threshold attestations (admin.attest_only): never a score"),
+        });
+    }
+    Ok(())
+}
+
 /// Only an institution's node may query a peer (so the asking node logs every query too).
 pub(crate) fn require_node(id: &Identity) -> Result<(), ApiError> {
     match id.role {

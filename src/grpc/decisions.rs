@@ -44,7 +44,7 @@ impl DecisionsApi {
         r: pb::WhatIfRequest,
         trace: TraceContext,
     ) -> Result<pb::Score, ApiError> {
-        auth::require_own_application(caller, &self.node.institution)?;
+        auth::require_scoring_application(caller, &self.node)?;
         if !(MIN_SCORE..=MAX_SCORE).contains(&r.target) {
             return Err(ApiError::invalid("target", format!("must be {MIN_SCORE} to {MAX_SCORE}")));
         }

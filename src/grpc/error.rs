@@ -56,6 +56,8 @@ pub(crate) enum Reason {
     NotNoticeSender,
     /// An application the node's configuration does not name administrator (`admin.applications`).
     NotAdministrator,
+    /// An application the configuration allows only attestations (`admin.attest_only`).
+    AttestOnly,
     /// An institution the federation's directory does not list.
     NotAMember,
     /// A member the directory lists as suspended.
@@ -93,6 +95,7 @@ impl Reason {
             Self::SubjectFrozen => crate::domain::protection::FROZEN_REASON,
             Self::NotNoticeSender => "NOT_NOTICE_SENDER",
             Self::NotAdministrator => "NOT_ADMINISTRATOR",
+            Self::AttestOnly => "ATTEST_ONLY",
             Self::NotAMember => "NOT_A_MEMBER",
             Self::MemberSuspended => "MEMBER_SUSPENDED",
             Self::NotALocator => "NOT_A_LOCATOR",

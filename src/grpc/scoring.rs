@@ -152,7 +152,7 @@ impl ScoringApi {
         r: pb::GetScoreRequest,
         trace: TraceContext,
     ) -> Result<pb::Score, ApiError> {
-        auth::require_own_application(caller, &self.node.institution)?;
+        auth::require_scoring_application(caller, &self.node)?;
         let purpose = convert::purpose_from_pb(r.purpose);
         let score = self.node.scorer.score(&r.subject_id, purpose, &r.consent_reference, trace).await?;
         Ok(score_to_pb(&score))
@@ -164,7 +164,7 @@ impl ScoringApi {
         r: pb::DecideRequest,
         trace: TraceContext,
     ) -> Result<pb::Decision, ApiError> {
-        auth::require_own_application(caller, &self.node.institution)?;
+        auth::require_scoring_application(caller, &self.node)?;
         let d = self.node.decisions.decide(&r.policy, &r.subject_id, &r.consent_reference, trace).await?;
         Ok(pb::Decision {
             policy: r.policy,

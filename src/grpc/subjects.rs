@@ -30,7 +30,7 @@ impl SubjectsApi {
 impl SubjectsApi {
     async fn authorise<T>(&self, req: &Request<T>, subject: &str) -> Result<crate::net::identity::Identity, Status> {
         let caller = auth::caller(req, &self.node.federation)?;
-        if let Err(e) = auth::require_own_application(&caller, &self.node.institution) {
+        if let Err(e) = auth::require_scoring_application(&caller, &self.node) {
             return Err(super::log_refusal(&self.node, &caller, subject, e).await.into());
         }
         Ok(caller)

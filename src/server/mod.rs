@@ -244,6 +244,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> Result<RunningN
         outbox_retry_max: Duration::from_millis(cfg.limits.outbox_retry_max_ms),
         log_key,
         administrators: cfg.admin.applications.clone(),
+        attest_only: cfg.admin.attest_only.clone(),
         locator: cfg.federation.locator,
         consent: consent_policy(&cfg, &material, revocation.clone())?,
         witness,
