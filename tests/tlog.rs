@@ -412,3 +412,40 @@ async fn a_node_showing_two_histories_is_refused_by_its_witnesses_and_the_regula
         n.shutdown().await.unwrap();
     }
 }
+
+/// A witness following the signed directory witnesses a member licensed after it started: the
+/// new member's checkpoint is unknown (404) until the next directory edition lists it, then
+/// cosigned (200), with no restart and no edit of the witness's files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_licensed_later_is_witnessed_without_a_restart() {
+    let f = fed(&["bank", "shop", "late"], &["pbc"]);
+    let (nodes, _) = f
+        .fed
+        .start_with_directory(&["bank", "shop"], &[], |cfg| {
+            cfg.limits.crl_reload_ms = 100;
+            if cfg.node.institution == "bank" {
+                f.fed.with_tlog(cfg, &[]);
+            }
+        })
+        .await
+        .expect("nodes start");
+    let at = nodes[0].tlog_addr.expect("bank serves the C2SP endpoint");
+    let late_key = f.fed.pki.member(Role::Node, "late").log_key;
+    let note = c2sp::sign_checkpoint(&late_key, "fed.test/institution/late", 1, merkle::leaf_hash(b"late-1"));
+    let body = c2sp::add_checkpoint_body(0, &[], &note);
+    let from_shop = f.fed.tlog_client(Role::Node, "shop", at);
+    let before = from_shop.post("/add-checkpoint", body.clone()).await.unwrap();
+    assert_eq!(before.status, 404, "not listed yet: {}", String::from_utf8_lossy(&before.body));
+
+    let listed: Vec<(&str, std::net::SocketAddr)> =
+        vec![("bank", nodes[0].addr), ("shop", nodes[1].addr), ("late", free_port())];
+    f.fed.publish_directory(&listed, &[]).unwrap();
+    let from_late = f.fed.tlog_client(Role::Node, "late", at);
+    let cosigned = eventually("the next edition in force at the witness", async || {
+        let a = from_late.post("/add-checkpoint", body.clone()).await.ok()?;
+        (a.status == 200).then_some(a)
+    })
+    .await;
+    let line = String::from_utf8_lossy(&cosigned.body).into_owned();
+    assert!(line.starts_with("\u{2014} fed.test/witness/bank "), "a cosignature line from bank's witness: {line}");
+}

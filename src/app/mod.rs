@@ -131,6 +131,8 @@ impl UseCases {
         let protections = protection::Protections::new(life.clone(), outbox.clone(), consents.clone());
         let window_days = s.model.window_days();
         let holdings = holdings::Holdings::new(life.clone(), peers.clone());
+        let tlog =
+            tlog::Tlog::new(store.clone(), prover.clone(), journal.clone(), s.witness, s.witnessing, peers.clone());
         let locator = locator::Locator::new(s.locator, state::State::new(store.clone()), journal.clone());
         let scorer = score::Scorer {
             institution: s.institution.clone(),
@@ -155,7 +157,7 @@ impl UseCases {
                 consents.clone(),
             ),
             reports: report::Reports::new(scorer.clone(), disputes.clone(), prover.clone(), journal.clone()),
-            tlog: tlog::Tlog::new(store.clone(), prover.clone(), journal.clone(), s.witness, s.witnessing),
+            tlog,
             audit: audit_log::AuditLog::new(store, prover, journal.clone()),
             admin: admin::Admin::new(life.clone(), journal.clone(), s.administrators, s.attest_only),
             scorer,

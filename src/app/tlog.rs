@@ -23,7 +23,7 @@ use crate::{
         witness::{AddCheckpoint, Refusal, Seen},
         Entry,
     },
-    net::tlog_client::TlogClient,
+    net::{peers::Peers, tlog_client::TlogClient},
     storage::{DynStorage, Space, StoreError},
 };
 
@@ -70,6 +70,8 @@ pub(crate) struct Tlog {
     witness: Option<Arc<WitnessSettings>>,
     /// Collects this log's cosignatures, when a policy names witnesses.
     collector: Option<Collector>,
+    /// The peers, whose signed directory (as it stands now) names the members' log keys.
+    peers: Arc<Peers>,
 }
 
 impl Tlog {
@@ -80,12 +82,13 @@ impl Tlog {
         journal: Journal,
         witness: Option<WitnessSettings>,
         witnessing: Option<Witnessing>,
+        peers: Arc<Peers>,
     ) -> Self {
         let collector = match (&prover, witnessing) {
             (Some(p), Some((policy, witnesses))) => Some(Collector::new(store.clone(), p.clone(), policy, witnesses)),
             _ => None,
         };
-        Self { store, prover, journal, witness: witness.map(Arc::new), collector }
+        Self { store, prover, journal, witness: witness.map(Arc::new), collector, peers }
     }
 
     /// The cosignature collector, for the server to run in the background.
@@ -138,7 +141,7 @@ impl Tlog {
         let w = self.witness.as_ref().ok_or(WitnessError::NotAWitness)?;
         let req = AddCheckpoint::parse(body)?;
         let origin = req.origin().to_owned();
-        let key = *w.logs.get(&origin).ok_or_else(|| Refusal::UnknownOrigin(origin.clone()))?;
+        let key = self.log_key(w, &origin).ok_or_else(|| Refusal::UnknownOrigin(origin.clone()))?;
         let state = State::new(self.store.clone());
         let settled = state
             .compare_and_set(|| async {
@@ -181,11 +184,35 @@ impl Tlog {
     /// cosignature on it; `None` when it never cosigned one (or runs no witness).
     pub(crate) async fn witnessed_checkpoint(&self, origin_hash: &str) -> Result<Option<String>, StoreError> {
         let Some(w) = &self.witness else { return Ok(None) };
-        let Some(origin) = w.logs.keys().find(|o| hex::encode(Sha256::digest(o.as_bytes())) == origin_hash) else {
+        let named = |o: &String| hex::encode(Sha256::digest(o.as_bytes())) == origin_hash;
+        let listed = self.directory_logs().into_iter().map(|(o, _)| o);
+        let Some(origin) = w.logs.keys().cloned().chain(listed).find(named) else {
             return Ok(None);
         };
-        let (seen, _) = State::new(self.store.clone()).get::<Seen>(origin).await?;
+        let (seen, _) = State::new(self.store.clone()).get::<Seen>(&origin).await?;
         Ok(seen.filter(|s| !s.cosignature.is_empty()).map(|s| format!("{}{}", s.note, s.cosignature)))
+    }
+
+    /// The verifier key of the log `origin`: from the configured logs, else from the signed
+    /// directory in force, so a member licensed after this node started is witnessed without a
+    /// restart.
+    fn log_key(&self, w: &WitnessSettings, origin: &str) -> Option<VerifyingKey> {
+        w.logs
+            .get(origin)
+            .copied()
+            .or_else(|| self.directory_logs().into_iter().find(|(o, _)| o == origin).map(|(_, k)| k))
+    }
+
+    /// Every active member's log (origin, key) in the directory in force, other than this
+    /// node's own.
+    fn directory_logs(&self) -> Vec<(String, VerifyingKey)> {
+        let Some(d) = self.peers.directory() else { return Vec::new() };
+        let me = self.journal.institution();
+        d.members
+            .iter()
+            .filter(|m| m.id != me && m.status == crate::net::directory::Status::Active && !m.log_key.is_empty())
+            .filter_map(|m| crate::audit::checkpoint::parse_verifier_key(&m.log_key).ok())
+            .collect()
     }
 
     /// Logs (durably) and counts a split view: `origin` showed `note`, inconsistent with
