@@ -61,13 +61,8 @@ fn forge(claims: &serde_json::Value, key: &SigningKey, header_of: &str) -> Strin
     format!("{h}.{p}.{}", URL_SAFE_NO_PAD.encode(sig.to_bytes()))
 }
 
-fn claims_of(jws: &str) -> serde_json::Value {
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(jws.split('.').nth(1).unwrap()).unwrap()).unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_attestation_says_meets_without_the_score_and_verifies_offline_here_and_in_python() {
-    let mut c = Cluster::start(&INSTITUTIONS).await;
+/// Gives the scoring node the deposit-waiver policy at 550 (applied at its next restart).
+fn waiver_at_550(c: &mut Cluster) {
     c.cfgs[ME].policies.insert(
         "deposit_waiver".into(),
         bureau::config::PolicyConfig {
@@ -76,6 +71,16 @@ async fn an_attestation_says_meets_without_the_score_and_verifies_offline_here_a
             unscoreable: Default::default(),
         },
     );
+}
+
+fn claims_of(jws: &str) -> serde_json::Value {
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(jws.split('.').nth(1).unwrap()).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attestation_says_meets_without_the_score_and_verifies_offline_here_and_in_python() {
+    let mut c = Cluster::start(&INSTITUTIONS).await;
+    waiver_at_550(&mut c);
     c.stop(ME).await;
     c.restart(ME).await;
     let s = subject(1);
@@ -244,14 +249,7 @@ async fn an_attest_only_application_never_gets_a_score() {
         subjects_service_client::SubjectsServiceClient,
     };
     let mut c = Cluster::start(&INSTITUTIONS).await;
-    c.cfgs[ME].policies.insert(
-        "deposit_waiver".into(),
-        bureau::config::PolicyConfig {
-            min_score: 550,
-            purpose: bureau::Purpose::DepositWaiver,
-            unscoreable: Default::default(),
-        },
-    );
+    waiver_at_550(&mut c);
     c.cfgs[ME].admin.attest_only = vec!["kiosk".into()];
     c.stop(ME).await;
     c.restart(ME).await;

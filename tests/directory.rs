@@ -288,18 +288,7 @@ async fn scrape(addr: SocketAddr) -> String {
 
 /// The value of sample `name` with `labels` in a scrape; 0 when absent.
 fn sample(body: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let parsed = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).expect("Prometheus text");
-    parsed
-        .samples
-        .iter()
-        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
-        .map(|s| match &s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => *v,
-            _ => 0.0,
-        })
-        .sum()
+    common::samples(body, name, labels).iter().sum()
 }
 
 fn free_port() -> u16 {

@@ -17,7 +17,7 @@ use bureau::{
 };
 use common::{
     fed,
-    tlog::{common_entries, eventually, free_port, furnish, scrape, size_of, start, verifier},
+    tlog::{eventually, free_port, furnish, scrape, size_of, start, verifier},
 };
 
 /// Copies the checkpoint's tiles (every level, partial ones included) and entry bundles into
@@ -105,19 +105,23 @@ async fn tiles_are_served_by_role_and_an_independent_verifier_checks_them() {
     let tiles = dir.path().to_str().unwrap();
     let checked = verifier(&["verify-checkpoint", "--note", new_file.to_str().unwrap(), "--log-key", key]);
     assert_eq!(checked["ok"], true, "{checked}");
-    let included = verifier(&[
-        "verify-inclusion",
-        "--tiles",
-        tiles,
-        "--checkpoint",
-        new_file.to_str().unwrap(),
-        "--log-key",
-        key,
-        "--index",
-        "200",
-        "--leaf",
-        leaf.to_str().unwrap(),
-    ]);
+    // aics-tlog: is the leaf in `leaf` entry 200 of the new checkpoint, by our tiles?
+    let inclusion = || {
+        verifier(&[
+            "verify-inclusion",
+            "--tiles",
+            tiles,
+            "--checkpoint",
+            new_file.to_str().unwrap(),
+            "--log-key",
+            key,
+            "--index",
+            "200",
+            "--leaf",
+            leaf.to_str().unwrap(),
+        ])
+    };
+    let included = inclusion();
     assert_eq!(included["ok"], true, "{included}");
     let consistent = verifier(&[
         "verify-consistency",
@@ -133,23 +137,11 @@ async fn tiles_are_served_by_role_and_an_independent_verifier_checks_them() {
     assert_eq!(consistent["ok"], true, "{consistent}");
     // A leaf that is not the log's is not included.
     std::fs::write(&leaf, b"{\"forged\":true}").unwrap();
-    let forged = verifier(&[
-        "verify-inclusion",
-        "--tiles",
-        tiles,
-        "--checkpoint",
-        new_file.to_str().unwrap(),
-        "--log-key",
-        key,
-        "--index",
-        "200",
-        "--leaf",
-        leaf.to_str().unwrap(),
-    ]);
+    let forged = inclusion();
     assert_eq!(forged["ok"], false, "{forged}");
 
     // The regulator's bundle reads are in the log, like any regulator read.
-    let logged = common_entries(&f, bank).await;
+    let logged = f.entries_at(bank.addr).await;
     assert!(
         logged
             .iter()
@@ -370,7 +362,7 @@ async fn a_node_showing_two_histories_is_refused_by_its_witnesses_and_the_regula
     let shop = &nodes[0];
     let alarms = eventually("a split-view alarm in shop's log", async || {
         let alarms: Vec<bureau::Entry> =
-            common_entries(&f, shop).await.into_iter().filter(|e| e.action == Action::SplitViewAlarm).collect();
+            f.entries_at(shop.addr).await.into_iter().filter(|e| e.action == Action::SplitViewAlarm).collect();
         (!alarms.is_empty()).then_some(alarms)
     })
     .await;
@@ -379,7 +371,7 @@ async fn a_node_showing_two_histories_is_refused_by_its_witnesses_and_the_regula
     assert!(alarms[0].outcome.starts_with("refused:"), "{}", alarms[0].outcome);
     let cafe = &nodes[1];
     eventually("cafe refuses too", async || {
-        common_entries(&f, cafe).await.iter().any(|e| e.action == Action::SplitViewAlarm).then_some(())
+        f.entries_at(cafe.addr).await.iter().any(|e| e.action == Action::SplitViewAlarm).then_some(())
     })
     .await;
     let text = scrape(metrics).await;

@@ -185,7 +185,7 @@ impl Tlog {
     pub(crate) async fn witnessed_checkpoint(&self, origin_hash: &str) -> Result<Option<String>, StoreError> {
         let Some(w) = &self.witness else { return Ok(None) };
         let named = |o: &String| hex::encode(Sha256::digest(o.as_bytes())) == origin_hash;
-        let listed = self.directory_logs().into_iter().map(|(o, _)| o);
+        let listed = self.directory_keys().into_iter().filter_map(|k| k.split_once('+').map(|(o, _)| o.to_owned()));
         let Some(origin) = w.logs.keys().cloned().chain(listed).find(named) else {
             return Ok(None);
         };
@@ -197,21 +197,23 @@ impl Tlog {
     /// directory in force, so a member licensed after this node started is witnessed without a
     /// restart.
     fn log_key(&self, w: &WitnessSettings, origin: &str) -> Option<VerifyingKey> {
-        w.logs
-            .get(origin)
-            .copied()
-            .or_else(|| self.directory_logs().into_iter().find(|(o, _)| o == origin).map(|(_, k)| k))
+        if let Some(key) = w.logs.get(origin) {
+            return Some(*key);
+        }
+        // A verifier key starts with its log's origin: only the matching one is parsed.
+        let listed = self.directory_keys().into_iter().find(|k| k.split_once('+').is_some_and(|(o, _)| o == origin))?;
+        crate::audit::checkpoint::parse_verifier_key(&listed).ok().map(|(_, key)| key)
     }
 
-    /// Every active member's log (origin, key) in the directory in force, other than this
-    /// node's own.
-    fn directory_logs(&self) -> Vec<(String, VerifyingKey)> {
+    /// The log verifier keys (`<origin>+<id>+<key>`) of every active member in the directory in
+    /// force, other than this node.
+    fn directory_keys(&self) -> Vec<String> {
         let Some(d) = self.peers.directory() else { return Vec::new() };
         let me = self.journal.institution();
         d.members
             .iter()
             .filter(|m| m.id != me && m.status == crate::net::directory::Status::Active && !m.log_key.is_empty())
-            .filter_map(|m| crate::audit::checkpoint::parse_verifier_key(&m.log_key).ok())
+            .map(|m| m.log_key.clone())
             .collect()
     }
 

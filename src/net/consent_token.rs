@@ -276,15 +276,7 @@ impl TokenVerifier {
             intermediates.iter().map(|c| CertificateDer::from(c.as_slice())).collect();
         let crls = self.revocation.current();
         let crl_refs: Vec<&webpki::CertRevocationList<'_>> = crls.iter().collect();
-        let revocation = match crl_refs.is_empty() {
-            true => None,
-            false => Some(
-                webpki::RevocationOptionsBuilder::new(&crl_refs)
-                    .map_err(|_| TokenError::Untrusted("empty revocation list".into()))?
-                    .with_depth(webpki::RevocationCheckDepth::EndEntity)
-                    .build(),
-            ),
-        };
+        let revocation = super::revocation::Revocation::end_entity_options(&crl_refs);
         let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(now.timestamp().max(0) as u64));
         ee.verify_for_usage(
             webpki::ALL_VERIFICATION_ALGS,

@@ -88,6 +88,18 @@ impl Revocation {
         self.crls.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Revocation options for an end-entity check against `crls` (the lists in force, as
+    /// references), or `None` when there are none: what the handshake and the consent token
+    /// check both use.
+    pub(crate) fn end_entity_options<'a>(
+        crls: &'a [&'a webpki::CertRevocationList<'a>],
+    ) -> Option<webpki::RevocationOptions<'a>> {
+        // The builder refuses only an empty list, which means "no revocation check" here.
+        webpki::RevocationOptionsBuilder::new(crls)
+            .ok()
+            .map(|b| b.with_depth(webpki::RevocationCheckDepth::EndEntity).build())
+    }
+
     /// Replaces the lists and closes every open connection whose peer certificate they list;
     /// returns how many were closed.
     pub fn update(&self, crls: &[CertificateRevocationListDer<'_>]) -> Result<usize, rustls::Error> {

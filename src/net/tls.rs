@@ -260,15 +260,7 @@ impl ServerCertVerifier for PeerVerifier {
         let ee = webpki::EndEntityCert::try_from(end_entity).map_err(other)?;
         let crls = self.revocation.current();
         let crl_refs: Vec<&webpki::CertRevocationList<'_>> = crls.iter().collect();
-        let revocation = match crl_refs.is_empty() {
-            true => None,
-            false => Some(
-                webpki::RevocationOptionsBuilder::new(&crl_refs)
-                    .map_err(|_| rustls::Error::General("empty crl list".into()))?
-                    .with_depth(webpki::RevocationCheckDepth::EndEntity)
-                    .build(),
-            ),
-        };
+        let revocation = Revocation::end_entity_options(&crl_refs);
         ee.verify_for_usage(
             self.provider.signature_verification_algorithms.all,
             &self.anchors,

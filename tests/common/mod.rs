@@ -29,6 +29,18 @@ pub fn fed(institutions: &[&str], regulators: &[&str]) -> Fed {
 }
 
 impl Fed {
+    /// Every entry of the log of the node at `addr`, read as the regulator `pbc`.
+    pub async fn entries_at(&self, addr: SocketAddr) -> Vec<bureau::Entry> {
+        let mut c = pb::audit_service_client::AuditServiceClient::new(self.channel(Role::Regulator, "pbc", addr));
+        let size = c.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap().into_inner().tree_size;
+        bureau::regulator::fetch_entries(&mut c, size)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| bureau::Entry::from_bytes(&e.leaf_data).unwrap())
+            .collect()
+    }
+
     pub async fn start(&self, institution: &str) -> RunningNode {
         bureau::start(self.fed.node_config(institution, &[])).await.expect("node starts")
     }
@@ -207,15 +219,7 @@ impl Cluster {
 
     /// Every entry of node `i`'s log.
     pub async fn entries(&self, i: usize) -> Vec<bureau::Entry> {
-        let mut c =
-            pb::audit_service_client::AuditServiceClient::new(self.f.channel(Role::Regulator, "pbc", self.addrs[i]));
-        let size = c.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap().into_inner().tree_size;
-        bureau::regulator::fetch_entries(&mut c, size)
-            .await
-            .unwrap()
-            .iter()
-            .map(|e| bureau::Entry::from_bytes(&e.leaf_data).unwrap())
-            .collect()
+        self.f.entries_at(self.addrs[i]).await
     }
 
     pub async fn shutdown(mut self) {

@@ -49,17 +49,6 @@ pub fn size_of(note: &str) -> u64 {
     note.lines().nth(1).and_then(|s| s.parse().ok()).expect("a checkpoint's size line")
 }
 
-pub async fn common_entries(f: &Fed, node: &RunningNode) -> Vec<bureau::Entry> {
-    let mut c = pb::audit_service_client::AuditServiceClient::new(f.channel(Role::Regulator, "pbc", node.addr));
-    let size = c.get_checkpoint(pb::GetCheckpointRequest {}).await.unwrap().into_inner().tree_size;
-    bureau::regulator::fetch_entries(&mut c, size)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| bureau::Entry::from_bytes(&e.leaf_data).unwrap())
-        .collect()
-}
-
 pub fn free_port() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }

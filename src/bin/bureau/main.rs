@@ -1,10 +1,12 @@
 //! The `bureau` binary: see `bureau --help`. The production build is the server and the
 //! operator's and regulator's tools; with feature `lab` it also has `demo`, `bench` and `gen`.
 
+// First, so its `say!` is in scope for the demo below.
+#[macro_use]
+mod show;
 mod cli;
 #[cfg(feature = "lab")]
 mod lab;
-mod show;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;

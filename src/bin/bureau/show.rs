@@ -4,7 +4,7 @@
 use bureau::pb::bureau::v1 as pb;
 
 /// One line of text: standard output, or standard error when standard output carries JSON
-/// (the demo's story beside its summary).
+/// (the demo's story beside its summary, a score beside a command's JSON).
 macro_rules! say {
     ($($t:tt)*) => {
         if crate::cli::output::json() {

@@ -59,18 +59,7 @@ pub const FIRST_PORT: u16 = 7101;
 /// The nodes' Prometheus endpoints with `--serve`, in the same order.
 pub const METRICS_PORTS: [u16; 3] = [9101, 9102, 9103];
 
-/// The narrative: standard output for people; with `--output json` it moves to standard error
-/// and standard output carries the one JSON summary at the end.
-macro_rules! say {
-    ($($t:tt)*) => {
-        if crate::cli::output::json() {
-            eprintln!($($t)*)
-        } else {
-            println!($($t)*)
-        }
-    };
-}
-
+/// The running node of institution `inst`.
 fn node<'a>(nodes: &'a [RunningNode], inst: &str) -> &'a RunningNode {
     nodes.iter().find(|n| n.institution == inst).expect("demo node")
 }
