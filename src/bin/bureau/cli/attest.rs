@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 
-use super::conn::{print_status, Conn};
+use super::conn::print_status;
 use bureau::{
     attestation::{self, Bundle},
     convert::bundle_from_pb,
@@ -21,16 +21,7 @@ pub enum AttestCommand {
     /// logged statement (with its inclusion proof and checkpoint) as a JSON bundle.
     Issue {
         #[command(flatten)]
-        conn: Conn,
-        /// The subject id.
-        #[arg(long)]
-        subject: String,
-        /// The policy's name in the node's configuration.
-        #[arg(long)]
-        policy: String,
-        /// The subject's consent reference.
-        #[arg(long, default_value = "")]
-        consent: String,
+        ask: super::scoring::PolicyAsk,
         /// The verifier the statement is for.
         #[arg(long)]
         verifier: String,
@@ -64,7 +55,8 @@ pub enum AttestCommand {
 /// Runs a `bureau attest` command.
 pub async fn run(cmd: AttestCommand) -> Result<()> {
     match cmd {
-        AttestCommand::Issue { conn, subject, policy, consent, verifier, nonce, out } => {
+        AttestCommand::Issue { ask, verifier, nonce, out } => {
+            let super::scoring::PolicyAsk { conn, subject, policy, consent } = ask;
             let mut c = AttestationServiceClient::new(conn.channel()?);
             let a = c
                 .attest(pb::AttestRequest { subject_id: subject, policy, consent_reference: consent, verifier, nonce })

@@ -59,21 +59,29 @@ pub struct ScoreArgs {
     what_if: Option<i32>,
 }
 
+/// What deciding a policy for a person needs, shared by `bureau decide` and `bureau attest
+/// issue`.
+#[derive(Args, Debug)]
+pub struct PolicyAsk {
+    #[command(flatten)]
+    pub conn: Conn,
+    /// The subject id.
+    #[arg(long)]
+    pub subject: String,
+    /// The policy's name in the node's configuration.
+    #[arg(long)]
+    pub policy: String,
+    /// The consent token the application signed for this subject and the policy's purpose
+    /// (`bureau consent issue`).
+    #[arg(long, default_value = "")]
+    pub consent: String,
+}
+
 /// `bureau decide`
 #[derive(Args, Debug)]
 pub struct DecideArgs {
     #[command(flatten)]
-    conn: Conn,
-    /// The subject id.
-    #[arg(long)]
-    subject: String,
-    /// The policy's name in the node's configuration.
-    #[arg(long)]
-    policy: String,
-    /// The consent token the application signed for this subject and the policy's purpose
-    /// (`bureau consent issue`).
-    #[arg(long, default_value = "")]
-    consent: String,
+    ask: PolicyAsk,
     /// For a decline, write the adverse-action notice here as an HTML page (0600).
     #[arg(long)]
     notice: Option<std::path::PathBuf>,
@@ -101,9 +109,10 @@ pub async fn score(args: ScoreArgs) -> Result<()> {
 
 /// Prints a policy's decision and the score behind it.
 pub async fn decide(args: DecideArgs) -> Result<()> {
-    let mut c = ScoringServiceClient::new(args.conn.channel()?);
+    let PolicyAsk { conn, subject, policy, consent } = args.ask;
+    let mut c = ScoringServiceClient::new(conn.channel()?);
     let d = c
-        .decide(pb::DecideRequest { subject_id: args.subject, policy: args.policy, consent_reference: args.consent })
+        .decide(pb::DecideRequest { subject_id: subject, policy, consent_reference: consent })
         .await
         .map_err(|s| print_status(&s))?
         .into_inner();
