@@ -18,6 +18,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    no_transparent_huge_pages();
     // One process-wide crypto provider, chosen before anything touches rustls.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = crate::cli::Cli::parse();
@@ -46,4 +47,13 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Turns transparent huge pages off for this process. mimalloc asks for them on its arenas, and
+/// on a lightly loaded node (most members of a large federation) a fresh page is often a 2 MiB
+/// page the kernel must zero: measured at about an eighth of the CPU per federated score
+/// (BENCHMARKS.md). A node's memory is small enough that the TLB gains nothing from them.
+fn no_transparent_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE takes an integer argument and touches no memory of ours.
+    let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
 }

@@ -1,7 +1,11 @@
-//! Group commit over the write-ahead log. The writer kicks the flusher the moment a record is
-//! written, so the `fdatasync` runs while sled applies the same group; [`Commits::wait`]
-//! returns once a finished `fdatasync` covers every record applied before it was called. One
-//! `fdatasync` covers every record written before it began, however many callers wait.
+//! Group commit over the write-ahead log, on demand. A record is synced when somebody waits for
+//! it ([`Commits::wait`] kicks the flusher), or at the next [`Commits::nudge`] (the
+//! checkpointer's poll) if nobody does, so the durable head a checkpoint may sign never trails
+//! far. One `fdatasync` covers every record
+//! written before it began, however many callers wait; the change that writes a person's inquiry
+//! and the one that spends a consent nonce before it share it. Syncing on demand rather than on
+//! every write saves, on a lightly loaded node (every member of a large federation), a flusher
+//! wake-up and often a whole `fdatasync` per answer: measured in BENCHMARKS.md.
 
 use std::sync::{
     atomic::{AtomicU64, Ordering},
@@ -31,6 +35,8 @@ struct State {
     synced: Point,
     /// The audit log's size in sled.
     applied_size: u64,
+    /// The last record somebody waits on: a sync is owed while it is not synced.
+    wanted: u64,
     kicked: bool,
     stopping: bool,
 }
@@ -64,12 +70,15 @@ impl Commits {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The writer wrote record `at` to the log (not yet applied to sled): start syncing it.
+    /// The writer wrote record `at` to the log (not yet applied to sled). It is synced at the
+    /// next wait or [`Commits::nudge`]; the flusher is woken now only if a wait is owed one.
     pub(super) fn written(&self, at: Point) {
         let mut s = self.lock();
         s.written = at;
-        s.kicked = true;
-        self.kick.notify_one();
+        if s.wanted > s.synced.seq && !s.kicked {
+            s.kicked = true;
+            self.kick.notify_one();
+        }
     }
 
     /// The writer applied record `at` to sled. When its sync finished first, this is what
@@ -103,7 +112,7 @@ impl Commits {
 
     /// For the flusher: waits for work and returns the last record written, and whether it
     /// still needs a sync (else only the durable head moved); `None` once stopping with nothing
-    /// left.
+    /// left. Work is a kick: a wait, the durable head moving, [`Commits::nudge`], stopping.
     pub(super) fn next(&self) -> Option<(Point, bool)> {
         let mut s = self.lock();
         loop {
@@ -115,6 +124,16 @@ impl Commits {
                 return None;
             }
             s = self.kick.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// For a periodic thread: kicks the flusher when something written is not yet synced
+    /// though nobody waits for it, so the durable head trails by one period at most.
+    pub(super) fn nudge(&self) {
+        let mut s = self.lock();
+        if s.written.seq > s.synced.seq && !s.kicked {
+            s.kicked = true;
+            self.kick.notify_one();
         }
     }
 
@@ -147,12 +166,21 @@ impl Commits {
     pub(super) fn stop(&self) {
         let mut s = self.lock();
         s.stopping = true;
+        s.kicked = true;
         self.kick.notify_one();
     }
 
-    /// Waits until record `seq` is durable.
+    /// Waits until record `seq` is durable, asking the flusher for a sync if none covers it.
     pub(super) async fn wait(&self, seq: u64) -> Result<(), String> {
         let mut rx = self.synced.subscribe();
+        if !matches!(&*rx.borrow(), Synced::Upto(n) if *n >= seq) {
+            let mut s = self.lock();
+            s.wanted = s.wanted.max(seq);
+            if s.synced.seq < seq && !s.kicked {
+                s.kicked = true;
+                self.kick.notify_one();
+            }
+        }
         let seen = rx.wait_for(|s| matches!(s, Synced::Failed(_)) || matches!(s, Synced::Upto(n) if *n >= seq)).await;
         match seen.as_deref() {
             Ok(Synced::Upto(_)) => Ok(()),
@@ -170,6 +198,7 @@ mod tests {
     fn durable_is_what_is_both_synced_and_applied() {
         let c = Commits::new(Point { seq: 1, size: 10 });
         c.written(Point { seq: 2, size: 12 });
+        c.nudge();
         assert_eq!(c.next(), Some((Point { seq: 2, size: 12 }, true)));
         assert_eq!(c.synced(Point { seq: 2, size: 12 }), 10, "synced but not yet applied");
         assert_eq!(c.durable(), 10);
@@ -183,6 +212,31 @@ mod tests {
         c.stop();
         assert_eq!(c.next(), Some((Point { seq: 3, size: 15 }, true)), "what is left is synced before stopping");
         assert_eq!(c.next(), None);
+    }
+
+    /// A write alone wakes nobody; a wait (or a nudge) asks for the sync it needs.
+    #[tokio::test]
+    async fn a_sync_is_owed_on_demand_not_per_write() {
+        let c = std::sync::Arc::new(Commits::new(Point::default()));
+        c.written(Point { seq: 1, size: 1 });
+        c.applied(Point { seq: 1, size: 1 });
+        c.written(Point { seq: 2, size: 2 });
+        c.applied(Point { seq: 2, size: 2 });
+        assert!(!c.lock().kicked, "nobody waits yet");
+        let waiting = tokio::spawn({
+            let c = c.clone();
+            async move { c.wait(2).await }
+        });
+        let flusher = tokio::task::spawn_blocking({
+            let c = c.clone();
+            move || c.next()
+        });
+        assert_eq!(flusher.await.unwrap(), Some((Point { seq: 2, size: 2 }, true)), "one sync for both");
+        c.synced(Point { seq: 2, size: 2 });
+        c.release(Point { seq: 2, size: 2 });
+        assert_eq!(waiting.await.unwrap(), Ok(()));
+        c.nudge();
+        assert!(!c.lock().kicked, "nothing owed, no nudge");
     }
 
     #[tokio::test]

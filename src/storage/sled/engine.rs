@@ -1,6 +1,7 @@
 //! The sled store's three threads: the **writer** (owns every write: groups queued changes,
 //! appends each group to the write-ahead log and applies it to sled), the **flusher** (marks and
-//! `fdatasync`s the log, moves the audit log's mark, then answers the waiters) and the
+//! `fdatasync`s the log when a waiter asks or a poll finds writes unsynced, moves the audit
+//! log's mark, then answers the waiters) and the
 //! **checkpointer** (flushes and syncs sled in the background so log segments can be reused).
 
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use super::{
     backup::export,
     commits::{Commits, Point},
     mark, node_reader, space, unavailable, wal,
-    writeset::WriteSet,
+    writeset::{CommitError, WriteSet},
 };
 use crate::{
     audit::merkle,
@@ -121,23 +122,27 @@ pub(super) fn writer(
 }
 
 /// Writes the group to the write-ahead log, then applies it to sled (taking the record back if
-/// sled refuses it).
+/// sled refuses the first write; if it refuses a later one, the record stays, so the next start
+/// applies the whole group, and this one fails the store).
 fn commit(mut ws: WriteSet<'_>, log: &mut wal::Writer, commits: &Commits) -> Result<(), StoreError> {
     let at = Point { seq: log.next_seq(), size: ws.log_size };
     ws.insert(wal::SEQ_KEY, &at.seq.to_be_bytes()[..]);
     let written = log.append(ws.changes()).map_err(|e| unavailable(format!("write-ahead log: {e}")))?;
     commits.written(at);
-    match ws.commit() {
+    match ws.commit(wal::SEQ_KEY) {
         Ok(()) => {
             commits.applied(at);
             Ok(())
         }
-        Err(e) => {
+        Err(CommitError { error, partial: false }) => {
             if let Err(undo) = log.unwrite(written) {
                 error!(error = %undo, "could not take back a write-ahead record sled refused");
             }
-            Err(e.into())
+            Err(error.into())
         }
+        Err(CommitError { error, partial: true }) => Err(unavailable(format!(
+            "sled refused part of a group ({error}); its write-ahead record is kept and applied whole at the next start"
+        ))),
     }
 }
 
@@ -228,6 +233,8 @@ pub(super) fn checkpointer(
         };
         // A disk filled by someone else stops writes too, before sled finds it full.
         let _ = failure.check_space();
+        // Writes nobody waited for are synced within a poll.
+        commits.nudge();
         let covered = commits.applied_seq();
         let due = wal.full_segments() > 0 || (covered > done && last.elapsed() >= CHECKPOINT_EVERY);
         let result = if broken {

@@ -8,9 +8,10 @@
 //! metadata to commit since the file never changes size. A checkpointer thread flushes sled and
 //! syncs sled's file in the background; segments whose records that covers are reused.
 //!
-//! Each group also stores its sequence number in sled ([`SEQ_KEY`], in the same atomic batch), so
-//! sled's state after any crash is the state after exactly one record `s`: recovery
-//! ([`super::replay`]) applies the records numbered `s + 1, s + 2, …`.
+//! Each group also stores its sequence number in sled ([`SEQ_KEY`], written after the group's
+//! other keys), so sled's state after any crash — a prefix of sled's own log — is the state after
+//! record `s` and perhaps part of `s + 1`: recovery ([`super::replay`]) applies the records
+//! numbered `s + 1, s + 2, …`, each in full.
 //!
 //! Segment files are `wal/<n>.seg`, [`SEGMENT_BYTES`] each (a larger one for a group that does not
 //! fit). A segment starts with a header — magic ‖ nonce ‖ first seq ‖ crc ‖ two mark slots —

@@ -54,6 +54,10 @@ pub struct BenchArgs {
     /// The stores the locator part measures (repeatable): sled, postgres; both if absent.
     #[arg(long = "locator-backend", value_enum)]
     locator_backends: Vec<bench::LocatorBackend>,
+    /// The federation sizes of `--only federation` (comma-separated, each 3–48, first is the
+    /// baseline of the ratios); 3, 8, 16, 32, 48 if absent.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u16).range(3..=48))]
+    members: Vec<u16>,
     /// Where to write the SVG charts (score latency against the echo; cost per score as the
     /// federation grows, with `--only federation`).
     #[arg(long, default_value = "bench-charts")]
@@ -132,6 +136,7 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
         only: args.only,
         people: args.people,
         locator_backends: args.locator_backends,
+        members: args.members.into_iter().map(usize::from).collect(),
         charts: args.charts,
     })
     .await

@@ -23,7 +23,7 @@ use super::{
     federated::wait_ready,
     growth_tables::{Extras, Figures, Size, EXTRAS_AT},
     latency,
-    probes::{cpu_split, cpu_ticks, grpc_bytes, log_entries, switches, Fleet, Node, USER_HZ},
+    probes::{cpu_split, cpu_ticks, grpc_bytes, log_entries, print_threads, threads, Fleet, Node, USER_HZ},
     score_req, throughput,
 };
 use crate::lab::Percentiles;
@@ -57,8 +57,9 @@ const FULL: Scale = Scale { members: &[3, 8, 16, 32, 48], people: 300, calls: 30
 const QUICK: Scale = Scale { members: &[3, 8, 16, 32, 48], people: 100, calls: 100, secs: 2, hung_calls: 5 };
 
 /// Runs the growth part and prints its tables; returns the points of its charts.
-pub(super) async fn growth(quick: bool) -> Result<Vec<super::charts::GrowthPoint>> {
+pub(super) async fn growth(quick: bool, members: &[usize]) -> Result<Vec<super::charts::GrowthPoint>> {
     let scale = if quick { QUICK } else { FULL };
+    let sizes_asked = if members.is_empty() { scale.members } else { members };
     let tmp = tempfile::tempdir()?;
     let mut ids: Vec<String> = (0..MOST).map(|i| format!("m{i:02}")).collect();
     ids.push("locator".into());
@@ -66,7 +67,7 @@ pub(super) async fn growth(quick: bool) -> Result<Vec<super::charts::GrowthPoint
     let fed = LocalFederation::create(tmp.path(), "growth.test", &names, &["pbc"])?;
     let mut sizes = Vec::new();
     let mut extras = Extras::default();
-    for &n in scale.members {
+    for &n in sizes_asked {
         let started = Instant::now();
         eprintln!("  federation of {n} members and a locator");
         sizes.push(one_size(&fed, n, &scale, &mut extras).await?);
@@ -382,7 +383,7 @@ async fn measure(
     let entries0 = log_entries(fed, fleet).await?;
     let bytes0 = grpc_bytes(fleet).await?;
     let (cpu0, split0) = ((cpu_ticks(fleet), Instant::now()), cpu_split(fleet));
-    let switches0 = switches(fleet);
+    let threads0 = threads(fleet);
     let (s, sample, count) = (scorer.clone(), Arc::new(sample.to_vec()), done.clone());
     let per_sec = throughput(CALLERS, scale.secs, move |i| {
         let mut s = s.clone();
@@ -403,6 +404,8 @@ async fn measure(
     let scores = done.load(Ordering::Relaxed).max(1) as f64;
     let part = |k: usize| (split1[k] - split0[k]) as f64 * 1000.0 / USER_HZ / scores;
     eprintln!("    CPU per score: m00 {:.3} ms, locator {:.3} ms, other members {:.3} ms", part(0), part(1), part(2));
+    let threads1 = threads(fleet);
+    print_threads(&threads0, &threads1, scores);
     let calls_made = (scale.calls + scale.calls / 10) as f64;
     Ok(Figures {
         lat,
@@ -412,6 +415,11 @@ async fn measure(
         bytes: (bytes1 - bytes0) / scores,
         entries: entries1.saturating_sub(entries0) as f64 / scores,
         one_caller_cpu_ms: one_caller.max(0.0) * 1000.0 / USER_HZ / calls_made,
-        switches: switches(fleet).saturating_sub(switches0) as f64 / scores,
+        switches: threads1
+            .values()
+            .map(|t| t.switches)
+            .sum::<u64>()
+            .saturating_sub(threads0.values().map(|t| t.switches).sum::<u64>()) as f64
+            / scores,
     })
 }

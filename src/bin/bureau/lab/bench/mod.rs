@@ -44,6 +44,8 @@ pub struct BenchOptions {
     pub people: u64,
     /// The stores the locator part measures; both when empty.
     pub locator_backends: Vec<LocatorBackend>,
+    /// The federation sizes of the growth part; its default sizes when empty.
+    pub members: Vec<usize>,
     /// Where the SVG charts go.
     pub charts: std::path::PathBuf,
 }
@@ -178,7 +180,7 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
     }
     if runs(Part::Federation) {
         step("a federation that grows (member processes, a locator)".into());
-        charts.growth = growth::growth(opts.quick).await?;
+        charts.growth = growth::growth(opts.quick, &opts.members).await?;
         progress.inc(1);
     }
     if runs(Part::Locator) {

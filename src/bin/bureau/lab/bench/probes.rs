@@ -72,21 +72,63 @@ pub(super) async fn log_entries(fed: &LocalFederation, fleet: &Fleet) -> Result<
     Ok(total)
 }
 
-/// Context switches of every thread of every node process so far.
-pub(super) fn switches(fleet: &Fleet) -> u64 {
-    let mut total = 0;
+/// CPU ticks and context switches so far, summed by the kind of thread.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct ThreadUse {
+    pub(super) ticks: u64,
+    pub(super) switches: u64,
+}
+
+/// [`ThreadUse`] of every node process so far, by node kind (`m00`, `locator`, `others`) and
+/// thread name without its number (`tokio-rt-worker`, `bureau-sled-wri`, `sled-io-`, …).
+pub(super) fn threads(fleet: &Fleet) -> std::collections::BTreeMap<(&'static str, String), ThreadUse> {
+    let mut out = std::collections::BTreeMap::<(&'static str, String), ThreadUse>::new();
     for i in 0..fleet.nodes.len() {
+        let kind = match (i, fleet.nodes[i].id.as_str()) {
+            (0, _) => "m00",
+            (_, "locator") => "locator",
+            _ => "others",
+        };
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", fleet.pid(i))) else { continue };
         for t in tasks.flatten() {
             let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
-            total += status
+            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+            let name = status.lines().find_map(|l| l.strip_prefix("Name:")).unwrap_or("").trim();
+            let name = name.trim_end_matches(|c: char| c.is_ascii_digit()).to_owned();
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            let f: Vec<u64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+            let e = out.entry((kind, name)).or_default();
+            e.ticks += f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+            e.switches += status
                 .lines()
                 .filter(|l| l.contains("ctxt_switches"))
                 .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
                 .sum::<u64>();
         }
     }
-    total
+    out
+}
+
+/// Prints, per node kind, CPU ms and context switches per score by thread kind between two
+/// [`threads`] readings (threads that came and went between them are missed).
+pub(super) fn print_threads(
+    before: &std::collections::BTreeMap<(&'static str, String), ThreadUse>,
+    after: &std::collections::BTreeMap<(&'static str, String), ThreadUse>,
+    scores: f64,
+) {
+    for kind in ["m00", "locator", "others"] {
+        let parts: Vec<String> = after
+            .iter()
+            .filter(|((k, _), _)| *k == kind)
+            .filter_map(|((k, name), a)| {
+                let b = before.get(&(*k, name.clone())).copied().unwrap_or_default();
+                let (t, s) = (a.ticks.saturating_sub(b.ticks), a.switches.saturating_sub(b.switches));
+                (t > 0 || s > 0)
+                    .then(|| format!("{name} {:.3} ms/{:.1}", t as f64 * 1000.0 / USER_HZ / scores, s as f64 / scores))
+            })
+            .collect();
+        eprintln!("      {kind:>7} by thread (CPU per score/switches per score): {}", parts.join(", "));
+    }
 }
 
 /// One process of the fleet: its institution, its `/metrics` address, the process.
