@@ -10,9 +10,7 @@ impl SledStorage {
         std::fs::create_dir_all(&opts.path).map_err(|e| unavailable(format!("{}: {e}", opts.path.display())))?;
         // sled's own periodic flusher stays on: it is also what cleans sled's segments (its GC
         // runs nowhere else). Nothing waits on it; the checkpointer's flush is what counts.
-        // No periodic flush of sled's own: the checkpointer flushes when the write-ahead log needs it.
-        let db =
-            open_db(&sled::Config::new().path(&opts.path).cache_capacity(opts.cache_capacity).flush_every_ms(None))?;
+        let db = open_db(&sled::Config::new().path(&opts.path).cache_capacity(opts.cache_capacity))?;
         let ledger = db.open_tree(keys::LEDGER)?;
         let store = opts.path.display().to_string();
         let damaged = |why: String| StoreError::Corrupt { key: store.clone(), why };
