@@ -148,9 +148,7 @@ pub(crate) async fn answer(
     purpose: Purpose,
     window_days: u32,
 ) -> Result<Answer, AnswerError> {
-    let answer = answer_unsynced(life, q, purpose, window_days).await?;
-    life.store.sync().await?;
-    Ok(answer)
+    answer_as(life, q, purpose, window_days, true).await
 }
 
 /// [`answer`] without the flush, for a caller that flushes later before answering anyone (the
@@ -167,6 +165,17 @@ pub(crate) async fn answer_unsynced(
     q: &PeerQuery,
     purpose: Purpose,
     window_days: u32,
+) -> Result<Answer, AnswerError> {
+    answer_as(life, q, purpose, window_days, false).await
+}
+
+/// [`answer`] (`durable`) or [`answer_unsynced`].
+async fn answer_as(
+    life: &Lifecycle,
+    q: &PeerQuery,
+    purpose: Purpose,
+    window_days: u32,
+    durable: bool,
 ) -> Result<Answer, AnswerError> {
     let (responder, now) = (life.institution.as_str(), life.clock.now());
     let since = match purpose {
@@ -198,8 +207,11 @@ pub(crate) async fn answer_unsynced(
     let entry = Entry::query_inbound(now, &q.inquirer, responder, &about);
     // Only what this institution furnished, even if the store ever held more; the inquiry,
     // its entry (with the number of records answered) and what is read are one write.
-    let InquiryAnswer { records, inquiries, protection, refused } =
-        life.store.answer_inquiry(inquiry, entry, MAX_INQUIRIES_RETURNED, since, show, gate).await?;
+    let store = &life.store;
+    let InquiryAnswer { records, inquiries, protection, refused } = match durable {
+        true => store.answer_inquiry_durably(inquiry, entry, MAX_INQUIRIES_RETURNED, since, show, gate).await?,
+        false => store.answer_inquiry(inquiry, entry, MAX_INQUIRIES_RETURNED, since, show, gate).await?,
+    };
     let protection = match protection {
         Some(b) => crate::domain::protection::Protection::decode(&b)
             .map_err(|why| StoreError::Corrupt { key: format!("protection {}", q.subject_id), why })?,

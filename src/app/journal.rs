@@ -40,8 +40,7 @@ impl Journal {
     /// Appends `entries` in order and returns once they are durable (group commit with every
     /// concurrent caller).
     pub(crate) async fn record(&self, entries: Vec<Entry>) -> Result<(), StoreError> {
-        self.store.append_audit(entries).await?;
-        self.store.sync().await
+        self.store.append_audit_durably(entries).await.map(drop)
     }
 
     /// Logs that a licensed caller was refused for `reason`. A failure to log is itself logged

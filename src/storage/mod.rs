@@ -367,6 +367,23 @@ pub trait Storage: Send + Sync + 'static {
         gate: AnswerGate,
     ) -> Result<InquiryAnswer, StoreError>;
 
+    /// [`Storage::answer_inquiry`], durable before it returns, as a peer's answer must be. A
+    /// backend may do both in one round trip (sled's writer syncs a lone answer itself, where
+    /// the write and a separate [`Storage::sync`] cost a quiet node two hand-offs each way).
+    async fn answer_inquiry_durably(
+        &self,
+        inquiry: Inquiry,
+        entry: Entry,
+        max_inquiries: usize,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        show: RecordFilter,
+        gate: AnswerGate,
+    ) -> Result<InquiryAnswer, StoreError> {
+        let answer = self.answer_inquiry(inquiry, entry, max_inquiries, since, show, gate).await?;
+        self.sync().await?;
+        Ok(answer)
+    }
+
     /// Up to `limit` inquiries about `subject`, newest first, older than `before`.
     async fn subject_inquiries(
         &self,
@@ -405,6 +422,14 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Appends entries in order to the audit log; returns the index of the first.
     async fn append_audit(&self, entries: Vec<Entry>) -> Result<u64, StoreError>;
+
+    /// [`Storage::append_audit`], durable before it returns; one round trip where the backend
+    /// can (as [`Storage::answer_inquiry_durably`]).
+    async fn append_audit_durably(&self, entries: Vec<Entry>) -> Result<u64, StoreError> {
+        let first = self.append_audit(entries).await?;
+        self.sync().await?;
+        Ok(first)
+    }
 
     /// Number of entries appended (visible, not necessarily durable).
     async fn audit_size(&self) -> Result<u64, StoreError>;

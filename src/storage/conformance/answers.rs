@@ -75,6 +75,35 @@ pub async fn answering_an_inquiry_is_one_write(b: &dyn Backend) {
     s.close().await.unwrap();
 }
 
+/// A durable answer is the same answer, and the durable head covers its entry when it returns
+/// (what a peer may be told), with no separate sync; a refusal by the gate is durable nothing.
+pub async fn a_durable_answer_is_durable_when_it_returns(b: &dyn Backend) {
+    let s = b.open().await;
+    let a = subject(12);
+    s.furnish(vec![record("bank", "b1", &a, 1)], t0()).await.unwrap();
+    for n in 0..3 {
+        let size = s.audit_size().await.unwrap();
+        let (i, e) = inquiry(&a, n, &format!("q-{n}"));
+        let all = crate::storage::show_all();
+        let answer = s.answer_inquiry_durably(i, e, 10, None, all, crate::storage::open_gate()).await.unwrap();
+        assert_eq!(answer.records, vec![record("bank", "b1", &a, 1)]);
+        assert_eq!(answer.inquiries.len(), n as usize + 1);
+        let head = s.durable_head().await.unwrap();
+        assert_eq!(head.size, size + 1, "durable when it returns");
+        assert_eq!(head.root, s.audit_root(size + 1).await.unwrap());
+    }
+    let gate: crate::storage::AnswerGate = std::sync::Arc::new(|_| Err(GateError::Refused(Refusal("no"))));
+    let size = s.audit_size().await.unwrap();
+    let (i, e) = inquiry(&a, 9, "refused");
+    let refused = s.answer_inquiry_durably(i, e, 10, None, crate::storage::show_all(), gate).await.unwrap();
+    assert_eq!(refused.refused, Some(Refusal("no")));
+    assert_eq!(s.durable_head().await.unwrap().size, size, "nothing written, nothing to sync");
+    s.close().await.unwrap();
+    let s = b.open().await;
+    assert_eq!(s.subject_inquiries(&a, None, 10).await.unwrap().items.len(), 3, "kept across a reopen");
+    s.close().await.unwrap();
+}
+
 /// An answer bounded by a window's start returns (and reads) only the inquiries at or after it,
 /// newest first, the one it records included, still at most the limit.
 pub async fn an_answer_reads_from_the_window_start(b: &dyn Backend) {

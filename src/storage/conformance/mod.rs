@@ -29,8 +29,8 @@ pub trait Backend: Send + Sync {
 mod answers;
 mod spaces;
 pub use answers::{
-    an_answer_reads_from_the_window_start, an_undecodable_protection_fails_the_answer_as_corrupt,
-    answering_an_inquiry_is_one_write,
+    a_durable_answer_is_durable_when_it_returns, an_answer_reads_from_the_window_start,
+    an_undecodable_protection_fails_the_answer_as_corrupt, answering_an_inquiry_is_one_write,
 };
 pub use spaces::{
     consent_nonces_are_spent_once_and_scan_in_expiry_order, every_space_keeps_its_own_keys,
@@ -45,6 +45,7 @@ macro_rules! storage_conformance {
             version_rules, each_change_logs_one_entry, subject_listing_pages_by_key,
             inquiries_newest_first_page_by_key, audit_appends_and_proofs, concurrent_appends_make_one_log,
             durable_after_reopen, durable_head_covers_synced_writes, answering_an_inquiry_is_one_write,
+            a_durable_answer_is_durable_when_it_returns,
             an_answer_reads_from_the_window_start, an_undecodable_protection_fails_the_answer_as_corrupt, state_is_compare_and_set_and_scans_by_prefix, retention_scans_and_purges_log_each_deletion,
             every_space_keeps_its_own_keys, holdings_scan_by_person_and_survive_reopen,
             consent_nonces_are_spent_once_and_scan_in_expiry_order,
@@ -406,7 +407,7 @@ pub async fn durable_after_reopen(b: &dyn Backend) {
 }
 
 /// After a sync, the durable head covers everything written before it, and its root is the
-/// log's root at that size.
+/// log's root at that size; a durable append is covered when it returns.
 pub async fn durable_head_covers_synced_writes(b: &dyn Backend) {
     let s = b.open().await;
     s.append_audit(vec![entry(1), entry(2), entry(3)]).await.unwrap();
@@ -416,8 +417,12 @@ pub async fn durable_head_covers_synced_writes(b: &dyn Backend) {
     let head = s.durable_head().await.unwrap();
     assert_eq!(head.size, 3);
     assert_eq!(head.root, s.audit_root(3).await.unwrap());
+    assert_eq!(s.append_audit_durably(vec![entry(4), entry(5)]).await.unwrap(), 3);
+    let head = s.durable_head().await.unwrap();
+    assert_eq!(head.size, 5, "durable when it returns, with no separate sync");
+    assert_eq!(head.root, s.audit_root(5).await.unwrap());
     s.close().await.unwrap();
-    assert!(s.append_audit(vec![entry(4)]).await.is_err(), "a closed store takes no writes");
+    assert!(s.append_audit(vec![entry(6)]).await.is_err(), "a closed store takes no writes");
 }
 
 fn put(space: Space, key: &str, value: Option<&str>) -> (Space, String, Option<Vec<u8>>) {

@@ -141,7 +141,9 @@ impl Commits {
     /// and applied); no waiter is told yet ([`Commits::release`]).
     pub(super) fn synced(&self, at: Point) -> u64 {
         let mut s = self.lock();
-        s.synced = at;
+        if at.seq > s.synced.seq {
+            s.synced = at;
+        }
         let durable = at.size.min(s.applied_size);
         self.durable.fetch_max(durable, Ordering::AcqRel).max(durable)
     }
@@ -170,16 +172,31 @@ impl Commits {
         self.kick.notify_one();
     }
 
+    /// The last record written to the log.
+    pub(super) fn written_seq(&self) -> u64 {
+        self.lock().written.seq
+    }
+
+    /// The last record a finished sync covers.
+    pub(super) fn synced_seq(&self) -> u64 {
+        self.lock().synced.seq
+    }
+
+    /// Asks the flusher for a sync covering record `seq`, unless one does already.
+    pub(super) fn want(&self, seq: u64) {
+        let mut s = self.lock();
+        s.wanted = s.wanted.max(seq);
+        if s.synced.seq < seq && !s.kicked {
+            s.kicked = true;
+            self.kick.notify_one();
+        }
+    }
+
     /// Waits until record `seq` is durable, asking the flusher for a sync if none covers it.
     pub(super) async fn wait(&self, seq: u64) -> Result<(), String> {
         let mut rx = self.synced.subscribe();
         if !matches!(&*rx.borrow(), Synced::Upto(n) if *n >= seq) {
-            let mut s = self.lock();
-            s.wanted = s.wanted.max(seq);
-            if s.synced.seq < seq && !s.kicked {
-                s.kicked = true;
-                self.kick.notify_one();
-            }
+            self.want(seq);
         }
         let seen = rx.wait_for(|s| matches!(s, Synced::Failed(_)) || matches!(s, Synced::Upto(n) if *n >= seq)).await;
         match seen.as_deref() {

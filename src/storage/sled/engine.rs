@@ -23,8 +23,11 @@ use crate::{
 
 /// Most changes the writer applies as one batch.
 pub(super) const MAX_GROUP: usize = 256;
-/// How often the checkpointer looks for work.
+/// How often the checkpointer looks for work while there is some.
 const CHECKPOINT_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+/// How often it looks on a store that wrote nothing since its last look: an idle node (most
+/// members of a large federation, most of the time) wakes once a second, not ten times.
+const IDLE_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Most time sled's cache may hold writes that only the write-ahead log has on disk.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// What the writer calls once its group is committed (or failed).
@@ -33,7 +36,8 @@ pub(super) type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 pub(super) type Job = Box<dyn FnOnce(&mut WriteSet<'_>) -> (bool, Finish) + Send>;
 
 pub(super) enum WriteMsg {
-    Job(Job),
+    /// A change; `true` when its caller syncs right after (see [`Syncer::now_or_ask`]).
+    Job(Job, bool),
     /// Finish the queue and stop.
     Stop(oneshot::Sender<()>),
     /// Commit what is applied, then stream the whole ledger while no write runs.
@@ -43,19 +47,20 @@ pub(super) enum WriteMsg {
 /// Checkpoint a last time and stop.
 pub(super) struct CheckpointStop(pub(super) oneshot::Sender<Result<(), StoreError>>);
 
-/// The writer thread: groups queued changes into one atomic batch each round.
+/// The writer thread: groups queued changes into one write-ahead record each round.
 pub(super) fn writer(
     ledger: Tree,
     mut log: wal::Writer,
-    commits: Arc<Commits>,
+    syncer: Arc<Syncer>,
     mut rx: mpsc::Receiver<WriteMsg>,
-    failure: Arc<space::Failure>,
     mut log_size: u64,
 ) {
+    let (commits, failure) = (&syncer.commits, &syncer.failure);
     let mut stop = None;
     while stop.is_none() {
         let Some(first) = rx.blocking_recv() else { break };
         let mut backup = None;
+        let mut durable = false;
         let mut ws = WriteSet::new(&ledger, log_size);
         let mut finishers: Vec<Finish> = Vec::new();
         let mut next = Some(first);
@@ -69,10 +74,13 @@ pub(super) fn writer(
                     backup = Some((tx, done));
                     break;
                 }
-                WriteMsg::Job(job) => {
+                WriteMsg::Job(job, sync) => {
                     let savepoint = ws.savepoint();
                     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut ws))) {
-                        Ok((false, finish)) => finishers.push(finish),
+                        Ok((false, finish)) => {
+                            durable |= sync;
+                            finishers.push(finish);
+                        }
                         Ok((true, finish)) => {
                             ws.rollback(savepoint);
                             finish(Ok(()));
@@ -95,13 +103,22 @@ pub(super) fn writer(
             // No write after an I/O error or with the disk nearly full, so a node never takes
             // writes it could not checkpoint, and sled never errs (reads go on: [`space`]).
             Some(why) => Err(StoreError::Unavailable(why)),
-            None if ws.is_empty() => Ok(()),
-            None => failure.check_space().and_then(|()| commit(ws, &mut log, &commits)),
+            None if ws.is_empty() => Ok(None),
+            None => failure.check_space().and_then(|()| commit(ws, &mut log, commits)).map(Some),
+        };
+        let result = match result {
+            Ok(at) => {
+                log_size = new_size;
+                if let (Some(at), true) = (at, durable) {
+                    // Before the callers hear back, so their sync finds it done.
+                    syncer.now_or_ask(at, rx.is_empty());
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
         };
         match &result {
-            Ok(()) => {
-                log_size = new_size;
-            }
+            Ok(()) => {}
             Err(e) => {
                 error!(error = %e, "storage write failed; nothing of its group was applied");
                 failure.record(e);
@@ -124,7 +141,7 @@ pub(super) fn writer(
 /// Writes the group to the write-ahead log, then applies it to sled (taking the record back if
 /// sled refuses the first write; if it refuses a later one, the record stays, so the next start
 /// applies the whole group, and this one fails the store).
-fn commit(mut ws: WriteSet<'_>, log: &mut wal::Writer, commits: &Commits) -> Result<(), StoreError> {
+fn commit(mut ws: WriteSet<'_>, log: &mut wal::Writer, commits: &Commits) -> Result<Point, StoreError> {
     let at = Point { seq: log.next_seq(), size: ws.log_size };
     ws.insert(wal::SEQ_KEY, &at.seq.to_be_bytes()[..]);
     let written = log.append(ws.changes()).map_err(|e| unavailable(format!("write-ahead log: {e}")))?;
@@ -132,7 +149,7 @@ fn commit(mut ws: WriteSet<'_>, log: &mut wal::Writer, commits: &Commits) -> Res
     match ws.commit(wal::SEQ_KEY) {
         Ok(()) => {
             commits.applied(at);
-            Ok(())
+            Ok(at)
         }
         Err(CommitError { error, partial: false }) => {
             if let Err(undo) = log.unwrite(written) {
@@ -169,38 +186,76 @@ impl Marker {
     }
 }
 
-/// The flusher thread: one `fdatasync` of the write-ahead log for everything written since the
-/// last, started as soon as the writer has written (see [`commits`]).
-pub(super) fn flusher(
-    wal: Arc<wal::Shared>,
-    fsync: bool,
-    mut marker: Marker,
-    commits: Arc<Commits>,
-    failure: Arc<space::Failure>,
-) {
-    while let Some((at, needs_sync)) = commits.next() {
-        if needs_sync {
-            let started = std::time::Instant::now();
-            // The mark of what this sync covers goes out with it (see [`wal`]).
-            let result = wal.sync(at.seq, fsync);
-            metrics::histogram!("bureau_store_commit_duration_seconds", "backend" => "sled")
-                .record(started.elapsed().as_secs_f64());
-            if let Err(e) = result {
-                let e = unavailable(format!("fdatasync of the write-ahead log: {e}"));
-                error!(error = %e, "store sync failed");
-                failure.record(&e);
-                commits.failed(e.to_string());
-                return;
+/// Makes the write-ahead log durable and moves the marks: the flusher's work, which the writer
+/// does itself for a durable group when nothing else is queued (a quiet node: every member of a
+/// large federation), saving its callers a hand-off to the flusher and back.
+pub(super) struct Syncer {
+    pub(super) wal: Arc<wal::Shared>,
+    pub(super) fsync: bool,
+    /// Held for a whole sync, so marks and releases go in order.
+    pub(super) marker: std::sync::Mutex<Marker>,
+    pub(super) commits: Arc<Commits>,
+    pub(super) failure: Arc<space::Failure>,
+}
+
+impl Syncer {
+    /// Syncs every record up to `at` and tells its waiters; `false` when the sync failed (every
+    /// wait fails from then on).
+    fn sync(&self, marker: &mut Marker, at: Point) -> bool {
+        let started = std::time::Instant::now();
+        // The mark of what this sync covers goes out with it (see [`wal`]).
+        let result = self.wal.sync(at.seq, self.fsync);
+        metrics::histogram!("bureau_store_commit_duration_seconds", "backend" => "sled")
+            .record(started.elapsed().as_secs_f64());
+        if let Err(e) = result {
+            let e = unavailable(format!("fdatasync of the write-ahead log: {e}"));
+            error!(error = %e, "store sync failed");
+            self.failure.record(&e);
+            self.commits.failed(e.to_string());
+            return false;
+        }
+        // The audit log's mark is moved before any writer hears "durable", so it never lags an
+        // acknowledgement.
+        marker.advance(self.commits.synced(at));
+        self.commits.release(at);
+        true
+    }
+
+    /// For the writer, after a group its callers will sync: syncs it now when nothing else is
+    /// `queued` and the flusher is idle, else asks the flusher.
+    fn now_or_ask(&self, at: Point, queued_nothing: bool) {
+        let marker = if queued_nothing { self.marker.try_lock().ok() } else { None };
+        match marker {
+            Some(mut m) if self.failure.get().is_none() => {
+                if self.commits.synced_seq() < at.seq {
+                    self.sync(&mut m, at);
+                }
             }
-            // The audit log's mark is moved before any writer hears "durable", so it never
-            // lags an acknowledgement.
-            marker.advance(commits.synced(at));
-            commits.release(at);
-        } else {
-            // The durable head: synced, and applied (which may finish after the sync).
-            marker.advance(commits.durable());
+            _ => self.commits.want(at.seq),
         }
     }
+}
+
+/// The flusher thread: one `fdatasync` of the write-ahead log for everything written since the
+/// last, when somebody waits for it (see [`commits`]).
+pub(super) fn flusher(syncer: Arc<Syncer>) {
+    while let Some((at, needs_sync)) = syncer.commits.next() {
+        let mut marker = syncer.marker.lock().unwrap_or_else(|p| p.into_inner());
+        // The writer may have synced it meanwhile.
+        if needs_sync && syncer.commits.synced_seq() < at.seq {
+            if !syncer.sync(&mut marker, at) {
+                return;
+            }
+        } else {
+            // The durable head: synced, and applied (which may finish after the sync).
+            marker.advance(syncer.commits.durable());
+        }
+    }
+}
+
+/// Everything applied is checkpointed (`done`) and synced: nothing for the checkpointer to do.
+fn covered_all(commits: &Commits, done: u64) -> bool {
+    commits.applied_seq() == done && commits.synced_seq() >= done
 }
 
 /// The checkpointer thread: flushes sled and syncs its file once a segment of the write-ahead
@@ -225,12 +280,16 @@ pub(super) fn checkpointer(
         }
         wal.checkpointed(covered).map_err(|e| unavailable(format!("write-ahead log: {e}")))
     };
+    let mut seen = done;
     loop {
-        let stop = match rx.recv_timeout(if broken { CHECKPOINT_EVERY } else { CHECKPOINT_POLL }) {
+        let quiet = commits.written_seq() == seen && covered_all(&commits, done);
+        let poll = if broken || quiet { IDLE_POLL } else { CHECKPOINT_POLL };
+        let stop = match rx.recv_timeout(poll) {
             Ok(CheckpointStop(tx)) => Some(tx),
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => return,
         };
+        seen = commits.written_seq();
         // A disk filled by someone else stops writes too, before sled finds it full.
         let _ = failure.check_space();
         // Writes nobody waited for are synced within a poll.

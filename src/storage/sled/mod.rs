@@ -21,6 +21,7 @@
 //! room on the disk in [`space`], backup and restore in [`backup`], the value codec in [`codec`];
 //! opening the store and `impl Storage` here.
 
+mod answering;
 mod backup;
 #[cfg(feature = "testkit")]
 pub(crate) mod baseline;
@@ -59,10 +60,9 @@ use self::open::open_db;
 use self::{
     codec::{decode, decode_inquiry, encode_record, live},
     commits::{Commits, Point},
-    engine::{checkpointer, flusher, writer, CheckpointStop, Finish, Job, Marker, WriteMsg},
+    engine::{checkpointer, flusher, writer, CheckpointStop, Finish, Job, Marker, Syncer, WriteMsg},
     writeset::WriteSet,
 };
-use crate::storage::answer::{self, AnswerSource};
 use crate::{
     audit::{
         merkle::{self, Hash},
@@ -280,55 +280,19 @@ impl Storage for SledStorage {
         show: crate::storage::RecordFilter,
         gate: crate::storage::AnswerGate,
     ) -> Result<InquiryAnswer, StoreError> {
-        /// The answering write's view: the write set, its own changes included.
-        struct Source<'w, 'a>(&'w mut WriteSet<'a>);
+        self.write(answering::change(inquiry, entry, max_inquiries, since, show, gate)).await
+    }
 
-        impl AnswerSource for Source<'_, '_> {
-            fn protection(&mut self, subject: &str) -> Result<Option<Vec<u8>>, StoreError> {
-                Ok(self.0.get(&keys::state(Space::Protection, subject))?.map(|v| v.to_vec()))
-            }
-
-            fn records(&mut self, subject: &str, responder: &str) -> Result<Vec<answer::Marked>, StoreError> {
-                let marks: std::collections::HashMap<Vec<u8>, sled::IVec> =
-                    self.0.scan_prefix(&keys::state(Space::Mark, &format!("{subject}/")))?.into_iter().collect();
-                let mut records = Vec::new();
-                for (k, _) in self.0.scan_prefix(&keys::prefixed(keys::SUBJECT, &[subject.as_bytes()]))? {
-                    let rkey = keys::record_of_index(&k, subject);
-                    let Some(bytes) = self.0.get(&rkey)? else { continue };
-                    if let Some(r) = live(&rkey, decode(&rkey, &bytes)?)?.filter(|r| r.record.furnisher == responder) {
-                        let mark_key = crate::storage::mark_key(subject, &r.record.furnisher, &r.record.record_id);
-                        let mark = marks.get(&keys::state(Space::Mark, &mark_key)).map(|v| v.to_vec());
-                        records.push((r.record, mark));
-                    }
-                }
-                Ok(records)
-            }
-
-            fn log_size(&self) -> Result<u64, StoreError> {
-                Ok(self.0.log_size)
-            }
-
-            fn record(&mut self, inquiry: Inquiry, entry: Entry) -> Result<(), StoreError> {
-                self.0.insert(keys::inquiry(&inquiry), convert::inquiry_to_pb(&inquiry).encode_to_vec());
-                append(self.0, std::slice::from_ref(&entry))?;
-                Ok(())
-            }
-
-            fn newest_inquiries(
-                &mut self,
-                subject: &str,
-                max: usize,
-                since: Option<i64>,
-            ) -> Result<Vec<Inquiry>, StoreError> {
-                // Backwards from the newest, stopping at `max` or the window's start: never reads
-                // the subject's older inquiries.
-                let (from, to) = keys::inquiries_since(subject, since);
-                self.0.range_rev(&from, &to, max)?.iter().map(|(k, v)| decode_inquiry(k, v)).collect()
-            }
-        }
-
-        self.write(move |ws| answer::answer(&mut Source(ws), inquiry, entry, (max_inquiries, since), &show, &gate))
-            .await
+    async fn answer_inquiry_durably(
+        &self,
+        inquiry: Inquiry,
+        entry: Entry,
+        max_inquiries: usize,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        show: crate::storage::RecordFilter,
+        gate: crate::storage::AnswerGate,
+    ) -> Result<InquiryAnswer, StoreError> {
+        self.write_durable(answering::change(inquiry, entry, max_inquiries, since, show, gate)).await
     }
 
     async fn subject_inquiries(
@@ -383,6 +347,10 @@ impl Storage for SledStorage {
 
     async fn append_audit(&self, entries: Vec<Entry>) -> Result<u64, StoreError> {
         self.write(move |ws| append(ws, &entries)).await
+    }
+
+    async fn append_audit_durably(&self, entries: Vec<Entry>) -> Result<u64, StoreError> {
+        self.write_durable(move |ws| append(ws, &entries)).await
     }
 
     async fn state_get(&self, space: Space, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -51,16 +51,18 @@ impl SledStorage {
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new().name(name.into()).spawn(f).map_err(|e| unavailable(format!("{name}: {e}")))
         };
+        let syncer = Arc::new(Syncer {
+            wal: wal.clone(),
+            fsync: opts.fsync,
+            marker: Mutex::new(Marker { ledger: ledger.clone(), file: mark_file, marked: size }),
+            commits: commits.clone(),
+            failure: failure.clone(),
+        });
         let writer = {
-            let (ledger, commits, failure) = (ledger.clone(), commits.clone(), failure.clone());
-            spawn("bureau-sled-writer", Box::new(move || writer(ledger, log, commits, write_rx, failure, size)))?
+            let (ledger, syncer) = (ledger.clone(), syncer.clone());
+            spawn("bureau-sled-writer", Box::new(move || writer(ledger, log, syncer, write_rx, size)))?
         };
-        let flusher = {
-            let (commits, wal) = (commits.clone(), wal.clone());
-            let marker = Marker { ledger: ledger.clone(), file: mark_file, marked: size };
-            let (failure, fsync) = (failure.clone(), opts.fsync);
-            spawn("bureau-sled-flush", Box::new(move || flusher(wal, fsync, marker, commits, failure)))?
-        };
+        let flusher = spawn("bureau-sled-flush", Box::new(move || flusher(syncer)))?;
         let checkpointer = {
             let (failure, wal, commits) = (failure.clone(), wal.clone(), commits.clone());
             let data_file = opts.fsync.then_some(data_file);
@@ -88,6 +90,25 @@ impl SledStorage {
         &self,
         f: impl FnOnce(&mut WriteSet<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.write_job(f, false).await
+    }
+
+    /// [`Self::write`], then waits until the change is durable: one hand-off to the writer and
+    /// back on a quiet store (the writer syncs a lone durable group itself).
+    pub(super) async fn write_durable<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut WriteSet<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let out = self.write_job(f, true).await?;
+        crate::storage::Storage::sync(self).await?;
+        Ok(out)
+    }
+
+    async fn write_job<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut WriteSet<'_>) -> Result<T, StoreError> + Send + 'static,
+        durable: bool,
+    ) -> Result<T, StoreError> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(StoreError::Closed);
         }
@@ -100,7 +121,7 @@ impl SledStorage {
             });
             (failed, finish)
         });
-        self.inner.writes.send(WriteMsg::Job(job)).await.map_err(|_| StoreError::Closed)?;
+        self.inner.writes.send(WriteMsg::Job(job, durable)).await.map_err(|_| StoreError::Closed)?;
         match rx.await {
             Ok(r) => r,
             // The writer dropped the reply: the change panicked (and was rolled back) or the
