@@ -42,7 +42,10 @@ pub(crate) fn publish(d: &Directory) {
 
 /// Re-reads `source` every `every` until dropped, putting newer editions in force in `peers`.
 pub(crate) async fn follow(source: DirectorySource, every: Duration, peers: Arc<Peers>) {
-    let mut last = std::fs::read(&source.path).ok();
+    // Not the file as it is now: an edition published between the node's start (which put the
+    // file's then edition in force) and this line would look unchanged and never be adopted
+    // (found by the shard-split test). The first look re-reads it; an equal serial is a no-op.
+    let mut last: Option<Vec<u8>> = None;
     loop {
         tokio::time::sleep(every).await;
         let now = std::fs::read(&source.path).ok();
