@@ -341,3 +341,62 @@ async fn hard_inquiries_count_everywhere_and_the_report_proves_every_one() {
         n.shutdown().await.unwrap();
     }
 }
+
+/// A shard split moves every holding to its new shard, records unchanged: each member sweeps
+/// its own records when the directory's shard map changes and registers the people whose shard
+/// changed at the new one, so lookups there name the holders from the first score.
+#[tokio::test]
+async fn a_shard_split_moves_every_holding_to_its_new_shard() {
+    let f = fed(&["bank", "payapp", "lender", "locator", "locator2"], &["pbc"]);
+    let tweak = |c: &mut bureau::NodeConfig| {
+        c.limits.outbox_retry_max_ms = 300;
+        c.limits.crl_reload_ms = 200;
+    };
+    let (nodes, locators) =
+        f.fed.start_with_directory(&["bank", "payapp", "lender"], &["locator", "locator2"], tweak).await.unwrap();
+    let members: Vec<(&str, SocketAddr)> = nodes.iter().map(|n| (n.institution.as_str(), n.addr)).collect();
+    let (one, two) = (locators[0].addr, locators[1].addr);
+    // First one shard serves every pseudonym.
+    f.fed.publish_directory(&members, &[("locator", one)]).unwrap();
+    // Two people whose first hex digit is odd (served by locator2 after the split: the test
+    // kit deals the 16 digits out in turn), one whose digit is even.
+    let digit = |s: &String| u8::from_str_radix(&s[..1], 16).unwrap() % 2;
+    let odd: Vec<String> = (1..200).map(subject).filter(|s| digit(s) == 1).take(2).collect();
+    let even = (1..200).map(subject).find(|s| digit(s) == 0).unwrap();
+    for (k, s) in odd.iter().chain([&even]).enumerate() {
+        furnish(&f, &nodes[1], s, &format!("p-{k}")).await;
+        furnish(&f, &nodes[2], s, &format!("l-{k}")).await;
+    }
+    for s in odd.iter().chain([&even]) {
+        until_holders(&f, one, s, &["lender", "payapp"]).await;
+        score_once_located(&f, &nodes[0], s, 2).await;
+    }
+
+    // The split: odd digits go to locator2. No record changes.
+    f.fed.publish_directory(&members, &[("locator", one), ("locator2", two)]).unwrap();
+    for s in &odd {
+        until_holders(&f, two, s, &["lender", "payapp"]).await;
+    }
+    until_holders(&f, one, &even, &["lender", "payapp"]).await;
+    for s in odd.iter().chain([&even]) {
+        let score = score_once_located(&f, &nodes[0], s, 2).await;
+        assert_eq!(score.records_used, 2, "both holders' records in the score");
+    }
+    // The sweep is logged where it was made.
+    for member in &nodes[1..] {
+        let log = entries(&f, member).await;
+        assert!(
+            log.iter().any(|e| e.action == Action::HoldingsDelivered && e.counterparty.contains("locator2")),
+            "{} logged what it moved",
+            member.institution
+        );
+    }
+    // A second look finds nothing to move: the locator2 registrations are not sent again.
+    let registered = |log: &[bureau::Entry]| log.iter().filter(|e| e.action == Action::HoldingsRegistered).count();
+    let before = registered(&entries(&f, &locators[1]).await);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(registered(&entries(&f, &locators[1]).await), before, "the sweep ran once");
+    for n in nodes.into_iter().chain(locators) {
+        n.shutdown().await.unwrap();
+    }
+}

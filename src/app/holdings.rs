@@ -16,6 +16,8 @@ use std::{
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
+mod reshard;
+
 use crate::{
     app::{
         lifecycle::Lifecycle,
@@ -75,19 +77,21 @@ impl Holdings {
         Self { life, state, peers, next: Arc::new(AtomicU64::new(u64::MAX)) }
     }
 
-    /// Runs passes every `tick` until dropped; a failed pass is retried at the next tick (one
-    /// WARN when delivery starts failing, one INFO when it works again).
+    /// Runs passes every `tick` until dropped, each after a step of following the shard map
+    /// ([`reshard`]); a failed pass is retried at the next tick (one WARN when delivery starts
+    /// failing, one INFO when it works again).
     pub(crate) async fn run(self, tick: Duration) {
         let mut failing = false;
         loop {
             if self.peers.has_locator() {
-                match self.pass().await {
-                    Ok(p) => {
+                let step = async { Ok::<_, StoreError>((self.reshard().await?, self.pass().await?)) };
+                match step.await {
+                    Ok((sweeping, p)) => {
                         if failing {
                             info!("holdings are delivered to the record locator again");
                             failing = false;
                         }
-                        if p.read == PASS {
+                        if sweeping || p.read == PASS {
                             continue;
                         }
                     }
