@@ -285,6 +285,13 @@ pub struct StateChange {
     pub entries: Vec<Entry>,
 }
 
+impl StateChange {
+    /// The refusal of a change that logs no entry, if this is one.
+    pub fn unlogged(&self) -> Option<StoreError> {
+        self.entries.is_empty().then(|| StoreError::Unsupported("a state change must log at least one entry".into()))
+    }
+}
+
 /// A log state: its size and RFC 6962 root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TreeHead {
@@ -406,7 +413,8 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
 
     /// Applies `change` atomically if its expectations hold: `Ok(true)`; `Ok(false)` when one
-    /// does not (nothing applied, nothing logged).
+    /// does not (nothing applied, nothing logged). A change that logs nothing is refused
+    /// ([`StateChange::unlogged`]): PostgreSQL orders writers by the log and would drop it.
     async fn state_write(&self, change: StateChange) -> Result<bool, StoreError>;
 
     /// Up to `limit` live records of any subject, ordered by (furnisher, record id), after

@@ -119,7 +119,8 @@ impl Holdings {
         Ok(!done)
     }
 
-    /// Stores `shards`, logging what this step delivered (nothing on the first look).
+    /// Stores `shards`, logging what this step delivered (every state change logs: on the
+    /// first look, that none was sent).
     async fn save_shards(
         &self,
         shards: Shards,
@@ -127,14 +128,9 @@ impl Holdings {
         sent: usize,
         names: &str,
     ) -> Result<(), StoreError> {
-        let mut change = match sent {
-            0 => Change::default(),
-            _ => {
-                let now = self.life.clock.now();
-                let size = self.life.store.audit_size().await?;
-                Change::logged(Entry::holdings_delivered(now, &self.life.institution, names, sent as u32, size))
-            }
-        };
+        let (now, size) = (self.life.clock.now(), self.life.store.audit_size().await?);
+        let entry = Entry::holdings_delivered(now, &self.life.institution, names, sent as u32, size);
+        let mut change = Change::logged(entry);
         change.expect::<Shards>(SHARDS, version).put(SHARDS, &shards);
         if self.state.write(change).await? {
             self.state.sync().await?;

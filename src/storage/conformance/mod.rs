@@ -430,10 +430,14 @@ fn put(space: Space, key: &str, value: Option<&str>) -> (Space, String, Option<V
 }
 
 /// State changes apply only when every expectation holds (absent included), all or nothing,
-/// with their entries; scans keep to their space and prefix, in key order, strictly after the
+/// with their entries (a change without one is refused); scans keep to their space and prefix, in key order, strictly after the
 /// cursor; everything survives a reopen.
 pub async fn state_is_compare_and_set_and_scans_by_prefix(b: &dyn Backend) {
     let s = b.open().await;
+    // A change that logs nothing is refused, and applies nothing, on every backend.
+    let unlogged = StateChange { expect: vec![], put: vec![put(Space::Dispute, "quiet", Some("x"))], entries: vec![] };
+    assert!(matches!(s.state_write(unlogged).await, Err(StoreError::Unsupported(_))));
+    assert_eq!(s.state_get(Space::Dispute, "quiet").await.unwrap(), None);
     let create = |key: &str, value: &str| StateChange {
         expect: vec![put(Space::Dispute, key, None)],
         put: vec![put(Space::Dispute, key, Some(value)), put(Space::Outbox, key, Some("notice"))],

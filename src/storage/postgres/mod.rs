@@ -292,6 +292,9 @@ impl Storage for PostgresStorage {
     }
 
     async fn state_write(&self, change: StateChange) -> Result<bool, StoreError> {
+        if let Some(refused) = change.unlogged() {
+            return Err(refused);
+        }
         expect_done!(self.writer.submit(Op::State(change)).await, StateWritten)
     }
 

@@ -393,6 +393,9 @@ impl Storage for SledStorage {
     }
 
     async fn state_write(&self, change: StateChange) -> Result<bool, StoreError> {
+        if let Some(refused) = change.unlogged() {
+            return Err(refused);
+        }
         self.write(move |ws| {
             for (space, key, want) in &change.expect {
                 let now = ws.get(&keys::state(*space, key))?;
