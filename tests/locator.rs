@@ -237,6 +237,18 @@ async fn a_lookup_needs_purpose_and_consent_and_every_lookup_is_reconciled() {
     let caught = regulator::reconcile(&logs);
     assert_eq!(caught.len(), 1, "{caught:?}");
     assert!(caught[0].contains(&quiet) && caught[0].contains("bank has no entry sending it"), "{caught:?}");
+    // Registrations reconcile batch by batch (payapp's above did): one written into the
+    // locator with bank's node key by hand, which bank's log never delivered, is caught too.
+    let forged = pb::Holding { subject_id: subject(99), holds: true, version: 1 };
+    c.register(pb::RegisterRequest { holdings: vec![forged] }).await.unwrap();
+    logs[last] = regulator::verify(f.channel(Role::Regulator, "pbc", loc), &keys, state.path()).await.unwrap();
+    let caught = regulator::reconcile(&logs);
+    assert_eq!(caught.len(), 2, "{caught:?}");
+    assert!(
+        caught.iter().any(|p| p.contains("locator registered holdings batch")
+            && p.contains("from bank, but bank has no entry delivering it")),
+        "{caught:?}"
+    );
     // The asker's outbound entry to the locator is what the regulator matched.
     let bank = entries(&f, &nodes[0]).await;
     assert!(bank.iter().any(|e| e.action == Action::QueryOutbound

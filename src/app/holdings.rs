@@ -21,7 +21,7 @@ mod reshard;
 use crate::{
     app::{
         lifecycle::Lifecycle,
-        locator::MAX_HOLDINGS,
+        locator::{batch_digest, MAX_HOLDINGS},
         state::{Change, State, StateItem, Version},
     },
     audit::{Action, Entry},
@@ -126,7 +126,7 @@ impl Holdings {
         if subjects.is_empty() {
             self.next.store(through, Ordering::Relaxed);
             if through - stored.next >= MARK_SLACK {
-                self.save(through, &version, 0, "").await?;
+                self.save(through, &version, 0, "", &[]).await?;
             }
             return Ok(Pass { sent: 0, read });
         }
@@ -137,32 +137,60 @@ impl Holdings {
             let holds = !self.life.store.list_subject(&subject, None, 1).await?.items.is_empty();
             by_shard.entry(shard).or_default().push(pb::Holding { subject_id: subject, holds, version: through });
         }
-        let mut sent = 0;
-        for (shard, holdings) in &by_shard {
-            for chunk in holdings.chunks(MAX_HOLDINGS) {
-                match self.peers.register(shard, chunk.to_vec(), ATTEMPT).await {
-                    Ok(r) => {
-                        sent += chunk.len();
-                        debug!(locator = %shard, applied = r.applied, stale = r.stale, "holdings registered");
-                    }
-                    Err(e) => {
-                        return Err(StoreError::Unavailable(format!("record locator {shard}: {e}")));
-                    }
-                }
-            }
-        }
+        let (sent, batches) = self.deliver(&by_shard, through).await?;
         let shards: Vec<&str> = by_shard.keys().map(String::as_str).collect();
-        self.save(through, &version, sent, &shards.join(",")).await?;
+        self.save(through, &version, sent, &shards.join(","), &batches).await?;
         self.next.store(through, Ordering::Relaxed);
         info!(sent, through, "holdings delivered to the record locator");
         Ok(Pass { sent, read })
     }
 
+    /// Registers `by_shard`'s holdings a chunk per call; returns how many were taken and each
+    /// taken chunk's digest ([`batch_digest`], as the locator logs it). When a chunk fails after
+    /// others were taken, those are logged first, so every batch the locator logged as
+    /// registered has its delivery logged here (`bureau audit reconcile` matches them).
+    async fn deliver(
+        &self,
+        by_shard: &BTreeMap<String, Vec<pb::Holding>>,
+        through: u64,
+    ) -> Result<(usize, Vec<String>), StoreError> {
+        let (mut sent, mut batches) = (0, Vec::new());
+        for (shard, holdings) in by_shard {
+            for chunk in holdings.chunks(MAX_HOLDINGS) {
+                match self.peers.register(shard, chunk.to_vec(), ATTEMPT).await {
+                    Ok(r) => {
+                        sent += chunk.len();
+                        batches.push(batch_digest(chunk.iter().map(|h| (h.subject_id.as_str(), h.holds, h.version))));
+                        debug!(locator = %shard, applied = r.applied, stale = r.stale, "holdings registered");
+                    }
+                    Err(e) => {
+                        if sent > 0 {
+                            let shards: Vec<&str> = by_shard.keys().map(String::as_str).collect();
+                            let (now, me) = (self.life.clock.now(), &self.life.institution);
+                            let entry =
+                                Entry::holdings_delivered(now, me, &shards.join(","), sent as u32, through, &batches);
+                            self.life.store.append_audit_durably(vec![entry]).await?;
+                        }
+                        return Err(StoreError::Unavailable(format!("record locator {shard}: {e}")));
+                    }
+                }
+            }
+        }
+        Ok((sent, batches))
+    }
+
     /// Stores the mark at `through`, logging what was delivered. Only this worker writes it; a
     /// lost race (a second process on the same database) just leaves the other's mark.
-    async fn save(&self, through: u64, version: &Version, sent: usize, shards: &str) -> Result<(), StoreError> {
-        let entry =
-            Entry::holdings_delivered(self.life.clock.now(), &self.life.institution, shards, sent as u32, through);
+    async fn save(
+        &self,
+        through: u64,
+        version: &Version,
+        sent: usize,
+        shards: &str,
+        batches: &[String],
+    ) -> Result<(), StoreError> {
+        let (now, me) = (self.life.clock.now(), &self.life.institution);
+        let entry = Entry::holdings_delivered(now, me, shards, sent as u32, through, batches);
         let mut change = Change::logged(entry);
         change.expect::<Mark>(MARK, version).put(MARK, &Mark { next: through });
         if self.state.write(change).await? {

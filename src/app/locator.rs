@@ -20,6 +20,17 @@ use crate::{
 /// Most holdings one registration may carry.
 pub(crate) const MAX_HOLDINGS: usize = 1000;
 
+/// The SHA-256 (hex) of a registration batch as sent, `subject holds version` per line: logged
+/// by the member that delivers it and by the locator that registers it, so `bureau audit
+/// reconcile` can match the two logs batch by batch.
+pub(crate) fn batch_digest<'a>(batch: impl Iterator<Item = (&'a str, bool, u64)>) -> String {
+    let mut h = Sha256::new();
+    for (subject, holds, version) in batch {
+        h.update(format!("{subject} {} {version}\n", u8::from(holds)));
+    }
+    hex::encode(h.finalize())
+}
+
 /// One member's standing on one person, as the locator stores it under `subject/member`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Held {
@@ -120,13 +131,7 @@ impl Locator {
                 *e = r;
             }
         }
-        let digest = {
-            let mut h = Sha256::new();
-            for r in &batch {
-                h.update(format!("{} {} {}\n", r.subject_id, u8::from(r.holds), r.version));
-            }
-            hex::encode(h.finalize())
-        };
+        let digest = batch_digest(batch.iter().map(|r| (r.subject_id.as_str(), r.holds, r.version)));
         let settled = self
             .state
             .compare_and_set(|| async {

@@ -309,8 +309,13 @@ impl Entry {
         locator: &str,
         sent: u32,
         through: u64,
+        batches: &[String],
     ) -> Self {
         let mut e = Self::at(now, Action::HoldingsDelivered, institution, format!("through={through}"));
+        if !batches.is_empty() {
+            // The batches' digests, as the locator logs each one it registers.
+            e.detail = format!("sha256={}", batches.join(","));
+        }
         e.counterparty = locator.to_owned();
         e.record_count = sent;
         e

@@ -60,6 +60,7 @@ pub enum RegulatorError {
 }
 
 mod consents;
+mod holdings;
 pub use consents::{consents_by_hash, relationship_flags, ConsentUse};
 
 fn rpc(what: &'static str) -> impl FnOnce(tonic::Status) -> RegulatorError {
@@ -147,6 +148,9 @@ pub struct VerifiedLog {
     /// The consent tokens the node verified (when [`VerifyOptions::keep_queries`]): one entry
     /// per token and node, with the evidence hash.
     pub consents: Vec<Entry>,
+    /// The record locator's registrations (when [`VerifyOptions::keep_queries`]): batches
+    /// delivered, at a member; batches registered, at a locator.
+    pub holdings: Vec<Entry>,
     /// Everything found wrong; empty when the log verifies.
     pub problems: Vec<String>,
     /// Split views this node caught as a witness (its `SPLIT_VIEW_ALARM` entries): another
@@ -245,6 +249,7 @@ pub async fn verify_with(
     let mut queries = Vec::new();
     let mut disputes = Vec::new();
     let mut consents = Vec::new();
+    let mut holdings = Vec::new();
     let mut alarms = Vec::new();
     let mut gap = false;
     for_each_entry(&mut client, checkpoint.size, opts, |e| {
@@ -261,6 +266,10 @@ pub async fn verify_with(
             Ok(parsed) => {
                 if opts.keep_queries && parsed.action == Action::ConsentVerified {
                     consents.push(parsed.clone());
+                }
+                if opts.keep_queries && matches!(parsed.action, Action::HoldingsDelivered | Action::HoldingsRegistered)
+                {
+                    holdings.push(parsed.clone());
                 }
                 if parsed.action == Action::SplitViewAlarm {
                     alarms.push(format!(
@@ -349,6 +358,7 @@ pub async fn verify_with(
         queries,
         disputes,
         consents,
+        holdings,
         problems,
         alarms,
     })
@@ -483,6 +493,7 @@ pub fn reconcile(logs: &[VerifiedLog]) -> Vec<String> {
             }
         }
     }
+    problems.extend(holdings::reconcile(logs, &ids));
     problems.sort();
     problems
 }

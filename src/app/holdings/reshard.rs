@@ -13,12 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
-use super::{Holdings, ATTEMPT};
+use super::Holdings;
 use crate::{
-    app::{
-        locator::MAX_HOLDINGS,
-        state::{Change, StateItem},
-    },
+    app::state::{Change, StateItem},
     audit::Entry,
     storage::{RecordCursor, Space, StoreError},
     wire::pb::bureau::v1 as pb,
@@ -66,7 +63,7 @@ impl Holdings {
         let (stored, version) = self.state.get::<Shards>(SHARDS).await?;
         let Some(mut shards) = stored else {
             // The first look: what was delivered so far followed the map in force.
-            self.save_shards(Shards { delivered: current, moving: None }, &version, 0, "").await?;
+            self.save_shards(Shards { delivered: current, moving: None }, &version, (0, ""), &[]).await?;
             return Ok(false);
         };
         let moving = match shards.moving.take() {
@@ -94,16 +91,7 @@ impl Holdings {
             let h = pb::Holding { subject_id: subject.to_owned(), holds, version: version_now };
             by_shard.entry(shard.to_owned()).or_default().push(h);
         }
-        let mut sent = 0;
-        for (shard, holdings) in &by_shard {
-            for chunk in holdings.chunks(MAX_HOLDINGS) {
-                self.peers
-                    .register(shard, chunk.to_vec(), ATTEMPT)
-                    .await
-                    .map_err(|e| StoreError::Unavailable(format!("record locator {shard}: {e}")))?;
-                sent += chunk.len();
-            }
-        }
+        let (sent, batches) = self.deliver(&by_shard, version_now).await?;
         let names: Vec<&str> = by_shard.keys().map(String::as_str).collect();
         let next = match (done, mine.last()) {
             (true, _) | (_, None) => Shards { delivered: moving.to, moving: None },
@@ -112,7 +100,7 @@ impl Holdings {
                 Shards { delivered: shards.delivered, moving: Some(Moving { after, ..moving }) }
             }
         };
-        self.save_shards(next, &version, sent, &names.join(",")).await?;
+        self.save_shards(next, &version, (sent, &names.join(",")), &batches).await?;
         if done {
             info!(moved = sent, "holdings follow the locator's new shard map");
         }
@@ -125,11 +113,11 @@ impl Holdings {
         &self,
         shards: Shards,
         version: &crate::app::state::Version,
-        sent: usize,
-        names: &str,
+        (sent, names): (usize, &str),
+        batches: &[String],
     ) -> Result<(), StoreError> {
         let (now, size) = (self.life.clock.now(), self.life.store.audit_size().await?);
-        let entry = Entry::holdings_delivered(now, &self.life.institution, names, sent as u32, size);
+        let entry = Entry::holdings_delivered(now, &self.life.institution, names, sent as u32, size, batches);
         let mut change = Change::logged(entry);
         change.expect::<Shards>(SHARDS, version).put(SHARDS, &shards);
         if self.state.write(change).await? {
