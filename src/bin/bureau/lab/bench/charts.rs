@@ -102,15 +102,7 @@ fn latency_cdf(path: &Path, score: &[Duration], echo: &[Duration]) -> Result<()>
             .label(label)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()
-        .map_err(draw)?;
-    root.present().map_err(draw)?;
-    Ok(())
+    legend_and_present(&mut chart, &root, SeriesLabelPosition::LowerRight)
 }
 
 /// One figure against the number of members, with the locator and with every member asked.
@@ -141,9 +133,22 @@ fn growth_chart(path: &Path, title: &str, unit: &str, located: &[(f64, f64)], ev
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
         chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled()))).map_err(draw)?;
     }
+    legend_and_present(&mut chart, &root, SeriesLabelPosition::UpperLeft)
+}
+
+/// Draws the chart's legend at `at` and writes the picture out.
+fn legend_and_present<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    at: SeriesLabelPosition,
+) -> Result<()>
+where
+    DB: DrawingBackend + 'a,
+    CT: plotters::coord::CoordTranslate,
+{
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(at)
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
         .draw()
