@@ -59,6 +59,8 @@ pub(crate) struct Holdings {
     peers: Arc<Peers>,
     /// Where reading resumes (ahead of the stored mark when nothing needed sending).
     next: Arc<AtomicU64>,
+    /// The directory serial whose shard map the holdings are known to follow ([`reshard`]).
+    settled: Arc<AtomicU64>,
 }
 
 /// What one pass did.
@@ -74,7 +76,8 @@ impl Holdings {
     /// The worker for `life`'s store, delivering through `peers`.
     pub(crate) fn new(life: Lifecycle, peers: Arc<Peers>) -> Self {
         let state = State::new(life.store.clone());
-        Self { life, state, peers, next: Arc::new(AtomicU64::new(u64::MAX)) }
+        let (next, settled) = (Arc::new(AtomicU64::new(u64::MAX)), Arc::new(AtomicU64::new(u64::MAX)));
+        Self { life, state, peers, next, settled }
     }
 
     /// Runs passes every `tick` until dropped, each after a step of following the shard map

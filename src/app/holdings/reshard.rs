@@ -8,7 +8,10 @@
 //! scan's position are kept in the store, so the sweep resumes after a restart and runs once
 //! per move; each page is logged (`HOLDINGS_DELIVERED`, shards named) like any delivery.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::atomic::Ordering,
+};
 
 use serde::{Deserialize, Serialize};
 use tracing::info;
@@ -55,21 +58,30 @@ fn shard_of<'m>(map: &'m Map, subject: &str) -> Option<&'m str> {
 
 impl Holdings {
     /// One step of following the shard map in force; true while a sweep has more to read.
-    /// Nothing to do (the usual case) costs one state read.
+    /// Nothing to do (the usual case) costs nothing: an edition already settled is not read
+    /// again; a new one costs one state read.
     pub(crate) async fn reshard(&self) -> Result<bool, StoreError> {
         let Some(dir) = self.peers.directory() else { return Ok(false) };
+        if self.settled.load(Ordering::Relaxed) == dir.serial {
+            return Ok(false);
+        }
+        let settle = || self.settled.store(dir.serial, Ordering::Relaxed);
         let mut current: Map = dir.locators.iter().map(|l| (l.prefix.clone(), l.id.clone())).collect();
         current.sort();
         let (stored, version) = self.state.get::<Shards>(SHARDS).await?;
         let Some(mut shards) = stored else {
             // The first look: what was delivered so far followed the map in force.
             self.save_shards(Shards { delivered: current, moving: None }, &version, (0, ""), &[]).await?;
+            settle();
             return Ok(false);
         };
         let moving = match shards.moving.take() {
             // The map moved again during a sweep: start over towards the newest.
             Some(m) if m.to == current => m,
-            _ if shards.delivered == current => return Ok(false),
+            _ if shards.delivered == current => {
+                settle();
+                return Ok(false);
+            }
             _ => Moving { to: current, after: String::new() },
         };
         let me = self.life.institution.as_str();
@@ -102,6 +114,7 @@ impl Holdings {
         };
         self.save_shards(next, &version, (sent, &names.join(",")), &batches).await?;
         if done {
+            settle();
             info!(moved = sent, "holdings follow the locator's new shard map");
         }
         Ok(!done)
