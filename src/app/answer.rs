@@ -11,7 +11,7 @@ use crate::{
     domain::protection::Change,
     domain::record::CreditRecord,
     domain::subject::is_valid_subject_id,
-    storage::{GateError, InquiryAnswer, Refusal, StoreError},
+    storage::{AnswerQuery, GateError, InquiryAnswer, Refusal, StoreError},
 };
 
 /// Most inquiries returned with an answer.
@@ -207,10 +207,10 @@ async fn answer_as(
     let entry = Entry::query_inbound(now, &q.inquirer, responder, &about);
     // Only what this institution furnished, even if the store ever held more; the inquiry,
     // its entry (with the number of records answered) and what is read are one write.
-    let store = &life.store;
+    let ask = AnswerQuery { since, show, gate, ..AnswerQuery::new(inquiry, entry, MAX_INQUIRIES_RETURNED) };
     let InquiryAnswer { records, inquiries, protection, refused } = match durable {
-        true => store.answer_inquiry_durably(inquiry, entry, MAX_INQUIRIES_RETURNED, since, show, gate).await?,
-        false => store.answer_inquiry(inquiry, entry, MAX_INQUIRIES_RETURNED, since, show, gate).await?,
+        true => life.store.answer_inquiry_durably(ask).await?,
+        false => life.store.answer_inquiry(ask).await?,
     };
     let protection = match protection {
         Some(b) => crate::domain::protection::Protection::decode(&b)

@@ -2,12 +2,10 @@
 //! Merkle code in `audit::merkle` is): each backend supplies the reads and the one write over its
 //! own snapshot ([`AnswerSource`]); the order and the policy live here. Names no backend.
 
-use chrono::{DateTime, Utc};
-
 use crate::{
     audit::Entry,
     domain::{inquiry::Inquiry, record::CreditRecord},
-    storage::{AnswerGate, GateError, InquiryAnswer, RecordFilter, StoreError},
+    storage::{AnswerQuery, GateError, InquiryAnswer, StoreError},
 };
 
 /// A record with its [`Space::Mark`](crate::storage::Space::Mark) value (its dispute flag).
@@ -42,14 +40,8 @@ pub(crate) trait AnswerSource {
 /// `since` (`inquiries` = (`max`, `since`)).
 ///
 /// A protection value the gate cannot decode is damage to the store: [`StoreError::Corrupt`].
-pub(crate) fn answer(
-    src: &mut impl AnswerSource,
-    mut inquiry: Inquiry,
-    mut entry: Entry,
-    (max, since): (usize, Option<DateTime<Utc>>),
-    show: &RecordFilter,
-    gate: &AnswerGate,
-) -> Result<InquiryAnswer, StoreError> {
+pub(crate) fn answer(src: &mut impl AnswerSource, q: AnswerQuery) -> Result<InquiryAnswer, StoreError> {
+    let AnswerQuery { mut inquiry, mut entry, max_inquiries: max, since, show, gate } = q;
     let subject = inquiry.subject_id.clone();
     let protection = src.protection(&subject)?;
     match gate(protection.as_deref()) {

@@ -68,6 +68,27 @@ pub(crate) fn show_all() -> RecordFilter {
     Arc::new(|_, _| true)
 }
 
+/// A peer's query to answer in one write ([`Storage::answer_inquiry`]): the inquiry and its
+/// entry to record, how many of the subject's newest inquiries to read and from when, which
+/// records to show, and the gate that may refuse.
+#[derive(Clone)]
+pub struct AnswerQuery {
+    pub inquiry: Inquiry,
+    pub entry: Entry,
+    pub max_inquiries: usize,
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    pub show: RecordFilter,
+    pub gate: AnswerGate,
+}
+
+impl AnswerQuery {
+    /// Answers `inquiry`, logging `entry`, with at most `max_inquiries` inquiries of any age,
+    /// every record shown and no gate.
+    pub(crate) fn new(inquiry: Inquiry, entry: Entry, max_inquiries: usize) -> Self {
+        Self { inquiry, entry, max_inquiries, since: None, show: show_all(), gate: open_gate() }
+    }
+}
+
 /// The [`Space::Mark`] key of a record's dispute flag: `subject/furnisher/record_id`, so one
 /// prefix scan finds every flag of a subject.
 pub(crate) fn mark_key(subject: &str, furnisher: &str, record_id: &str) -> String {
@@ -364,29 +385,13 @@ pub trait Storage: Send + Sync + 'static {
     /// subject recorded at or after `since` (this one included), reading only those: never every
     /// inquiry the subject has. One storage round trip instead of three; records and the count
     /// logged come from the same state.
-    async fn answer_inquiry(
-        &self,
-        inquiry: Inquiry,
-        entry: Entry,
-        max_inquiries: usize,
-        since: Option<chrono::DateTime<chrono::Utc>>,
-        show: RecordFilter,
-        gate: AnswerGate,
-    ) -> Result<InquiryAnswer, StoreError>;
+    async fn answer_inquiry(&self, q: AnswerQuery) -> Result<InquiryAnswer, StoreError>;
 
     /// [`Storage::answer_inquiry`], durable before it returns, as a peer's answer must be. A
     /// backend may do both in one round trip (sled's writer syncs a lone answer itself, where
     /// the write and a separate [`Storage::sync`] cost a quiet node two hand-offs each way).
-    async fn answer_inquiry_durably(
-        &self,
-        inquiry: Inquiry,
-        entry: Entry,
-        max_inquiries: usize,
-        since: Option<chrono::DateTime<chrono::Utc>>,
-        show: RecordFilter,
-        gate: AnswerGate,
-    ) -> Result<InquiryAnswer, StoreError> {
-        let answer = self.answer_inquiry(inquiry, entry, max_inquiries, since, show, gate).await?;
+    async fn answer_inquiry_durably(&self, q: AnswerQuery) -> Result<InquiryAnswer, StoreError> {
+        let answer = self.answer_inquiry(q).await?;
         self.sync().await?;
         Ok(answer)
     }

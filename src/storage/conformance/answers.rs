@@ -21,8 +21,7 @@ pub async fn answering_an_inquiry_is_one_write(b: &dyn Backend) {
     let size = s.audit_size().await.unwrap();
     let (i, mut e) = inquiry(&a, 30, "now");
     e.record_count = 99;
-    let answer =
-        s.answer_inquiry(i.clone(), e, 3, None, crate::storage::show_all(), crate::storage::open_gate()).await.unwrap();
+    let answer = s.answer_inquiry(AnswerQuery::new(i.clone(), e, 3)).await.unwrap();
     assert_eq!(answer.records, vec![record("bank", "b1", &a, 1)], "the responder's live records only");
     let ids: Vec<_> = answer.inquiries.iter().map(|i| i.query_id.as_str()).collect();
     assert_eq!(ids, ["now", "old-2", "old-1"], "newest first, this one included, at most 3");
@@ -45,7 +44,12 @@ pub async fn answering_an_inquiry_is_one_write(b: &dyn Backend) {
     let hide: crate::storage::RecordFilter = std::sync::Arc::new(|_, mark| mark != Some(&b"hide"[..]));
     let size = s.audit_size().await.unwrap();
     let (i, e) = inquiry(&a, 40, "hidden");
-    assert!(s.answer_inquiry(i, e, 3, None, hide, crate::storage::open_gate()).await.unwrap().records.is_empty());
+    assert!(s
+        .answer_inquiry(AnswerQuery { show: hide, ..AnswerQuery::new(i, e, 3) })
+        .await
+        .unwrap()
+        .records
+        .is_empty());
     let (_, bytes) = s.audit_entries(size, 1).await.unwrap().remove(0);
     assert_eq!(Entry::from_bytes(&bytes).unwrap().record_count, 0);
 
@@ -64,13 +68,12 @@ pub async fn answering_an_inquiry_is_one_write(b: &dyn Backend) {
         }
     });
     let (i, e) = inquiry(&a, 50, "refused");
-    let refused = s.answer_inquiry(i, e, 3, None, crate::storage::show_all(), gate).await.unwrap();
+    let refused = s.answer_inquiry(AnswerQuery { gate, ..AnswerQuery::new(i, e, 3) }).await.unwrap();
     assert_eq!((refused.refused, refused.records.len()), (Some(Refusal("frozen")), 0));
     assert_eq!(s.audit_size().await.unwrap(), size, "nothing logged");
     assert_eq!(s.subject_inquiries(&a, None, 100).await.unwrap().items.len(), inquiries, "nothing recorded");
     let (i, e) = inquiry(&a, 60, "open");
-    let answered =
-        s.answer_inquiry(i, e, 3, None, crate::storage::show_all(), crate::storage::open_gate()).await.unwrap();
+    let answered = s.answer_inquiry(AnswerQuery::new(i, e, 3)).await.unwrap();
     assert_eq!(answered.protection.as_deref(), Some(&b"frozen"[..]), "the protection comes with the answer");
     s.close().await.unwrap();
 }
@@ -84,8 +87,7 @@ pub async fn a_durable_answer_is_durable_when_it_returns(b: &dyn Backend) {
     for n in 0..3 {
         let size = s.audit_size().await.unwrap();
         let (i, e) = inquiry(&a, n, &format!("q-{n}"));
-        let all = crate::storage::show_all();
-        let answer = s.answer_inquiry_durably(i, e, 10, None, all, crate::storage::open_gate()).await.unwrap();
+        let answer = s.answer_inquiry_durably(AnswerQuery::new(i, e, 10)).await.unwrap();
         assert_eq!(answer.records, vec![record("bank", "b1", &a, 1)]);
         assert_eq!(answer.inquiries.len(), n as usize + 1);
         let head = s.durable_head().await.unwrap();
@@ -95,7 +97,7 @@ pub async fn a_durable_answer_is_durable_when_it_returns(b: &dyn Backend) {
     let gate: crate::storage::AnswerGate = std::sync::Arc::new(|_| Err(GateError::Refused(Refusal("no"))));
     let size = s.audit_size().await.unwrap();
     let (i, e) = inquiry(&a, 9, "refused");
-    let refused = s.answer_inquiry_durably(i, e, 10, None, crate::storage::show_all(), gate).await.unwrap();
+    let refused = s.answer_inquiry_durably(AnswerQuery { gate, ..AnswerQuery::new(i, e, 10) }).await.unwrap();
     assert_eq!(refused.refused, Some(Refusal("no")));
     assert_eq!(s.durable_head().await.unwrap().size, size, "nothing written, nothing to sync");
     s.close().await.unwrap();
@@ -113,14 +115,13 @@ pub async fn an_answer_reads_from_the_window_start(b: &dyn Backend) {
         let (i, e) = inquiry(&a, n, &format!("old-{n}"));
         s.add_inquiry(i, e).await.unwrap();
     }
-    let all = crate::storage::show_all();
     let (i, e) = inquiry(&a, 30, "now");
     let since = Some(t0() + Duration::seconds(3));
-    let answer = s.answer_inquiry(i, e, 10, since, all.clone(), crate::storage::open_gate()).await.unwrap();
+    let answer = s.answer_inquiry(AnswerQuery { since, ..AnswerQuery::new(i, e, 10) }).await.unwrap();
     let ids: Vec<_> = answer.inquiries.iter().map(|i| i.query_id.as_str()).collect();
     assert_eq!(ids, ["now", "old-5", "old-4", "old-3"], "from the window's start, newest first");
     let (i, e) = inquiry(&a, 31, "later");
-    let answer = s.answer_inquiry(i, e, 2, since, all, crate::storage::open_gate()).await.unwrap();
+    let answer = s.answer_inquiry(AnswerQuery { since, ..AnswerQuery::new(i, e, 2) }).await.unwrap();
     let ids: Vec<_> = answer.inquiries.iter().map(|i| i.query_id.as_str()).collect();
     assert_eq!(ids, ["later", "now"], "and never past the limit");
 }
@@ -141,7 +142,7 @@ pub async fn an_undecodable_protection_fails_the_answer_as_corrupt(b: &dyn Backe
         _ => Ok(()),
     });
     let (i, e) = inquiry(&a, 10, "damaged");
-    match s.answer_inquiry(i, e, 3, None, crate::storage::show_all(), gate).await {
+    match s.answer_inquiry(AnswerQuery { gate, ..AnswerQuery::new(i, e, 3) }).await {
         Err(StoreError::Corrupt { key, why }) => {
             assert!(key.contains(&a), "names the subject: {key}");
             assert_eq!(why, "not a protection");
@@ -152,8 +153,7 @@ pub async fn an_undecodable_protection_fails_the_answer_as_corrupt(b: &dyn Backe
     assert_eq!(s.subject_inquiries(&a, None, 100).await.unwrap().items.len(), inquiries, "nothing recorded");
     // The store still answers (the failed answer left nothing behind, on any connection).
     let (i, e) = inquiry(&a, 20, "after");
-    let answered =
-        s.answer_inquiry(i, e, 3, None, crate::storage::show_all(), crate::storage::open_gate()).await.unwrap();
+    let answered = s.answer_inquiry(AnswerQuery::new(i, e, 3)).await.unwrap();
     assert_eq!(answered.records, vec![record("bank", "b1", &a, 1)]);
     s.close().await.unwrap();
 }

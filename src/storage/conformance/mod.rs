@@ -15,7 +15,8 @@ use crate::{
         record::{AccountStatus, CreditRecord, PaymentStatus, RecordKind},
     },
     storage::{
-        Applied, Deleted, DynStorage, GateError, InquiryCursor, RecordCursor, Refusal, Space, StateChange, StoreError,
+        AnswerQuery, Applied, Deleted, DynStorage, GateError, InquiryCursor, RecordCursor, Refusal, Space, StateChange,
+        StoreError,
     },
 };
 

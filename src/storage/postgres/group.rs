@@ -95,7 +95,7 @@ pub(super) async fn read_before(
     p: &mut Pending,
 ) -> Result<Vec<AnswerReads>, StoreError> {
     let answers = futures::future::try_join_all(ops.iter().filter_map(|op| match op {
-        Op::Answer { inquiry, max, since, .. } => Some(read_answer(c, inquiry, *max, *since)),
+        Op::Answer(q) => Some(read_answer(c, &q.inquiry, q.max_inquiries, q.since)),
         _ => None,
     }));
     let (rows, answers, state, stored) =

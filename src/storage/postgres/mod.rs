@@ -50,8 +50,8 @@ use crate::{
     },
     domain::{inquiry::Inquiry, record::CreditRecord},
     storage::{
-        AnswerGate, ApplyResult, Deleted, InquiryAnswer, InquiryCursor, Page, RecordCursor, RecordFilter, Space,
-        StateChange, Storage, StoreError, StoredRecord, TreeHead,
+        AnswerQuery, ApplyResult, Deleted, InquiryAnswer, InquiryCursor, Page, RecordCursor, Space, StateChange,
+        Storage, StoreError, StoredRecord, TreeHead,
     },
 };
 
@@ -231,17 +231,8 @@ impl Storage for PostgresStorage {
         }
     }
 
-    async fn answer_inquiry(
-        &self,
-        inquiry: Inquiry,
-        entry: Entry,
-        max_inquiries: usize,
-        since: Option<chrono::DateTime<chrono::Utc>>,
-        show: RecordFilter,
-        gate: AnswerGate,
-    ) -> Result<InquiryAnswer, StoreError> {
-        let op = Op::Answer { inquiry, entry, max: max_inquiries, since, show, gate };
-        expect_done!(self.writer.submit(op).await, Answer)
+    async fn answer_inquiry(&self, q: AnswerQuery) -> Result<InquiryAnswer, StoreError> {
+        expect_done!(self.writer.submit(Op::Answer(q)).await, Answer)
     }
 
     async fn subject_inquiries(

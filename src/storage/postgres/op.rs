@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use crate::{
     audit::Entry,
     domain::{inquiry::Inquiry, record::CreditRecord},
-    storage::{AnswerGate, ApplyResult, Deleted, InquiryAnswer, RecordFilter, StateChange},
+    storage::{AnswerQuery, ApplyResult, Deleted, InquiryAnswer, StateChange},
 };
 
 /// A change for the writer.
@@ -20,14 +20,7 @@ pub(super) enum Op {
     /// Record an inquiry and its entry.
     AddInquiry(Inquiry, Entry),
     /// Answer a peer ([`crate::storage::answer`] over the group's view).
-    Answer {
-        inquiry: Inquiry,
-        entry: Entry,
-        max: usize,
-        since: Option<DateTime<Utc>>,
-        show: RecordFilter,
-        gate: AnswerGate,
-    },
+    Answer(AnswerQuery),
     /// Append entries to the log.
     Append(Vec<Entry>),
     /// Compare-and-set state values, with their entries.

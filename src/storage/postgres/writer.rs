@@ -165,7 +165,7 @@ async fn apply_group(c: &deadpool_postgres::Object, f: &mut Frontier, ops: &[Op]
     let t1 = t0.elapsed();
     let mut done = Vec::with_capacity(ops.len());
     for op in ops {
-        let reads = if matches!(op, Op::Answer { .. }) { answers.next() } else { None };
+        let reads = if matches!(op, Op::Answer(_)) { answers.next() } else { None };
         done.push(apply_op(f, &mut p, op, reads)?);
     }
     let t2 = t0.elapsed();
@@ -189,10 +189,10 @@ fn apply_op(f: &mut Frontier, p: &mut Pending, op: &Op, reads: Option<AnswerRead
             delete(f, p, furnisher, record_id, (reason, note), *now).map(Done::Deleted)
         }
         Op::AddInquiry(inquiry, entry) => add_inquiry(f, p, inquiry, entry).map(|()| Done::Unit),
-        Op::Answer { inquiry, entry, max, since, show, gate } => {
+        Op::Answer(q) => {
             let reads = reads.ok_or_else(|| StoreError::Panicked("an answer without its reads".into()))?;
             let mut view = AnswerView { f, p, reads };
-            answer::answer(&mut view, inquiry.clone(), entry.clone(), (*max, *since), show, gate).map(Done::Answer)
+            answer::answer(&mut view, q.clone()).map(Done::Answer)
         }
         Op::Append(entries) => log(f, p, entries).map(Done::Appended),
         Op::State(change) => compare_and_set(f, p, change).map(Done::StateWritten),

@@ -14,21 +14,16 @@ use crate::{
     domain::inquiry::Inquiry,
     storage::{
         answer::{self, AnswerSource},
-        AnswerGate, InquiryAnswer, RecordFilter, Space, StoreError,
+        AnswerQuery, InquiryAnswer, Space, StoreError,
     },
     wire::convert,
 };
 
 /// The change that answers: gate, records, inquiry and entry, newest inquiries.
 pub(super) fn change(
-    inquiry: Inquiry,
-    entry: Entry,
-    max_inquiries: usize,
-    since: Option<chrono::DateTime<chrono::Utc>>,
-    show: RecordFilter,
-    gate: AnswerGate,
+    q: AnswerQuery,
 ) -> impl FnOnce(&mut WriteSet<'_>) -> Result<InquiryAnswer, StoreError> + Send + 'static {
-    move |ws| answer::answer(&mut Source(ws), inquiry, entry, (max_inquiries, since), &show, &gate)
+    move |ws| answer::answer(&mut Source(ws), q)
 }
 
 /// The answering write's view: the write set, its own changes included.

@@ -271,28 +271,12 @@ impl Storage for SledStorage {
         .await
     }
 
-    async fn answer_inquiry(
-        &self,
-        inquiry: Inquiry,
-        entry: Entry,
-        max_inquiries: usize,
-        since: Option<chrono::DateTime<chrono::Utc>>,
-        show: crate::storage::RecordFilter,
-        gate: crate::storage::AnswerGate,
-    ) -> Result<InquiryAnswer, StoreError> {
-        self.write(answering::change(inquiry, entry, max_inquiries, since, show, gate)).await
+    async fn answer_inquiry(&self, q: crate::storage::AnswerQuery) -> Result<InquiryAnswer, StoreError> {
+        self.write(answering::change(q)).await
     }
 
-    async fn answer_inquiry_durably(
-        &self,
-        inquiry: Inquiry,
-        entry: Entry,
-        max_inquiries: usize,
-        since: Option<chrono::DateTime<chrono::Utc>>,
-        show: crate::storage::RecordFilter,
-        gate: crate::storage::AnswerGate,
-    ) -> Result<InquiryAnswer, StoreError> {
-        self.write_durable(answering::change(inquiry, entry, max_inquiries, since, show, gate)).await
+    async fn answer_inquiry_durably(&self, q: crate::storage::AnswerQuery) -> Result<InquiryAnswer, StoreError> {
+        self.write_durable(answering::change(q)).await
     }
 
     async fn subject_inquiries(
