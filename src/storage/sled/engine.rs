@@ -56,6 +56,8 @@ pub(super) fn writer(
     mut log_size: u64,
 ) {
     let (commits, failure) = (&syncer.commits, &syncer.failure);
+    // Looked up once: a lookup hashes the name and labels, once per group otherwise.
+    let group_size = metrics::histogram!("bureau_store_commit_group_size", "backend" => "sled");
     let mut stop = None;
     while stop.is_none() {
         let Some(first) = rx.blocking_recv() else { break };
@@ -98,7 +100,7 @@ pub(super) fn writer(
             }
         }
         let new_size = ws.log_size;
-        metrics::histogram!("bureau_store_commit_group_size", "backend" => "sled").record(finishers.len() as f64);
+        group_size.record(finishers.len() as f64);
         let result = match failure.get() {
             // No write after an I/O error or with the disk nearly full, so a node never takes
             // writes it could not checkpoint, and sled never errs (reads go on: [`space`]).
@@ -196,6 +198,8 @@ pub(super) struct Syncer {
     pub(super) marker: std::sync::Mutex<Marker>,
     pub(super) commits: Arc<Commits>,
     pub(super) failure: Arc<space::Failure>,
+    /// `bureau_store_commit_duration_seconds`, looked up once.
+    pub(super) sync_duration: metrics::Histogram,
 }
 
 impl Syncer {
@@ -205,8 +209,7 @@ impl Syncer {
         let started = std::time::Instant::now();
         // The mark of what this sync covers goes out with it (see [`wal`]).
         let result = self.wal.sync(at.seq, self.fsync);
-        metrics::histogram!("bureau_store_commit_duration_seconds", "backend" => "sled")
-            .record(started.elapsed().as_secs_f64());
+        self.sync_duration.record(started.elapsed().as_secs_f64());
         if let Err(e) = result {
             let e = unavailable(format!("fdatasync of the write-ahead log: {e}"));
             error!(error = %e, "store sync failed");

@@ -57,6 +57,7 @@ impl SledStorage {
             marker: Mutex::new(Marker { ledger: ledger.clone(), file: mark_file, marked: size }),
             commits: commits.clone(),
             failure: failure.clone(),
+            sync_duration: metrics::histogram!("bureau_store_commit_duration_seconds", "backend" => "sled"),
         });
         let writer = {
             let (ledger, syncer) = (ledger.clone(), syncer.clone());
