@@ -11,7 +11,7 @@ use crate::{
     domain::protection::Change,
     domain::record::CreditRecord,
     domain::subject::is_valid_subject_id,
-    storage::{AnswerQuery, GateError, InquiryAnswer, Refusal, StoreError},
+    storage::{AnswerQuery, GateError, InquiryAnswer, Refusal, StateChange, StoreError},
 };
 
 /// Most inquiries returned with an answer.
@@ -148,7 +148,13 @@ pub(crate) async fn answer(
     purpose: Purpose,
     window_days: u32,
 ) -> Result<Answer, AnswerError> {
-    answer_as(life, q, purpose, window_days, true).await
+    answer_as(life, q, purpose, window_days, (true, None)).await?.ok_or_else(no_first)
+}
+
+/// The error of an answer said unmet though it made no change first: the store broke its
+/// contract.
+fn no_first() -> AnswerError {
+    StoreError::Panicked("an answer with no change to make first came back unmet".into()).into()
 }
 
 /// [`answer`] without the flush, for a caller that flushes later before answering anyone (the
@@ -166,17 +172,18 @@ pub(crate) async fn answer_unsynced(
     purpose: Purpose,
     window_days: u32,
 ) -> Result<Answer, AnswerError> {
-    answer_as(life, q, purpose, window_days, false).await
+    answer_as(life, q, purpose, window_days, (false, None)).await?.ok_or_else(no_first)
 }
 
-/// [`answer`] (`durable`) or [`answer_unsynced`].
+/// [`answer`] (`durable`) or [`answer_unsynced`], making `first` in the same write (`None`
+/// when its expectations did not hold: nothing was written).
 async fn answer_as(
     life: &Lifecycle,
     q: &PeerQuery,
     purpose: Purpose,
     window_days: u32,
-    durable: bool,
-) -> Result<Answer, AnswerError> {
+    (durable, first): (bool, Option<StateChange>),
+) -> Result<Option<Answer>, AnswerError> {
     let (responder, now) = (life.institution.as_str(), life.clock.now());
     let since = match purpose {
         Purpose::SubjectRequest => None,
@@ -207,8 +214,8 @@ async fn answer_as(
     let entry = Entry::query_inbound(now, &q.inquirer, responder, &about);
     // Only what this institution furnished, even if the store ever held more; the inquiry,
     // its entry (with the number of records answered) and what is read are one write.
-    let ask = AnswerQuery { since, show, gate, ..AnswerQuery::new(inquiry, entry, MAX_INQUIRIES_RETURNED) };
-    let InquiryAnswer { records, inquiries, protection, refused } = match durable {
+    let ask = AnswerQuery { since, show, gate, first, ..AnswerQuery::new(inquiry, entry, MAX_INQUIRIES_RETURNED) };
+    let InquiryAnswer { records, inquiries, protection, refused, unmet } = match durable {
         true => life.store.answer_inquiry_durably(ask).await?,
         false => life.store.answer_inquiry(ask).await?,
     };
@@ -220,11 +227,14 @@ async fn answer_as(
     if let Some(Refusal(_)) = refused {
         return Err(AnswerError::Frozen { freeze: protection.freeze });
     }
+    if unmet {
+        return Ok(None);
+    }
     let mut inquiries = life.live_inquiries(inquiries, now);
     if purpose != Purpose::SubjectRequest {
         inquiries.retain(|i| i.hard);
     }
-    Ok(Answer { records, inquiries, protection })
+    Ok(Some(Answer { records, inquiries, protection }))
 }
 
 /// The answer-a-peer use case: the purposes this node accepts, its read rules, and (for a
@@ -268,7 +278,10 @@ impl Answers {
         Self { life, accepted, prover, window_days, consents }
     }
 
-    /// Checks `q`, records the inquiry durably and answers it.
+    /// Checks `q`, records the inquiry durably and answers it. A consent token's nonce is spent
+    /// in the answer's own write, so a refused answer (a freeze) leaves the token unspent; only
+    /// when the nonce is already spent does a separate check decide (the same query asked again,
+    /// or a replay).
     pub(crate) async fn answer(&self, q: &PeerQuery) -> Result<Given, AnswerError> {
         let purpose = check(q, &self.accepted)?;
         let asked = crate::app::consent::Asked {
@@ -279,9 +292,17 @@ impl Answers {
             consent: &q.consent_reference,
             counts_as_report: false,
         };
-        self.consents.check(&asked).await?;
+        let spend = self.consents.verify(&asked)?;
         let time = self.life.clock.now();
-        let answer = answer(&self.life, q, purpose, self.window_days).await?;
+        let answer = match answer_as(&self.life, q, purpose, self.window_days, (true, spend.clone())).await? {
+            Some(answer) => answer,
+            None => {
+                if let Some(spend) = spend {
+                    self.consents.spend(&asked, spend).await?;
+                }
+                answer(&self.life, q, purpose, self.window_days).await?
+            }
+        };
         // The person asking for their own report gets proofs of who looked, from this log.
         let proofs = match (&self.prover, purpose) {
             (Some(prover), Purpose::SubjectRequest) => Some(prover.prove(&answer.inquiries).await?),

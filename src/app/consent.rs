@@ -83,14 +83,28 @@ impl Consents {
     /// mode verifies any consent given (a relationship purpose may come without one) and spends
     /// its nonce on `a.query_id`.
     pub(crate) async fn check(&self, a: &Asked<'_>) -> Result<(), ConsentError> {
+        match self.verify(a)? {
+            Some(spend) => self.spend(a, spend).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Verifies `a`'s consent without the store: the change that spends its token's nonce on
+    /// `a.query_id` (expecting it unspent, logging [`Action::ConsentVerified`]), for a caller that
+    /// makes it in its own write; `None` when there is nothing to spend (legacy mode, or no
+    /// consent on a purpose that needs none). A person's own report is counted by [`Self::check`]
+    /// alone.
+    ///
+    /// [`Action::ConsentVerified`]: crate::audit::Action::ConsentVerified
+    pub(crate) fn verify(&self, a: &Asked<'_>) -> Result<Option<StateChange>, ConsentError> {
         if !self.tokens_required() {
-            return Ok(());
+            return Ok(None);
         }
         if a.consent.is_empty() {
             if a.purpose.needs_consent() {
                 return Err(QueryRefusal::ConsentRequired(a.purpose).into());
             }
-            return Ok(());
+            return Ok(None);
         }
         let now = self.life.clock.now();
         let verifier = self.policy.verifier.as_ref().ok_or(QueryRefusal::ConsentInvalid("no verifier".into()))?;
@@ -111,35 +125,51 @@ impl Consents {
         if let Some(field) = mismatch {
             return Err(QueryRefusal::ConsentMismatch(field).into());
         }
-        let key = format!("{:012}/{}", c.exp.max(0), c.jti);
+        let key = nonce_key(c.exp, &c.jti);
         let logged = consent_token::logged_form(a.consent);
         let about =
             About { query_id: a.query_id, subject_id: a.subject, purpose: a.purpose, consent_reference: &logged };
         let detail = format!("signer={} nonce={} exp={}", v.signer, c.jti, c.exp);
+        let entry = Entry::consent_verified(now, a.inquirer, &self.life.institution, &about, "verified", detail);
+        Ok(Some(StateChange {
+            expect: vec![(Space::ConsentNonce, key.clone(), None)],
+            put: vec![(Space::ConsentNonce, key, Some(a.query_id.as_bytes().to_vec()))],
+            entries: vec![entry],
+        }))
+    }
+
+    /// Makes `spend` (from [`Self::verify`]) in a write of its own, counting a person's own
+    /// report in it; a nonce already spent on `a.query_id` (the same query asked again) is
+    /// accepted, on another query refused as replayed.
+    pub(crate) async fn spend(&self, a: &Asked<'_>, spend: StateChange) -> Result<(), ConsentError> {
+        let now = self.life.clock.now();
         for _ in 0..4 {
-            let store = &self.life.store;
-            if let Some(used) = store.state_get(Space::ConsentNonce, &key).await? {
-                if used == a.query_id.as_bytes() {
-                    return Ok(());
-                }
-                info!(inquirer = %a.inquirer, subject = %a.subject, nonce = %c.jti, "consent token replayed for another query");
-                return Err(QueryRefusal::ConsentReplayed.into());
+            if self.spent_here(a, &spend).await? {
+                return Ok(());
             }
-            let entry =
-                Entry::consent_verified(now, a.inquirer, &self.life.institution, &about, "verified", detail.clone());
-            let mut change = StateChange {
-                expect: vec![(Space::ConsentNonce, key.clone(), None)],
-                put: vec![(Space::ConsentNonce, key.clone(), Some(a.query_id.as_bytes().to_vec()))],
-                entries: vec![entry],
-            };
+            let mut change = spend.clone();
             if a.counts_as_report {
                 self.count_report(a, now, &mut change).await?;
             }
-            if store.state_write(change).await? {
+            if self.life.store.state_write(change).await? {
                 return Ok(());
             }
         }
         Err(StoreError::Unavailable("consent nonce contended, try again".into()).into())
+    }
+
+    /// Whether `spend`'s nonce is already spent on `a.query_id`; refused as replayed when it is
+    /// spent on another query.
+    async fn spent_here(&self, a: &Asked<'_>, spend: &StateChange) -> Result<bool, ConsentError> {
+        let Some((space, key, _)) = spend.expect.first() else { return Ok(false) };
+        match self.life.store.state_get(*space, key).await? {
+            Some(used) if used == a.query_id.as_bytes() => Ok(true),
+            Some(_) => {
+                info!(inquirer = %a.inquirer, subject = %a.subject, nonce = %key, "consent token replayed for another query");
+                Err(QueryRefusal::ConsentReplayed.into())
+            }
+            None => Ok(false),
+        }
     }
 
     /// Adds the person's report to `change` (expecting the count as read), or refuses when the
@@ -173,4 +203,10 @@ impl Consents {
         change.put.push((Space::ReportCount, key, Some(bytes)));
         Ok(())
     }
+}
+
+/// The [`Space::ConsentNonce`] key of a token's nonce: its expiry first, so the purge of expired
+/// nonces scans a prefix.
+fn nonce_key(exp: i64, jti: &str) -> String {
+    format!("{:012}/{}", exp.max(0), jti)
 }

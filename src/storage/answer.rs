@@ -5,7 +5,7 @@
 use crate::{
     audit::Entry,
     domain::{inquiry::Inquiry, record::CreditRecord},
-    storage::{AnswerQuery, GateError, InquiryAnswer, StoreError},
+    storage::{AnswerQuery, GateError, InquiryAnswer, StateChange, StoreError},
 };
 
 /// A record with its [`Space::Mark`](crate::storage::Space::Mark) value (its dispute flag).
@@ -27,6 +27,9 @@ pub(crate) trait AnswerSource {
     /// Stores `inquiry` and appends `entry` to the log.
     fn record(&mut self, inquiry: Inquiry, entry: Entry) -> Result<(), StoreError>;
 
+    /// Makes `change` if its expectations hold (its entries appended); whether they did.
+    fn change_state(&mut self, change: &StateChange) -> Result<bool, StoreError>;
+
     /// The newest `max` inquiries about the subject recorded at or after `since` (micros since the
     /// epoch; any time when `None`), newest first, those recorded above included. Reads only what
     /// it returns: never every inquiry the subject has.
@@ -34,23 +37,37 @@ pub(crate) trait AnswerSource {
 }
 
 /// Answers `inquiry` inside one write: the gate reads the subject's protection and may refuse
-/// (nothing is written); otherwise the responder's live records that `show` keeps are answered,
+/// (nothing is written); then `first`, if any, is made, or nothing is written when its
+/// expectations do not hold; otherwise the responder's live records that `show` keeps are answered,
 /// their number goes into `entry`, the inquiry and its entry are recorded (the inquiry carrying
 /// its entry's index), and the newest inquiries come back with it: at most `max`, none older than
 /// `since` (`inquiries` = (`max`, `since`)).
 ///
 /// A protection value the gate cannot decode is damage to the store: [`StoreError::Corrupt`].
 pub(crate) fn answer(src: &mut impl AnswerSource, q: AnswerQuery) -> Result<InquiryAnswer, StoreError> {
-    let AnswerQuery { mut inquiry, mut entry, max_inquiries: max, since, show, gate } = q;
+    let AnswerQuery { mut inquiry, mut entry, max_inquiries: max, since, show, gate, first } = q;
+    if let Some(refused) = first.as_ref().and_then(StateChange::unlogged) {
+        return Err(refused);
+    }
     let subject = inquiry.subject_id.clone();
     let protection = src.protection(&subject)?;
+    let nothing = |protection, refused, unmet| InquiryAnswer {
+        records: Vec::new(),
+        inquiries: Vec::new(),
+        protection,
+        refused,
+        unmet,
+    };
     match gate(protection.as_deref()) {
         Ok(()) => {}
-        Err(GateError::Refused(why)) => {
-            return Ok(InquiryAnswer { records: Vec::new(), inquiries: Vec::new(), protection, refused: Some(why) })
-        }
+        Err(GateError::Refused(why)) => return Ok(nothing(protection, Some(why), false)),
         Err(GateError::Undecodable(why)) => {
             return Err(StoreError::Corrupt { key: format!("protection {subject}"), why });
+        }
+    }
+    if let Some(change) = &first {
+        if !src.change_state(change)? {
+            return Ok(nothing(protection, None, true));
         }
     }
     let records: Vec<CreditRecord> = src
@@ -62,5 +79,5 @@ pub(crate) fn answer(src: &mut impl AnswerSource, q: AnswerQuery) -> Result<Inqu
     inquiry.log_index = Some(src.log_size()?);
     src.record(inquiry, entry)?;
     let inquiries = src.newest_inquiries(&subject, max, since.map(|t| t.timestamp_micros()))?;
-    Ok(InquiryAnswer { records, inquiries, protection, refused: None })
+    Ok(InquiryAnswer { records, inquiries, protection, refused: None, unmet: false })
 }

@@ -70,7 +70,7 @@ pub(crate) fn show_all() -> RecordFilter {
 
 /// A peer's query to answer in one write ([`Storage::answer_inquiry`]): the inquiry and its
 /// entry to record, how many of the subject's newest inquiries to read and from when, which
-/// records to show, and the gate that may refuse.
+/// records to show, the gate that may refuse, and a state change to make first.
 #[derive(Clone)]
 pub struct AnswerQuery {
     pub inquiry: Inquiry,
@@ -79,13 +79,17 @@ pub struct AnswerQuery {
     pub since: Option<chrono::DateTime<chrono::Utc>>,
     pub show: RecordFilter,
     pub gate: AnswerGate,
+    /// Made in the same write once the gate lets the answer through, before the inquiry is
+    /// recorded (a consent token's nonce spent on this query), if its expectations hold; if they
+    /// do not, nothing is written ([`InquiryAnswer::unmet`]).
+    pub first: Option<StateChange>,
 }
 
 impl AnswerQuery {
     /// Answers `inquiry`, logging `entry`, with at most `max_inquiries` inquiries of any age,
     /// every record shown and no gate.
     pub(crate) fn new(inquiry: Inquiry, entry: Entry, max_inquiries: usize) -> Self {
-        Self { inquiry, entry, max_inquiries, since: None, show: show_all(), gate: open_gate() }
+        Self { inquiry, entry, max_inquiries, since: None, show: show_all(), gate: open_gate(), first: None }
     }
 }
 
@@ -216,6 +220,9 @@ pub struct InquiryAnswer {
     pub protection: Option<Vec<u8>>,
     /// Why the gate refused the answer (then nothing was written and nothing else is set).
     pub refused: Option<Refusal>,
+    /// The expectations of [`AnswerQuery::first`] did not hold: nothing was written and only
+    /// `protection` is set.
+    pub unmet: bool,
 }
 
 /// A space of small state kept beside the ledger, by string key: what the lifecycle of records

@@ -157,3 +157,60 @@ pub async fn an_undecodable_protection_fails_the_answer_as_corrupt(b: &dyn Backe
     assert_eq!(answered.records, vec![record("bank", "b1", &a, 1)]);
     s.close().await.unwrap();
 }
+
+/// A change made first (a consent nonce spent on the query) goes into the answer's own write:
+/// its entries before the inquiry's, the inquiry indexed after them. When its expectations do
+/// not hold (the nonce already spent) nothing at all is written, and a gate's refusal leaves it
+/// unmade. A change that logs nothing is refused.
+pub async fn a_change_made_first_is_part_of_the_answer(b: &dyn Backend) {
+    let s = b.open().await;
+    let a = subject(13);
+    s.furnish(vec![record("bank", "b1", &a, 1)], t0()).await.unwrap();
+    let spend = |n: usize| StateChange {
+        expect: vec![(Space::ConsentNonce, "000000000100/nonce-1".into(), None)],
+        put: vec![put(Space::ConsentNonce, "000000000100/nonce-1", Some("q-1"))],
+        entries: vec![entry(n)],
+    };
+    let size = s.audit_size().await.unwrap();
+    let (i, e) = inquiry(&a, 1, "q-1");
+    let answer = s.answer_inquiry_durably(AnswerQuery { first: Some(spend(1)), ..AnswerQuery::new(i.clone(), e, 10) });
+    let answer = answer.await.unwrap();
+    assert!(!answer.unmet);
+    assert_eq!(answer.records, vec![record("bank", "b1", &a, 1)]);
+    assert_eq!(s.audit_size().await.unwrap(), size + 2, "the change's entry and the inquiry's");
+    assert_eq!(s.durable_head().await.unwrap().size, size + 2, "both durable when it returns");
+    let logged: Vec<_> =
+        s.audit_entries(size, 2).await.unwrap().into_iter().map(|(_, b)| Entry::from_bytes(&b).unwrap()).collect();
+    assert_eq!((logged[0].clone(), logged[1].query_id.as_str()), (entry(1), "q-1"), "the change's entry first");
+    let recorded = Inquiry { log_index: Some(size + 1), ..i };
+    assert_eq!(s.subject_inquiries(&a, None, 10).await.unwrap().items, vec![recorded]);
+    assert_eq!(s.state_get(Space::ConsentNonce, "000000000100/nonce-1").await.unwrap().as_deref(), Some(&b"q-1"[..]));
+
+    // Spent already: nothing written, not even the inquiry.
+    let (i, e) = inquiry(&a, 2, "q-2");
+    let unmet = s.answer_inquiry(AnswerQuery { first: Some(spend(2)), ..AnswerQuery::new(i, e, 10) }).await.unwrap();
+    assert!(unmet.unmet);
+    assert!(unmet.records.is_empty() && unmet.inquiries.is_empty() && unmet.refused.is_none());
+    assert_eq!(s.audit_size().await.unwrap(), size + 2, "nothing logged");
+    assert_eq!(s.subject_inquiries(&a, None, 10).await.unwrap().items.len(), 1, "nothing recorded");
+
+    // Refused at the gate: the change is not made.
+    let fresh = StateChange {
+        expect: vec![(Space::ConsentNonce, "000000000100/nonce-2".into(), None)],
+        put: vec![put(Space::ConsentNonce, "000000000100/nonce-2", Some("q-3"))],
+        entries: vec![entry(3)],
+    };
+    let gate: crate::storage::AnswerGate = std::sync::Arc::new(|_| Err(GateError::Refused(Refusal("no"))));
+    let (i, e) = inquiry(&a, 3, "q-3");
+    let refused = s.answer_inquiry(AnswerQuery { gate, first: Some(fresh.clone()), ..AnswerQuery::new(i, e, 10) });
+    assert_eq!(refused.await.unwrap().refused, Some(Refusal("no")));
+    assert_eq!(s.state_get(Space::ConsentNonce, "000000000100/nonce-2").await.unwrap(), None, "left unspent");
+    assert_eq!(s.audit_size().await.unwrap(), size + 2);
+
+    let unlogged = StateChange { entries: vec![], ..fresh };
+    let (i, e) = inquiry(&a, 4, "q-4");
+    let answered = s.answer_inquiry(AnswerQuery { first: Some(unlogged), ..AnswerQuery::new(i, e, 10) }).await;
+    assert!(matches!(answered, Err(StoreError::Unsupported(_))), "{answered:?}");
+    assert_eq!(s.audit_size().await.unwrap(), size + 2);
+    s.close().await.unwrap();
+}

@@ -30,8 +30,9 @@ pub trait Backend: Send + Sync {
 mod answers;
 mod spaces;
 pub use answers::{
-    a_durable_answer_is_durable_when_it_returns, an_answer_reads_from_the_window_start,
-    an_undecodable_protection_fails_the_answer_as_corrupt, answering_an_inquiry_is_one_write,
+    a_change_made_first_is_part_of_the_answer, a_durable_answer_is_durable_when_it_returns,
+    an_answer_reads_from_the_window_start, an_undecodable_protection_fails_the_answer_as_corrupt,
+    answering_an_inquiry_is_one_write,
 };
 pub use spaces::{
     consent_nonces_are_spent_once_and_scan_in_expiry_order, every_space_keeps_its_own_keys,
@@ -46,7 +47,7 @@ macro_rules! storage_conformance {
             version_rules, each_change_logs_one_entry, subject_listing_pages_by_key,
             inquiries_newest_first_page_by_key, audit_appends_and_proofs, concurrent_appends_make_one_log,
             durable_after_reopen, durable_head_covers_synced_writes, answering_an_inquiry_is_one_write,
-            a_durable_answer_is_durable_when_it_returns,
+            a_durable_answer_is_durable_when_it_returns, a_change_made_first_is_part_of_the_answer,
             an_answer_reads_from_the_window_start, an_undecodable_protection_fails_the_answer_as_corrupt, state_is_compare_and_set_and_scans_by_prefix, retention_scans_and_purges_log_each_deletion,
             every_space_keeps_its_own_keys, holdings_scan_by_person_and_survive_reopen,
             consent_nonces_are_spent_once_and_scan_in_expiry_order,

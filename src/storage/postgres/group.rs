@@ -171,11 +171,14 @@ async fn read_state(
     ops: &[Op],
 ) -> Result<HashMap<(Space, String), Option<Vec<u8>>>, StoreError> {
     let mut out: HashMap<(Space, String), Option<Vec<u8>>> = HashMap::new();
-    for op in ops {
-        if let Op::State(change) = op {
-            for (space, key, _) in &change.expect {
-                out.insert((*space, key.clone()), None);
-            }
+    let changes = ops.iter().filter_map(|op| match op {
+        Op::State(change) => Some(change),
+        Op::Answer(q) => q.first.as_ref(),
+        _ => None,
+    });
+    for change in changes {
+        for (space, key, _) in &change.expect {
+            out.insert((*space, key.clone()), None);
         }
     }
     if out.is_empty() {

@@ -375,6 +375,10 @@ impl AnswerSource for AnswerView<'_> {
         Ok(())
     }
 
+    fn change_state(&mut self, change: &StateChange) -> Result<bool, StoreError> {
+        compare_and_set(self.f, self.p, change)
+    }
+
     fn newest_inquiries(&mut self, subject: &str, max: usize, since: Option<i64>) -> Result<Vec<Inquiry>, StoreError> {
         let mut all = std::mem::take(&mut self.reads.newest);
         let from = since.unwrap_or(i64::MIN);

@@ -6,7 +6,7 @@ use prost::Message as _;
 use super::{
     codec::{decode, decode_inquiry, live},
     keys,
-    ledger::append,
+    ledger::{append, compare_and_set},
     writeset::WriteSet,
 };
 use crate::{
@@ -14,7 +14,7 @@ use crate::{
     domain::inquiry::Inquiry,
     storage::{
         answer::{self, AnswerSource},
-        AnswerQuery, InquiryAnswer, Space, StoreError,
+        AnswerQuery, InquiryAnswer, Space, StateChange, StoreError,
     },
     wire::convert,
 };
@@ -58,6 +58,10 @@ impl AnswerSource for Source<'_, '_> {
         self.0.insert(keys::inquiry(&inquiry), convert::inquiry_to_pb(&inquiry).encode_to_vec());
         append(self.0, std::slice::from_ref(&entry))?;
         Ok(())
+    }
+
+    fn change_state(&mut self, change: &StateChange) -> Result<bool, StoreError> {
+        compare_and_set(self.0, change)
     }
 
     fn newest_inquiries(&mut self, subject: &str, max: usize, since: Option<i64>) -> Result<Vec<Inquiry>, StoreError> {

@@ -37,6 +37,24 @@ pub(super) fn append(ws: &mut WriteSet<'_>, entries: &[Entry]) -> Result<u64, St
     Ok(first)
 }
 
+/// Makes `change` in `ws` if every expectation holds (its entries appended); whether they did.
+pub(super) fn compare_and_set(ws: &mut WriteSet<'_>, change: &StateChange) -> Result<bool, StoreError> {
+    for (space, key, want) in &change.expect {
+        let now = ws.get(&keys::state(*space, key))?;
+        if now.as_deref() != want.as_deref() {
+            return Ok(false);
+        }
+    }
+    for (space, key, value) in &change.put {
+        match value {
+            Some(v) => ws.insert(keys::state(*space, key), v.clone()),
+            None => ws.remove(keys::state(*space, key)),
+        }
+    }
+    append(ws, &change.entries)?;
+    Ok(true)
+}
+
 /// Stores one record under the version rule in `ws`.
 pub(super) fn apply(
     ws: &mut WriteSet<'_>,

@@ -55,7 +55,7 @@ use sled::Tree;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 pub(crate) use self::backup::restore;
-use self::ledger::{append, apply, indexed, node_reader};
+use self::ledger::{append, apply, compare_and_set, indexed, node_reader};
 use self::open::open_db;
 use self::{
     codec::{decode, decode_inquiry, encode_record, live},
@@ -380,23 +380,7 @@ impl Storage for SledStorage {
         if let Some(refused) = change.unlogged() {
             return Err(refused);
         }
-        self.write(move |ws| {
-            for (space, key, want) in &change.expect {
-                let now = ws.get(&keys::state(*space, key))?;
-                if now.as_deref() != want.as_deref() {
-                    return Ok(false);
-                }
-            }
-            for (space, key, value) in change.put {
-                match value {
-                    Some(v) => ws.insert(keys::state(space, &key), v),
-                    None => ws.remove(keys::state(space, &key)),
-                }
-            }
-            append(ws, &change.entries)?;
-            Ok(true)
-        })
-        .await
+        self.write(move |ws| compare_and_set(ws, &change)).await
     }
 
     async fn scan_records(&self, after: Option<RecordCursor>, limit: usize) -> Result<Vec<StoredRecord>, StoreError> {
