@@ -58,6 +58,10 @@ pub struct BenchArgs {
     /// baseline of the ratios); 3, 8, 16, 32, 48 if absent.
     #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u16).range(3..=48))]
     members: Vec<u16>,
+    /// Diagnosis only: the growth part's nodes run without `fdatasync`, to show how much of a
+    /// score's cost the durable writes are. Not a figure of bureau as shipped.
+    #[arg(long)]
+    no_fsync: bool,
     /// Where to write the SVG charts (score latency against the echo; cost per score as the
     /// federation grows, with `--only federation`).
     #[arg(long, default_value = "bench-charts")]
@@ -137,6 +141,7 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
         people: args.people,
         locator_backends: args.locator_backends,
         members: args.members.into_iter().map(usize::from).collect(),
+        no_fsync: args.no_fsync,
         charts: args.charts,
     })
     .await

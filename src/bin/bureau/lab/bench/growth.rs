@@ -20,6 +20,7 @@ use anyhow::Result;
 use tonic::transport::Channel;
 
 use super::{
+    asks::Asks,
     federated::wait_ready,
     growth_tables::{Extras, Figures, Size, EXTRAS_AT},
     latency,
@@ -43,6 +44,8 @@ const QUIET: &str = "warn,bureau::server=info";
 const MOST: usize = 48;
 /// Concurrent callers of the throughput run.
 const CALLERS: usize = 16;
+/// More scores a second than any throughput run here makes (about 2,100 at most).
+const MOST_PER_SEC: usize = 3_000;
 
 /// How much the growth part does.
 struct Scale {
@@ -51,14 +54,21 @@ struct Scale {
     calls: usize,
     secs: u64,
     hung_calls: usize,
+    /// Whether the nodes sync their stores (`--no-fsync` clears it).
+    fsync: bool,
 }
 
-const FULL: Scale = Scale { members: &[3, 8, 16, 32, 48], people: 300, calls: 300, secs: 5, hung_calls: 20 };
-const QUICK: Scale = Scale { members: &[3, 8, 16, 32, 48], people: 100, calls: 100, secs: 2, hung_calls: 5 };
+const FULL: Scale =
+    Scale { members: &[3, 8, 16, 32, 48], people: 300, calls: 300, secs: 5, hung_calls: 20, fsync: true };
+const QUICK: Scale =
+    Scale { members: &[3, 8, 16, 32, 48], people: 100, calls: 100, secs: 2, hung_calls: 5, fsync: true };
 
 /// Runs the growth part and prints its tables; returns the points of its charts.
-pub(super) async fn growth(quick: bool, members: &[usize]) -> Result<Vec<super::charts::GrowthPoint>> {
-    let scale = if quick { QUICK } else { FULL };
+pub(super) async fn growth(quick: bool, members: &[usize], fsync: bool) -> Result<Vec<super::charts::GrowthPoint>> {
+    let scale = Scale { fsync, ..if quick { QUICK } else { FULL } };
+    if !fsync {
+        eprintln!("  --no-fsync: the nodes skip fdatasync; these figures are a diagnosis, not bureau as shipped");
+    }
     let sizes_asked = if members.is_empty() { scale.members } else { members };
     let tmp = tempfile::tempdir()?;
     let mut ids: Vec<String> = (0..MOST).map(|i| format!("m{i:02}")).collect();
@@ -90,29 +100,36 @@ pub(super) async fn growth(quick: bool, members: &[usize]) -> Result<Vec<super::
 /// Starts `n` members and the locator, furnishes, measures with the locator and without.
 async fn one_size(fed: &LocalFederation, n: usize, scale: &Scale, extras: &mut Extras) -> Result<Size> {
     let replica = n == EXTRAS_AT;
-    let (fleet, members) = start(fed, n, replica).await?;
-    let people = people(n, scale.people);
+    let (fleet, members) = start(fed, n, replica, scale.fsync).await?;
+    let people = spread_people(n, scale.people, b"growth-bench");
     let pair = pair_people(n, scale.people);
-    furnish(fed, &fleet, n, &[&people[..], &pair[..]].concat()).await?;
+    // Spread like `people`, but others: their hard inquiries stay out of the rows before the
+    // locator, where a peer's answer carries the inquiries it recorded.
+    let applicants = spread_people(n, scale.people, b"growth-bench-waiver");
+    furnish(fed, &fleet, n, &[&people[..], &pair[..], &applicants[..]].concat()).await?;
     let scorer =
         ScoringServiceClient::new(fed.client(Role::Application, "m00", fleet.nodes[0].process.addr).channel()?);
     let sample: Vec<String> = people.iter().map(|p| p.subject.clone()).collect();
     let pair: Vec<String> = pair.into_iter().map(|p| p.subject).collect();
+    let applicants: Vec<String> = applicants.into_iter().map(|p| p.subject).collect();
     wait_located(&scorer, &sample).await?;
     wait_located(&scorer, &pair).await?;
-    let located = measure(fed, &fleet, &scorer, &sample, scale).await?;
-    let pair = measure(fed, &fleet, &scorer, &pair, scale).await?;
+    wait_located(&scorer, &applicants).await?;
+    let located = measure(fed, &fleet, &scorer, &sample, scale, &Asks::Review).await?;
+    let pair = measure(fed, &fleet, &scorer, &pair, scale, &Asks::Review).await?;
+    let waivers = Asks::waivers(fed, &applicants, scale.calls * 2 + MOST_PER_SEC * scale.secs as usize)?;
+    let hard = measure(fed, &fleet, &scorer, &applicants, scale, &waivers).await?;
     if replica {
         // (a) A member that holds nothing hangs: with the locator, nobody asks it.
         extras.unhung_p50 = located.lat.p50;
         fleet.signal(n - 1, "STOP")?;
-        extras.idle_hung_p50 = latency_of(&scorer, &sample, scale.calls, true).await?.0.p50;
+        extras.idle_hung_p50 = latency_of(&scorer, &sample, scale.calls, true, &Asks::Review).await?.0.p50;
         fleet.signal(n - 1, "CONT")?;
         // (b) One of m01's two replicas hangs: the hedge to the other must keep the score whole.
         let held: Vec<String> = people.iter().filter(|p| p.holders.contains(&1)).map(|p| p.subject.clone()).collect();
-        extras.holder_p99 = latency_of(&scorer, &held, scale.calls, true).await?.0.p99;
+        extras.holder_p99 = latency_of(&scorer, &held, scale.calls, true, &Asks::Review).await?.0.p99;
         fleet.signal(1, "STOP")?;
-        let (hung, partial) = latency_of(&scorer, &held, scale.calls, false).await?;
+        let (hung, partial) = latency_of(&scorer, &held, scale.calls, false, &Asks::Review).await?;
         fleet.signal(1, "CONT")?;
         (extras.replica_hung_p99, extras.replica_hung_partial) = (hung.p99, partial);
         extras.calls_made = scale.calls + scale.calls / 10;
@@ -120,16 +137,16 @@ async fn one_size(fed: &LocalFederation, n: usize, scale: &Scale, extras: &mut E
     // Before the locator: the same processes, a directory that names none.
     publish(fed, &members, &[], replica.then(|| fleet.nodes[n + 1].process.addr))?;
     wait_route(&scorer, &sample[0], pb::ScoreRoute::Everyone).await?;
-    let everyone = measure(fed, &fleet, &scorer, &sample, scale).await?;
+    let everyone = measure(fed, &fleet, &scorer, &sample, scale, &Asks::Review).await?;
     if replica {
         fleet.signal(n - 1, "STOP")?;
-        let (hung, partial) = latency_of(&scorer, &sample, scale.hung_calls, false).await?;
+        let (hung, partial) = latency_of(&scorer, &sample, scale.hung_calls, false, &Asks::Review).await?;
         fleet.signal(n - 1, "CONT")?;
         (extras.everyone_idle_hung_p50, extras.everyone_idle_hung_partial) = (hung.p50, partial);
         extras.hung_calls_made = scale.hung_calls + scale.hung_calls / 10;
     }
     drop(fleet);
-    Ok(Size { n, located, everyone, pair })
+    Ok(Size { n, located, everyone, pair, hard })
 }
 
 /// `count` distinct free loopback ports: all held until all are chosen (a port released early
@@ -162,7 +179,12 @@ fn publish(
 /// Starts `n` members, the locator and (with `replica`) a second `m01`, each its own process
 /// with its own sled store; returns the fleet (members, locator, replica) and the members'
 /// addresses.
-async fn start(fed: &LocalFederation, n: usize, replica: bool) -> Result<(Fleet, Vec<(String, SocketAddr)>)> {
+async fn start(
+    fed: &LocalFederation,
+    n: usize,
+    replica: bool,
+    fsync: bool,
+) -> Result<(Fleet, Vec<(String, SocketAddr)>)> {
     let mut plan: Vec<(String, bool, String)> =
         (0..n).map(|i| (format!("m{i:02}"), false, format!("m{i:02}"))).collect();
     plan.push(("locator".into(), true, "locator".into()));
@@ -178,7 +200,8 @@ async fn start(fed: &LocalFederation, n: usize, replica: bool) -> Result<(Fleet,
     let exe = std::env::current_exe()?;
     let mut starting = Vec::new();
     for ((id, is_locator, dir), (addr, metrics)) in plan.iter().zip(&ports) {
-        let cfg = config(fed, id, *is_locator, &root.join(dir), *addr, *metrics);
+        let mut cfg = config(fed, id, *is_locator, &root.join(dir), *addr, *metrics);
+        cfg.store.fsync = fsync;
         let path = root.join(format!("{dir}.toml"));
         std::fs::write(&path, toml::to_string(&cfg)?)?;
         let exe = exe.clone();
@@ -218,6 +241,9 @@ fn config(
     cfg.node.listen = addr;
     cfg.node.data_dir = data.to_owned();
     cfg.store.cache_capacity_bytes = 4 << 20;
+    // Consent tokens required, as shipped (the test kit's default is the legacy strings): an
+    // account review needs none; the waiver rows carry one.
+    cfg.consent = bureau::config::ConsentSection::default();
     cfg.metrics.listen = Some(metrics);
     cfg
 }
@@ -229,16 +255,16 @@ struct Person {
     holders: [usize; 2],
 }
 
-/// `count` people, each with records at exactly two members other than the scoring node
+/// `count` people (pseudonyms salted with `salt`), each with records at exactly two members other than the scoring node
 /// `m00`; above three members the last one holds nothing (the one hung in extra row (a)).
-fn people(n: usize, count: usize) -> Vec<Person> {
+fn spread_people(n: usize, count: usize, salt: &[u8]) -> Vec<Person> {
     let h = if n > 3 { n - 2 } else { n - 1 }; // holders are m01 … m(h)
     (0..count)
         .map(|k| {
             let first = k % h;
             let second = (first + 1 + (k / h) % (h - 1)) % h;
             Person {
-                subject: bureau::derive_subject_id(b"growth-bench", "RESIDENT_ID", &format!("{n:04}{k:014}")),
+                subject: bureau::derive_subject_id(salt, "RESIDENT_ID", &format!("{n:04}{k:014}")),
                 holders: [1 + first, 1 + second],
             }
         })
@@ -343,15 +369,16 @@ async fn latency_of(
     sample: &[String],
     calls: usize,
     whole: bool,
+    asks: &Asks,
 ) -> Result<(Percentiles, usize)> {
     let partial = Arc::new(AtomicUsize::new(0));
-    let (s, sample, count) = (scorer.clone(), sample.to_vec(), partial.clone());
+    let (s, count) = (scorer.clone(), partial.clone());
     let p = latency(calls, move |i| {
         let mut s = s.clone();
-        let subject = sample[i % sample.len()].clone();
+        let req = asks.request(i, sample);
         let count = count.clone();
         async move {
-            let score = s.get_score(score_req(&subject)).await?.into_inner();
+            let score = s.get_score(req?).await?.into_inner();
             anyhow::ensure!(!whole || !score.partial, "partial score in benchmark: {:?}", score.coverage);
             if score.partial {
                 count.fetch_add(1, Ordering::Relaxed);
@@ -371,26 +398,31 @@ async fn measure(
     scorer: &ScoringServiceClient<Channel>,
     sample: &[String],
     scale: &Scale,
+    asks: &Asks,
 ) -> Result<Figures> {
     // The idle fleet's own CPU, measured over as long as the throughput run lasts.
     let idle0 = (cpu_ticks(fleet), Instant::now());
     tokio::time::sleep(Duration::from_secs(scale.secs)).await;
     let idle_per_sec = (cpu_ticks(fleet) - idle0.0) as f64 / idle0.1.elapsed().as_secs_f64();
     let one0 = (cpu_ticks(fleet), Instant::now());
-    let (lat, _) = latency_of(scorer, sample, scale.calls, true).await?;
+    let (lat, _) = latency_of(scorer, sample, scale.calls, true, asks).await?;
     let one_caller = (cpu_ticks(fleet) - one0.0) as f64 - idle_per_sec * one0.1.elapsed().as_secs_f64();
     let done = Arc::new(AtomicUsize::new(0));
     let entries0 = log_entries(fed, fleet).await?;
     let bytes0 = grpc_bytes(fleet).await?;
     let (cpu0, split0) = ((cpu_ticks(fleet), Instant::now()), cpu_split(fleet));
     let threads0 = threads(fleet);
-    let (s, sample, count) = (scorer.clone(), Arc::new(sample.to_vec()), done.clone());
-    let per_sec = throughput(CALLERS, scale.secs, move |i| {
+    // Made before the run (a waiver's token is spent by its score): more than it can use.
+    let requests: Vec<_> =
+        (0..MOST_PER_SEC * scale.secs as usize).map(|i| asks.request(i, sample)).collect::<Result<_>>()?;
+    let (s, count, next, requests) = (scorer.clone(), done.clone(), Arc::new(AtomicUsize::new(0)), Arc::new(requests));
+    let per_sec = throughput(CALLERS, scale.secs, move |_| {
         let mut s = s.clone();
-        let subject = sample[i % sample.len()].clone();
+        let req = requests.get(next.fetch_add(1, Ordering::Relaxed)).cloned();
         let count = count.clone();
         async move {
-            s.get_score(score_req(&subject)).await?;
+            let req = req.ok_or_else(|| anyhow::anyhow!("the throughput run outran the requests made for it"))?;
+            s.get_score(req).await?;
             count.fetch_add(1, Ordering::Relaxed);
             Ok(())
         }

@@ -33,6 +33,9 @@ pub(super) struct Size {
     /// With the locator, people all held by the same two members (`m01`, `m02`) at every size:
     /// the holders' load does not thin out as the federation grows.
     pub(super) pair: Figures,
+    /// With the locator, people spread, each score a deposit waiver (a hard inquiry) with its
+    /// own consent token: verified and its nonce spent at `m00`, the locator and both holders.
+    pub(super) hard: Figures,
 }
 
 /// The extra rows at [`EXTRAS_AT`] members.
@@ -66,12 +69,14 @@ pub(super) fn print_tables(sizes: &[Size], x: &Extras) {
     for (title, pick) in [
         ("with the locator (route LOCATED: the two holders and the locator asked)", 0),
         ("with the locator, every person held by m01 and m02 at every size (the holders' load does not thin out)", 2),
+        ("with the locator, each a deposit waiver (hard inquiry) with its own consent token", 3),
         ("before the locator (route EVERYONE: every member asked), same processes", 1),
     ] {
         let fig = |s: &Size| match pick {
             0 => s.located,
             1 => s.everyone,
-            _ => s.pair,
+            2 => s.pair,
+            _ => s.hard,
         };
         let base = fig(first);
         println!("\nscores at m00, {title}");
@@ -130,6 +135,8 @@ pub(super) fn print_tables(sizes: &[Size], x: &Extras) {
         println!("  ... one caller     {}", verdict(b.one_caller_cpu_ms / a.one_caller_cpu_ms, 1.25));
         let (pa, pb) = (first.pair, last.pair);
         println!("  ... same holders   {}", verdict(pb.cpu_ms / pa.cpu_ms, 1.25));
+        let (ha, hb) = (first.hard, last.hard);
+        println!("  ... hard, consent  {}", verdict(hb.cpu_ms / ha.cpu_ms, 1.25));
         println!("  bytes per score    {}", verdict(b.bytes / a.bytes, 1.25));
         println!("  entries per score  {}", verdict(b.entries / a.entries, 1.25));
         println!("  p50                {}", verdict(b.lat.p50.as_secs_f64() / a.lat.p50.as_secs_f64(), 1.5));

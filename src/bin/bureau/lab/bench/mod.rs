@@ -3,6 +3,7 @@
 //! all but name) over the same mTLS stack, and raw sled batch inserts of the same encoded
 //! records with the same durability (one flush and `fdatasync` per batch).
 
+mod asks;
 mod charts;
 mod federated;
 mod growth;
@@ -46,6 +47,8 @@ pub struct BenchOptions {
     pub locator_backends: Vec<LocatorBackend>,
     /// The federation sizes of the growth part; its default sizes when empty.
     pub members: Vec<usize>,
+    /// The growth part's nodes skip `fdatasync` (a diagnosis, see the flag).
+    pub no_fsync: bool,
     /// Where the SVG charts go.
     pub charts: std::path::PathBuf,
 }
@@ -180,7 +183,7 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
     }
     if runs(Part::Federation) {
         step("a federation that grows (member processes, a locator)".into());
-        charts.growth = growth::growth(opts.quick, &opts.members).await?;
+        charts.growth = growth::growth(opts.quick, &opts.members, !opts.no_fsync).await?;
         progress.inc(1);
     }
     if runs(Part::Locator) {
