@@ -484,3 +484,43 @@ async fn freezes_listings_and_disputes_need_the_persons_token() {
     assert_eq!(first.name, again.name);
     x.stop().await;
 }
+
+/// A peer spends a token in the same write that answers: refused for a freeze, it records
+/// nothing of the token, which is still good for that query once the freeze is lifted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_refused_for_a_freeze_leaves_the_token_unspent() {
+    let x = Fixture::start(365).await;
+    let s = subject(12);
+    let mut at_payapp = x.f.records(Role::Application, "payapp", x.nodes[1].addr);
+    at_payapp.furnish_records(pb::FurnishRecordsRequest { records: vec![record(&s, "loan-1", 1)] }).await.unwrap();
+    let mut subjects = SubjectsServiceClient::new(x.app(1));
+    let freeze = |consent: String| pb::ProtectionRequest {
+        subject_id: s.clone(),
+        kind: pb::ProtectionKind::SecurityFreeze as i32,
+        consent_reference: consent,
+    };
+    subjects.place_protection(freeze(x.token("payapp", &s, Purpose::SubjectRequest))).await.unwrap();
+
+    let waiver = x.token("bank", &s, Purpose::DepositWaiver);
+    let mut as_bank = FederationServiceClient::new(x.f.channel(Role::Node, "bank", x.nodes[1].addr));
+    let ask = || peer_query(&s, pb::Purpose::DepositWaiver, &waiver, "waiver-1");
+    refused(as_bank.query_records(ask()).await, Code::FailedPrecondition, "SUBJECT_FROZEN");
+    let of_query =
+        |es: &[Entry], action: Action| es.iter().filter(|e| e.action == action && e.query_id == "waiver-1").count();
+    let es = x.entries(1).await;
+    assert_eq!(of_query(&es, Action::ConsentVerified), 0, "the token was not spent");
+    assert_eq!(of_query(&es, Action::QueryInbound), 0, "nothing answered");
+    assert_eq!(logged_refusals(&es, "SUBJECT_FROZEN"), 1);
+
+    subjects.lift_protection(freeze(x.token("payapp", &s, Purpose::SubjectRequest))).await.unwrap();
+    let answer = as_bank.query_records(ask()).await.unwrap().into_inner();
+    assert_eq!(answer.records.len(), 1, "the same token and query, answered once the freeze is lifted");
+    let es = x.entries(1).await;
+    assert_eq!((of_query(&es, Action::ConsentVerified), of_query(&es, Action::QueryInbound)), (1, 1));
+    refused(
+        as_bank.query_records(peer_query(&s, pb::Purpose::DepositWaiver, &waiver, "waiver-2")).await,
+        Code::PermissionDenied,
+        "CONSENT_REPLAYED",
+    );
+    x.stop().await;
+}
