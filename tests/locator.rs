@@ -412,3 +412,34 @@ async fn a_shard_split_moves_every_holding_to_its_new_shard() {
         n.shutdown().await.unwrap();
     }
 }
+
+/// A scorer that holds nothing about the person, and so recorded none of the hard inquiries
+/// made elsewhere, still counts them: the locator saw every lookup and returns the hard
+/// inquiries it recorded, though the scorer asks for records only (found missing: the locator
+/// answered the scorer's `records_only` with no inquiries, and such a score ignored them).
+#[tokio::test]
+async fn a_scorer_holding_nothing_counts_the_hard_inquiries_made_elsewhere() {
+    let mut ids = MEMBERS.to_vec();
+    ids.push("locator");
+    let f = fed(&ids, &["pbc"]);
+    let (nodes, locators) = f.fed.start_with_directory(&MEMBERS, &["locator"], |_| {}).await.unwrap();
+    let s = subject(6);
+    furnish(&f, &nodes[1], &s, "p-1").await;
+    furnish(&f, &nodes[2], &s, "b-1").await;
+    let before = score_once_located(&f, &nodes[3], &s, 2).await;
+    for n in 0..3 {
+        let req = pb::GetScoreRequest {
+            subject_id: s.clone(),
+            purpose: pb::Purpose::CreditApplication as i32,
+            consent_reference: format!("loan-app-{n}"),
+        };
+        scoring(&f, &nodes[4]).get_score(req).await.unwrap();
+    }
+    let after = scoring(&f, &nodes[3]).get_score(review(&s)).await.unwrap().into_inner();
+    assert_eq!((after.route, after.members_asked), (pb::ScoreRoute::Located as i32, 2), "lender holds nothing");
+    assert!(after.score < before.score, "three hard inquiries cost points: {} -> {}", before.score, after.score);
+    assert!(after.reasons.iter().any(|r| r.code == "I01"), "the inquiries named: {:?}", after.reasons);
+    for n in nodes.into_iter().chain(locators) {
+        n.shutdown().await.unwrap();
+    }
+}

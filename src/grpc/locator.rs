@@ -52,7 +52,10 @@ impl LocatorService for LocatorApi {
     async fn locate(&self, req: Request<pb::QueryRecordsRequest>) -> Result<Response<pb::LocateResponse>, Status> {
         let caller = auth::caller(&req, &self.node.federation)?;
         let trace = super::trace_of(&req);
-        let r = req.into_inner();
+        // The hard inquiries this locator recorded come back whatever the caller asked for:
+        // every federated query passed through it, so its list is the one a located score
+        // counts (the members it names are asked for records only).
+        let r = pb::QueryRecordsRequest { records_only: false, ..req.into_inner() };
         let subject = r.subject_id.clone();
         let located = async {
             if !self.node.locator.serving() {
