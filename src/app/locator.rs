@@ -1,14 +1,15 @@
 //! The record locator, on a node that runs it: which member holds records about which person.
 //! Members register their holdings (version-gated, so a repeated or late delivery never undoes
 //! a newer one: exactly once in effect); a lookup reads a person's holders. A lookup is also
-//! an inquiry, answered and logged by the same use case as any peer query (see the handler).
-//! No gRPC here.
+//! an inquiry, answered and logged by the same use case as any peer query, before anyone is
+//! named ([`Locator::lookup`]). No gRPC here.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::{
     app::{
+        answer::{AnswerError, Answers, Given, PeerQuery},
         journal::Journal,
         state::{Change, Settled, State, StateItem, Step},
     },
@@ -103,11 +104,6 @@ impl Locator {
         Self { serving, state, journal }
     }
 
-    /// True when this node runs the locator.
-    pub(crate) fn serving(&self) -> bool {
-        self.serving
-    }
-
     /// Stores `member`'s holdings that are newer than what is stored, in one logged change
     /// (the entry names the member, the counts and the batch's SHA-256).
     pub(crate) async fn register(&self, member: &str, batch: Vec<Registration>) -> Result<Registered, LocatorError> {
@@ -166,6 +162,18 @@ impl Locator {
         }
     }
 
+    /// Answers a lookup: `q` checked, recorded and logged by `answers` as any peer query (its
+    /// answer carries the person's hard inquiries: every federated query passed through here),
+    /// and only then the members holding records about the person named.
+    pub(crate) async fn lookup(&self, answers: &Answers, q: &PeerQuery) -> Result<Lookup, LookupError> {
+        if !self.serving {
+            return Err(LocatorError::NotALocator.into());
+        }
+        let given = answers.answer(q).await?;
+        let holders = self.holders(&q.subject_id).await?;
+        Ok(Lookup { given, holders })
+    }
+
     /// The members that hold records about `subject` now.
     pub(crate) async fn holders(&self, subject: &str) -> Result<Vec<String>, LocatorError> {
         if !self.serving {
@@ -179,4 +187,23 @@ impl Locator {
             .filter_map(|(k, _, _)| k.strip_prefix(&prefix).map(str::to_owned))
             .collect())
     }
+}
+
+/// A lookup answered.
+pub(crate) struct Lookup {
+    /// The answer to the lookup as a peer query.
+    pub given: Given,
+    /// The members that hold records about the person.
+    pub holders: Vec<String>,
+}
+
+/// Why a lookup was not answered: the locator's reasons, or the peer query's.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LookupError {
+    /// Not a locator, or its store failed.
+    #[error(transparent)]
+    Locator(#[from] LocatorError),
+    /// The query was refused or could not be answered.
+    #[error(transparent)]
+    Answer(#[from] AnswerError),
 }

@@ -344,6 +344,15 @@ impl From<crate::app::answer::AnswerError> for ApiError {
     }
 }
 
+impl From<crate::app::locator::LookupError> for ApiError {
+    fn from(e: crate::app::locator::LookupError) -> Self {
+        match e {
+            crate::app::locator::LookupError::Locator(e) => e.into(),
+            crate::app::locator::LookupError::Answer(e) => e.into(),
+        }
+    }
+}
+
 impl From<crate::app::locator::LocatorError> for ApiError {
     fn from(e: crate::app::locator::LocatorError) -> Self {
         use crate::app::locator::LocatorError;

@@ -77,57 +77,71 @@ impl FederationService for FederationApi {
     }
 }
 
-/// Answers a member's query (a peer query, or the locator's own part of a lookup): records
-/// this institution furnished and what the purpose needs of the inquiries held here.
+/// Answers a member's query: records this institution furnished and what the purpose needs of
+/// the inquiries held here.
 pub(super) async fn answer_query(
     node: &Node,
     caller: &Identity,
     r: pb::QueryRecordsRequest,
     trace: crate::net::trace::TraceContext,
 ) -> Result<pb::QueryRecordsResponse, ApiError> {
-    {
-        auth::require_member(caller, &node.scorer.peers)?;
-        let records_only = r.records_only;
-        let caller = caller.clone();
-        let q = PeerQuery {
-            inquirer: caller.id,
-            subject_id: r.subject_id,
-            purpose: convert::purpose_from_pb(r.purpose),
-            consent_reference: r.consent_reference,
-            query_id: r.query_id,
-        };
-        let Given { answer, time: now, proofs } = node.answers.answer(&q).await?;
-        let (checkpoint, proven) = match proofs {
-            Some(p) => (Some(p.checkpoint), p.proven),
-            None => (None, Vec::new()),
-        };
-        info!(
-            trace_id = %trace.trace_id(),
-            inquirer = %q.inquirer,
-            subject = %q.subject_id,
-            query_id = %q.query_id,
-            purpose = q.purpose.map_or("", |p| p.as_str()),
-            records = answer.records.len(),
-            "peer query answered"
-        );
-        let records = answer.records.iter().map(|r| convert::record_to_pb(r, now)).collect();
-        // Who asked and why only for the person's own report; a score gets what it counts.
-        // (and nothing at all when the caller counts them at the record locator).
-        let (inquiries, hard_inquiries) = match q.purpose {
-            Some(crate::domain::inquiry::Purpose::SubjectRequest) => {
-                (crate::app::report::inquiries_with_proofs(&answer.inquiries, proven), Vec::new())
-            }
-            _ if records_only => (Vec::new(), Vec::new()),
-            _ => (Vec::new(), answer.inquiries.iter().filter(|i| i.hard).map(convert::hard_inquiry_to_pb).collect()),
-        };
-        Ok(pb::QueryRecordsResponse {
-            records,
-            inquiries,
-            hard_inquiries,
-            responder: node.institution.clone(),
-            answer_time: Some(convert::timestamp(now)),
-            fraud_alert: answer.protection.alert_active(now),
-            checkpoint,
-        })
+    auth::require_member(caller, &node.scorer.peers)?;
+    let records_only = r.records_only;
+    let q = peer_query(caller, r);
+    let given = node.answers.answer(&q).await?;
+    Ok(answer_to_pb(node, &q, given, records_only, &trace))
+}
+
+/// A member's query as the use cases take it, its inquirer the one the certificate proves.
+pub(super) fn peer_query(caller: &Identity, r: pb::QueryRecordsRequest) -> PeerQuery {
+    PeerQuery {
+        inquirer: caller.id.clone(),
+        subject_id: r.subject_id,
+        purpose: convert::purpose_from_pb(r.purpose),
+        consent_reference: r.consent_reference,
+        query_id: r.query_id,
+    }
+}
+
+/// An answer to `q` on the wire (logged): the records, and the inquiries the purpose needs —
+/// every one with its proof for the person's own report, else the hard ones (none with
+/// `records_only`, when the caller counts them at the record locator).
+pub(super) fn answer_to_pb(
+    node: &Node,
+    q: &PeerQuery,
+    given: Given,
+    records_only: bool,
+    trace: &crate::net::trace::TraceContext,
+) -> pb::QueryRecordsResponse {
+    let Given { answer, time: now, proofs } = given;
+    let (checkpoint, proven) = match proofs {
+        Some(p) => (Some(p.checkpoint), p.proven),
+        None => (None, Vec::new()),
+    };
+    info!(
+        trace_id = %trace.trace_id(),
+        inquirer = %q.inquirer,
+        subject = %q.subject_id,
+        query_id = %q.query_id,
+        purpose = q.purpose.map_or("", |p| p.as_str()),
+        records = answer.records.len(),
+        "peer query answered"
+    );
+    let records = answer.records.iter().map(|r| convert::record_to_pb(r, now)).collect();
+    let (inquiries, hard_inquiries) = match q.purpose {
+        Some(crate::domain::inquiry::Purpose::SubjectRequest) => {
+            (crate::app::report::inquiries_with_proofs(&answer.inquiries, proven), Vec::new())
+        }
+        _ if records_only => (Vec::new(), Vec::new()),
+        _ => (Vec::new(), answer.inquiries.iter().filter(|i| i.hard).map(convert::hard_inquiry_to_pb).collect()),
+    };
+    pb::QueryRecordsResponse {
+        records,
+        inquiries,
+        hard_inquiries,
+        responder: node.institution.clone(),
+        answer_time: Some(convert::timestamp(now)),
+        fraud_alert: answer.protection.alert_active(now),
+        checkpoint,
     }
 }

@@ -5,8 +5,13 @@
 use tonic::{Request, Response, Status};
 
 use crate::{
-    app::locator::Registration,
-    grpc::{auth, error::ApiError, federation::answer_query, node::Node},
+    app::locator::{Lookup, Registration},
+    grpc::{
+        auth,
+        error::ApiError,
+        federation::{answer_to_pb, peer_query},
+        node::Node,
+    },
     wire::pb::bureau::v1::{self as pb, locator_service_server::LocatorService},
 };
 
@@ -52,19 +57,17 @@ impl LocatorService for LocatorApi {
     async fn locate(&self, req: Request<pb::QueryRecordsRequest>) -> Result<Response<pb::LocateResponse>, Status> {
         let caller = auth::caller(&req, &self.node.federation)?;
         let trace = super::trace_of(&req);
-        // The hard inquiries this locator recorded come back whatever the caller asked for:
-        // every federated query passed through it, so its list is the one a located score
-        // counts (the members it names are asked for records only).
-        let r = pb::QueryRecordsRequest { records_only: false, ..req.into_inner() };
+        let r = req.into_inner();
         let subject = r.subject_id.clone();
         let located = async {
-            if !self.node.locator.serving() {
-                return Err(ApiError::from(crate::app::locator::LocatorError::NotALocator));
-            }
-            // Checked, recorded and logged as any peer query, before anyone is named.
-            let answer = answer_query(&self.node, &caller, r, trace).await?;
-            let holders = self.node.locator.holders(&subject).await?;
-            Ok(pb::LocateResponse { holders, answer: Some(answer) })
+            auth::require_member(&caller, &self.node.scorer.peers)?;
+            let q = peer_query(&caller, r);
+            let Lookup { given, holders } = self.node.locator.lookup(&self.node.answers, &q).await?;
+            // The hard inquiries recorded here go back whatever the caller asked for: every
+            // federated query passed through the locator, so its list is the one a located score
+            // counts (the members it names are asked for records only).
+            let answer = answer_to_pb(&self.node, &q, given, false, &trace);
+            Ok::<_, ApiError>(pb::LocateResponse { holders, answer: Some(answer) })
         };
         match located.await {
             Ok(resp) => Ok(Response::new(resp)),
