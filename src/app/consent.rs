@@ -3,8 +3,9 @@
 //! certificate chain and revocation, expiry), that it binds this query (the person, the
 //! purpose, the asking institution the caller's certificate proves), and that its nonce was not
 //! used for another query; then it records the nonce and a [`Action::ConsentVerified`] entry
-//! with the evidence hash, in one write. A person's own report is also counted against the
-//! yearly allowance per person and institution, in that same write.
+//! with the evidence hash, in one write — at a peer or the locator, the answer's own
+//! ([`Consents::verify`]). A person's own report is also counted against the yearly allowance
+//! per person and institution, in that same write.
 //!
 //! [`Action::ConsentVerified`]: crate::audit::Action::ConsentVerified
 
