@@ -34,6 +34,36 @@ fn review(s: &str) -> pb::GetScoreRequest {
     pb::GetScoreRequest { subject_id: s.into(), purpose: pb::Purpose::AccountReview as i32, ..Default::default() }
 }
 
+/// The five [`MEMBERS`] and one locator, following a directory that names them all.
+async fn members_and_a_locator() -> (Fed, Vec<RunningNode>, Vec<RunningNode>) {
+    let mut ids = MEMBERS.to_vec();
+    ids.push("locator");
+    let f = fed(&ids, &["pbc"]);
+    let (nodes, locators) = f.fed.start_with_directory(&MEMBERS, &["locator"], |_| {}).await.unwrap();
+    (f, nodes, locators)
+}
+
+/// Shuts every node down.
+async fn stop(nodes: Vec<RunningNode>, locators: Vec<RunningNode>) {
+    for n in nodes.into_iter().chain(locators) {
+        n.shutdown().await.unwrap();
+    }
+}
+
+/// Three credit applications about `s` at charger (`nodes[4]`), which holds nothing: their scores.
+async fn three_applications_at_charger(f: &Fed, nodes: &[RunningNode], s: &str) -> Vec<pb::Score> {
+    let mut scores = Vec::new();
+    for n in 0..3 {
+        let req = pb::GetScoreRequest {
+            subject_id: s.into(),
+            purpose: pb::Purpose::CreditApplication as i32,
+            consent_reference: format!("loan-app-{n}"),
+        };
+        scores.push(scoring(f, &nodes[4]).get_score(req).await.unwrap().into_inner());
+    }
+    scores
+}
+
 /// Scores `s` at `node` until the locator names `holders` members (registrations are
 /// delivered in the background), returning that score.
 async fn score_once_located(f: &Fed, node: &RunningNode, s: &str, holders: u32) -> pb::Score {
@@ -52,10 +82,7 @@ async fn score_once_located(f: &Fed, node: &RunningNode, s: &str, holders: u32) 
 /// the four others, and the records of both are in the score.
 #[tokio::test]
 async fn a_score_asks_only_the_members_that_hold_records() {
-    let mut ids = MEMBERS.to_vec();
-    ids.push("locator");
-    let f = fed(&ids, &["pbc"]);
-    let (nodes, locators) = f.fed.start_with_directory(&MEMBERS, &["locator"], |_| {}).await.unwrap();
+    let (f, nodes, locators) = members_and_a_locator().await;
     let s = subject(1);
     furnish(&f, &nodes[1], &s, "p-1").await;
     furnish(&f, &nodes[2], &s, "b-1").await;
@@ -66,9 +93,7 @@ async fn a_score_asks_only_the_members_that_hold_records() {
     let asked: Vec<&str> = score.coverage.iter().map(|c| c.peer.as_str()).collect();
     assert_eq!(asked, ["payapp", "bikeshare", "locator"], "holders in directory order, then the locator");
     assert!(!score.partial);
-    for n in nodes.into_iter().chain(locators) {
-        n.shutdown().await.unwrap();
-    }
+    stop(nodes, locators).await;
 }
 
 /// Starts `id`'s node again on `addr` (the directory names it there), over its own store.
@@ -150,9 +175,7 @@ async fn registrations_follow_records_across_restarts_of_either_side() {
     assert!(log.iter().any(|e| e.action == Action::HoldingsRegistered && e.actor == "payapp" && e.record_count >= 1));
     let log = entries(&f, &nodes[1]).await;
     assert!(log.iter().any(|e| e.action == Action::HoldingsDelivered && e.counterparty == "locator"));
-    for n in nodes.into_iter().chain(locators) {
-        n.shutdown().await.unwrap();
-    }
+    stop(nodes, locators).await;
 }
 
 /// Every entry of `node`'s log, read as the regulator.
@@ -172,10 +195,7 @@ async fn entries(f: &Fed, node: &RunningNode) -> Vec<bureau::Entry> {
 /// the asker's log like any peer query.
 #[tokio::test]
 async fn a_lookup_needs_purpose_and_consent_and_every_lookup_is_reconciled() {
-    let mut ids = MEMBERS.to_vec();
-    ids.push("locator");
-    let f = fed(&ids, &["pbc"]);
-    let (nodes, locators) = f.fed.start_with_directory(&MEMBERS, &["locator"], |_| {}).await.unwrap();
+    let (f, nodes, locators) = members_and_a_locator().await;
     let loc = locators[0].addr;
     let s = subject(3);
     furnish(&f, &nodes[1], &s, "p-1").await;
@@ -255,9 +275,7 @@ async fn a_lookup_needs_purpose_and_consent_and_every_lookup_is_reconciled() {
         && e.counterparty == "locator"
         && e.query_id == made.query_id
         && e.outcome == "answered"));
-    for n in nodes.into_iter().chain(locators) {
-        n.shutdown().await.unwrap();
-    }
+    stop(nodes, locators).await;
 }
 
 /// While the locator cannot be reached, scores ask every member and are complete (route
@@ -266,10 +284,7 @@ async fn a_lookup_needs_purpose_and_consent_and_every_lookup_is_reconciled() {
 #[tokio::test]
 async fn while_the_locator_is_down_scores_ask_everyone_and_health_says_so() {
     use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
-    let mut ids = MEMBERS.to_vec();
-    ids.push("locator");
-    let f = fed(&ids, &["pbc"]);
-    let (nodes, mut locators) = f.fed.start_with_directory(&MEMBERS, &["locator"], |_| {}).await.unwrap();
+    let (f, nodes, mut locators) = members_and_a_locator().await;
     let loc = locators[0].addr;
     let s = subject(4);
     furnish(&f, &nodes[1], &s, "p-1").await;
@@ -304,9 +319,7 @@ async fn while_the_locator_is_down_scores_ask_everyone_and_health_says_so() {
     health(ServingStatus::Serving).await;
     let back = scoring(&f, &nodes[0]).get_score(review(&s)).await.unwrap().into_inner();
     assert_eq!((back.route, back.members_asked), (pb::ScoreRoute::Located as i32, 2));
-    for n in nodes.into_iter().chain(locators) {
-        n.shutdown().await.unwrap();
-    }
+    stop(nodes, locators).await;
 }
 
 /// Hard inquiries stay visible federation-wide: a member that holds nothing asks three times
@@ -314,21 +327,12 @@ async fn while_the_locator_is_down_scores_ask_everyone_and_health_says_so() {
 /// locator saw every lookup), and a person's report lists every inquiry with its proof.
 #[tokio::test]
 async fn hard_inquiries_count_everywhere_and_the_report_proves_every_one() {
-    let mut ids = MEMBERS.to_vec();
-    ids.push("locator");
-    let f = fed(&ids, &["pbc"]);
-    let (nodes, locators) = f.fed.start_with_directory(&MEMBERS, &["locator"], |_| {}).await.unwrap();
+    let (f, nodes, locators) = members_and_a_locator().await;
     let s = subject(5);
     furnish(&f, &nodes[1], &s, "p-1").await;
     furnish(&f, &nodes[2], &s, "b-1").await;
     let before = score_once_located(&f, &nodes[1], &s, 1).await;
-    for n in 0..3 {
-        let req = pb::GetScoreRequest {
-            subject_id: s.clone(),
-            purpose: pb::Purpose::CreditApplication as i32,
-            consent_reference: format!("loan-app-{n}"),
-        };
-        let asked = scoring(&f, &nodes[4]).get_score(req).await.unwrap().into_inner();
+    for asked in three_applications_at_charger(&f, &nodes, &s).await {
         assert_eq!((asked.route, asked.members_asked), (pb::ScoreRoute::Located as i32, 2));
     }
     let after = scoring(&f, &nodes[1]).get_score(review(&s)).await.unwrap().into_inner();
@@ -349,9 +353,7 @@ async fn hard_inquiries_count_everywhere_and_the_report_proves_every_one() {
     assert_eq!([at("locator"), at("payapp"), at("bikeshare"), at("charger"), by_charger.len()], [3, 3, 3, 3, 12]);
     let check = check_report(&report, &KeySource::PkiDir(f.fed.pki.0.clone())).unwrap();
     assert_eq!((check.proven, check.unproven, check.problems), (report.inquiries.len(), 0, vec![]));
-    for n in nodes.into_iter().chain(locators) {
-        n.shutdown().await.unwrap();
-    }
+    stop(nodes, locators).await;
 }
 
 /// A shard split moves every holding to its new shard, records unchanged: each member sweeps
@@ -408,9 +410,7 @@ async fn a_shard_split_moves_every_holding_to_its_new_shard() {
     let before = registered(&entries(&f, &locators[1]).await);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(registered(&entries(&f, &locators[1]).await), before, "the sweep ran once");
-    for n in nodes.into_iter().chain(locators) {
-        n.shutdown().await.unwrap();
-    }
+    stop(nodes, locators).await;
 }
 
 /// A scorer that holds nothing about the person, and so recorded none of the hard inquiries
@@ -419,27 +419,15 @@ async fn a_shard_split_moves_every_holding_to_its_new_shard() {
 /// answered the scorer's `records_only` with no inquiries, and such a score ignored them).
 #[tokio::test]
 async fn a_scorer_holding_nothing_counts_the_hard_inquiries_made_elsewhere() {
-    let mut ids = MEMBERS.to_vec();
-    ids.push("locator");
-    let f = fed(&ids, &["pbc"]);
-    let (nodes, locators) = f.fed.start_with_directory(&MEMBERS, &["locator"], |_| {}).await.unwrap();
+    let (f, nodes, locators) = members_and_a_locator().await;
     let s = subject(6);
     furnish(&f, &nodes[1], &s, "p-1").await;
     furnish(&f, &nodes[2], &s, "b-1").await;
     let before = score_once_located(&f, &nodes[3], &s, 2).await;
-    for n in 0..3 {
-        let req = pb::GetScoreRequest {
-            subject_id: s.clone(),
-            purpose: pb::Purpose::CreditApplication as i32,
-            consent_reference: format!("loan-app-{n}"),
-        };
-        scoring(&f, &nodes[4]).get_score(req).await.unwrap();
-    }
+    three_applications_at_charger(&f, &nodes, &s).await;
     let after = scoring(&f, &nodes[3]).get_score(review(&s)).await.unwrap().into_inner();
     assert_eq!((after.route, after.members_asked), (pb::ScoreRoute::Located as i32, 2), "lender holds nothing");
     assert!(after.score < before.score, "three hard inquiries cost points: {} -> {}", before.score, after.score);
     assert!(after.reasons.iter().any(|r| r.code == "I01"), "the inquiries named: {:?}", after.reasons);
-    for n in nodes.into_iter().chain(locators) {
-        n.shutdown().await.unwrap();
-    }
+    stop(nodes, locators).await;
 }

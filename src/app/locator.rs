@@ -174,11 +174,8 @@ impl Locator {
         Ok(Lookup { given, holders })
     }
 
-    /// The members that hold records about `subject` now.
-    pub(crate) async fn holders(&self, subject: &str) -> Result<Vec<String>, LocatorError> {
-        if !self.serving {
-            return Err(LocatorError::NotALocator);
-        }
+    /// The members that hold records about `subject` now (on a node that serves: [`Self::lookup`]).
+    async fn holders(&self, subject: &str) -> Result<Vec<String>, LocatorError> {
         let prefix = format!("{subject}/");
         let held = self.state.all::<Held>(&prefix).await?;
         Ok(held
